@@ -1,0 +1,79 @@
+"""Write a complete, self-contained Transformers model folder for the OrcaHello detector."""
+
+import json
+import os
+import shutil
+import sys
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+from configuration_orcahello import OrcaHelloConfig  # noqa: E402
+from feature_extraction_orcahello import OrcaHelloFeatureExtractor  # noqa: E402
+from modeling_orcahello import OrcaHelloForAudioClassification  # noqa: E402
+
+
+CUSTOM_CODE_FILES = (
+    "configuration_orcahello.py",
+    "modeling_orcahello.py",
+    "feature_extraction_orcahello.py",
+    "pipeline_orcahello.py",
+)
+AUTO_MAP = {
+    "AutoConfig": "configuration_orcahello.OrcaHelloConfig",
+    "AutoModel": "modeling_orcahello.OrcaHelloModel",
+    "AutoModelForAudioClassification": "modeling_orcahello.OrcaHelloForAudioClassification",
+}
+CUSTOM_PIPELINES = {
+    "audio-classification": {
+        "impl": "pipeline_orcahello.OrcaHelloAudioClassificationPipeline",
+        "pt": ["AutoModelForAudioClassification"],
+        "tf": [],
+        "type": "audio",
+    }
+}
+FEATURE_EXTRACTOR_AUTO_MAP = {"AutoFeatureExtractor": "feature_extraction_orcahello.OrcaHelloFeatureExtractor"}
+
+
+def prepare_config(config):
+    """Set the auto_map and custom_pipelines entries that make the folder loadable with trust_remote_code=True."""
+    config.auto_map = dict(AUTO_MAP)
+    config.custom_pipelines = json.loads(json.dumps(CUSTOM_PIPELINES))
+    config.architectures = ["OrcaHelloForAudioClassification"]
+    return config
+
+
+def save_model_folder(model, output_dir, feature_extractor=None, model_card=None):
+    """
+    Save `model` (an `OrcaHelloForAudioClassification`) as a folder that `AutoModel*`, `AutoFeatureExtractor` and
+    `pipeline("audio-classification", ..., trust_remote_code=True)` load from a fresh process: `model.safetensors`,
+    `config.json`, `preprocessor_config.json`, the custom-code files and, when given, the model card as README.md.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    prepare_config(model.config)
+    model.save_pretrained(output_dir)
+    feature_extractor = feature_extractor or OrcaHelloFeatureExtractor()
+    feature_extractor.save_pretrained(output_dir)
+    # save_pretrained writes auto_map only for classes registered with register_for_auto_class, and copies code
+    # only then; writing both explicitly keeps the folder identical on every transformers version.
+    preprocessor_path = os.path.join(output_dir, "preprocessor_config.json")
+    with open(preprocessor_path) as handle:
+        preprocessor = json.load(handle)
+    preprocessor["auto_map"] = dict(FEATURE_EXTRACTOR_AUTO_MAP)
+    with open(preprocessor_path, "w") as handle:
+        json.dump(preprocessor, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    for name in CUSTOM_CODE_FILES:
+        shutil.copyfile(os.path.join(REPO_ROOT, name), os.path.join(output_dir, name))
+    if model_card is not None:
+        with open(os.path.join(output_dir, "README.md"), "w") as handle:
+            handle.write(model_card)
+    return output_dir
+
+
+def default_config(**overrides):
+    return prepare_config(OrcaHelloConfig(**overrides))
+
+
+__all__ = ["save_model_folder", "prepare_config", "default_config", "CUSTOM_CODE_FILES", "OrcaHelloForAudioClassification"]

@@ -1,0 +1,349 @@
+# coding=utf-8
+# Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
+"""
+Feature extractor of the OrcaHello SRKW detector: 2-second waveforms in, the exact mel-spectrogram images that
+production OrcaHello (fastai v1 + fastai_audio 0.1) fed its model out.
+
+Every step below reproduces a measured behaviour of production, quirks included (see the model card):
+per-window downmix, two int16 round trips with *floor* quantisation, per-window `resample_poly` to 20 kHz, a mel
+filterbank that believes the audio is 16 kHz, a per-window top_db floor, and 0 dB padding after the content.
+"""
+
+import math
+import warnings
+
+import numpy as np
+import torch
+from scipy.signal import resample_poly
+from transformers import BatchFeature, SequenceFeatureExtractor
+
+
+try:
+    import torchaudio
+except ImportError:  # checked again, with a clear message, when a spectrogram is first needed
+    torchaudio = None
+
+
+def window_bounds(num_samples, sampling_rate, window_seconds=2.0, hop_seconds=1.0):
+    """
+    Sample ranges `[(start, end), ...]` of the windows production scores in a recording of `num_samples` samples.
+
+    Windows start at 0 and every `hop_seconds`; only whole windows are kept, so the tail shorter than a window is
+    never scored. With the defaults this is production's `floor(duration) - 1` windows of `[k, k + 2)` seconds
+    (60.0 s -> 59 windows, 59.989 s -> 58, 2.5 s -> 1, under 2 s -> none).
+    """
+    window_samples = int(round(window_seconds * sampling_rate))
+    hop_samples = int(round(hop_seconds * sampling_rate))
+    if window_samples <= 0 or hop_samples <= 0:
+        raise ValueError(f"window_seconds and hop_seconds must be positive, got {window_seconds} and {hop_seconds}")
+    if num_samples < window_samples:
+        return []
+    num_windows = (num_samples - window_samples) // hop_samples + 1
+    return [(k * hop_samples, k * hop_samples + window_samples) for k in range(num_windows)]
+
+
+def channels_first(waveform):
+    """
+    A 2-D waveform as `(channels, samples)`. A `(samples, channels)` array, as soundfile returns it, is transposed:
+    channels are always far fewer than samples. More than 32 channels is refused as ambiguous (it is more likely
+    a batch of windows passed as one 2-D array).
+    """
+    if waveform.ndim != 2:
+        raise ValueError(f"Expected a 2-D (channels, samples) waveform, got shape {waveform.shape}")
+    if waveform.shape[0] > waveform.shape[1]:
+        waveform = waveform.T
+    if waveform.shape[0] > 32:
+        raise ValueError(
+            f"A 2-D array of shape {waveform.shape} is read as (channels, samples), but {waveform.shape[0]} channels "
+            f"is implausible; pass a batch of windows as a list of 1-D arrays or a 3-D (batch, channels, samples) array"
+        )
+    return waveform
+
+
+def quantize_int16(waveform):
+    """
+    One int16 round trip exactly as production's soundfile (libsndfile 1.2.2) write-then-read does it.
+
+    libsndfile converts a float sample to 32-bit PCM with round-to-nearest (`lrint(x * 2**31)`, clipped), then to
+    16-bit PCM by an arithmetic shift (`>> 16`, a floor). The result is `floor(x * 32768)` except within about 1e-5
+    LSB below an integer, where the first rounding carries it up; this rule matched libsndfile on every one of 2.5
+    million float32 and float64 samples tested, plain floor did not. Read back as `q / 32768`, float32.
+    """
+    scaled = np.rint(np.asarray(waveform, dtype=np.float64) * 2.0**31)
+    as_int32 = np.clip(scaled, -(2.0**31), 2.0**31 - 1)
+    quantized = np.floor(as_int32 / 65536.0)
+    return (quantized / 32768.0).astype(np.float32)
+
+
+def to_production_float32(waveform):
+    """
+    Float32 samples as production's reader saw them for a waveform stored in `waveform`'s sample format.
+
+    Integer PCM is scaled as soundfile does (int16 / 2**15, int32 / 2**31, uint8 around 128). Floating-point audio
+    went through pydub/ffmpeg as 32-bit integer PCM first (round to nearest, clipped), so it is taken through the
+    same int32 round trip; for audio inside [-1, 1) that only rounds samples below 2**-31.
+    """
+    waveform = np.asarray(waveform)
+    if waveform.dtype == np.int16:
+        return waveform.astype(np.float32) / np.float32(2**15)
+    if waveform.dtype == np.int32:
+        return waveform.astype(np.float32) * np.float32(2.0**-31)
+    if waveform.dtype == np.uint8:
+        return (waveform.astype(np.float32) - np.float32(128.0)) / np.float32(128.0)
+    if waveform.dtype.kind == "f":
+        scaled = np.rint(waveform.astype(np.float32).astype(np.float64) * 2.0**31)
+        as_int32 = np.clip(scaled, -(2.0**31), 2.0**31 - 1)
+        return as_int32.astype(np.float32) * np.float32(2.0**-31)
+    raise TypeError(
+        f"Unsupported sample type {waveform.dtype}: pass float (-1..1), int16, int32 or uint8 PCM samples"
+    )
+
+
+class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
+    r"""
+    Turns 2-second waveforms at any sample rate into the `(batch, 1, 256, 312)` dB mel spectrograms that production
+    OrcaHello fed its ResNet.
+
+    One waveform is one window: cutting a recording into windows is the pipeline's job (see `window_bounds`).
+    Each window goes, on its own, through: downmix (mean over channels) -> int16 round trip -> `resample_poly` to
+    `sampling_rate` -> int16 round trip -> power mel spectrogram -> dB with a `top_db` floor below this window's
+    maximum -> right-padding with `padding_value` dB up to `num_frames` frames.
+
+    Args:
+        feature_size (`int`, *optional*, defaults to 256):
+            Number of mel filters (rows of the image).
+        sampling_rate (`int`, *optional*, defaults to 20000):
+            Rate the model's audio is resampled to.
+        padding_value (`float`, *optional*, defaults to 0.0):
+            Value, in dB, of the frames appended after the content. 0 dB is not silence: it is what production did.
+        n_fft (`int`, *optional*, defaults to 2560):
+            FFT size and (periodic Hann) window length.
+        hop_length (`int`, *optional*, defaults to 256):
+            Hop between STFT frames, in samples at `sampling_rate`.
+        f_min (`float`, *optional*, defaults to 0.0):
+            Lowest mel filter edge, as the filterbank understands frequencies.
+        f_max (`float`, *optional*, defaults to 10000.0):
+            Highest mel filter edge, as the filterbank understands frequencies.
+        filterbank_sampling_rate (`int`, *optional*, defaults to 16000):
+            Sample rate the mel filterbank is built for. Production left torchaudio's default of 16 kHz on 20 kHz
+            audio, so every filter sits at 1.25x its nominal frequency and the top 18 filters are empty.
+        top_db (`float`, *optional*, defaults to 100.0):
+            Values more than `top_db` below the window's own maximum are raised to that floor.
+        num_frames (`int`, *optional*, defaults to 312):
+            Width of the image: fastai_audio's 4-second duration, `int(4.0 * 20000 / 256)`. Shorter spectrograms
+            are padded after their content, longer ones cropped from the start.
+    """
+
+    model_input_names = ["input_features"]
+
+    def __init__(
+        self,
+        feature_size=256,
+        sampling_rate=20000,
+        padding_value=0.0,
+        n_fft=2560,
+        hop_length=256,
+        f_min=0.0,
+        f_max=10000.0,
+        filterbank_sampling_rate=16000,
+        top_db=100.0,
+        num_frames=312,
+        **kwargs,
+    ):
+        kwargs.setdefault("return_attention_mask", False)
+        super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.f_min = f_min
+        self.f_max = f_max
+        self.filterbank_sampling_rate = filterbank_sampling_rate
+        self.top_db = top_db
+        self.num_frames = num_frames
+        self._mel_transforms = {}
+
+    def to_dict(self):
+        output = super().to_dict()
+        output.pop("_mel_transforms", None)
+        return output
+
+    @property
+    def min_input_samples(self):
+        """Shortest waveform, at `sampling_rate`, the centred STFT's reflect padding accepts."""
+        return self.n_fft // 2 + 1
+
+    def prepare_waveforms(self, raw_audio, sampling_rate):
+        """
+        Steps 1-5 of production's frontend: validated windows in, a list of float32 waveforms at `sampling_rate`
+        out (one per window), each downmixed and taken through both int16 round trips and the resampling.
+        Windows of equal length are resampled together.
+        """
+        sampling_rate = self._check_sampling_rate(sampling_rate)
+        windows = [self._to_mono_float32(window, index) for index, window in enumerate(self._as_window_list(raw_audio))]
+        divisor = math.gcd(self.sampling_rate, sampling_rate)
+        up, down = self.sampling_rate // divisor, sampling_rate // divisor
+
+        prepared = [None] * len(windows)
+        by_length = {}
+        for index, window in enumerate(windows):
+            by_length.setdefault(window.shape[-1], []).append(index)
+        for length, indices in by_length.items():
+            stacked = quantize_int16(np.stack([windows[index] for index in indices]))
+            if up != down:
+                stacked = resample_poly(stacked, up, down, axis=-1)
+            stacked = quantize_int16(stacked)
+            if stacked.shape[-1] < self.min_input_samples:
+                raise ValueError(
+                    f"Audio too short: {length} samples at {sampling_rate} Hz ({length / sampling_rate:.4f} s) give "
+                    f"{stacked.shape[-1]} samples at {self.sampling_rate} Hz; at least {self.min_input_samples} are "
+                    f"needed (the model expects 2-second windows)."
+                )
+            for row, index in enumerate(indices):
+                prepared[index] = stacked[row]
+        return prepared
+
+    def spectrogram(self, waveforms, device=None):
+        """
+        Steps 6-8: float32 waveforms at `sampling_rate`, shape `(batch, samples)`, to the `(batch, 1, n_mels,
+        num_frames)` model input. Runs on `device` (or the waveforms' device).
+        """
+        waveforms = torch.as_tensor(waveforms, dtype=torch.float32)
+        if device is not None:
+            waveforms = waveforms.to(device)
+        if waveforms.ndim != 2:
+            raise ValueError(f"Expected waveforms of shape (batch, samples), got {tuple(waveforms.shape)}")
+        power = self._mel_transform(waveforms.device)(waveforms)  # (batch, n_mels, frames)
+        decibels = 10.0 * torch.log10(torch.clamp(power, min=1e-10))
+        # The floor is relative to each window's own maximum; torchaudio's AmplitudeToDB on a (batch, mels, time)
+        # stack would share one maximum across the batch.
+        window_max = decibels.amax(dim=(-2, -1), keepdim=True)
+        decibels = torch.maximum(decibels, window_max - self.top_db)
+        frames = decibels.shape[-1]
+        if frames >= self.num_frames:
+            decibels = decibels[..., : self.num_frames]
+        else:
+            padding = decibels.new_full((*decibels.shape[:-1], self.num_frames - frames), float(self.padding_value))
+            decibels = torch.cat([decibels, padding], dim=-1)
+        return decibels.unsqueeze(1)
+
+    def __call__(self, raw_audio, sampling_rate=None, return_tensors=None, device=None, **kwargs):
+        """
+        Featurize one window or a batch of windows.
+
+        Args:
+            raw_audio (`np.ndarray`, `torch.Tensor`, or a list of them):
+                One window: a 1-D array `(samples,)`, or a 2-D multichannel array `(channels, samples)` (a
+                `(samples, channels)` array, as soundfile returns, is recognised by its shape). A batch: a list of
+                windows or a 3-D array `(batch, channels, samples)`. Samples are float in [-1, 1) or int16/int32 PCM.
+            sampling_rate (`int`):
+                Sample rate of `raw_audio`. Required: any rate is resampled to 20 kHz as production did.
+            return_tensors (`str`, *optional*):
+                `"pt"` for torch tensors, `"np"` (or `None`) for numpy arrays.
+            device (`str` or `torch.device`, *optional*):
+                Where to compute the spectrograms (e.g. `"cuda"`); the result stays there with `return_tensors="pt"`.
+
+        Returns:
+            [`BatchFeature`] with `input_features` of shape `(batch, 1, 256, 312)`.
+        """
+        if sampling_rate is None:
+            raise ValueError(
+                "sampling_rate is required: OrcaHello resamples any rate to 20 kHz, and guessing the rate would give "
+                "silently wrong spectrograms. Call feature_extractor(audio, sampling_rate=48000)."
+            )
+        waveforms = self.prepare_waveforms(raw_audio, sampling_rate)
+        features = []
+        by_length = {}
+        for index, waveform in enumerate(waveforms):
+            by_length.setdefault(waveform.shape[-1], []).append(index)
+        features = [None] * len(waveforms)
+        for indices in by_length.values():
+            batch = self.spectrogram(np.stack([waveforms[index] for index in indices]), device=device)
+            for row, index in enumerate(indices):
+                features[index] = batch[row]
+        input_features = torch.stack(features)
+        if return_tensors in (None, "np"):
+            input_features = input_features.cpu().numpy()
+        elif return_tensors != "pt":
+            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
+        return BatchFeature({"input_features": input_features})
+
+    def _check_sampling_rate(self, sampling_rate):
+        if isinstance(sampling_rate, (float, np.floating)) and float(sampling_rate).is_integer():
+            sampling_rate = int(sampling_rate)
+        if not isinstance(sampling_rate, (int, np.integer)) or isinstance(sampling_rate, bool) or sampling_rate <= 0:
+            raise ValueError(f"sampling_rate must be a positive whole number of Hz, got {sampling_rate!r}")
+        return int(sampling_rate)
+
+    @staticmethod
+    def _as_window_list(raw_audio):
+        if isinstance(raw_audio, torch.Tensor):
+            raw_audio = raw_audio.detach().cpu().numpy()
+        if isinstance(raw_audio, (list, tuple)):
+            if len(raw_audio) == 0:
+                raise ValueError("Empty batch: pass at least one waveform")
+            if all(isinstance(item, (int, float, np.number)) for item in raw_audio):
+                return [np.asarray(raw_audio, dtype=np.float32)]
+            return list(raw_audio)
+        if isinstance(raw_audio, np.ndarray):
+            if raw_audio.ndim == 3:
+                return list(raw_audio)
+            if raw_audio.ndim in (1, 2):
+                return [raw_audio]
+            raise ValueError(
+                f"Expected a waveform of shape (samples,) or (channels, samples), or a batch of shape (batch, "
+                f"channels, samples); got an array of shape {raw_audio.shape}"
+            )
+        raise TypeError(
+            f"Unsupported audio input of type {type(raw_audio).__name__}: pass a numpy array, a torch tensor, or a "
+            f"list of them"
+        )
+
+    @staticmethod
+    def _to_mono_float32(window, index):
+        if isinstance(window, torch.Tensor):
+            window = window.detach().cpu().numpy()
+        window = np.asarray(window)
+        if window.dtype == object or window.dtype.kind not in "iuf":
+            raise TypeError(f"Window {index}: unsupported sample type {window.dtype}")
+        if window.ndim == 2:
+            try:
+                window = channels_first(window)
+            except ValueError as error:
+                raise ValueError(f"Window {index}: {error}") from None
+        elif window.ndim != 1:
+            raise ValueError(
+                f"Window {index}: expected shape (samples,) or (channels, samples), got {window.shape}"
+            )
+        if window.shape[-1] == 0 or window.size == 0:
+            raise ValueError(f"Window {index} is empty: no samples to score")
+        if window.dtype.kind == "f" and not np.isfinite(window).all():
+            raise ValueError(f"Window {index} contains NaN or infinite samples")
+        samples = to_production_float32(window)
+        if samples.ndim == 2:
+            if samples.shape[0] == 1:
+                samples = samples[0]
+            else:
+                # torch's float32 mean, as fastai_audio's downmix computed it
+                samples = torch.from_numpy(np.ascontiguousarray(samples)).mean(dim=0).numpy()
+        return samples
+
+    def _mel_transform(self, device):
+        key = str(device)
+        if key not in self._mel_transforms:
+            if torchaudio is None:
+                raise ImportError("OrcaHelloFeatureExtractor needs torchaudio: pip install torchaudio")
+            # Built lazily, never in __init__: the transform holds tensors (window, filterbank) that must not be
+            # serialized into preprocessor_config.json, and it is cached so it is never rebuilt per call.
+            with warnings.catch_warnings():
+                # The 18 empty top filters are production's 16 kHz quirk, reproduced on purpose.
+                warnings.filterwarnings("ignore", message=".*all zero values.*")
+                transform = torchaudio.transforms.MelSpectrogram(
+                    sample_rate=self.filterbank_sampling_rate,
+                    n_fft=self.n_fft,
+                    hop_length=self.hop_length,
+                    f_min=self.f_min,
+                    f_max=self.f_max,
+                    n_mels=self.feature_size,
+                    pad=0,
+                )
+            self._mel_transforms[key] = transform.to(device)
+        return self._mel_transforms[key]

@@ -1,0 +1,501 @@
+# coding=utf-8
+# Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
+"""
+File-level OrcaHello detection as a transformers audio-classification pipeline.
+
+A recording (path, bytes, array, `datasets` row) is cut into 2-second windows every second, exactly as production
+OrcaHello does; the windows are featurized in blocks, scored in batches (across files too), and the per-window
+probabilities are aggregated into production's file-level decision.
+"""
+
+import io
+import logging
+import os
+
+import numpy as np
+import torch
+from transformers.pipelines.base import ChunkPipeline
+
+
+try:
+    from .feature_extraction_orcahello import OrcaHelloFeatureExtractor, channels_first, window_bounds
+except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
+    from feature_extraction_orcahello import OrcaHelloFeatureExtractor, channels_first, window_bounds
+
+
+logger = logging.getLogger(__name__)
+
+AGGREGATION_STRATEGIES = ("orcahello", "mean_thresholded", "mean_top_k")
+# Windows featurized together: big enough to vectorize resampling and the STFT, small enough that a
+# day-long file never holds more than a few MB of audio and spectrograms at once.
+FRONTEND_BLOCK_WINDOWS = 32
+DEFAULT_BATCH_SIZE = 16
+
+
+class AudioInputError(ValueError):
+    """Raised for audio the detector cannot score: unreadable, truncated, too short, non-finite, wrong type."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading recordings
+# ----------------------------------------------------------------------------------------------------------------
+
+# Sample types production's readers kept: integer PCM as integers (exact), anything else as float.
+_SOUNDFILE_READ_DTYPE = {"PCM_16": "int16", "PCM_S8": "int16", "PCM_U8": "int16", "PCM_24": "int32", "PCM_32": "int32"}
+
+
+class Recording:
+    """
+    A recording the pipeline reads window by window: a sound file (read in blocks, never whole) or an in-memory
+    array. `read(start, stop)` returns samples `[start, stop)` as `(channels, samples)` in the source's own sample
+    type (int16/int32 PCM stay integers), which is what production's frontend saw.
+    """
+
+    def __init__(self, name, sampling_rate, num_samples, num_channels, array=None, sound_file=None, read_dtype=None):
+        self.name = name
+        self.sampling_rate = int(sampling_rate)
+        self.num_samples = int(num_samples)
+        self.num_channels = int(num_channels)
+        self._array = array
+        self._sound_file = sound_file
+        self._read_dtype = read_dtype
+
+    @property
+    def duration_seconds(self):
+        return self.num_samples / self.sampling_rate
+
+    @classmethod
+    def from_file(cls, source, name=None):
+        """Open a path or the bytes of a sound file (WAV, FLAC, OGG, MP3: whatever libsndfile decodes)."""
+        import soundfile
+
+        if isinstance(source, (str, os.PathLike)):
+            path = os.fspath(source)
+            if path.startswith(("http://", "https://")):
+                raise AudioInputError(f"{path}: URLs are not fetched (no network at run time); download it first")
+            if not os.path.exists(path):
+                raise AudioInputError(f"{path}: no such file")
+            if os.path.isdir(path):
+                raise AudioInputError(f"{path}: is a directory, not a sound file")
+            name = name or path
+            opener = path
+        else:
+            name = name or "<bytes>"
+            if len(source) == 0:
+                raise AudioInputError(f"{name}: empty input, no audio bytes")
+            opener = io.BytesIO(bytes(source))
+        try:
+            sound_file = soundfile.SoundFile(opener)
+        except Exception as error:  # libsndfile reports every format problem as a RuntimeError/LibsndfileError
+            raise AudioInputError(f"{name}: cannot decode audio ({error})") from None
+        read_dtype = _SOUNDFILE_READ_DTYPE.get(sound_file.subtype, "float32")
+        return cls(
+            name,
+            sound_file.samplerate,
+            sound_file.frames,
+            sound_file.channels,
+            sound_file=sound_file,
+            read_dtype=read_dtype,
+        )
+
+    @classmethod
+    def from_array(cls, array, sampling_rate, name="<array>"):
+        if isinstance(array, torch.Tensor):
+            array = array.detach().cpu().numpy()
+        array = np.asarray(array)
+        if array.dtype == object or array.dtype.kind not in "iuf":
+            raise AudioInputError(f"{name}: unsupported sample type {array.dtype}")
+        if array.ndim not in (1, 2):
+            raise AudioInputError(f"{name}: expected audio of shape (samples,) or (channels, samples), got {array.shape}")
+        if array.size == 0:
+            raise AudioInputError(f"{name}: empty audio, no samples")
+        if sampling_rate is None:
+            raise AudioInputError(
+                f"{name}: an array needs its sampling_rate (e.g. pipe(audio, sampling_rate=48000) or "
+                f"{{'array': audio, 'sampling_rate': 48000}}); OrcaHello accepts any rate"
+            )
+        if not float(sampling_rate).is_integer() or sampling_rate <= 0:
+            raise AudioInputError(f"{name}: sampling_rate must be a positive whole number of Hz, got {sampling_rate!r}")
+        array = channels_first(array) if array.ndim == 2 else array[None, :]
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise AudioInputError(f"{name}: audio contains NaN or infinite samples")
+        return cls(name, int(sampling_rate), array.shape[-1], array.shape[0], array=array)
+
+    def read(self, start, stop):
+        if self._array is not None:
+            return self._array[:, start:stop]
+        self._sound_file.seek(start)
+        block = self._sound_file.read(stop - start, dtype=self._read_dtype, always_2d=True).T
+        if block.shape[-1] != stop - start:
+            raise AudioInputError(
+                f"{self.name}: truncated: its header announces {self.num_samples} samples but reading stopped at "
+                f"{start + block.shape[-1]}"
+            )
+        if block.dtype.kind == "f" and not np.isfinite(block).all():
+            raise AudioInputError(f"{self.name}: audio contains NaN or infinite samples")
+        return block
+
+    def close(self):
+        if self._sound_file is not None:
+            self._sound_file.close()
+
+
+def open_recording(inputs, sampling_rate=None):
+    """Turn any input the pipeline accepts into a `Recording`."""
+    if isinstance(inputs, Recording):
+        return inputs
+    if isinstance(inputs, (str, os.PathLike, bytes, bytearray, memoryview)):
+        return Recording.from_file(inputs)
+    if isinstance(inputs, dict):
+        if "array" in inputs or "raw" in inputs:
+            array = inputs["array"] if "array" in inputs else inputs["raw"]
+            rate = inputs.get("sampling_rate", sampling_rate)
+            name = inputs.get("path") or "<array>"
+            return Recording.from_array(array, rate, name=name)
+        if inputs.get("bytes") is not None:  # datasets Audio(decode=False) row
+            return Recording.from_file(inputs["bytes"], name=inputs.get("path"))
+        if inputs.get("path"):
+            return Recording.from_file(inputs["path"])
+        raise AudioInputError(
+            f"A dict input needs 'array' (or 'raw') and 'sampling_rate', or 'path'/'bytes'; got keys {sorted(inputs)}"
+        )
+    if isinstance(inputs, (np.ndarray, torch.Tensor)):
+        return Recording.from_array(inputs, sampling_rate)
+    if hasattr(inputs, "get_all_samples"):  # a torchcodec AudioDecoder, as datasets >= 4 returns for Audio columns
+        samples = inputs.get_all_samples()
+        return Recording.from_array(samples.data, samples.sample_rate, name="<decoded audio>")
+    raise AudioInputError(
+        f"Unsupported input of type {type(inputs).__name__}: pass a file path, the bytes of a sound file, a numpy "
+        f"array or torch tensor with sampling_rate, or a dict {{'array', 'sampling_rate'}}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# File-level aggregation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def aggregate_windows(
+    window_confidences,
+    aggregation="orcahello",
+    local_threshold=0.5,
+    global_count_threshold=3,
+    global_threshold=0.6,
+    top_k_windows=3,
+):
+    """
+    Turn per-window P(call) into production's file-level result.
+
+    `"orcahello"` (production, the default): the windows are smoothed into one-second rows (row 0 = c_0, row t =
+    mean(c_{t-1}, c_t), last row = c_{N-1}: N + 1 rows); a row is positive when `> local_threshold`; the file is
+    positive when at least `global_count_threshold` rows are; `global_confidence` is 100 x the mean of the positive
+    rows (0.0 when none), independent of the decision.
+
+    `"mean_thresholded"` / `"mean_top_k"` (the upstream port): no smoothing, one row per window; `global_confidence`
+    (0..1) is the mean of the windows `> local_threshold` or of the `top_k_windows` highest; the file is positive
+    when it is `>= global_threshold`.
+
+    Returns a dict with `local_confidences`, `local_predictions`, `global_prediction`, `global_confidence` and
+    `row_seconds` (the start of each row, in units of the hop for "orcahello").
+    """
+    confidences = np.asarray(window_confidences, dtype=np.float64)
+    if confidences.ndim != 1 or confidences.size == 0:
+        raise ValueError("aggregate_windows needs at least one window confidence")
+    if aggregation == "orcahello":
+        rows = np.empty(confidences.size + 1, dtype=np.float64)
+        rows[0] = confidences[0]
+        rows[1:-1] = (confidences[:-1] + confidences[1:]) / 2.0
+        rows[-1] = confidences[-1]
+        predictions = (rows > local_threshold).astype(int)
+        global_prediction = int(predictions.sum() >= global_count_threshold)
+        global_confidence = float(100.0 * rows[predictions == 1].mean()) if predictions.any() else 0.0
+    elif aggregation in ("mean_thresholded", "mean_top_k"):
+        rows = confidences
+        predictions = (rows > local_threshold).astype(int)
+        if aggregation == "mean_thresholded":
+            global_confidence = float(rows[predictions == 1].mean()) if predictions.any() else 0.0
+        else:
+            global_confidence = float(np.sort(rows)[::-1][: max(1, int(top_k_windows))].mean())
+        global_prediction = int(global_confidence >= global_threshold)
+    else:
+        raise ValueError(f"aggregation must be one of {AGGREGATION_STRATEGIES}, got {aggregation!r}")
+    return {
+        "local_confidences": rows.tolist(),
+        "local_predictions": predictions.tolist(),
+        "global_prediction": global_prediction,
+        "global_confidence": global_confidence,
+    }
+
+
+def merge_detections(starts, ends, confidences, predictions):
+    """Merge consecutive or overlapping positive rows into `[{"start", "end", "max_confidence", "mean_confidence"}]`."""
+    detections = []
+    for start, end, confidence, positive in zip(starts, ends, confidences, predictions):
+        if not positive:
+            continue
+        if detections and start <= detections[-1]["end"] + 1e-9:
+            current = detections[-1]
+            current["end"] = max(current["end"], end)
+            current["_confidences"].append(confidence)
+        else:
+            detections.append({"start": start, "end": end, "_confidences": [confidence]})
+    for detection in detections:
+        values = detection.pop("_confidences")
+        detection["max_confidence"] = float(max(values))
+        detection["mean_confidence"] = float(sum(values) / len(values))
+    return detections
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The pipeline
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
+    """
+    Killer-whale call detection over whole recordings, as production OrcaHello does it.
+
+    ```python
+    >>> from transformers import pipeline
+    >>> detector = pipeline("audio-classification", model="orcasound/orcahello-srkw-detector-v1", trust_remote_code=True)
+    >>> detector("hydrophone_minute.wav")                       # [{'label': 'positive', 'score': 0.87}, ...]
+    >>> detector("hydrophone_minute.wav", return_timestamps=True)["local_predictions"]
+    ```
+
+    Inputs: a file path (WAV, FLAC, OGG, MP3), the bytes of such a file, a numpy array or torch tensor with
+    `sampling_rate=`, a dict `{"array" or "raw", "sampling_rate"}` (a `datasets` Audio row), or a list of any of
+    these. Any sample rate, mono or multichannel, integer or float samples.
+
+    Call parameters (defaults from the model config, i.e. production's settings):
+        window_seconds (`float`, 2.0), hop_seconds (`float`, 1.0):
+            How the recording is cut. Only whole windows are scored (production's `floor(duration) - 1` windows).
+        aggregation (`str`, `"orcahello"`):
+            `"orcahello"` (production), `"mean_thresholded"` or `"mean_top_k"` (the upstream port); see
+            `aggregate_windows`.
+        local_threshold (`float`, 0.5), global_count_threshold (`int`, 3), global_threshold (`float`, 0.6),
+        top_k_windows (`int`, 3):
+            Decision thresholds, see `aggregate_windows`.
+        return_timestamps (`bool`, False):
+            Return the full result dict (production's keys, windows, rows and merged detections) instead of the
+            `[{"label", "score"}]` list.
+        top_k (`int`, *optional*):
+            Keep only the first `top_k` entries of the label list.
+        sampling_rate (`int`):
+            Sample rate of array inputs.
+        batch_size (`int`, 16):
+            Windows per forward pass, across files when a list is given.
+
+    Default output: `[{"label": decision, "score": s}, {"label": other, "score": 1 - s}]`, the file-level decision
+    first. The positive score is the file's global confidence on a 0..1 scale (production's `whaleFoundConfidence` /
+    100 for `"orcahello"`), which can be high on a negative file whose positive seconds are fewer than
+    `global_count_threshold`.
+    """
+
+    _load_processor = False
+    _load_image_processor = False
+    _load_feature_extractor = True
+    _load_tokenizer = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.feature_extractor is None:
+            # transformers 4.51 does not hand a remote-code feature extractor to the pipeline.
+            try:
+                self.feature_extractor = OrcaHelloFeatureExtractor.from_pretrained(self.model.name_or_path)
+            except Exception:
+                self.feature_extractor = OrcaHelloFeatureExtractor()
+        if self._batch_size is None:
+            self._batch_size = DEFAULT_BATCH_SIZE
+
+    def _sanitize_parameters(
+        self,
+        sampling_rate=None,
+        window_seconds=None,
+        hop_seconds=None,
+        aggregation=None,
+        local_threshold=None,
+        global_count_threshold=None,
+        global_threshold=None,
+        top_k_windows=None,
+        return_timestamps=None,
+        top_k=None,
+        function_to_apply=None,
+        **kwargs,
+    ):
+        if kwargs:
+            raise TypeError(f"Unknown argument(s) for the OrcaHello pipeline: {sorted(kwargs)}")
+        if function_to_apply not in (None, "softmax"):
+            raise ValueError("The OrcaHello pipeline scores windows with softmax; function_to_apply must be 'softmax'")
+        config = self.model.config
+        preprocess_params = {
+            "window_seconds": getattr(config, "window_seconds", 2.0),
+            "hop_seconds": getattr(config, "hop_seconds", 1.0),
+        }
+        if sampling_rate is not None:
+            preprocess_params["sampling_rate"] = sampling_rate
+        if window_seconds is not None:
+            preprocess_params["window_seconds"] = float(window_seconds)
+        if hop_seconds is not None:
+            preprocess_params["hop_seconds"] = float(hop_seconds)
+
+        postprocess_params = {
+            "aggregation": getattr(config, "aggregation", "orcahello"),
+            "local_threshold": getattr(config, "local_threshold", 0.5),
+            "global_count_threshold": getattr(config, "global_count_threshold", 3),
+            "global_threshold": getattr(config, "global_threshold", 0.6),
+            "top_k_windows": getattr(config, "top_k_windows", 3),
+            "return_timestamps": False,
+            "top_k": None,
+        }
+        for name, value in (
+            ("aggregation", aggregation),
+            ("local_threshold", local_threshold),
+            ("global_count_threshold", global_count_threshold),
+            ("global_threshold", global_threshold),
+            ("top_k_windows", top_k_windows),
+            ("return_timestamps", return_timestamps),
+            ("top_k", top_k),
+        ):
+            if value is not None:
+                postprocess_params[name] = value
+        if postprocess_params["aggregation"] not in AGGREGATION_STRATEGIES:
+            raise ValueError(
+                f"aggregation must be one of {AGGREGATION_STRATEGIES}, got {postprocess_params['aggregation']!r}"
+            )
+        return preprocess_params, {}, postprocess_params
+
+    def get_inference_context(self):
+        return torch.inference_mode
+
+    def preprocess(self, inputs, sampling_rate=None, window_seconds=2.0, hop_seconds=1.0):
+        recording = open_recording(inputs, sampling_rate=sampling_rate)
+        bounds = window_bounds(recording.num_samples, recording.sampling_rate, window_seconds, hop_seconds)
+        if not bounds:
+            recording.close()
+            raise AudioInputError(
+                f"{recording.name}: {recording.duration_seconds:.3f} s of audio is shorter than one "
+                f"{window_seconds:g}-second window; nothing to score (production OrcaHello crashes on such files)"
+            )
+        info = {
+            "name": recording.name,
+            "sampling_rate": recording.sampling_rate,
+            "num_samples": recording.num_samples,
+            "num_channels": recording.num_channels,
+            "num_windows": len(bounds),
+            "window_seconds": window_seconds,
+            "hop_seconds": hop_seconds,
+        }
+        try:
+            for block_start in range(0, len(bounds), FRONTEND_BLOCK_WINDOWS):
+                block = bounds[block_start : block_start + FRONTEND_BLOCK_WINDOWS]
+                first_sample, last_sample = block[0][0], block[-1][1]
+                audio = recording.read(first_sample, last_sample)
+                windows = [audio[:, start - first_sample : stop - first_sample] for start, stop in block]
+                features = self.feature_extractor(
+                    windows, sampling_rate=recording.sampling_rate, return_tensors="pt"
+                )["input_features"]
+                if self.dtype is not None:
+                    features = features.to(self.dtype)
+                for offset in range(len(block)):
+                    window_index = block_start + offset
+                    yield {
+                        "input_features": features[offset : offset + 1],
+                        "window_index": torch.tensor([window_index]),
+                        "recording": info,
+                        "is_last": window_index == len(bounds) - 1,
+                    }
+        finally:
+            recording.close()
+
+    def _forward(self, model_inputs):
+        input_features = model_inputs["input_features"]
+        model_dtype = getattr(self.model, "dtype", torch.float32)
+        logits = self.model(input_features=input_features.to(model_dtype)).logits
+        return {
+            "probabilities": torch.softmax(logits.float(), dim=-1),
+            "window_index": model_inputs["window_index"],
+            "recording": model_inputs["recording"],
+            "is_last": model_inputs["is_last"],
+        }
+
+    def postprocess(
+        self,
+        model_outputs,
+        aggregation="orcahello",
+        local_threshold=0.5,
+        global_count_threshold=3,
+        global_threshold=0.6,
+        top_k_windows=3,
+        return_timestamps=False,
+        top_k=None,
+    ):
+        info = model_outputs[0]["recording"]
+        order = np.argsort([int(output["window_index"]) for output in model_outputs])
+        window_confidences = np.array(
+            [float(model_outputs[i]["probabilities"].reshape(-1, 2)[0, 1]) for i in order], dtype=np.float64
+        )
+        result = aggregate_windows(
+            window_confidences,
+            aggregation=aggregation,
+            local_threshold=local_threshold,
+            global_count_threshold=global_count_threshold,
+            global_threshold=global_threshold,
+            top_k_windows=top_k_windows,
+        )
+        hop, window = info["hop_seconds"], info["window_seconds"]
+        window_starts = [k * hop for k in range(len(window_confidences))]
+        positive_score = result["global_confidence"] / 100.0 if aggregation == "orcahello" else result["global_confidence"]
+        decision = "positive" if result["global_prediction"] else "negative"
+        scores = {"positive": positive_score, "negative": 1.0 - positive_score}
+        labels = [decision, "negative" if decision == "positive" else "positive"]
+        label_scores = [{"label": label, "score": scores[label]} for label in labels]
+        if top_k is not None:
+            label_scores = label_scores[: max(1, int(top_k))]
+        if not return_timestamps:
+            return label_scores
+
+        if aggregation == "orcahello":
+            # Row t covers [t * hop, (t + 1) * hop): the seconds production reports.
+            row_starts = [t * hop for t in range(len(result["local_confidences"]))]
+            row_ends = [start + hop for start in row_starts]
+        else:
+            row_starts = window_starts
+            row_ends = [start + window for start in window_starts]
+        name = info["name"]
+        return {
+            "label": decision,
+            "score": scores[decision],
+            "labels": label_scores,
+            "global_prediction": result["global_prediction"],
+            "global_confidence": result["global_confidence"],
+            "local_predictions": result["local_predictions"],
+            "local_confidences": result["local_confidences"],
+            "submission": [
+                {
+                    "wav_filename": os.path.basename(name) if not name.startswith("<") else name,
+                    "start_time_s": start,
+                    "duration_s": end - start,
+                    "confidence": confidence,
+                }
+                for start, end, confidence in zip(row_starts, row_ends, result["local_confidences"])
+            ],
+            "windows": [
+                {"start": start, "end": start + window, "score": float(score)}
+                for start, score in zip(window_starts, window_confidences)
+            ],
+            "detections": merge_detections(
+                row_starts, row_ends, result["local_confidences"], result["local_predictions"]
+            ),
+            "duration_s": info["num_samples"] / info["sampling_rate"],
+            "sampling_rate": info["sampling_rate"],
+            "num_channels": info["num_channels"],
+            "parameters": {
+                "aggregation": aggregation,
+                "local_threshold": local_threshold,
+                "global_count_threshold": global_count_threshold,
+                "global_threshold": global_threshold,
+                "top_k_windows": top_k_windows,
+                "window_seconds": window,
+                "hop_seconds": hop,
+            },
+        }
