@@ -44,6 +44,22 @@ def prepare_config(config):
     return config
 
 
+def save_feature_extractor(feature_extractor, output_dir):
+    """
+    `feature_extractor.save_pretrained` plus its `auto_map` entry. save_pretrained writes auto_map (and copies code)
+    only for classes registered with register_for_auto_class; writing it explicitly keeps the file identical on
+    every transformers version.
+    """
+    feature_extractor.save_pretrained(output_dir)
+    preprocessor_path = os.path.join(output_dir, "preprocessor_config.json")
+    with open(preprocessor_path) as handle:
+        preprocessor = json.load(handle)
+    preprocessor["auto_map"] = dict(FEATURE_EXTRACTOR_AUTO_MAP)
+    with open(preprocessor_path, "w") as handle:
+        json.dump(preprocessor, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+
+
 def save_model_folder(model, output_dir, feature_extractor=None, model_card=None):
     """
     Save `model` (an `OrcaHelloForAudioClassification`) as a folder that `AutoModel*`, `AutoFeatureExtractor` and
@@ -53,17 +69,7 @@ def save_model_folder(model, output_dir, feature_extractor=None, model_card=None
     os.makedirs(output_dir, exist_ok=True)
     prepare_config(model.config)
     model.save_pretrained(output_dir)
-    feature_extractor = feature_extractor or OrcaHelloFeatureExtractor()
-    feature_extractor.save_pretrained(output_dir)
-    # save_pretrained writes auto_map only for classes registered with register_for_auto_class, and copies code
-    # only then; writing both explicitly keeps the folder identical on every transformers version.
-    preprocessor_path = os.path.join(output_dir, "preprocessor_config.json")
-    with open(preprocessor_path) as handle:
-        preprocessor = json.load(handle)
-    preprocessor["auto_map"] = dict(FEATURE_EXTRACTOR_AUTO_MAP)
-    with open(preprocessor_path, "w") as handle:
-        json.dump(preprocessor, handle, indent=2, sort_keys=True)
-        handle.write("\n")
+    save_feature_extractor(feature_extractor or OrcaHelloFeatureExtractor(), output_dir)
     for name in CUSTOM_CODE_FILES:
         shutil.copyfile(os.path.join(REPO_ROOT, name), os.path.join(output_dir, name))
     if model_card is not None:
@@ -77,3 +83,18 @@ def default_config(**overrides):
 
 
 __all__ = ["save_model_folder", "prepare_config", "default_config", "CUSTOM_CODE_FILES", "OrcaHelloForAudioClassification"]
+
+
+def write_configs(output_dir):
+    """
+    Write the default (production) `config.json` and `preprocessor_config.json` with `save_pretrained`: the files
+    at the root of this repository, which is itself the model folder uploaded to the Hub.
+    """
+    default_config().save_pretrained(output_dir)
+    save_feature_extractor(OrcaHelloFeatureExtractor(), output_dir)
+
+
+if __name__ == "__main__":
+    # python conversion/model_folder.py  -> rewrites the repository root's config.json and preprocessor_config.json
+    write_configs(REPO_ROOT)
+    print(f"wrote config.json and preprocessor_config.json in {REPO_ROOT}")

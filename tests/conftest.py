@@ -1,0 +1,53 @@
+"""Shared test set-up: offline Hub, a private module cache, paths to ../shared, and a tiny model folder."""
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+LEGACY = SHARED / "fixtures" / "legacy"
+REAL_AUDIO = SHARED / "audio" / "real"
+
+# Never reach the Hub, and keep remote-code module copies out of the user's cache.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="orcahello-hf-modules-"))
+sys.path.insert(0, str(REPO_ROOT))
+
+
+def legacy_wavs():
+    return sorted((LEGACY / "audio").glob("*.wav"))
+
+
+def production_result(wav_path, learner="fastai_r50_legacy"):
+    suffix = {"fastai_r50_legacy": "fastai_predict", "fastai_r18_zip": "fastai_r18zip_predict"}[learner]
+    with open(LEGACY / "outputs" / learner / f"{Path(wav_path).stem}.{suffix}.json") as handle:
+        return json.load(handle)
+
+
+def tiny_config(**overrides):
+    from conversion.model_folder import default_config
+
+    settings = dict(depths=[1, 1, 1, 1], hidden_sizes=[16, 32, 64, 128], layer_type="basic", embedding_size=16)
+    settings.update(overrides)
+    return default_config(**settings)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_folder(tmp_path_factory):
+    """A randomly initialised, tiny OrcaHello model saved as a complete custom-code model folder."""
+    import torch
+
+    from conversion.model_folder import save_model_folder
+    from modeling_orcahello import OrcaHelloForAudioClassification
+
+    torch.manual_seed(0)
+    model = OrcaHelloForAudioClassification(tiny_config()).eval()
+    folder = tmp_path_factory.mktemp("tiny_orcahello")
+    save_model_folder(model, str(folder))
+    return folder
