@@ -44,6 +44,25 @@ class AudioInputError(ValueError):
 _SOUNDFILE_READ_DTYPE = {"PCM_16": "int16", "PCM_S8": "int16", "PCM_U8": "int16", "PCM_24": "int32", "PCM_32": "int32"}
 
 
+def wav_declared_frames(header, bytes_per_frame):
+    """
+    Frames a RIFF/WAVE header announces in its data chunk, or None when it announces nothing usable (not a WAV,
+    or a streamed WAV whose size fields hold a placeholder). libsndfile quietly shortens a truncated WAV to what
+    is present, so this is how truncation is noticed.
+    """
+    if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE" or bytes_per_frame <= 0:
+        return None
+    position = 12
+    while position + 8 <= len(header):
+        chunk_id, chunk_size = header[position : position + 4], int.from_bytes(header[position + 4 : position + 8], "little")
+        if chunk_id == b"data":
+            if chunk_size in (0, 0xFFFFFFFF, 0x7FFFFFFF) or chunk_size % bytes_per_frame:
+                return None
+            return chunk_size // bytes_per_frame
+        position += 8 + chunk_size + (chunk_size & 1)
+    return None
+
+
 class Recording:
     """
     A recording the pipeline reads window by window: a sound file (read in blocks, never whole) or an in-memory
@@ -89,6 +108,21 @@ class Recording:
         except Exception as error:  # libsndfile reports every format problem as a RuntimeError/LibsndfileError
             raise AudioInputError(f"{name}: cannot decode audio ({error})") from None
         read_dtype = _SOUNDFILE_READ_DTYPE.get(sound_file.subtype, "float32")
+        if sound_file.format == "WAV":
+            bits = {"PCM_U8": 8, "PCM_S8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 64}
+            bytes_per_frame = bits.get(sound_file.subtype, 0) // 8 * sound_file.channels
+            if isinstance(opener, io.BytesIO):
+                header = opener.getvalue()[:65536]
+            else:
+                with open(opener, "rb") as handle:
+                    header = handle.read(65536)
+            declared = wav_declared_frames(header, bytes_per_frame)
+            if declared is not None and declared > sound_file.frames:
+                sound_file.close()
+                raise AudioInputError(
+                    f"{name}: truncated WAV: its header announces {declared} samples "
+                    f"({declared / sound_file.samplerate:.3f} s) but the file holds {sound_file.frames}"
+                )
         return cls(
             name,
             sound_file.samplerate,
@@ -124,8 +158,11 @@ class Recording:
     def read(self, start, stop):
         if self._array is not None:
             return self._array[:, start:stop]
-        self._sound_file.seek(start)
-        block = self._sound_file.read(stop - start, dtype=self._read_dtype, always_2d=True).T
+        try:
+            self._sound_file.seek(start)
+            block = self._sound_file.read(stop - start, dtype=self._read_dtype, always_2d=True).T
+        except Exception as error:  # a decoder error in the middle of a compressed stream
+            raise AudioInputError(f"{self.name}: cannot decode audio at sample {start} ({error})") from None
         if block.shape[-1] != stop - start:
             raise AudioInputError(
                 f"{self.name}: truncated: its header announces {self.num_samples} samples but reading stopped at "
@@ -396,11 +433,14 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
                 )["input_features"]
                 if self.dtype is not None:
                     features = features.to(self.dtype)
+                # Digital silence is scored as production would (a flat -100 dB image), but flagged.
+                silent = [bool(np.all(window == window.flat[0])) for window in windows]
                 for offset in range(len(block)):
                     window_index = block_start + offset
                     yield {
                         "input_features": features[offset : offset + 1],
                         "window_index": torch.tensor([window_index]),
+                        "window_is_silent": torch.tensor([silent[offset]]),
                         "recording": info,
                         "is_last": window_index == len(bounds) - 1,
                     }
@@ -414,6 +454,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         return {
             "probabilities": torch.softmax(logits.float(), dim=-1),
             "window_index": model_inputs["window_index"],
+            "window_is_silent": model_inputs["window_is_silent"],
             "recording": model_inputs["recording"],
             "is_last": model_inputs["is_last"],
         }
@@ -442,6 +483,14 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             global_threshold=global_threshold,
             top_k_windows=top_k_windows,
         )
+        silent_windows = sum(bool(output["window_is_silent"].reshape(-1)[0]) for output in model_outputs)
+        warnings = []
+        if silent_windows:
+            warnings.append(
+                f"{silent_windows} of {len(model_outputs)} windows are digital silence (constant samples): their "
+                f"scores say nothing about whales; check the hydrophone or the recording chain"
+            )
+            logger.warning("%s: %s", info["name"], warnings[-1])
         hop, window = info["hop_seconds"], info["window_seconds"]
         window_starts = [k * hop for k in range(len(window_confidences))]
         positive_score = result["global_confidence"] / 100.0 if aggregation == "orcahello" else result["global_confidence"]
@@ -489,6 +538,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             "duration_s": info["num_samples"] / info["sampling_rate"],
             "sampling_rate": info["sampling_rate"],
             "num_channels": info["num_channels"],
+            "warnings": warnings,
             "parameters": {
                 "aggregation": aggregation,
                 "local_threshold": local_threshold,

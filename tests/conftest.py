@@ -51,3 +51,27 @@ def tiny_model_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_orcahello")
     save_model_folder(model, str(folder))
     return folder
+
+
+@pytest.fixture(scope="session")
+def resnet50_folder(tmp_path_factory):
+    """The production-architecture ResNet50 fixture learner, converted once per test session."""
+    from conversion.convert_fastai import convert
+
+    folder = tmp_path_factory.mktemp("resnet50_converted")
+    convert(str(LEGACY / "model_resnet50_legacy_format" / "model.pkl"), str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def resnet50_pipeline(resnet50_folder):
+    from transformers import pipeline
+
+    return pipeline("audio-classification", model=str(resnet50_folder), trust_remote_code=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tiny_model_folder):
+    from transformers import pipeline
+
+    return pipeline("audio-classification", model=str(tiny_model_folder), trust_remote_code=True)

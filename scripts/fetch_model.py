@@ -1,0 +1,79 @@
+"""
+Make a local, loadable model folder under models/ and print where it is.
+
+Online: downloads the current weights of the Hub repo (a port-format `model.safetensors`) and converts them.
+Offline (as on machines with no Hub access): converts the synthetic stand-in learner from
+../shared/fixtures/legacy/, whose weights were trained on synthetic audio and do NOT detect real killer whales.
+"""
+
+import argparse
+import os
+import sys
+
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+HUB_REPO_ID = "orcasound/orcahello-srkw-detector-v1"
+MODELS_DIR = os.path.join(REPO_ROOT, "models")
+HUB_FOLDER = os.path.join(MODELS_DIR, "orcahello-srkw-detector-v1")
+STANDIN_FOLDER = os.path.join(MODELS_DIR, "standin-resnet50-synthetic-weights")
+STANDIN_LEARNER = os.path.join(
+    os.path.dirname(REPO_ROOT), "shared", "fixtures", "legacy", "model_resnet50_legacy_format", "model.pkl"
+)
+
+
+def is_model_folder(path):
+    return all(os.path.exists(os.path.join(path, name)) for name in ("config.json", "model.safetensors"))
+
+
+def download_hub_weights():
+    """The Hub repo's weights file, or None when the Hub cannot be reached."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
+        os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")
+        return hf_hub_download(HUB_REPO_ID, "model.safetensors")
+    except Exception as error:  # offline, DNS failure, gated repo...: fall back to the stand-in
+        print(f"Hub not reachable ({type(error).__name__}); using the synthetic stand-in model", file=sys.stderr)
+        return None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--print-path", action="store_true", help="print only the model folder's path on stdout")
+    parser.add_argument("--offline", action="store_true", help="do not try the Hub; convert the stand-in learner")
+    args = parser.parse_args()
+
+    from conversion.convert_fastai import convert
+
+    if is_model_folder(HUB_FOLDER):
+        folder = HUB_FOLDER
+    elif is_model_folder(STANDIN_FOLDER) and (args.offline or os.environ.get("HF_HUB_OFFLINE") == "1"):
+        folder = STANDIN_FOLDER
+    else:
+        weights = None if args.offline else download_hub_weights()
+        if weights is not None:
+            convert(weights, HUB_FOLDER)
+            folder = HUB_FOLDER
+        elif is_model_folder(STANDIN_FOLDER):
+            folder = STANDIN_FOLDER
+        else:
+            if not os.path.exists(STANDIN_LEARNER):
+                sys.exit(f"No Hub access and no stand-in learner at {STANDIN_LEARNER}: cannot make a model folder")
+            convert(STANDIN_LEARNER, STANDIN_FOLDER)
+            folder = STANDIN_FOLDER
+    if folder == STANDIN_FOLDER:
+        print(
+            "NOTE: this model folder holds SYNTHETIC stand-in weights (the production architecture trained on "
+            "synthetic audio, for testing). Its scores on real recordings mean nothing.",
+            file=sys.stderr,
+        )
+    print(folder if args.print_path else f"model folder: {folder}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""The file-level pipeline against production's results (SPEC.md section 3), its inputs, outputs and errors."""
+
+import io
+import json
+import sys
+import wave
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from conftest import LEGACY, REAL_AUDIO, legacy_wavs, production_result
+
+from pipeline_orcahello import aggregate_windows, merge_detections
+
+
+def audio_input_error(pipe):
+    """The AudioInputError class of the pipeline's own module (remote code is imported as its own copy)."""
+    error_class = sys.modules[type(pipe).__module__].AudioInputError
+    assert issubclass(error_class, ValueError)
+    return error_class
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Aggregation: production's own per-window probabilities in, production's result dict out (no model involved).
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("learner", ["fastai_r50_legacy", "fastai_r18_zip"])
+@pytest.mark.parametrize("wav", legacy_wavs(), ids=lambda path: path.stem)
+def test_aggregation_reproduces_production_from_its_window_probabilities(wav, learner):
+    production = production_result(wav, learner)
+    window_probabilities = [clip["prob_positive"] for clip in production["per_clip_raw_sorted_by_start"]]
+    result = aggregate_windows(window_probabilities)
+    expected = production["result"]
+    assert result["local_predictions"] == expected["local_predictions"]
+    np.testing.assert_allclose(result["local_confidences"], expected["local_confidences"], rtol=0, atol=1e-12)
+    assert result["global_prediction"] == expected["global_prediction"]
+    assert result["global_confidence"] == pytest.approx(expected["global_confidence"], abs=1e-9)
+
+
+def test_port_aggregations_on_a_hand_worked_example():
+    windows = [0.9, 0.2, 0.7, 0.55, 0.1]
+    thresholded = aggregate_windows(windows, aggregation="mean_thresholded")
+    assert thresholded["local_predictions"] == [1, 0, 1, 1, 0]
+    assert thresholded["global_confidence"] == pytest.approx((0.9 + 0.7 + 0.55) / 3)
+    assert thresholded["global_prediction"] == 1
+    top_k = aggregate_windows(windows, aggregation="mean_top_k", top_k_windows=2, global_threshold=0.85)
+    assert top_k["global_confidence"] == pytest.approx((0.9 + 0.7) / 2)
+    assert top_k["global_prediction"] == 0
+    nothing = aggregate_windows([0.1, 0.2], aggregation="mean_thresholded")
+    assert nothing["global_confidence"] == 0.0 and nothing["global_prediction"] == 0
+
+
+def test_orcahello_aggregation_edges():
+    # Threshold is strict (> 0.5) and the count is >= 3 (since Feb 2025).
+    exactly_half = aggregate_windows([0.5, 0.5, 0.5])
+    assert exactly_half["local_predictions"] == [0, 0, 0, 0] and exactly_half["global_confidence"] == 0.0
+    three_rows = aggregate_windows([0.9, 0.9])  # rows 0.9, 0.9, 0.9
+    assert three_rows["global_prediction"] == 1
+    # One window above threshold: two rows, a negative file with a high global confidence, as production.
+    single = aggregate_windows([0.98])
+    assert single["local_predictions"] == [1, 1] and single["global_prediction"] == 0
+    assert single["global_confidence"] == pytest.approx(98.0)
+    with pytest.raises(ValueError, match="aggregation must be one of"):
+        aggregate_windows([0.5], aggregation="majority")
+
+
+def test_detections_merge_consecutive_positive_rows():
+    detections = merge_detections([0, 1, 2, 3, 4], [1, 2, 3, 4, 5], [0.9, 0.7, 0.2, 0.8, 0.6], [1, 1, 0, 1, 1])
+    assert [(d["start"], d["end"]) for d in detections] == [(0, 2), (3, 5)]
+    assert detections[0]["max_confidence"] == 0.9 and detections[0]["mean_confidence"] == pytest.approx(0.8)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parity with production, end to end (converted ResNet50 fixture learner).
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_every_fixture_wav_matches_production(resnet50_pipeline):
+    wavs = legacy_wavs()
+    assert len(wavs) == 11
+    results = resnet50_pipeline([str(path) for path in wavs], return_timestamps=True, batch_size=16)
+    for wav, result in zip(wavs, results):
+        expected = production_result(wav)["result"]
+        assert len(result["local_confidences"]) == len(expected["local_confidences"]), wav.name
+        np.testing.assert_allclose(
+            result["local_confidences"], expected["local_confidences"], rtol=0, atol=1e-3, err_msg=wav.name
+        )
+        assert result["local_predictions"] == expected["local_predictions"], wav.name
+        assert result["global_prediction"] == expected["global_prediction"], wav.name
+        assert result["global_confidence"] == pytest.approx(expected["global_confidence"], abs=0.1), wav.name
+        assert [row["start_time_s"] for row in result["submission"]] == [
+            row["start_time_s"] for row in expected["submission"]
+        ]
+        assert result["submission"][0]["wav_filename"] == wav.name
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Inputs: the same numbers however the audio arrives.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def confidences(result):
+    return np.array(result["local_confidences"])
+
+
+# oneDNN picks convolution kernels by batch size, so float32 logits of the same window move by ~1e-6 between
+# batch compositions; any real difference in windowing or featurization moves them by orders of magnitude more.
+SAME_WINDOWS_TOLERANCE = 1e-5
+
+
+def test_same_result_for_every_input_form(tiny_pipeline):
+    path = LEGACY / "audio" / "edge_stereo_48k_6s.wav"
+    reference = tiny_pipeline(str(path), return_timestamps=True)
+    samples, rate = soundfile.read(str(path), dtype="int16")
+    forms = {
+        "bytes": (path.read_bytes(), {}),
+        "int16 array (samples, channels)": (samples, {"sampling_rate": rate}),
+        "int16 array (channels, samples)": (samples.T.copy(), {"sampling_rate": rate}),
+        "float array": (samples.astype(np.float32) / 32768, {"sampling_rate": rate}),
+        "tensor": (torch.from_numpy(samples.T.copy()), {"sampling_rate": rate}),
+        "datasets row": ({"array": samples.T.copy(), "sampling_rate": rate, "path": str(path)}, {}),
+        "raw dict": ({"raw": samples, "sampling_rate": rate}, {}),
+        "undecoded datasets row": ({"bytes": path.read_bytes(), "path": str(path)}, {}),
+    }
+    for name, (audio, kwargs) in forms.items():
+        result = tiny_pipeline(audio, return_timestamps=True, **kwargs)
+        np.testing.assert_allclose(confidences(result), confidences(reference), atol=SAME_WINDOWS_TOLERANCE, err_msg=name)
+
+
+def test_batching_and_lists_do_not_change_results(tiny_pipeline):
+    paths = [str(LEGACY / "audio" / name) for name in ("edge_20k_6s.wav", "edge_44k1_6s.wav", "edge_10s_48k.wav")]
+    one_by_one = [tiny_pipeline(path, return_timestamps=True, batch_size=1) for path in paths]
+    as_list = tiny_pipeline(paths, return_timestamps=True, batch_size=7)
+    for single, batched in zip(one_by_one, as_list):
+        np.testing.assert_allclose(confidences(batched), confidences(single), atol=SAME_WINDOWS_TOLERANCE)
+
+
+def test_batch_size_sets_the_windows_per_forward_pass(tiny_pipeline):
+    calls = []
+    hook = tiny_pipeline.model.register_forward_hook(lambda module, args, output: calls.append(output.logits.shape[0]))
+    try:
+        tiny_pipeline(str(LEGACY / "audio" / "edge_10s_48k.wav"), batch_size=4)  # 9 windows
+    finally:
+        hook.remove()
+    assert calls == [4, 4, 1]
+
+
+def test_streamed_file_equals_in_memory_audio(tiny_pipeline, tmp_path):
+    # 75 s crosses several frontend blocks: the file is read block by block, the array sliced whole.
+    rng = np.random.default_rng(7)
+    samples = (rng.standard_normal(75 * 44100) * 1500).astype(np.int16)
+    path = tmp_path / "long.flac"
+    soundfile.write(str(path), samples, 44100)
+    from_file = tiny_pipeline(str(path), return_timestamps=True)
+    from_array = tiny_pipeline(samples, sampling_rate=44100, return_timestamps=True)
+    assert len(from_file["windows"]) == 74
+    np.testing.assert_allclose(confidences(from_file), confidences(from_array), atol=SAME_WINDOWS_TOLERANCE)
+
+
+def test_real_recordings_at_mixed_rates_run(tiny_pipeline):
+    paths = sorted(REAL_AUDIO.glob("pos_srkw_catalog_*.wav"))
+    results = tiny_pipeline([str(path) for path in paths], return_timestamps=True)
+    for path, result in zip(paths, results):
+        info = soundfile.info(str(path))
+        assert result["sampling_rate"] == info.samplerate
+        assert len(result["windows"]) == int(info.frames // info.samplerate) - 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_default_output_is_the_widget_format_with_the_decision_first(resnet50_pipeline):
+    # Production: edge_10s_48k is negative (2 positive rows) with global_confidence 74.67.
+    result = resnet50_pipeline(str(LEGACY / "audio" / "edge_10s_48k.wav"))
+    assert [entry["label"] for entry in result] == ["negative", "positive"]
+    assert result[1]["score"] == pytest.approx(0.7467, abs=1e-3)
+    assert result[0]["score"] == pytest.approx(1 - result[1]["score"])
+    positive = resnet50_pipeline(str(LEGACY / "audio" / "rec01_calls_quiet_bg.wav"), top_k=1)
+    assert positive == [{"label": "positive", "score": pytest.approx(0.7508, abs=1e-3)}]
+
+
+def test_timestamped_output_has_production_keys_windows_and_detections(tiny_pipeline):
+    result = tiny_pipeline(str(LEGACY / "audio" / "edge_10s_48k.wav"), return_timestamps=True, local_threshold=0.0)
+    for key in ("global_prediction", "global_confidence", "local_predictions", "local_confidences", "submission"):
+        assert key in result
+    assert [(w["start"], w["end"]) for w in result["windows"]] == [(k, k + 2) for k in range(9)]
+    assert len(result["local_confidences"]) == 10
+    assert result["detections"] == [
+        {"start": 0, "end": 10, "max_confidence": pytest.approx(max(result["local_confidences"])),
+         "mean_confidence": pytest.approx(np.mean(result["local_confidences"]))}
+    ]
+    json.dumps(result)  # plain Python types only
+
+
+def test_port_aggregation_and_custom_windows(tiny_pipeline):
+    path = str(LEGACY / "audio" / "edge_10s_48k.wav")
+    port = tiny_pipeline(path, return_timestamps=True, aggregation="mean_top_k")
+    assert len(port["local_confidences"]) == 9  # one row per window, no smoothing
+    wide = tiny_pipeline(path, return_timestamps=True, window_seconds=3, hop_seconds=2)
+    assert [(w["start"], w["end"]) for w in wide["windows"]] == [(0, 3), (2, 5), (4, 7), (6, 9)]
+
+
+def test_float16_and_bfloat16_run_close_to_float32(tiny_model_folder):
+    from transformers import pipeline
+
+    path = str(LEGACY / "audio" / "edge_20k_6s.wav")
+    reference = pipeline("audio-classification", model=str(tiny_model_folder), trust_remote_code=True)
+    bf16 = pipeline("audio-classification", model=str(tiny_model_folder), trust_remote_code=True,
+                    dtype=torch.bfloat16, device="cpu")
+    expected = confidences(reference(path, return_timestamps=True))
+    np.testing.assert_allclose(confidences(bf16(path, return_timestamps=True)), expected, atol=0.05)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def write_wav_bytes(samples, rate=48000):
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes(samples.astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "audio, kwargs, message",
+    [
+        (np.zeros(72000, np.int16), {"sampling_rate": 48000}, "shorter than one 2-second window"),
+        (np.zeros(0, np.float32), {"sampling_rate": 48000}, "empty"),
+        (np.zeros(200000, np.float32), {}, "needs its sampling_rate"),
+        (np.full(200000, np.nan, np.float32), {"sampling_rate": 48000}, "NaN or infinite"),
+        ("does/not/exist.wav", {}, "no such file"),
+        (b"RIFF....WAVEfmt not really a wav", {}, "cannot decode audio"),
+        (b"", {}, "empty input"),
+        ({"sampling_rate": 48000}, {}, "needs 'array'"),
+        (12345, {}, "Unsupported input"),
+        ("https://example.org/minute.wav", {}, "URLs are not fetched"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(tiny_pipeline, audio, kwargs, message):
+    with pytest.raises(audio_input_error(tiny_pipeline), match=message):
+        tiny_pipeline(audio, **kwargs)
+
+
+def test_truncated_file_is_reported(tiny_pipeline, tmp_path):
+    data = write_wav_bytes(np.ones(48000 * 6, np.int16))
+    path = tmp_path / "truncated.wav"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(audio_input_error(tiny_pipeline), match="truncated WAV: its header announces 288000 samples"):
+        tiny_pipeline(str(path))
+    with pytest.raises(audio_input_error(tiny_pipeline), match="truncated WAV"):
+        tiny_pipeline(data[: len(data) // 2])
+    # A streamed WAV (placeholder sizes in its header, as ffmpeg writes to a pipe) is not "truncated".
+    streamed = bytearray(data)
+    streamed[40:44] = (0xFFFFFFFF).to_bytes(4, "little")
+    assert len(tiny_pipeline(bytes(streamed), return_timestamps=True)["windows"]) == 5
+
+
+def test_silence_is_scored_and_flagged(tiny_pipeline):
+    result = tiny_pipeline(np.zeros(48000 * 4, np.int16), sampling_rate=48000, return_timestamps=True)
+    assert len(result["windows"]) == 3
+    assert any("silence" in warning for warning in result["warnings"])
+
+
+def test_unknown_parameters_are_refused(tiny_pipeline):
+    with pytest.raises(TypeError, match="Unknown argument"):
+        tiny_pipeline(np.zeros(96000, np.int16), sampling_rate=48000, treshold=0.3)
