@@ -1,0 +1,172 @@
+# coding=utf-8
+# Copyright 2026 Orcasound and the OrcaHello contributors.
+#
+# Licensed under the MIT License. This script uploads a model folder that `conversion/convert_fastai.py` wrote
+# outside this repository; it never copies weights into the code repository. The trained OrcaHello weights are
+# under Orcasound's OrcaHello RAIL-AMS licence: only their owners may publish them.
+"""
+Validate a converted OrcaHello model folder and push it to the Hugging Face Hub.
+
+The folder must load the way users will load it, from its own files only: `AutoConfig`,
+`AutoModelForAudioClassification` and `AutoFeatureExtractor` with `trust_remote_code=True`, and the model must score
+a featurized window. Its README.md must be a model card whose metadata declares `library_name: transformers`,
+`pipeline_tag: audio-classification` and the weights' licence as `license: other` with `license_name` and
+`license_link`. Nothing is pushed unless a token is given (`--token` or `HF_TOKEN`) and `--dry-run` is not set.
+
+Usage:
+
+```bash
+python conversion/upload.py orcahello-srkw-detector-v1 --dry-run
+python conversion/upload.py orcahello-srkw-detector-v1 --repo-id orcasound/orcahello-srkw-detector-v1 --token hf_...
+```
+"""
+
+import argparse
+import json
+import os
+import sys
+
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+from conversion.model_folder import CUSTOM_CODE_FILES  # noqa: E402
+
+
+DEFAULT_REPO_ID = "orcasound/orcahello-srkw-detector-v1"
+REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md") + tuple(
+    CUSTOM_CODE_FILES
+)
+# The files a model repo revision consists of; anything else in the folder (caches, notes, checkpoints in other
+# formats) is left out of the upload.
+UPLOAD_PATTERNS = list(REQUIRED_FILES) + ["*.md", "examples/*"]
+REQUIRED_CARD_METADATA = {"library_name": "transformers", "pipeline_tag": "audio-classification", "license": "other"}
+
+
+class ModelFolderError(ValueError):
+    """The folder is not a complete, loadable OrcaHello model folder with a valid model card."""
+
+
+def check_model_card(readme_path):
+    """The problems with the model card's metadata (an empty list when it is complete)."""
+    from huggingface_hub import ModelCard
+
+    try:
+        card = ModelCard.load(readme_path)
+    except Exception as error:  # ModelCard raises ValueError/YAML errors for a malformed header
+        return [f"README.md is not a valid model card ({type(error).__name__}: {error})"]
+    metadata = card.data.to_dict()
+    problems = [
+        f"card metadata {key!r} is {metadata.get(key)!r}, expected {expected!r}"
+        for key, expected in REQUIRED_CARD_METADATA.items()
+        if metadata.get(key) != expected
+    ]
+    # The weights are not under an SPDX licence: the Hub needs the licence's name and a link to its text.
+    for key in ("license_name", "license_link"):
+        if not isinstance(metadata.get(key), str) or not metadata[key].strip():
+            problems.append(f"card metadata {key!r} is missing (required with license: other)")
+    return problems
+
+
+def check_loads(folder):
+    """
+    Load the folder through the Auto classes with remote code, as users will, and score one featurized 2-second
+    window of silence. Returns a summary dict; raises `ModelFolderError` when any step fails.
+    """
+    import numpy as np
+    import torch
+    from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification
+
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+        model = AutoModelForAudioClassification.from_pretrained(folder, trust_remote_code=True).eval()
+        feature_extractor = AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)
+    except Exception as error:
+        raise ModelFolderError(
+            f"the folder does not load with trust_remote_code=True: {type(error).__name__}: {error}"
+        ) from error
+
+    sampling_rate = feature_extractor.sampling_rate
+    window = np.zeros(int(2 * sampling_rate), dtype=np.float32)
+    features = feature_extractor(window, sampling_rate=sampling_rate, return_tensors="pt")
+    with torch.inference_mode():
+        logits = model(**features).logits
+    if tuple(logits.shape) != (1, config.num_labels) or not torch.isfinite(logits).all():
+        raise ModelFolderError(
+            f"the model scores a silent window as {logits.tolist()}: expected {config.num_labels} finite logits"
+        )
+    return {
+        "model_class": type(model).__name__,
+        "feature_extractor_class": type(feature_extractor).__name__,
+        "architecture": f"{config.layer_type} ResNet, depths {list(config.depths)}",
+        "labels": config.id2label,
+        "num_parameters": sum(parameter.numel() for parameter in model.parameters()),
+    }
+
+
+def validate_model_folder(folder):
+    """
+    Check that `folder` is a complete model folder with a valid card and that it loads and runs; returns a summary
+    dict. Raises `ModelFolderError` listing every problem found before loading anything.
+    """
+    if not os.path.isdir(folder):
+        raise ModelFolderError(f"{folder} is not a folder")
+    problems = [f"{name} is missing" for name in REQUIRED_FILES if not os.path.isfile(os.path.join(folder, name))]
+    config_path = os.path.join(folder, "config.json")
+    if os.path.isfile(config_path):
+        with open(config_path) as handle:
+            config = json.load(handle)
+        if "AutoModelForAudioClassification" not in config.get("auto_map", {}):
+            problems.append("config.json has no auto_map entry for AutoModelForAudioClassification")
+        if "audio-classification" not in config.get("custom_pipelines", {}):
+            problems.append("config.json has no custom_pipelines entry for audio-classification")
+    readme_path = os.path.join(folder, "README.md")
+    if os.path.isfile(readme_path):
+        problems.extend(check_model_card(readme_path))
+    if problems:
+        raise ModelFolderError(f"{folder} is not ready to upload:\n  " + "\n  ".join(problems))
+    return check_loads(folder)
+
+
+def upload(folder, repo_id, token, commit_message=None):
+    """Push the folder's model files to the existing Hub repo `repo_id`; returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    commit = HfApi(token=token).upload_folder(
+        folder_path=folder,
+        repo_id=repo_id,
+        repo_type="model",
+        allow_patterns=UPLOAD_PATTERNS,
+        commit_message=commit_message or "Upload OrcaHello model folder (converted with conversion/convert_fastai.py)",
+    )
+    return getattr(commit, "commit_url", str(commit))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Validate an OrcaHello model folder and upload it to the Hub.")
+    parser.add_argument("folder", help="model folder written by conversion/convert_fastai.py")
+    parser.add_argument("--repo-id", default=DEFAULT_REPO_ID, help=f"Hub model repo (default {DEFAULT_REPO_ID})")
+    parser.add_argument("--token", default=os.environ.get("HF_TOKEN"), help="Hub write token (default: $HF_TOKEN)")
+    parser.add_argument("--commit-message", help="commit message on the Hub")
+    parser.add_argument("--dry-run", action="store_true", help="validate only; never contact the Hub")
+    args = parser.parse_args(argv)
+
+    try:
+        summary = validate_model_folder(args.folder)
+    except ModelFolderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps({"folder": os.path.abspath(args.folder), "valid": True, **summary}, indent=2, default=str))
+    if args.dry_run:
+        print(f"dry run: {args.folder} is valid; nothing was pushed to {args.repo_id}")
+        return 0
+    if not args.token:
+        print(f"no token given (--token or HF_TOKEN): {args.folder} is valid; nothing was pushed to {args.repo_id}")
+        return 0
+    print(f"pushed: {upload(args.folder, args.repo_id, args.token, args.commit_message)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
