@@ -343,6 +343,11 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
                 self.feature_extractor = OrcaHelloFeatureExtractor()
         if self._batch_size is None:
             self._batch_size = DEFAULT_BATCH_SIZE
+        # Convolutions run markedly faster on channels-last tensors on CPU (oneDNN) and CUDA; the weights keep their
+        # values, and save_pretrained still writes them normally.
+        self._channels_last = self.device.type in ("cpu", "cuda")
+        if self._channels_last:
+            self.model.to(memory_format=torch.channels_last)
 
     def _sanitize_parameters(
         self,
@@ -450,7 +455,10 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
     def _forward(self, model_inputs):
         input_features = model_inputs["input_features"]
         model_dtype = getattr(self.model, "dtype", torch.float32)
-        logits = self.model(input_features=input_features.to(model_dtype)).logits
+        input_features = input_features.to(model_dtype)
+        if self._channels_last:
+            input_features = input_features.contiguous(memory_format=torch.channels_last)
+        logits = self.model(input_features=input_features).logits
         return {
             "probabilities": torch.softmax(logits.float(), dim=-1),
             "window_index": model_inputs["window_index"],

@@ -1,0 +1,48 @@
+# coding=utf-8
+# Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
+"""
+Command-line and batch tools around the OrcaHello detector pipeline: `orcahello detect` (see `orcahello.cli`),
+the per-file and combined output writers (`orcahello.writers`), spectrogram plots (`orcahello.plot`, needs
+matplotlib) and scoring of `datasets.Dataset` audio columns (`orcahello.datasets_utils`).
+"""
+
+import os
+import re
+
+
+PACKAGE_NAME = "orcahello-srkw-detector"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def package_version():
+    """
+    The installed package's version; in a checkout that is not installed (a deps-only venv, `python -m
+    orcahello.cli` from the repo root), the version written in the checkout's pyproject.toml.
+    """
+    from importlib import metadata
+
+    try:
+        return metadata.version(PACKAGE_NAME)
+    except metadata.PackageNotFoundError:
+        pass
+    pyproject_path = os.path.join(REPO_ROOT, "pyproject.toml")
+    try:
+        import tomllib  # Python >= 3.11
+
+        with open(pyproject_path, "rb") as handle:
+            return tomllib.load(handle)["project"]["version"]
+    except ImportError:
+        pass
+    except (OSError, ValueError, KeyError):
+        return "unknown"
+    # Python 3.10 has no TOML reader; the version line of the [project] table is all that is needed.
+    try:
+        with open(pyproject_path, encoding="utf-8") as handle:
+            pyproject = handle.read()
+    except OSError:
+        return "unknown"
+    match = re.search(r'^\[project\]$.*?^version\s*=\s*"([^"]+)"', pyproject, flags=re.MULTILINE | re.DOTALL)
+    return match.group(1) if match else "unknown"
+
+
+__version__ = package_version()

@@ -1,0 +1,656 @@
+# coding=utf-8
+# Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
+"""
+`orcahello detect`: run the OrcaHello killer-whale call detector over recordings and write, per recording, the
+production result as JSON, production's scoring table as CSV, a Raven selection table, Audacity labels and
+(`--plot`) a spectrogram picture; per run, a summary CSV, a combined Raven table and the run's parameters.
+
+    orcahello detect recordings/ --recursive --output-dir results
+    python -m orcahello.cli detect clip.wav --model models/orcahello-srkw-detector-v1 --plot
+
+A recording that cannot be scored is reported as `ERROR <path>: <reason>` on stderr and never stops the run; the
+exit status is 0 when every recording was scored, 1 otherwise. Re-running into the same output folder skips the
+recordings already scored with the same model and parameters (`--overwrite` redoes them).
+"""
+
+import argparse
+import datetime
+import glob
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+from . import REPO_ROOT, __version__, writers
+
+
+HUB_MODEL_ID = "orcasound/orcahello-srkw-detector-v1"
+MODEL_ENVIRONMENT_VARIABLE = "ORCAHELLO_MODEL"
+# What `python scripts/fetch_model.py` makes: the Hub weights converted, or the synthetic stand-in when offline.
+STANDIN_FOLDER_NAME = "standin-resnet50-synthetic-weights"
+LOCAL_MODEL_FOLDERS = (
+    os.path.join("models", "orcahello-srkw-detector-v1"),
+    os.path.join("models", STANDIN_FOLDER_NAME),
+)
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+DEFAULT_OUTPUT_DIR = "orcahello_results"
+DEFAULT_FORMATS = "json,csv,raven,audacity"
+DEFAULT_BATCH_SIZE = 16
+WEIGHTS_FILE = "model.safetensors"
+
+EXIT_OK = 0
+EXIT_SOME_FILES_FAILED = 1
+EXIT_CANNOT_RUN = 2
+
+# The pipeline's result keys stored in each file's JSON: production's five, then the port's extras.
+RESULT_KEYS = (
+    "global_prediction",
+    "global_confidence",
+    "local_predictions",
+    "local_confidences",
+    "submission",
+    "windows",
+    "detections",
+    "warnings",
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def is_model_folder(path):
+    return os.path.isfile(os.path.join(path, "config.json"))
+
+
+def default_model():
+    """
+    The model `detect` uses without `--model`: `$ORCAHELLO_MODEL`, else a folder made by `scripts/fetch_model.py`
+    under the repo root, else the Hub repo (downloaded once into the Hugging Face cache).
+    """
+    if os.environ.get(MODEL_ENVIRONMENT_VARIABLE):
+        return os.environ[MODEL_ENVIRONMENT_VARIABLE]
+    for folder in LOCAL_MODEL_FOLDERS:
+        path = os.path.join(REPO_ROOT, folder)
+        if is_model_folder(path):
+            return path
+    return HUB_MODEL_ID
+
+
+def resolve_device(requested):
+    """`"auto"` picks CUDA, then Apple MPS, then the CPU; an explicit accelerator that is missing is an error."""
+    import torch
+
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if requested == "auto":
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    if (requested == "cuda" and not cuda) or (requested == "mps" and not mps):
+        raise RuntimeError(f"--device {requested} was asked for but this machine has no {requested.upper()} device")
+    return requested
+
+
+def load_pipeline(model, device):
+    """`transformers.pipeline("audio-classification", ..., trust_remote_code=True)` on `model`."""
+    if os.path.isdir(model):
+        # A local folder needs nothing from the Hub; without this, transformers may still ask it about the repo.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import pipeline
+
+    return pipeline("audio-classification", model=model, trust_remote_code=True, device=device)
+
+
+def git_revision(folder):
+    """The commit checked out in `folder` when it is a git clone (as `git clone` of a Hub repo makes), else None."""
+    git_dir = os.path.join(folder, ".git")
+    try:
+        if os.path.isfile(git_dir):  # a submodule or worktree: ".git" is a file naming the real git directory
+            with open(git_dir, encoding="utf-8") as handle:
+                pointer = handle.read().strip()
+            if not pointer.startswith("gitdir:"):
+                return None
+            git_dir = os.path.join(folder, pointer[len("gitdir:") :].strip())
+        with open(os.path.join(git_dir, "HEAD"), encoding="utf-8") as handle:
+            head = handle.read().strip()
+        if not head.startswith("ref:"):
+            return head or None  # a detached HEAD holds the commit itself
+        ref = head[len("ref:") :].strip()
+        ref_file = os.path.join(git_dir, *ref.split("/"))
+        if os.path.isfile(ref_file):
+            with open(ref_file, encoding="utf-8") as handle:
+                return handle.read().strip() or None
+        with open(os.path.join(git_dir, "packed-refs"), encoding="utf-8") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) == 2 and fields[1] == ref:
+                    return fields[0]
+    except OSError:
+        return None
+    return None
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe_model(pipe, model):
+    """
+    What identifies the model in the outputs: its name or path, the Hub commit it was downloaded at (or the git
+    commit of a cloned folder), and for a local folder the SHA-256 of its weights, so that a folder re-converted
+    with other weights is never mistaken for the one a previous run used.
+    """
+    is_folder = os.path.isdir(model)
+    info = {"name_or_path": os.path.abspath(model) if is_folder else model}
+    revision = getattr(pipe.model.config, "_commit_hash", None) or (git_revision(model) if is_folder else None)
+    if revision:
+        info["revision"] = revision
+    if is_folder and os.path.isfile(os.path.join(model, WEIGHTS_FILE)):
+        info["weights_sha256"] = file_sha256(os.path.join(model, WEIGHTS_FILE))
+    return info
+
+
+def scoring_parameters(args, config):
+    """Every parameter that changes the numbers, resolved: the command line's, else the model config's."""
+    return {
+        "aggregation": args.aggregation or getattr(config, "aggregation", "orcahello"),
+        "local_threshold": float(args.threshold if args.threshold is not None else config.local_threshold),
+        "global_count_threshold": int(
+            args.min_positive_seconds if args.min_positive_seconds is not None else config.global_count_threshold
+        ),
+        "global_threshold": float(getattr(config, "global_threshold", 0.6)),
+        "top_k_windows": int(getattr(config, "top_k_windows", 3)),
+        "window_seconds": float(getattr(config, "window_seconds", 2.0)),
+        "hop_seconds": float(getattr(config, "hop_seconds", 1.0)),
+    }
+
+
+def run_hash(parameters, model_info):
+    """
+    The key of the resume check: a hash of the scoring parameters and the model's identity (its weights' hash, else
+    its revision, else its name). Batch size and device are left out: they move scores by ~1e-6 at most.
+    """
+    identity = model_info.get("weights_sha256") or model_info.get("revision") or model_info["name_or_path"]
+    payload = json.dumps({"parameters": parameters, "model": identity}, sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Inputs and where their outputs go
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def is_audio_file(name):
+    # Hidden files are skipped: "._clip.wav" AppleDouble files, which macOS leaves on SD cards, are not audio.
+    return name.lower().endswith(AUDIO_EXTENSIONS) and not name.startswith(".")
+
+
+def audio_files_in_folder(folder, recursive):
+    if not recursive:
+        return [
+            os.path.join(folder, name)
+            for name in sorted(os.listdir(folder))
+            if is_audio_file(name) and os.path.isfile(os.path.join(folder, name))
+        ]
+    found = []
+    for directory, subdirectories, names in os.walk(folder):
+        subdirectories[:] = sorted(name for name in subdirectories if not name.startswith("."))
+        found.extend(os.path.join(directory, name) for name in sorted(names) if is_audio_file(name))
+    return found
+
+
+def find_audio_files(paths, recursive=False):
+    """
+    Expand the command line's PATHs into audio files. A file is taken as named (whatever its extension); a folder
+    gives its .wav/.flac/.ogg/.mp3 files (any case), and those of its subfolders with `recursive`; a glob pattern
+    (`"data/*.wav"`, `"data/**/*.flac"` with `recursive`) gives the audio files and folders it matches.
+
+    Returns `(files, problems)`: the files in order, each once, and `(path, reason)` for each PATH that gave none.
+    """
+    files, problems, seen = [], [], set()
+
+    def add(path):
+        key = os.path.normcase(os.path.abspath(path))
+        if key not in seen:
+            seen.add(key)
+            files.append(path)
+
+    for given in paths:
+        if os.path.isfile(given):
+            add(given)
+        elif os.path.isdir(given):
+            found = audio_files_in_folder(given, recursive)
+            if not found:
+                hint = "" if recursive else " (add --recursive to search its subfolders)"
+                problems.append((given, f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder{hint}"))
+            for path in found:
+                add(path)
+        elif any(character in given for character in "*?["):
+            found = []
+            for match in sorted(glob.glob(given, recursive=recursive)):
+                if os.path.isdir(match):
+                    found.extend(audio_files_in_folder(match, recursive))
+                elif is_audio_file(os.path.basename(match)):
+                    found.append(match)
+            if not found:
+                problems.append((given, "no audio files match this pattern"))
+            for path in found:
+                add(path)
+        else:
+            problems.append((given, "no such file or directory"))
+    return files, problems
+
+
+@dataclass
+class AudioJob:
+    """One recording to score and where its outputs go."""
+
+    path: str  # as found on the command line or in a folder: what messages and summary.csv show
+    relative_path: str  # relative to the inputs' common folder, "/"-separated: the combined table's Begin File
+    output_stem: str  # <output dir>/<relative folder>/<stem>: every output's path minus its suffix
+
+
+def plan_jobs(paths, output_dir):
+    """
+    Mirror the inputs' folder tree under `output_dir`, relative to the deepest folder holding all of them.
+    Recordings of one folder that share a stem (`a.wav`, `a.flac`) keep their extension in their outputs' names.
+    """
+    absolute = [os.path.abspath(path) for path in paths]
+    try:
+        root = os.path.commonpath([os.path.dirname(path) for path in absolute])
+        relative = [os.path.relpath(path, root) for path in absolute]
+    except ValueError:  # Windows paths on different drives have no common folder: keep each one's full path
+        relative = [os.path.splitdrive(path)[1].lstrip("\\/") for path in absolute]
+    stems = [os.path.splitext(path)[0] for path in relative]
+    jobs = []
+    for path, relative_path, stem in zip(paths, relative, stems):
+        if stems.count(stem) > 1:
+            stem = relative_path
+        jobs.append(
+            AudioJob(
+                path=path,
+                relative_path=relative_path.replace(os.sep, "/"),
+                output_stem=os.path.join(output_dir, stem),
+            )
+        )
+    return jobs
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Scoring one recording
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunSettings:
+    parameters: dict
+    batch_size: int
+    device: str
+    formats: tuple
+    plot: bool
+    overwrite: bool
+    model_info: dict
+    run_hash: str
+
+
+def load_finished_document(json_path, expected_hash):
+    """The JSON a previous run wrote for this recording, if it used the same model and parameters; else None."""
+    try:
+        with open(json_path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) and document.get("run_hash") == expected_hash else None
+
+
+def build_document(job, result, settings):
+    """The `<stem>.orcahello.json` content: the pipeline's result, the model, the version and every parameter."""
+    document = {"file": job.path, "label": result["label"]}
+    document.update({key: result[key] for key in RESULT_KEYS})
+    document.update(
+        {
+            "duration_s": result["duration_s"],
+            "sampling_rate": result["sampling_rate"],
+            "num_channels": result["num_channels"],
+            "parameters": {**result["parameters"], "batch_size": settings.batch_size, "device": settings.device},
+            "model": settings.model_info,
+            "version": __version__,
+            "run_hash": settings.run_hash,
+            "created_at": now_iso(),
+        }
+    )
+    return document
+
+
+def score_or_resume(job, pipe, settings):
+    """
+    Score `job` (or take a previous run's result for it) and write its outputs. Returns `(document, resumed)`.
+
+    A resumed recording is not scored again; outputs missing from its earlier run (another `--format`, `--plot`)
+    are written from its JSON. A recording scored again first loses every output of its earlier scoring, the JSON
+    first, and gets its new JSON last: so whenever a JSON exists, every output beside it was made from it, even
+    after an interrupted run.
+    """
+    json_path = writers.output_path(job.output_stem, "json")
+    document = None if settings.overwrite else load_finished_document(json_path, settings.run_hash)
+    resumed = document is not None
+    if not resumed:
+        result = pipe(job.path, return_timestamps=True, batch_size=settings.batch_size, **settings.parameters)
+        document = build_document(job, result, settings)
+        for kind in writers.OUTPUT_SUFFIXES:  # "json" comes first
+            stale_path = writers.output_path(job.output_stem, kind)
+            if os.path.exists(stale_path):
+                os.remove(stale_path)
+
+    def needs(kind):
+        return not resumed or not os.path.exists(writers.output_path(job.output_stem, kind))
+
+    if "csv" in settings.formats and needs("csv"):
+        writers.write_scoring_csv(writers.output_path(job.output_stem, "csv"), document["submission"])
+    if "raven" in settings.formats and needs("raven"):
+        writers.write_raven_table(writers.output_path(job.output_stem, "raven"), document["detections"])
+    if "audacity" in settings.formats and needs("audacity"):
+        writers.write_audacity_labels(writers.output_path(job.output_stem, "audacity"), document["detections"])
+    if settings.plot and needs("png"):
+        from .plot import plot_detections
+
+        plot_detections(job.path, document, writers.output_path(job.output_stem, "png"))
+    if not resumed:
+        writers.write_json(json_path, document)
+    return document, resumed
+
+
+def failure_reason(error, path):
+    """One line saying why `path` failed, without repeating the path the pipeline's messages start with."""
+    message = str(error).strip() or type(error).__name__
+    if message.startswith(f"{path}: "):
+        message = message[len(path) + 2 :]
+    # AudioInputError messages say what is wrong with the audio; anything else is unexpected: name its type.
+    if type(error).__name__ != "AudioInputError":
+        message = f"{type(error).__name__}: {message}"
+    return " ".join(message.split())
+
+
+def summary_row(job, document):
+    return {
+        "path": job.path,
+        "status": "ok",
+        "global_prediction": document["global_prediction"],
+        "global_confidence": document["global_confidence"],
+        "positive_seconds": writers.positive_seconds(document["detections"]),
+        "duration_s": document["duration_s"],
+        "warnings": "; ".join(document["warnings"]),
+        "error": "",
+    }
+
+
+class WindowCounter:
+    """A forward hook on the model that shows, on the progress bar, the file being scored and its windows so far."""
+
+    def __init__(self, progress_bar):
+        self.progress_bar = progress_bar
+        self.name = ""
+        self.windows = 0
+
+    def start(self, path):
+        self.name, self.windows = os.path.basename(path), 0
+        self.progress_bar.set_postfix_str(self.name)
+
+    def __call__(self, module, inputs, output):
+        self.windows += output.logits.shape[0]
+        self.progress_bar.set_postfix_str(f"{self.name}: {self.windows} windows")
+
+
+def now_iso():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The command
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def parse_formats(text):
+    formats = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [name for name in formats if name not in writers.OUTPUT_FORMATS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown format(s) {', '.join(unknown)}; choose from {','.join(writers.OUTPUT_FORMATS)}"
+        )
+    return formats
+
+
+def positive_integer(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="orcahello",
+        description="OrcaHello Southern Resident killer whale call detector.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    detect_parser = commands.add_parser(
+        "detect",
+        help="score recordings and write per-file results",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    detect_parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="audio files, folders (their .wav .flac .ogg .mp3 files) or glob patterns (quote them)",
+    )
+    detect_parser.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        default=DEFAULT_OUTPUT_DIR,
+        help=f"where outputs go, mirroring the inputs' folders (default: ./{DEFAULT_OUTPUT_DIR})",
+    )
+    detect_parser.add_argument(
+        "--format",
+        metavar="LIST",
+        default=DEFAULT_FORMATS,
+        type=parse_formats,
+        help=f"comma-separated outputs among {','.join(writers.OUTPUT_FORMATS)} (default: all); the JSON is "
+        "always written, the resume check reads it",
+    )
+    detect_parser.add_argument(
+        "--batch-size",
+        metavar="N",
+        type=positive_integer,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"2-second windows per forward pass (default: {DEFAULT_BATCH_SIZE})",
+    )
+    detect_parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="default: auto")
+    detect_parser.add_argument(
+        "--threshold",
+        metavar="T",
+        type=float,
+        default=None,
+        help="a one-second row is positive when its confidence is above this (default: the model's, 0.5)",
+    )
+    detect_parser.add_argument(
+        "--min-positive-seconds",
+        metavar="N",
+        type=int,
+        default=None,
+        help="a recording is positive when at least this many rows are (default: the model's, 3)",
+    )
+    detect_parser.add_argument(
+        "--aggregation",
+        choices=("orcahello", "mean_thresholded", "mean_top_k"),
+        default=None,
+        help="file-level decision: production's (orcahello, default) or the upstream port's",
+    )
+    detect_parser.add_argument(
+        "--recursive",
+        action="store_true",
+        help="also search the subfolders of folders, and let ** in patterns cross folders",
+    )
+    detect_parser.add_argument(
+        "--model",
+        metavar="DIR_OR_REPO",
+        default=None,
+        help=f"model folder or Hub id (default: ${MODEL_ENVIRONMENT_VARIABLE}, else models/ from "
+        f"scripts/fetch_model.py, else {HUB_MODEL_ID})",
+    )
+    detect_parser.add_argument(
+        "--plot", action="store_true", help="also save a spectrogram PNG per file (needs matplotlib)"
+    )
+    detect_parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="score every file again, even those a previous run finished with the same model and parameters",
+    )
+    return parser
+
+
+def detect(args, command=None):
+    """Run `orcahello detect` with the parsed `args`; returns the exit status. `command` is recorded in the run file."""
+    from tqdm.auto import tqdm
+
+    started, started_at = time.monotonic(), now_iso()
+    if args.plot:
+        from .plot import require_matplotlib
+
+        try:
+            require_matplotlib()
+        except ImportError as error:
+            print(f"ERROR: {error}", file=sys.stderr)
+            return EXIT_CANNOT_RUN
+
+    paths, input_problems = find_audio_files(args.paths, recursive=args.recursive)
+    for path, reason in input_problems:
+        print(f"ERROR {path}: {reason}", file=sys.stderr)
+    if not paths:
+        print("No audio files to score.", file=sys.stderr)
+        return EXIT_SOME_FILES_FAILED
+    model = args.model or default_model()
+    try:
+        device = resolve_device(args.device)
+        pipe = load_pipeline(model, device)
+    except Exception as error:  # a missing folder, no Hub access, a broken config: nothing can be scored
+        print(f"ERROR: cannot load the model {model!r}: {' '.join(str(error).split())}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    if os.path.basename(os.path.normpath(model)) == STANDIN_FOLDER_NAME:
+        print(
+            f"NOTE: {model} holds SYNTHETIC stand-in weights (trained on synthetic audio, for testing): "
+            "its scores on real recordings mean nothing",
+            file=sys.stderr,
+        )
+    # Warnings about a recording (digital silence) are in its JSON and printed below, once, with its path.
+    logging.getLogger("transformers_modules").setLevel(logging.ERROR)
+
+    parameters = scoring_parameters(args, pipe.model.config)
+    model_info = describe_model(pipe, model)
+    settings = RunSettings(
+        parameters=parameters,
+        batch_size=args.batch_size,
+        device=device,
+        formats=args.format,
+        plot=args.plot,
+        overwrite=args.overwrite,
+        model_info=model_info,
+        run_hash=run_hash(parameters, model_info),
+    )
+    output_dir = args.output_dir
+    jobs = plan_jobs(paths, output_dir)
+
+    summary_rows = [{"path": path, "status": "error", "error": reason} for path, reason in input_problems]
+    combined_raven = []
+    counts = {"scored": 0, "skipped": 0, "failed": 0}
+
+    # disable=None: a bar on a terminal, none in logs and pipes (where it would be a wall of carriage returns).
+    progress_bar = tqdm(jobs, desc="OrcaHello", unit="file", file=sys.stderr, disable=None)
+    window_counter = WindowCounter(progress_bar)
+    hook = pipe.model.register_forward_hook(window_counter)
+    try:
+        for job in progress_bar:
+            window_counter.start(job.path)
+            try:
+                document, resumed = score_or_resume(job, pipe, settings)
+            except Exception as error:  # one bad recording never stops the batch
+                reason = failure_reason(error, job.path)
+                progress_bar.write(f"ERROR {job.path}: {reason}", file=sys.stderr)
+                summary_rows.append({"path": job.path, "status": "error", "error": reason})
+                counts["failed"] += 1
+                continue
+            counts["skipped" if resumed else "scored"] += 1
+            if not resumed:
+                for warning in document["warnings"]:
+                    progress_bar.write(f"WARNING {job.path}: {warning}", file=sys.stderr)
+            summary_rows.append(summary_row(job, document))
+            combined_raven.append((job.relative_path, document["duration_s"], document["detections"]))
+    finally:
+        hook.remove()
+        progress_bar.close()
+
+    os.makedirs(output_dir, exist_ok=True)
+    if "raven" in settings.formats:
+        writers.write_combined_raven_table(os.path.join(output_dir, writers.COMBINED_RAVEN_TABLE), combined_raven)
+    writers.write_summary_csv(os.path.join(output_dir, writers.SUMMARY_CSV), summary_rows)
+    run_document = {
+        "version": __version__,
+        "model": model_info,
+        "run_hash": settings.run_hash,
+        "parameters": parameters,
+        "options": {
+            "paths": list(args.paths),
+            "output_dir": os.path.abspath(output_dir),
+            "format": list(settings.formats),
+            "batch_size": args.batch_size,
+            "device": args.device,
+            "resolved_device": device,
+            "threshold": args.threshold,
+            "min_positive_seconds": args.min_positive_seconds,
+            "aggregation": args.aggregation,
+            "recursive": args.recursive,
+            "model": model,
+            "plot": args.plot,
+            "overwrite": args.overwrite,
+        },
+        "command": command,
+        "started_at": started_at,
+        "finished_at": now_iso(),
+        "elapsed_s": round(time.monotonic() - started, 3),
+        "files": {"found": len(jobs), **counts, "inputs_without_audio": len(input_problems)},
+    }
+    writers.write_json(os.path.join(output_dir, writers.RUN_PARAMETERS_JSON), run_document)
+
+    skipped = (
+        f", {counts['skipped']} skipped (already scored with this model and these parameters; --overwrite redoes them)"
+        if counts["skipped"]
+        else ""
+    )
+    unmatched = f"; {len(input_problems)} input(s) gave no audio file" if input_problems else ""
+    print(
+        f"{len(jobs)} file(s): {counts['scored']} scored{skipped}, {counts['failed']} failed{unmatched}. "
+        f"Results in {output_dir} (summary: {os.path.join(output_dir, writers.SUMMARY_CSV)})"
+    )
+    return EXIT_OK if counts["failed"] == 0 and not input_problems else EXIT_SOME_FILES_FAILED
+
+
+def main(argv=None):
+    """The `orcahello` console script; `argv` defaults to the command line. Returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    if args.command == "detect":
+        return detect(args, command=["orcahello", *argv])
+    return EXIT_CANNOT_RUN
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+# coding=utf-8
+# Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
+"""
+Scoring a `datasets.Dataset` audio column with the OrcaHello pipeline, with the same numbers as `orcahello detect`.
+
+datasets >= 4 decodes `Audio` columns with torchcodec, which needs FFmpeg's shared libraries. Casting the column
+to `Audio(decode=False)` skips decoding: each row is then `{"bytes", "path"}` and the pipeline reads the file
+itself (libsndfile: WAV, FLAC, OGG, MP3), exactly as the command line does:
+
+```python
+>>> from datasets import Audio, Dataset
+>>> from transformers import pipeline
+>>> from orcahello.datasets_utils import score_dataset
+>>> detector = pipeline("audio-classification", model="models/orcahello-srkw-detector-v1", trust_remote_code=True)
+>>> dataset = Dataset.from_dict({"audio": ["clip1.wav", "clip2.flac"]}).cast_column("audio", Audio(decode=False))
+>>> scored = score_dataset(dataset, detector)
+>>> scored[0]["global_prediction"], scored[0]["global_confidence"]
+```
+
+Decoded rows work too (`{"array", "sampling_rate"}` dicts from datasets 3, torchcodec `AudioDecoder`s from
+datasets >= 4), but their audio is float and, when the column sets a `sampling_rate`, resampled by datasets: the
+numbers can then differ a little from the command line's, which reads each file's own samples at its own rate.
+"""
+
+import hashlib
+import json
+
+
+SCORE_COLUMNS = ("global_prediction", "global_confidence", "local_predictions", "local_confidences")
+
+
+def score_dataset(dataset, pipe, audio_column="audio", batch_size=16, map_batch_size=8, **pipeline_kwargs):
+    """
+    Return `dataset` with the columns `global_prediction`, `global_confidence` (0..100 for the default
+    `"orcahello"` aggregation), `local_predictions` and `local_confidences` (one per one-second row) added.
+
+    Args:
+        dataset (`datasets.Dataset`): the rows to score.
+        pipe: an OrcaHello audio-classification pipeline (`transformers.pipeline(..., trust_remote_code=True)`).
+        audio_column (`str`): the column holding the audio: `Audio(decode=False)` rows, decoded rows, or paths.
+        batch_size (`int`): 2-second windows per forward pass, as `orcahello detect --batch-size`.
+        map_batch_size (`int`): rows per `dataset.map` batch (how often results are written to the Arrow table).
+        **pipeline_kwargs: decision parameters (`local_threshold`, `global_count_threshold`, `aggregation`...).
+
+    Each recording is scored on its own, as the command line does, so every forward batch holds windows of one
+    recording only and the numbers equal the command line's. A row that cannot be scored raises the pipeline's
+    `AudioInputError` naming it.
+    """
+    pipeline_kwargs = {"batch_size": batch_size, **pipeline_kwargs}
+
+    def score_batch(batch):
+        results = [pipe(audio, return_timestamps=True, **pipeline_kwargs) for audio in batch[audio_column]]
+        return {column: [result[column] for result in results] for column in SCORE_COLUMNS}
+
+    return dataset.map(
+        score_batch,
+        batched=True,
+        batch_size=map_batch_size,
+        # datasets fingerprints a map by pickling its function, here the whole model: name the result instead...
+        new_fingerprint=_scoring_fingerprint(dataset, pipe, audio_column, pipeline_kwargs),
+        # ...and never reuse a cached result: a model folder re-converted in place keeps its name.
+        load_from_cache_file=False,
+        desc="OrcaHello",
+    )
+
+
+def _scoring_fingerprint(dataset, pipe, audio_column, pipeline_kwargs):
+    config = pipe.model.config
+    identity = {
+        "dataset": getattr(dataset, "_fingerprint", None),
+        "model": pipe.model.name_or_path,
+        "revision": getattr(config, "_commit_hash", None),
+        "audio_column": audio_column,
+        "parameters": {name: repr(value) for name, value in sorted(pipeline_kwargs.items())},
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()[:16]

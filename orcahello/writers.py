@@ -1,0 +1,172 @@
+# coding=utf-8
+# Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
+"""
+Output files of `orcahello detect`, written from the pipeline's `return_timestamps=True` result (or from the JSON
+document that stores it):
+
+- `<stem>.orcahello.json`: production's result keys plus windows, detections, warnings, model and parameters;
+- `<stem>.orcahello.csv`: the scoring table production's evaluation reads (`wav_filename,start_time_s,duration_s,
+  confidence`, one row per one-second row);
+- `<stem>.OrcaHello.selection.table.txt`: a Raven selection table (BirdNET's naming), one selection per detection;
+- `<stem>.orcahello.labels.txt`: Audacity labels, one per detection;
+- `OrcaHello.combined.selection.table.txt` and `summary.csv` for a whole run.
+"""
+
+import csv
+import io
+import json
+import os
+
+
+OUTPUT_FORMATS = ("json", "csv", "raven", "audacity")
+OUTPUT_SUFFIXES = {
+    "json": ".orcahello.json",
+    "csv": ".orcahello.csv",
+    "raven": ".OrcaHello.selection.table.txt",
+    "audacity": ".orcahello.labels.txt",
+    "png": ".orcahello.png",
+}
+COMBINED_RAVEN_TABLE = "OrcaHello.combined.selection.table.txt"
+SUMMARY_CSV = "summary.csv"
+RUN_PARAMETERS_JSON = "orcahello_run.json"
+
+RAVEN_HEADER = (
+    "Selection",
+    "View",
+    "Channel",
+    "Begin Time (s)",
+    "End Time (s)",
+    "Low Freq (Hz)",
+    "High Freq (Hz)",
+    "Label",
+    "Score",
+)
+RAVEN_COMBINED_HEADER = RAVEN_HEADER + ("Begin File", "File Offset (s)")
+# The band the model looks at (its mel filterbank stops at 10 kHz), drawn as each selection's box in Raven.
+RAVEN_LOW_FREQUENCY_HZ = 0
+RAVEN_HIGH_FREQUENCY_HZ = 10000
+DETECTION_LABEL = "positive"
+
+SCORING_TABLE_HEADER = ("wav_filename", "start_time_s", "duration_s", "confidence")
+SUMMARY_HEADER = (
+    "path",
+    "status",
+    "global_prediction",
+    "global_confidence",
+    "positive_seconds",
+    "duration_s",
+    "warnings",
+    "error",
+)
+
+
+def output_path(output_stem, kind):
+    """The path of one output (`"json"`, `"csv"`, `"raven"`, `"audacity"` or `"png"`) of the file `output_stem`."""
+    return os.fspath(output_stem) + OUTPUT_SUFFIXES[kind]
+
+
+def write_text_atomically(path, text):
+    """
+    Write `text` to `path` through a temporary file and a rename, so that an interrupted run never leaves a
+    half-written file behind (a half-written JSON would otherwise look finished to the next run's resume check).
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary_path = f"{path}.tmp{os.getpid()}"
+    with open(temporary_path, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+    os.replace(temporary_path, path)
+
+
+def positive_seconds(detections):
+    """Seconds covered by the merged detections (= positive one-second rows for the `"orcahello"` aggregation)."""
+    return float(sum(detection["end"] - detection["start"] for detection in detections))
+
+
+def format_seconds(value):
+    return f"{value:.3f}"
+
+
+def format_score(value):
+    # Six decimals: exact enough to compare with the JSON (to 1e-6), short enough to read in Raven and Audacity.
+    return f"{value:.6f}"
+
+
+def _delimited_text(header, rows, delimiter):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_json(path, document):
+    write_text_atomically(path, json.dumps(document, indent=2) + "\n")
+
+
+def _whole_as_int(value):
+    # Production's submission DataFrame indexes rows by the integer second: "0", "1"... rather than "0.0", "1.0".
+    return int(value) if float(value).is_integer() else value
+
+
+def write_scoring_csv(path, submission):
+    """Production's scoring table: every row of `submission`, confidences at full precision."""
+    rows = [
+        [row["wav_filename"], _whole_as_int(row["start_time_s"]), row["duration_s"], row["confidence"]]
+        for row in submission
+    ]
+    write_text_atomically(path, _delimited_text(SCORING_TABLE_HEADER, rows, ","))
+
+
+def raven_rows(detections, first_selection=1):
+    return [
+        [
+            first_selection + index,
+            "Spectrogram 1",
+            1,
+            format_seconds(detection["start"]),
+            format_seconds(detection["end"]),
+            RAVEN_LOW_FREQUENCY_HZ,
+            RAVEN_HIGH_FREQUENCY_HZ,
+            DETECTION_LABEL,
+            format_score(detection["max_confidence"]),
+        ]
+        for index, detection in enumerate(detections)
+    ]
+
+
+def write_raven_table(path, detections):
+    """A Raven selection table with one selection per merged detection, scored by its highest row."""
+    write_text_atomically(path, _delimited_text(RAVEN_HEADER, raven_rows(detections), "\t"))
+
+
+def write_combined_raven_table(path, recordings):
+    """
+    One Raven selection table for a whole run, to open over the recordings as a file sequence. `recordings` is a
+    list of `(begin_file, duration_s, detections)` in sequence order. As in Raven's multi-file tables, `Begin Time`
+    and `End Time` count from the start of the sequence, `File Offset (s)` from the start of `Begin File`.
+    """
+    rows = []
+    sequence_offset = 0.0
+    for begin_file, duration_s, detections in recordings:
+        for row, detection in zip(raven_rows(detections, first_selection=len(rows) + 1), detections):
+            row[3] = format_seconds(sequence_offset + detection["start"])
+            row[4] = format_seconds(sequence_offset + detection["end"])
+            rows.append(row + [begin_file, format_seconds(detection["start"])])
+        sequence_offset += duration_s
+    write_text_atomically(path, _delimited_text(RAVEN_COMBINED_HEADER, rows, "\t"))
+
+
+def write_audacity_labels(path, detections):
+    """Audacity's label-track text format: `start<TAB>end<TAB>label`, the label carrying the detection's score."""
+    lines = [
+        f"{detection['start']:.6f}\t{detection['end']:.6f}\t"
+        f"{DETECTION_LABEL} {format_score(detection['max_confidence'])}\n"
+        for detection in detections
+    ]
+    write_text_atomically(path, "".join(lines))
+
+
+def write_summary_csv(path, rows):
+    """One row per input: `rows` are dicts with the keys of `SUMMARY_HEADER` (missing keys are left empty)."""
+    table = [[row.get(column, "") for column in SUMMARY_HEADER] for row in rows]
+    write_text_atomically(path, _delimited_text(SUMMARY_HEADER, table, ","))
