@@ -11,6 +11,7 @@ probabilities are aggregated into production's file-level decision.
 import io
 import logging
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
 logger = logging.getLogger(__name__)
 
 AGGREGATION_STRATEGIES = ("orcahello", "mean_thresholded", "mean_top_k")
+ENGINES = ("auto", "onnxruntime", "torch")
 # Windows featurized together: big enough to vectorize resampling and the STFT, small enough that a
 # day-long file never holds more than a few MB of audio and spectrograms at once.
 FRONTEND_BLOCK_WINDOWS = 32
@@ -284,6 +286,76 @@ def merge_detections(starts, ends, confidences, predictions):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Scoring engines
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class _LogitsOnly(torch.nn.Module):
+    """The classifier as a plain `input_features -> logits` function, the form an ONNX export needs."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_features):
+        return self.model(input_features=input_features, return_dict=False)[0]
+
+
+def _weights_version(model):
+    """Changes whenever any parameter or buffer is modified in place (an optimizer step, load_state_dict...)."""
+    return tuple(tensor._version for tensor in model.state_dict(keep_vars=True).values())
+
+
+class OnnxRuntimeScorer:
+    """
+    The model's logits computed by ONNX Runtime's CPU kernels: the graph is exported from the loaded weights when
+    the scorer is built (a few seconds for ResNet50, once per pipeline and thread count), so it is the same float32
+    network, about 1.7x faster than eager PyTorch on a 2-core x86 CPU, with probabilities within ~1e-5 of it.
+    """
+
+    def __init__(self, model, input_shape, num_threads):
+        import onnxruntime
+
+        buffer = io.BytesIO()
+        was_training = model.training
+        example = torch.zeros((2, *input_shape), dtype=torch.float32)
+        try:
+            # Tracing needs ordinary tensors: the pipeline calls this from inside torch.inference_mode.
+            with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
+                torch.onnx.export(
+                    _LogitsOnly(model).eval(),
+                    (example,),
+                    buffer,
+                    input_names=["input_features"],
+                    output_names=["logits"],
+                    dynamic_axes={"input_features": {0: "batch"}, "logits": {0: "batch"}},
+                    dynamo=False,
+                )
+        finally:
+            model.train(was_training)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = num_threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+        self.weights_version = _weights_version(model)
+
+    def __call__(self, input_features):
+        features = input_features.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(self.session.run(None, {"input_features": features})[0])
+
+
+def onnxruntime_is_available():
+    try:
+        import onnx  # noqa: F401  (torch's exporter needs it)
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The pipeline
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -321,6 +393,9 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             Sample rate of array inputs.
         batch_size (`int`, 16):
             Windows per forward pass, across files when a list is given.
+        engine (`str`, `"auto"`):
+            `"onnxruntime"`, `"torch"`, or `"auto"`: ONNX Runtime for float32 on CPU when it is installed (about 1.7x
+            faster than eager PyTorch there, probabilities within ~1e-5), PyTorch otherwise.
 
     Default output: `[{"label": decision, "score": s}, {"label": other, "score": 1 - s}]`, the file-level decision
     first. The positive score is the file's global confidence on a 0..1 scale (production's `whaleFoundConfidence` /
@@ -345,6 +420,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             self._batch_size = DEFAULT_BATCH_SIZE
         # Convolutions run markedly faster on channels-last tensors on CPU (oneDNN) and CUDA; the weights keep their
         # values, and save_pretrained still writes them normally.
+        self._scorers = {}
         self._channels_last = self.device.type in ("cpu", "cuda")
         if self._channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -362,6 +438,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         return_timestamps=None,
         top_k=None,
         function_to_apply=None,
+        engine=None,
         **kwargs,
     ):
         if kwargs:
@@ -404,7 +481,12 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             raise ValueError(
                 f"aggregation must be one of {AGGREGATION_STRATEGIES}, got {postprocess_params['aggregation']!r}"
             )
-        return preprocess_params, {}, postprocess_params
+        forward_params = {}
+        if engine is not None:
+            if engine not in ENGINES:
+                raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+            forward_params["engine"] = engine
+        return preprocess_params, forward_params, postprocess_params
 
     def get_inference_context(self):
         return torch.inference_mode
@@ -452,13 +534,17 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         finally:
             recording.close()
 
-    def _forward(self, model_inputs):
+    def _forward(self, model_inputs, engine="auto"):
         input_features = model_inputs["input_features"]
-        model_dtype = getattr(self.model, "dtype", torch.float32)
-        input_features = input_features.to(model_dtype)
-        if self._channels_last:
-            input_features = input_features.contiguous(memory_format=torch.channels_last)
-        logits = self.model(input_features=input_features).logits
+        scorer = self._onnxruntime_scorer(engine, input_features.shape[1:])
+        if scorer is not None:
+            logits = scorer(input_features)
+        else:
+            model_dtype = getattr(self.model, "dtype", torch.float32)
+            input_features = input_features.to(model_dtype)
+            if self._channels_last:
+                input_features = input_features.contiguous(memory_format=torch.channels_last)
+            logits = self.model(input_features=input_features).logits
         return {
             "probabilities": torch.softmax(logits.float(), dim=-1),
             "window_index": model_inputs["window_index"],
@@ -466,6 +552,28 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             "recording": model_inputs["recording"],
             "is_last": model_inputs["is_last"],
         }
+
+    def _onnxruntime_scorer(self, engine, input_shape):
+        """
+        The ONNX Runtime scorer to use, or None for PyTorch. `"auto"` takes ONNX Runtime for float32 on CPU when it
+        is installed (it is the fastest faithful engine there) and PyTorch otherwise (GPUs, half precision).
+        """
+        if engine == "torch":
+            return None
+        eligible = self.device.type == "cpu" and getattr(self.model, "dtype", torch.float32) == torch.float32
+        if engine == "onnxruntime" and not (eligible and onnxruntime_is_available()):
+            raise ValueError(
+                "engine='onnxruntime' needs `pip install onnxruntime onnx`, a CPU device and a float32 model"
+            )
+        if not eligible or not onnxruntime_is_available():
+            return None
+        key = (tuple(input_shape), torch.get_num_threads())
+        scorer = self._scorers.get(key)
+        if scorer is None or scorer.weights_version != _weights_version(self.model):
+            # Built on first use, and again if the weights were changed in place since (e.g. fine-tuning).
+            scorer = OnnxRuntimeScorer(self.model, tuple(input_shape), torch.get_num_threads())
+            self._scorers[key] = scorer
+        return scorer
 
     def postprocess(
         self,

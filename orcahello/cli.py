@@ -390,23 +390,6 @@ def summary_row(job, document):
     }
 
 
-class WindowCounter:
-    """A forward hook on the model that shows, on the progress bar, the file being scored and its windows so far."""
-
-    def __init__(self, progress_bar):
-        self.progress_bar = progress_bar
-        self.name = ""
-        self.windows = 0
-
-    def start(self, path):
-        self.name, self.windows = os.path.basename(path), 0
-        self.progress_bar.set_postfix_str(self.name)
-
-    def __call__(self, module, inputs, output):
-        self.windows += output.logits.shape[0]
-        self.progress_bar.set_postfix_str(f"{self.name}: {self.windows} windows")
-
-
 def now_iso():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -575,11 +558,10 @@ def detect(args, command=None):
 
     # disable=None: a bar on a terminal, none in logs and pipes (where it would be a wall of carriage returns).
     progress_bar = tqdm(jobs, desc="OrcaHello", unit="file", file=sys.stderr, disable=None)
-    window_counter = WindowCounter(progress_bar)
-    hook = pipe.model.register_forward_hook(window_counter)
+    windows_scored = 0
     try:
         for job in progress_bar:
-            window_counter.start(job.path)
+            progress_bar.set_postfix_str(os.path.basename(job.path))
             try:
                 document, resumed = score_or_resume(job, pipe, settings)
             except Exception as error:  # one bad recording never stops the batch
@@ -590,12 +572,14 @@ def detect(args, command=None):
                 continue
             counts["skipped" if resumed else "scored"] += 1
             if not resumed:
+                # Counted from the results: with the ONNX Runtime engine the PyTorch model never runs a forward.
+                windows_scored += len(document["windows"])
+                progress_bar.set_postfix_str(f"{windows_scored} windows scored")
                 for warning in document["warnings"]:
                     progress_bar.write(f"WARNING {job.path}: {warning}", file=sys.stderr)
             summary_rows.append(summary_row(job, document))
             combined_raven.append((job.relative_path, document["duration_s"], document["detections"]))
     finally:
-        hook.remove()
         progress_bar.close()
 
     os.makedirs(output_dir, exist_ok=True)

@@ -2,7 +2,7 @@
 # One command from a fresh machine to a working detector:
 #   1. a .venv with the pinned stack (uv; ~1 minute, ~2.8 GB of CUDA-enabled torch wheels from PyPI),
 #   2. a local model folder in models/ (the Hub weights when reachable, else the synthetic stand-in learner),
-#   3. the detector run on the bundled example clip.
+#   3. the detector (the `orcahello` command) run on the bundled example clip, writing outputs/example/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +31,10 @@ echo "==> getting a model"
 MODEL_DIR=$(.venv/bin/python scripts/fetch_model.py --print-path)
 
 echo "==> running the detector on the bundled example clip"
-.venv/bin/python scripts/demo.py --model "$MODEL_DIR" examples/pos_srkw_orcasound_210825-1925_L-highlight.wav
+.venv/bin/orcahello detect examples/pos_srkw_orcasound_210825-1925_L-highlight.wav \
+  --model "$MODEL_DIR" --output-dir outputs/example --plot --overwrite
 echo
-echo "Done. Run the tests with: .venv/bin/python -m pytest -q"
+cat outputs/example/summary.csv
+echo
+echo "Done: results and a spectrogram picture are in outputs/example/."
+echo "Run the tests with: .venv/bin/python -m pytest -q"
