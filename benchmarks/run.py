@@ -2,11 +2,13 @@
 End-to-end speed of the OrcaHello pipeline on 60-second hydrophone minutes, next to the bare model on the same
 windows, on the machine it runs on.
 
-    python benchmarks/run.py --threads 1 2 --output benchmarks/results.json
+    python benchmarks/run.py --threads 2 1 --scaling-minutes 1 10 60 --output benchmarks/results.json
 
 Reports per thread count: seconds per 60-s minute end to end (path in, result out), windows per second, real-time
 factor, peak resident memory, the model-only time for the same 59 windows (batched forward, channels-last,
-inference mode: the pipeline's own settings), and the ratio end-to-end / model-only. Production (fastai, one window
+inference mode, with the pipeline's default engine: ONNX Runtime on CPU), and the ratio end-to-end / model-only.
+With --scaling-minutes, recordings of those lengths are scored from a path, each in a fresh process, to show that
+time grows linearly and peak memory stays flat (streaming). Production (fastai, one window
 at a time) takes about 7 s per minute on a 2-core machine; see ../shared/reference/LEGACY_NOTES.md section 6.
 """
 
@@ -44,6 +46,43 @@ def model_folder(path):
     return folder
 
 
+def write_long_recording(path, minutes, source_wav):
+    """A `minutes`-long recording made by repeating a real 60-s fixture minute, written block by block."""
+    import soundfile
+
+    samples, rate = soundfile.read(source_wav, dtype="int16")
+    with soundfile.SoundFile(path, "w", samplerate=rate, channels=1, subtype="PCM_16") as handle:
+        for _ in range(minutes):
+            handle.write(samples[: 60 * rate])
+
+
+def score_in_child(folder, wav, threads, batch_size):
+    """Score `wav` in a fresh process: its wall time and peak RSS belong to that recording alone."""
+    result = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--child", wav, "--model", folder, "--threads", str(threads),
+         "--batch-size", str(batch_size)],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def child_main(args):
+    import torch
+    from transformers import pipeline
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    torch.set_num_threads(args.threads[0])
+    detector = pipeline("audio-classification", model=args.model, trust_remote_code=True)
+    start = time.perf_counter()
+    result = detector(args.child, batch_size=args.batch_size, return_timestamps=True)
+    print(json.dumps({
+        "seconds": time.perf_counter() - start,
+        "windows": len(result["windows"]),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+
+
 def median_time(function, repeats):
     times = []
     for _ in range(repeats):
@@ -61,8 +100,14 @@ def main():
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", default=None, help="write the results as JSON here")
+    parser.add_argument("--scaling-minutes", type=int, nargs="*", default=[],
+                        help="also score recordings this many minutes long, from a path, each in a fresh process")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.child:
+        child_main(args)
+        return
 
     import soundfile
     import torch
@@ -118,6 +163,27 @@ def main():
             f"{row['end_to_end_over_model_only']:>10.2f} {row['windows_per_s']:>7.1f} {row['real_time_factor']:>7.3f} "
             f"{row['peak_rss_mb']:>8.0f}"
         )
+    if args.scaling_minutes:
+        scaling = []
+        workdir = tempfile.mkdtemp(prefix="orcahello-scaling-")
+        for minutes in args.scaling_minutes:
+            wav = os.path.join(workdir, f"{minutes}min.wav")
+            write_long_recording(wav, minutes, args.wav)
+            figures = score_in_child(folder, wav, args.threads[0], args.batch_size)
+            os.remove(wav)
+            scaling.append({
+                "minutes": minutes,
+                "threads": args.threads[0],
+                "seconds": round(figures["seconds"], 2),
+                "s_per_minute": round(figures["seconds"] / minutes, 3),
+                "windows": figures["windows"],
+                "peak_rss_mb": round(figures["peak_rss_mb"], 1),
+            })
+        report["scaling"] = scaling
+        print(f"\n{'minutes':>7} {'seconds':>8} {'s/min':>7} {'windows':>8} {'RSS MB':>8}   (threads={args.threads[0]})")
+        for row in scaling:
+            print(f"{row['minutes']:>7} {row['seconds']:>8.1f} {row['s_per_minute']:>7.2f} {row['windows']:>8} "
+                  f"{row['peak_rss_mb']:>8.0f}")
     if args.output:
         with open(args.output, "w") as handle:
             json.dump(report, handle, indent=2)
