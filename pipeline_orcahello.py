@@ -8,10 +8,15 @@ OrcaHello does; the windows are featurized in blocks, scored in batches (across 
 probabilities are aggregated into production's file-level decision.
 """
 
+import ctypes
+import gc
 import io
 import logging
 import os
+import sys
+import tempfile
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -316,34 +321,62 @@ class OnnxRuntimeScorer:
     def __init__(self, model, input_shape, num_threads):
         import onnxruntime
 
-        buffer = io.BytesIO()
         was_training = model.training
         example = torch.zeros((2, *input_shape), dtype=torch.float32)
-        try:
-            # Tracing needs ordinary tensors: the pipeline calls this from inside torch.inference_mode.
-            with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
-                torch.onnx.export(
-                    _LogitsOnly(model).eval(),
-                    (example,),
-                    buffer,
-                    input_names=["input_features"],
-                    output_names=["logits"],
-                    dynamic_axes={"input_features": {0: "batch"}, "logits": {0: "batch"}},
-                    dynamo=False,
-                )
-        finally:
-            model.train(was_training)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = num_threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self.session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+        with tempfile.TemporaryDirectory(prefix="orcahello-onnx-") as folder:
+            # Through a file rather than bytes in memory: the exporter's graph is gone before ONNX Runtime loads
+            # the model, which keeps the process's peak memory lower.
+            onnx_path = os.path.join(folder, "model.onnx")
+            try:
+                # Tracing needs ordinary tensors: the pipeline calls this from inside torch.inference_mode.
+                with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
+                    torch.onnx.export(
+                        _LogitsOnly(model).eval(),
+                        (example,),
+                        onnx_path,
+                        input_names=["input_features"],
+                        output_names=["logits"],
+                        dynamic_axes={"input_features": {0: "batch"}, "logits": {0: "batch"}},
+                        dynamo=False,
+                    )
+            finally:
+                model.train(was_training)
+            gc.collect()
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = num_threads
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            # Without the arena ONNX Runtime returns activation memory after each batch instead of keeping its
+            # peak (about 400 MB for ResNet50 at batch 16), at no measurable cost in speed for this network.
+            options.enable_cpu_mem_arena = False
+            self.session = onnxruntime.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
         self.weights_version = _weights_version(model)
 
     def __call__(self, input_features):
         features = input_features.detach().to("cpu", torch.float32).contiguous().numpy()
         return torch.from_numpy(self.session.run(None, {"input_features": features})[0])
+
+
+def return_large_buffers_to_the_system():
+    """
+    Make glibc hand buffers of 1 MB and more straight back to the system when they are freed.
+
+    Scoring allocates and frees buffers of tens of MB for every block of windows. glibc's default raises its mmap
+    threshold after each such free, so later buffers come from the heap and fragment it: a process scoring a
+    60-minute file ended 330 MB above one scoring a 10-minute file, and a live process scoring one minute after
+    another would keep growing. With the threshold fixed, peak memory is the same for 10 and 40 minutes of audio,
+    at no measurable cost in speed with the ONNX Runtime engine. This is a process-wide setting (`mallopt`); it is a
+    no-op where glibc is not the C library.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_mmap_threshold = -3  # from glibc's malloc.h
+        libc.mallopt(m_mmap_threshold, 1 << 20)
+    except (OSError, AttributeError):  # musl or another C library: nothing to tune
+        pass
 
 
 def onnxruntime_is_available():
@@ -421,6 +454,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         # Convolutions run markedly faster on channels-last tensors on CPU (oneDNN) and CUDA; the weights keep their
         # values, and save_pretrained still writes them normally.
         self._scorers = {}
+        return_large_buffers_to_the_system()
         self._channels_last = self.device.type in ("cpu", "cuda")
         if self._channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -509,20 +543,30 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             "window_seconds": window_seconds,
             "hop_seconds": hop_seconds,
         }
+        def featurize(block_start):
+            block = bounds[block_start : block_start + FRONTEND_BLOCK_WINDOWS]
+            first_sample, last_sample = block[0][0], block[-1][1]
+            audio = recording.read(first_sample, last_sample)
+            windows = [audio[:, start - first_sample : stop - first_sample] for start, stop in block]
+            features = self.feature_extractor(windows, sampling_rate=recording.sampling_rate, return_tensors="pt")
+            features = features["input_features"]
+            if self.dtype is not None:
+                features = features.to(self.dtype)
+            # Digital silence is scored as production would (a flat -100 dB image), but flagged.
+            silent = [bool(np.all(window == window.flat[0])) for window in windows]
+            return features, silent
+
+        block_starts = list(range(0, len(bounds), FRONTEND_BLOCK_WINDOWS))
+        # The next block is featurized in a background thread while the model scores this one: resampling, the
+        # STFT and ONNX Runtime all release the GIL, so the frontend mostly hides behind the model.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orcahello-frontend")
         try:
-            for block_start in range(0, len(bounds), FRONTEND_BLOCK_WINDOWS):
-                block = bounds[block_start : block_start + FRONTEND_BLOCK_WINDOWS]
-                first_sample, last_sample = block[0][0], block[-1][1]
-                audio = recording.read(first_sample, last_sample)
-                windows = [audio[:, start - first_sample : stop - first_sample] for start, stop in block]
-                features = self.feature_extractor(
-                    windows, sampling_rate=recording.sampling_rate, return_tensors="pt"
-                )["input_features"]
-                if self.dtype is not None:
-                    features = features.to(self.dtype)
-                # Digital silence is scored as production would (a flat -100 dB image), but flagged.
-                silent = [bool(np.all(window == window.flat[0])) for window in windows]
-                for offset in range(len(block)):
+            pending = executor.submit(featurize, block_starts[0])
+            for position, block_start in enumerate(block_starts):
+                features, silent = pending.result()
+                if position + 1 < len(block_starts):
+                    pending = executor.submit(featurize, block_starts[position + 1])
+                for offset in range(features.shape[0]):
                     window_index = block_start + offset
                     yield {
                         "input_features": features[offset : offset + 1],
@@ -532,6 +576,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
                         "is_last": window_index == len(bounds) - 1,
                     }
         finally:
+            executor.shutdown(wait=True, cancel_futures=True)
             recording.close()
 
     def _forward(self, model_inputs, engine="auto"):

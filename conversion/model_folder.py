@@ -20,6 +20,11 @@ CUSTOM_CODE_FILES = (
     "feature_extraction_orcahello.py",
     "pipeline_orcahello.py",
 )
+# Not loaded by transformers: the Inference Endpoints entry point (`EndpointHandler`), which serves the folder's
+# pipeline when it is deployed as a custom-handler endpoint. It belongs wherever the model goes.
+ENDPOINT_HANDLER_FILES = ("handler.py",)
+# The card's widget plays this clip from the model repo; its licence note goes with it.
+EXAMPLE_FILES = ("examples/pos_srkw_orcasound_210825-1925_L-highlight.wav", "examples/SOURCES.md")
 AUTO_MAP = {
     "AutoConfig": "configuration_orcahello.OrcaHelloConfig",
     "AutoModel": "modeling_orcahello.OrcaHelloModel",
@@ -64,13 +69,15 @@ def save_model_folder(model, output_dir, feature_extractor=None, model_card=None
     """
     Save `model` (an `OrcaHelloForAudioClassification`) as a folder that `AutoModel*`, `AutoFeatureExtractor` and
     `pipeline("audio-classification", ..., trust_remote_code=True)` load from a fresh process: `model.safetensors`,
-    `config.json`, `preprocessor_config.json`, the custom-code files and, when given, the model card as README.md.
+    `config.json`, `preprocessor_config.json`, the custom-code files, the Inference Endpoints `handler.py`, the
+    widget's example clip with its licence note and, when given, the model card as README.md.
     """
     os.makedirs(output_dir, exist_ok=True)
     prepare_config(model.config)
     model.save_pretrained(output_dir)
     save_feature_extractor(feature_extractor or OrcaHelloFeatureExtractor(), output_dir)
-    for name in CUSTOM_CODE_FILES:
+    for name in CUSTOM_CODE_FILES + ENDPOINT_HANDLER_FILES + EXAMPLE_FILES:
+        os.makedirs(os.path.dirname(os.path.join(output_dir, name)), exist_ok=True)
         shutil.copyfile(os.path.join(REPO_ROOT, name), os.path.join(output_dir, name))
     if model_card is not None:
         with open(os.path.join(output_dir, "README.md"), "w") as handle:
@@ -82,7 +89,14 @@ def default_config(**overrides):
     return prepare_config(OrcaHelloConfig(**overrides))
 
 
-__all__ = ["save_model_folder", "prepare_config", "default_config", "CUSTOM_CODE_FILES", "OrcaHelloForAudioClassification"]
+__all__ = [
+    "save_model_folder",
+    "prepare_config",
+    "default_config",
+    "CUSTOM_CODE_FILES",
+    "ENDPOINT_HANDLER_FILES",
+    "OrcaHelloForAudioClassification",
+]
 
 
 def write_configs(output_dir):

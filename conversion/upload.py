@@ -31,7 +31,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from conversion.model_folder import CUSTOM_CODE_FILES  # noqa: E402
+from conversion.model_folder import CUSTOM_CODE_FILES, ENDPOINT_HANDLER_FILES  # noqa: E402
 
 
 DEFAULT_REPO_ID = "orcasound/orcahello-srkw-detector-v1"
@@ -40,7 +40,7 @@ REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json"
 )
 # The files a model repo revision consists of; anything else in the folder (caches, notes, checkpoints in other
 # formats) is left out of the upload.
-UPLOAD_PATTERNS = list(REQUIRED_FILES) + ["*.md", "examples/*"]
+UPLOAD_PATTERNS = list(REQUIRED_FILES) + list(ENDPOINT_HANDLER_FILES) + ["*.md", "examples/*"]
 REQUIRED_CARD_METADATA = {"library_name": "transformers", "pipeline_tag": "audio-classification", "license": "other"}
 
 

@@ -8,12 +8,16 @@ production result as JSON, production's scoring table as CSV, a Raven selection 
     orcahello detect recordings/ --recursive --output-dir results
     python -m orcahello.cli detect clip.wav --model models/orcahello-srkw-detector-v1 --plot
 
+With `--site-thresholds sites.json`, each recording gets the decision thresholds of its hydrophone: the first site
+name or glob pattern of the table that matches its path (see `orcahello.site_thresholds`).
+
 A recording that cannot be scored is reported as `ERROR <path>: <reason>` on stderr and never stops the run; the
 exit status is 0 when every recording was scored, 1 otherwise. Re-running into the same output folder skips the
 recordings already scored with the same model and parameters (`--overwrite` redoes them).
 """
 
 import argparse
+import dataclasses
 import datetime
 import glob
 import hashlib
@@ -24,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from . import REPO_ROOT, __version__, writers
+from . import REPO_ROOT, __version__, site_thresholds, writers
 
 
 HUB_MODEL_ID = "orcasound/orcahello-srkw-detector-v1"
@@ -156,19 +160,29 @@ def describe_model(pipe, model):
     return info
 
 
-def scoring_parameters(args, config):
-    """Every parameter that changes the numbers, resolved: the command line's, else the model config's."""
-    return {
-        "aggregation": args.aggregation or getattr(config, "aggregation", "orcahello"),
-        "local_threshold": float(args.threshold if args.threshold is not None else config.local_threshold),
-        "global_count_threshold": int(
-            args.min_positive_seconds if args.min_positive_seconds is not None else config.global_count_threshold
-        ),
+def scoring_parameters(args, config, site_parameters=None):
+    """
+    Every parameter that changes the numbers, resolved: the command line's, else the recording's entry in the
+    `--site-thresholds` table (`site_parameters`), else the model config's. An option given on the command line
+    applies to every recording: it is the explicit request, the table holds standing defaults.
+    """
+    parameters = {
+        "aggregation": getattr(config, "aggregation", "orcahello"),
+        "local_threshold": float(config.local_threshold),
+        "global_count_threshold": int(config.global_count_threshold),
         "global_threshold": float(getattr(config, "global_threshold", 0.6)),
         "top_k_windows": int(getattr(config, "top_k_windows", 3)),
         "window_seconds": float(getattr(config, "window_seconds", 2.0)),
         "hop_seconds": float(getattr(config, "hop_seconds", 1.0)),
     }
+    parameters.update(site_parameters or {})
+    if args.aggregation:
+        parameters["aggregation"] = args.aggregation
+    if args.threshold is not None:
+        parameters["local_threshold"] = float(args.threshold)
+    if args.min_positive_seconds is not None:
+        parameters["global_count_threshold"] = int(args.min_positive_seconds)
+    return parameters
 
 
 def run_hash(parameters, model_info):
@@ -297,6 +311,26 @@ class RunSettings:
     overwrite: bool
     model_info: dict
     run_hash: str
+    site_thresholds_file: str = None  # the --site-thresholds table, when one is used
+    site: str = None  # the table's site pattern that gave this recording's parameters (None: its default)
+
+
+def settings_for_recording(job, settings, args, config, site_table):
+    """
+    The run's settings with `job`'s own parameters when a per-site table is used: its site's entry, and the hash of
+    those parameters, so that resuming rescores exactly the recordings whose site entry changed.
+    """
+    if site_table is None:
+        return settings
+    # The absolute path, so that site folders above the folder given on the command line match too.
+    path = os.path.abspath(job.path)
+    parameters = scoring_parameters(args, config, site_thresholds.parameters_for(path, site_table))
+    return dataclasses.replace(
+        settings,
+        parameters=parameters,
+        run_hash=run_hash(parameters, settings.model_info),
+        site=site_thresholds.match_site(path, site_table),
+    )
 
 
 def load_finished_document(json_path, expected_hash):
@@ -325,6 +359,8 @@ def build_document(job, result, settings):
             "created_at": now_iso(),
         }
     )
+    if settings.site_thresholds_file is not None:
+        document["site_thresholds"] = {"file": settings.site_thresholds_file, "site": settings.site}
     return document
 
 
@@ -479,6 +515,13 @@ def build_parser():
         help="file-level decision: production's (orcahello, default) or the upstream port's",
     )
     detect_parser.add_argument(
+        "--site-thresholds",
+        metavar="FILE",
+        default=None,
+        help="JSON (or YAML) table of decision parameters per hydrophone, matched by name or glob pattern against "
+        "each recording's path; options given on the command line override it (see orcahello/site_thresholds.py)",
+    )
+    detect_parser.add_argument(
         "--recursive",
         action="store_true",
         help="also search the subfolders of folders, and let ** in patterns cross folders",
@@ -515,6 +558,14 @@ def detect(args, command=None):
             print(f"ERROR: {error}", file=sys.stderr)
             return EXIT_CANNOT_RUN
 
+    site_table = None
+    if args.site_thresholds:
+        try:
+            site_table = site_thresholds.load_site_thresholds(args.site_thresholds)
+        except site_thresholds.SiteThresholdsError as error:
+            print(f"ERROR: {error}", file=sys.stderr)
+            return EXIT_CANNOT_RUN
+
     paths, input_problems = find_audio_files(args.paths, recursive=args.recursive)
     for path, reason in input_problems:
         print(f"ERROR {path}: {reason}", file=sys.stderr)
@@ -539,6 +590,8 @@ def detect(args, command=None):
 
     parameters = scoring_parameters(args, pipe.model.config)
     model_info = describe_model(pipe, model)
+    # With a site table the run's hash covers the table; each recording's JSON holds the hash of its own parameters.
+    run_identity = parameters if site_table is None else {**parameters, "site_thresholds": site_table}
     settings = RunSettings(
         parameters=parameters,
         batch_size=args.batch_size,
@@ -547,7 +600,8 @@ def detect(args, command=None):
         plot=args.plot,
         overwrite=args.overwrite,
         model_info=model_info,
-        run_hash=run_hash(parameters, model_info),
+        run_hash=run_hash(run_identity, model_info),
+        site_thresholds_file=os.path.abspath(args.site_thresholds) if site_table is not None else None,
     )
     output_dir = args.output_dir
     jobs = plan_jobs(paths, output_dir)
@@ -563,7 +617,8 @@ def detect(args, command=None):
         for job in progress_bar:
             progress_bar.set_postfix_str(os.path.basename(job.path))
             try:
-                document, resumed = score_or_resume(job, pipe, settings)
+                job_settings = settings_for_recording(job, settings, args, pipe.model.config, site_table)
+                document, resumed = score_or_resume(job, pipe, job_settings)
             except Exception as error:  # one bad recording never stops the batch
                 reason = failure_reason(error, job.path)
                 progress_bar.write(f"ERROR {job.path}: {reason}", file=sys.stderr)
@@ -591,6 +646,7 @@ def detect(args, command=None):
         "model": model_info,
         "run_hash": settings.run_hash,
         "parameters": parameters,
+        "site_thresholds": None if site_table is None else {"file": settings.site_thresholds_file, "table": site_table},
         "options": {
             "paths": list(args.paths),
             "output_dir": os.path.abspath(output_dir),
@@ -601,6 +657,7 @@ def detect(args, command=None):
             "threshold": args.threshold,
             "min_positive_seconds": args.min_positive_seconds,
             "aggregation": args.aggregation,
+            "site_thresholds": args.site_thresholds,
             "recursive": args.recursive,
             "model": model,
             "plot": args.plot,
