@@ -8,6 +8,7 @@ Offline (as on machines with no Hub access): converts the synthetic stand-in lea
 
 import argparse
 import os
+import socket
 import sys
 
 
@@ -27,9 +28,21 @@ def is_model_folder(path):
     return all(os.path.exists(os.path.join(path, name)) for name in ("config.json", "model.safetensors"))
 
 
+def hub_resolves():
+    """Whether the Hub's host name resolves: offline machines then skip huggingface_hub's ~25 s of retries."""
+    try:
+        socket.getaddrinfo("huggingface.co", 443)
+    except OSError:
+        return False
+    return True
+
+
 def download_hub_weights():
     """The Hub repo's weights file, or None when the Hub cannot be reached."""
     if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return None
+    if not hub_resolves():
+        print("Hub not reachable (no DNS for huggingface.co); using the synthetic stand-in model", file=sys.stderr)
         return None
     try:
         from huggingface_hub import hf_hub_download
