@@ -20,6 +20,20 @@ os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="orcahello-hf-
 sys.path.insert(0, str(REPO_ROOT))
 
 
+def run_orcahello_cli(*arguments):
+    """Run `orcahello detect ARGUMENTS` in a subprocess from the repo root, as a user would (the venv need not have
+    the package installed: `python -m orcahello.cli`)."""
+    import subprocess
+
+    return subprocess.run(
+        [sys.executable, "-m", "orcahello.cli", "detect", *map(str, arguments)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def legacy_wavs():
     return sorted((LEGACY / "audio").glob("*.wav"))
 

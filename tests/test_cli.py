@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import LEGACY, REAL_AUDIO, REPO_ROOT
+from conftest import LEGACY, REAL_AUDIO, REPO_ROOT, run_orcahello_cli
 
 from orcahello import cli, writers
 
@@ -27,14 +27,6 @@ PIPELINE_PARAMETERS = {"local_threshold": THRESHOLD, "global_count_threshold": M
 PER_FILE_OUTPUTS = ("json", "csv", "raven", "audacity", "png")
 
 
-def run_cli(*arguments):
-    return subprocess.run(
-        [sys.executable, "-m", "orcahello.cli", "detect", *map(str, arguments)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +72,7 @@ def detect_arguments(recordings, output_dir, model_folder):
 @pytest.fixture(scope="module")
 def first_run(recordings, tiny_model_folder, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("results")
-    completed = run_cli(*detect_arguments(recordings, output_dir, tiny_model_folder), "--plot")
+    completed = run_orcahello_cli(*detect_arguments(recordings, output_dir, tiny_model_folder), "--plot")
     return completed, output_dir
 
 
@@ -239,7 +231,7 @@ def test_second_run_skips_finished_files(first_run, recordings, tiny_model_folde
     ]
     modified = {path: os.stat(path).st_mtime_ns for path in outputs}
 
-    completed = run_cli(*detect_arguments(recordings, output_dir, tiny_model_folder), "--plot")
+    completed = run_orcahello_cli(*detect_arguments(recordings, output_dir, tiny_model_folder), "--plot")
     assert completed.returncode == 1  # bad.wav is tried again, and fails again
     assert "5 skipped" in completed.stdout and "0 scored" in completed.stdout
     assert sum(line.startswith("ERROR ") for line in completed.stderr.splitlines()) == 1

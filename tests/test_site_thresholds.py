@@ -5,11 +5,10 @@ Per-site thresholds: the table's validation and lookup rules (`orcahello.site_th
 
 import json
 import shutil
-import subprocess
 import sys
 
 import pytest
-from conftest import LEGACY, REPO_ROOT
+from conftest import LEGACY, REPO_ROOT, run_orcahello_cli
 
 from orcahello.site_thresholds import (
     SiteThresholdsError,
@@ -122,14 +121,6 @@ def test_load_json_and_yaml_in_file_order(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def run_detect(*arguments):
-    return subprocess.run(
-        [sys.executable, "-m", "orcahello.cli", "detect", *map(str, arguments)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_cli_gives_each_site_its_thresholds_and_records_them(tiny_model_folder, tmp_path):
@@ -149,7 +140,7 @@ def test_cli_gives_each_site_its_thresholds_and_records_them(tiny_model_folder, 
     arguments = [recordings, "--recursive", "--output-dir", output_dir, "--model", tiny_model_folder]
     arguments += ["--site-thresholds", table_path, "--format", "json"]
 
-    completed = run_detect(*arguments)
+    completed = run_orcahello_cli(*arguments)
     assert completed.returncode == 0, completed.stderr
     documents = {
         site: json.loads((output_dir / site / "clip.orcahello.json").read_text())
@@ -172,12 +163,12 @@ def test_cli_gives_each_site_its_thresholds_and_records_them(tiny_model_folder, 
     # One site's entry changes: only its recording is scored again. A command-line option overrides the table.
     table["sites"]["bush_point"]["local_threshold"] = 0.0
     table_path.write_text(json.dumps(table))
-    completed = run_detect(*arguments)
+    completed = run_orcahello_cli(*arguments)
     assert completed.returncode == 0, completed.stderr
     assert "1 scored, 1 skipped" in completed.stdout
     assert json.loads((output_dir / "bush_point" / "clip.orcahello.json").read_text())["global_prediction"] == 1
 
-    completed = run_detect(*arguments, "--threshold", "1.0")
+    completed = run_orcahello_cli(*arguments, "--threshold", "1.0")
     assert completed.returncode == 0 and "2 scored" in completed.stdout, completed.stderr
     for site in ("orcasound_lab", "bush_point"):
         document = json.loads((output_dir / site / "clip.orcahello.json").read_text())
@@ -187,7 +178,7 @@ def test_cli_gives_each_site_its_thresholds_and_records_them(tiny_model_folder, 
 def test_cli_refuses_a_bad_table_before_scoring(tiny_model_folder, tmp_path):
     table_path = tmp_path / "sites.json"
     table_path.write_text(json.dumps({"sites": {"lab": {"local_threshold": 7}}}))
-    completed = run_detect(
+    completed = run_orcahello_cli(
         LEGACY / "audio" / "edge_20k_6s.wav",
         "--model",
         tiny_model_folder,

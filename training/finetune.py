@@ -64,6 +64,7 @@ if REPO_ROOT not in sys.path:
 from conversion.model_folder import save_model_folder  # noqa: E402
 from feature_extraction_orcahello import OrcaHelloFeatureExtractor  # noqa: E402
 from modeling_orcahello import OrcaHelloForAudioClassification  # noqa: E402
+from orcahello.cli import positive_integer  # noqa: E402
 from pipeline_orcahello import AudioInputError, open_recording  # noqa: E402
 
 
@@ -464,13 +465,6 @@ def non_negative_integer(text):
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def positive_integer(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
