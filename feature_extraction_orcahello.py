@@ -42,6 +42,14 @@ def window_bounds(num_samples, sampling_rate, window_seconds=2.0, hop_seconds=1.
     return [(k * hop_samples, k * hop_samples + window_samples) for k in range(num_windows)]
 
 
+def _indices_by_length(arrays):
+    """`{length: [indices]}`: arrays of one length are stacked and processed together."""
+    groups = {}
+    for index, array in enumerate(arrays):
+        groups.setdefault(array.shape[-1], []).append(index)
+    return groups
+
+
 def channels_first(waveform):
     """
     A 2-D waveform as `(channels, samples)`. A `(samples, channels)` array, as soundfile returns it, is transposed:
@@ -178,16 +186,21 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
         Windows of equal length are resampled together.
         """
         sampling_rate = self._check_sampling_rate(sampling_rate)
-        windows = [self._to_mono_float32(window, index) for index, window in enumerate(self._as_window_list(raw_audio))]
+        raw_windows = self._as_window_list(raw_audio)
+        windows = [self._to_mono_float32(window, index) for index, window in enumerate(raw_windows)]
+        # A mono int16 window is already on the int16 grid: its first round trip is an exact identity.
+        on_int16_grid = [
+            np.asarray(window).dtype == np.int16 and (np.ndim(window) == 1 or min(np.shape(window)) == 1)
+            for window in raw_windows
+        ]
         divisor = math.gcd(self.sampling_rate, sampling_rate)
         up, down = self.sampling_rate // divisor, sampling_rate // divisor
 
         prepared = [None] * len(windows)
-        by_length = {}
-        for index, window in enumerate(windows):
-            by_length.setdefault(window.shape[-1], []).append(index)
-        for length, indices in by_length.items():
-            stacked = quantize_int16(np.stack([windows[index] for index in indices]))
+        for length, indices in _indices_by_length(windows).items():
+            stacked = np.stack([windows[index] for index in indices])
+            if not all(on_int16_grid[index] for index in indices):
+                stacked = quantize_int16(stacked)
             if up != down:
                 stacked = resample_poly(stacked, up, down, axis=-1)
             stacked = quantize_int16(stacked)
@@ -250,12 +263,8 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
                 "silently wrong spectrograms. Call feature_extractor(audio, sampling_rate=48000)."
             )
         waveforms = self.prepare_waveforms(raw_audio, sampling_rate)
-        features = []
-        by_length = {}
-        for index, waveform in enumerate(waveforms):
-            by_length.setdefault(waveform.shape[-1], []).append(index)
         features = [None] * len(waveforms)
-        for indices in by_length.values():
+        for indices in _indices_by_length(waveforms).values():
             batch = self.spectrogram(np.stack([waveforms[index] for index in indices]), device=device)
             for row, index in enumerate(indices):
                 features[index] = batch[row]
