@@ -51,6 +51,7 @@ PARAMETER_TYPES = {
     "sampling_rate": int,
     "batch_size": int,
     "engine": str,
+    "precision": str,
 }
 TRUE_STRINGS = ("true", "1", "yes", "on")
 FALSE_STRINGS = ("false", "0", "no", "off")

@@ -9,13 +9,10 @@ probabilities are aggregated into production's file-level decision.
 """
 
 import ctypes
-import gc
 import io
 import logging
 import os
 import sys
-import tempfile
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -25,14 +22,15 @@ from transformers.pipelines.base import ChunkPipeline
 
 try:
     from .feature_extraction_orcahello import OrcaHelloFeatureExtractor, channels_first, window_bounds
+    from .scoring_orcahello import ENGINES, PRECISIONS, build_scorer, padded_frames, resolve_engine, weights_version
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from feature_extraction_orcahello import OrcaHelloFeatureExtractor, channels_first, window_bounds
+    from scoring_orcahello import ENGINES, PRECISIONS, build_scorer, padded_frames, resolve_engine, weights_version
 
 
 logger = logging.getLogger(__name__)
 
 AGGREGATION_STRATEGIES = ("orcahello", "mean_thresholded", "mean_top_k")
-ENGINES = ("auto", "onnxruntime", "torch")
 # Windows featurized together: big enough to vectorize resampling and the STFT, small enough that a
 # day-long file never holds more than a few MB of audio and spectrograms at once.
 FRONTEND_BLOCK_WINDOWS = 32
@@ -291,71 +289,8 @@ def merge_detections(starts, ends, confidences, predictions):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Scoring engines
+# Memory
 # ----------------------------------------------------------------------------------------------------------------
-
-
-class _LogitsOnly(torch.nn.Module):
-    """The classifier as a plain `input_features -> logits` function, the form an ONNX export needs."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_features):
-        return self.model(input_features=input_features, return_dict=False)[0]
-
-
-def _weights_version(model):
-    """Changes whenever any parameter or buffer is modified in place (an optimizer step, load_state_dict...)."""
-    return tuple(tensor._version for tensor in model.state_dict(keep_vars=True).values())
-
-
-class OnnxRuntimeScorer:
-    """
-    The model's logits computed by ONNX Runtime's CPU kernels: the graph is exported from the loaded weights when
-    the scorer is built (a few seconds for ResNet50, once per pipeline and thread count), so it is the same float32
-    network, about 1.7x faster than eager PyTorch on a 2-core x86 CPU, with probabilities within ~1e-5 of it.
-    """
-
-    def __init__(self, model, input_shape, num_threads):
-        import onnxruntime
-
-        was_training = model.training
-        example = torch.zeros((2, *input_shape), dtype=torch.float32)
-        with tempfile.TemporaryDirectory(prefix="orcahello-onnx-") as folder:
-            # Through a file rather than bytes in memory: the exporter's graph is gone before ONNX Runtime loads
-            # the model, which keeps the process's peak memory lower.
-            onnx_path = os.path.join(folder, "model.onnx")
-            try:
-                # Tracing needs ordinary tensors: the pipeline calls this from inside torch.inference_mode.
-                with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
-                    torch.onnx.export(
-                        _LogitsOnly(model).eval(),
-                        (example,),
-                        onnx_path,
-                        input_names=["input_features"],
-                        output_names=["logits"],
-                        dynamic_axes={"input_features": {0: "batch"}, "logits": {0: "batch"}},
-                        dynamo=False,
-                    )
-            finally:
-                model.train(was_training)
-            gc.collect()
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = num_threads
-            options.inter_op_num_threads = 1
-            options.log_severity_level = 3
-            # Without the arena ONNX Runtime returns activation memory after each batch instead of keeping its
-            # peak (about 400 MB for ResNet50 at batch 16), at no measurable cost in speed for this network.
-            options.enable_cpu_mem_arena = False
-            self.session = onnxruntime.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
-        self.weights_version = _weights_version(model)
-
-    def __call__(self, input_features):
-        features = input_features.detach().to("cpu", torch.float32).contiguous().numpy()
-        return torch.from_numpy(self.session.run(None, {"input_features": features})[0])
 
 
 def return_large_buffers_to_the_system():
@@ -377,15 +312,6 @@ def return_large_buffers_to_the_system():
         libc.mallopt(m_mmap_threshold, 1 << 20)
     except (OSError, AttributeError):  # musl or another C library: nothing to tune
         pass
-
-
-def onnxruntime_is_available():
-    try:
-        import onnx  # noqa: F401  (torch's exporter needs it)
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -427,8 +353,14 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         batch_size (`int`, 16):
             Windows per forward pass, across files when a list is given.
         engine (`str`, `"auto"`):
-            `"onnxruntime"`, `"torch"`, or `"auto"`: ONNX Runtime for float32 on CPU when it is installed (about 1.7x
-            faster than eager PyTorch there, probabilities within ~1e-5), PyTorch otherwise.
+            `"openvino"`, `"onnxruntime"`, `"torch"`, or `"auto"`: on CPU with a float32 model, OpenVINO when it is
+            installed (the fastest faithful engine; probabilities within ~1e-5 of PyTorch), else ONNX Runtime, else
+            PyTorch; PyTorch on GPUs. Every engine skips the work that the spectrogram's padding alone determines
+            (see `scoring_orcahello.PaddingSkippingClassifier`).
+        precision (`str`, `"float32"`):
+            `"bfloat16"` (CPUs with bfloat16 instructions, through OpenVINO; GPUs) or `"float16"` (GPUs): an opt-in
+            fast mode for large archives, about 2x faster on such a CPU, at a cost in accuracy that depends on the
+            weights; `benchmarks/run.py` measures it. Production's numbers are float32.
 
     Default output: `[{"label": decision, "score": s}, {"label": other, "score": 1 - s}]`, the file-level decision
     first. The positive score is the file's global confidence on a 0..1 scale (production's `whaleFoundConfidence` /
@@ -451,11 +383,11 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
                 self.feature_extractor = OrcaHelloFeatureExtractor()
         if self._batch_size is None:
             self._batch_size = DEFAULT_BATCH_SIZE
-        # Convolutions run markedly faster on channels-last tensors on CPU (oneDNN) and CUDA; the weights keep their
-        # values, and save_pretrained still writes them normally.
         self._scorers = {}
         return_large_buffers_to_the_system()
-        self._channels_last = self.device.type in ("cpu", "cuda")
+        # Convolutions run markedly faster on channels-last tensors on CUDA; the weights keep their values, and
+        # save_pretrained still writes them normally. (On CPU the exported engines choose their own layouts.)
+        self._channels_last = self.device.type == "cuda"
         if self._channels_last:
             self.model.to(memory_format=torch.channels_last)
 
@@ -473,6 +405,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         top_k=None,
         function_to_apply=None,
         engine=None,
+        precision=None,
         **kwargs,
     ):
         if kwargs:
@@ -520,6 +453,10 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             if engine not in ENGINES:
                 raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
             forward_params["engine"] = engine
+        if precision is not None:
+            if precision not in PRECISIONS:
+                raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+            forward_params["precision"] = precision
         return preprocess_params, forward_params, postprocess_params
 
     def get_inference_context(self):
@@ -579,17 +516,8 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             executor.shutdown(wait=True, cancel_futures=True)
             recording.close()
 
-    def _forward(self, model_inputs, engine="auto"):
-        input_features = model_inputs["input_features"]
-        scorer = self._onnxruntime_scorer(engine, input_features.shape[1:])
-        if scorer is not None:
-            logits = scorer(input_features)
-        else:
-            model_dtype = getattr(self.model, "dtype", torch.float32)
-            input_features = input_features.to(model_dtype)
-            if self._channels_last:
-                input_features = input_features.contiguous(memory_format=torch.channels_last)
-            logits = self.model(input_features=input_features).logits
+    def _forward(self, model_inputs, engine="auto", precision="float32"):
+        logits = self.score_input_features(model_inputs["input_features"], engine=engine, precision=precision)
         return {
             "probabilities": torch.softmax(logits.float(), dim=-1),
             "window_index": model_inputs["window_index"],
@@ -598,25 +526,47 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             "is_last": model_inputs["is_last"],
         }
 
-    def _onnxruntime_scorer(self, engine, input_shape):
+    def score_input_features(self, input_features, engine="auto", precision="float32"):
         """
-        The ONNX Runtime scorer to use, or None for PyTorch. `"auto"` takes ONNX Runtime for float32 on CPU when it
-        is installed (it is the fastest faithful engine there) and PyTorch otherwise (GPUs, half precision).
+        Logits `(batch, 2)` of a batch of spectrograms `(batch, 1, 256, 312)` with the pipeline's engine: the one
+        function every caller that scores windows goes through (the pipeline itself, the batch job, benchmarks).
         """
-        if engine == "torch":
-            return None
-        eligible = self.device.type == "cpu" and getattr(self.model, "dtype", torch.float32) == torch.float32
-        if engine == "onnxruntime" and not (eligible and onnxruntime_is_available()):
-            raise ValueError(
-                "engine='onnxruntime' needs `pip install onnxruntime onnx`, a CPU device and a float32 model"
-            )
-        if not eligible or not onnxruntime_is_available():
-            return None
-        key = (tuple(input_shape), torch.get_num_threads())
+        with torch.inference_mode():
+            return self.scorer(input_features, engine=engine, precision=precision)(input_features)
+
+    def scorer(self, input_features, engine="auto", precision="float32"):
+        """
+        The scorer for batches shaped like `input_features`: built on first use (an ONNX export for OpenVINO and
+        ONNX Runtime takes a few seconds for ResNet50), kept per engine, precision, thread count and padding
+        geometry, and built again when the weights have changed in place since (e.g. fine-tuning).
+        """
+        model_dtype = getattr(self.model, "dtype", torch.float32)
+        engine = resolve_engine(engine, self.device, model_dtype, precision)
+        content_frames = None
+        if not self.model.training:
+            # Padding is skipped when the batch has some: always, for 2-second windows from the feature extractor.
+            frames = padded_frames(input_features, float(self.feature_extractor.padding_value))
+            if frames < input_features.shape[-1]:
+                content_frames = frames
+        threads = torch.get_num_threads()
+        key = (engine, precision, tuple(input_features.shape[1:]), threads, content_frames is not None)
         scorer = self._scorers.get(key)
-        if scorer is None or scorer.weights_version != _weights_version(self.model):
-            # Built on first use, and again if the weights were changed in place since (e.g. fine-tuning).
-            scorer = OnnxRuntimeScorer(self.model, tuple(input_shape), torch.get_num_threads())
+        version = weights_version(self.model)
+        # A scorer that skips the padding after frame n serves any batch whose padding starts at n or earlier.
+        covers = scorer is not None and (content_frames is None or content_frames <= scorer.content_frames)
+        if not covers or scorer.weights_version != version:
+            scorer = build_scorer(
+                self.model,
+                engine,
+                tuple(input_features.shape),
+                threads,
+                precision=precision,
+                content_frames=content_frames,
+                padding_value=float(self.feature_extractor.padding_value),
+                channels_last=self._channels_last,
+            )
+            scorer.weights_version = version
+            scorer.content_frames = content_frames
             self._scorers[key] = scorer
         return scorer
 

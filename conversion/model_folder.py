@@ -19,6 +19,7 @@ CUSTOM_CODE_FILES = (
     "modeling_orcahello.py",
     "feature_extraction_orcahello.py",
     "pipeline_orcahello.py",
+    "scoring_orcahello.py",
 )
 # Not loaded by transformers: the Inference Endpoints entry point (`EndpointHandler`), which serves the folder's
 # pipeline when it is deployed as a custom-handler endpoint. It belongs wherever the model goes.
@@ -85,12 +86,34 @@ def save_model_folder(model, output_dir, feature_extractor=None, model_card=None
     return output_dir
 
 
+def refresh_custom_code(output_dir):
+    """
+    Bring an existing model folder's code files up to this checkout's, keeping its weights and configs: a folder
+    made by an older checkout would otherwise keep running the older pipeline. Returns the names it rewrote.
+    """
+    rewritten = []
+    for name in CUSTOM_CODE_FILES + ENDPOINT_HANDLER_FILES:
+        source, target = os.path.join(REPO_ROOT, name), os.path.join(output_dir, name)
+        with open(source, "rb") as handle:
+            wanted = handle.read()
+        current = None
+        if os.path.exists(target):
+            with open(target, "rb") as handle:
+                current = handle.read()
+        if current != wanted:
+            with open(target, "wb") as handle:
+                handle.write(wanted)
+            rewritten.append(name)
+    return rewritten
+
+
 def default_config(**overrides):
     return prepare_config(OrcaHelloConfig(**overrides))
 
 
 __all__ = [
     "save_model_folder",
+    "refresh_custom_code",
     "prepare_config",
     "default_config",
     "CUSTOM_CODE_FILES",

@@ -182,6 +182,10 @@ def scoring_parameters(args, config, site_parameters=None):
         parameters["local_threshold"] = float(args.threshold)
     if args.min_positive_seconds is not None:
         parameters["global_count_threshold"] = int(args.min_positive_seconds)
+    # Reduced precision changes the numbers, so it is part of what a resumed result must match; float32, the
+    # default, stays out of the parameters so that results scored before the option existed still resume.
+    if getattr(args, "precision", "float32") != "float32":
+        parameters["precision"] = args.precision
     return parameters
 
 
@@ -311,6 +315,7 @@ class RunSettings:
     overwrite: bool
     model_info: dict
     run_hash: str
+    engine: str = "auto"
     site_thresholds_file: str = None  # the --site-thresholds table, when one is used
     site: str = None  # the table's site pattern that gave this recording's parameters (None: its default)
 
@@ -377,7 +382,10 @@ def score_or_resume(job, pipe, settings):
     document = None if settings.overwrite else load_finished_document(json_path, settings.run_hash)
     resumed = document is not None
     if not resumed:
-        result = pipe(job.path, return_timestamps=True, batch_size=settings.batch_size, **settings.parameters)
+        result = pipe(
+            job.path, return_timestamps=True, batch_size=settings.batch_size, engine=settings.engine,
+            **settings.parameters,
+        )
         document = build_document(job, result, settings)
         for kind in writers.OUTPUT_SUFFIXES:  # "json" comes first
             stale_path = writers.output_path(job.output_stem, kind)
@@ -495,6 +503,21 @@ def build_parser():
     )
     detect_parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="default: auto")
     detect_parser.add_argument(
+        "--engine",
+        choices=("auto", "openvino", "onnxruntime", "torch"),
+        default="auto",
+        help="what computes the model (default: auto, i.e. OpenVINO on CPU when installed, PyTorch on GPUs); the "
+        "engines agree to ~1e-5",
+    )
+    detect_parser.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16", "float16"),
+        default="float32",
+        help="opt-in fast mode for large archives: bfloat16 (CPUs with bfloat16 instructions, GPUs) or float16 "
+        "(GPUs), about 2x faster, at an accuracy cost that depends on the weights (see benchmarks/run.py); "
+        "default: float32, production's numbers",
+    )
+    detect_parser.add_argument(
         "--threshold",
         metavar="T",
         type=float,
@@ -601,6 +624,7 @@ def detect(args, command=None):
         overwrite=args.overwrite,
         model_info=model_info,
         run_hash=run_hash(run_identity, model_info),
+        engine=args.engine,
         site_thresholds_file=os.path.abspath(args.site_thresholds) if site_table is not None else None,
     )
     output_dir = args.output_dir
@@ -627,7 +651,7 @@ def detect(args, command=None):
                 continue
             counts["skipped" if resumed else "scored"] += 1
             if not resumed:
-                # Counted from the results: with the ONNX Runtime engine the PyTorch model never runs a forward.
+                # Counted from the results: with the exported engines the PyTorch model never runs a forward.
                 windows_scored += len(document["windows"])
                 progress_bar.set_postfix_str(f"{windows_scored} windows scored")
                 for warning in document["warnings"]:

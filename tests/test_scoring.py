@@ -1,0 +1,238 @@
+"""Scoring engines: padding skipping is the model's own computation, every engine agrees, precisions and fallbacks."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import LEGACY, legacy_wavs, tiny_config
+
+from modeling_orcahello import OrcaHelloForAudioClassification
+from scoring_orcahello import (
+    PaddingSkippingClassifier,
+    build_scorer,
+    cpu_supports_bfloat16,
+    padded_frames,
+    resnet_units,
+    resolve_engine,
+)
+
+
+NUM_MELS, NUM_FRAMES, CONTENT_FRAMES = 256, 312, 157  # a 2-second window: 157 frames of content, 155 of padding
+
+
+def spectrograms(batch_size, content_frames=CONTENT_FRAMES, seed=0):
+    """dB-like content in the first `content_frames` frames, production's 0 dB padding after them."""
+    generator = torch.Generator().manual_seed(seed)
+    features = torch.zeros(batch_size, 1, NUM_MELS, NUM_FRAMES)
+    features[..., :content_frames] = torch.randn(batch_size, 1, NUM_MELS, content_frames, generator=generator) * 15 - 50
+    return features
+
+
+def model_for(**overrides):
+    torch.manual_seed(0)
+    model = OrcaHelloForAudioClassification(tiny_config(**overrides) if overrides else tiny_config()).eval()
+    # Random BatchNorm statistics, so that the padding's activations are not trivially zero anywhere.
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2)
+                module.bias.uniform_(-0.5, 0.5)
+    return model
+
+
+ARCHITECTURES = {
+    "tiny basic": {},
+    "tiny bottleneck": dict(layer_type="bottleneck", hidden_sizes=[32, 64, 128, 256]),
+    "resnet18 layout": dict(depths=[2, 2, 2, 2], hidden_sizes=[16, 32, 64, 128]),
+    "resnet50 layout": dict(depths=[3, 4, 6, 3], layer_type="bottleneck", hidden_sizes=[32, 64, 128, 256]),
+}
+
+
+CASES = [(architecture, CONTENT_FRAMES) for architecture in ARCHITECTURES] + [
+    (architecture, content_frames)
+    for architecture in ("tiny basic", "tiny bottleneck")
+    for content_frames in (1, 60, 250, NUM_FRAMES - 1)
+]
+
+
+@pytest.mark.parametrize("architecture, content_frames", CASES)
+def test_padding_skipping_gives_the_full_models_logits(architecture, content_frames):
+    model = model_for(**ARCHITECTURES[architecture])
+    features = spectrograms(3, content_frames)
+    skipping = PaddingSkippingClassifier(model, NUM_MELS, NUM_FRAMES, content_frames).eval()
+    with torch.no_grad():
+        expected = model(input_features=features).logits
+        actual = skipping(features)
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_padding_skipping_computes_exactly_the_columns_the_content_reaches():
+    """The geometry is tight, not merely safe: column counts equal where a change of content actually shows."""
+    model = model_for(**ARCHITECTURES["resnet50 layout"])
+    skipping = PaddingSkippingClassifier(model, NUM_MELS, NUM_FRAMES, CONTENT_FRAMES)
+    first, second = spectrograms(1, seed=1), spectrograms(1, seed=2)
+    reached = []
+    with torch.no_grad():
+        for unit in resnet_units(model):
+            first, second = unit(first), unit(second)
+            differing = torch.nonzero((first != second).any(dim=(0, 1, 2))).flatten()
+            reached.append(int(differing.max()) + 1)
+    assert skipping.computed_columns == reached
+    # torchvision's ResNet50 on a 2-second window: 80 of 156 columns after the stem, 26 of 39 after stage 2.
+    assert reached[0] == 80 and reached[8] == 26
+    assert 0.7 < skipping.multiply_adds_fraction() < 0.85
+
+
+def test_padding_skipping_refuses_a_model_in_training_mode():
+    model = model_for().train()
+    with pytest.raises(ValueError, match="eval mode"):
+        PaddingSkippingClassifier(model, NUM_MELS, NUM_FRAMES, CONTENT_FRAMES)
+
+
+def test_padded_frames_finds_where_the_padding_starts():
+    assert padded_frames(spectrograms(2), 0.0) == CONTENT_FRAMES
+    features = spectrograms(2)
+    features[1, 0, 7, 200] = 3.0  # one window of the batch has content further right
+    assert padded_frames(features, 0.0) == 201
+    assert padded_frames(torch.ones(1, 1, 4, 10), 0.0) == 10
+    assert padded_frames(torch.zeros(1, 1, 4, 10), 0.0) == 0
+
+
+ENGINES = ("openvino", "onnxruntime", "torch")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_every_engine_skips_padding_and_matches_eager_pytorch(engine):
+    model = model_for(**ARCHITECTURES["tiny bottleneck"])
+    features = spectrograms(5)
+    scorer = build_scorer(model, engine, tuple(features.shape), num_threads=1, content_frames=CONTENT_FRAMES)
+    with torch.no_grad():
+        expected = model(input_features=features).logits
+    actual = scorer(features)
+    assert actual.dtype == torch.float32 and actual.shape == (5, 2)
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_torch_engine_in_the_gpu_configuration_runs_on_cpu():
+    """channels-last tensors and autocast are what the pipeline uses on CUDA; the same code runs here."""
+    model = model_for(**ARCHITECTURES["tiny bottleneck"]).to(memory_format=torch.channels_last)
+    features = spectrograms(4)
+    with torch.no_grad():
+        expected = model(input_features=features).logits
+    float32 = build_scorer(model, "torch", tuple(features.shape), 1, content_frames=CONTENT_FRAMES, channels_last=True)
+    torch.testing.assert_close(float32(features), expected, rtol=1e-4, atol=1e-4)
+    half = build_scorer(model, "torch", tuple(features.shape), 1, precision="bfloat16",
+                        content_frames=CONTENT_FRAMES, channels_last=True)
+    with torch.no_grad():
+        logits = half(features)
+    assert logits.dtype == torch.float32
+    # bfloat16 keeps ~3 significant digits: close to float32, but not equal to it.
+    assert 0 < (logits - expected).abs().max() < 0.1 * expected.abs().max() + 0.1
+
+
+def test_openvino_bfloat16_fast_mode():
+    model = model_for(**ARCHITECTURES["tiny bottleneck"])
+    features = spectrograms(4)
+    if not cpu_supports_bfloat16():
+        with pytest.raises(ValueError, match="bfloat16 instructions"):
+            build_scorer(model, "openvino", tuple(features.shape), 1, precision="bfloat16",
+                         content_frames=CONTENT_FRAMES)
+        return
+    scorer = build_scorer(model, "openvino", tuple(features.shape), 1, precision="bfloat16",
+                          content_frames=CONTENT_FRAMES)
+    runtime_precisions = {
+        op.get_rt_info()["runtimePrecision"].astype(str)
+        for op in scorer.compiled.get_runtime_model().get_ordered_ops()
+        if op.get_rt_info()["layerType"].astype(str) == "Convolution"
+    }
+    assert runtime_precisions == {"bf16"}
+    with torch.no_grad():
+        expected = model(input_features=features).logits
+    logits = scorer(features)
+    assert 0 < (logits - expected).abs().max() < 0.1 * expected.abs().max() + 0.1
+
+
+def test_engine_and_precision_resolution():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_engine("auto", cpu, torch.float32, "float32") == "openvino"
+    assert resolve_engine("auto", cuda, torch.float32, "float32") == "torch"
+    assert resolve_engine("auto", cpu, torch.bfloat16, "float32") == "torch"
+    assert resolve_engine("auto", cuda, torch.float32, "float16") == "torch"
+    with pytest.raises(ValueError, match="a CPU device and a float32 model"):
+        resolve_engine("openvino", cuda, torch.float32, "float32")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_engine("auto", cpu, torch.float32, "int4")
+    with pytest.raises(ValueError, match="engine must be one of"):
+        resolve_engine("tensorrt", cpu, torch.float32, "float32")
+    with pytest.raises(ValueError, match="float32 only"):
+        build_scorer(model_for(), "onnxruntime", (1, 1, NUM_MELS, NUM_FRAMES), 1, precision="bfloat16")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Through the pipeline
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def window_scores(result):
+    return np.array([window["score"] for window in result["windows"]])
+
+
+def test_pipeline_engines_agree_and_openvino_is_the_cpu_default(tiny_model_folder):
+    from transformers import pipeline
+
+    detector = pipeline("audio-classification", model=str(tiny_model_folder), trust_remote_code=True)
+    path = str(LEGACY / "audio" / "edge_10s_48k.wav")
+    scores = {engine: window_scores(detector(path, return_timestamps=True, engine=engine)) for engine in ENGINES}
+    default = window_scores(detector(path, return_timestamps=True))
+    assert {scorer.name for scorer in detector._scorers.values()} == set(ENGINES)
+    # The pipeline's spectrograms always end in padding: every scorer it built skips it.
+    assert {scorer.content_frames for scorer in detector._scorers.values()} == {CONTENT_FRAMES}
+    np.testing.assert_array_equal(default, scores["openvino"])
+    for engine in ("onnxruntime", "torch"):
+        np.testing.assert_allclose(scores[engine], scores["openvino"], atol=1e-5, err_msg=engine)
+    assert detector.model.training is False
+
+
+def test_spectrograms_without_constant_padding_use_the_full_model(tiny_pipeline):
+    features = spectrograms(3)
+    features[..., -1] = 1.5  # content in the last frame: nothing to skip
+    logits = tiny_pipeline.score_input_features(features)
+    with torch.no_grad():
+        expected = tiny_pipeline.model(input_features=features).logits
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
+    assert any(scorer.content_frames is None for scorer in tiny_pipeline._scorers.values())
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_scorers_follow_weights_changed_in_place(tiny_model_folder, engine):
+    from transformers import pipeline
+
+    detector = pipeline("audio-classification", model=str(tiny_model_folder), trust_remote_code=True)
+    path = str(LEGACY / "audio" / "edge_20k_6s.wav")
+    before = window_scores(detector(path, return_timestamps=True, engine=engine))
+    with torch.no_grad():
+        detector.model.orcahello.resnet.embedder.embedder.normalization.bias.add_(0.5)  # moves the padding's columns
+        detector.model.classifier.out_proj.bias.add_(torch.tensor([-3.0, 3.0]))
+    after = window_scores(detector(path, return_timestamps=True, engine=engine))
+    features = torch.cat([chunk["input_features"] for chunk in detector.preprocess(path)])
+    with torch.no_grad():
+        reference = torch.softmax(detector.model(input_features=features).logits, dim=-1)[:, 1].numpy()
+    assert np.abs(after - before).max() > 0.01
+    np.testing.assert_allclose(after, reference, atol=1e-5)
+
+
+def test_production_spectrograms_score_as_production_with_every_engine(resnet50_pipeline):
+    """The exact model inputs production stored, through each engine with padding skipping: its probabilities."""
+    inputs, expected = [], []
+    for wav in legacy_wavs():
+        stored = np.load(LEGACY / "outputs" / "fastai_r50_legacy" / f"{wav.stem}.fastai_clips.npz")
+        starts = list(np.round(stored["clip_start_s"], 6))
+        for spectrogram, start in zip(stored["spectrogram"], stored["spectrogram_clip_start_s"]):
+            inputs.append(spectrogram)
+            expected.append(stored["prob_positive"][starts.index(round(float(start), 6))])
+    features = torch.from_numpy(np.stack(inputs)).float()
+    assert padded_frames(features, 0.0) == CONTENT_FRAMES
+    for engine in ENGINES:
+        logits = resnet50_pipeline.score_input_features(features, engine=engine)
+        probabilities = torch.softmax(logits, dim=-1)[:, 1].numpy()
+        np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-4, err_msg=engine)
