@@ -62,6 +62,7 @@ def main():
     args = parser.parse_args()
 
     from conversion.convert_fastai import convert
+    from conversion.model_folder import refresh_custom_code
 
     if is_model_folder(HUB_FOLDER):
         folder = HUB_FOLDER
@@ -79,6 +80,9 @@ def main():
                 sys.exit(f"No Hub access and no stand-in learner at {STANDIN_LEARNER}: cannot make a model folder")
             convert(STANDIN_LEARNER, STANDIN_FOLDER)
             folder = STANDIN_FOLDER
+    rewritten = refresh_custom_code(folder)
+    if rewritten:
+        print(f"updated the model folder's code to this checkout's: {', '.join(rewritten)}", file=sys.stderr)
     if folder == STANDIN_FOLDER:
         print(
             "NOTE: this model folder holds SYNTHETIC stand-in weights (the production architecture trained on "
