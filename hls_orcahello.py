@@ -376,6 +376,7 @@ class HLSAudio:
     def _decode_everything_once(self):
         av = self._av
         self._packets = []  # compressed AAC frames, in stream order: what `read` decodes again
+        self._failed_packets = set()  # indices of the packets the decoder rejected
         # Per packet: its presentation time in seconds (None when absent) and the samples it decoded to.
         packet_times, packet_samples, packet_segments = [], [], []
         decoder, codec_name = None, None
@@ -405,23 +406,24 @@ class HLSAudio:
                         f"{codec_name}: one recording needs one codec"
                     )
                 time_base = stream.time_base
-                packets = [packet for packet in container.demux(stream) if packet.size]
-                for position, packet in enumerate(packets):
+                failures, first_failure = 0, None
+                for packet in container.demux(stream):
+                    if not packet.size:  # the demuxer's end-of-stream marker
+                        continue
                     try:
                         frames = decoder.decode(packet)
                     except (av.error.FFmpegError, ValueError) as error:
-                        last_packet = index == len(self.segments) - 1 and position == len(packets) - 1
-                        if last_packet:
-                            # A stream cut off while its last segment was being written leaves an incomplete AAC
-                            # frame at the very end; ffmpeg drops it too.
-                            self.warnings.append(
-                                f"the last AAC frame of {segment.name} does not decode (an incomplete segment?); "
-                                f"dropped"
-                            )
-                            continue
-                        raise HLSInputError(
-                            f"{self.name}: segment {segment.name} does not decode ({error})"
-                        ) from None
+                        # ffmpeg skips a frame its decoder rejects (a segment cut short, a damaged byte) and goes on,
+                        # so production's WAV lacks it: skip it too. It is still fed to the decoder when reading, so
+                        # the decoder's state is the one ffmpeg's had.
+                        failures += 1
+                        first_failure = first_failure or str(error)
+                        self._failed_packets.add(len(self._packets))
+                        self._packets.append(bytes(packet))
+                        packet_times.append(None)
+                        packet_samples.append(0)
+                        packet_segments.append(index)
+                        continue
                     samples = 0
                     for frame in frames:
                         rate, channels, layout = frame.sample_rate, len(frame.layout.channels), frame.layout.name
@@ -447,7 +449,13 @@ class HLSAudio:
                 container.close()
             segment.num_samples = total - segment.first_sample
             if segment.num_samples == 0:
-                raise HLSInputError(f"{self.name}: segment {segment.name} holds no audio")
+                why = f"does not decode ({first_failure})" if failures else "holds no audio"
+                raise HLSInputError(f"{self.name}: segment {segment.name} {why}")
+            if failures:
+                self.warnings.append(
+                    f"{failures} AAC frame(s) of {segment.name} do not decode ({first_failure}): skipped, as ffmpeg "
+                    f"does when it converts the segments"
+                )
         for frame in decoder.decode(None):  # AAC has no decoder delay; whatever a codec still holds is counted
             packet_samples[-1] += frame.samples
             self.segments[packet_segments[-1]].num_samples += frame.samples
@@ -538,14 +546,16 @@ class HLSAudio:
 
         # Every packet: a presentation timestamp that does not follow on from the previous packet's end.
         jumps = {}
-        first_sample = 0
+        first_sample, previous_index = 0, None
         for index in range(len(self._packets)):
-            if index > 0:
-                jump = self._timestamp_jump(index - 1, index)
+            if index in self._failed_packets:
+                continue
+            if previous_index is not None:
+                jump = self._timestamp_jump(previous_index, index)
                 if jump is not None:
                     jumps[first_sample] = jump
                     if abs(jump) > TIMESTAMP_JUMP_TOLERANCE_SECONDS:
-                        before = self.segments[self._packet_segments[index - 1]]
+                        before = self.segments[self._packet_segments[previous_index]]
                         after = self.segments[self._packet_segments[index]]
                         gap = gap_at(first_sample, before.name, after.name)
                         where = "" if before is not after else f" inside {after.name}"
@@ -553,21 +563,27 @@ class HLSAudio:
                             f"timestamps {'jump ahead' if jump > 0 else 'go back'} by {abs(jump):.3f} s{where}"
                         )
             first_sample += self._packet_samples[index]
+            previous_index = index
 
         for sample, gap in gaps.items():
             evidence = gap.pop("_evidence")
-            jump = jumps.get(sample)
-            # Timestamps count the encoder's samples exactly, unless the stream was restarted (a discontinuity).
-            if jump is not None and not evidence.get("discontinuity") and jump > 0:
-                gap["missing_s"], gap["missing_s_from"] = jump, "timestamps"
-            elif sample in program_date_time_jumps:
-                # A clock that goes back (overlapping segments) loses nothing; the next anchor resets the time line.
-                gap["missing_s"] = max(program_date_time_jumps[sample], 0.0)
-                gap["missing_s_from"] = "program-date-time"
+            # Timestamps count the encoder's samples exactly, unless the stream was restarted (a discontinuity);
+            # the playlist's clock comes next; then what the playlist or the numbering imply.
+            timestamp_jump = None if evidence.get("discontinuity") else jumps.get(sample)
+            clock_jump = program_date_time_jumps.get(sample)
+            if timestamp_jump is not None and timestamp_jump > TIMESTAMP_JUMP_TOLERANCE_SECONDS:
+                gap["missing_s"], gap["missing_s_from"] = timestamp_jump, "timestamps"
+            elif clock_jump is not None and clock_jump > PROGRAM_DATE_TIME_JUMP_TOLERANCE_SECONDS:
+                gap["missing_s"], gap["missing_s_from"] = clock_jump, "program-date-time"
             elif "marked" in evidence:
                 gap["missing_s"], gap["missing_s_from"] = evidence["marked"], "EXTINF of #EXT-X-GAP segments"
+            elif timestamp_jump is not None and abs(timestamp_jump) <= TIMESTAMP_JUMP_TOLERANCE_SECONDS:
+                # Numbers are missing, or the clock jumped, but the timestamps run on: no audio is missing.
+                gap["missing_s"], gap["missing_s_from"] = max(timestamp_jump, 0.0), "timestamps"
             elif "numbers" in evidence:
                 gap["missing_s"], gap["missing_s_from"] = evidence["numbers"], "segment numbers x mean duration"
+            elif clock_jump is not None:
+                gap["missing_s"], gap["missing_s_from"] = max(clock_jump, 0.0), "program-date-time"
             gap["reason"] = "; ".join(gap.pop("reasons"))
         self.gaps = [gaps[sample] for sample in sorted(gaps)]
 
@@ -666,9 +682,15 @@ class HLSAudio:
         av = self._av
         try:
             if self._next_packet < len(self._packets):
-                packet = av.Packet(self._packets[self._next_packet])
+                index = self._next_packet
                 self._next_packet += 1
-                self._append(self._decoder.decode(packet))
+                try:
+                    frames = self._decoder.decode(av.Packet(self._packets[index]))
+                except (av.error.FFmpegError, ValueError):
+                    if index in self._failed_packets:  # rejected the first time too: skipped, as then
+                        return True
+                    raise
+                self._append(frames)
             elif not self._flushed:
                 self._flushed = True
                 self._append(self._decoder.decode(None))
