@@ -377,7 +377,8 @@ class HLSAudio:
         av = self._av
         self._packets = []  # compressed AAC frames, in stream order: what `read` decodes again
         self._failed_packets = set()  # indices of the packets the decoder rejected
-        # Per packet: its presentation time in seconds (None when absent) and the samples it decoded to.
+        # Per packet: its presentation timestamp `(pts, time_base)` (None when absent or rejected), the samples it
+        # decoded to, and the index of its segment.
         packet_times, packet_samples, packet_segments = [], [], []
         decoder, codec_name = None, None
         self.sampling_rate, self.num_channels, layout_name = None, None, None
@@ -396,10 +397,8 @@ class HLSAudio:
                 stream = container.streams.audio[0]
                 if decoder is None:
                     codec_name = stream.codec_context.name
-                    decoder = av.CodecContext.create(codec_name, "r")
-                    if stream.codec_context.extradata:
-                        decoder.extradata = stream.codec_context.extradata
                     self._codec_name, self._extradata = codec_name, stream.codec_context.extradata
+                    decoder = self._new_decoder()
                 elif stream.codec_context.name != codec_name:
                     raise HLSInputError(
                         f"{self.name}: segment {segment.name} is {stream.codec_context.name}, the stream before it "
@@ -435,11 +434,11 @@ class HLSAudio:
                                 f"{self.num_channels} ch to {rate} Hz {channels} ch: score the parts separately"
                             )
                         samples += frame.samples
-                    seconds = None
+                    timestamp = None
                     if packet.pts is not None and time_base is not None:
-                        seconds = (packet.pts, time_base)
+                        timestamp = (packet.pts, time_base)
                     self._packets.append(bytes(packet))
-                    packet_times.append(seconds)
+                    packet_times.append(timestamp)
                     packet_samples.append(samples)
                     packet_segments.append(index)
                     total += samples
@@ -473,13 +472,6 @@ class HLSAudio:
             return float(np.mean(listed[:-1] if len(listed) > 1 else listed))
         decoded = [segment.num_samples / self.sampling_rate for segment in self.segments if segment.num_samples]
         return float(np.mean(decoded[:-1] if len(decoded) > 1 else decoded))
-
-    def _packet_seconds(self, packet_index):
-        value = self._packet_times[packet_index]
-        if value is None:
-            return None
-        pts, time_base = value
-        return float(pts * time_base)
 
     def _timestamp_jump(self, previous_index, index):
         """Seconds of stream time between the end of packet `previous_index` and the start of packet `index`."""
@@ -656,11 +648,19 @@ class HLSAudio:
 
     # -- reading: decode forward, keep only what may still be asked for ------------------------------------------
 
+    def _new_decoder(self):
+        """
+        One decoder for the whole stream, as ffmpeg has for the concatenated segments. AAC in MPEG-TS carries its
+        configuration in every frame's ADTS header, so the codec's name (and extradata, if any) is all it needs.
+        """
+        decoder = self._av.CodecContext.create(self._codec_name, "r")
+        if self._extradata:
+            decoder.extradata = self._extradata
+        return decoder
+
     def _rewind(self):
         av = self._av
-        self._decoder = av.CodecContext.create(self._codec_name, "r")
-        if self._extradata:
-            self._decoder.extradata = self._extradata
+        self._decoder = self._new_decoder()
         # swresample converts to 16-bit as ffmpeg's WAV output does (pcm_s16le takes packed s16): round to nearest,
         # saturate, no dither.
         self._resampler = av.AudioResampler(format="s16", layout=self._layout_name, rate=self.sampling_rate)
