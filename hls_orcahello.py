@@ -32,8 +32,8 @@ it is when that can be known. The audio on either side is butted together, as pr
 times in UTC after a gap account for what is missing.
 """
 
+import bisect
 import io
-import math
 import os
 import re
 import socket
@@ -147,21 +147,16 @@ def parse_program_date_time(text):
 
 def utc_at(anchors, seconds, before=False):
     """
-    Unix time at `seconds` into the decoded audio, from `anchors` (`[[seconds, utc or None], ...]`, sorted): the last
-    anchor at or before `seconds` (strictly before with `before=True`: the instant just before a gap at `seconds`)
-    plus the time since it. None when no anchor applies or its time is unknown.
+    Unix time at `seconds` into the decoded audio, from `anchors` (`[[seconds, utc or None], ...]`, sorted, the first
+    at 0): the last anchor at or before `seconds` (strictly before with `before=True`: the instant just before a gap
+    at `seconds`) plus the time since it. None when that anchor's time is unknown.
     """
-    chosen = None
-    for anchor_seconds, anchor_utc in anchors:
-        if anchor_seconds < seconds or (anchor_seconds == seconds and not before):
-            chosen = (anchor_seconds, anchor_utc)
-        else:
-            break
-    if chosen is None and anchors and before and seconds == anchors[0][0]:
-        chosen = anchors[0]
-    if chosen is None or chosen[1] is None:
+    if not anchors:
         return None
-    return chosen[1] + (seconds - chosen[0])
+    find = bisect.bisect_left if before else bisect.bisect_right
+    index = max(find(anchors, seconds, key=lambda anchor: anchor[0]) - 1, 0)
+    anchor_seconds, anchor_utc = anchors[index]
+    return None if anchor_utc is None else anchor_utc + (seconds - anchor_seconds)
 
 
 # ----------------------------------------------------------------------------------------------------------------

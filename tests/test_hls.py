@@ -477,15 +477,15 @@ def test_finding_recordings_takes_playlists_and_segment_folders_whole(tmp_path):
 
 
 def test_cli_scores_playlists_segment_folders_and_urls_as_recordings(archive, tiny_model_folder, tmp_path):
-    root, minute, stereo = archive
+    _, _, stereo = archive  # 6 s in 2-s segments: short streams keep the command's run short
     recordings = tmp_path / "recordings"
     playlist_folder = recordings / "rpi_orcasound_lab" / "hls" / str(EPOCH)
-    shutil.copytree(minute, playlist_folder)  # live.m3u8 and its segments: one recording, the playlist
+    shutil.copytree(stereo, playlist_folder)  # live.m3u8 and its segments: one recording, the playlist
     segment_folder = copy_segments(stereo, recordings / "segments_only" / str(EPOCH + 600))  # no playlist
     shutil.copyfile(LEGACY / "audio" / "edge_10s_48k.wav", recordings / "clip.wav")
     output_dir = tmp_path / "results"
-    with LocalHTTPServer(root) as server:
-        url = server.url(minute.relative_to(root) / "live.m3u8")
+    with LocalHTTPServer(recordings) as server:
+        url = server.url(playlist_folder.relative_to(recordings) / "live.m3u8")
         completed = run_orcahello_cli(
             recordings, url, "--recursive", "--output-dir", output_dir, "--model", tiny_model_folder,
             "--threshold", 0.0, "--plot",
