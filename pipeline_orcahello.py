@@ -3,9 +3,10 @@
 """
 File-level OrcaHello detection as a transformers audio-classification pipeline.
 
-A recording (path, bytes, array, `datasets` row) is cut into 2-second windows every second, exactly as production
-OrcaHello does; the windows are featurized in blocks, scored in batches (across files too), and the per-window
-probabilities are aggregated into production's file-level decision.
+A recording (path, bytes, array, `datasets` row, or an HLS stream: `.m3u8` playlist or folder of `.ts` segments) is
+cut into 2-second windows every second, exactly as production OrcaHello does; the windows are featurized in blocks,
+scored in batches (across files too), and the per-window probabilities are aggregated into production's file-level
+decision.
 """
 
 import ctypes
@@ -22,9 +23,11 @@ from transformers.pipelines.base import ChunkPipeline
 
 try:
     from .feature_extraction_orcahello import OrcaHelloFeatureExtractor, channels_first, window_bounds
+    from .hls_orcahello import HLSInputError, is_hls_input, iso_utc, open_hls, utc_at
     from .scoring_orcahello import ENGINES, PRECISIONS, build_scorer, padded_frames, resolve_engine, weights_version
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from feature_extraction_orcahello import OrcaHelloFeatureExtractor, channels_first, window_bounds
+    from hls_orcahello import HLSInputError, is_hls_input, iso_utc, open_hls, utc_at
     from scoring_orcahello import ENGINES, PRECISIONS, build_scorer, padded_frames, resolve_engine, weights_version
 
 
@@ -38,7 +41,10 @@ DEFAULT_BATCH_SIZE = 16
 
 
 class AudioInputError(ValueError):
-    """Raised for audio the detector cannot score: unreadable, truncated, too short, non-finite, wrong type."""
+    """
+    Raised for audio the detector cannot score: unreadable, truncated, too short, non-finite, wrong type; for HLS, a
+    bad or empty playlist, a missing or undecodable segment, an unreachable URL.
+    """
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -70,12 +76,26 @@ def wav_declared_frames(header, bytes_per_frame):
 
 class Recording:
     """
-    A recording the pipeline reads window by window: a sound file (read in blocks, never whole) or an in-memory
-    array. `read(start, stop)` returns samples `[start, stop)` as `(channels, samples)` in the source's own sample
-    type (int16/int32 PCM stay integers), which is what production's frontend saw.
+    A recording the pipeline reads window by window: a sound file (read in blocks, never whole), an in-memory array,
+    or an HLS stream (decoded forward as it is read, see `hls_orcahello`). `read(start, stop)` returns samples
+    `[start, stop)` as `(channels, samples)` in the source's own sample type (int16/int32 PCM stay integers; HLS
+    gives int16, as the WAV production converts it to), which is what production's frontend saw.
+
+    `timeline` is None except for HLS: then a plain dict with `start_time_utc` (Unix time or None), `anchors` (the
+    UTC time line), `gaps`, `source` and `warnings` (see `hls_orcahello.HLSAudio.timeline`).
     """
 
-    def __init__(self, name, sampling_rate, num_samples, num_channels, array=None, sound_file=None, read_dtype=None):
+    def __init__(
+        self,
+        name,
+        sampling_rate,
+        num_samples,
+        num_channels,
+        array=None,
+        sound_file=None,
+        read_dtype=None,
+        hls_audio=None,
+    ):
         self.name = name
         self.sampling_rate = int(sampling_rate)
         self.num_samples = int(num_samples)
@@ -83,6 +103,8 @@ class Recording:
         self._array = array
         self._sound_file = sound_file
         self._read_dtype = read_dtype
+        self._hls_audio = hls_audio
+        self.timeline = hls_audio.timeline() if hls_audio is not None else None
 
     @property
     def duration_seconds(self):
@@ -95,12 +117,19 @@ class Recording:
 
         if isinstance(source, (str, os.PathLike)):
             path = os.fspath(source)
-            if path.startswith(("http://", "https://")):
-                raise AudioInputError(f"{path}: URLs are not fetched (no network at run time); download it first")
+            if is_hls_input(path):
+                return cls.from_hls(path, name=name)
+            if path.lower().startswith(("http://", "https://")):
+                raise AudioInputError(
+                    f"{path}: URLs are not fetched except HLS playlists (.m3u8); download the file first"
+                )
             if not os.path.exists(path):
                 raise AudioInputError(f"{path}: no such file")
             if os.path.isdir(path):
-                raise AudioInputError(f"{path}: is a directory, not a sound file")
+                raise AudioInputError(
+                    f"{path}: is a directory without .ts segments, not a sound file, an .m3u8 playlist or an HLS "
+                    f"segment folder"
+                )
             name = name or path
             opener = path
         else:
@@ -138,6 +167,15 @@ class Recording:
         )
 
     @classmethod
+    def from_hls(cls, source, name=None):
+        """Open an HLS playlist (path or http(s) URL), a folder of `.ts` segments or one `.ts` segment."""
+        try:
+            audio = open_hls(source, name=name)
+        except HLSInputError as error:
+            raise AudioInputError(str(error)) from None
+        return cls(audio.name, audio.sampling_rate, audio.num_samples, audio.num_channels, hls_audio=audio)
+
+    @classmethod
     def from_array(cls, array, sampling_rate, name="<array>"):
         if isinstance(array, torch.Tensor):
             array = array.detach().cpu().numpy()
@@ -163,6 +201,11 @@ class Recording:
     def read(self, start, stop):
         if self._array is not None:
             return self._array[:, start:stop]
+        if self._hls_audio is not None:
+            try:
+                return self._hls_audio.read(start, stop)
+            except HLSInputError as error:
+                raise AudioInputError(str(error)) from None
         try:
             self._sound_file.seek(start)
             block = self._sound_file.read(stop - start, dtype=self._read_dtype, always_2d=True).T
@@ -180,6 +223,8 @@ class Recording:
     def close(self):
         if self._sound_file is not None:
             self._sound_file.close()
+        if self._hls_audio is not None:
+            self._hls_audio.close()
 
 
 def open_recording(inputs, sampling_rate=None):
@@ -334,6 +379,16 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
     `sampling_rate=`, a dict `{"array" or "raw", "sampling_rate"}` (a `datasets` Audio row), or a list of any of
     these. Any sample rate, mono or multichannel, integer or float samples.
 
+    HLS (what Orcasound hydrophones stream; needs `pip install av`): an `.m3u8` playlist (a path or an http(s) URL),
+    a folder of `.ts` segments (ordered by the number in their names) or one `.ts` segment. The segments are decoded
+    as one continuous AAC stream and converted to 16-bit PCM exactly as production's `ffmpeg -i clip.ts clip.wav`
+    does, then scored as one recording. The start is absolute UTC from `#EXT-X-PROGRAM-DATE-TIME`, else from a
+    folder named by a Unix epoch (Orcasound's `<node>/hls/<epoch>/`); otherwise no UTC is given. Gaps between or
+    inside segments (missing segment numbers, `#EXT-X-DISCONTINUITY`, `#EXT-X-GAP`, program-date-time or timestamp
+    jumps) are reported in `gaps` and `warnings`: the audio either side is butted together, as production's
+    concatenation of the segments it has does, and windows that span a gap are flagged `spans_gap`; UTC times after a
+    gap include what is missing (null where that is unknown).
+
     Call parameters (defaults from the model config, i.e. production's settings):
         window_seconds (`float`, 2.0), hop_seconds (`float`, 1.0):
             How the recording is cut. Only whole windows are scored (production's `floor(duration) - 1` windows).
@@ -345,7 +400,9 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             Decision thresholds, see `aggregate_windows`.
         return_timestamps (`bool`, False):
             Return the full result dict (production's keys, windows, rows and merged detections) instead of the
-            `[{"label", "score"}]` list.
+            `[{"label", "score"}]` list. It always has `start_time_utc` (ISO 8601 `...Z`, or None when the input
+            does not say when it started) and `gaps` (empty but for HLS); when the start is known, windows,
+            submission rows and detections carry UTC times too (`start_utc`/`end_utc`, `start_time_utc`).
         top_k (`int`, *optional*):
             Keep only the first `top_k` entries of the label list.
         sampling_rate (`int`):
@@ -479,7 +536,9 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             "num_windows": len(bounds),
             "window_seconds": window_seconds,
             "hop_seconds": hop_seconds,
+            "timeline": recording.timeline,
         }
+
         def featurize(block_start):
             block = bounds[block_start : block_start + FRONTEND_BLOCK_WINDOWS]
             first_sample, last_sample = block[0][0], block[-1][1]
@@ -604,6 +663,21 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             logger.warning("%s: %s", info["name"], warnings[-1])
         hop, window = info["hop_seconds"], info["window_seconds"]
         window_starts = [k * hop for k in range(len(window_confidences))]
+        timeline = info.get("timeline")
+        gaps = [dict(gap) for gap in timeline["gaps"]] if timeline else []
+        if timeline:
+            for message in timeline["warnings"]:
+                warnings.append(message)
+                logger.warning("%s: %s", info["name"], message)
+            for gap in gaps:
+                spanning = sum(1 for start in window_starts if start < gap["start_s"] < start + window)
+                missing = "an unknown time" if gap["missing_s"] is None else f"{gap['missing_s']:.3f} s"
+                warnings.append(
+                    f"gap after segment {gap['after_segment']} at {gap['start_s']:.3f} s ({gap['reason']}): {missing} "
+                    f"missing; the audio either side is butted together, as production's concatenation does, and "
+                    f"{spanning} window(s) spanning it are flagged spans_gap"
+                )
+                logger.warning("%s: %s", info["name"], warnings[-1])
         positive_score = result["global_confidence"] / 100.0 if aggregation == "orcahello" else result["global_confidence"]
         decision = "positive" if result["global_prediction"] else "negative"
         scores = {"positive": positive_score, "negative": 1.0 - positive_score}
@@ -622,7 +696,42 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             row_starts = window_starts
             row_ends = [start + window for start in window_starts]
         name = info["name"]
-        return {
+        anchors = timeline["anchors"] if timeline else None
+        start_known = bool(timeline) and timeline["start_time_utc"] is not None
+
+        def utc(seconds, before=False):
+            return iso_utc(utc_at(anchors, seconds, before=before))
+
+        def spans_gap(start, end):
+            return any(start < gap["start_s"] < end for gap in gaps)
+
+        windows = []
+        for start, score in zip(window_starts, window_confidences):
+            entry = {"start": start, "end": start + window, "score": float(score)}
+            if timeline:
+                entry["spans_gap"] = spans_gap(start, start + window)
+            if start_known:
+                entry["start_utc"], entry["end_utc"] = utc(start), utc(start + window, before=True)
+            windows.append(entry)
+        submission = []
+        for start, end, confidence in zip(row_starts, row_ends, result["local_confidences"]):
+            row = {
+                "wav_filename": os.path.basename(os.path.normpath(name)) if not name.startswith("<") else name,
+                "start_time_s": start,
+                "duration_s": end - start,
+                "confidence": confidence,
+            }
+            if start_known:
+                row["start_time_utc"] = utc(start)
+            submission.append(row)
+        detections = merge_detections(row_starts, row_ends, result["local_confidences"], result["local_predictions"])
+        for detection in detections:
+            if timeline:
+                detection["spans_gap"] = spans_gap(detection["start"], detection["end"])
+            if start_known:
+                detection["start_utc"] = utc(detection["start"])
+                detection["end_utc"] = utc(detection["end"], before=True)
+        output = {
             "label": decision,
             "score": scores[decision],
             "labels": label_scores,
@@ -630,23 +739,12 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             "global_confidence": result["global_confidence"],
             "local_predictions": result["local_predictions"],
             "local_confidences": result["local_confidences"],
-            "submission": [
-                {
-                    "wav_filename": os.path.basename(name) if not name.startswith("<") else name,
-                    "start_time_s": start,
-                    "duration_s": end - start,
-                    "confidence": confidence,
-                }
-                for start, end, confidence in zip(row_starts, row_ends, result["local_confidences"])
-            ],
-            "windows": [
-                {"start": start, "end": start + window, "score": float(score)}
-                for start, score in zip(window_starts, window_confidences)
-            ],
-            "detections": merge_detections(
-                row_starts, row_ends, result["local_confidences"], result["local_predictions"]
-            ),
+            "submission": submission,
+            "windows": windows,
+            "detections": detections,
             "duration_s": info["num_samples"] / info["sampling_rate"],
+            "start_time_utc": iso_utc(timeline["start_time_utc"]) if start_known else None,
+            "gaps": gaps,
             "sampling_rate": info["sampling_rate"],
             "num_channels": info["num_channels"],
             "warnings": warnings,
@@ -660,3 +758,6 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
                 "hop_seconds": hop,
             },
         }
+        if timeline:
+            output["source"] = timeline["source"]
+        return output

@@ -18,6 +18,7 @@ CUSTOM_CODE_FILES = (
     "configuration_orcahello.py",
     "modeling_orcahello.py",
     "feature_extraction_orcahello.py",
+    "hls_orcahello.py",
     "pipeline_orcahello.py",
     "scoring_orcahello.py",
 )

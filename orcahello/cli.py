@@ -7,6 +7,11 @@ production result as JSON, production's scoring table as CSV, a Raven selection 
 
     orcahello detect recordings/ --recursive --output-dir results
     python -m orcahello.cli detect clip.wav --model models/orcahello-srkw-detector-v1 --plot
+    orcahello detect https://example.org/rpi_orcasound_lab/hls/1600000000/live.m3u8 archive/hls/ --recursive
+
+HLS (Orcasound's streams and archives) is scored as whole recordings: an `.m3u8` playlist (a path or an http(s)
+URL) is one recording, and its folder's `.ts` segments are not scored on their own; a folder of `.ts` segments
+without a playlist is one recording. Their results carry UTC times when the playlist or the folder name gives them.
 
 With `--site-thresholds sites.json`, each recording gets the decision thresholds of its hydrophone: the first site
 name or glob pattern of the table that matches its path (see `orcahello.site_thresholds`).
@@ -24,8 +29,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass
 
 from . import REPO_ROOT, __version__, site_thresholds, writers
@@ -40,6 +47,8 @@ LOCAL_MODEL_FOLDERS = (
     os.path.join("models", STANDIN_FOLDER_NAME),
 )
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+PLAYLIST_EXTENSION = ".m3u8"
+SEGMENT_EXTENSION = ".ts"
 DEFAULT_OUTPUT_DIR = "orcahello_results"
 DEFAULT_FORMATS = "json,csv,raven,audacity"
 DEFAULT_BATCH_SIZE = 16
@@ -59,6 +68,8 @@ RESULT_KEYS = (
     "windows",
     "detections",
     "warnings",
+    "start_time_utc",
+    "gaps",
 )
 
 
@@ -204,49 +215,70 @@ def run_hash(parameters, model_info):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def is_url(path):
+    return path.lower().startswith(("http://", "https://"))
+
+
 def is_audio_file(name):
-    # Hidden files are skipped: "._clip.wav" AppleDouble files, which macOS leaves on SD cards, are not audio.
-    return name.lower().endswith(AUDIO_EXTENSIONS) and not name.startswith(".")
+    """A sound file or an HLS playlist, by its name. Hidden files are skipped: "._clip.wav" AppleDouble files, which
+    macOS leaves on SD cards, are not audio."""
+    return name.lower().endswith(AUDIO_EXTENSIONS + (PLAYLIST_EXTENSION,)) and not name.startswith(".")
+
+
+def recordings_in_directory(directory, names):
+    """
+    The recordings of one folder, given its file names: its sound files and playlists; and the folder itself when it
+    holds `.ts` segments but no playlist (an HLS segment folder is one recording). With a playlist there, the
+    segments are the playlist's and are not scored on their own.
+    """
+    files = sorted(name for name in names if is_audio_file(name) and os.path.isfile(os.path.join(directory, name)))
+    found = [os.path.join(directory, name) for name in files]
+    has_playlist = any(name.lower().endswith(PLAYLIST_EXTENSION) for name in files)
+    has_segments = any(name.lower().endswith(SEGMENT_EXTENSION) and not name.startswith(".") for name in names)
+    if has_segments and not has_playlist:
+        found.insert(0, os.path.normpath(directory))
+    return found
 
 
 def audio_files_in_folder(folder, recursive):
     if not recursive:
-        return [
-            os.path.join(folder, name)
-            for name in sorted(os.listdir(folder))
-            if is_audio_file(name) and os.path.isfile(os.path.join(folder, name))
-        ]
+        return recordings_in_directory(folder, os.listdir(folder))
     found = []
     for directory, subdirectories, names in os.walk(folder):
         subdirectories[:] = sorted(name for name in subdirectories if not name.startswith("."))
-        found.extend(os.path.join(directory, name) for name in sorted(names) if is_audio_file(name))
+        found.extend(recordings_in_directory(directory, names))
     return found
 
 
 def find_audio_files(paths, recursive=False):
     """
-    Expand the command line's PATHs into audio files. A file is taken as named (whatever its extension); a folder
-    gives its .wav/.flac/.ogg/.mp3 files (any case), and those of its subfolders with `recursive`; a glob pattern
-    (`"data/*.wav"`, `"data/**/*.flac"` with `recursive`) gives the audio files and folders it matches.
+    Expand the command line's PATHs into recordings. A file is taken as named (whatever its extension), an http(s)
+    URL too (the pipeline fetches `.m3u8` playlists); a folder gives its .wav/.flac/.ogg/.mp3 files and .m3u8
+    playlists (any case), itself when it holds .ts segments without a playlist, and the same of its subfolders with
+    `recursive`; a glob pattern (`"data/*.wav"`, `"data/**/*.flac"` with `recursive`) gives the recordings of the
+    files and folders it matches.
 
     Returns `(files, problems)`: the files in order, each once, and `(path, reason)` for each PATH that gave none.
     """
     files, problems, seen = [], [], set()
 
     def add(path):
-        key = os.path.normcase(os.path.abspath(path))
+        key = path if is_url(path) else os.path.normcase(os.path.abspath(path))
         if key not in seen:
             seen.add(key)
             files.append(path)
 
     for given in paths:
-        if os.path.isfile(given):
+        if is_url(given):
+            add(given)
+        elif os.path.isfile(given):
             add(given)
         elif os.path.isdir(given):
             found = audio_files_in_folder(given, recursive)
             if not found:
                 hint = "" if recursive else " (add --recursive to search its subfolders)"
-                problems.append((given, f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder{hint}"))
+                kinds = ", ".join(AUDIO_EXTENSIONS + (PLAYLIST_EXTENSION,))
+                problems.append((given, f"no audio files ({kinds}) or .ts segments in this folder{hint}"))
             for path in found:
                 add(path)
         elif any(character in given for character in "*?["):
@@ -256,6 +288,8 @@ def find_audio_files(paths, recursive=False):
                     found.extend(audio_files_in_folder(match, recursive))
                 elif is_audio_file(os.path.basename(match)):
                     found.append(match)
+                elif match.lower().endswith(SEGMENT_EXTENSION):  # "hls/*/live*.ts": their folder is the recording
+                    found.append(os.path.dirname(match) or ".")
             if not found:
                 problems.append((given, "no audio files match this pattern"))
             for path in found:
@@ -274,18 +308,34 @@ class AudioJob:
     output_stem: str  # <output dir>/<relative folder>/<stem>: every output's path minus its suffix
 
 
+def url_relative_path(url):
+    """Where a URL's outputs go under the output folder: `<host[_port]>/<its path>`, each part a safe file name."""
+    parts = urllib.parse.urlsplit(url)
+    pieces = [parts.netloc] + [urllib.parse.unquote(piece) for piece in parts.path.split("/")]
+    pieces = [re.sub(r"[^A-Za-z0-9._-]", "_", piece) for piece in pieces if piece not in ("", ".", "..")]
+    return os.path.join(*pieces)
+
+
 def plan_jobs(paths, output_dir):
     """
-    Mirror the inputs' folder tree under `output_dir`, relative to the deepest folder holding all of them.
-    Recordings of one folder that share a stem (`a.wav`, `a.flac`) keep their extension in their outputs' names.
+    Mirror the inputs' folder tree under `output_dir`, relative to the deepest folder holding all of them; a URL's
+    outputs go under `<host>/<its path>`. Recordings of one folder that share a stem (`a.wav`, `a.flac`) keep their
+    extension in their outputs' names; a segment folder's outputs are named after the folder.
     """
-    absolute = [os.path.abspath(path) for path in paths]
-    try:
-        root = os.path.commonpath([os.path.dirname(path) for path in absolute])
-        relative = [os.path.relpath(path, root) for path in absolute]
-    except ValueError:  # Windows paths on different drives have no common folder: keep each one's full path
-        relative = [os.path.splitdrive(path)[1].lstrip("\\/") for path in absolute]
-    stems = [os.path.splitext(path)[0] for path in relative]
+    local = [path for path in paths if not is_url(path)]
+    absolute = {path: os.path.abspath(path) for path in local}
+    relative = {path: url_relative_path(path) for path in paths if is_url(path)}
+    if local:
+        try:
+            root = os.path.commonpath([os.path.dirname(path) for path in absolute.values()])
+            relative.update({path: os.path.relpath(absolute[path], root) for path in local})
+        except ValueError:  # Windows paths on different drives have no common folder: keep each one's full path
+            relative.update({path: os.path.splitdrive(absolute[path])[1].lstrip("\\/") for path in local})
+    relative = [relative[path] for path in paths]
+    stems = [
+        path if not is_url(given) and os.path.isdir(given) else os.path.splitext(path)[0]
+        for given, path in zip(paths, relative)
+    ]
     jobs = []
     for path, relative_path, stem in zip(paths, relative, stems):
         if stems.count(stem) > 1:
@@ -327,8 +377,9 @@ def settings_for_recording(job, settings, args, config, site_table):
     """
     if site_table is None:
         return settings
-    # The absolute path, so that site folders above the folder given on the command line match too.
-    path = os.path.abspath(job.path)
+    # The absolute path, so that site folders above the folder given on the command line match too; a URL's path
+    # names the node (`.../rpi_orcasound_lab/hls/...`).
+    path = urllib.parse.urlsplit(job.path).path if is_url(job.path) else os.path.abspath(job.path)
     parameters = scoring_parameters(args, config, site_thresholds.parameters_for(path, site_table))
     return dataclasses.replace(
         settings,
@@ -352,6 +403,8 @@ def build_document(job, result, settings):
     """The `<stem>.orcahello.json` content: the pipeline's result, the model, the version and every parameter."""
     document = {"file": job.path, "label": result["label"]}
     document.update({key: result[key] for key in RESULT_KEYS})
+    if "source" in result:  # HLS: the playlist or folder, its segments, where the start time came from
+        document["source"] = result["source"]
     document.update(
         {
             "duration_s": result["duration_s"],
@@ -398,7 +451,11 @@ def score_or_resume(job, pipe, settings):
     if "csv" in settings.formats and needs("csv"):
         writers.write_scoring_csv(writers.output_path(job.output_stem, "csv"), document["submission"])
     if "raven" in settings.formats and needs("raven"):
-        writers.write_raven_table(writers.output_path(job.output_stem, "raven"), document["detections"])
+        writers.write_raven_table(
+            writers.output_path(job.output_stem, "raven"),
+            document["detections"],
+            with_utc=document.get("start_time_utc") is not None,
+        )
     if "audacity" in settings.formats and needs("audacity"):
         writers.write_audacity_labels(writers.output_path(job.output_stem, "audacity"), document["detections"])
     if settings.plot and needs("png"):
@@ -429,6 +486,8 @@ def summary_row(job, document):
         "global_confidence": document["global_confidence"],
         "positive_seconds": writers.positive_seconds(document["detections"]),
         "duration_s": document["duration_s"],
+        "start_time_utc": document.get("start_time_utc") or "",
+        "gaps": len(document.get("gaps") or []),
         "warnings": "; ".join(document["warnings"]),
         "error": "",
     }
@@ -478,7 +537,8 @@ def build_parser():
         "paths",
         nargs="+",
         metavar="PATH",
-        help="audio files, folders (their .wav .flac .ogg .mp3 files) or glob patterns (quote them)",
+        help="audio files, HLS playlists (.m3u8, a path or an http(s) URL), folders (their .wav .flac .ogg .mp3 "
+        "files and .m3u8 playlists; a folder of .ts segments is one recording) or glob patterns (quote them)",
     )
     detect_parser.add_argument(
         "--output-dir",

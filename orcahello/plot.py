@@ -36,9 +36,47 @@ def require_matplotlib():
         raise ImportError(MATPLOTLIB_MISSING) from None
 
 
+class MonoBlocks:
+    """
+    A recording read as float32 mono blocks: a sound file through soundfile, or HLS (a playlist, a folder of `.ts`
+    segments) through the pipeline's own HLS reader, so the picture shows the samples that were scored.
+    """
+
+    def __init__(self, path):
+        path = os.fspath(path)
+        import hls_orcahello
+
+        if hls_orcahello.is_hls_input(path):
+            self._hls = hls_orcahello.open_hls(path)
+            self.rate, self.total_samples = self._hls.sampling_rate, self._hls.num_samples
+        else:
+            import soundfile
+
+            self._hls = None
+            self._sound_file = soundfile.SoundFile(path)
+            self.rate, self.total_samples = self._sound_file.samplerate, self._sound_file.frames
+
+    def read(self, start, count):
+        if self._hls is not None:
+            block = self._hls.read(start, min(start + count, self.total_samples))
+            return block.astype(np.float32).mean(axis=0) / 32768.0
+        self._sound_file.seek(start)
+        return self._sound_file.read(count, dtype="float32", always_2d=True).mean(axis=1)
+
+    def close(self):
+        (self._hls or self._sound_file).close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception):
+        self.close()
+
+
 def spectrogram_db(path, max_frequency=MAX_FREQUENCY_HZ, max_columns=MAX_SPECTROGRAM_COLUMNS):
     """
-    Power spectrogram of a sound file in dB, at the file's own sample rate, up to `max_frequency` (or Nyquist).
+    Power spectrogram of a sound file (or an HLS input) in dB, at its own sample rate, up to `max_frequency` (or
+    Nyquist).
 
     The file is read block by block (never whole) and channels are averaged. Frames are ~40 ms Hann windows with
     50 % overlap (~25 Hz resolution: call harmonics stay separate); when a file has more frames than `max_columns`,
@@ -46,10 +84,8 @@ def spectrogram_db(path, max_frequency=MAX_FREQUENCY_HZ, max_columns=MAX_SPECTRO
 
     Returns `(db, duration_s, top_frequency_hz)` with `db` of shape `(frequencies, columns)`, low frequencies first.
     """
-    import soundfile
-
-    with soundfile.SoundFile(path) as sound_file:
-        rate, total_samples = sound_file.samplerate, sound_file.frames
+    with MonoBlocks(path) as recording:
+        rate, total_samples = recording.rate, recording.total_samples
         n_fft = 2 ** int(math.ceil(math.log2(rate * 0.04)))
         hop = n_fft // 2
         frequencies = np.fft.rfftfreq(n_fft, d=1.0 / rate)
@@ -62,8 +98,7 @@ def spectrogram_db(path, max_frequency=MAX_FREQUENCY_HZ, max_columns=MAX_SPECTRO
         columns = []
         for first_frame in range(0, num_frames, block_frames):
             frame_count = min(block_frames, num_frames - first_frame)
-            sound_file.seek(first_frame * hop)
-            audio = sound_file.read((frame_count - 1) * hop + n_fft, dtype="float32", always_2d=True).mean(axis=1)
+            audio = recording.read(first_frame * hop, (frame_count - 1) * hop + n_fft)
             if audio.shape[0] < n_fft:  # a file shorter than one frame
                 audio = np.pad(audio, (0, n_fft - audio.shape[0]))
             frames = np.lib.stride_tricks.sliding_window_view(audio, n_fft)[::hop][:frame_count]
@@ -130,6 +165,11 @@ def plot_detections(audio_path, document, output_path, title=None):
             alpha=0.9,
             linewidth=0,
             label="detection" if index == 0 else None,
+        )
+    for index, gap in enumerate(document.get("gaps") or []):
+        # HLS audio is butted together across a gap: mark where, so a call cut in two is not mistaken for two.
+        confidence_axis.axvline(
+            gap["start_s"], color="red", linestyle=":", linewidth=1.5, label="gap in the stream" if index == 0 else None
         )
     confidence_axis.set_ylim(0.0, 1.0)
     confidence_axis.set_ylabel("P(call)")

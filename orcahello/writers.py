@@ -6,8 +6,9 @@ document that stores it):
 
 - `<stem>.orcahello.json`: production's result keys plus windows, detections, warnings, model and parameters;
 - `<stem>.orcahello.csv`: the scoring table production's evaluation reads (`wav_filename,start_time_s,duration_s,
-  confidence`, one row per one-second row);
-- `<stem>.OrcaHello.selection.table.txt`: a Raven selection table (BirdNET's naming), one selection per detection;
+  confidence`, one row per one-second row; plus `start_time_utc` when the recording's start is known, as for HLS);
+- `<stem>.OrcaHello.selection.table.txt`: a Raven selection table (BirdNET's naming), one selection per detection
+  (plus `Begin UTC` and `End UTC` annotation columns when the start is known);
 - `<stem>.orcahello.labels.txt`: Audacity labels, one per detection;
 - `OrcaHello.combined.selection.table.txt` and `summary.csv` for a whole run.
 """
@@ -48,6 +49,9 @@ RAVEN_HIGH_FREQUENCY_HZ = 10000
 DETECTION_LABEL = "positive"
 
 SCORING_TABLE_HEADER = ("wav_filename", "start_time_s", "duration_s", "confidence")
+SCORING_TABLE_UTC_COLUMN = "start_time_utc"
+# Annotation columns, not Raven's own clock-time measurements: Raven computes those from its sound's settings.
+RAVEN_UTC_COLUMNS = ("Begin UTC", "End UTC")
 SUMMARY_HEADER = (
     "path",
     "status",
@@ -55,6 +59,8 @@ SUMMARY_HEADER = (
     "global_confidence",
     "positive_seconds",
     "duration_s",
+    "start_time_utc",
+    "gaps",
     "warnings",
     "error",
 )
@@ -109,12 +115,20 @@ def _whole_as_int(value):
 
 
 def write_scoring_csv(path, submission):
-    """Production's scoring table: every row of `submission`, confidences at full precision."""
-    rows = [
-        [row["wav_filename"], _whole_as_int(row["start_time_s"]), row["duration_s"], row["confidence"]]
-        for row in submission
-    ]
-    write_text_atomically(path, _delimited_text(SCORING_TABLE_HEADER, rows, ","))
+    """
+    Production's scoring table: every row of `submission`, confidences at full precision; with a `start_time_utc`
+    column after production's four when the rows carry UTC times (an empty cell where a gap of unknown length makes
+    the time unknown).
+    """
+    with_utc = any(SCORING_TABLE_UTC_COLUMN in row for row in submission)
+    rows = []
+    for row in submission:
+        cells = [row["wav_filename"], _whole_as_int(row["start_time_s"]), row["duration_s"], row["confidence"]]
+        if with_utc:
+            cells.append(row.get(SCORING_TABLE_UTC_COLUMN) or "")
+        rows.append(cells)
+    header = SCORING_TABLE_HEADER + ((SCORING_TABLE_UTC_COLUMN,) if with_utc else ())
+    write_text_atomically(path, _delimited_text(header, rows, ","))
 
 
 def raven_rows(detections, first_selection=1):
@@ -134,9 +148,17 @@ def raven_rows(detections, first_selection=1):
     ]
 
 
-def write_raven_table(path, detections):
-    """A Raven selection table with one selection per merged detection, scored by its highest row."""
-    write_text_atomically(path, _delimited_text(RAVEN_HEADER, raven_rows(detections), "\t"))
+def write_raven_table(path, detections, with_utc=False):
+    """
+    A Raven selection table with one selection per merged detection, scored by its highest row; with `with_utc`
+    (the recording's start is known), `Begin UTC` and `End UTC` columns in ISO 8601.
+    """
+    rows = raven_rows(detections)
+    if with_utc:
+        for row, detection in zip(rows, detections):
+            row.extend([detection.get("start_utc") or "", detection.get("end_utc") or ""])
+    header = RAVEN_HEADER + (RAVEN_UTC_COLUMNS if with_utc else ())
+    write_text_atomically(path, _delimited_text(header, rows, "\t"))
 
 
 def write_combined_raven_table(path, recordings):

@@ -34,6 +34,83 @@ def run_orcahello_cli(*arguments):
     )
 
 
+def ffmpeg_cli(*arguments):
+    """
+    Run the ffmpeg command line (imageio-ffmpeg's static binary: no system ffmpeg needed) and fail loudly. The HLS
+    tests make their streams with it, and it is production's converter (`ffmpeg -i clip.ts clip.wav`).
+    """
+    import subprocess
+
+    import imageio_ffmpeg
+
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+    completed = subprocess.run([*command, *map(str, arguments)], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    return completed
+
+
+def make_orcanode_hls(wav_path, folder, channels=1, segment_seconds=10):
+    """
+    Encode `wav_path` as an Orcasound node streams it (orcanode's stream.sh): ffmpeg's segment muxer writing AAC at
+    48 kHz in MPEG-TS, `live000.ts`, `live001.ts`, ... and the `live.m3u8` playlist, in `folder`.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ffmpeg_cli(
+        "-i", wav_path,
+        "-f", "segment", "-segment_list", folder / "live.m3u8", "-segment_list_flags", "+live",
+        "-segment_time", segment_seconds, "-segment_format", "mpegts",
+        "-ar", 48000, "-ac", channels, "-acodec", "aac", folder / "live%03d.ts",
+    )  # fmt: skip
+    return folder
+
+
+def production_wav(segment_paths, wav_path):
+    """What production scores: the segments' bytes concatenated into one .ts file, then `ffmpeg -i clip.ts clip.wav`."""
+    wav_path = Path(wav_path)
+    concatenated = wav_path.with_suffix(".ts")
+    with open(concatenated, "wb") as handle:
+        for path in segment_paths:
+            handle.write(Path(path).read_bytes())
+    ffmpeg_cli("-i", concatenated, wav_path)
+    return wav_path
+
+
+class LocalHTTPServer:
+    """
+    A folder served over HTTP on 127.0.0.1 (a free port) from a background thread, for as long as the `with` block
+    lasts: `server.url("a/b.m3u8")`.
+    """
+
+    def __init__(self, root):
+        import functools
+        import http.server
+
+        class QuietHandler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *arguments):  # keep test output clean
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root))
+        )
+        self.port = self._server.server_address[1]
+
+    def url(self, relative_path):
+        return f"http://127.0.0.1:{self.port}/{Path(relative_path).as_posix()}"
+
+    def __enter__(self):
+        import threading
+
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exception):
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
 def legacy_wavs():
     return sorted((LEGACY / "audio").glob("*.wav"))
 

@@ -330,8 +330,8 @@ def test_find_audio_files(tmp_path):
     assert names(files) == ["notes.txt", "a.wav", "B.FLAC", "c.Mp3"]
     _, problems = cli.find_audio_files([str(tmp_path / "site")])
     assert problems == [
-        (str(tmp_path / "site"), "no audio files (.wav, .flac, .ogg, .mp3) in this folder (add --recursive to search "
-         "its subfolders)")
+        (str(tmp_path / "site"), "no audio files (.wav, .flac, .ogg, .mp3, .m3u8) or .ts segments in this folder "
+         "(add --recursive to search its subfolders)")
     ]
 
 

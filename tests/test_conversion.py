@@ -47,6 +47,7 @@ MODEL_FOLDER_FILES = (
     "configuration_orcahello.py",
     "modeling_orcahello.py",
     "feature_extraction_orcahello.py",
+    "hls_orcahello.py",
     "pipeline_orcahello.py",
 )
 MODEL_CARD = """---

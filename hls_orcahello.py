@@ -1,0 +1,738 @@
+# coding=utf-8
+# Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
+"""
+HLS input for the OrcaHello pipeline: what Orcasound's hydrophones stream and archive.
+
+An Orcasound node (orcanode's `stream.sh`) runs ffmpeg's segment muxer: 10-second AAC segments at 48 kHz in MPEG-TS,
+`<bucket>/<node>/hls/<unix epoch at stream start>/live000.ts, live001.ts, ...` and a `live.m3u8` playlist listing
+them. Production (orca-hls-utils) concatenates about six segments' bytes into one `.ts` file and converts it with
+`ffmpeg -i clip.ts clip.wav`: 16-bit PCM at the stream's rate and channel count. This module reads
+
+- a playlist (`.m3u8`, a local path or an http(s) URL; segments relative to it, local or remote),
+- a folder of `.ts` segments (sorted by the number in their names: `live999.ts` comes before `live1000.ts`),
+- a single `.ts` segment,
+
+and decodes the segments as ONE continuous AAC stream (every packet through one decoder, as ffmpeg decodes the
+concatenated file), converting to int16 with swresample as ffmpeg's WAV output does: the samples are those of the WAV
+production would have made from the same segments.
+
+**Memory.** The segments are demuxed and decoded once when the input is opened: that checks every segment, counts
+the samples exactly, and finds the gaps and timestamps. Only the compressed AAC packets are kept (about 40 MB an hour
+for mono, a tenth of the decoded audio); `read` decodes them again, forward, keeping only the samples a caller may
+still ask for. Reading backwards restarts decoding from the first packet (correct, only slower).
+
+**Time.** The start is absolute UTC when the playlist gives `#EXT-X-PROGRAM-DATE-TIME`, else when the playlist's or
+segments' folder is named by a Unix epoch (10 digits), which orcanode sets when it starts a stream; like
+orca-hls-utils, that instant is taken as the start of segment 0, and a first segment numbered n starts n mean
+segment durations later. Otherwise there is no absolute time: nothing is invented.
+
+**Gaps.** Missing segment numbers (folders), `#EXT-X-DISCONTINUITY`, `#EXT-X-GAP`, `#EXT-X-PROGRAM-DATE-TIME` jumps
+and presentation-timestamp (PTS) jumps are each reported, with where the gap falls in the decoded audio and how long
+it is when that can be known. The audio on either side is butted together, as production's concatenation does; the
+times in UTC after a gap account for what is missing.
+"""
+
+import bisect
+import io
+import os
+import re
+import socket
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import deque
+from datetime import datetime, timedelta, timezone
+from http.client import HTTPException
+
+import numpy as np
+
+
+PLAYLIST_SUFFIX = ".m3u8"
+SEGMENT_SUFFIX = ".ts"
+HTTP_TIMEOUT_SECONDS = 30.0
+USER_AGENT = "orcahello-hls/1.0"
+# Orcasound names each stream's folder by the Unix time it started: 10 digits covers 2001 to 2286.
+EPOCH_FOLDER_NAME = re.compile(r"\d{10}")
+# The number in a segment's name that orders it: the last run of digits (`live007.ts`, `segment_12.ts`).
+SEGMENT_NUMBER = re.compile(r"(\d+)(?!.*\d)")
+# MPEG-TS timestamps are 33-bit counts of a 90 kHz clock; they wrap every 26.5 hours.
+MPEG_TS_CLOCK_HZ = 90000
+MPEG_TS_PTS_WRAP = 1 << 33
+# A timestamp jump shorter than this is jitter, not missing audio: one AAC frame at 48 kHz is 21.3 ms.
+TIMESTAMP_JUMP_TOLERANCE_SECONDS = 0.05
+# EXT-X-PROGRAM-DATE-TIME is often a wall clock read by the encoder, good to tens of milliseconds.
+PROGRAM_DATE_TIME_JUMP_TOLERANCE_SECONDS = 0.5
+PROGRAM_DATE_TIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$"
+)
+
+
+class HLSInputError(ValueError):
+    """An HLS input that cannot be scored; the message is one line and starts with the input's name."""
+
+
+def is_url(source):
+    return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
+
+
+def is_playlist(source):
+    """A local path or an http(s) URL (query string aside) naming an `.m3u8` playlist."""
+    path = urllib.parse.urlsplit(source).path if is_url(source) else source
+    return path.lower().endswith(PLAYLIST_SUFFIX)
+
+
+def segment_files_in_folder(folder):
+    """The `.ts` files of `folder` (hidden files skipped), sorted by the number in their names, not lexically."""
+    names = [
+        name
+        for name in os.listdir(folder)
+        if name.lower().endswith(SEGMENT_SUFFIX) and not name.startswith(".")
+        and os.path.isfile(os.path.join(folder, name))
+    ]
+    return sorted(names, key=segment_sort_key)
+
+
+def segment_number(name):
+    """The last number in a segment's file name (`live1000.ts` -> 1000), or None."""
+    match = SEGMENT_NUMBER.search(os.path.splitext(os.path.basename(name))[0])
+    return int(match.group(1)) if match else None
+
+
+def segment_sort_key(name):
+    number = segment_number(name)
+    return (number is None, number if number is not None else 0, name)
+
+
+def is_hls_input(source):
+    """
+    Whether the pipeline reads `source` (a path or URL string) as HLS: an `.m3u8` playlist (local or http(s)), an
+    existing `.ts` file, or a folder holding `.ts` files.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        return False
+    source = os.fspath(source)
+    if is_url(source) or source.lower().endswith(PLAYLIST_SUFFIX):
+        return is_playlist(source)
+    if source.lower().endswith(SEGMENT_SUFFIX):
+        return os.path.isfile(source)
+    return os.path.isdir(source) and bool(segment_files_in_folder(source))
+
+
+def iso_utc(epoch_seconds):
+    """`1600000000.5` -> `"2020-09-13T12:26:40.500Z"` (ISO 8601, UTC, milliseconds); None stays None."""
+    if epoch_seconds is None:
+        return None
+    moment = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=float(epoch_seconds))
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_program_date_time(text):
+    """Unix time of an `#EXT-X-PROGRAM-DATE-TIME` value (ISO 8601; a value without a zone is taken as UTC)."""
+    match = PROGRAM_DATE_TIME.match(text.strip())
+    if not match:
+        raise ValueError(f"not an ISO 8601 date-time: {text.strip()!r}")
+    year, month, day, hour, minute, second = (int(group) for group in match.groups()[:6])
+    fraction = float(match.group(7)) if match.group(7) else 0.0
+    zone = match.group(8)
+    offset = timedelta(0)
+    if zone and zone not in ("Z", "z"):
+        digits = zone[1:].replace(":", "")
+        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
+        if zone[0] == "-":
+            offset = -offset
+    moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone(offset))
+    return moment.timestamp() + fraction
+
+
+def utc_at(anchors, seconds, before=False):
+    """
+    Unix time at `seconds` into the decoded audio, from `anchors` (`[[seconds, utc or None], ...]`, sorted, the first
+    at 0): the last anchor at or before `seconds` (strictly before with `before=True`: the instant just before a gap
+    at `seconds`) plus the time since it. None when that anchor's time is unknown.
+    """
+    if not anchors:
+        return None
+    find = bisect.bisect_left if before else bisect.bisect_right
+    index = max(find(anchors, seconds, key=lambda anchor: anchor[0]) - 1, 0)
+    anchor_seconds, anchor_utc = anchors[index]
+    return None if anchor_utc is None else anchor_utc + (seconds - anchor_seconds)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Playlists and segment lists
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class Segment:
+    """One media segment: where it is, what the playlist says about it, and what decoding it found."""
+
+    def __init__(self, location, name, number=None, duration=None, program_date_time=None, discontinuity=False,
+                 marked_gap=False):
+        self.location = location  # a local path or an http(s) URL
+        self.name = name  # as the playlist lists it, or the file name: what messages show
+        self.number = number  # media sequence number (playlists) or the number in the file name (folders)
+        self.duration = duration  # EXTINF, seconds
+        self.program_date_time = program_date_time  # Unix time, from EXT-X-PROGRAM-DATE-TIME
+        self.discontinuity = discontinuity  # EXT-X-DISCONTINUITY before this segment
+        self.marked_gap = marked_gap  # EXT-X-GAP: the playlist says this segment is missing
+        self.first_sample = 0  # where its audio starts in the decoded stream
+        self.num_samples = 0
+
+
+def parse_playlist(text, playlist_location, name):
+    """
+    Parse a media playlist into `(segments, info)`. Refused with a clear `HLSInputError`: not a playlist, a master
+    playlist (it names variants, not segments), encrypted segments, fragmented-MP4 or byte-range segments, and a
+    playlist without segments.
+    """
+    lines = [line.strip() for line in text.lstrip("\ufeff").splitlines()]
+    lines = [line for line in lines if line]
+    if not lines or not lines[0].startswith("#EXTM3U"):
+        raise HLSInputError(f"{name}: not an HLS playlist (it does not start with #EXTM3U)")
+    info = {"media_sequence": 0, "target_duration": None, "ended": False}
+    segments, variants = [], []
+    pending = {"duration": None, "program_date_time": None, "discontinuity": False, "marked_gap": False}
+    for line in lines[1:]:
+        if not line.startswith("#"):
+            if variants and variants[-1] is None:
+                variants[-1] = line
+                continue
+            segments.append(
+                Segment(
+                    location=resolve_uri(playlist_location, line),
+                    name=line,
+                    number=info["media_sequence"] + len(segments),
+                    **pending,
+                )
+            )
+            pending = {"duration": None, "program_date_time": None, "discontinuity": False, "marked_gap": False}
+            continue
+        tag, _, value = line.partition(":")
+        try:
+            if tag == "#EXTINF":
+                pending["duration"] = float(value.split(",")[0])
+            elif tag == "#EXT-X-MEDIA-SEQUENCE":
+                info["media_sequence"] = int(value)
+            elif tag == "#EXT-X-TARGETDURATION":
+                info["target_duration"] = float(value)
+            elif tag == "#EXT-X-PROGRAM-DATE-TIME":
+                pending["program_date_time"] = parse_program_date_time(value)
+            elif tag == "#EXT-X-DISCONTINUITY":
+                pending["discontinuity"] = True
+            elif tag == "#EXT-X-GAP":
+                pending["marked_gap"] = True
+            elif tag == "#EXT-X-ENDLIST":
+                info["ended"] = True
+            elif tag == "#EXT-X-STREAM-INF":
+                variants.append(None)  # its URI is the next line
+            elif tag == "#EXT-X-KEY" and "METHOD=NONE" not in value.upper():
+                raise HLSInputError(f"{name}: encrypted segments ({line}) are not supported")
+            elif tag == "#EXT-X-MAP":
+                raise HLSInputError(
+                    f"{name}: fragmented-MP4 segments (#EXT-X-MAP) are not supported; Orcasound streams MPEG-TS"
+                )
+            elif tag == "#EXT-X-BYTERANGE":
+                raise HLSInputError(f"{name}: byte-range segments (#EXT-X-BYTERANGE) are not supported")
+        except ValueError as error:
+            if isinstance(error, HLSInputError):
+                raise
+            raise HLSInputError(f"{name}: bad {tag} line {line!r} ({error})") from None
+    if variants:
+        listed = ", ".join(variant for variant in variants if variant)
+        raise HLSInputError(f"{name}: a master playlist (it lists streams, not segments): pass one of {listed}")
+    if not segments:
+        raise HLSInputError(f"{name}: the playlist lists no segments")
+    return segments, info
+
+
+def resolve_uri(playlist_location, uri):
+    """A segment URI relative to its playlist (a URL or a local path), as players resolve it."""
+    if is_url(uri):
+        return uri
+    if is_url(playlist_location):
+        return urllib.parse.urljoin(playlist_location, uri)
+    return os.path.join(os.path.dirname(playlist_location), urllib.parse.unquote(uri))
+
+
+def fetch(url, name, timeout):
+    """The bytes at `url`; any HTTP or network failure is a one-line `HLSInputError` naming the URL."""
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read()
+    except urllib.error.HTTPError as error:
+        raise HLSInputError(f"{name}: {url}: HTTP error {error.code} ({error.reason})") from None
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, (socket.timeout, TimeoutError)):
+            raise HLSInputError(f"{name}: {url}: no answer within {timeout:g} s (timed out)") from None
+        raise HLSInputError(f"{name}: {url}: cannot reach it ({error.reason})") from None
+    except (socket.timeout, TimeoutError):
+        raise HLSInputError(f"{name}: {url}: no answer within {timeout:g} s (timed out)") from None
+    except (HTTPException, OSError) as error:
+        raise HLSInputError(f"{name}: {url}: the connection failed ({type(error).__name__}: {error})") from None
+
+
+def epoch_from_folder(location):
+    """The Unix epoch in the name of the folder holding `location` (a playlist or segment), or None."""
+    if is_url(location):
+        parts = [urllib.parse.unquote(part) for part in urllib.parse.urlsplit(location).path.split("/")]
+        folder = parts[-2] if len(parts) >= 2 else ""
+    else:
+        folder = os.path.basename(os.path.dirname(os.path.abspath(location)))
+    return int(folder) if EPOCH_FOLDER_NAME.fullmatch(folder) else None
+
+
+def list_segments(source, timeout):
+    """`(kind, segments, info, epoch)` for a playlist, a folder of `.ts` files, or one `.ts` file."""
+    if is_playlist(source):
+        if is_url(source):
+            data = fetch(source, source, timeout)
+        else:
+            if not os.path.isfile(source):
+                raise HLSInputError(f"{source}: no such playlist")
+            with open(source, "rb") as handle:
+                data = handle.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HLSInputError(f"{source}: not an HLS playlist (not UTF-8 text)") from None
+        segments, info = parse_playlist(text, source, source)
+        return "playlist", segments, info, epoch_from_folder(source)
+    if os.path.isdir(source):
+        names = segment_files_in_folder(source)
+        if not names:
+            raise HLSInputError(f"{source}: no .ts segments in this folder")
+        segments = [Segment(os.path.join(source, name), name, number=segment_number(name)) for name in names]
+        return "folder", segments, {}, epoch_from_folder(os.path.join(source, names[0]))
+    if os.path.isfile(source):
+        segment = Segment(source, os.path.basename(source), number=segment_number(source))
+        return "segment", [segment], {}, epoch_from_folder(source)
+    raise HLSInputError(f"{source}: no such file or folder")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Decoding
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def import_av(name):
+    """PyAV, imported only when an HLS input arrives (WAV and FLAC inputs never need it)."""
+    try:
+        import av
+    except ImportError:
+        raise HLSInputError(
+            f"{name}: HLS input needs PyAV, FFmpeg's libraries for Python: pip install av"
+        ) from None
+    return av
+
+
+class HLSAudio:
+    """
+    An HLS input opened for the pipeline: `read(start, stop)` gives int16 samples `(channels, samples)` of the
+    continuous decoded stream; `num_samples`, `sampling_rate`, `num_channels`, `name`; and what was found when it was
+    opened: `start_time_utc` (Unix time or None), `anchors` (the UTC time line), `gaps`, `segments`, `warnings`.
+
+    Args:
+        source (`str`): an `.m3u8` path or http(s) URL, a folder of `.ts` segments, or one `.ts` file.
+        name (`str`, *optional*): what messages call it (default: `source`).
+        timeout (`float`, *optional*): seconds to wait for each HTTP answer (default `HTTP_TIMEOUT_SECONDS`).
+    """
+
+    def __init__(self, source, name=None, timeout=None):
+        self.source = os.fspath(source)
+        self.name = name or self.source
+        self.timeout = HTTP_TIMEOUT_SECONDS if timeout is None else float(timeout)
+        self._av = import_av(self.name)
+        self.kind, self.segments, self.playlist_info, self.folder_epoch = list_segments(self.source, self.timeout)
+        self.warnings = []
+        self._lock = threading.Lock()
+        self._decode_everything_once()
+        self._find_gaps_and_times()
+        self._rewind()
+
+    # -- opening: one pass over every segment ------------------------------------------------------------------
+
+    def _open_container(self, segment):
+        if is_url(segment.location):
+            opened = io.BytesIO(fetch(segment.location, self.name, self.timeout))
+        else:
+            if not os.path.isfile(segment.location):
+                raise HLSInputError(f"{self.name}: segment {segment.name} does not exist ({segment.location})")
+            opened = segment.location
+        # HLS segments named .ts are MPEG-TS; saying so keeps a damaged one from being probed as something else.
+        path = urllib.parse.urlsplit(segment.location).path if is_url(segment.location) else segment.location
+        container_format = "mpegts" if path.lower().endswith(SEGMENT_SUFFIX) else None
+        try:
+            return self._av.open(opened, format=container_format)
+        except (self._av.error.FFmpegError, OSError, ValueError) as error:
+            raise HLSInputError(f"{self.name}: segment {segment.name} is not readable media ({error})") from None
+
+    def _decode_everything_once(self):
+        av = self._av
+        self._packets = []  # compressed AAC frames, in stream order: what `read` decodes again
+        self._failed_packets = set()  # indices of the packets the decoder rejected
+        # Per packet: its presentation timestamp `(pts, time_base)` (None when absent or rejected), the samples it
+        # decoded to, and the index of its segment.
+        packet_times, packet_samples, packet_segments = [], [], []
+        decoder, codec_name = None, None
+        self.sampling_rate, self.num_channels, layout_name = None, None, None
+        total = 0
+        playable = [segment for segment in self.segments if not segment.marked_gap]
+        if not playable:
+            raise HLSInputError(f"{self.name}: every segment of the playlist is marked #EXT-X-GAP: no audio")
+        for index, segment in enumerate(self.segments):
+            segment.first_sample = total
+            if segment.marked_gap:
+                continue
+            container = self._open_container(segment)
+            try:
+                if not container.streams.audio:
+                    raise HLSInputError(f"{self.name}: segment {segment.name} holds no audio stream")
+                stream = container.streams.audio[0]
+                if decoder is None:
+                    codec_name = stream.codec_context.name
+                    self._codec_name, self._extradata = codec_name, stream.codec_context.extradata
+                    decoder = self._new_decoder()
+                elif stream.codec_context.name != codec_name:
+                    raise HLSInputError(
+                        f"{self.name}: segment {segment.name} is {stream.codec_context.name}, the stream before it "
+                        f"{codec_name}: one recording needs one codec"
+                    )
+                time_base = stream.time_base
+                failures, first_failure = 0, None
+                for packet in container.demux(stream):
+                    if not packet.size:  # the demuxer's end-of-stream marker
+                        continue
+                    try:
+                        frames = decoder.decode(packet)
+                    except (av.error.FFmpegError, ValueError) as error:
+                        # ffmpeg skips a frame its decoder rejects (a segment cut short, a damaged byte) and goes on,
+                        # so production's WAV lacks it: skip it too. It is still fed to the decoder when reading, so
+                        # the decoder's state is the one ffmpeg's had.
+                        failures += 1
+                        first_failure = first_failure or str(error)
+                        self._failed_packets.add(len(self._packets))
+                        self._packets.append(bytes(packet))
+                        packet_times.append(None)
+                        packet_samples.append(0)
+                        packet_segments.append(index)
+                        continue
+                    samples = 0
+                    for frame in frames:
+                        rate, channels, layout = frame.sample_rate, len(frame.layout.channels), frame.layout.name
+                        if self.sampling_rate is None:
+                            self.sampling_rate, self.num_channels, layout_name = rate, channels, layout
+                        elif (rate, channels) != (self.sampling_rate, self.num_channels):
+                            raise HLSInputError(
+                                f"{self.name}: segment {segment.name} changes the audio from {self.sampling_rate} Hz "
+                                f"{self.num_channels} ch to {rate} Hz {channels} ch: score the parts separately"
+                            )
+                        samples += frame.samples
+                    timestamp = None
+                    if packet.pts is not None and time_base is not None:
+                        timestamp = (packet.pts, time_base)
+                    self._packets.append(bytes(packet))
+                    packet_times.append(timestamp)
+                    packet_samples.append(samples)
+                    packet_segments.append(index)
+                    total += samples
+            except (av.error.FFmpegError, OSError) as error:
+                raise HLSInputError(f"{self.name}: segment {segment.name} cannot be demuxed ({error})") from None
+            finally:
+                container.close()
+            segment.num_samples = total - segment.first_sample
+            if segment.num_samples == 0:
+                why = f"does not decode ({first_failure})" if failures else "holds no audio"
+                raise HLSInputError(f"{self.name}: segment {segment.name} {why}")
+            if failures:
+                self.warnings.append(
+                    f"{failures} AAC frame(s) of {segment.name} do not decode ({first_failure}): skipped, as ffmpeg "
+                    f"does when it converts the segments"
+                )
+        for frame in decoder.decode(None):  # AAC has no decoder delay; whatever a codec still holds is counted
+            packet_samples[-1] += frame.samples
+            self.segments[packet_segments[-1]].num_samples += frame.samples
+            total += frame.samples
+        self._layout_name = layout_name
+        self.num_samples = total
+        self._packet_times, self._packet_samples, self._packet_segments = packet_times, packet_samples, packet_segments
+
+    # -- gaps and the UTC time line -------------------------------------------------------------------------------
+
+    def _nominal_segment_seconds(self):
+        """Mean segment duration (EXTINF when the playlist gives it, else decoded), the last, shorter one aside."""
+        listed = [segment.duration for segment in self.segments if segment.duration]
+        if listed:
+            return float(np.mean(listed[:-1] if len(listed) > 1 else listed))
+        decoded = [segment.num_samples / self.sampling_rate for segment in self.segments if segment.num_samples]
+        return float(np.mean(decoded[:-1] if len(decoded) > 1 else decoded))
+
+    def _timestamp_jump(self, previous_index, index):
+        """Seconds of stream time between the end of packet `previous_index` and the start of packet `index`."""
+        previous, current = self._packet_times[previous_index], self._packet_times[index]
+        if previous is None or current is None or previous[1] != current[1]:
+            return None
+        time_base = current[1]
+        expected = previous[0] + self._packet_samples[previous_index] / self.sampling_rate / time_base
+        ticks = current[0] - expected
+        if time_base.denominator == MPEG_TS_CLOCK_HZ and time_base.numerator == 1:
+            # Each segment is demuxed on its own, so a wrap of the 33-bit clock between two shows as a huge jump.
+            ticks = (ticks + MPEG_TS_PTS_WRAP / 2) % MPEG_TS_PTS_WRAP - MPEG_TS_PTS_WRAP / 2
+        return float(ticks * time_base)
+
+    def _find_gaps_and_times(self):
+        rate = self.sampling_rate
+        nominal = self._nominal_segment_seconds()
+        gaps = {}  # first sample after the gap -> gap
+
+        def gap_at(sample, after_segment, next_segment):
+            if sample not in gaps:
+                gaps[sample] = {
+                    "after_segment": after_segment,
+                    "next_segment": next_segment,
+                    "start_s": sample / rate,
+                    "missing_s": None,
+                    "missing_s_from": None,
+                    "reasons": [],
+                    "_evidence": {},
+                }
+            return gaps[sample]
+
+        # Boundaries between segments: what the playlist or the file names say.
+        program_date_time_jumps = {}  # first sample of a segment -> its PROGRAM-DATE-TIME minus the expected one
+        previous = None
+        for index, segment in enumerate(self.segments):
+            if segment.marked_gap:
+                gap = gap_at(segment.first_sample, previous.name if previous else None, segment.name)
+                gap["reasons"].append(f"{segment.name} is marked #EXT-X-GAP")
+                gap["_evidence"].setdefault("marked", 0.0)
+                gap["_evidence"]["marked"] += segment.duration or nominal
+                continue
+            if previous is not None:
+                gap = None
+                if segment.discontinuity:
+                    gap = gap_at(segment.first_sample, previous.name, segment.name)
+                    gap["reasons"].append(f"#EXT-X-DISCONTINUITY before {segment.name}")
+                    gap["_evidence"]["discontinuity"] = True
+                if self.kind == "folder" and previous.number is not None and segment.number is not None:
+                    skipped = segment.number - previous.number - 1
+                    if skipped > 0:
+                        gap = gap_at(segment.first_sample, previous.name, segment.name)
+                        numbers = str(previous.number + 1) if skipped == 1 else f"{previous.number + 1}-{segment.number - 1}"
+                        gap["reasons"].append(f"segment number(s) {numbers} missing")
+                        gap["_evidence"]["numbers"] = skipped * nominal
+                if previous.program_date_time is not None and segment.program_date_time is not None:
+                    expected = previous.program_date_time + previous.num_samples / rate
+                    jump = segment.program_date_time - expected
+                    program_date_time_jumps[segment.first_sample] = jump
+                    if abs(jump) > PROGRAM_DATE_TIME_JUMP_TOLERANCE_SECONDS:
+                        gap = gap_at(segment.first_sample, previous.name, segment.name)
+                        gap["reasons"].append(f"#EXT-X-PROGRAM-DATE-TIME jumps by {jump:+.3f} s")
+            previous = segment
+
+        # Every packet: a presentation timestamp that does not follow on from the previous packet's end.
+        jumps = {}
+        first_sample, previous_index = 0, None
+        for index in range(len(self._packets)):
+            if index in self._failed_packets:
+                continue
+            if previous_index is not None:
+                jump = self._timestamp_jump(previous_index, index)
+                if jump is not None:
+                    jumps[first_sample] = jump
+                    if abs(jump) > TIMESTAMP_JUMP_TOLERANCE_SECONDS:
+                        before = self.segments[self._packet_segments[previous_index]]
+                        after = self.segments[self._packet_segments[index]]
+                        gap = gap_at(first_sample, before.name, after.name)
+                        where = "" if before is not after else f" inside {after.name}"
+                        gap["reasons"].append(
+                            f"timestamps {'jump ahead' if jump > 0 else 'go back'} by {abs(jump):.3f} s{where}"
+                        )
+            first_sample += self._packet_samples[index]
+            previous_index = index
+
+        for sample, gap in gaps.items():
+            evidence = gap.pop("_evidence")
+            # Timestamps count the encoder's samples exactly, unless the stream was restarted (a discontinuity);
+            # the playlist's clock comes next; then what the playlist or the numbering imply.
+            timestamp_jump = None if evidence.get("discontinuity") else jumps.get(sample)
+            clock_jump = program_date_time_jumps.get(sample)
+            if timestamp_jump is not None and timestamp_jump > TIMESTAMP_JUMP_TOLERANCE_SECONDS:
+                gap["missing_s"], gap["missing_s_from"] = timestamp_jump, "timestamps"
+            elif clock_jump is not None and clock_jump > PROGRAM_DATE_TIME_JUMP_TOLERANCE_SECONDS:
+                gap["missing_s"], gap["missing_s_from"] = clock_jump, "program-date-time"
+            elif "marked" in evidence:
+                gap["missing_s"], gap["missing_s_from"] = evidence["marked"], "EXTINF of #EXT-X-GAP segments"
+            elif timestamp_jump is not None and abs(timestamp_jump) <= TIMESTAMP_JUMP_TOLERANCE_SECONDS:
+                # Numbers are missing, or the clock jumped, but the timestamps run on: no audio is missing.
+                gap["missing_s"], gap["missing_s_from"] = max(timestamp_jump, 0.0), "timestamps"
+            elif "numbers" in evidence:
+                gap["missing_s"], gap["missing_s_from"] = evidence["numbers"], "segment numbers x mean duration"
+            elif clock_jump is not None:
+                gap["missing_s"], gap["missing_s_from"] = max(clock_jump, 0.0), "program-date-time"
+            gap["reason"] = "; ".join(gap.pop("reasons"))
+        self.gaps = [gaps[sample] for sample in sorted(gaps)]
+
+        # The UTC time line: anchors where the time is known (or becomes unknown), extrapolated between them.
+        first = next(segment for segment in self.segments if not segment.marked_gap)
+        self.start_time_source = None
+        start = None
+        if first.program_date_time is not None:
+            start, self.start_time_source = first.program_date_time, "EXT-X-PROGRAM-DATE-TIME"
+        elif self.folder_epoch is not None:
+            start, self.start_time_source = float(self.folder_epoch), "folder name (Unix epoch of the stream start)"
+            first_number = first.number or 0
+            if first_number > 0:
+                start += first_number * nominal
+                self.start_time_source += f" + {first_number} x {nominal:.3f} s (segments before {first.name} absent)"
+                self.warnings.append(
+                    f"the start time is estimated: the folder name is the stream's start, and {first.name} is segment "
+                    f"{first_number}, taken to start {first_number} mean segment durations ({nominal:.3f} s) later"
+                )
+        # Walked in time order, so a gap's anchor extrapolates from everything before it.
+        anchors = [[0.0, start]]
+        stated = {
+            segment.first_sample: segment.program_date_time
+            for segment in self.segments
+            if segment is not first and not segment.marked_gap and segment.program_date_time is not None
+        }
+        gap_by_sample = {round(gap["start_s"] * rate): gap for gap in self.gaps}
+        for sample in sorted(set(stated) | set(gap_by_sample)):
+            seconds = sample / rate
+            if sample in stated:  # the playlist's clock is authoritative where it speaks
+                anchors.append([seconds, stated[sample]])
+            else:
+                gap = gap_by_sample[sample]
+                before = utc_at(anchors, seconds, before=True)
+                known = before is not None and gap["missing_s"] is not None
+                anchors.append([seconds, before + gap["missing_s"] if known else None])
+        self.anchors = anchors
+        self.start_time_utc = start
+        for gap in self.gaps:
+            gap["utc"] = iso_utc(utc_at(anchors, gap["start_s"], before=True))
+            gap["resumes_utc"] = iso_utc(utc_at(anchors, gap["start_s"]))
+        if self.kind == "playlist" and not self.playlist_info.get("ended"):
+            self.warnings.append(
+                "the playlist has no #EXT-X-ENDLIST (a live playlist): scored as it stood when it was read"
+            )
+
+    def describe(self):
+        """What the result records about the input: plain data (JSON-ready)."""
+        return {
+            "type": f"hls-{self.kind}",
+            "uri": self.source,
+            "segments": len(self.segments),
+            "first_segment": self.segments[0].name,
+            "last_segment": self.segments[-1].name,
+            "media_sequence": self.playlist_info.get("media_sequence") if self.kind == "playlist" else None,
+            "ended": self.playlist_info.get("ended") if self.kind == "playlist" else None,
+            "codec": self._codec_name,
+            "start_time_source": self.start_time_source,
+        }
+
+    def timeline(self):
+        """The plain-data time line the pipeline carries to its results: start, anchors, gaps, source, warnings."""
+        return {
+            "start_time_utc": self.start_time_utc,
+            "anchors": [list(anchor) for anchor in self.anchors],
+            "gaps": [dict(gap) for gap in self.gaps],
+            "source": self.describe(),
+            "warnings": list(self.warnings),
+        }
+
+    # -- reading: decode forward, keep only what may still be asked for ------------------------------------------
+
+    def _new_decoder(self):
+        """
+        One decoder for the whole stream, as ffmpeg has for the concatenated segments. AAC in MPEG-TS carries its
+        configuration in every frame's ADTS header, so the codec's name (and extradata, if any) is all it needs.
+        """
+        decoder = self._av.CodecContext.create(self._codec_name, "r")
+        if self._extradata:
+            decoder.extradata = self._extradata
+        return decoder
+
+    def _rewind(self):
+        av = self._av
+        self._decoder = self._new_decoder()
+        # swresample converts to 16-bit as ffmpeg's WAV output does (pcm_s16le takes packed s16): round to nearest,
+        # saturate, no dither.
+        self._resampler = av.AudioResampler(format="s16", layout=self._layout_name, rate=self.sampling_rate)
+        self._next_packet = 0
+        self._flushed = False
+        self._chunks = deque()  # (first sample, int16 array (channels, samples))
+        self._buffer_start = 0
+        self._buffer_end = 0
+        self.max_buffered_samples = getattr(self, "max_buffered_samples", 0)
+
+    def _append(self, frames):
+        for frame in frames:
+            for converted in self._resampler.resample(frame):
+                samples = converted.to_ndarray().reshape(-1, self.num_channels).T.copy()
+                self._chunks.append((self._buffer_end, samples))
+                self._buffer_end += samples.shape[1]
+
+    def _decode_more(self):
+        av = self._av
+        try:
+            if self._next_packet < len(self._packets):
+                index = self._next_packet
+                self._next_packet += 1
+                try:
+                    frames = self._decoder.decode(av.Packet(self._packets[index]))
+                except (av.error.FFmpegError, ValueError):
+                    if index in self._failed_packets:  # rejected the first time too: skipped, as then
+                        return True
+                    raise
+                self._append(frames)
+            elif not self._flushed:
+                self._flushed = True
+                self._append(self._decoder.decode(None))
+                for converted in self._resampler.resample(None):
+                    samples = converted.to_ndarray().reshape(-1, self.num_channels).T.copy()
+                    self._chunks.append((self._buffer_end, samples))
+                    self._buffer_end += samples.shape[1]
+            else:
+                return False
+        except (av.error.FFmpegError, ValueError) as error:
+            raise HLSInputError(f"{self.name}: cannot decode the stream again at packet {self._next_packet} ({error})")
+        return True
+
+    def read(self, start, stop):
+        """Samples `[start, stop)` of the decoded stream as int16 `(channels, samples)`."""
+        start, stop = int(start), int(stop)
+        if not 0 <= start <= stop <= self.num_samples:
+            raise HLSInputError(f"{self.name}: samples [{start}, {stop}) are outside the {self.num_samples} decoded")
+        with self._lock:
+            if start < self._buffer_start:
+                self._rewind()  # backwards: decode again from the first packet
+            while self._buffer_end < stop:
+                if not self._decode_more():
+                    raise HLSInputError(
+                        f"{self.name}: decoding again gave {self._buffer_end} samples, {self.num_samples} the first time"
+                    )
+            while self._chunks and self._chunks[0][0] + self._chunks[0][1].shape[1] <= start:
+                self._chunks.popleft()
+            self._buffer_start = self._chunks[0][0] if self._chunks else self._buffer_end
+            held = sum(chunk.shape[1] for _, chunk in self._chunks)
+            self.max_buffered_samples = max(self.max_buffered_samples, held)
+            pieces = []
+            for first, chunk in self._chunks:
+                if first >= stop:
+                    break
+                low, high = max(start - first, 0), min(stop - first, chunk.shape[1])
+                if high > low:
+                    pieces.append(chunk[:, low:high])
+        if not pieces:
+            return np.zeros((self.num_channels, 0), dtype=np.int16)
+        return np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0].copy()
+
+    def close(self):
+        self._packets = []
+        self._chunks = deque()
+
+
+def open_hls(source, name=None, timeout=None):
+    """Open an HLS input (see `HLSAudio`); raises `HLSInputError` with a one-line message when it cannot be read."""
+    return HLSAudio(source, name=name, timeout=timeout)
