@@ -594,7 +594,8 @@ def add_batch_parser(commands):
         "--address",
         metavar="ADDRESS",
         default=None,
-        help="join this Ray cluster (auto, HOST:PORT or ray://HOST:PORT) instead of starting a local instance",
+        help="join this Ray cluster (auto: the one this machine belongs to, or its head's HOST:PORT) instead of "
+        "starting a local instance",
     )
     batch_parser.add_argument(
         "--num-cpus",
