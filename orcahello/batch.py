@@ -64,6 +64,8 @@ PARTITION_FILE_PATTERN = "part-{first_window:09d}.parquet"
 PARQUET_METADATA_KEY = b"orcahello"
 PARTITION_FORMAT_VERSION = 1
 URL_TIMEOUT_SECONDS = 120
+# What `write_table_atomically` and `writers.write_text_atomically` write before renaming: `<name>.tmp<pid>`.
+TEMPORARY_FILE_PATTERN = re.compile(r"\.(parquet|json)\.tmp\d+$")
 # A UTC timestamp in a file name, ISO 8601 basic format (SanctSound, AudioMoth, many recorders): 20200423T164427Z.
 UTC_NAME_PATTERN = re.compile(r"(?<!\d)(\d{8}T\d{6})Z(?![0-9A-Za-z])")
 # Orcasound's HLS archive keeps each stream in a folder named by its start in Unix seconds: <node>/hls/<t>/live.m3u8.
@@ -562,6 +564,32 @@ def custom_code_differences(model):
     return different
 
 
+class PartitionAssembly:
+    """
+    The window scores of the partitions in flight, gathered as they arrive, in any order. A window that arrives
+    twice (Ray runs a task again when its worker died) is kept once: partitions are complete when every window is
+    in, never by counting arrivals.
+    """
+
+    def __init__(self):
+        self._partitions = {}
+
+    def add(self, key, num_windows, offset, score, silent):
+        """Record window `offset` of partition `key`. Returns `(is_new, complete)`: whether the window was not in yet,
+        and `(scores, silent flags)` once the partition is complete (it is then forgotten), else None."""
+        import numpy as np
+
+        scores, flags, arrived = self._partitions.setdefault(
+            key, (np.zeros(num_windows, np.float32), np.zeros(num_windows, bool), np.zeros(num_windows, bool))
+        )
+        is_new = not arrived[offset]
+        scores[offset], flags[offset], arrived[offset] = score, silent, True
+        if not arrived.all():
+            return is_new, None
+        del self._partitions[key]
+        return is_new, (scores, flags)
+
+
 @dataclasses.dataclass
 class RecordingState:
     """What the driver knows about one recording during the job."""
@@ -629,8 +657,10 @@ def quiet_ray_data():
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     context.enable_auto_log_stats = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger("ray").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # ...which says, as a warning, that its progress bars are off: this job has its own.
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
 
 @dataclasses.dataclass
@@ -762,9 +792,10 @@ class BatchJob:
                 "featurized with the package's code, so scores can differ from `orcahello detect` with this folder"
             )
         os.makedirs(self.output_dir, exist_ok=True)
-        pattern = os.path.join(glob.escape(self.output_dir), WINDOWS_FOLDER, "**", "*.parquet.tmp*")
-        for stale in glob.glob(pattern, recursive=True):
-            os.remove(stale)  # what a killed run was writing: never complete, never read
+        for folder, _, names in os.walk(self.output_dir):
+            for name in names:
+                if TEMPORARY_FILE_PATTERN.search(name):
+                    os.remove(os.path.join(folder, name))  # what a killed run was writing: never complete, never read
 
         import ray
 
@@ -796,6 +827,13 @@ class BatchJob:
         self.num_workers = options.num_workers
         if self.num_workers is None:
             self.num_workers = self.cluster["gpus"] if gpu_actors else max(1, int(self.cluster["cpus"] // options.cpus_per_worker))
+        unit = "GPU" if gpu_actors else "CPU"
+        needed = self.num_workers * (1 if gpu_actors else options.cpus_per_worker)
+        have = self.cluster["gpus"] if gpu_actors else self.cluster["cpus"]
+        if needed > have and not options.address:
+            # A fixed pool of actors that cannot all start would wait for them forever. (A cluster joined with
+            # --address may be autoscaling: it gets the request and may grow.)
+            raise BatchError(f"{self.num_workers} model actor(s) need {needed:g} {unit}(s); the Ray cluster has {have:g}")
         self.run_settings.device = self.actor_device
         for state in self.states:
             state.settings.device = self.actor_device
@@ -933,7 +971,6 @@ class BatchJob:
     def score(self):
         """Featurize and score every partition not done yet; write each partition as soon as all its windows are
         in, and each recording's JSON as soon as all its partitions are."""
-        import numpy as np
         from tqdm.auto import tqdm
 
         work = [
@@ -951,12 +988,12 @@ class BatchJob:
         ]
         if not work:
             return
-        received = {}  # (source index, partition's first window) -> [scores, silent flags, windows received]
+        assembly = PartitionAssembly()
         progress_bar = tqdm(
             total=sum(row["num_windows"] for row in work), desc="OrcaHello batch", unit="window", file=sys.stderr,
             disable=None,
         )  # fmt: skip
-        started = time.monotonic()
+        started = first_result = time.monotonic()
         try:
             for batch in self.dataset(work).iter_batches(batch_size=None, batch_format="numpy"):
                 self.timing.setdefault("first_scores_s", round(time.monotonic() - started, 3))
@@ -969,26 +1006,30 @@ class BatchJob:
                     if error:
                         self.fail(state, str(error))
                         continue
-                    count = state.partitions[first]
-                    buffers = received.setdefault((state.source.index, first), [np.zeros(count, np.float32),
-                                                                                 np.zeros(count, bool), 0])  # fmt: skip
-                    buffers[0][int(window_index) - first] = score
-                    buffers[1][int(window_index) - first] = silent
-                    buffers[2] += 1
-                    self.counts["windows_scored"] += 1
-                    progress_bar.update(1)
-                    if buffers[2] == count:
-                        del received[(state.source.index, first)]
-                        self.write_partition(state, first, buffers[0], buffers[1])
+                    if first in state.done:
+                        continue  # a retried task's copy of a partition already written
+                    is_new, complete = assembly.add(
+                        (state.source.index, first), state.partitions[first], int(window_index) - first, score, silent
+                    )
+                    if is_new:
+                        self.counts["windows_scored"] += 1
+                        progress_bar.update(1)
+                        if self.counts["windows_scored"] == 1:
+                            first_result = time.monotonic()
+                    if complete is not None:
+                        self.write_partition(state, first, *complete)
         except BatchError:
             raise
         except Exception as error:  # an actor that cannot load the model, a lost node...
             raise BatchError(f"the Ray job failed: {' '.join(str(error).split())[:2000]}") from None
         finally:
             progress_bar.close()
-        seconds = time.monotonic() - started
-        self.timing["scoring_s"] = round(seconds, 3)
-        self.timing["windows_per_s"] = round(self.counts["windows_scored"] / seconds, 2)
+        finished = time.monotonic()
+        self.timing["scoring_s"] = round(finished - started, 3)
+        # The whole stage (actors' start included), and from the first scored window on: the rate a long job keeps.
+        self.timing["windows_per_s"] = round(self.counts["windows_scored"] / (finished - started), 2)
+        if finished > first_result and self.counts["windows_scored"] > 1:
+            self.timing["steady_windows_per_s"] = round((self.counts["windows_scored"] - 1) / (finished - first_result), 2)
         for state in self.states:
             if state.error is None and state.done != set(state.partitions):
                 self.fail(state, "some of its windows were never scored (the job lost them)")
@@ -1178,7 +1219,7 @@ def batch_command(args, command=None):
         print(f"ERROR: {error}", file=sys.stderr)
         return cli.EXIT_CANNOT_RUN
     files, partitions, timing = run["files"], run["partitions"], run["timing"]
-    speed = f" at {timing['windows_per_s']} windows/s" if timing.get("windows_per_s") else ""
+    speed = f" in {timing['scoring_s']:g} s" if timing.get("scoring_s") else ""
     unmatched = f"; {files['inputs_without_audio']} input(s) gave no audio" if files["inputs_without_audio"] else ""
     print(
         f"{files['found']} recording(s): {files['ok']} ok, {files['failed']} failed{unmatched}. "

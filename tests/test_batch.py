@@ -240,6 +240,15 @@ def killed_and_resumed(ray_address, tiny_model_folder, tmp_path_factory):
     process.stdout.close()
     after_kill = {path: (path.stat().st_ino, path.stat().st_mtime_ns) for path in partition_files(output_dir)}
     json_after_kill = {path: path.stat().st_mtime_ns for path in (output_dir / batch.JSON_FOLDER).rglob("*.json")}
+    # What a kill in the middle of a write leaves (the kill above may or may not have hit one): temporary files.
+    planted = [
+        output_dir / batch.WINDOWS_FOLDER / "long_10min_16k" / "part-000000576.parquet.tmp4242",
+        output_dir / batch.JSON_FOLDER / "long_10min_16k.orcahello.json.tmp4242",
+        output_dir / "files.parquet.tmp4242",
+    ]
+    for path in planted:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a file")
 
     lines = []
     resumed = batch.run_batch([str(recordings)], output_dir, model=str(tiny_model_folder), num_workers=1,
@@ -267,7 +276,7 @@ def test_rerun_after_a_kill_keeps_finished_partitions_and_completes_the_job(kill
     for path, mtime in state["json_after_kill"].items():  # a recording finished before the kill keeps its JSON
         assert path.stat().st_mtime_ns == mtime
     assert len(partition_files(output_dir)) == state["expected_partitions"]
-    assert not list(output_dir.rglob("*.tmp*")), "a killed run's temporary file was left behind"
+    assert not list(output_dir.rglob("*.tmp*")), "a killed run's temporary files were left behind"
     assert resumed["files"] == {"found": 3, "ok": 3, "failed": 0, "inputs_without_audio": 0}
 
     windows = windows_by_recording(output_dir)
@@ -494,3 +503,21 @@ def test_blocks_and_partitions_start_where_the_command_lines_batches_do():
     for batch_size in (1, 4, 5, 16, 20, 64, 100):
         block = batch.windows_per_block(batch_size)
         assert block % batch_size == 0 and block >= 32 and block < 32 + batch_size
+
+
+def test_partitions_are_complete_when_every_window_is_in_not_when_enough_have_arrived():
+    assembly = batch.PartitionAssembly()
+    assert assembly.add(("a", 0), 3, 2, 0.75, False) == (True, None)
+    assert assembly.add(("a", 0), 3, 0, 0.25, True) == (True, None)
+    assert assembly.add(("a", 0), 3, 0, 0.25, True) == (False, None)  # a retried task's copy: three arrivals, two windows
+    assert assembly.add(("b", 32), 1, 0, 0.5, False)[1] is not None
+    is_new, complete = assembly.add(("a", 0), 3, 1, 0.5, False)
+    assert is_new and complete[0].tolist() == [0.25, 0.5, 0.75] and complete[1].tolist() == [True, False, False]
+
+
+def test_more_actors_than_the_instance_holds_is_refused(ray_address, tiny_model_folder, tmp_path):
+    wav = str(LEGACY / "audio" / "edge_20k_6s.wav")
+    with pytest.raises(batch.BatchError, match=r"3 model actor\(s\) need 3 CPU\(s\); the Ray cluster has 2"):
+        batch.run_batch([wav], tmp_path, model=str(tiny_model_folder), num_workers=3)
+    with pytest.raises(batch.BatchError, match="--device cuda was asked for but the Ray cluster has no GPU"):
+        batch.run_batch([wav], tmp_path, model=str(tiny_model_folder), device="cuda")
