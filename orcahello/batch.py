@@ -732,7 +732,9 @@ class BatchJob:
         self.model_info = cli.describe_model_config(self.config, self.model)
         # The command line's own resolution of the decision parameters (model config < site table < options).
         self.parameter_options = argparse.Namespace(
-            aggregation=options.aggregation, threshold=options.threshold, min_positive_seconds=options.min_positive_seconds
+            aggregation=options.aggregation,
+            threshold=options.threshold,
+            min_positive_seconds=options.min_positive_seconds,
         )
         self.parameters = cli.scoring_parameters(self.parameter_options, self.config)
         self.window_seconds, self.hop_seconds = self.parameters["window_seconds"], self.parameters["hop_seconds"]
@@ -742,7 +744,9 @@ class BatchJob:
         self.code_differences = custom_code_differences(self.model)
 
         sources, self.input_problems = find_sources(options.inputs, options.manifests, recursive=options.recursive)
-        run_identity = self.parameters if self.site_table is None else {**self.parameters, "site_thresholds": self.site_table}
+        run_identity = dict(self.parameters)
+        if self.site_table is not None:  # as detect: the run's hash covers the table
+            run_identity["site_thresholds"] = self.site_table
         self.run_settings = cli.RunSettings(
             parameters=self.parameters,
             batch_size=options.batch_size,
@@ -757,7 +761,9 @@ class BatchJob:
         self.states = []
         for source in plan_outputs(sources):
             job = self.audio_job(source)
-            settings = cli.settings_for_recording(job, self.run_settings, self.parameter_options, self.config, self.site_table)
+            settings = cli.settings_for_recording(
+                job, self.run_settings, self.parameter_options, self.config, self.site_table
+            )
             self.states.append(RecordingState(source=source, settings=settings))
 
     # -- paths ------------------------------------------------------------------------------------------------
@@ -773,7 +779,8 @@ class BatchJob:
         return os.path.join(self.partition_folder(state), PARTITION_FILE_PATTERN.format(first_window=first_window))
 
     def json_path(self, state):
-        return writers.output_path(os.path.join(self.output_dir, JSON_FOLDER, *state.source.output_stem.split("/")), "json")
+        stem = os.path.join(self.output_dir, JSON_FOLDER, *state.source.output_stem.split("/"))
+        return writers.output_path(stem, "json")
 
     def partition_files(self, state):
         return glob.glob(os.path.join(glob.escape(self.partition_folder(state)), "part-*.parquet"))
@@ -826,14 +833,19 @@ class BatchJob:
         self.actor_device = "cuda" if gpu_actors else "cpu"
         self.num_workers = options.num_workers
         if self.num_workers is None:
-            self.num_workers = self.cluster["gpus"] if gpu_actors else max(1, int(self.cluster["cpus"] // options.cpus_per_worker))
+            if gpu_actors:
+                self.num_workers = self.cluster["gpus"]
+            else:
+                self.num_workers = max(1, int(self.cluster["cpus"] // options.cpus_per_worker))
         unit = "GPU" if gpu_actors else "CPU"
         needed = self.num_workers * (1 if gpu_actors else options.cpus_per_worker)
         have = self.cluster["gpus"] if gpu_actors else self.cluster["cpus"]
         if needed > have and not options.address:
             # A fixed pool of actors that cannot all start would wait for them forever. (A cluster joined with
             # --address may be autoscaling: it gets the request and may grow.)
-            raise BatchError(f"{self.num_workers} model actor(s) need {needed:g} {unit}(s); the Ray cluster has {have:g}")
+            raise BatchError(
+                f"{self.num_workers} model actor(s) need {needed:g} {unit}(s); the Ray cluster has {have:g}"
+            )
         self.run_settings.device = self.actor_device
         for state in self.states:
             state.settings.device = self.actor_device
@@ -1029,7 +1041,8 @@ class BatchJob:
         # The whole stage (actors' start included), and from the first scored window on: the rate a long job keeps.
         self.timing["windows_per_s"] = round(self.counts["windows_scored"] / (finished - started), 2)
         if finished > first_result and self.counts["windows_scored"] > 1:
-            self.timing["steady_windows_per_s"] = round((self.counts["windows_scored"] - 1) / (finished - first_result), 2)
+            steady = (self.counts["windows_scored"] - 1) / (finished - first_result)
+            self.timing["steady_windows_per_s"] = round(steady, 2)
         for state in self.states:
             if state.error is None and state.done != set(state.partitions):
                 self.fail(state, "some of its windows were never scored (the job lost them)")
@@ -1071,7 +1084,9 @@ class BatchJob:
             silent.append(partition_silent)
         scores, silent = np.concatenate(scores), np.concatenate(silent)
         state.silent_windows = int(silent.sum())
-        previous = None if self.options.overwrite else cli.load_finished_document(self.json_path(state), state.settings.run_hash)
+        previous = None
+        if not self.options.overwrite:
+            previous = cli.load_finished_document(self.json_path(state), state.settings.run_hash)
         if previous is not None and state.reused == set(state.partitions):
             state.document = previous
             return
@@ -1089,7 +1104,8 @@ class BatchJob:
 
         rows = [file_row(state) for state in self.states]
         rows += [error_row(given, reason) for given, reason in self.input_problems]
-        write_table_atomically(os.path.join(self.output_dir, FILES_TABLE), pa.Table.from_pylist(rows, schema=files_schema()))
+        files_table = pa.Table.from_pylist(rows, schema=files_schema())
+        write_table_atomically(os.path.join(self.output_dir, FILES_TABLE), files_table)
         failed = sum(state.error is not None for state in self.states)
         options = dataclasses.asdict(self.options)
         options.update(output_dir=os.path.abspath(self.output_dir), model=self.model, num_workers=self.num_workers,
@@ -1101,7 +1117,9 @@ class BatchJob:
             "scores_hash": self.scores_hash,
             "run_hash": self.run_settings.run_hash,
             "parameters": self.parameters,
-            "site_thresholds": None if site_table is None else {"file": self.run_settings.site_thresholds_file, "table": site_table},
+            "site_thresholds": (
+                None if site_table is None else {"file": self.run_settings.site_thresholds_file, "table": site_table}
+            ),
             "options": options,
             "cluster": self.cluster,
             "command": self.command,

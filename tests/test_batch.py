@@ -221,7 +221,8 @@ def killed_and_resumed(ray_address, tiny_model_folder, tmp_path_factory):
     # three partitions are on disk.
     arguments = [
         "batch", recordings, "--output-dir", output_dir, "--model", tiny_model_folder, "--address", ray_address,
-        "--num-workers", "1", "--batch-size", options["batch_size"], "--partition-windows", options["partition_windows"],
+        "--num-workers", "1", "--batch-size", options["batch_size"],
+        "--partition-windows", options["partition_windows"],
     ]  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "orcahello.cli", *map(str, arguments)],
@@ -230,7 +231,8 @@ def killed_and_resumed(ray_address, tiny_model_folder, tmp_path_factory):
     deadline = time.monotonic() + 300
     while len(partition_files(output_dir)) < 3:
         if process.poll() is not None:
-            pytest.fail(f"the job ended (status {process.returncode}) before it could be killed: {process.stdout.read()}")
+            output = process.stdout.read()
+            pytest.fail(f"the job ended (status {process.returncode}) before it could be killed: {output}")
         if time.monotonic() > deadline:
             process.kill()
             pytest.fail("the job wrote no partition in 5 minutes")
@@ -270,7 +272,8 @@ def test_rerun_after_a_kill_keeps_finished_partitions_and_completes_the_job(kill
     state = killed_and_resumed
     output_dir, after_kill, resumed = state["output_dir"], state["after_kill"], state["resumed"]
     assert 3 <= len(after_kill) < state["expected_partitions"], "the job was not killed halfway"
-    assert resumed["partitions"] == {"reused": len(after_kill), "scored": state["expected_partitions"] - len(after_kill)}
+    left_to_score = state["expected_partitions"] - len(after_kill)
+    assert resumed["partitions"] == {"reused": len(after_kill), "scored": left_to_score}
     for path, (inode, mtime) in after_kill.items():
         assert (path.stat().st_ino, path.stat().st_mtime_ns) == (inode, mtime), f"{path} was written again"
     for path, mtime in state["json_after_kill"].items():  # a recording finished before the kill keeps its JSON
@@ -346,7 +349,8 @@ def test_folders_manifests_urls_and_bad_recordings(ray_address, tiny_model_folde
     shutil.copyfile(REAL_AUDIO / SANCTSOUND_FILE, tmp_path / "listed" / SANCTSOUND_FILE)
     good_url, missing_url = f"{audio_server}/edge_44k1_6s.wav", f"{audio_server}/nothing_here.wav"
     manifest = tmp_path / "manifest.txt"
-    manifest.write_text(f"# hydrophone minutes\n\nlisted/{SANCTSOUND_FILE}\nlisted/missing.wav\n{good_url}\n{missing_url}\n")
+    entries = ["# hydrophone minutes", "", f"listed/{SANCTSOUND_FILE}", "listed/missing.wav", good_url, missing_url]
+    manifest.write_text("\n".join(entries) + "\n")
     output_dir = tmp_path / "out"
 
     status = cli.main(["batch", str(recordings), "--recursive", "--manifest", str(manifest), "--output-dir",
@@ -356,7 +360,8 @@ def test_folders_manifests_urls_and_bad_recordings(ray_address, tiny_model_folde
     errors = sorted(line for line in captured.err.splitlines() if line.startswith("ERROR "))
     assert len(errors) == 4, captured.err
     assert f"ERROR {recordings / 'bad.wav'}: cannot decode audio" in "\n".join(errors)
-    assert f"ERROR {recordings / 'short.wav'}: 1.000 s of audio is shorter than one 2-second window" in "\n".join(errors)
+    short_error = f"ERROR {recordings / 'short.wav'}: 1.000 s of audio is shorter than one 2-second window"
+    assert short_error in "\n".join(errors)
     assert f"ERROR {tmp_path / 'listed' / 'missing.wav'}: no such file" in errors
     assert any(line.startswith(f"ERROR {missing_url}: cannot download (HTTP Error 404") for line in errors)
     assert captured.out.startswith("7 recording(s): 3 ok, 4 failed. 3 partition(s) scored")
@@ -509,7 +514,8 @@ def test_partitions_are_complete_when_every_window_is_in_not_when_enough_have_ar
     assembly = batch.PartitionAssembly()
     assert assembly.add(("a", 0), 3, 2, 0.75, False) == (True, None)
     assert assembly.add(("a", 0), 3, 0, 0.25, True) == (True, None)
-    assert assembly.add(("a", 0), 3, 0, 0.25, True) == (False, None)  # a retried task's copy: three arrivals, two windows
+    # A retried task's copy: three arrivals, two windows, not complete.
+    assert assembly.add(("a", 0), 3, 0, 0.25, True) == (False, None)
     assert assembly.add(("b", 32), 1, 0, 0.5, False)[1] is not None
     is_new, complete = assembly.add(("a", 0), 3, 1, 0.5, False)
     assert is_new and complete[0].tolist() == [0.25, 0.5, 0.75] and complete[1].tolist() == [True, False, False]
