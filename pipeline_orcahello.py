@@ -258,6 +258,58 @@ def open_recording(inputs, sampling_rate=None):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Windows and their features (shared by the pipeline and `orcahello batch`)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def scoring_windows(recording, window_seconds=2.0, hop_seconds=1.0):
+    """
+    The `(start, stop)` sample bounds of every window of `recording` the detector scores; `AudioInputError` when the
+    recording is shorter than one window (production crashes there).
+    """
+    bounds = window_bounds(recording.num_samples, recording.sampling_rate, window_seconds, hop_seconds)
+    if not bounds:
+        raise AudioInputError(
+            f"{recording.name}: {recording.duration_seconds:.3f} s of audio is shorter than one "
+            f"{window_seconds:g}-second window; nothing to score (production OrcaHello crashes on such files)"
+        )
+    return bounds
+
+
+def recording_info(recording, num_windows, window_seconds=2.0, hop_seconds=1.0):
+    """What `build_file_result` needs to know about a recording besides its window scores."""
+    return {
+        "name": recording.name,
+        "sampling_rate": recording.sampling_rate,
+        "num_samples": recording.num_samples,
+        "num_channels": recording.num_channels,
+        "num_windows": num_windows,
+        "window_seconds": window_seconds,
+        "hop_seconds": hop_seconds,
+        # HLS inputs: UTC anchors, gaps and their warnings (None for files and arrays).
+        "timeline": getattr(recording, "timeline", None),
+    }
+
+
+def featurize_windows(recording, block_bounds, feature_extractor, dtype=None):
+    """
+    Read one block of consecutive windows (`block_bounds`, a slice of `scoring_windows`) from `recording` in a single
+    read and featurize them. Returns `(input_features, silent)`: a `(windows, 1, 256, 312)` tensor and, per window,
+    whether it is digital silence (constant samples).
+    """
+    first_sample, last_sample = block_bounds[0][0], block_bounds[-1][1]
+    audio = recording.read(first_sample, last_sample)
+    windows = [audio[:, start - first_sample : stop - first_sample] for start, stop in block_bounds]
+    features = feature_extractor(windows, sampling_rate=recording.sampling_rate, return_tensors="pt")
+    features = features["input_features"]
+    if dtype is not None:
+        features = features.to(dtype)
+    # Digital silence is scored as production would (a flat -100 dB image), but flagged.
+    silent = [bool(np.all(window == window.flat[0])) for window in windows]
+    return features, silent
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # File-level aggregation
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -331,6 +383,142 @@ def merge_detections(starts, ends, confidences, predictions):
         detection["max_confidence"] = float(max(values))
         detection["mean_confidence"] = float(sum(values) / len(values))
     return detections
+
+
+def build_file_result(
+    info,
+    window_confidences,
+    silent_windows=0,
+    aggregation="orcahello",
+    local_threshold=0.5,
+    global_count_threshold=3,
+    global_threshold=0.6,
+    top_k_windows=3,
+    return_timestamps=True,
+    top_k=None,
+):
+    """
+    The pipeline's answer for one recording from its window scores: `info` as `recording_info` gives it,
+    `window_confidences` the P(call) of every window in order, `silent_windows` how many are digital silence.
+    With `return_timestamps`, production's result dict plus windows, detections, warnings and parameters; else the
+    `[{"label", "score"}]` list, decision first.
+    """
+    window_confidences = np.asarray(window_confidences, dtype=np.float64)
+    result = aggregate_windows(
+        window_confidences,
+        aggregation=aggregation,
+        local_threshold=local_threshold,
+        global_count_threshold=global_count_threshold,
+        global_threshold=global_threshold,
+        top_k_windows=top_k_windows,
+    )
+    warnings = []
+    if silent_windows:
+        warnings.append(
+            f"{silent_windows} of {len(window_confidences)} windows are digital silence (constant samples): their "
+            f"scores say nothing about whales; check the hydrophone or the recording chain"
+        )
+        logger.warning("%s: %s", info["name"], warnings[-1])
+    hop, window = info["hop_seconds"], info["window_seconds"]
+    window_starts = [k * hop for k in range(len(window_confidences))]
+    timeline = info.get("timeline")
+    gaps = [dict(gap) for gap in timeline["gaps"]] if timeline else []
+    if timeline:
+        for message in timeline["warnings"]:
+            warnings.append(message)
+            logger.warning("%s: %s", info["name"], message)
+        for gap in gaps:
+            spanning = sum(1 for start in window_starts if start < gap["start_s"] < start + window)
+            missing = "an unknown time" if gap["missing_s"] is None else f"{gap['missing_s']:.3f} s"
+            warnings.append(
+                f"gap after segment {gap['after_segment']} at {gap['start_s']:.3f} s ({gap['reason']}): {missing} "
+                f"missing; the audio either side is butted together, as production's concatenation does, and "
+                f"{spanning} window(s) spanning it are flagged spans_gap"
+            )
+            logger.warning("%s: %s", info["name"], warnings[-1])
+    positive_score = result["global_confidence"] / 100.0 if aggregation == "orcahello" else result["global_confidence"]
+    decision = "positive" if result["global_prediction"] else "negative"
+    scores = {"positive": positive_score, "negative": 1.0 - positive_score}
+    labels = [decision, "negative" if decision == "positive" else "positive"]
+    label_scores = [{"label": label, "score": scores[label]} for label in labels]
+    if top_k is not None:
+        label_scores = label_scores[: max(1, int(top_k))]
+    if not return_timestamps:
+        return label_scores
+
+    if aggregation == "orcahello":
+        # Row t covers [t * hop, (t + 1) * hop): the seconds production reports.
+        row_starts = [t * hop for t in range(len(result["local_confidences"]))]
+        row_ends = [start + hop for start in row_starts]
+    else:
+        row_starts = window_starts
+        row_ends = [start + window for start in window_starts]
+    name = info["name"]
+    anchors = timeline["anchors"] if timeline else None
+    start_known = bool(timeline) and timeline["start_time_utc"] is not None
+
+    def utc(seconds, before=False):
+        return iso_utc(utc_at(anchors, seconds, before=before))
+
+    def spans_gap(start, end):
+        return any(start < gap["start_s"] < end for gap in gaps)
+
+    windows = []
+    for start, score in zip(window_starts, window_confidences):
+        entry = {"start": start, "end": start + window, "score": float(score)}
+        if timeline:
+            entry["spans_gap"] = spans_gap(start, start + window)
+        if start_known:
+            entry["start_utc"], entry["end_utc"] = utc(start), utc(start + window, before=True)
+        windows.append(entry)
+    submission = []
+    for start, end, confidence in zip(row_starts, row_ends, result["local_confidences"]):
+        row = {
+            "wav_filename": os.path.basename(os.path.normpath(name)) if not name.startswith("<") else name,
+            "start_time_s": start,
+            "duration_s": end - start,
+            "confidence": confidence,
+        }
+        if start_known:
+            row["start_time_utc"] = utc(start)
+        submission.append(row)
+    detections = merge_detections(row_starts, row_ends, result["local_confidences"], result["local_predictions"])
+    for detection in detections:
+        if timeline:
+            detection["spans_gap"] = spans_gap(detection["start"], detection["end"])
+        if start_known:
+            detection["start_utc"] = utc(detection["start"])
+            detection["end_utc"] = utc(detection["end"], before=True)
+    output = {
+        "label": decision,
+        "score": scores[decision],
+        "labels": label_scores,
+        "global_prediction": result["global_prediction"],
+        "global_confidence": result["global_confidence"],
+        "local_predictions": result["local_predictions"],
+        "local_confidences": result["local_confidences"],
+        "submission": submission,
+        "windows": windows,
+        "detections": detections,
+        "duration_s": info["num_samples"] / info["sampling_rate"],
+        "start_time_utc": iso_utc(timeline["start_time_utc"]) if start_known else None,
+        "gaps": gaps,
+        "sampling_rate": info["sampling_rate"],
+        "num_channels": info["num_channels"],
+        "warnings": warnings,
+        "parameters": {
+            "aggregation": aggregation,
+            "local_threshold": local_threshold,
+            "global_count_threshold": global_count_threshold,
+            "global_threshold": global_threshold,
+            "top_k_windows": top_k_windows,
+            "window_seconds": window,
+            "hop_seconds": hop,
+        },
+    }
+    if timeline:
+        output["source"] = timeline["source"]
+    return output
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -519,38 +707,43 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
     def get_inference_context(self):
         return torch.inference_mode
 
+    def score_input_features(self, input_features, engine=None, precision=None):
+        """
+        Per-window `[P(negative), P(positive)]` of a batch of model inputs (`(windows, 1, 256, 312)`, as
+        `featurize_windows` makes them), as a float32 `(windows, 2)` CPU tensor, scored in one forward pass by the
+        engine the pipeline itself uses (`engine`, `precision` as the call parameters; the pipeline's own settings
+        when None). `orcahello batch` scores through this, so that it always runs whatever engine a pipeline call
+        would.
+        """
+        input_features = torch.as_tensor(input_features)
+        if self.dtype is not None:
+            input_features = input_features.to(self.dtype)
+        count = input_features.shape[0]
+        forward_params = dict(self._forward_params)
+        forward_params.update(self._sanitize_parameters(engine=engine, precision=precision)[1])
+        # `forward` places the inputs on the device under the inference context, then `_forward` scores them; the
+        # per-window bookkeeping it carries through for `postprocess` is not needed here, so it gets placeholders.
+        model_inputs = {
+            "input_features": input_features,
+            "window_index": torch.arange(count),
+            "window_is_silent": torch.zeros(count, dtype=torch.bool),
+            "recording": None,
+            "is_last": False,
+        }
+        return self.forward(model_inputs, **forward_params)["probabilities"]
+
     def preprocess(self, inputs, sampling_rate=None, window_seconds=2.0, hop_seconds=1.0):
         recording = open_recording(inputs, sampling_rate=sampling_rate)
-        bounds = window_bounds(recording.num_samples, recording.sampling_rate, window_seconds, hop_seconds)
-        if not bounds:
+        try:
+            bounds = scoring_windows(recording, window_seconds, hop_seconds)
+        except AudioInputError:
             recording.close()
-            raise AudioInputError(
-                f"{recording.name}: {recording.duration_seconds:.3f} s of audio is shorter than one "
-                f"{window_seconds:g}-second window; nothing to score (production OrcaHello crashes on such files)"
-            )
-        info = {
-            "name": recording.name,
-            "sampling_rate": recording.sampling_rate,
-            "num_samples": recording.num_samples,
-            "num_channels": recording.num_channels,
-            "num_windows": len(bounds),
-            "window_seconds": window_seconds,
-            "hop_seconds": hop_seconds,
-            "timeline": recording.timeline,
-        }
+            raise
+        info = recording_info(recording, len(bounds), window_seconds, hop_seconds)
 
         def featurize(block_start):
             block = bounds[block_start : block_start + FRONTEND_BLOCK_WINDOWS]
-            first_sample, last_sample = block[0][0], block[-1][1]
-            audio = recording.read(first_sample, last_sample)
-            windows = [audio[:, start - first_sample : stop - first_sample] for start, stop in block]
-            features = self.feature_extractor(windows, sampling_rate=recording.sampling_rate, return_tensors="pt")
-            features = features["input_features"]
-            if self.dtype is not None:
-                features = features.to(self.dtype)
-            # Digital silence is scored as production would (a flat -100 dB image), but flagged.
-            silent = [bool(np.all(window == window.flat[0])) for window in windows]
-            return features, silent
+            return featurize_windows(recording, block, self.feature_extractor, dtype=self.dtype)
 
         block_starts = list(range(0, len(bounds), FRONTEND_BLOCK_WINDOWS))
         # The next block is featurized in a background thread while the model scores this one: resampling, the
@@ -576,7 +769,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             recording.close()
 
     def _forward(self, model_inputs, engine="auto", precision="float32"):
-        logits = self.score_input_features(model_inputs["input_features"], engine=engine, precision=precision)
+        logits = self.window_logits(model_inputs["input_features"], engine=engine, precision=precision)
         return {
             "probabilities": torch.softmax(logits.float(), dim=-1),
             "window_index": model_inputs["window_index"],
@@ -585,13 +778,9 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             "is_last": model_inputs["is_last"],
         }
 
-    def score_input_features(self, input_features, engine="auto", precision="float32"):
-        """
-        Logits `(batch, 2)` of a batch of spectrograms `(batch, 1, 256, 312)` with the pipeline's engine: the one
-        function every caller that scores windows goes through (the pipeline itself, the batch job, benchmarks).
-        """
-        with torch.inference_mode():
-            return self.scorer(input_features, engine=engine, precision=precision)(input_features)
+    def window_logits(self, input_features, engine="auto", precision="float32"):
+        """Logits `(batch, 2)` of a batch of spectrograms `(batch, 1, 256, 312)`, from the engine's scorer."""
+        return self.scorer(input_features, engine=engine, precision=precision)(input_features)
 
     def scorer(self, input_features, engine="auto", precision="float32"):
         """
@@ -645,119 +834,16 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         window_confidences = np.array(
             [float(model_outputs[i]["probabilities"].reshape(-1, 2)[0, 1]) for i in order], dtype=np.float64
         )
-        result = aggregate_windows(
+        silent_windows = sum(bool(output["window_is_silent"].reshape(-1)[0]) for output in model_outputs)
+        return build_file_result(
+            info,
             window_confidences,
+            silent_windows,
             aggregation=aggregation,
             local_threshold=local_threshold,
             global_count_threshold=global_count_threshold,
             global_threshold=global_threshold,
             top_k_windows=top_k_windows,
+            return_timestamps=return_timestamps,
+            top_k=top_k,
         )
-        silent_windows = sum(bool(output["window_is_silent"].reshape(-1)[0]) for output in model_outputs)
-        warnings = []
-        if silent_windows:
-            warnings.append(
-                f"{silent_windows} of {len(model_outputs)} windows are digital silence (constant samples): their "
-                f"scores say nothing about whales; check the hydrophone or the recording chain"
-            )
-            logger.warning("%s: %s", info["name"], warnings[-1])
-        hop, window = info["hop_seconds"], info["window_seconds"]
-        window_starts = [k * hop for k in range(len(window_confidences))]
-        timeline = info.get("timeline")
-        gaps = [dict(gap) for gap in timeline["gaps"]] if timeline else []
-        if timeline:
-            for message in timeline["warnings"]:
-                warnings.append(message)
-                logger.warning("%s: %s", info["name"], message)
-            for gap in gaps:
-                spanning = sum(1 for start in window_starts if start < gap["start_s"] < start + window)
-                missing = "an unknown time" if gap["missing_s"] is None else f"{gap['missing_s']:.3f} s"
-                warnings.append(
-                    f"gap after segment {gap['after_segment']} at {gap['start_s']:.3f} s ({gap['reason']}): {missing} "
-                    f"missing; the audio either side is butted together, as production's concatenation does, and "
-                    f"{spanning} window(s) spanning it are flagged spans_gap"
-                )
-                logger.warning("%s: %s", info["name"], warnings[-1])
-        positive_score = result["global_confidence"] / 100.0 if aggregation == "orcahello" else result["global_confidence"]
-        decision = "positive" if result["global_prediction"] else "negative"
-        scores = {"positive": positive_score, "negative": 1.0 - positive_score}
-        labels = [decision, "negative" if decision == "positive" else "positive"]
-        label_scores = [{"label": label, "score": scores[label]} for label in labels]
-        if top_k is not None:
-            label_scores = label_scores[: max(1, int(top_k))]
-        if not return_timestamps:
-            return label_scores
-
-        if aggregation == "orcahello":
-            # Row t covers [t * hop, (t + 1) * hop): the seconds production reports.
-            row_starts = [t * hop for t in range(len(result["local_confidences"]))]
-            row_ends = [start + hop for start in row_starts]
-        else:
-            row_starts = window_starts
-            row_ends = [start + window for start in window_starts]
-        name = info["name"]
-        anchors = timeline["anchors"] if timeline else None
-        start_known = bool(timeline) and timeline["start_time_utc"] is not None
-
-        def utc(seconds, before=False):
-            return iso_utc(utc_at(anchors, seconds, before=before))
-
-        def spans_gap(start, end):
-            return any(start < gap["start_s"] < end for gap in gaps)
-
-        windows = []
-        for start, score in zip(window_starts, window_confidences):
-            entry = {"start": start, "end": start + window, "score": float(score)}
-            if timeline:
-                entry["spans_gap"] = spans_gap(start, start + window)
-            if start_known:
-                entry["start_utc"], entry["end_utc"] = utc(start), utc(start + window, before=True)
-            windows.append(entry)
-        submission = []
-        for start, end, confidence in zip(row_starts, row_ends, result["local_confidences"]):
-            row = {
-                "wav_filename": os.path.basename(os.path.normpath(name)) if not name.startswith("<") else name,
-                "start_time_s": start,
-                "duration_s": end - start,
-                "confidence": confidence,
-            }
-            if start_known:
-                row["start_time_utc"] = utc(start)
-            submission.append(row)
-        detections = merge_detections(row_starts, row_ends, result["local_confidences"], result["local_predictions"])
-        for detection in detections:
-            if timeline:
-                detection["spans_gap"] = spans_gap(detection["start"], detection["end"])
-            if start_known:
-                detection["start_utc"] = utc(detection["start"])
-                detection["end_utc"] = utc(detection["end"], before=True)
-        output = {
-            "label": decision,
-            "score": scores[decision],
-            "labels": label_scores,
-            "global_prediction": result["global_prediction"],
-            "global_confidence": result["global_confidence"],
-            "local_predictions": result["local_predictions"],
-            "local_confidences": result["local_confidences"],
-            "submission": submission,
-            "windows": windows,
-            "detections": detections,
-            "duration_s": info["num_samples"] / info["sampling_rate"],
-            "start_time_utc": iso_utc(timeline["start_time_utc"]) if start_known else None,
-            "gaps": gaps,
-            "sampling_rate": info["sampling_rate"],
-            "num_channels": info["num_channels"],
-            "warnings": warnings,
-            "parameters": {
-                "aggregation": aggregation,
-                "local_threshold": local_threshold,
-                "global_count_threshold": global_count_threshold,
-                "global_threshold": global_threshold,
-                "top_k_windows": top_k_windows,
-                "window_seconds": window,
-                "hop_seconds": hop,
-            },
-        }
-        if timeline:
-            output["source"] = timeline["source"]
-        return output

@@ -127,11 +127,19 @@ class PaddingSkippingClassifier(nn.Module):
         parameter = next(model.parameters())
         padding_image = torch.full((1, model.config.num_channels, num_mels, num_frames), self.padding_value,
                                    dtype=parameter.dtype, device=parameter.device)
-        with torch.no_grad():
-            padding_outputs, hidden = [], padding_image
-            for unit in units:
-                hidden = unit(hidden)
-                padding_outputs.append(hidden)
+        # On one thread: CPU convolution kernels round differently with the thread count, and the constant columns
+        # must be the same in every process (a batch job's 1-thread workers and a 2-thread pipeline give the same
+        # scores to 1e-6 only if they are).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with torch.no_grad():
+                padding_outputs, hidden = [], padding_image
+                for unit in units:
+                    hidden = unit(hidden)
+                    padding_outputs.append(hidden)
+        finally:
+            torch.set_num_threads(threads)
         widths = [num_frames] + [output.shape[-1] for output in padding_outputs]
 
         # Columns each unit's output must hold exactly, from the end backwards: the head pools over all of them.

@@ -161,9 +161,14 @@ def describe_model(pipe, model):
     commit of a cloned folder), and for a local folder the SHA-256 of its weights, so that a folder re-converted
     with other weights is never mistaken for the one a previous run used.
     """
+    return describe_model_config(pipe.model.config, model)
+
+
+def describe_model_config(config, model):
+    """`describe_model` from the model's config alone (`orcahello batch` never loads the weights in its driver)."""
     is_folder = os.path.isdir(model)
     info = {"name_or_path": os.path.abspath(model) if is_folder else model}
-    revision = getattr(pipe.model.config, "_commit_hash", None) or (git_revision(model) if is_folder else None)
+    revision = getattr(config, "_commit_hash", None) or (git_revision(model) if is_folder else None)
     if revision:
         info["revision"] = revision
     if is_folder and os.path.isfile(os.path.join(model, WEIGHTS_FILE)):
@@ -624,7 +629,107 @@ def build_parser():
         action="store_true",
         help="score every file again, even those a previous run finished with the same model and parameters",
     )
+    add_batch_parser(commands)
     return parser
+
+
+def add_batch_parser(commands):
+    """`orcahello batch`: its options; the job itself is `orcahello.batch` (which needs the `scale` extra)."""
+    from . import batch
+
+    batch_parser = commands.add_parser(
+        "batch",
+        help="score many recordings with Ray Data, locally or on a Ray cluster (needs the scale extra)",
+        description=batch.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    batch_parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="SOURCE",
+        help="audio files, HLS playlists (.m3u8), folders, glob patterns (quote them) or http(s) URLs",
+    )
+    batch_parser.add_argument(
+        "--manifest",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="a text file listing one recording (path or URL) per line; relative paths are relative to the file; "
+        "may be repeated",
+    )
+    batch_parser.add_argument(
+        "--recursive", action="store_true", help="also search subfolders, and let ** in patterns cross folders"
+    )
+    batch_parser.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        default=batch.DEFAULT_OUTPUT_DIR,
+        help=f"where the Parquet tables and JSONs go (default: ./{batch.DEFAULT_OUTPUT_DIR}); on the driver's machine",
+    )
+    batch_parser.add_argument(
+        "--model",
+        metavar="DIR_OR_REPO",
+        default=None,
+        help="model folder (sent to the workers) or Hub id; default as for detect",
+    )
+    batch_parser.add_argument(
+        "--address",
+        metavar="ADDRESS",
+        default=None,
+        help="join this Ray cluster (auto: the one this machine belongs to, or its head's HOST:PORT) instead of "
+        "starting a local instance",
+    )
+    batch_parser.add_argument(
+        "--num-cpus",
+        metavar="N",
+        type=positive_integer,
+        default=None,
+        help="CPUs of the local Ray instance (default: this machine's cores)",
+    )
+    batch_parser.add_argument(
+        "--num-workers",
+        metavar="N",
+        type=positive_integer,
+        default=None,
+        help="model actors (default: one per GPU of the cluster, else one per --cpus-per-worker CPUs)",
+    )
+    batch_parser.add_argument(
+        "--cpus-per-worker",
+        metavar="N",
+        type=positive_integer,
+        default=1,
+        help="CPUs (and threads) each CPU model actor reserves (default: 1)",
+    )
+    batch_parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="model actors on GPUs (cuda) or CPUs; auto: GPUs when the cluster has any",
+    )
+    batch_parser.add_argument(
+        "--batch-size",
+        metavar="N",
+        type=positive_integer,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"2-second windows per forward pass (default: {DEFAULT_BATCH_SIZE})",
+    )
+    batch_parser.add_argument(
+        "--partition-windows",
+        metavar="N",
+        type=positive_integer,
+        default=batch.DEFAULT_PARTITION_WINDOWS,
+        help="windows per partition, the unit of work and of resuming (default: "
+        f"{batch.DEFAULT_PARTITION_WINDOWS}, rounded up to a multiple of the featurization block)",
+    )
+    batch_parser.add_argument("--threshold", metavar="T", type=float, default=None, help="as for detect")
+    batch_parser.add_argument("--min-positive-seconds", metavar="N", type=int, default=None, help="as for detect")
+    batch_parser.add_argument(
+        "--aggregation", choices=("orcahello", "mean_thresholded", "mean_top_k"), default=None, help="as for detect"
+    )
+    batch_parser.add_argument("--site-thresholds", metavar="FILE", default=None, help="as for detect")
+    batch_parser.add_argument(
+        "--overwrite", action="store_true", help="score everything again, ignoring what earlier runs wrote"
+    )
 
 
 def detect(args, command=None):
@@ -774,6 +879,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.command == "detect":
         return detect(args, command=["orcahello", *argv])
+    if args.command == "batch":
+        from .batch import batch_command
+
+        return batch_command(args, command=["orcahello", *argv])
     return EXIT_CANNOT_RUN
 
 

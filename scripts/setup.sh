@@ -24,8 +24,8 @@ if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv"
   "$UV" venv -q --python "$(command -v python3)" .venv
 fi
-echo "==> installing the package and its pinned dependencies (editable, with test extras)"
-"$UV" pip install -q --python .venv/bin/python --compile-bytecode -e '.[test]'
+echo "==> installing the package and its pinned dependencies (editable, with every extra: tests, plots, fine-tuning, batch)"
+"$UV" pip install -q --python .venv/bin/python --compile-bytecode -e '.[test,plot,train,scale]'
 
 echo "==> getting a model"
 MODEL_DIR=$(.venv/bin/python scripts/fetch_model.py --print-path)

@@ -166,3 +166,35 @@ def tiny_pipeline(tiny_model_folder):
     from transformers import pipeline
 
     return pipeline("audio-classification", model=str(tiny_model_folder), trust_remote_code=True)
+
+
+@pytest.fixture(scope="session")
+def resnet50_results_on_legacy_wavs(resnet50_pipeline):
+    """`{wav name: the pipeline's timestamped result}` for every fixture WAV, each scored on its own with batch 16 as
+    `orcahello detect` scores it: computed once, for the parity tests of the pipeline and of `orcahello batch`."""
+    return {wav.name: resnet50_pipeline(str(wav), return_timestamps=True, batch_size=16) for wav in legacy_wavs()}
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """One local Ray instance (2 CPUs, no dashboard, no usage statistics) for every `orcahello batch` test; its GCS
+    address lets subprocesses join it with `--address`. Started only when a test asks for it."""
+    pytest.importorskip("ray")
+    pytest.importorskip("pyarrow")
+    import logging
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # before Ray starts: its processes read it
+    import ray
+
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        object_store_memory=1 << 30,
+    )
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()

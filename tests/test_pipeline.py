@@ -77,11 +77,11 @@ def test_detections_merge_consecutive_positive_rows():
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def test_every_fixture_wav_matches_production(resnet50_pipeline):
+def test_every_fixture_wav_matches_production(resnet50_results_on_legacy_wavs):
     wavs = legacy_wavs()
     assert len(wavs) == 11
-    results = resnet50_pipeline([str(path) for path in wavs], return_timestamps=True, batch_size=16)
-    for wav, result in zip(wavs, results):
+    for wav in wavs:
+        result = resnet50_results_on_legacy_wavs[wav.name]
         expected = production_result(wav)["result"]
         assert len(result["local_confidences"]) == len(expected["local_confidences"]), wav.name
         np.testing.assert_allclose(
@@ -286,3 +286,39 @@ def test_unknown_engine_is_refused(tiny_pipeline):
         tiny_pipeline(np.zeros(96000, np.int16), sampling_rate=48000, engine="tensorrt")
     with pytest.raises(ValueError, match="precision must be one of"):
         tiny_pipeline(np.zeros(96000, np.int16), sampling_rate=48000, precision="int4")
+
+
+def test_shared_featurization_and_score_input_features_reproduce_a_pipeline_call(tiny_pipeline):
+    # `orcahello batch` featurizes with `featurize_windows` on CPU workers and scores with `score_input_features` in
+    # model actors: together they must give the pipeline's own window scores and silence flags.
+    pipeline_module = sys.modules[type(tiny_pipeline).__module__]
+    path = str(LEGACY / "audio" / "edge_10s_48k.wav")
+    expected = tiny_pipeline(path, return_timestamps=True, batch_size=4)
+    recording = pipeline_module.open_recording(path)
+    bounds = pipeline_module.scoring_windows(recording)
+    features, silent = pipeline_module.featurize_windows(recording, bounds, tiny_pipeline.feature_extractor)
+    recording.close()
+    assert features.shape == (9, 1, 256, 312) and silent == [False] * 9
+    probabilities = torch.cat([tiny_pipeline.score_input_features(features[k : k + 4]) for k in range(0, 9, 4)])
+    assert probabilities.shape == (9, 2) and probabilities.dtype == torch.float32
+    np.testing.assert_array_equal(probabilities[:, 1].double().numpy(), [w["score"] for w in expected["windows"]])
+    with_torch = tiny_pipeline.score_input_features(features[:4], engine="torch")
+    np.testing.assert_allclose(with_torch.numpy(), probabilities[:4].numpy(), atol=1e-4)
+    with pytest.raises(ValueError, match="engine must be one of"):
+        tiny_pipeline.score_input_features(features[:1], engine="tensorrt")
+
+
+def test_build_file_result_is_what_the_pipeline_returns(tiny_pipeline):
+    pipeline_module = sys.modules[type(tiny_pipeline).__module__]
+    samples = np.zeros(48000 * 5, np.int16)
+    samples[: 48000 * 2] = np.random.default_rng(3).integers(-3000, 3000, 48000 * 2)  # windows [2, 4), [3, 5) silent
+    expected = tiny_pipeline(samples, sampling_rate=48000, return_timestamps=True, local_threshold=0.2)
+    recording = pipeline_module.open_recording(samples, sampling_rate=48000)
+    info = pipeline_module.recording_info(recording, len(expected["windows"]))
+    rebuilt = pipeline_module.build_file_result(
+        info, [w["score"] for w in expected["windows"]], silent_windows=2, local_threshold=0.2
+    )
+    assert rebuilt == expected and "2 of 4 windows are digital silence" in rebuilt["warnings"][0]
+    short = pipeline_module.open_recording(np.zeros(48000, np.int16), sampling_rate=48000)
+    with pytest.raises(audio_input_error(tiny_pipeline), match="shorter than one 2-second window"):
+        pipeline_module.scoring_windows(short)
