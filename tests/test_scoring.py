@@ -235,3 +235,20 @@ def test_production_spectrograms_score_as_production_with_every_engine(resnet50_
     for engine in ENGINES:
         probabilities = resnet50_pipeline.score_input_features(features, engine=engine)[:, 1].numpy()
         np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-4, err_msg=engine)
+
+
+def test_padding_constants_do_not_depend_on_the_thread_count(resnet50_pipeline):
+    """A 1-thread batch worker and a 2-thread pipeline must build the same graph, or their scores drift apart."""
+    model = resnet50_pipeline.model.eval()
+    threads = torch.get_num_threads()
+    constants = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            skipping = PaddingSkippingClassifier(model, NUM_MELS, NUM_FRAMES, CONTENT_FRAMES)
+            constants.append({name: buffer.clone() for name, buffer in skipping.named_buffers()})
+    finally:
+        torch.set_num_threads(threads)
+    assert constants[0].keys() == constants[1].keys()
+    for name in constants[0]:
+        assert torch.equal(constants[0][name], constants[1][name]), name
