@@ -37,7 +37,12 @@ AGGREGATION_STRATEGIES = ("orcahello", "mean_thresholded", "mean_top_k")
 # Windows featurized together: big enough to vectorize resampling and the STFT, small enough that a
 # day-long file never holds more than a few MB of audio and spectrograms at once.
 FRONTEND_BLOCK_WINDOWS = 32
-DEFAULT_BATCH_SIZE = 16
+FIRST_FRONTEND_BLOCK_WINDOWS = 8
+# Windows per forward pass when the caller gives none. On CPU small batches are as fast per window as large ones
+# (OpenVINO, ResNet50: 24-25 ms a window at 2 threads from 4 to 32) and hold less memory (about 35 MB a window of
+# activations); GPUs need larger batches to be kept busy.
+DEFAULT_BATCH_SIZE = {"cpu": 8, "other": 32}
+MMAP_THRESHOLD_BYTES = 16 << 20
 
 
 class AudioInputError(ValueError):
@@ -528,21 +533,22 @@ def build_file_result(
 
 def return_large_buffers_to_the_system():
     """
-    Make glibc hand buffers of 1 MB and more straight back to the system when they are freed.
+    Make glibc hand buffers of `MMAP_THRESHOLD_BYTES` and more straight back to the system when they are freed.
 
     Scoring allocates and frees buffers of tens of MB for every block of windows. glibc's default raises its mmap
     threshold after each such free, so later buffers come from the heap and fragment it: a process scoring a
     60-minute file ended 330 MB above one scoring a 10-minute file, and a live process scoring one minute after
-    another would keep growing. With the threshold fixed, peak memory is the same for 10 and 40 minutes of audio,
-    at no measurable cost in speed with the ONNX Runtime engine. This is a process-wide setting (`mallopt`); it is a
-    no-op where glibc is not the C library.
+    another would keep growing. With the threshold fixed, peak memory does not grow with the duration. At 16 MB
+    the frontend's per-window buffers (1-5 MB) are still reused from the heap: at 1 MB every one of them was a fresh
+    mapping, page-faulted in again for every window, which made featurizing 2.6x slower. This is a process-wide
+    setting (`mallopt`); it is a no-op where glibc is not the C library.
     """
     if not sys.platform.startswith("linux"):
         return
     try:
         libc = ctypes.CDLL("libc.so.6")
         m_mmap_threshold = -3  # from glibc's malloc.h
-        libc.mallopt(m_mmap_threshold, 1 << 20)
+        libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD_BYTES)
     except (OSError, AttributeError):  # musl or another C library: nothing to tune
         pass
 
@@ -595,7 +601,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             Keep only the first `top_k` entries of the label list.
         sampling_rate (`int`):
             Sample rate of array inputs.
-        batch_size (`int`, 16):
+        batch_size (`int`, 8 on CPU, 32 on GPUs):
             Windows per forward pass, across files when a list is given.
         engine (`str`, `"auto"`):
             `"openvino"`, `"onnxruntime"`, `"torch"`, or `"auto"`: on CPU with a float32 model, OpenVINO when it is
@@ -627,7 +633,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             except Exception:
                 self.feature_extractor = OrcaHelloFeatureExtractor()
         if self._batch_size is None:
-            self._batch_size = DEFAULT_BATCH_SIZE
+            self._batch_size = DEFAULT_BATCH_SIZE["cpu" if self.device.type == "cpu" else "other"]
         self._scorers = {}
         return_large_buffers_to_the_system()
         # Convolutions run markedly faster on channels-last tensors on CUDA; the weights keep their values, and
@@ -741,20 +747,23 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             raise
         info = recording_info(recording, len(bounds), window_seconds, hop_seconds)
 
-        def featurize(block_start):
-            block = bounds[block_start : block_start + FRONTEND_BLOCK_WINDOWS]
+        def featurize(position):
+            block = bounds[block_starts[position] : block_starts[position + 1]]
             return featurize_windows(recording, block, self.feature_extractor, dtype=self.dtype)
 
-        block_starts = list(range(0, len(bounds), FRONTEND_BLOCK_WINDOWS))
+        # A small first block, so that the model starts on its first batch soon; then larger ones. (Each window is
+        # featurized on its own: how they are grouped does not change a single value.)
+        block_starts = [0] + list(range(FIRST_FRONTEND_BLOCK_WINDOWS, len(bounds), FRONTEND_BLOCK_WINDOWS))
+        block_starts.append(len(bounds))
         # The next block is featurized in a background thread while the model scores this one: resampling, the
-        # STFT and ONNX Runtime all release the GIL, so the frontend mostly hides behind the model.
+        # STFT and the engines all release the GIL, so the frontend mostly hides behind the model.
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orcahello-frontend")
         try:
-            pending = executor.submit(featurize, block_starts[0])
-            for position, block_start in enumerate(block_starts):
+            pending = executor.submit(featurize, 0)
+            for position, block_start in enumerate(block_starts[:-1]):
                 features, silent = pending.result()
-                if position + 1 < len(block_starts):
-                    pending = executor.submit(featurize, block_starts[position + 1])
+                if position + 2 < len(block_starts):
+                    pending = executor.submit(featurize, position + 1)
                 for offset in range(features.shape[0]):
                     window_index = block_start + offset
                     yield {

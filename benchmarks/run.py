@@ -306,7 +306,7 @@ def main():
     parser.add_argument("--model", default=None, help="model folder (default: convert the ResNet50 fixture learner)")
     parser.add_argument("--wav", default=DEFAULT_WAV, help="a 60-s recording")
     parser.add_argument("--threads", type=int, nargs="+", default=[2, 1])
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-pin", action="store_true", help="do not restrict each measurement to `threads` cores")
     parser.add_argument("--engines", action="store_true", help="also time every engine, with and without skipping")

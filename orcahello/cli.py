@@ -51,7 +51,8 @@ PLAYLIST_EXTENSION = ".m3u8"
 SEGMENT_EXTENSION = ".ts"
 DEFAULT_OUTPUT_DIR = "orcahello_results"
 DEFAULT_FORMATS = "json,csv,raven,audacity"
-DEFAULT_BATCH_SIZE = 16
+# The pipeline's own CPU default (see pipeline_orcahello.DEFAULT_BATCH_SIZE); on a GPU, pass a larger one.
+DEFAULT_BATCH_SIZE = 8
 WEIGHTS_FILE = "model.safetensors"
 
 EXIT_OK = 0
@@ -564,7 +565,7 @@ def build_parser():
         metavar="N",
         type=positive_integer,
         default=DEFAULT_BATCH_SIZE,
-        help=f"2-second windows per forward pass (default: {DEFAULT_BATCH_SIZE})",
+        help=f"2-second windows per forward pass (default: {DEFAULT_BATCH_SIZE}; on a GPU try 32 or more)",
     )
     detect_parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="default: auto")
     detect_parser.add_argument(
@@ -711,7 +712,7 @@ def add_batch_parser(commands):
         metavar="N",
         type=positive_integer,
         default=DEFAULT_BATCH_SIZE,
-        help=f"2-second windows per forward pass (default: {DEFAULT_BATCH_SIZE})",
+        help=f"2-second windows per forward pass (default: {DEFAULT_BATCH_SIZE}; on a GPU try 32 or more)",
     )
     batch_parser.add_argument(
         "--partition-windows",

@@ -29,7 +29,7 @@ import json
 SCORE_COLUMNS = ("global_prediction", "global_confidence", "local_predictions", "local_confidences")
 
 
-def score_dataset(dataset, pipe, audio_column="audio", batch_size=16, map_batch_size=8, **pipeline_kwargs):
+def score_dataset(dataset, pipe, audio_column="audio", batch_size=8, map_batch_size=8, **pipeline_kwargs):
     """
     Return `dataset` with the columns `global_prediction`, `global_confidence` (0..100 for the default
     `"orcahello"` aggregation), `local_predictions` and `local_confidences` (one per one-second row) added.

@@ -172,3 +172,33 @@ def test_feature_extractor_round_trips_through_save_pretrained(tmp_path):
     reloaded = OrcaHelloFeatureExtractor.from_pretrained(tmp_path)
     assert reloaded.top_db == 80.0 and reloaded.filterbank_sampling_rate == 16000
     assert "_mel_transforms" not in (tmp_path / "preprocessor_config.json").read_text()
+
+
+def test_both_mel_implementations_are_torchaudios_melspectrogram(feature_extractor):
+    """The CPU path (scipy FFTs, sparse filterbank) and the device path (torch.stft, banded products; what a GPU
+    runs, run here on CPU) both compute torchaudio's MelSpectrogram with production's settings."""
+    import warnings
+
+    import torchaudio
+
+    rng = np.random.default_rng(11)
+    waveforms = torch.from_numpy(quantize_int16(rng.standard_normal((5, 40000)).astype(np.float32) * 0.05))
+    waveforms[4] = 0.0  # digital silence: all power zero
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the 18 empty filters
+        reference = torchaudio.transforms.MelSpectrogram(
+            sample_rate=16000, n_fft=2560, hop_length=256, f_min=0.0, f_max=10000.0, n_mels=256, pad=0
+        )(waveforms)
+    window, bands = feature_extractor._mel_filterbank(waveforms.device)
+    on_cpu = feature_extractor._mel_power(waveforms)
+    on_device = feature_extractor._mel_power_torch(waveforms, window, bands)
+
+    def decibels(power):
+        return 10 * torch.log10(torch.clamp(power, min=1e-10))
+
+    for power in (on_cpu, on_device):
+        assert power.shape == reference.shape == (5, 256, 157) and power.dtype == torch.float32
+        # Where the power is not negligible (the top_db floor hides the rest), the same dB to float32 rounding.
+        audible = reference > reference.amax(dim=(1, 2), keepdim=True) * 1e-9
+        assert (decibels(power) - decibels(reference))[audible].abs().max() < 1e-3
+        assert torch.equal(power[4], torch.zeros_like(power[4]))
