@@ -296,16 +296,17 @@ def recording_info(recording, num_windows, window_seconds=2.0, hop_seconds=1.0):
     }
 
 
-def featurize_windows(recording, block_bounds, feature_extractor, dtype=None):
+def featurize_windows(recording, block_bounds, feature_extractor, dtype=None, device=None):
     """
     Read one block of consecutive windows (`block_bounds`, a slice of `scoring_windows`) from `recording` in a single
     read and featurize them. Returns `(input_features, silent)`: a `(windows, 1, 256, 312)` tensor and, per window,
-    whether it is digital silence (constant samples).
+    whether it is digital silence (constant samples). With `device` (a GPU), the spectrograms are computed there and
+    stay there.
     """
     first_sample, last_sample = block_bounds[0][0], block_bounds[-1][1]
     audio = recording.read(first_sample, last_sample)
     windows = [audio[:, start - first_sample : stop - first_sample] for start, stop in block_bounds]
-    features = feature_extractor(windows, sampling_rate=recording.sampling_rate, return_tensors="pt")
+    features = feature_extractor(windows, sampling_rate=recording.sampling_rate, return_tensors="pt", device=device)
     features = features["input_features"]
     if dtype is not None:
         features = features.to(dtype)
@@ -747,9 +748,12 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             raise
         info = recording_info(recording, len(bounds), window_seconds, hop_seconds)
 
+        # On a GPU the STFT and the mel filterbank run there too (resampling stays with scipy, as production's).
+        frontend_device = self.device if self.device.type != "cpu" else None
+
         def featurize(position):
             block = bounds[block_starts[position] : block_starts[position + 1]]
-            return featurize_windows(recording, block, self.feature_extractor, dtype=self.dtype)
+            return featurize_windows(recording, block, self.feature_extractor, dtype=self.dtype, device=frontend_device)
 
         # A small first block, so that the model starts on its first batch soon; then larger ones. (Each window is
         # featurized on its own: how they are grouped does not change a single value.)
