@@ -34,15 +34,14 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
 logger = logging.getLogger(__name__)
 
 AGGREGATION_STRATEGIES = ("orcahello", "mean_thresholded", "mean_top_k")
-# Windows featurized together: big enough to vectorize resampling and the STFT, small enough that a
-# day-long file never holds more than a few MB of audio and spectrograms at once.
-FRONTEND_BLOCK_WINDOWS = 32
-FIRST_FRONTEND_BLOCK_WINDOWS = 8
+# Windows featurized together: enough to vectorize resampling, few enough that the model starts soon and that a
+# day-long file never holds more than a few MB of audio and spectrograms at once (8 was the fastest of 4 to 32).
+FRONTEND_BLOCK_WINDOWS = 8
 # Windows per forward pass when the caller gives none. On CPU small batches are as fast per window as large ones
 # (OpenVINO, ResNet50: 24-25 ms a window at 2 threads from 4 to 32) and hold less memory (about 35 MB a window of
 # activations); GPUs need larger batches to be kept busy.
 DEFAULT_BATCH_SIZE = {"cpu": 8, "other": 32}
-MMAP_THRESHOLD_BYTES = 16 << 20
+MMAP_THRESHOLD_BYTES = 1 << 20
 
 
 class AudioInputError(ValueError):
@@ -539,10 +538,11 @@ def return_large_buffers_to_the_system():
     Scoring allocates and frees buffers of tens of MB for every block of windows. glibc's default raises its mmap
     threshold after each such free, so later buffers come from the heap and fragment it: a process scoring a
     60-minute file ended 330 MB above one scoring a 10-minute file, and a live process scoring one minute after
-    another would keep growing. With the threshold fixed, peak memory does not grow with the duration. At 16 MB
-    the frontend's per-window buffers (1-5 MB) are still reused from the heap: at 1 MB every one of them was a fresh
-    mapping, page-faulted in again for every window, which made featurizing 2.6x slower. This is a process-wide
-    setting (`mallopt`); it is a no-op where glibc is not the C library.
+    another would keep growing. With the threshold fixed at 1 MB, peak memory is the same for 5 and 20 minutes of
+    audio (at 4 or 16 MB it still grew, by 230 MB from 5 to 20 minutes: the per-window results kept until the end
+    of a file sit between the freed buffers). The frontend keeps its per-window buffers under 1 MB, so that they are
+    reused rather than mapped and page-faulted in again for every window. This is a process-wide setting
+    (`mallopt`); it is a no-op where glibc is not the C library.
     """
     if not sys.platform.startswith("linux"):
         return
@@ -755,10 +755,10 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             block = bounds[block_starts[position] : block_starts[position + 1]]
             return featurize_windows(recording, block, self.feature_extractor, dtype=self.dtype, device=frontend_device)
 
-        # A small first block, so that the model starts on its first batch soon; then larger ones. (Each window is
-        # featurized on its own: how they are grouped does not change a single value.)
-        block_starts = [0] + list(range(FIRST_FRONTEND_BLOCK_WINDOWS, len(bounds), FRONTEND_BLOCK_WINDOWS))
-        block_starts.append(len(bounds))
+        # Small blocks: the model starts on its first batch soon, and every buffer stays small (see
+        # `return_large_buffers_to_the_system`). Each window is featurized on its own: how windows are grouped does
+        # not change a single value.
+        block_starts = list(range(0, len(bounds), FRONTEND_BLOCK_WINDOWS)) + [len(bounds)]
         # The next block is featurized in a background thread while the model scores this one: resampling, the
         # STFT and the engines all release the GIL, so the frontend mostly hides behind the model.
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orcahello-frontend")
