@@ -416,7 +416,14 @@ def build_document(job, result, settings):
             "duration_s": result["duration_s"],
             "sampling_rate": result["sampling_rate"],
             "num_channels": result["num_channels"],
-            "parameters": {**result["parameters"], "batch_size": settings.batch_size, "device": settings.device},
+            "parameters": {
+                **result["parameters"],
+                # The fast mode, when asked for (it changes the numbers; float32 is the default and stays implicit).
+                **{name: settings.parameters[name] for name in ("precision",) if name in settings.parameters},
+                "batch_size": settings.batch_size,
+                "device": settings.device,
+                "engine": settings.engine,
+            },
             "model": settings.model_info,
             "version": __version__,
             "run_hash": settings.run_hash,

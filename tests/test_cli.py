@@ -136,7 +136,9 @@ def test_json_and_csv_hold_the_pipelines_numbers(first_run, recordings, tiny_pip
             for detection in expected["detections"]
         ]
         assert len(document["windows"]) == len(expected["windows"]) and document["warnings"] == expected["warnings"]
-        assert document["parameters"] == {**expected["parameters"], "batch_size": BATCH_SIZE, "device": "cpu"}
+        assert document["parameters"] == {
+            **expected["parameters"], "batch_size": BATCH_SIZE, "device": "cpu", "engine": "auto"
+        }
         assert document["model"]["name_or_path"] == str(tiny_model_folder)
         assert len(document["model"]["weights_sha256"]) == 64
         assert document["version"] == cli.__version__ and document["run_hash"]
@@ -273,6 +275,30 @@ def test_resume_rescoring_rules(tiny_model_folder, tmp_path, capsys):
     assert cli.main(arguments + ["--threshold", "0.2", "--overwrite", "--format", "json"]) == 0
     assert "1 scored" in capsys.readouterr().out
     assert sorted(path.name for path in output_dir.glob("clip.*")) == ["clip.orcahello.json"]
+
+
+def test_fast_mode_is_part_of_the_resume_check_and_the_engine_is_not(tiny_model_folder, tmp_path, capsys):
+    from scoring_orcahello import cpu_supports_bfloat16
+
+    recording = LEGACY / "audio" / "edge_20k_6s.wav"
+    output_dir = tmp_path / "out"
+    arguments = ["detect", str(recording), "--output-dir", str(output_dir), "--model", str(tiny_model_folder),
+                 "--format", "json"]  # fmt: skip
+    json_path = output_dir / "edge_20k_6s.orcahello.json"
+    assert cli.main(arguments + ["--engine", "onnxruntime"]) == 0
+    float32 = json.loads(json_path.read_text())
+    assert "precision" not in float32["parameters"]  # results scored before the option existed still resume
+    assert cli.main(arguments + ["--engine", "torch"]) == 0  # engines agree to ~1e-5: nothing to rescore
+    assert "1 skipped" in capsys.readouterr().out
+    status = cli.main(arguments + ["--precision", "bfloat16"])
+    output = capsys.readouterr()
+    if not cpu_supports_bfloat16():
+        assert status == 1 and "bfloat16 instructions" in output.err
+        return
+    assert status == 0 and "1 scored" in output.out
+    fast = json.loads(json_path.read_text())
+    assert fast["parameters"]["precision"] == "bfloat16" and fast["run_hash"] != float32["run_hash"]
+    assert len(fast["windows"]) == len(float32["windows"])
 
 
 def test_missing_inputs_are_errors_but_the_rest_runs(tiny_model_folder, tmp_path, capsys):
