@@ -50,7 +50,6 @@ from . import REPO_ROOT, __version__, cli, site_thresholds, writers
 
 
 SCALE_EXTRA_HINT = 'pip install "orcahello-srkw-detector[scale]"'
-URL_SCHEMES = ("http://", "https://")
 DEFAULT_OUTPUT_DIR = "orcahello_batch_results"
 # About ten minutes of audio at the default 1-second hop: the unit of resuming, so a killed job loses at most that
 # much work per running task; big enough that a one-minute recording is one partition (one file to write).
@@ -92,8 +91,7 @@ def require_scale_extra():
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def is_url(source):
-    return source.lower().startswith(URL_SCHEMES)
+is_url = cli.is_url
 
 
 def read_manifest(path):
@@ -122,25 +120,13 @@ def find_sources(paths=(), manifests=(), recursive=False):
     playlists, `.m3u8`, found in folders too), URLs as given, then every manifest's lines. Returns `(sources,
     problems)`, `problems` being `(input, reason)` for each PATH that gave nothing.
     """
-    sources, problems, seen = [], [], set()
-
-    def add(source):
-        key = source if is_url(source) else os.path.normcase(os.path.abspath(source))
-        if key not in seen:
-            seen.add(key)
-            sources.append(source)
-
-    for given in paths:
-        if is_url(given):
-            add(given)
-            continue
-        found, given_problems = cli.find_audio_files([given], recursive=recursive)
-        problems.extend(given_problems)
-        for source in found:
-            add(source)
+    sources, problems = cli.find_audio_files(list(paths), recursive=recursive)
+    seen = {cli.recording_key(source) for source in sources}
     for manifest in manifests:
         for source in read_manifest(manifest):
-            add(source)
+            if cli.recording_key(source) not in seen:
+                seen.add(cli.recording_key(source))
+                sources.append(source)
     return sources, problems
 
 

@@ -225,6 +225,12 @@ def is_url(path):
     return path.lower().startswith(("http://", "https://"))
 
 
+def recording_key(path):
+    """What makes two names one recording: a URL as written, a path once absolute (and case-folded where the file
+    system ignores case)."""
+    return path if is_url(path) else os.path.normcase(os.path.abspath(path))
+
+
 def is_audio_file(name):
     """A sound file or an HLS playlist, by its name. Hidden files are skipped: "._clip.wav" AppleDouble files, which
     macOS leaves on SD cards, are not audio."""
@@ -269,9 +275,8 @@ def find_audio_files(paths, recursive=False):
     files, problems, seen = [], [], set()
 
     def add(path):
-        key = path if is_url(path) else os.path.normcase(os.path.abspath(path))
-        if key not in seen:
-            seen.add(key)
+        if recording_key(path) not in seen:
+            seen.add(recording_key(path))
             files.append(path)
 
     for given in paths:
