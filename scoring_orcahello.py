@@ -12,6 +12,7 @@ only the columns the content can reach: the same float32 network, about 22% fewe
 
 import functools
 import gc
+import importlib
 import os
 import tempfile
 import warnings
@@ -221,23 +222,21 @@ def weights_version(model):
 
 
 @functools.lru_cache(maxsize=None)  # asked for every batch
+def _importable(*module_names):
+    try:
+        for module_name in module_names:
+            importlib.import_module(module_name)
+    except ImportError:
+        return False
+    return True
+
+
 def openvino_is_available():
-    try:
-        import onnx  # noqa: F401  (torch's exporter needs it)
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return _importable("onnx", "openvino")  # onnx: torch's exporter needs it
 
 
-@functools.lru_cache(maxsize=None)  # asked for every batch
 def onnxruntime_is_available():
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return _importable("onnx", "onnxruntime")
 
 
 @functools.lru_cache(maxsize=None)  # asked for every batch

@@ -121,6 +121,26 @@ def production_result(wav_path, learner="fastai_r50_legacy"):
         return json.load(handle)
 
 
+def assert_matches_production(result, wav_path):
+    """A file-level result (the pipeline's dict or detect's JSON) against production's for the same WAV: the
+    one-second rows and decisions exactly, the confidences to float32 noise."""
+    import numpy as np
+    import pytest
+
+    expected = production_result(wav_path)["result"]
+    name = Path(wav_path).name
+    assert len(result["local_confidences"]) == len(expected["local_confidences"]), name
+    np.testing.assert_allclose(
+        result["local_confidences"], expected["local_confidences"], rtol=0, atol=1e-3, err_msg=name
+    )
+    assert result["local_predictions"] == expected["local_predictions"], name
+    assert result["global_prediction"] == expected["global_prediction"], name
+    assert result["global_confidence"] == pytest.approx(expected["global_confidence"], abs=0.1), name
+    assert [row["start_time_s"] for row in result["submission"]] == [
+        row["start_time_s"] for row in expected["submission"]
+    ], name
+
+
 def tiny_config(**overrides):
     from conversion.model_folder import default_config
 

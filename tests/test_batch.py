@@ -9,7 +9,6 @@ import datetime
 import functools
 import http.server
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import time
 import numpy as np
 import pytest
 import soundfile
-from conftest import LEGACY, REAL_AUDIO, REPO_ROOT, legacy_wavs, production_result
+from conftest import LEGACY, REAL_AUDIO, REPO_ROOT, assert_matches_production, legacy_wavs
 
 
 pytest.importorskip("ray")
@@ -142,17 +141,7 @@ def test_every_window_score_equals_the_pipeline_and_file_results_equal_productio
             {key: pytest.approx(value, abs=1e-6) for key, value in detection.items()}
             for detection in expected["detections"]
         ]
-        production = production_result(wav)["result"]
-        assert len(document["local_confidences"]) == len(production["local_confidences"]), wav.name
-        np.testing.assert_allclose(
-            document["local_confidences"], production["local_confidences"], rtol=0, atol=1e-3, err_msg=wav.name
-        )
-        assert document["local_predictions"] == production["local_predictions"], wav.name
-        assert document["global_prediction"] == production["global_prediction"], wav.name
-        assert document["global_confidence"] == pytest.approx(production["global_confidence"], abs=0.1), wav.name
-        assert [r["start_time_s"] for r in document["submission"]] == [
-            r["start_time_s"] for r in production["submission"]
-        ]
+        assert_matches_production(document, wav)
 
         assert row["global_prediction"] == document["global_prediction"]
         assert row["global_confidence"] == document["global_confidence"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import LEGACY, REAL_AUDIO, legacy_wavs, production_result
+from conftest import LEGACY, REAL_AUDIO, assert_matches_production, legacy_wavs, production_result
 
 from pipeline_orcahello import aggregate_windows, merge_detections
 
@@ -82,17 +82,7 @@ def test_every_fixture_wav_matches_production(resnet50_results_on_legacy_wavs):
     assert len(wavs) == 11
     for wav in wavs:
         result = resnet50_results_on_legacy_wavs[wav.name]
-        expected = production_result(wav)["result"]
-        assert len(result["local_confidences"]) == len(expected["local_confidences"]), wav.name
-        np.testing.assert_allclose(
-            result["local_confidences"], expected["local_confidences"], rtol=0, atol=1e-3, err_msg=wav.name
-        )
-        assert result["local_predictions"] == expected["local_predictions"], wav.name
-        assert result["global_prediction"] == expected["global_prediction"], wav.name
-        assert result["global_confidence"] == pytest.approx(expected["global_confidence"], abs=0.1), wav.name
-        assert [row["start_time_s"] for row in result["submission"]] == [
-            row["start_time_s"] for row in expected["submission"]
-        ]
+        assert_matches_production(result, wav)
         assert result["submission"][0]["wav_filename"] == wav.name
 
 
