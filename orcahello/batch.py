@@ -667,6 +667,7 @@ class BatchOptions:
     threshold: float = None
     min_positive_seconds: int = None
     aggregation: str = None
+    min_global_confidence: float = None
     site_thresholds: str = None
     overwrite: bool = False
 
@@ -720,6 +721,7 @@ class BatchJob:
             aggregation=options.aggregation,
             threshold=options.threshold,
             min_positive_seconds=options.min_positive_seconds,
+            min_global_confidence=options.min_global_confidence,
         )
         self.parameters = cli.scoring_parameters(self.parameter_options, self.config)
         self.window_seconds, self.hop_seconds = self.parameters["window_seconds"], self.parameters["hop_seconds"]
@@ -1122,7 +1124,14 @@ class BatchJob:
         return run_document
 
 
-DECISION_PARAMETERS = ("aggregation", "local_threshold", "global_count_threshold", "global_threshold", "top_k_windows")
+DECISION_PARAMETERS = (
+    "aggregation",
+    "local_threshold",
+    "global_count_threshold",
+    "global_threshold",
+    "top_k_windows",
+    "min_global_confidence",
+)
 
 
 def run_batch(inputs=(), output_dir=DEFAULT_OUTPUT_DIR, log=None, command=None, **options):
@@ -1210,6 +1219,7 @@ def batch_command(args, command=None):
             threshold=args.threshold,
             min_positive_seconds=args.min_positive_seconds,
             aggregation=args.aggregation,
+            min_global_confidence=args.min_global_confidence,
             site_thresholds=args.site_thresholds,
             overwrite=args.overwrite,
             command=command,
