@@ -664,6 +664,10 @@ def build_parser():
         help="score every file again, even those a previous run finished with the same model and parameters",
     )
     add_batch_parser(commands)
+    from . import calibrate, evaluate
+
+    calibrate.add_parser(commands)
+    evaluate.add_parser(commands)
     return parser
 
 
@@ -921,6 +925,14 @@ def main(argv=None):
         from .batch import batch_command
 
         return batch_command(args, command=["orcahello", *argv])
+    if args.command == "calibrate":
+        from .calibrate import calibrate_command
+
+        return calibrate_command(args)
+    if args.command == "evaluate":
+        from .evaluate import evaluate_command
+
+        return evaluate_command(args)
     return EXIT_CANNOT_RUN
 
 

@@ -51,7 +51,7 @@ def test_floor_never_flags_what_the_rule_does_not():
 
 def test_floor_with_the_port_aggregation_uses_its_0_to_1_confidence():
     windows = [0.9, 0.7, 0.2]
-    top_k = dict(aggregation="mean_top_k", top_k_windows=2, global_threshold=0.6)
+    top_k = {"aggregation": "mean_top_k", "top_k_windows": 2, "global_threshold": 0.6}
     assert build_file_result(info(3), windows, **top_k)["global_prediction"] == 1  # mean of top 2: 0.8
     assert build_file_result(info(3), windows, min_global_confidence=0.8, **top_k)["global_prediction"] == 1
     assert build_file_result(info(3), windows, min_global_confidence=0.85, **top_k)["global_prediction"] == 0
@@ -99,7 +99,8 @@ def test_cli_floor_from_the_site_table_and_the_command_line(tiny_model_folder, t
     table_path = tmp_path / "sites.json"
     table_path.write_text(json.dumps(table))
     output_dir = tmp_path / "results"
-    arguments = [recordings, "--recursive", "--output-dir", output_dir, "--model", tiny_model_folder, "--format", "json"]
+    arguments = [recordings, "--recursive", "--output-dir", output_dir, "--model", tiny_model_folder]
+    arguments += ["--format", "json"]
     completed = run_orcahello_cli(*arguments, "--site-thresholds", table_path)
     assert completed.returncode == 0, completed.stderr
 
