@@ -177,7 +177,8 @@ def test_on_real_detect_output_against_an_independent_formula(tiny_model_folder,
     for name in ("one.wav", "two.wav"):
         shutil.copyfile(LEGACY / "audio" / "edge_20k_6s.wav", recordings / name)
     output_dir = tmp_path / "results"
-    completed = run_orcahello_cli(recordings, "--output-dir", output_dir, "--model", tiny_model_folder, "--format", "json")
+    arguments = [recordings, "--output-dir", output_dir, "--model", tiny_model_folder, "--format", "json"]
+    completed = run_orcahello_cli(*arguments)
     assert completed.returncode == 0, completed.stderr
     annotations = tmp_path / "ann.csv"
     annotations.write_text("file,start_s,end_s,label\none.wav,1.2,2.5,call\ntwo.wav,4.1,4.3,call\n")
