@@ -95,6 +95,8 @@ def read_labels(
     site name that is not a plain name.
     """
     positives = {label.strip().lower() for label in positive_labels}
+    if not score_scale > 0:
+        raise CalibrationError(f"the score scale must be a number above 0 (100 or 1), got {score_scale!r}")
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
@@ -463,8 +465,12 @@ def calibrate_command(args):
     except ImportError:
         plot = False
         print("NOTE: matplotlib is not installed: the report has no PNG (pip install matplotlib)", file=sys.stderr)
-    writers.write_text_atomically(args.output, json.dumps(table, indent=2) + "\n")
-    paths = write_report(table, events, args.output, plot=plot)
+    try:
+        writers.write_text_atomically(args.output, json.dumps(table, indent=2) + "\n")
+        paths = write_report(table, events, args.output, plot=plot)
+    except OSError as error:
+        print(f"ERROR: cannot write {error.filename or args.output}: {error.strerror or error}", file=sys.stderr)
+        return 2
     for site, entry in table["sites"].items():
         fit = entry["fit"]
         if fit["flags_nothing"]:

@@ -181,6 +181,15 @@ def load_detections(paths):
         missing = [key for key in ("file", "duration_s", "submission", "global_prediction") if key not in document]
         if missing:
             raise EvaluationError(f"{path}: not a detect result (no {', '.join(missing)})")
+        try:
+            rows_ok = all(
+                all(isinstance(row[key], (int, float)) for key in ("start_time_s", "duration_s", "confidence"))
+                for row in document["submission"]
+            )
+        except (KeyError, TypeError):
+            rows_ok = False
+        if not rows_ok or not isinstance(document["duration_s"], (int, float)):
+            raise EvaluationError(f"{path}: not a detect result (bad duration_s or submission rows)")
         documents.append(document)
     if not documents:
         raise EvaluationError(f"no detect results (*{suffix}) in {', '.join(map(str, paths))}")
@@ -430,13 +439,19 @@ def evaluate_command(args):
         print(f"WARNING: annotations of {name!r} match no detect result; left out", file=sys.stderr)
     plot_path = args.plot or os.path.splitext(args.output)[0] + PR_CURVE_SUFFIX
     metrics["pr_curve_png"] = None
-    if labels.any():
-        try:
-            plot_pr_curves(labels, scores, sites, plot_path)
-            metrics["pr_curve_png"] = plot_path
-        except ImportError as error:
-            print(f"NOTE: no precision-recall picture: {error}", file=sys.stderr)
-    writers.write_json(args.output, metrics)
+    try:
+        if labels.any():
+            try:
+                plot_pr_curves(labels, scores, sites, plot_path)
+                metrics["pr_curve_png"] = plot_path
+            except ImportError as error:
+                print(f"NOTE: no precision-recall picture: {error}", file=sys.stderr)
+        else:
+            print("NOTE: no annotated second: no AUPRC and no precision-recall picture", file=sys.stderr)
+        writers.write_json(args.output, metrics)
+    except OSError as error:
+        print(f"ERROR: cannot write {error.filename or args.output}: {error.strerror or error}", file=sys.stderr)
+        return 2
     seconds, files = metrics["seconds"], metrics["files"]
     print(
         f"{len(documents)} recording(s), {seconds['examples']} seconds ({seconds['positives']} annotated): "

@@ -108,6 +108,10 @@ def test_bad_columns_and_targets(tmp_path, capsys):
     status, _, err = run_calibrate(capsys, *arguments)
     assert status == 2 and err.startswith("ERROR: the minimum flagged count must be a whole number >= 1")
     assert not (tmp_path / "t.json").exists()
+    with pytest.raises(CalibrationError, match="score scale must be a number above 0"):
+        read_labels(path, score_scale=0)
+    status, _, err = run_calibrate(capsys, path, "--target-precision", "0.5", "--output", path / "sites.json")
+    assert status == 2 and err.startswith("ERROR: cannot write")
 
 
 def test_cli_writes_a_site_table_that_matches_archive_paths_and_a_report(tmp_path, capsys):
