@@ -57,6 +57,10 @@ class OrcaHelloConfig(PretrainedConfig):
             (0..1) is at least this.
         top_k_windows (`int`, *optional*, defaults to 3):
             Number of windows averaged by `"mean_top_k"`.
+        min_global_confidence (`float`, *optional*, defaults to 0.0):
+            A floor on the recording's global confidence on a 0-1 scale (`"orcahello"`'s 0-100 value / 100): a
+            recording is positive only when the rule above says so and its global confidence reaches this. 0 (the
+            default) keeps production's decision; `orcahello calibrate` fits one per hydrophone.
 
     Example:
 
@@ -88,12 +92,17 @@ class OrcaHelloConfig(PretrainedConfig):
         aggregation="orcahello",
         global_threshold=0.6,
         top_k_windows=3,
+        min_global_confidence=0.0,
         **kwargs,
     ):
         if layer_type not in ("basic", "bottleneck"):
             raise ValueError(f"layer_type must be 'basic' or 'bottleneck', got {layer_type!r}")
         if aggregation not in AGGREGATION_STRATEGIES:
             raise ValueError(f"aggregation must be one of {AGGREGATION_STRATEGIES}, got {aggregation!r}")
+        if not 0.0 <= min_global_confidence <= 1.0:
+            raise ValueError(
+                f"min_global_confidence must be from 0 to 1 (global confidence / 100), got {min_global_confidence}"
+            )
         hidden_sizes = [256, 512, 1024, 2048] if hidden_sizes is None else list(hidden_sizes)
         depths = [3, 4, 6, 3] if depths is None else list(depths)
         if len(hidden_sizes) != len(depths):
@@ -115,6 +124,7 @@ class OrcaHelloConfig(PretrainedConfig):
         self.aggregation = aggregation
         self.global_threshold = global_threshold
         self.top_k_windows = top_k_windows
+        self.min_global_confidence = min_global_confidence
         # The two classes of the fastai learner (label_from_folder sorts them); P(call) = softmax(logits)[1].
         if "id2label" not in kwargs and "num_labels" not in kwargs:
             kwargs["id2label"] = {0: "negative", 1: "positive"}

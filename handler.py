@@ -44,6 +44,7 @@ PARAMETER_TYPES = {
     "aggregation": str,
     "global_threshold": float,
     "top_k_windows": int,
+    "min_global_confidence": float,
     "top_k": int,
     "function_to_apply": str,
     "window_seconds": float,

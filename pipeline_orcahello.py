@@ -390,6 +390,16 @@ def merge_detections(starts, ends, confidences, predictions):
     return detections
 
 
+def apply_confidence_floor(global_prediction, global_confidence, aggregation, min_global_confidence):
+    """
+    The file-level decision with a confidence floor (a site's, as `orcahello calibrate` fits it): a recording that
+    the aggregation's rule flags stays flagged only when its global confidence, on a 0-1 scale (production's 0-100
+    `global_confidence` / 100), is `>= min_global_confidence`. The default floor, 0, changes nothing.
+    """
+    score = global_confidence / 100.0 if aggregation == "orcahello" else global_confidence
+    return int(bool(global_prediction) and score >= min_global_confidence)
+
+
 def build_file_result(
     info,
     window_confidences,
@@ -401,6 +411,7 @@ def build_file_result(
     top_k_windows=3,
     return_timestamps=True,
     top_k=None,
+    min_global_confidence=0.0,
 ):
     """
     The pipeline's answer for one recording from its window scores: `info` as `recording_info` gives it,
@@ -416,6 +427,9 @@ def build_file_result(
         global_count_threshold=global_count_threshold,
         global_threshold=global_threshold,
         top_k_windows=top_k_windows,
+    )
+    result["global_prediction"] = apply_confidence_floor(
+        result["global_prediction"], result["global_confidence"], aggregation, min_global_confidence
     )
     warnings = []
     if silent_windows:
@@ -517,6 +531,7 @@ def build_file_result(
             "global_count_threshold": global_count_threshold,
             "global_threshold": global_threshold,
             "top_k_windows": top_k_windows,
+            "min_global_confidence": min_global_confidence,
             "window_seconds": window,
             "hop_seconds": hop,
         },
@@ -593,6 +608,10 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         local_threshold (`float`, 0.5), global_count_threshold (`int`, 3), global_threshold (`float`, 0.6),
         top_k_windows (`int`, 3):
             Decision thresholds, see `aggregate_windows`.
+        min_global_confidence (`float`, 0.0):
+            A floor on the file's global confidence (0-1 scale, i.e. production's 0-100 value / 100): a recording
+            is positive when the aggregation's rule says so **and** its global confidence reaches the floor (see
+            `apply_confidence_floor`; `orcahello calibrate` fits one per hydrophone). 0 keeps production's decision.
         return_timestamps (`bool`, False):
             Return the full result dict (production's keys, windows, rows and merged detections) instead of the
             `[{"label", "score"}]` list. It always has `start_time_utc` (ISO 8601 `...Z`, or None when the input
@@ -653,6 +672,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         global_count_threshold=None,
         global_threshold=None,
         top_k_windows=None,
+        min_global_confidence=None,
         return_timestamps=None,
         top_k=None,
         function_to_apply=None,
@@ -682,6 +702,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             "global_count_threshold": getattr(config, "global_count_threshold", 3),
             "global_threshold": getattr(config, "global_threshold", 0.6),
             "top_k_windows": getattr(config, "top_k_windows", 3),
+            "min_global_confidence": getattr(config, "min_global_confidence", 0.0),
             "return_timestamps": False,
             "top_k": None,
         }
@@ -691,6 +712,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             ("global_count_threshold", global_count_threshold),
             ("global_threshold", global_threshold),
             ("top_k_windows", top_k_windows),
+            ("min_global_confidence", min_global_confidence),
             ("return_timestamps", return_timestamps),
             ("top_k", top_k),
         ):
@@ -700,6 +722,12 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             raise ValueError(
                 f"aggregation must be one of {AGGREGATION_STRATEGIES}, got {postprocess_params['aggregation']!r}"
             )
+        floor = postprocess_params["min_global_confidence"]
+        if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0.0 <= floor <= 1.0:
+            raise ValueError(
+                f"min_global_confidence must be a number from 0 to 1 (global confidence / 100), got {floor!r}"
+            )
+        postprocess_params["min_global_confidence"] = float(floor)
         forward_params = {}
         if engine is not None:
             if engine not in ENGINES:
@@ -841,6 +869,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         top_k_windows=3,
         return_timestamps=False,
         top_k=None,
+        min_global_confidence=0.0,
     ):
         info = model_outputs[0]["recording"]
         order = np.argsort([int(output["window_index"]) for output in model_outputs])
@@ -859,4 +888,5 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             top_k_windows=top_k_windows,
             return_timestamps=return_timestamps,
             top_k=top_k,
+            min_global_confidence=min_global_confidence,
         )

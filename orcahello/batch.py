@@ -667,6 +667,7 @@ class BatchOptions:
     threshold: float = None
     min_positive_seconds: int = None
     aggregation: str = None
+    min_global_confidence: float = None
     site_thresholds: str = None
     overwrite: bool = False
 
@@ -720,6 +721,7 @@ class BatchJob:
             aggregation=options.aggregation,
             threshold=options.threshold,
             min_positive_seconds=options.min_positive_seconds,
+            min_global_confidence=options.min_global_confidence,
         )
         self.parameters = cli.scoring_parameters(self.parameter_options, self.config)
         self.window_seconds, self.hop_seconds = self.parameters["window_seconds"], self.parameters["hop_seconds"]
@@ -1122,7 +1124,14 @@ class BatchJob:
         return run_document
 
 
-DECISION_PARAMETERS = ("aggregation", "local_threshold", "global_count_threshold", "global_threshold", "top_k_windows")
+DECISION_PARAMETERS = (
+    "aggregation",
+    "local_threshold",
+    "global_count_threshold",
+    "global_threshold",
+    "top_k_windows",
+    "min_global_confidence",
+)
 
 
 def run_batch(inputs=(), output_dir=DEFAULT_OUTPUT_DIR, log=None, command=None, **options):
@@ -1130,7 +1139,8 @@ def run_batch(inputs=(), output_dir=DEFAULT_OUTPUT_DIR, log=None, command=None, 
     Run `orcahello batch` from Python: `inputs` (paths, folders, globs, URLs) into `output_dir`, with the command's
     options as keyword arguments (`manifests`, `recursive`, `model`, `address`, `num_cpus`, `num_workers`,
     `cpus_per_worker`, `device`, `batch_size`, `partition_windows`, `threshold`, `min_positive_seconds`,
-    `aggregation`, `site_thresholds`, `overwrite`). Returns the run document (`orcahello_batch_run.json`).
+    `aggregation`, `min_global_confidence`, `site_thresholds`, `overwrite`). Returns the run document
+    (`orcahello_batch_run.json`).
 
     Uses the calling process's Ray connection when there is one, else joins `address` or starts a local instance of
     `num_cpus` CPUs (and stops what it started). Raises `BatchError` when nothing can run; a recording that cannot
@@ -1210,6 +1220,7 @@ def batch_command(args, command=None):
             threshold=args.threshold,
             min_positive_seconds=args.min_positive_seconds,
             aggregation=args.aggregation,
+            min_global_confidence=args.min_global_confidence,
             site_thresholds=args.site_thresholds,
             overwrite=args.overwrite,
             command=command,

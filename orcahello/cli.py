@@ -189,6 +189,7 @@ def scoring_parameters(args, config, site_parameters=None):
         "global_count_threshold": int(config.global_count_threshold),
         "global_threshold": float(getattr(config, "global_threshold", 0.6)),
         "top_k_windows": int(getattr(config, "top_k_windows", 3)),
+        "min_global_confidence": float(getattr(config, "min_global_confidence", 0.0)),
         "window_seconds": float(getattr(config, "window_seconds", 2.0)),
         "hop_seconds": float(getattr(config, "hop_seconds", 1.0)),
     }
@@ -199,6 +200,8 @@ def scoring_parameters(args, config, site_parameters=None):
         parameters["local_threshold"] = float(args.threshold)
     if args.min_positive_seconds is not None:
         parameters["global_count_threshold"] = int(args.min_positive_seconds)
+    if getattr(args, "min_global_confidence", None) is not None:
+        parameters["min_global_confidence"] = float(args.min_global_confidence)
     # Reduced precision changes the numbers, so it is part of what a resumed result must match; float32, the
     # default, stays out of the parameters so that results scored before the option existed still resume.
     if getattr(args, "precision", "float32") != "float32":
@@ -537,6 +540,16 @@ def positive_integer(text):
     return value
 
 
+def unit_fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1 (global confidence / 100), got {text}")
+    return value
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="orcahello",
@@ -616,6 +629,14 @@ def build_parser():
         help="file-level decision: production's (orcahello, default) or the upstream port's",
     )
     detect_parser.add_argument(
+        "--min-global-confidence",
+        metavar="F",
+        type=unit_fraction,
+        default=None,
+        help="a recording is positive only when its global confidence / 100 also reaches this (0-1; default: the "
+        "model's, 0, i.e. production's decision); orcahello calibrate fits one per hydrophone",
+    )
+    detect_parser.add_argument(
         "--site-thresholds",
         metavar="FILE",
         default=None,
@@ -643,6 +664,10 @@ def build_parser():
         help="score every file again, even those a previous run finished with the same model and parameters",
     )
     add_batch_parser(commands)
+    from . import calibrate, evaluate
+
+    calibrate.add_parser(commands)
+    evaluate.add_parser(commands)
     return parser
 
 
@@ -738,6 +763,9 @@ def add_batch_parser(commands):
     batch_parser.add_argument("--min-positive-seconds", metavar="N", type=int, default=None, help="as for detect")
     batch_parser.add_argument(
         "--aggregation", choices=("orcahello", "mean_thresholded", "mean_top_k"), default=None, help="as for detect"
+    )
+    batch_parser.add_argument(
+        "--min-global-confidence", metavar="F", type=unit_fraction, default=None, help="as for detect"
     )
     batch_parser.add_argument("--site-thresholds", metavar="FILE", default=None, help="as for detect")
     batch_parser.add_argument(
@@ -859,6 +887,7 @@ def detect(args, command=None):
             "threshold": args.threshold,
             "min_positive_seconds": args.min_positive_seconds,
             "aggregation": args.aggregation,
+            "min_global_confidence": args.min_global_confidence,
             "site_thresholds": args.site_thresholds,
             "recursive": args.recursive,
             "model": model,
@@ -896,6 +925,14 @@ def main(argv=None):
         from .batch import batch_command
 
         return batch_command(args, command=["orcahello", *argv])
+    if args.command == "calibrate":
+        from .calibrate import calibrate_command
+
+        return calibrate_command(args)
+    if args.command == "evaluate":
+        from .evaluate import evaluate_command
+
+        return evaluate_command(args)
     return EXIT_CANNOT_RUN
 
 

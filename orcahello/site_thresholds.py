@@ -26,8 +26,12 @@ shell-style wildcards (`*`, `?`, `[...]`, as `fnmatch`):
 - a pattern with `/` is tried on the whole path, `/`-separated (`*` crosses folders there).
 
 Only parameters that decide from the window scores can be set per site: `local_threshold`,
-`global_count_threshold`, `aggregation`, `global_threshold` and `top_k_windows` (see the pipeline's
-`aggregate_windows`). How recordings are cut into windows is the model's and stays the same everywhere.
+`global_count_threshold`, `aggregation`, `global_threshold`, `top_k_windows` (see the pipeline's
+`aggregate_windows`) and `min_global_confidence` (a floor on the file's global confidence, 0-1, see the pipeline's
+`apply_confidence_floor`). How recordings are cut into windows is the model's and stays the same everywhere.
+
+An entry may also hold `fit`: a mapping that says how its values were obtained (`orcahello calibrate` writes the
+counts, precision and data hash it fitted them on there). It is kept in the table for readers and never decides.
 """
 
 import fnmatch
@@ -38,7 +42,16 @@ import os
 # The pipeline's file-level decision parameters and what each accepts. Kept here rather than imported from
 # pipeline_orcahello, so that reading a table never imports torch.
 AGGREGATION_STRATEGIES = ("orcahello", "mean_thresholded", "mean_top_k")
-SITE_PARAMETERS = ("local_threshold", "global_count_threshold", "aggregation", "global_threshold", "top_k_windows")
+SITE_PARAMETERS = (
+    "local_threshold",
+    "global_count_threshold",
+    "aggregation",
+    "global_threshold",
+    "top_k_windows",
+    "min_global_confidence",
+)
+# An entry's record of how it was fitted (orcahello calibrate): informative, never a decision parameter.
+FIT_KEY = "fit"
 TABLE_KEYS = ("default", "sites", "description")
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -63,14 +76,18 @@ def check_site_parameters(parameters, where):
     """Validate one entry (`default` or a site's) and return it with numbers in their canonical types."""
     if not isinstance(parameters, dict):
         raise SiteThresholdsError(f"{where}: expected a mapping of parameters, got {type(parameters).__name__}")
-    unknown = sorted(set(parameters) - set(SITE_PARAMETERS))
+    unknown = sorted(set(parameters) - set(SITE_PARAMETERS) - {FIT_KEY})
     if unknown:
         raise SiteThresholdsError(
             f"{where}: unknown parameter(s) {', '.join(unknown)}; a site can set {', '.join(SITE_PARAMETERS)}"
         )
     checked = {}
     for name, value in parameters.items():
-        if name in ("local_threshold", "global_threshold"):
+        if name == FIT_KEY:
+            if not isinstance(value, dict):
+                raise SiteThresholdsError(f"{where}: {FIT_KEY} must be a mapping describing the fit, got {value!r}")
+            checked[name] = value
+        elif name in ("local_threshold", "global_threshold", "min_global_confidence"):
             checked[name] = _check_fraction(name, value, where)
         elif name == "global_count_threshold":
             checked[name] = _check_count(name, value, where, minimum=0)
@@ -179,4 +196,5 @@ def parameters_for(path_or_name, table):
     parameters = dict(table["default"])
     if site is not None:
         parameters.update(table["sites"][site])
+    parameters.pop(FIT_KEY, None)
     return parameters

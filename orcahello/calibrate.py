@@ -1,0 +1,485 @@
+# coding=utf-8
+# Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
+"""
+`orcahello calibrate`: fit a per-hydrophone confidence floor (`min_global_confidence`) from labelled detections and
+write it as a `--site-thresholds` table, with a report beside it.
+
+    orcahello calibrate ../shared/data/moderator_labels/detections.csv --target-precision 0.5 --output sites.json
+
+The input is a CSV with one row per event heard at a hydrophone: its site, the detector's file-level confidence when
+the detector flagged it (empty when only people reported it) and the class people gave it. The defaults read
+Orcasound's moderator export (`NodeName`, `Confidence` on 0-100, `Category`, SRKW = `resident`).
+
+For each site, the floor is the lowest flagged event's confidence (on 0-1) at which the events flagged at or above it
+reach the target precision (share of positives) with at least `--min-flagged` of them; 0 when all flagged events
+already do (the production decision is kept). Where no floor does, the site gets the floor 1.0, above every score of
+the data: it flags nothing (`"flags_nothing": true` in its `fit`), except a minute at exactly 100.
+
+Each entry's `fit` records what it was fitted on: the counts, the precision at production's decision and at the floor,
+the share of the site's known positive events still flagged (recall among the labelled events; events that only
+people reported were never flagged), the false positives' classes and the SHA-256 of the data.
+
+Site names are written as the CSV gives them and matched (`orcahello.site_thresholds`) against every folder name of a
+recording's path: Orcasound's node names (`rpi_bush_point`) are the node folders of its archive paths
+(`<bucket>/rpi_bush_point/hls/<epoch>/live042.ts`).
+
+No calibration map (isotonic, Platt) is fitted: a monotone map of the confidence leaves the minutes above a floor
+unchanged, so it would not change a decision; and the labelled events are a curated list rather than a sample of the
+stream, so the probabilities it gave would not be P(SRKW) of a minute on the stream either.
+"""
+
+import csv
+import hashlib
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass
+
+from . import site_thresholds, writers
+
+
+DEFAULT_SITE_COLUMN = "NodeName"
+DEFAULT_SCORE_COLUMN = "Confidence"
+DEFAULT_LABEL_COLUMN = "Category"
+DEFAULT_POSITIVE_LABELS = ("resident",)
+DEFAULT_SCORE_SCALE = 100.0
+DEFAULT_MIN_FLAGGED = 10
+# The floor of a site where no floor reaches the target: above every confidence the detector can give but 100.
+FLAGS_NOTHING_FLOOR = 1.0
+# The thresholds of the report's curves: every hundredth of the 0-1 scale.
+CURVE_THRESHOLDS = tuple(step / 100.0 for step in range(101))
+# Characters that would make a site name a glob pattern or a path in the site table.
+PATTERN_CHARACTERS = set("*?[]/\\")
+
+REPORT_SUFFIXES = {
+    "curves_csv": ".precision_curves.csv",
+    "curves_png": ".precision_curves.png",
+    "false_positives_csv": ".false_positives.csv",
+    "report_md": ".report.md",
+}
+CURVE_COLUMNS = ("site", "threshold", "flagged", "positives_flagged", "precision", "flagged_share", "recall_labelled")
+
+
+class CalibrationError(ValueError):
+    """Labels that cannot be read or fitted; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class LabelledEvent:
+    site: str
+    score: float  # the detector's confidence on 0-1; None when the detector did not flag the event
+    label: str
+    positive: bool
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_labels(
+    path,
+    site_column=DEFAULT_SITE_COLUMN,
+    score_column=DEFAULT_SCORE_COLUMN,
+    label_column=DEFAULT_LABEL_COLUMN,
+    positive_labels=DEFAULT_POSITIVE_LABELS,
+    score_scale=DEFAULT_SCORE_SCALE,
+):
+    """
+    The labelled events of the CSV `path`: a `LabelledEvent` per row, its score divided by `score_scale` (100 for
+    production's 0-100 confidence, 1 for a 0-1 one). Labels are compared case-insensitively. Raises
+    `CalibrationError` naming the row for a missing column, a score that is not a number in [0, score_scale] or a
+    site name that is not a plain name.
+    """
+    positives = {label.strip().lower() for label in positive_labels}
+    if not score_scale > 0:
+        raise CalibrationError(f"the score scale must be a number above 0 (100 or 1), got {score_scale!r}")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            missing = [name for name in (site_column, score_column, label_column) if name not in columns]
+            if missing:
+                raise CalibrationError(
+                    f"{path}: no column(s) {', '.join(missing)}; the file has {', '.join(columns) or 'no header'}"
+                )
+            events = []
+            for line, row in enumerate(reader, start=2):
+                events.append(_event(path, line, row, site_column, score_column, label_column, positives, score_scale))
+    except OSError as error:
+        raise CalibrationError(f"{path}: cannot read the labels ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise CalibrationError(f"{path}: not a UTF-8 text CSV") from None
+    if not events:
+        raise CalibrationError(f"{path}: no labelled events")
+    if not any(event.score is not None for event in events):
+        raise CalibrationError(f"{path}: no event has a score in column {score_column!r}; nothing to fit")
+    return events
+
+
+def _event(path, line, row, site_column, score_column, label_column, positives, score_scale):
+    where = f"{path}, line {line}"
+    site = (row.get(site_column) or "").strip()
+    if not site or PATTERN_CHARACTERS & set(site):
+        raise CalibrationError(f"{where}: site {site!r} in {site_column!r} must be a plain, non-empty node name")
+    text = (row.get(score_column) or "").strip()
+    score = None
+    if text:
+        try:
+            value = float(text)
+        except ValueError:
+            raise CalibrationError(f"{where}: {score_column} {text!r} is not a number") from None
+        if not 0.0 <= value <= score_scale:
+            raise CalibrationError(f"{where}: {score_column} {value} is outside 0-{score_scale:g}")
+        score = value / score_scale
+    label = (row.get(label_column) or "").strip()
+    return LabelledEvent(site=site, score=score, label=label, positive=label.lower() in positives)
+
+
+def precision_at(events, floor):
+    """`(flagged, positives flagged)` among `events` whose score reaches `floor` (the pipeline's `>=` rule)."""
+    flagged = [event for event in events if event.score is not None and event.score >= floor]
+    return len(flagged), sum(event.positive for event in flagged)
+
+
+def false_positive_classes(events, floor):
+    """The classes of the negative events still flagged at `floor`, most frequent first."""
+    negatives = Counter(
+        event.label or "(none)"
+        for event in events
+        if event.score is not None and event.score >= floor and not event.positive
+    )
+    return dict(sorted(negatives.items(), key=lambda item: (-item[1], item[0])))
+
+
+def ratio(numerator, denominator):
+    return None if denominator == 0 else numerator / denominator
+
+
+def fit_site(events, target_precision, min_flagged):
+    """
+    The floor of one site's `events` and what it was fitted on (see the module docstring). Returns
+    `(min_global_confidence, fit)`.
+    """
+    scores = sorted({event.score for event in events if event.score is not None})
+    flagged_at_production, positives_at_production = precision_at(events, 0.0)
+    positives = sum(event.positive for event in events)
+    floor, flags_nothing = FLAGS_NOTHING_FLOOR, True
+    for candidate in scores:
+        flagged, positives_flagged = precision_at(events, candidate)
+        if flagged < min_flagged:
+            break  # higher floors flag fewer still
+        if positives_flagged / flagged >= target_precision:
+            # The lowest score flags every flagged event, as no floor does: keep production's decision then.
+            floor, flags_nothing = (0.0 if candidate == scores[0] else candidate), False
+            break
+    flagged, positives_flagged = (0, 0) if flags_nothing else precision_at(events, floor)
+    fit = {
+        "target_precision": target_precision,
+        "min_flagged": min_flagged,
+        "flags_nothing": flags_nothing,
+        "events": len(events),
+        "positive_events": positives,
+        "flagged_events": flagged_at_production,
+        "positives_flagged": positives_at_production,
+        "precision_without_floor": _round(ratio(positives_at_production, flagged_at_production)),
+        "recall_labelled_without_floor": _round(ratio(positives_at_production, positives)),
+        "flagged_at_floor": flagged,
+        "positives_at_floor": positives_flagged,
+        "precision_at_floor": _round(ratio(positives_flagged, flagged)),
+        "flagged_share_at_floor": _round(ratio(flagged, flagged_at_production)),
+        "recall_labelled_at_floor": _round(ratio(positives_flagged, positives)),
+        "false_positives_without_floor": false_positive_classes(events, 0.0),
+        "max_score": _round(scores[-1]) if scores else None,
+    }
+    return floor, fit
+
+
+def _round(value, digits=4):
+    return None if value is None else round(value, digits)
+
+
+def sites_of(events):
+    by_site = {}
+    for event in events:
+        by_site.setdefault(event.site, []).append(event)
+    return dict(sorted(by_site.items()))
+
+
+def calibrate(events, target_precision, min_flagged=DEFAULT_MIN_FLAGGED, source=None, data_sha256=None, options=None):
+    """
+    The `--site-thresholds` table fitted on `events`: every site's `min_global_confidence` and its `fit`
+    (`source`, `data_sha256` and `options`, the reading options, are recorded in each fit). Sites absent from the
+    data keep the model's decision (the table has no default).
+    """
+    if isinstance(target_precision, bool) or not 0.0 < target_precision <= 1.0:
+        raise CalibrationError(f"the target precision must be a number in (0, 1], got {target_precision!r}")
+    if isinstance(min_flagged, bool) or not isinstance(min_flagged, int) or min_flagged < 1:
+        raise CalibrationError(f"the minimum flagged count must be a whole number >= 1, got {min_flagged!r}")
+    sites = {}
+    for site, site_events in sites_of(events).items():
+        floor, fit = fit_site(site_events, target_precision, min_flagged)
+        fit["data"] = {"file": os.path.basename(source) if source else None, "sha256": data_sha256, **(options or {})}
+        sites[site] = {"min_global_confidence": floor, "fit": fit}
+    nothing = sum(entry["fit"]["flags_nothing"] for entry in sites.values())
+    table = {
+        "description": (
+            f"Per-hydrophone floors on the global confidence, fitted by orcahello calibrate on "
+            f"{os.path.basename(source) if source else 'labelled events'} (sha256 {data_sha256}): the lowest floor at "
+            f"which flagged events reach precision {target_precision:g} with at least {min_flagged} of them; "
+            f"{nothing} of {len(sites)} sites have none and flag nothing."
+        ),
+        "default": {},
+        "sites": sites,
+    }
+    # What --site-thresholds will read: refuse to write a table it would refuse.
+    site_thresholds.check_site_thresholds(table, source="fitted table")
+    return table
+
+
+def curve_rows(events, thresholds=CURVE_THRESHOLDS):
+    """The report's curves: per site and threshold, flagged events, precision, flagged share and labelled recall."""
+    rows = []
+    for site, site_events in sites_of(events).items():
+        flagged_at_production, _ = precision_at(site_events, 0.0)
+        positives = sum(event.positive for event in site_events)
+        for threshold in thresholds:
+            flagged, positives_flagged = precision_at(site_events, threshold)
+            rows.append(
+                {
+                    "site": site,
+                    "threshold": threshold,
+                    "flagged": flagged,
+                    "positives_flagged": positives_flagged,
+                    "precision": _round(ratio(positives_flagged, flagged)),
+                    "flagged_share": _round(ratio(flagged, flagged_at_production)),
+                    "recall_labelled": _round(ratio(positives_flagged, positives)),
+                }
+            )
+    return rows
+
+
+def report_paths(output):
+    stem = os.path.splitext(os.fspath(output))[0]
+    return {kind: stem + suffix for kind, suffix in REPORT_SUFFIXES.items()}
+
+
+def _csv_text(header, rows):
+    cells = [["" if row[name] is None else row[name] for name in header] for row in rows]
+    return writers._delimited_text(header, cells, ",")
+
+
+def write_report(table, events, output, plot=True):
+    """Write the report files beside the table `output` (see `REPORT_SUFFIXES`); returns their paths."""
+    paths = report_paths(output)
+    rows = curve_rows(events)
+    writers.write_text_atomically(paths["curves_csv"], _csv_text(CURVE_COLUMNS, rows))
+    false_positive_rows = []
+    for site, entry in table["sites"].items():
+        floor = entry["min_global_confidence"]
+        at_floor = {} if entry["fit"]["flags_nothing"] else false_positive_classes(sites_of(events)[site], floor)
+        negatives = entry["fit"]["flagged_events"] - entry["fit"]["positives_flagged"]
+        for label, count in entry["fit"]["false_positives_without_floor"].items():
+            false_positive_rows.append(
+                {
+                    "site": site,
+                    "class": label,
+                    "without_floor": count,
+                    "share_without_floor": _round(ratio(count, negatives)),
+                    "at_floor": at_floor.get(label, 0),
+                }
+            )
+    header = ("site", "class", "without_floor", "share_without_floor", "at_floor")
+    writers.write_text_atomically(paths["false_positives_csv"], _csv_text(header, false_positive_rows))
+    if plot:
+        lowest_score = min(event.score for event in events if event.score is not None)
+        plot_curves(table, rows, paths["curves_png"], start=max(0.0, math.floor(lowest_score * 20) / 20 - 0.05))
+    else:
+        paths.pop("curves_png")
+    writers.write_text_atomically(paths["report_md"], report_markdown(table, paths))
+    return paths
+
+
+def plot_curves(table, rows, path, start=0.0):
+    """Precision and flagged share against the floor from `start`, one curve per site; the fitted floors marked."""
+    from .figures import new_figure, save_figure
+
+    figure, (precision_axes, share_axes) = new_figure(columns=2)
+    for site, entry in table["sites"].items():
+        site_rows = [row for row in rows if row["site"] == site and row["threshold"] >= start - 1e-9]
+        thresholds = [row["threshold"] for row in site_rows]
+        precision = [row["precision"] if row["precision"] is not None else float("nan") for row in site_rows]
+        line = precision_axes.plot(thresholds, precision)[0]
+        shares = [row["flagged_share"] or 0.0 for row in site_rows]
+        share_axes.plot(thresholds, shares, color=line.get_color(), label=site)
+        if not entry["fit"]["flags_nothing"]:
+            # A floor of 0 (production's decision kept) is drawn at the left edge.
+            marker = ([max(start, entry["min_global_confidence"])], [entry["fit"]["precision_at_floor"]])
+            precision_axes.plot(*marker, "o", color=line.get_color())
+    target = next(iter(table["sites"].values()))["fit"]["target_precision"] if table["sites"] else None
+    if target is not None:
+        share_axes.plot([], [], color="grey", linestyle="--", linewidth=1, label=f"target precision {target:g}")
+        precision_axes.axhline(target, color="grey", linestyle="--", linewidth=1)
+    axis_label = "floor on global confidence / 100"
+    precision_axes.set(xlabel=axis_label, ylabel="precision among flagged events", ylim=(0, 1.02), xlim=(start, 1.0))
+    share_axes.set(xlabel=axis_label, ylabel="share of flagged events kept", ylim=(0, 1.02), xlim=(start, 1.0))
+    share_axes.legend(fontsize=7, loc="lower left")
+    precision_axes.grid(alpha=0.3)
+    share_axes.grid(alpha=0.3)
+    precision_axes.set_title("Precision (dots: fitted floors)", fontsize=10)
+    share_axes.set_title("Flagged share", fontsize=10)
+    save_figure(figure, path)
+
+
+def _cell(value, digits=2):
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def report_markdown(table, paths):
+    """A human-readable summary of the fitted table."""
+    lines = [
+        "# Per-site confidence floors",
+        "",
+        table["description"],
+        "",
+        "| site | floor | flagged | precision | flagged at floor | precision at floor | flagged share | "
+        "SRKW recall (labelled) | top false positives |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for site, entry in table["sites"].items():
+        fit = entry["fit"]
+        floor = "flags nothing" if fit["flags_nothing"] else f"{entry['min_global_confidence']:.4f}"
+        top_classes = list(fit["false_positives_without_floor"].items())[:3]
+        classes = ", ".join(f"{label} {count}" for label, count in top_classes)
+        lines.append(
+            f"| {site} | {floor} | {fit['flagged_events']} | {_cell(fit['precision_without_floor'])} | "
+            f"{fit['flagged_at_floor']} | {_cell(fit['precision_at_floor'])} | "
+            f"{_cell(fit['flagged_share_at_floor'])} | "
+            f"{_cell(fit['recall_labelled_without_floor'])} -> {_cell(fit['recall_labelled_at_floor'])} | {classes} |"
+        )
+    lines += [
+        "",
+        "flagged / precision: the events the detector flagged and the share of them that were positive, without a "
+        "floor; at floor: the same for the events whose confidence reaches the floor. SRKW recall (labelled): the "
+        "share of the site's labelled positive events that are flagged, without and with the floor (events only "
+        "people reported count as missed).",
+        "",
+        "The events are a curated list (what the detector flagged and moderators reviewed, and what listeners "
+        "reported), not a random sample of the stream: precision here is among flagged events, not a false-positive "
+        "rate per hour, and recall is among the events someone noticed.",
+        "",
+        "Files: " + ", ".join(f"`{os.path.basename(path)}`" for kind, path in paths.items() if kind != "report_md"),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def add_parser(commands):
+    """`orcahello calibrate`'s options, on the CLI's sub-command parsers `commands`."""
+    import argparse
+
+    parser = commands.add_parser(
+        "calibrate",
+        help="fit a confidence floor per hydrophone from labelled detections (a --site-thresholds table + report)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("labels", metavar="LABELS.csv", help="one labelled event per row (site, score, class)")
+    parser.add_argument(
+        "--target-precision",
+        metavar="P",
+        type=float,
+        required=True,
+        help="the share of flagged events that must be positive at the fitted floor, in (0, 1]",
+    )
+    parser.add_argument(
+        "--output", metavar="SITES.json", required=True, help="the table to write; the report goes beside it"
+    )
+    parser.add_argument(
+        "--min-flagged",
+        metavar="N",
+        type=int,
+        default=DEFAULT_MIN_FLAGGED,
+        help=f"flagged events a floor must keep to count (default: {DEFAULT_MIN_FLAGGED})",
+    )
+    parser.add_argument("--site-column", default=DEFAULT_SITE_COLUMN, help=f"default: {DEFAULT_SITE_COLUMN}")
+    parser.add_argument("--score-column", default=DEFAULT_SCORE_COLUMN, help=f"default: {DEFAULT_SCORE_COLUMN}")
+    parser.add_argument("--label-column", default=DEFAULT_LABEL_COLUMN, help=f"default: {DEFAULT_LABEL_COLUMN}")
+    parser.add_argument(
+        "--positive-label",
+        metavar="CLASS",
+        action="append",
+        default=None,
+        help=f"a class that counts as positive; may be repeated (default: {', '.join(DEFAULT_POSITIVE_LABELS)})",
+    )
+    parser.add_argument(
+        "--score-scale",
+        metavar="MAX",
+        type=float,
+        default=DEFAULT_SCORE_SCALE,
+        help="what a score of certainty is in the CSV: 100 for production's confidence (default), 1 for a 0-1 score",
+    )
+    return parser
+
+
+def calibrate_command(args):
+    """Run `orcahello calibrate` with the parsed `args`; returns the exit status (0, or 2 with an error line)."""
+    import json
+    import sys
+
+    try:
+        events = read_labels(
+            args.labels,
+            site_column=args.site_column,
+            score_column=args.score_column,
+            label_column=args.label_column,
+            positive_labels=args.positive_label or DEFAULT_POSITIVE_LABELS,
+            score_scale=args.score_scale,
+        )
+        options = {
+            "site_column": args.site_column,
+            "score_column": args.score_column,
+            "label_column": args.label_column,
+            "positive_labels": list(args.positive_label or DEFAULT_POSITIVE_LABELS),
+            "score_scale": args.score_scale,
+        }
+        table = calibrate(
+            events,
+            args.target_precision,
+            args.min_flagged,
+            source=args.labels,
+            data_sha256=file_sha256(args.labels),
+            options=options,
+        )
+    except CalibrationError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 2
+    plot = True
+    try:
+        from .plot import require_matplotlib
+
+        require_matplotlib()
+    except ImportError:
+        plot = False
+        print("NOTE: matplotlib is not installed: the report has no PNG (pip install matplotlib)", file=sys.stderr)
+    try:
+        writers.write_text_atomically(args.output, json.dumps(table, indent=2) + "\n")
+        paths = write_report(table, events, args.output, plot=plot)
+    except OSError as error:
+        print(f"ERROR: cannot write {error.filename or args.output}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    for site, entry in table["sites"].items():
+        fit = entry["fit"]
+        if fit["flags_nothing"]:
+            decision = f"flags nothing (no floor reaches precision {args.target_precision:g} with {args.min_flagged}+)"
+        else:
+            decision = (
+                f"floor {entry['min_global_confidence']:.4f}: {fit['flagged_at_floor']} of {fit['flagged_events']} "
+                f"flagged, precision {fit['precision_at_floor']:.2f}"
+            )
+        print(f"{site}: {decision}")
+    print(f"Table: {args.output}; report: {paths['report_md']}")
+    return 0

@@ -1,0 +1,33 @@
+# coding=utf-8
+# Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
+"""What the report figures of `orcahello calibrate` and `orcahello evaluate` share: a headless matplotlib and an
+atomic save (a killed run never leaves half a PNG)."""
+
+import os
+
+from .plot import require_matplotlib
+
+
+def new_figure(columns=1, width=6.4, height=4.8):
+    """A figure with `columns` side-by-side axes, drawn without a display (Agg)."""
+    require_matplotlib()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(1, columns, figsize=(width * columns, height), squeeze=False)
+    return figure, list(axes[0])
+
+
+def save_figure(figure, path):
+    """Write `figure` to the PNG `path` through a temporary file and a rename, then release it."""
+    from matplotlib import pyplot
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary_path = f"{path}.tmp{os.getpid()}.png"
+    figure.tight_layout()
+    # No timestamps in the PNG's metadata, so that the same data always give the same file.
+    figure.savefig(temporary_path, dpi=110, metadata={"Software": None})
+    pyplot.close(figure)
+    os.replace(temporary_path, path)
