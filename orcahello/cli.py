@@ -643,6 +643,9 @@ def build_parser():
         help="score every file again, even those a previous run finished with the same model and parameters",
     )
     add_batch_parser(commands)
+    from .embed import add_embed_parser
+
+    add_embed_parser(commands)
     return parser
 
 
@@ -896,6 +899,10 @@ def main(argv=None):
         from .batch import batch_command
 
         return batch_command(args, command=["orcahello", *argv])
+    if args.command == "embed":
+        from .embed import embed_command
+
+        return embed_command(args, command=["orcahello", *argv])
     return EXIT_CANNOT_RUN
 
 
