@@ -39,18 +39,18 @@ MAX_CLIP_SECONDS = 60.0
 TIMELINE_WIDTH, TIMELINE_HEIGHT = 1000, 110
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.5em; color: #1d2330; background: #fafbfc; }
+body { font-family: system-ui, sans-serif; font-size: 15px; margin: 1.5em; color: #1d2330; background: #fafbfc; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 2em; }
 table { border-collapse: collapse; margin: 0.5em 0; }
-th, td { border-bottom: 1px solid #d7dce3; padding: 0.3em 0.6em; text-align: left; vertical-align: middle; }
+th, td { border-bottom: 1px solid #d7dce3; padding: 0.2em 0.5em; text-align: left; vertical-align: middle; }
 th.sortable { cursor: pointer; user-select: none; white-space: nowrap; }
 th.sortable::after { content: " \\2195"; color: #8a93a3; }
 th[aria-sort="ascending"]::after { content: " \\2191"; color: #1d2330; }
 th[aria-sort="descending"]::after { content: " \\2193"; color: #1d2330; }
 td.number { text-align: right; font-variant-numeric: tabular-nums; }
 tr:target { background: #fff3bf; }
-img.spectrogram { width: 320px; height: 128px; display: block; }
-audio { width: 250px; }
+img.spectrogram { width: 256px; height: 102px; display: block; }
+audio { width: 200px; }
 .missing { color: #b00020; font-style: italic; }
 .positive { color: #0b7a33; font-weight: bold; } .negative { color: #5b6473; }
 .warning { color: #9a5b00; }
@@ -224,9 +224,12 @@ def timeline_svg(document, anchor):
         f'<line x1="0" x2="{width}" y1="{y(threshold)}" y2="{y(threshold)}" stroke="#5b6473" '
         f'stroke-dasharray="6,4"><title>threshold {threshold:g}</title></line>'
     )
+    # Each row as a step until the next one starts (the upstream port's rows are overlapping windows).
+    rows = document["submission"]
     points = []
-    for row in document["submission"]:
-        start, end = row["start_time_s"], row["start_time_s"] + row["duration_s"]
+    for index, row in enumerate(rows):
+        start = row["start_time_s"]
+        end = rows[index + 1]["start_time_s"] if index + 1 < len(rows) else start + row["duration_s"]
         points.append(f"{x(start)},{y(row['confidence'])} {x(min(end, duration))},{y(row['confidence'])}")
     parts.append(f'<polyline fill="none" stroke="#1f6feb" stroke-width="1.5" points="{" ".join(points)}"/>')
     label_y = height - 5
@@ -286,7 +289,7 @@ def review_recording(job, document, resumed, number, output_dir, formats):
         else:
             media = (
                 f'<td><img class="spectrogram" src="{relative_link(picture_path, output_dir)}" '
-                f'alt="spectrogram of the clip from {clip_start:.1f} s" width="320" height="128"></td>'
+                f'alt="spectrogram of the clip from {clip_start:.1f} s" width="256" height="102"></td>'
                 f'<td><audio controls preload="metadata" src="{relative_link(clip_path, output_dir)}"></audio>'
                 f"<br><small>clip from {clip_start:.1f} s</small></td>"
             )
@@ -333,11 +336,17 @@ def render_report(output_dir, recordings, failures, run_document):
         if os.path.exists(os.path.join(output_dir, name))
     )
     parameters = run_document.get("parameters", {})
-    model = run_document.get("model", {}).get("name_or_path", "")
+    model_info = run_document.get("model", {})
+    # A folder's name and its weights' hash say which model it was; the full path is in the run file (and a tooltip).
+    model_path = str(model_info.get("name_or_path", ""))
+    fingerprint = model_info.get("weights_sha256") or model_info.get("revision") or ""
+    model = f'<code title="{escape(model_path)}">{escape(os.path.basename(model_path.rstrip("/")) or model_path)}</code>' + (
+        f" ({escape(fingerprint[:12])})" if fingerprint else ""
+    )
     summary = (
         f"{len(recordings)} recording(s), {len(detection_rows)} detection(s)"
         + (f", {len(failures)} failed" if failures else "")
-        + f"; model <code>{escape(str(model))}</code>; threshold {parameters.get('local_threshold', '')}, "
+        + f"; model {model}; threshold {parameters.get('local_threshold', '')}, "
         f"aggregation {escape(str(parameters.get('aggregation', '')))}; "
         f"finished {escape(str(run_document.get('finished_at', '')))}"
     )

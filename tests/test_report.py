@@ -178,8 +178,10 @@ def test_the_browser_check_sees_a_missing_clip_and_a_script_error(report_run, tm
     assert len(broken) == 1 and broken[0]["picture"] is None and broken[0]["audio"] is None
 
 
-def test_rerun_keeps_clips_and_rescoring_replaces_them(recordings, resnet50_folder, tmp_path):
-    arguments = [recordings / "ten.wav", "--output-dir", tmp_path, "--model", resnet50_folder, "--report"]
+def test_rerun_keeps_clips_and_rescoring_replaces_them(recordings, tiny_model_folder, tmp_path):
+    # Threshold 0: every second is positive, so the tiny random model gives one detection, the whole recording.
+    arguments = [recordings / "ten.wav", "--output-dir", tmp_path, "--model", tiny_model_folder, "--report",
+                 "--threshold", 0.0]
     assert run_orcahello_cli(*arguments).returncode == 0
     clips = sorted((tmp_path / f"ten{report.CLIPS_SUFFIX}").iterdir())
     assert clips
