@@ -52,7 +52,7 @@ def recordings(tmp_path_factory):
     shutil.copyfile(CALLS_WAV, folder / "calls.wav")
     shutil.copyfile(TEN_SECONDS_WAV, folder / "ten.wav")
     (folder / "bad.wav").write_bytes(np.random.default_rng(2).bytes(2048))
-    make_orcanode_hls(CALLS_WAV, folder / "node" / "hls" / str(EPOCH))
+    make_orcanode_hls(TEN_SECONDS_WAV, folder / "node" / "hls" / str(EPOCH))
     return folder
 
 
