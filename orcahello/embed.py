@@ -134,7 +134,9 @@ def recording_summary(pipe, info):
     result = pipeline_module(pipe).build_file_result(info, placeholder_scores, return_timestamps=True)
     keys = ("windows", "duration_s", "start_time_utc", "gaps", "warnings", "sampling_rate", "num_channels")
     summary = {key: result[key] for key in keys}
-    summary["windows"] = [{key: value for key, value in window.items() if key != "score"} for window in result["windows"]]
+    summary["windows"] = [
+        {key: value for key, value in window.items() if key != "score"} for window in result["windows"]
+    ]
     summary["window_seconds"], summary["hop_seconds"] = info["window_seconds"], info["hop_seconds"]
     return summary
 
@@ -150,6 +152,8 @@ def iter_window_embeddings(pipe, source, layer=DEFAULT_LAYER, batch_size=None, *
     time, so memory does not grow with the recording's length. Raises the pipeline's `AudioInputError` for input it
     cannot score.
     """
+    import torch
+
     embedder = WindowEmbedder(pipe.model, layer)
     batch_size = int(batch_size or pipe._batch_size or 8)
     preprocess_parameters = pipe._sanitize_parameters(**pipeline_parameters)[0]
@@ -162,8 +166,6 @@ def iter_window_embeddings(pipe, source, layer=DEFAULT_LAYER, batch_size=None, *
             batch.append(model_input)
             if len(batch) < batch_size and not model_input["is_last"]:
                 continue
-            import torch
-
             indices = [int(item["window_index"].reshape(-1)[0]) for item in batch]
             embeddings, scores = embedder(torch.cat([item["input_features"] for item in batch]))
             yield EmbeddedWindows(
@@ -254,7 +256,8 @@ def write_embeddings(
     """
     import pyarrow.parquet as parquet
 
-    file_name = file_name if file_name is not None else os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<input>"
+    if file_name is None:
+        file_name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<input>"
     embedder_dimension = WindowEmbedder(pipe.model, layer).dimension
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     temporary_path = f"{output_path}.tmp{os.getpid()}"
@@ -324,12 +327,14 @@ def embed_files(
     overwrite=False,
     pipe=None,
     command=None,
+    pipeline_parameters=None,
 ):
     """
     What `orcahello embed` does: find the recordings in `paths` as detect does, write each one's table under
     `output_dir` (mirroring the inputs' folders), skip those an earlier run finished with the same model, layer and
     windows (unless `overwrite`), and write `orcahello_embed_run.json`. A recording that cannot be read is reported
-    and never stops the others. `pipe` may be an already loaded pipeline (else `model` is loaded on `device`).
+    and never stops the others. `pipe` may be an already loaded pipeline (else `model` is loaded on `device`);
+    `pipeline_parameters` are pipeline call parameters that choose the windows (e.g. `{"hop_seconds": 0.5}`).
 
     Returns `{"written": [paths], "skipped": [paths], "failed": [(input, reason)], "windows": n, "run_file": path}`.
     """
@@ -341,7 +346,8 @@ def embed_files(
     if layer not in EMBEDDING_LAYERS:
         raise ValueError(f"layer must be one of {EMBEDDING_LAYERS}, got {layer!r}")
     started, started_at = time.monotonic(), cli.now_iso()
-    recordings, failed = cli.find_audio_files(list(paths), recursive=recursive)
+    paths = [os.fspath(path) for path in paths]
+    recordings, failed = cli.find_audio_files(paths, recursive=recursive)
     failed = list(failed)
     for path, reason in failed:
         print(f"ERROR {path}: {reason}", file=sys.stderr)
@@ -352,7 +358,8 @@ def embed_files(
     batch_size = batch_size or cli.DEFAULT_BATCH_SIZE
     # The windows are the pipeline's: whatever its preprocessing parameters are (from the model's config), they
     # are part of what a finished table must match.
-    parameters = {**pipe._sanitize_parameters()[0], "layer": layer}
+    pipeline_parameters = dict(pipeline_parameters or {})
+    parameters = {**pipe._sanitize_parameters(**pipeline_parameters)[0], "layer": layer}
     model_info = cli.describe_model_config(pipe.model.config, model)
     run_hash = cli.run_hash(parameters, model_info)
     metadata = {"model": model_info, "parameters": parameters, "run_hash": run_hash, "version": __version__}
@@ -377,7 +384,7 @@ def embed_files(
             try:
                 table_metadata = write_embeddings(
                     pipe, job.path, output_path, layer=layer, batch_size=batch_size, file_name=job.path,
-                    metadata=metadata, progress=count,
+                    metadata=metadata, progress=count, **pipeline_parameters,
                 )
             except Exception as error:  # one bad recording never stops the others
                 reason = cli.failure_reason(error, job.path)
@@ -396,7 +403,7 @@ def embed_files(
         {
             **metadata,
             "options": {
-                "paths": [os.fspath(path) for path in paths],
+                "paths": paths,
                 "output_dir": os.path.abspath(output_dir),
                 "model": model,
                 "layer": layer,
@@ -468,7 +475,9 @@ def embed_command(args, command=None):
         args.paths, args.output_dir, model=model, layer=args.layer, batch_size=args.batch_size,
         recursive=args.recursive, overwrite=args.overwrite, pipe=pipe, command=command,
     )
-    skipped = f", {len(outcome['skipped'])} skipped (already embedded; --overwrite redoes them)" if outcome["skipped"] else ""
+    skipped = ""
+    if outcome["skipped"]:
+        skipped = f", {len(outcome['skipped'])} skipped (already embedded; --overwrite redoes them)"
     print(
         f"{len(outcome['written'])} table(s) written{skipped}, {len(outcome['failed'])} failed; "
         f"{outcome['windows']} windows embedded. Tables in {args.output_dir}"

@@ -26,7 +26,7 @@ import urllib.parse
 import numpy as np
 
 from . import writers
-from .plot import MonoBlocks, require_matplotlib, spectrogram_db
+from .plot import COLOR_CEILING_PERCENTILE, COLOR_FLOOR_PERCENTILE, MonoBlocks, spectrogram_db
 
 
 REPORT_FILE = "report.html"
@@ -142,7 +142,7 @@ def write_clip_picture(clip_path, picture_path, detection_start_s, detection_end
     from matplotlib.figure import Figure
 
     db, duration_s, top_frequency = spectrogram_db(clip_path)
-    floor, ceiling = np.percentile(db, [5.0, 99.8])
+    floor, ceiling = np.percentile(db, [COLOR_FLOOR_PERCENTILE, COLOR_CEILING_PERCENTILE])
     figure = Figure(figsize=(5.0, 2.0), dpi=64, layout="constrained")
     axis = figure.add_subplot()
     axis.imshow(
@@ -185,7 +185,9 @@ def write_clips(audio_path, document, output_stem, reuse=True):
             count = max(1, min(int(round(end_s * recording.rate)), recording.total_samples) - first)
             audio = np.clip(recording.read(first, count), -1.0, 1.0)
             clip_path, picture_path = paths[index]
-            _atomic(clip_path, lambda path: soundfile.write(path, audio, recording.rate, subtype="PCM_16", format="WAV"))
+            _atomic(
+                clip_path, lambda path: soundfile.write(path, audio, recording.rate, subtype="PCM_16", format="WAV")
+            )
             write_clip_picture(clip_path, picture_path, detection["start"] - start_s, detection["end"] - start_s)
     return paths
 
@@ -209,9 +211,10 @@ def timeline_svg(document, anchor):
     for index, detection in enumerate(document["detections"]):
         left, right = detection["start"], detection["end"]
         parts.append(
-            f'<a href="#{anchor}-{index + 1}"><rect x="{x(left)}" y="{top}" width="{float(x(right)) - float(x(left)):.2f}" '
-            f'height="{plot_height}" fill="#39d353" fill-opacity="0.35"><title>detection {index + 1}: {left:.1f}-'
-            f'{right:.1f} s, max {detection["max_confidence"]:.3f}</title></rect></a>'
+            f'<a href="#{anchor}-{index + 1}"><rect x="{x(left)}" y="{top}" '
+            f'width="{float(x(right)) - float(x(left)):.2f}" height="{plot_height}" fill="#39d353" '
+            f'fill-opacity="0.35"><title>detection {index + 1}: {left:.1f}-{right:.1f} s, max '
+            f'{detection["max_confidence"]:.3f}</title></rect></a>'
         )
     for gap in document.get("gaps") or []:
         parts.append(
@@ -340,9 +343,10 @@ def render_report(output_dir, recordings, failures, run_document):
     # A folder's name and its weights' hash say which model it was; the full path is in the run file (and a tooltip).
     model_path = str(model_info.get("name_or_path", ""))
     fingerprint = model_info.get("weights_sha256") or model_info.get("revision") or ""
-    model = f'<code title="{escape(model_path)}">{escape(os.path.basename(model_path.rstrip("/")) or model_path)}</code>' + (
-        f" ({escape(fingerprint[:12])})" if fingerprint else ""
-    )
+    model_name = os.path.basename(model_path.rstrip("/")) or model_path
+    model = f'<code title="{escape(model_path)}">{escape(model_name)}</code>'
+    if fingerprint:
+        model += f" ({escape(fingerprint[:12])})"
     summary = (
         f"{len(recordings)} recording(s), {len(detection_rows)} detection(s)"
         + (f", {len(failures)} failed" if failures else "")

@@ -162,5 +162,6 @@ class HeadlessChromium:
             elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "warning", "assert"):
                 found.append(f"console.{params['type']}: {params.get('args')}")
             elif method == "Log.entryAdded" and params["entry"].get("level") in ("error", "warning"):
-                found.append(f"log {params['entry']['level']}: {params['entry'].get('text')} {params['entry'].get('url', '')}")
+                entry = params["entry"]
+                found.append(f"log {entry['level']}: {entry.get('text')} {entry.get('url', '')}")
         return found

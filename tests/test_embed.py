@@ -69,7 +69,8 @@ def test_pooled_embeddings_equal_automodels_pooler_output(resnet50_folder, resne
 
     # The rows are detect's windows, and the score of the same forward pass is the pipeline's P(call).
     detected = resnet50_pipeline(str(SHORT_WAV), return_timestamps=True)
-    assert windows == [{key: value for key, value in window.items() if key != "score"} for window in detected["windows"]]
+    without_scores = [{key: value for key, value in window.items() if key != "score"} for window in detected["windows"]]
+    assert windows == without_scores
     np.testing.assert_allclose(scores, [window["score"] for window in detected["windows"]], rtol=0, atol=1e-4)
 
 
@@ -87,6 +88,21 @@ def test_head_embeddings_are_what_the_last_linear_layer_classifies(tiny_model_fo
     assert embeddings.shape == (5, classifier.config.head_hidden_size)
     np.testing.assert_allclose(embeddings, expected.numpy(), rtol=0, atol=1e-3)
     np.testing.assert_allclose(scores, expected_scores.numpy(), rtol=0, atol=1e-5)
+
+
+def test_other_window_settings_give_the_pipelines_windows(tiny_pipeline, tmp_path):
+    """The windows are the pipeline's own for any setting it takes (here a half-second hop): embed follows it."""
+    windows, embeddings, scores = embed.window_embeddings(tiny_pipeline, str(TEN_SECONDS_WAV), hop_seconds=0.5)
+    detected = tiny_pipeline(str(TEN_SECONDS_WAV), return_timestamps=True, hop_seconds=0.5)["windows"]
+    assert len(windows) == len(detected) == 17 and embeddings.shape[0] == 17
+    assert [(window["start"], window["end"]) for window in windows] == [(w["start"], w["end"]) for w in detected]
+    np.testing.assert_allclose(scores, [window["score"] for window in detected], rtol=0, atol=1e-4)
+    # Through embed_files too, where the setting is part of what a finished table must match.
+    outcome = embed.embed_files([TEN_SECONDS_WAV], tmp_path, pipe=tiny_pipeline, pipeline_parameters={"hop_seconds": 0.5})
+    table = parquet.read_table(outcome["written"][0])
+    assert table.column("start").to_pylist() == [window["start"] for window in detected]
+    assert embed.read_embeddings_metadata(outcome["written"][0])["parameters"]["hop_seconds"] == 0.5
+    assert embed.embed_files([TEN_SECONDS_WAV], tmp_path, pipe=tiny_pipeline)["written"]  # the default hop: redone
 
 
 def test_unknown_layer_is_refused(tiny_pipeline):

@@ -38,7 +38,8 @@ DESCRIBE_PAGE = """(async () => {
     const image = row.querySelector('img.spectrogram'), audio = row.querySelector('audio');
     return {id: row.id, recording: row.cells[0].textContent, start: parseFloat(row.cells[1].dataset.value),
             confidence: parseFloat(row.cells[3].dataset.value),
-            picture: image ? {src: image.getAttribute('src'), complete: image.complete, width: image.naturalWidth} : null,
+            picture: image ? {src: image.getAttribute('src'), complete: image.complete,
+                              width: image.naturalWidth} : null,
             audio: audio ? {src: audio.getAttribute('src'), ready: audio.readyState, duration: audio.duration,
                             error: audio.error ? audio.error.code : null} : null,
             missing: row.querySelectorAll('.missing').length};
