@@ -271,7 +271,9 @@ def write_embeddings(
                 written = {**(metadata or {}), "recording": summary, "layer": layer,
                            "num_windows": len(block.recording["windows"])}
                 schema = embeddings_schema(embedder_dimension, written)
-                writer = parquet.ParquetWriter(temporary_path, schema)
+                # Dictionary encoding only for the one repeated string: on the float vectors it makes the file
+                # 20% larger than the raw floats. zstd saves another ~10% on them.
+                writer = parquet.ParquetWriter(temporary_path, schema, use_dictionary=["file"], compression="zstd")
             pending.append(block)
             pending_windows += len(block.windows)
             total_windows += len(block.windows)
