@@ -648,10 +648,10 @@ def build_parser():
         help="also write report.html: every detection with its spectrogram and audio clip, a confidence timeline "
         "per recording (a static page, no server; needs matplotlib; see orcahello/report.py)",
     )
-    add_batch_parser(commands)
     from .embed import add_embed_parser
 
     add_embed_parser(commands)
+    add_batch_parser(commands)
     return parser
 
 
@@ -913,14 +913,14 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.command == "detect":
         return detect(args, command=["orcahello", *argv])
-    if args.command == "batch":
-        from .batch import batch_command
-
-        return batch_command(args, command=["orcahello", *argv])
     if args.command == "embed":
         from .embed import embed_command
 
         return embed_command(args, command=["orcahello", *argv])
+    if args.command == "batch":
+        from .batch import batch_command
+
+        return batch_command(args, command=["orcahello", *argv])
     return EXIT_CANNOT_RUN
 
 
