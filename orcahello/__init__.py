@@ -3,7 +3,8 @@
 """
 Command-line and batch tools around the OrcaHello detector pipeline: `orcahello detect` (see `orcahello.cli`),
 the per-file and combined output writers (`orcahello.writers`), spectrogram plots (`orcahello.plot`, needs
-matplotlib) and scoring of `datasets.Dataset` audio columns (`orcahello.datasets_utils`).
+matplotlib), the review page of `detect --report` (`orcahello.report`), per-window embeddings (`orcahello embed`,
+`orcahello.embed`, needs pyarrow) and scoring of `datasets.Dataset` audio columns (`orcahello.datasets_utils`).
 """
 
 import os

@@ -663,6 +663,15 @@ def build_parser():
         action="store_true",
         help="score every file again, even those a previous run finished with the same model and parameters",
     )
+    detect_parser.add_argument(
+        "--report",
+        action="store_true",
+        help="also write report.html: every detection with its spectrogram and audio clip, a confidence timeline "
+        "per recording (a static page, no server; needs matplotlib; see orcahello/report.py)",
+    )
+    from .embed import add_embed_parser
+
+    add_embed_parser(commands)
     add_batch_parser(commands)
     from . import calibrate, evaluate
 
@@ -778,11 +787,11 @@ def detect(args, command=None):
     from tqdm.auto import tqdm
 
     started, started_at = time.monotonic(), now_iso()
-    if args.plot:
+    if args.plot or args.report:
         from .plot import require_matplotlib
 
         try:
-            require_matplotlib()
+            require_matplotlib("--plot" if args.plot else "--report")
         except ImportError as error:
             print(f"ERROR: {error}", file=sys.stderr)
             return EXIT_CANNOT_RUN
@@ -838,6 +847,7 @@ def detect(args, command=None):
 
     summary_rows = [{"path": path, "status": "error", "error": reason} for path, reason in input_problems]
     combined_raven = []
+    reviewed = []  # --report: what the page shows of each recording (its clips are written as the run goes)
     counts = {"scored": 0, "skipped": 0, "failed": 0}
 
     # disable=None: a bar on a terminal, none in logs and pipes (where it would be a wall of carriage returns).
@@ -864,6 +874,10 @@ def detect(args, command=None):
                     progress_bar.write(f"WARNING {job.path}: {warning}", file=sys.stderr)
             summary_rows.append(summary_row(job, document))
             combined_raven.append((job.relative_path, document["duration_s"], document["detections"]))
+            if args.report:
+                from .report import review_recording
+
+                reviewed.append(review_recording(job, document, resumed, len(reviewed) + 1, output_dir, args.format))
     finally:
         progress_bar.close()
 
@@ -893,6 +907,7 @@ def detect(args, command=None):
             "model": model,
             "plot": args.plot,
             "overwrite": args.overwrite,
+            "report": args.report,
         },
         "command": command,
         "started_at": started_at,
@@ -901,6 +916,12 @@ def detect(args, command=None):
         "files": {"found": len(jobs), **counts, "inputs_without_audio": len(input_problems)},
     }
     writers.write_json(os.path.join(output_dir, writers.RUN_PARAMETERS_JSON), run_document)
+    if args.report:
+        from .report import write_report
+
+        failures = [(row["path"], row["error"]) for row in summary_rows if row["status"] == "error"]
+        report_path = write_report(output_dir, reviewed, failures, run_document)
+        print(f"Report: {report_path}")
 
     skipped = (
         f", {counts['skipped']} skipped (already scored with this model and these parameters; --overwrite redoes them)"
@@ -921,6 +942,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.command == "detect":
         return detect(args, command=["orcahello", *argv])
+    if args.command == "embed":
+        from .embed import embed_command
+
+        return embed_command(args, command=["orcahello", *argv])
     if args.command == "batch":
         from .batch import batch_command
 

@@ -23,17 +23,18 @@ COLOR_FLOOR_PERCENTILE = 5.0
 COLOR_CEILING_PERCENTILE = 99.8
 
 MATPLOTLIB_MISSING = (
-    "--plot needs matplotlib, which is not installed: pip install \"orcahello-srkw-detector[plot]\" "
+    "{option} needs matplotlib, which is not installed: pip install \"orcahello-srkw-detector[plot]\" "
     "(or pip install \"matplotlib>=3.7\")"
 )
 
 
-def require_matplotlib():
-    """Raise an `ImportError` with an install hint when matplotlib is missing (checked before a run starts)."""
+def require_matplotlib(option="--plot"):
+    """Raise an `ImportError` with an install hint when matplotlib, which `option` needs, is missing (checked before a
+    run starts)."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise ImportError(MATPLOTLIB_MISSING) from None
+        raise ImportError(MATPLOTLIB_MISSING.format(option=option)) from None
 
 
 class MonoBlocks:

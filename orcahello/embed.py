@@ -1,0 +1,487 @@
+# coding=utf-8
+# Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
+"""
+`orcahello embed`: what the detector's network makes of every window, as a vector per window in a Parquet table,
+to cluster what it heard (vessels, other whales, the squeak that fools it) or to train something on top.
+
+    orcahello embed recordings/ --recursive --output-dir embeddings
+    orcahello embed archive/rpi_orcasound_lab/hls/1600000000/live.m3u8 --layer head --output-dir embeddings
+
+The inputs and windows are `detect`'s: the same files, folders, globs and HLS streams, cut and featurized by the
+loaded pipeline's own `preprocess` (so whatever window settings the pipeline applies apply here too). Each
+recording gets `<stem>.orcahello.embeddings.parquet`, one row per window:
+
+- `file` (the recording as given), `window_index`, `start` and `end` (seconds), `start_utc` and `end_utc` (ISO 8601,
+  null unless the input says when it started, as for detect: HLS), `spans_gap` (HLS: the window spans a gap in the
+  stream), `silent` (digital silence), `score` (P(call) from the same forward pass);
+- `embedding`: a fixed-size list of float32. `--layer pooled` (default): the 4096 concat-pooled ResNet features,
+  `AutoModel`'s `pooler_output`; `--layer head`: the 512 features the head's last linear layer classifies (after
+  its ReLU and BatchNorm).
+
+Embeddings are computed by the PyTorch model: the fast CPU engines (OpenVINO, ONNX Runtime) are exported to give
+logits only. Recordings are processed in batches of windows and written in row groups, so memory stays flat on
+hour-long recordings. Each table is written to a temporary file and renamed when complete; a rerun into the same
+folder skips the tables already made with the same model, layer and windows (`--overwrite` redoes them). The
+table's Parquet metadata (key `orcahello`) holds the recording's duration, start time, gaps and warnings, the model
+and the parameters. Needs pyarrow (`pip install "orcahello-srkw-detector[embed]"`).
+
+From Python: `iter_window_embeddings` (streaming), `window_embeddings` (one recording in memory),
+`write_embeddings` (one table) and `embed_files` (what the command does).
+"""
+
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+
+EMBEDDING_LAYERS = ("pooled", "head")
+DEFAULT_LAYER = "pooled"
+EMBEDDINGS_SUFFIX = ".orcahello.embeddings.parquet"
+RUN_FILE = "orcahello_embed_run.json"
+METADATA_KEY = b"orcahello"
+# Windows per Parquet row group: 256 pooled embeddings are 4 MB, small enough to hold while the next batches run,
+# large enough that readers scan the table efficiently.
+ROW_GROUP_WINDOWS = 256
+PYARROW_MISSING = (
+    'orcahello embed needs pyarrow, which is not installed: pip install "orcahello-srkw-detector[embed]" '
+    '(or pip install "pyarrow>=14")'
+)
+
+
+def require_pyarrow():
+    """Raise an `ImportError` with an install hint when pyarrow is missing (checked before a run starts)."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise ImportError(PYARROW_MISSING) from None
+
+
+class WindowEmbedder:
+    """
+    Embeddings and P(call) of a batch of model inputs from one forward pass of the PyTorch classifier.
+
+    Args:
+        model ([`OrcaHelloForAudioClassification`]):
+            The classifier (a pipeline's `model`), in eval mode.
+        layer (`str`, *optional*, defaults to `"pooled"`):
+            `"pooled"`: the body's concat-pooled features (`OrcaHelloModel`'s `pooler_output`, 4096 for ResNet50);
+            `"head"`: the input of the head's last linear layer (512), read with a forward pre-hook.
+    """
+
+    def __init__(self, model, layer=DEFAULT_LAYER):
+        if layer not in EMBEDDING_LAYERS:
+            raise ValueError(f"layer must be one of {EMBEDDING_LAYERS}, got {layer!r}")
+        self.model = model
+        self.layer = layer
+
+    @property
+    def dimension(self):
+        config = self.model.config
+        return config.pooled_size if self.layer == "pooled" else config.head_hidden_size
+
+    def __call__(self, input_features):
+        """`(embeddings, scores)` as float32 numpy arrays `(windows, dimension)` and `(windows,)`."""
+        import torch
+
+        parameter = next(self.model.parameters())
+        captured = {}
+        if self.layer == "head":
+            hook = self.model.classifier.out_proj.register_forward_pre_hook(
+                lambda module, inputs: captured.__setitem__("embedding", inputs[0])
+            )
+        else:
+            hook = self.model.orcahello.pooler.register_forward_hook(
+                lambda module, inputs, output: captured.__setitem__("embedding", output)
+            )
+        try:
+            with torch.inference_mode():
+                logits = self.model(input_features=input_features.to(parameter.device, parameter.dtype)).logits
+        finally:
+            hook.remove()
+        scores = torch.softmax(logits.float(), dim=-1)[:, 1]
+        return captured["embedding"].float().cpu().numpy(), scores.cpu().numpy()
+
+
+@dataclasses.dataclass
+class EmbeddedWindows:
+    """One batch of consecutive windows of a recording with their embeddings."""
+
+    windows: list  # detect's window entries: start, end, and for HLS spans_gap and start_utc/end_utc
+    window_indices: list
+    silent: list
+    embeddings: np.ndarray  # (windows, dimension) float32
+    scores: np.ndarray  # (windows,) float32
+    recording: dict  # what `recording_summary` says about the whole recording
+
+
+def pipeline_module(pipe):
+    """The module that defines the loaded pipeline (a model folder's custom code, or this checkout's)."""
+    return sys.modules[type(pipe).__module__]
+
+
+def recording_summary(pipe, info):
+    """
+    What detect's result says about a recording apart from its scores: its `windows` table (start, end, and for
+    HLS spans_gap and UTC), `duration_s`, `start_time_utc`, `gaps` and `warnings`. Taken from the pipeline's own
+    `build_file_result`, so the rows are detect's windows by construction; none of these depend on the scores,
+    for which placeholders stand in.
+    """
+    placeholder_scores = np.zeros(info["num_windows"])
+    result = pipeline_module(pipe).build_file_result(info, placeholder_scores, return_timestamps=True)
+    keys = ("windows", "duration_s", "start_time_utc", "gaps", "warnings", "sampling_rate", "num_channels")
+    summary = {key: result[key] for key in keys}
+    summary["windows"] = [
+        {key: value for key, value in window.items() if key != "score"} for window in result["windows"]
+    ]
+    summary["window_seconds"], summary["hop_seconds"] = info["window_seconds"], info["hop_seconds"]
+    return summary
+
+
+def iter_window_embeddings(pipe, source, layer=DEFAULT_LAYER, batch_size=None, **pipeline_parameters):
+    """
+    Embed every window of one recording, batch by batch: yields `EmbeddedWindows`.
+
+    `pipe` is the OrcaHello audio-classification pipeline (`transformers.pipeline(..., trust_remote_code=True)`);
+    `source` anything it accepts (a path, an HLS playlist or segment folder, bytes, an array with `sampling_rate=`);
+    `pipeline_parameters` its call parameters that choose the windows (`window_seconds`, `hop_seconds`,
+    `sampling_rate`): the windows are read and featurized by the pipeline's own `preprocess`, a few blocks at a
+    time, so memory does not grow with the recording's length. Raises the pipeline's `AudioInputError` for input it
+    cannot score.
+    """
+    import torch
+
+    embedder = WindowEmbedder(pipe.model, layer)
+    batch_size = int(batch_size or pipe._batch_size or 8)
+    preprocess_parameters = pipe._sanitize_parameters(**pipeline_parameters)[0]
+    model_inputs = pipe.preprocess(source, **preprocess_parameters)
+    summary, batch = None, []
+    try:
+        for model_input in model_inputs:
+            if summary is None:
+                summary = recording_summary(pipe, model_input["recording"])
+            batch.append(model_input)
+            if len(batch) < batch_size and not model_input["is_last"]:
+                continue
+            indices = [int(item["window_index"].reshape(-1)[0]) for item in batch]
+            embeddings, scores = embedder(torch.cat([item["input_features"] for item in batch]))
+            yield EmbeddedWindows(
+                windows=[summary["windows"][index] for index in indices],
+                window_indices=indices,
+                silent=[bool(item["window_is_silent"].reshape(-1)[0]) for item in batch],
+                embeddings=embeddings,
+                scores=scores,
+                recording=summary,
+            )
+            batch = []
+    finally:
+        model_inputs.close()  # stops the frontend's thread and closes the recording, also when the caller stops
+
+
+def window_embeddings(pipe, source, layer=DEFAULT_LAYER, batch_size=None, **pipeline_parameters):
+    """
+    One recording's windows and embeddings in memory: `(windows, embeddings, scores)`, detect's window entries, a
+    float32 `(windows, dimension)` array and the P(call) of each window. For long recordings prefer
+    `iter_window_embeddings` or `write_embeddings`.
+    """
+    windows, embeddings, scores = [], [], []
+    for block in iter_window_embeddings(pipe, source, layer, batch_size, **pipeline_parameters):
+        windows.extend(block.windows)
+        embeddings.append(block.embeddings)
+        scores.append(block.scores)
+    return windows, np.concatenate(embeddings), np.concatenate(scores)
+
+
+def embeddings_schema(dimension, metadata=None):
+    import pyarrow as pa
+
+    fields = [
+        pa.field("file", pa.string()),
+        pa.field("window_index", pa.int32()),
+        pa.field("start", pa.float64()),
+        pa.field("end", pa.float64()),
+        pa.field("start_utc", pa.string()),
+        pa.field("end_utc", pa.string()),
+        pa.field("spans_gap", pa.bool_()),
+        pa.field("silent", pa.bool_()),
+        pa.field("score", pa.float32()),
+        pa.field("embedding", pa.list_(pa.float32(), dimension)),
+    ]
+    encoded = {METADATA_KEY: json.dumps(metadata).encode("utf-8")} if metadata is not None else None
+    return pa.schema(fields, metadata=encoded)
+
+
+def _record_batch(file_name, blocks, schema):
+    import pyarrow as pa
+
+    windows = [window for block in blocks for window in block.windows]
+    embeddings = np.concatenate([block.embeddings for block in blocks]).astype(np.float32, copy=False)
+    dimension = embeddings.shape[1]
+    columns = {
+        "file": [file_name] * len(windows),
+        "window_index": [index for block in blocks for index in block.window_indices],
+        "start": [window["start"] for window in windows],
+        "end": [window["end"] for window in windows],
+        "start_utc": [window.get("start_utc") for window in windows],
+        "end_utc": [window.get("end_utc") for window in windows],
+        "spans_gap": [bool(window.get("spans_gap", False)) for window in windows],
+        "silent": [flag for block in blocks for flag in block.silent],
+        "score": np.concatenate([block.scores for block in blocks]).astype(np.float32),
+    }
+    arrays = [pa.array(columns[field.name], type=field.type) for field in schema if field.name != "embedding"]
+    arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1)), dimension))
+    return pa.record_batch(arrays, schema=schema)
+
+
+def write_embeddings(
+    pipe,
+    source,
+    output_path,
+    layer=DEFAULT_LAYER,
+    batch_size=None,
+    file_name=None,
+    metadata=None,
+    progress=None,
+    **pipeline_parameters,
+):
+    """
+    Write one recording's table to `output_path` (see the module's description), through a temporary file renamed
+    when complete: an interrupted run never leaves a table that looks finished. `file_name` fills the `file` column
+    (default: `source` as given); `metadata` (a JSON-able dict) is stored with the recording's summary under the
+    Parquet metadata key `orcahello`; `progress(windows)` is called after every batch. Returns the metadata
+    written (with the recording's summary, less its window table, and `num_windows`).
+    """
+    import pyarrow.parquet as parquet
+
+    if file_name is None:
+        file_name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<input>"
+    embedder_dimension = WindowEmbedder(pipe.model, layer).dimension
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    temporary_path = f"{output_path}.tmp{os.getpid()}"
+    writer, pending, pending_windows, total_windows, written = None, [], 0, 0, None
+    try:
+        for block in iter_window_embeddings(pipe, source, layer, batch_size, **pipeline_parameters):
+            if writer is None:
+                # The schema's metadata must be known before the first row group: everything in it is known once
+                # the recording is open.
+                summary = {key: value for key, value in block.recording.items() if key != "windows"}
+                written = {**(metadata or {}), "recording": summary, "layer": layer,
+                           "num_windows": len(block.recording["windows"])}
+                schema = embeddings_schema(embedder_dimension, written)
+                # Dictionary encoding only for the one repeated string: on the float vectors it makes the file
+                # 20% larger than the raw floats. zstd saves another ~10% on them.
+                writer = parquet.ParquetWriter(temporary_path, schema, use_dictionary=["file"], compression="zstd")
+            pending.append(block)
+            pending_windows += len(block.windows)
+            total_windows += len(block.windows)
+            if pending_windows >= ROW_GROUP_WINDOWS:
+                writer.write_batch(_record_batch(file_name, pending, schema))
+                pending, pending_windows = [], 0
+            if progress is not None:
+                progress(len(block.windows))
+        if pending:
+            writer.write_batch(_record_batch(file_name, pending, schema))
+        writer.close()
+        writer = None
+        if total_windows != written["num_windows"]:
+            raise RuntimeError(f"{file_name}: {total_windows} windows embedded of {written['num_windows']}")
+        os.replace(temporary_path, output_path)
+    finally:
+        if writer is not None:
+            writer.close()
+        if os.path.exists(temporary_path):
+            os.remove(temporary_path)
+    return written
+
+
+def read_embeddings_metadata(path):
+    """The `orcahello` metadata of a table `write_embeddings` made, or None when it is missing or unreadable."""
+    try:
+        import pyarrow.parquet as parquet
+
+        metadata = parquet.read_schema(path).metadata or {}
+        return json.loads(metadata[METADATA_KEY])
+    except (OSError, ValueError, KeyError, ImportError):  # pyarrow's ArrowInvalid (a damaged file) is a ValueError
+        return None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The command
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def embeddings_path(job):
+    """Where `job`'s table goes: beside where detect would write its outputs, `<stem>.orcahello.embeddings.parquet`."""
+    return os.fspath(job.output_stem) + EMBEDDINGS_SUFFIX
+
+
+def embed_files(
+    paths,
+    output_dir,
+    model=None,
+    layer=DEFAULT_LAYER,
+    batch_size=None,
+    device="auto",
+    recursive=False,
+    overwrite=False,
+    pipe=None,
+    command=None,
+    pipeline_parameters=None,
+):
+    """
+    What `orcahello embed` does: find the recordings in `paths` as detect does, write each one's table under
+    `output_dir` (mirroring the inputs' folders), skip those an earlier run finished with the same model, layer and
+    windows (unless `overwrite`), and write `orcahello_embed_run.json`. A recording that cannot be read is reported
+    and never stops the others. `pipe` may be an already loaded pipeline (else `model` is loaded on `device`);
+    `pipeline_parameters` are pipeline call parameters that choose the windows (e.g. `{"hop_seconds": 0.5}`).
+
+    Returns `{"written": [paths], "skipped": [paths], "failed": [(input, reason)], "windows": n, "run_file": path}`.
+    """
+    from tqdm.auto import tqdm
+
+    from . import __version__, cli, writers
+
+    require_pyarrow()
+    if layer not in EMBEDDING_LAYERS:
+        raise ValueError(f"layer must be one of {EMBEDDING_LAYERS}, got {layer!r}")
+    started, started_at = time.monotonic(), cli.now_iso()
+    paths = [os.fspath(path) for path in paths]
+    recordings, failed = cli.find_audio_files(paths, recursive=recursive)
+    failed = list(failed)
+    for path, reason in failed:
+        print(f"ERROR {path}: {reason}", file=sys.stderr)
+    model = model or cli.default_model()
+    if pipe is None:
+        device = cli.resolve_device(device)
+        pipe = cli.load_pipeline(model, device)
+    batch_size = batch_size or cli.DEFAULT_BATCH_SIZE
+    # The windows are the pipeline's: whatever its preprocessing parameters are (from the model's config), they
+    # are part of what a finished table must match.
+    pipeline_parameters = dict(pipeline_parameters or {})
+    parameters = {**pipe._sanitize_parameters(**pipeline_parameters)[0], "layer": layer}
+    model_info = cli.describe_model_config(pipe.model.config, model)
+    run_hash = cli.run_hash(parameters, model_info)
+    metadata = {"model": model_info, "parameters": parameters, "run_hash": run_hash, "version": __version__}
+
+    written, skipped, windows_embedded = [], [], 0
+    jobs = cli.plan_jobs(recordings, output_dir)
+    # disable=None: a bar on a terminal, none in logs and pipes.
+    progress_bar = tqdm(jobs, desc="OrcaHello embed", unit="file", file=sys.stderr, disable=None)
+    try:
+        for job in progress_bar:
+            output_path = embeddings_path(job)
+            previous = None if overwrite else read_embeddings_metadata(output_path)
+            if previous is not None and previous.get("run_hash") == run_hash:
+                skipped.append(output_path)
+                continue
+
+            def count(windows):
+                nonlocal windows_embedded
+                windows_embedded += windows
+                progress_bar.set_postfix_str(f"{windows_embedded} windows embedded")
+
+            try:
+                table_metadata = write_embeddings(
+                    pipe, job.path, output_path, layer=layer, batch_size=batch_size, file_name=job.path,
+                    metadata=metadata, progress=count, **pipeline_parameters,
+                )
+            except Exception as error:  # one bad recording never stops the others
+                reason = cli.failure_reason(error, job.path)
+                progress_bar.write(f"ERROR {job.path}: {reason}", file=sys.stderr)
+                failed.append((job.path, reason))
+                continue
+            for warning in table_metadata["recording"]["warnings"]:
+                progress_bar.write(f"WARNING {job.path}: {warning}", file=sys.stderr)
+            written.append(output_path)
+    finally:
+        progress_bar.close()
+
+    run_file = os.path.join(output_dir, RUN_FILE)
+    writers.write_json(
+        run_file,
+        {
+            **metadata,
+            "options": {
+                "paths": paths,
+                "output_dir": os.path.abspath(output_dir),
+                "model": model,
+                "layer": layer,
+                "batch_size": batch_size,
+                "device": str(pipe.device),
+                "recursive": recursive,
+                "overwrite": overwrite,
+            },
+            "command": command,
+            "started_at": started_at,
+            "finished_at": cli.now_iso(),
+            "elapsed_s": round(time.monotonic() - started, 3),
+            "files": {"found": len(jobs), "written": len(written), "skipped": len(skipped), "failed": len(failed)},
+            "failed": [{"path": path, "error": reason} for path, reason in failed],
+        },
+    )
+    return {"written": written, "skipped": skipped, "failed": failed, "windows": windows_embedded, "run_file": run_file}
+
+
+def add_embed_parser(commands):
+    """`orcahello embed` and its options."""
+    import argparse
+
+    from . import cli
+
+    parser = commands.add_parser(
+        "embed",
+        help="write each window's embedding (what the network makes of it) to a Parquet table per recording",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="as for detect: files, HLS playlists, folders, globs")
+    parser.add_argument(
+        "--output-dir", metavar="DIR", default="orcahello_embeddings",
+        help="where the tables go, mirroring the inputs' folders (default: ./orcahello_embeddings)",
+    )
+    parser.add_argument(
+        "--layer", choices=EMBEDDING_LAYERS, default=DEFAULT_LAYER,
+        help="pooled: the 4096 concat-pooled features (AutoModel's pooler_output, default); head: the 512 features "
+        "the head's last layer classifies",
+    )
+    parser.add_argument(
+        "--batch-size", metavar="N", type=cli.positive_integer, default=cli.DEFAULT_BATCH_SIZE,
+        help=f"windows per forward pass (default: {cli.DEFAULT_BATCH_SIZE}; on a GPU try 32 or more)",
+    )
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="default: auto")
+    parser.add_argument("--recursive", action="store_true", help="also search the subfolders of folders")
+    parser.add_argument("--model", metavar="DIR_OR_REPO", default=None, help="model folder or Hub id; as for detect")
+    parser.add_argument("--overwrite", action="store_true", help="embed every recording again")
+
+
+def embed_command(args, command=None):
+    """Run `orcahello embed` with the parsed `args`; returns the exit status."""
+    from . import cli
+
+    try:
+        require_pyarrow()
+    except ImportError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return cli.EXIT_CANNOT_RUN
+    model = args.model or cli.default_model()
+    try:
+        device = cli.resolve_device(args.device)
+        pipe = cli.load_pipeline(model, device)
+    except Exception as error:  # a missing folder, no Hub access, a broken config: nothing can be embedded
+        print(f"ERROR: cannot load the model {model!r}: {' '.join(str(error).split())}", file=sys.stderr)
+        return cli.EXIT_CANNOT_RUN
+    outcome = embed_files(
+        args.paths, args.output_dir, model=model, layer=args.layer, batch_size=args.batch_size,
+        recursive=args.recursive, overwrite=args.overwrite, pipe=pipe, command=command,
+    )
+    skipped = ""
+    if outcome["skipped"]:
+        skipped = f", {len(outcome['skipped'])} skipped (already embedded; --overwrite redoes them)"
+    print(
+        f"{len(outcome['written'])} table(s) written{skipped}, {len(outcome['failed'])} failed; "
+        f"{outcome['windows']} windows embedded. Tables in {args.output_dir}"
+    )
+    return cli.EXIT_OK if not outcome["failed"] else cli.EXIT_SOME_FILES_FAILED
