@@ -643,6 +643,9 @@ def build_parser():
         help="score every file again, even those a previous run finished with the same model and parameters",
     )
     add_batch_parser(commands)
+    from .live import add_live_parser  # `orcahello live` keeps its options with it (orcahello.live)
+
+    add_live_parser(commands)
     return parser
 
 
@@ -896,6 +899,10 @@ def main(argv=None):
         from .batch import batch_command
 
         return batch_command(args, command=["orcahello", *argv])
+    if args.command == "live":
+        from .live import live_command
+
+        return live_command(args, command=["orcahello", *argv])
     return EXIT_CANNOT_RUN
 
 
