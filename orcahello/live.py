@@ -240,9 +240,16 @@ class LiveFollower:
                 except HLSInputError:
                     failures = self.segment_failures.get(segment.number, 0) + 1
                     self.segment_failures[segment.number] = failures
-                    if failures < LOST_AFTER_FAILURES or position == len(todo) - 1:
+                    if failures < LOST_AFTER_FAILURES:
                         raise
-                    logger.warning("%s: segment %s failed %d times while later ones are listed: lost",
+                    # Lost when the stream went on without it: later segments listed, or a new stream folder.
+                    moved_on = position < len(todo) - 1 or (
+                        self.source.kind == "node"
+                        and self.source.current_playlist()[0] != self.recording.recording_id
+                    )
+                    if not moved_on:
+                        raise
+                    logger.warning("%s: segment %s failed %d times and the stream went on without it: lost",
                                    self.source.name, segment.name, failures)
                     self.lost.add(segment.number)
                     self.next_segment = segment.number + 1
@@ -508,8 +515,9 @@ def live_command(args, command=None):
     """Run `orcahello live`; returns the exit status (0 after a signal or --stop-after)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("transformers_modules").setLevel(logging.ERROR)
+    stop_event = threading.Event()
     try:
-        sources = [LiveSource(source) for source in args.sources]
+        sources = [LiveSource(source, stop_event=stop_event) for source in args.sources]
     except LiveSourceError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return cli.EXIT_CANNOT_RUN
@@ -546,7 +554,6 @@ def live_command(args, command=None):
     except (LiveSourceError, ValueError) as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return cli.EXIT_CANNOT_RUN
-    stop_event = threading.Event()
 
     def request_stop(signal_number, frame):
         logger.info("%s: finishing the segment at hand, then stopping", signal.Signals(signal_number).name)

@@ -82,7 +82,8 @@ class LiveSource:
         timeout (`float`): seconds to wait for each HTTP answer.
     """
 
-    def __init__(self, source, timeout=HTTP_TIMEOUT_SECONDS):
+    def __init__(self, source, timeout=HTTP_TIMEOUT_SECONDS, stop_event=None):
+        self.stop_event = stop_event  # set on SIGTERM: no more retries, so that stopping never waits on them
         self.source = source.rstrip("/") if is_url(source) and not is_playlist(source) else source
         self.timeout = timeout
         self.name = source_name_of(source)
@@ -118,9 +119,10 @@ class LiveSource:
                 return fetch(location, self.name, self.timeout)
             except HLSInputError as error:
                 logger.warning("%s (attempt %d of %d)", error, attempt, FETCH_ATTEMPTS)
-                if attempt == FETCH_ATTEMPTS:
+                if attempt == FETCH_ATTEMPTS or (self.stop_event is not None and self.stop_event.wait(delay)):
                     raise
-                time.sleep(delay)
+                if self.stop_event is None:
+                    time.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")
 
@@ -417,10 +419,19 @@ class LiveRecording:
         return np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0].copy()
 
     def forget_before(self, sample):
-        """Let go of the samples before `sample` (whole chunks): memory is bounded by what is still to be used."""
+        """
+        Let go of the samples before `sample` (whole chunks), and of the time line before it (all but the anchor in
+        force there, the gaps before it): memory stays bounded by what is still to be scored, however long the
+        recording runs.
+        """
         while self._chunks and self._chunks[0][0] + self._chunks[0][1].shape[1] <= sample:
             self._chunks.popleft()
         self._held_from = max(self._held_from, min(sample, self._chunks[0][0] if self._chunks else self.num_samples))
+        if self.anchors and self.sampling_rate:
+            seconds = self._held_from / self.sampling_rate
+            in_force = max(index for index, anchor in enumerate(self.anchors) if anchor[0] <= seconds or index == 0)
+            del self.anchors[:in_force]
+            self.gaps = [gap for gap in self.gaps if gap["start_s"] >= seconds]
 
     def held_samples(self):
         return sum(chunk.shape[1] for _, chunk in self._chunks)

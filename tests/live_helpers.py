@@ -131,6 +131,12 @@ class GrowingNode:
     def lose(self, epoch, number):
         """The segment never arrives: nothing is written (numbering in the playlist runs on)."""
 
+    def list_without_uploading(self, epoch, number):
+        """The playlist lists the segment, but its upload failed: fetching it gives 404."""
+        (self.node_folder / "hls" / str(epoch)).mkdir(parents=True, exist_ok=True)
+        self.published.setdefault(epoch, []).append(self.entries(epoch)[number])
+        self._write_playlist(epoch)
+
     def end(self, epoch):
         self.ended.add(epoch)
         self._write_playlist(epoch)

@@ -255,3 +255,73 @@ def test_bad_sources_are_refused_with_one_line(tmp_path, tiny_model_folder):
     assert completed.stderr.strip().splitlines()[-1] == (
         f"ERROR: {empty}: a local node folder needs a latest.txt naming its stream folder"
     )
+
+
+def test_a_listed_segment_that_never_downloads_is_declared_lost_and_the_rest_matches_detect(
+    tmp_path, tiny_model_folder, encoded_streams
+):
+    root, output_dir = tmp_path / "bucket", tmp_path / "live"
+    node = GrowingNode(root, NODE, encoded_streams)
+    node.publish(SECOND_EPOCH, 0)
+    node.list_without_uploading(SECOND_EPOCH, 1)  # 404, on every try
+    for number in range(2, node.segment_count(SECOND_EPOCH)):
+        node.publish(SECOND_EPOCH, number)
+    node.end(SECOND_EPOCH)
+    port = free_port()
+    server = file_server(root, port).start()
+    try:
+        live = start_live(
+            tmp_path / "live.log", f"http://127.0.0.1:{port}/{NODE}", "--model", tiny_model_folder,
+            "--output-dir", output_dir, "--poll-seconds", 0.2, "--backlog-seconds", 3600, "--no-plot",
+        )
+
+        def finished():
+            state_path = output_dir / NODE / "state.json"
+            return state_path.exists() and json.loads(state_path.read_text())["finished"]
+
+        try:
+            wait_until(finished, 240, what="the recording's end")
+        finally:
+            returncode, log = stop_live(live, tmp_path / "live.log")
+    finally:
+        server.stop()
+    assert returncode == 0, log[-3000:]
+    assert "live001.ts failed 3 times and the stream went on without it: lost" in log
+    assert "HTTP error 404" in log
+    assert json.loads((output_dir / NODE / "state.json").read_text())["lost_segments"] == [1]
+
+    # detect on the same stream with the lost segment left out of the playlist
+    playlist = node.playlist_path(SECOND_EPOCH)
+    lines = playlist.read_text().splitlines()
+    missing = lines.index("live001.ts")
+    playlist.write_text("\n".join(lines[: missing - 1] + lines[missing + 1 :]) + "\n")
+    completed = run_orcahello_cli(playlist, "--model", tiny_model_folder, "--output-dir", tmp_path / "detect",
+                                  "--format", "json")
+    assert completed.returncode == 0, completed.stderr
+    expected = json.loads(next((tmp_path / "detect").rglob("live.orcahello.json")).read_text())
+    windows = read_jsonl(output_dir / NODE / "windows.jsonl")
+    assert [entry["index"] for entry in windows] == list(range(len(expected["windows"])))
+    assert [(entry["start_utc"], entry["end_utc"], entry["spans_gap"]) for entry in windows] == [
+        (entry["start_utc"], entry["end_utc"], entry["spans_gap"]) for entry in expected["windows"]
+    ]
+    np.testing.assert_allclose([entry["score"] for entry in windows],
+                               [entry["score"] for entry in expected["windows"]], rtol=0, atol=1e-4)
+    assert any(entry["spans_gap"] for entry in windows)
+
+
+def test_memory_held_by_a_recording_stays_bounded(encoded_streams):
+    """Decoding a long recording while letting go of what is scored holds about one segment, not the stream."""
+    from hls_orcahello import parse_playlist
+    from orcahello.live_stream import LiveRecording, nominal_segment_seconds
+
+    folder = encoded_streams[FIRST_EPOCH]
+    segments, _ = parse_playlist((folder / "live.m3u8").read_text(), str(folder / "live.m3u8"), "test")
+    recording = LiveRecording("test", str(FIRST_EPOCH), FIRST_EPOCH, nominal_segment_seconds(segments))
+    held = []
+    for repeat in range(4):  # the same segments again and again: a 4-times longer stream
+        for segment in segments[:-1]:
+            recording.add_segment(segment, (folder / segment.name).read_bytes())
+            recording.forget_before(recording.num_samples - 48000)
+            held.append(recording.held_samples())
+    assert recording.num_samples > 4 * 60 * 48000
+    assert max(held) < 12 * 48000  # one 10-s segment and the second kept
