@@ -235,9 +235,16 @@ class LiveFollower:
             if segment.marked_gap:
                 self.recording.add_marked_gap(segment)
             else:
+                decoded_before = self.recording.num_samples
                 try:
-                    data = self.source.read(segment.location)
-                except HLSInputError:
+                    self.recording.add_segment(segment, self.source.read(segment.location))
+                except HLSInputError as error:
+                    if self.recording.num_samples != decoded_before:
+                        # It broke off after some of its audio was decoded: that part stays, the rest is lost.
+                        logger.warning("%s: %s: kept what decoded before the error", self.source.name, error)
+                        self.next_segment = segment.number + 1
+                        self._score_ready(arrival=self.arrivals.pop(segment.number, now))
+                        continue
                     failures = self.segment_failures.get(segment.number, 0) + 1
                     self.segment_failures[segment.number] = failures
                     if failures < LOST_AFTER_FAILURES:
@@ -249,14 +256,13 @@ class LiveFollower:
                     )
                     if not moved_on:
                         raise
-                    logger.warning("%s: segment %s failed %d times and the stream went on without it: lost",
-                                   self.source.name, segment.name, failures)
+                    logger.warning("%s: segment %s failed %d times and the stream went on without it: lost (%s)",
+                                   self.source.name, segment.name, failures, error)
                     self.lost.add(segment.number)
                     self.next_segment = segment.number + 1
                     self._save_state(finished=False)
                     continue
                 self.segment_failures.pop(segment.number, None)
-                self.recording.add_segment(segment, data)
             self.next_segment = segment.number + 1
             self._score_ready(arrival=self.arrivals.pop(segment.number, now))
         self.segments_behind = sum(1 for segment in segments if segment.number >= self.next_segment)

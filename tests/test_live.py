@@ -7,7 +7,6 @@ finished playlists.
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
