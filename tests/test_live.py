@@ -324,3 +324,55 @@ def test_memory_held_by_a_recording_stays_bounded(encoded_streams):
             held.append(recording.held_samples())
     assert recording.num_samples > 4 * 60 * 48000
     assert max(held) < 12 * 48000  # one 10-s segment and the second kept
+
+
+def test_time_line_and_gaps_follow_detects_rules_segment_by_segment(tmp_path, encoded_streams):
+    """
+    A playlist with every kind of time evidence (program date-times, a clock jump, a discontinuity, an #EXT-X-GAP
+    segment, a segment left out), decoded segment by segment as live does, gives HLSAudio's samples, UTC anchors
+    and gaps exactly.
+    """
+    from hls_orcahello import iso_utc, open_hls, parse_playlist
+    from orcahello.live_stream import LiveRecording, nominal_segment_seconds
+
+    folder = tmp_path / str(FIRST_EPOCH)
+    folder.mkdir()
+    source = encoded_streams[FIRST_EPOCH]
+    entries = GrowingNode(tmp_path, "unused", encoded_streams).entries(FIRST_EPOCH)
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-MEDIA-SEQUENCE:0", "#EXT-X-TARGETDURATION:11"]
+    clock = 1700000000.25
+    for number, (extinf, name) in enumerate(entries):
+        (folder / name).write_bytes((source / name).read_bytes())
+        if number == 2:
+            continue  # left out: the timestamps jump
+        if number == 3:
+            clock += 5.0  # the clock jumps too
+        if number == 4:
+            lines += ["#EXTINF:10.0,", "missing_gap.ts"]
+            lines.insert(-2, "#EXT-X-GAP")
+        if number == 5:
+            lines.append("#EXT-X-DISCONTINUITY")
+        if number != 6:  # the last segment has no date-time of its own
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{iso_utc(clock)}")
+        lines += [extinf, name]
+        clock += float(extinf.split(":")[1].rstrip(","))
+    lines.append("#EXT-X-ENDLIST")
+    playlist = folder / "live.m3u8"
+    playlist.write_text("\n".join(lines) + "\n")
+
+    expected = open_hls(str(playlist))
+    segments, _ = parse_playlist(playlist.read_text(), str(playlist), str(playlist))
+    recording = LiveRecording("live", str(FIRST_EPOCH), FIRST_EPOCH, nominal_segment_seconds(segments))
+    for segment in segments:
+        if segment.marked_gap:
+            recording.add_marked_gap(segment)
+        else:
+            recording.add_segment(segment, (folder / segment.name).read_bytes())
+    recording.finish()
+
+    assert recording.num_samples == expected.num_samples
+    assert np.array_equal(recording.read(0, recording.num_samples), expected.read(0, expected.num_samples))
+    assert recording.start_time_utc == expected.start_time_utc
+    assert recording.anchors == expected.anchors
+    assert recording.gaps == expected.gaps
+    assert len(expected.gaps) == 3  # the left-out segment, the marked one, the discontinuity
