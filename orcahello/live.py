@@ -33,7 +33,6 @@ import threading
 import time
 
 from hls_orcahello import HLSInputError, epoch_from_folder, iso_utc, utc_at
-from pipeline_orcahello import build_file_result, featurize_windows
 
 from . import __version__, cli
 from .live_outputs import SourceOutputs, write_json_atomically
@@ -67,6 +66,9 @@ class WindowScorer:
 
     def score(self, recording, bounds):
         """`(P(call) per window, digital silence per window)` for the sample `bounds` of `recording`."""
+        # Imported here, as orcahello.batch does: building the command line parser never loads torch.
+        from pipeline_orcahello import featurize_windows
+
         scores, silent = [], []
         for first in range(0, len(bounds), self.batch_size):
             block = bounds[first : first + self.batch_size]
@@ -342,6 +344,8 @@ class LiveFollower:
 
     def _write_minute(self, final=False):
         """The file-level result of the minute's windows (`build_file_result`), and its outputs."""
+        from pipeline_orcahello import build_file_result
+
         recording = self.recording
         first_index = self.next_minute * self.minute_windows
         entries = [entry for entry in self.pending if entry["index"] < first_index + self.minute_windows]
