@@ -3,6 +3,7 @@
 # Ubuntu machine can run to get the same thing without a container).
 #
 #   scripts/container_install.sh [VENV_DIR]        (default /opt/orcahello/venv)
+#   scripts/container_install.sh --print-plan [VENV_DIR]   says what it would install, installs nothing
 #
 # - Python 3.10+ with venv (on Debian/Ubuntu as root, python3 and python3-venv are installed with apt-get if missing);
 # - CPU-only torch and torchaudio from $TORCH_INDEX_URL (default PyTorch's CPU wheel index: no CUDA libraries,
@@ -12,13 +13,25 @@
 #   folder is the converted Transformers one, mounted at run time.
 set -euo pipefail
 SOURCE_DIR="$(cd "$(dirname "$0")/.." && pwd)"
+PRINT_PLAN=0
+if [ "${1:-}" = "--print-plan" ]; then
+  PRINT_PLAN=1
+  shift
+fi
 VENV_DIR="${1:-/opt/orcahello/venv}"
 TORCH_INDEX_URL="${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}"
 # The pins of pyproject.toml: torch and torchaudio must be a matched pair.
-TORCH_PINS=$(sed -n 's/^ *"\(torch\(audio\)\?==[0-9.]*\)",$/\1/p' "$SOURCE_DIR/pyproject.toml" | tr '\n' ' ')
+TORCH_PINS=$(sed -n 's/^ *"\(torch\(audio\)\?==[0-9.]*\)",$/\1/p' "$SOURCE_DIR/pyproject.toml" | paste -sd ' ')
 if [ -z "$TORCH_PINS" ]; then
   echo "ERROR: no torch/torchaudio pins found in $SOURCE_DIR/pyproject.toml" >&2
   exit 2
+fi
+if [ "$PRINT_PLAN" = 1 ]; then
+  echo "venv: $VENV_DIR"
+  echo "torch: $TORCH_PINS"
+  echo "torch index: $TORCH_INDEX_URL"
+  echo "package: $SOURCE_DIR[plot]"
+  exit 0
 fi
 
 if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then

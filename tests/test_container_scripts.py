@@ -88,3 +88,25 @@ def test_start_script_passes_its_options_on(tmp_path, tiny_model_folder):
     )
     assert completed.returncode == 2
     assert "--stop-after: must be more than 0, got -5" in completed.stderr
+
+
+def test_install_script_installs_the_pinned_cpu_torch_pair_and_this_checkout():
+    """The install step's plan (what the image's build runs), read from pyproject.toml's pins."""
+    import tomllib
+
+    completed = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "container_install.sh"), "--print-plan", "/opt/venv"],
+        env={key: value for key, value in os.environ.items() if key != "TORCH_INDEX_URL"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    pins = [
+        requirement for requirement in tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"][
+            "dependencies"] if requirement.startswith(("torch==", "torchaudio=="))
+    ]
+    assert completed.stdout.splitlines() == [
+        "venv: /opt/venv",
+        f"torch: {' '.join(pins)}",
+        "torch index: https://download.pytorch.org/whl/cpu",
+        f"package: {REPO_ROOT}[plot]",
+    ]
