@@ -376,3 +376,47 @@ def test_time_line_and_gaps_follow_detects_rules_segment_by_segment(tmp_path, en
     assert recording.anchors == expected.anchors
     assert recording.gaps == expected.gaps
     assert len(expected.gaps) == 3  # the left-out segment, the marked one, the discontinuity
+
+
+def test_killed_outright_and_started_again_every_window_is_written_once(tmp_path, tiny_model_folder, encoded_streams):
+    """SIGKILL (no chance to flush anything): the next run still writes each window exactly once."""
+    from hls_orcahello import open_hls
+
+    root, output_dir = tmp_path / "bucket", tmp_path / "live"
+    node = GrowingNode(root, NODE, encoded_streams)
+    for number in range(node.segment_count(FIRST_EPOCH)):
+        node.publish(FIRST_EPOCH, number)
+    node.end(FIRST_EPOCH)
+    port = free_port()
+    server = file_server(root, port).start()
+    windows_path = output_dir / NODE / "windows.jsonl"
+    arguments = [f"http://127.0.0.1:{port}/{NODE}", "--model", tiny_model_folder, "--output-dir", output_dir,
+                 "--poll-seconds", 0.2, "--backlog-seconds", 3600, "--no-plot", "--batch-size", 2]
+    try:
+        live = start_live(tmp_path / "first.log", *arguments)
+        try:
+            wait_until(lambda: windows_path.exists() and len(read_jsonl(windows_path)) >= 12, 180, 0.05,
+                       what="12 windows")
+        finally:
+            live.kill()
+            live.wait()
+        written_at_kill = len(read_jsonl(windows_path))
+        live = start_live(tmp_path / "second.log", *arguments)
+
+        def finished():
+            state = json.loads((output_dir / NODE / "state.json").read_text())
+            return state["finished"]
+
+        try:
+            wait_until(finished, 240, what="the recording's end")
+        finally:
+            returncode, log = stop_live(live, tmp_path / "second.log")
+    finally:
+        server.stop()
+    assert returncode == 0, log[-3000:]
+    decoded = open_hls(str(node.playlist_path(FIRST_EPOCH)))
+    expected_windows = (decoded.num_samples - 2 * 48000) // 48000 + 1
+    assert written_at_kill < expected_windows and "resuming recording 1600000000" in log
+    assert [entry["index"] for entry in read_jsonl(windows_path)] == list(range(expected_windows))
+    minutes = sorted(path.name[:5] for path in (output_dir / NODE / "minutes").rglob("*.orcahello.json"))
+    assert minutes == ["00000", "00001"]
