@@ -46,7 +46,7 @@ DEFAULT_OUTPUT_DIR = "orcahello_live"
 DEFAULT_POLL_SECONDS = 10.0  # Orcasound's segment length: a new segment every 10 s
 DEFAULT_BACKLOG_SECONDS = 60.0
 MINUTE_SECONDS = 60.0
-# Segments decoded per source per turn, so that one source's backlog never starves the others.
+# Segments scored per source per turn, so that one source's backlog never starves the others.
 SEGMENTS_PER_TURN = 6
 # A listed segment that fails this many turns in a row while later ones are listed is declared lost.
 LOST_AFTER_FAILURES = 3
@@ -204,15 +204,25 @@ class LiveFollower:
             if not more:
                 self.next_poll_at = time.monotonic() + self.settings["poll_seconds"]
         except (HLSInputError, LiveSourceError) as error:
-            self.failures_in_a_row += 1
-            self.last_error = str(error)
-            delay = min(self.settings["poll_seconds"] * 2 ** (self.failures_in_a_row - 1), MAX_BACKOFF_SECONDS)
-            logger.warning("%s: %s (failure %d in a row; next try in %.1f s)", self.source.name, error,
-                           self.failures_in_a_row, delay)
-            self.next_poll_at = time.monotonic() + delay
+            self._back_off(error)
+            more = False
+        except Exception as error:  # unforeseen: this source starts again from what is on disk, the others go on
+            logger.exception("%s: unexpected error; resuming this source from its output folder", self.source.name)
+            self.recording = None
+            self.state = self.outputs.load_state() or {}
+            self._back_off(f"{type(error).__name__}: {error}")
             more = False
         self._write_status()
         return more
+
+    def _back_off(self, error):
+        """A failed turn: a warning, and the next try after a delay that doubles with each failure in a row."""
+        self.failures_in_a_row += 1
+        self.last_error = str(error)
+        delay = min(self.settings["poll_seconds"] * 2 ** (self.failures_in_a_row - 1), MAX_BACKOFF_SECONDS)
+        logger.warning("%s: %s (failure %d in a row; next try in %.1f s)", self.source.name, error,
+                       self.failures_in_a_row, delay)
+        self.next_poll_at = time.monotonic() + delay
 
     def _step(self, stop_event):
         if self.recording is None and not self._open_recording():
@@ -228,9 +238,12 @@ class LiveFollower:
             self.lost.update(range(self.next_segment, segments[0].number))
             self.next_segment = segments[0].number
         todo = [segment for segment in segments if segment.number >= self.next_segment]
-        for position, segment in enumerate(todo[:SEGMENTS_PER_TURN]):
-            if stop_event.is_set():
-                return False
+        scored_segments = 0
+        for position, segment in enumerate(todo):
+            # Segments decoded again after a restart (no window to score) do not count: they take milliseconds.
+            if stop_event.is_set() or scored_segments == SEGMENTS_PER_TURN:
+                break
+            windows_before = self.next_window
             if segment.number in self.lost:
                 self.next_segment = segment.number + 1
                 continue
@@ -267,6 +280,9 @@ class LiveFollower:
                 self.segment_failures.pop(segment.number, None)
             self.next_segment = segment.number + 1
             self._score_ready(arrival=self.arrivals.pop(segment.number, now))
+            scored_segments += self.next_window > windows_before
+        if stop_event.is_set():
+            return False
         self.segments_behind = sum(1 for segment in segments if segment.number >= self.next_segment)
         if self.segments_behind:
             return True
