@@ -214,7 +214,8 @@ class LiveRecording:
         previous = self._previous_segment["name"] if self._previous_segment else None
         gap = self._gap_at(self.num_samples, previous, segment.name)
         gap["reasons"].append(f"{segment.name} is marked #EXT-X-GAP")
-        gap["_evidence"]["marked"] = gap["_evidence"].get("marked", 0.0) + (segment.duration or self.nominal_seconds)
+        duration = segment.duration or self.nominal_seconds or 0.0
+        gap["_evidence"]["marked"] = gap["_evidence"].get("marked", 0.0) + duration
 
     def add_segment(self, segment, data):
         """Decode one playable segment (its `.ts` bytes) onto the end of the recording; returns its sample count."""
