@@ -134,7 +134,9 @@ def test_live_over_a_growing_stream_writes_every_window_once_as_detect_scores_th
         receiver.stop()
 
     # The outage was noticed, and survived.
-    assert "cannot reach" in second_log and "WARNING" in second_log, second_log[-3000:]
+    # (The failure's own words are hls_orcahello.fetch's; the warning around them is live's.)
+    warnings = [line for line in second_log.splitlines() if "WARNING" in line and f"127.0.0.1:{port}" in line]
+    assert any("(failure 2 in a row; next try in" in line for line in warnings), second_log[-3000:]
     assert "resuming recording 1600000000" in second_log
 
     # What detect gives for the finished playlists (the lost segment is not in the second).
@@ -286,7 +288,7 @@ def test_a_listed_segment_that_never_downloads_is_declared_lost_and_the_rest_mat
         server.stop()
     assert returncode == 0, log[-3000:]
     assert "live001.ts failed 3 times and the stream went on without it: lost" in log
-    assert "HTTP error 404" in log
+    assert any("live001.ts" in line and "404" in line for line in log.splitlines() if "WARNING" in line)
     assert json.loads((output_dir / NODE / "state.json").read_text())["lost_segments"] == [1]
 
     # detect on the same stream with the lost segment left out of the playlist
