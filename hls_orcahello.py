@@ -159,6 +159,54 @@ def utc_at(anchors, seconds, before=False):
     return None if anchor_utc is None else anchor_utc + (seconds - anchor_seconds)
 
 
+def gap_missing_seconds(evidence, timestamp_jump, clock_jump):
+    """
+    `(missing_s, missing_s_from)` for a gap: how long it is and what says so (`(None, None)` when nothing does).
+    `evidence` is what the boundary showed (`"discontinuity"`, `"marked"` seconds, `"numbers"` seconds),
+    `timestamp_jump` the presentation-timestamp jump there, `clock_jump` the `#EXT-X-PROGRAM-DATE-TIME` one.
+    """
+    # Timestamps count the encoder's samples exactly, unless the stream was restarted (a discontinuity);
+    # the playlist's clock comes next; then what the playlist or the numbering imply.
+    if evidence.get("discontinuity"):
+        timestamp_jump = None
+    if timestamp_jump is not None and timestamp_jump > TIMESTAMP_JUMP_TOLERANCE_SECONDS:
+        return timestamp_jump, "timestamps"
+    if clock_jump is not None and clock_jump > PROGRAM_DATE_TIME_JUMP_TOLERANCE_SECONDS:
+        return clock_jump, "program-date-time"
+    if "marked" in evidence:
+        return evidence["marked"], "EXTINF of #EXT-X-GAP segments"
+    if timestamp_jump is not None and abs(timestamp_jump) <= TIMESTAMP_JUMP_TOLERANCE_SECONDS:
+        # Numbers are missing, or the clock jumped, but the timestamps run on: no audio is missing.
+        return max(timestamp_jump, 0.0), "timestamps"
+    if "numbers" in evidence:
+        return evidence["numbers"], "segment numbers x mean duration"
+    if clock_jump is not None:
+        return max(clock_jump, 0.0), "program-date-time"
+    return None, None
+
+
+def stream_start_time(first, folder_epoch, nominal):
+    """
+    `(start, start_time_source, warning)`: the Unix time of the first decoded sample, from the first playable
+    segment `first` (its program date-time) or the stream folder's epoch (`folder_epoch`, plus `first.number` mean
+    segment durations `nominal` when earlier segments are absent); `(None, None, None)` when neither says.
+    """
+    if first.program_date_time is not None:
+        return first.program_date_time, "EXT-X-PROGRAM-DATE-TIME", None
+    if folder_epoch is None:
+        return None, None, None
+    start, source, warning = float(folder_epoch), "folder name (Unix epoch of the stream start)", None
+    first_number = first.number or 0
+    if first_number > 0:
+        start += first_number * nominal
+        source += f" + {first_number} x {nominal:.3f} s (segments before {first.name} absent)"
+        warning = (
+            f"the start time is estimated: the folder name is the stream's start, and {first.name} is segment "
+            f"{first_number}, taken to start {first_number} mean segment durations ({nominal:.3f} s) later"
+        )
+    return start, source, warning
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Playlists and segment lists
 # ----------------------------------------------------------------------------------------------------------------
@@ -554,42 +602,17 @@ class HLSAudio:
 
         for sample, gap in gaps.items():
             evidence = gap.pop("_evidence")
-            # Timestamps count the encoder's samples exactly, unless the stream was restarted (a discontinuity);
-            # the playlist's clock comes next; then what the playlist or the numbering imply.
-            timestamp_jump = None if evidence.get("discontinuity") else jumps.get(sample)
-            clock_jump = program_date_time_jumps.get(sample)
-            if timestamp_jump is not None and timestamp_jump > TIMESTAMP_JUMP_TOLERANCE_SECONDS:
-                gap["missing_s"], gap["missing_s_from"] = timestamp_jump, "timestamps"
-            elif clock_jump is not None and clock_jump > PROGRAM_DATE_TIME_JUMP_TOLERANCE_SECONDS:
-                gap["missing_s"], gap["missing_s_from"] = clock_jump, "program-date-time"
-            elif "marked" in evidence:
-                gap["missing_s"], gap["missing_s_from"] = evidence["marked"], "EXTINF of #EXT-X-GAP segments"
-            elif timestamp_jump is not None and abs(timestamp_jump) <= TIMESTAMP_JUMP_TOLERANCE_SECONDS:
-                # Numbers are missing, or the clock jumped, but the timestamps run on: no audio is missing.
-                gap["missing_s"], gap["missing_s_from"] = max(timestamp_jump, 0.0), "timestamps"
-            elif "numbers" in evidence:
-                gap["missing_s"], gap["missing_s_from"] = evidence["numbers"], "segment numbers x mean duration"
-            elif clock_jump is not None:
-                gap["missing_s"], gap["missing_s_from"] = max(clock_jump, 0.0), "program-date-time"
+            gap["missing_s"], gap["missing_s_from"] = gap_missing_seconds(
+                evidence, jumps.get(sample), program_date_time_jumps.get(sample)
+            )
             gap["reason"] = "; ".join(gap.pop("reasons"))
         self.gaps = [gaps[sample] for sample in sorted(gaps)]
 
         # The UTC time line: anchors where the time is known (or becomes unknown), extrapolated between them.
         first = next(segment for segment in self.segments if not segment.marked_gap)
-        self.start_time_source = None
-        start = None
-        if first.program_date_time is not None:
-            start, self.start_time_source = first.program_date_time, "EXT-X-PROGRAM-DATE-TIME"
-        elif self.folder_epoch is not None:
-            start, self.start_time_source = float(self.folder_epoch), "folder name (Unix epoch of the stream start)"
-            first_number = first.number or 0
-            if first_number > 0:
-                start += first_number * nominal
-                self.start_time_source += f" + {first_number} x {nominal:.3f} s (segments before {first.name} absent)"
-                self.warnings.append(
-                    f"the start time is estimated: the folder name is the stream's start, and {first.name} is segment "
-                    f"{first_number}, taken to start {first_number} mean segment durations ({nominal:.3f} s) later"
-                )
+        start, self.start_time_source, warning = stream_start_time(first, self.folder_epoch, nominal)
+        if warning:
+            self.warnings.append(warning)
         # Walked in time order, so a gap's anchor extrapolates from everything before it.
         anchors = [[0.0, start]]
         stated = {

@@ -677,6 +677,9 @@ def build_parser():
 
     calibrate.add_parser(commands)
     evaluate.add_parser(commands)
+    from .live import add_live_parser  # `orcahello live` keeps its options with it (orcahello.live)
+
+    add_live_parser(commands)
     return parser
 
 
@@ -958,6 +961,10 @@ def main(argv=None):
         from .evaluate import evaluate_command
 
         return evaluate_command(args)
+    if args.command == "live":
+        from .live import live_command
+
+        return live_command(args, command=["orcahello", *argv])
     return EXIT_CANNOT_RUN
 
 
