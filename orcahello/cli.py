@@ -379,6 +379,7 @@ class RunSettings:
     engine: str = "auto"
     site_thresholds_file: str = None  # the --site-thresholds table, when one is used
     site: str = None  # the table's site pattern that gave this recording's parameters (None: its default)
+    allow_other_hosts: bool = False  # HLS over HTTP: segments and redirects on hosts other than the playlist's
 
 
 def settings_for_recording(job, settings, args, config, site_table):
@@ -455,7 +456,7 @@ def score_or_resume(job, pipe, settings):
     if not resumed:
         result = pipe(
             job.path, return_timestamps=True, batch_size=settings.batch_size, engine=settings.engine,
-            **settings.parameters,
+            allow_other_hosts=settings.allow_other_hosts, **settings.parameters,
         )
         document = build_document(job, result, settings)
         for kind in writers.OUTPUT_SUFFIXES:  # "json" comes first
@@ -638,6 +639,12 @@ def build_parser():
         "--plot", action="store_true", help="also save a spectrogram PNG per file (needs matplotlib)"
     )
     detect_parser.add_argument(
+        "--allow-other-hosts",
+        action="store_true",
+        help="HLS over HTTP: fetch segments (and follow redirects) on hosts other than the playlist's, which are "
+        "refused by default",
+    )
+    detect_parser.add_argument(
         "--overwrite",
         action="store_true",
         help="score every file again, even those a previous run finished with the same model and parameters",
@@ -804,6 +811,7 @@ def detect(args, command=None):
         run_hash=run_hash(run_identity, model_info),
         engine=args.engine,
         site_thresholds_file=os.path.abspath(args.site_thresholds) if site_table is not None else None,
+        allow_other_hosts=args.allow_other_hosts,
     )
     output_dir = args.output_dir
     jobs = plan_jobs(paths, output_dir)
