@@ -35,7 +35,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
-from . import REPO_ROOT, __version__, site_thresholds, writers
+from . import REPO_ROOT, __version__, run_lock, site_thresholds, writers
 
 
 HUB_MODEL_ID = "orcasound/orcahello-srkw-detector-v1"
@@ -899,7 +899,15 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     if args.command == "detect":
-        return detect(args, command=["orcahello", *argv])
+        # One run per output folder: a second one would rewrite the same files under the first.
+        try:
+            with run_lock.OutputFolderLock(args.output_dir, "orcahello detect") as lock:
+                if lock.stale_holder and lock.stale_holder.get("pid"):  # a killed run: its half-written files go
+                    writers.remove_temporaries_of(args.output_dir, lock.stale_holder["pid"])
+                return detect(args, command=["orcahello", *argv])
+        except run_lock.OutputFolderBusy as error:
+            print(f"ERROR: {error}", file=sys.stderr)
+            return EXIT_CANNOT_RUN
     if args.command == "batch":
         from .batch import batch_command
 
