@@ -5,7 +5,7 @@ Custom handler for Hugging Face Inference Endpoints: serves the OrcaHello detect
 
 Inference Endpoints import `EndpointHandler` from `handler.py` at the root of the model repository, construct it
 once with the repository's local folder, and call it with every request's deserialized body. This file imports only
-the standard library, numpy, torch and transformers: the model's own code (feature extractor, pipeline) comes from
+the standard library, numpy, torch, transformers (and soundfile, which the pipeline needs too, to read headers): the model's own code (feature extractor, pipeline) comes from
 the model folder through `trust_remote_code=True`, so the handler works wherever it sits next to a model folder.
 
 Requests (JSON, or an audio body: the endpoint turns `Content-Type: audio/*` bodies into `{"inputs": <bytes>}`):

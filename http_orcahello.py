@@ -125,8 +125,11 @@ def fetch(
         `HTTPFetchError` with one line starting with the URL: what failed, after how many attempts.
     """
     urllib3 = _import_urllib3()
-    from urllib3.exceptions import HTTPError as URLLib3Error
-    from urllib3.exceptions import NewConnectionError, ProtocolError, ReadTimeoutError, TimeoutError
+    # Attributes, not `from urllib3... import`: transformers requires every package a remote-code file imports
+    # outside try/except, and a model loaded for local files must not need urllib3.
+    errors = urllib3.exceptions
+    URLLib3Error, NewConnectionError, ProtocolError = errors.HTTPError, errors.NewConnectionError, errors.ProtocolError
+    ReadTimeoutError, TimeoutError = errors.ReadTimeoutError, errors.TimeoutError
 
     deadline = time.monotonic() + deadline_seconds
     pool = _pool_manager(urllib3)
@@ -205,7 +208,7 @@ def fetch(
                 response.drain_conn()
                 raise fail(f"HTTP error {response.status} ({response.reason})")
             try:
-                return _read_body(response, max_bytes, deadline, fail, deadline_seconds)
+                return _read_body(response, max_bytes, deadline, fail, deadline_seconds, ProtocolError)
             except (ProtocolError, ReadTimeoutError, TimeoutError) as error:  # the body broke off: try again
                 try:
                     back_off(error=error)
@@ -217,7 +220,7 @@ def fetch(
             response.release_conn()
 
 
-def _read_body(response, max_bytes, deadline, fail, deadline_seconds):
+def _read_body(response, max_bytes, deadline, fail, deadline_seconds, ProtocolError):
     """The body, read in chunks; refused past `max_bytes`; cut off at `deadline` (a watchdog shuts the socket)."""
     declared = response.headers.get("Content-Length")
     if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
@@ -253,7 +256,5 @@ def _read_body(response, max_bytes, deadline, fail, deadline_seconds):
     finally:
         watchdog.cancel()
     if declared is not None and declared.strip().isdigit() and received < int(declared):
-        from urllib3.exceptions import ProtocolError
-
         raise ProtocolError(f"the body ended after {received} of {int(declared)} bytes")
     return b"".join(chunks)
