@@ -142,8 +142,12 @@ def fetch(
         return HTTPFetchError(f"{where}: {message}{tries}")
 
     def check_target(target):
-        if urllib.parse.urlsplit(target).scheme.lower() not in ("http", "https"):
-            raise fail(f"refused: a redirect to {target!r}, which is not http(s)")
+        try:
+            scheme = urllib.parse.urlsplit(target).scheme.lower()
+        except ValueError as error:
+            raise fail(f"not a valid URL ({error})") from None
+        if scheme not in ("http", "https"):
+            raise fail("not an http(s) URL" if target == url else f"refused: a redirect to {target!r}, not http(s)")
         if allowed_origin is not None and origin(target) != tuple(allowed_origin):
             raise fail(
                 f"refused: {describe_origin(origin(target))} is not the playlist's host "
@@ -171,6 +175,8 @@ def fetch(
                 "GET", current, retries=False, redirect=False, preload_content=False,
                 timeout=urllib3.Timeout(connect=attempt_timeout, read=attempt_timeout),
             )  # fmt: skip
+        except errors.LocationValueError as error:  # not a URL at all: nothing to retry
+            raise fail(f"not a valid URL ({error})") from None
         except URLLib3Error as error:
             try:
                 back_off(error=error)
