@@ -4,8 +4,9 @@
 HTTP downloads for OrcaHello's HLS input (playlists and segments) and for `orcahello live`: one `fetch` that
 
 - waits at most `timeout` seconds for a connection and for each read;
-- retries with exponential backoff (urllib3's `Retry`: at once, then after 1 s, 2 s, 4 s) on connection errors, timeouts,
-  HTTP 5xx and 429 (honouring `Retry-After`, capped), then gives up with a one-line `HTTPFetchError` naming the URL;
+- retries with exponential backoff (urllib3's `Retry`: at once, then after 1 s, 2 s, 4 s) on connection errors,
+  timeouts, HTTP 5xx and 429 (honouring `Retry-After`, capped), then gives up with a one-line `HTTPFetchError`
+  naming the URL;
 - stops at a byte cap (`max_bytes`: a server sending an endless body) and an overall deadline (`deadline_seconds`,
   retries and backoff included: a server dripping one byte every few seconds never trips the per-read timeout);
 - follows at most `MAX_REDIRECTS` redirects itself, refusing any that leave http(s) (`file://` and the like) and,
@@ -118,7 +119,8 @@ def fetch(
         max_bytes (`int`): refuse a body longer than this (from `Content-Length` when given, else while reading).
         deadline_seconds (`float`): the whole download, retries and backoff included, never takes longer.
         retries (`int`), backoff_seconds (`float`): attempts after the first on connection errors, timeouts, 5xx
-            and 429, waiting `backoff_seconds * 2 ** (n - 1)` (none before the first retry; or the server's `Retry-After`).
+            and 429, waiting `backoff_seconds * 2 ** (n - 1)` (none before the first retry) or the server's
+            `Retry-After`.
         allowed_origin (`tuple`, *optional*): `origin(...)` of the only host `url` and its redirects may be on.
 
     Raises:

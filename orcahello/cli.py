@@ -480,9 +480,8 @@ def score_or_resume(job, pipe, settings):
     if settings.plot and needs("png"):
         from .plot import plot_detections
 
-        plot_detections(
-            job.path, document, writers.output_path(job.output_stem, "png"), allow_other_hosts=settings.allow_other_hosts
-        )
+        png_path = writers.output_path(job.output_stem, "png")
+        plot_detections(job.path, document, png_path, allow_other_hosts=settings.allow_other_hosts)
     if not resumed:
         writers.write_json(json_path, document)
     return document, resumed
