@@ -77,11 +77,11 @@ def main(model_folder, cases):
             else:  # libsndfile's FLAC takes only the usual rates: 8-bit WAV keeps 600 s under 128 MiB
                 write_audio(paths[case], 600, 191999, 1, "WAV", "PCM_U8")
             # Each request in a fresh process: its peak is the handler's and the request's alone.
-            subprocess.run([sys.executable, __file__, model_folder, case, paths[case]], check=True)
+            subprocess.run([sys.executable, __file__, "--one", model_folder, case, paths[case]], check=True)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 3:
-        one_case(*sys.argv[1:4])
+    if sys.argv[1] == "--one":  # the child process of one case
+        one_case(*sys.argv[2:5])
     else:
         main(sys.argv[1], sys.argv[2:] or ["refused_1hz", "long_fast", "long_prime_rate"])
