@@ -5,7 +5,7 @@ Custom handler for Hugging Face Inference Endpoints: serves the OrcaHello detect
 
 Inference Endpoints import `EndpointHandler` from `handler.py` at the root of the model repository, construct it
 once with the repository's local folder, and call it with every request's deserialized body. This file imports only
-the standard library, numpy, torch and transformers: the model's own code (feature extractor, pipeline) comes from
+the standard library, numpy, torch, transformers (and soundfile, which the pipeline needs too, to read headers): the model's own code (feature extractor, pipeline) comes from
 the model folder through `trust_remote_code=True`, so the handler works wherever it sits next to a model folder.
 
 Requests (JSON, or an audio body: the endpoint turns `Content-Type: audio/*` bodies into `{"inputs": <bytes>}`):
@@ -18,7 +18,18 @@ Requests (JSON, or an audio body: the endpoint turns `Content-Type: audio/*` bod
 ```
 
 `parameters` are the pipeline's call parameters (see `PARAMETER_TYPES`); values may be strings, as query-string
-parameters arrive (`"0.7"`, `"true"`). The response is the pipeline's output, JSON-serializable: the
+parameters arrive (`"0.7"`, `"true"`).
+
+**Bounded work.** A public endpoint's caller must not choose its cost. Before anything is decoded, every request is
+checked against limits the deployment sets (constructor arguments, else environment variables, else the defaults
+below): its payload (`max_payload_bytes`: file bytes, base64 text, or samples counted as float32), its total
+audio duration (`max_audio_seconds`, read from each file's header with `soundfile.info`, or samples / rate), each
+input's sample rate (at least the pipeline's `MIN_SAMPLING_RATE`, 20 kHz, at most `max_sampling_rate`) and
+`batch_size` (at most `max_batch_size`; the pipeline's default, 8 on CPU and 32 on GPUs, when absent). Parameters
+that multiply the work per second of audio beyond the model's own windowing (a hop shorter than the model's, any
+other window length: any `*_seconds` windowing parameter that differs from what the model folder's config gives) are
+refused unless the deployment sets `allow_custom_windowing`. JSON samples must be numbers (booleans and numeric
+strings are refused). The response is the pipeline's output, JSON-serializable: the
 `[{"label", "score"}, ...]` list (decision first), or with `return_timestamps` the full result (production's
 `global_prediction`, `global_confidence`, `local_predictions`, `local_confidences`, `submission`, plus `windows`,
 `detections`, `warnings`, `parameters`); a list of those for a batch. A bad request raises `ValueError` with a
@@ -27,8 +38,11 @@ one-line message saying what is wrong.
 
 import base64
 import binascii
+import io
 import math
+import os
 import re
+import sys
 
 import numpy as np
 import torch
@@ -58,6 +72,17 @@ TRUE_STRINGS = ("true", "1", "yes", "on")
 FALSE_STRINGS = ("false", "0", "no", "off")
 # "data:audio/wav;base64," in front of the base64 text, as browsers' FileReader.readAsDataURL writes it.
 DATA_URL_PREFIX = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)
+
+# The limits of one request: `EndpointHandler`'s argument, else this environment variable, else the default.
+# Ten minutes of audio is ten times a production clip; 128 MiB holds ten minutes of 48 kHz stereo 16-bit WAV; 192 kHz
+# covers the hydrophones' usual rates (Orcasound: 48 kHz); 64 windows a forward pass is 2x a GPU's default batch.
+LIMIT_DEFAULTS = {
+    "max_audio_seconds": ("ORCAHELLO_MAX_AUDIO_SECONDS", 600.0),
+    "max_payload_bytes": ("ORCAHELLO_MAX_PAYLOAD_BYTES", 128 * 1024 * 1024),
+    "max_sampling_rate": ("ORCAHELLO_MAX_SAMPLING_RATE", 192000),
+    "max_batch_size": ("ORCAHELLO_MAX_BATCH_SIZE", 64),
+    "allow_custom_windowing": ("ORCAHELLO_ALLOW_CUSTOM_WINDOWING", False),
+}
 
 
 def coerce_parameter(name, value):
@@ -108,8 +133,27 @@ def decode_base64_audio(text):
     return audio_bytes
 
 
+def check_numbers(samples, what):
+    """
+    Refuse anything in a JSON sample list but numbers: numpy would quietly read `true` as 1.0 and `"0.5"` as 0.5.
+    `set(map(type, ...))` runs at C speed, so checking a long list costs little next to parsing its JSON.
+    """
+    rows = samples if samples and isinstance(samples[0], (list, tuple)) else [samples]
+    found = set()
+    for row in rows:
+        if not isinstance(row, (list, tuple)):
+            raise ValueError(f"{what} mixes numbers and lists: send [...] or [[...], ...] per channel")
+        found.update(map(type, row))
+    wrong = found - {int, float}
+    if wrong:
+        names = ", ".join(sorted("boolean" if kind is bool else kind.__name__ for kind in wrong))
+        raise ValueError(f"{what} must hold numbers only, found {names} (send 0.5, not \"0.5\" or true)")
+
+
 def samples_from_json(samples, what="'inputs'"):
     """A JSON list of float samples (`[...]`, or `[[...], [...]]` per channel) as a float32 array."""
+    if isinstance(samples, (list, tuple)):
+        check_numbers(samples, what)
     try:
         array = np.asarray(samples, dtype=np.float32)
     except (TypeError, ValueError):
@@ -136,7 +180,8 @@ def is_sample_list(value):
         isinstance(value, (list, tuple))
         and len(value) > 0
         and (
-            isinstance(value[0], (int, float)) and not isinstance(value[0], bool) or isinstance(value[0], (list, tuple))
+            # A boolean first is refused as a sample (`check_numbers`), not taken for a batch of files.
+            isinstance(value[0], (int, float)) or isinstance(value[0], (list, tuple))
         )
     )
 
@@ -187,15 +232,124 @@ def to_json_compatible(value):
     return value
 
 
+def limit_setting(name, value):
+    """A request limit: `value` when given, else its environment variable, else its default (`LIMIT_DEFAULTS`)."""
+    variable, default = LIMIT_DEFAULTS[name]
+    if value is None:
+        value = os.environ.get(variable, default)
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            if value.strip().lower() not in TRUE_STRINGS + FALSE_STRINGS:
+                raise ValueError(f"{variable} must be true or false, got {value!r}")
+            return value.strip().lower() in TRUE_STRINGS
+        return bool(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} ({variable}) must be a number, got {value!r}") from None
+    if not number > 0 or not math.isfinite(number):
+        raise ValueError(f"{name} ({variable}) must be a positive number, got {value!r}")
+    return type(default)(number)
+
+
+def audio_header(audio_bytes):
+    """`(sampling_rate, frames, channels)` of a sound file's bytes, from its header alone (nothing is decoded)."""
+    import soundfile
+
+    try:
+        info = soundfile.info(io.BytesIO(audio_bytes))
+    except Exception as error:  # libsndfile reports every format problem as a RuntimeError/LibsndfileError
+        raise ValueError(f"'inputs': cannot decode audio ({' '.join(str(error).split())})") from None
+    return info.samplerate, info.frames, info.channels
+
+
 class EndpointHandler:
     """
     The Inference Endpoints entry point. `path` is the model repository's local folder; the pipeline (and the
     model's custom code) is loaded from it once, on the GPU when there is one.
+
+    The limits of one request (see the module's docstring); each defaults to its environment variable, else to the
+    value in `LIMIT_DEFAULTS`:
+
+    Args:
+        max_audio_seconds (`float`, `ORCAHELLO_MAX_AUDIO_SECONDS`, 600): audio per request, all inputs together.
+        max_payload_bytes (`int`, `ORCAHELLO_MAX_PAYLOAD_BYTES`, 128 MiB): file bytes (base64 text counted as the
+            bytes it decodes to) or samples x 4 per request.
+        max_sampling_rate (`int`, `ORCAHELLO_MAX_SAMPLING_RATE`, 192000): the work per second of audio grows with the
+            rate (reading, resampling), so the rate is bounded as the duration is.
+        max_batch_size (`int`, `ORCAHELLO_MAX_BATCH_SIZE`, 64): windows per forward pass a request may ask for.
+        allow_custom_windowing (`bool`, `ORCAHELLO_ALLOW_CUSTOM_WINDOWING`, false): accept window and hop lengths
+            other than the model's (a shorter hop multiplies the windows scored per second of audio).
     """
 
-    def __init__(self, path=""):
+    def __init__(
+        self,
+        path="",
+        max_audio_seconds=None,
+        max_payload_bytes=None,
+        max_sampling_rate=None,
+        max_batch_size=None,
+        allow_custom_windowing=None,
+    ):
+        self.max_audio_seconds = limit_setting("max_audio_seconds", max_audio_seconds)
+        self.max_payload_bytes = limit_setting("max_payload_bytes", max_payload_bytes)
+        self.max_sampling_rate = limit_setting("max_sampling_rate", max_sampling_rate)
+        self.max_batch_size = limit_setting("max_batch_size", max_batch_size)
+        self.allow_custom_windowing = limit_setting("allow_custom_windowing", allow_custom_windowing)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.pipeline = pipeline("audio-classification", model=path or ".", trust_remote_code=True, device=device)
+        # The floor is the pipeline's own (its module says why): one number, checked here before decoding.
+        self.min_sampling_rate = sys.modules[type(self.pipeline).__module__].MIN_SAMPLING_RATE
+
+    def check_parameters(self, parameters):
+        """Refuse a `batch_size` above the cap, and windowing that multiplies the work, unless the deployment allows."""
+        batch_size = parameters.get("batch_size")
+        if batch_size is not None and not 1 <= batch_size <= self.max_batch_size:
+            raise ValueError(
+                f"parameter 'batch_size' must be from 1 to {self.max_batch_size} on this endpoint, got {batch_size}"
+            )
+        if self.allow_custom_windowing:
+            return
+        # Compared as the pipeline resolves them (the model folder's config gives the defaults), so that any way of
+        # setting a window or hop (a parameter, a preset) is covered: a hop at least the model's means no more
+        # windows per second of audio; any other `*_seconds` windowing setting must be the model's own.
+        pipeline_parameters = {name: value for name, value in parameters.items() if name != "batch_size"}
+        defaults = self.pipeline._sanitize_parameters()[0]
+        requested = self.pipeline._sanitize_parameters(**pipeline_parameters)[0]
+        for name in sorted(set(defaults) | set(requested)):
+            if not name.endswith("_seconds"):
+                continue
+            value, default = requested.get(name), defaults.get(name)
+            if value == default or ("hop" in name and None not in (value, default) and value >= default):
+                continue
+            rule = f"at least the model's {default:g}" if "hop" in name else f"the model's {default!r}"
+            raise ValueError(
+                f"{name} {value!r} is refused on this endpoint: it must be {rule} (a deployment allows other "
+                f"windowing with ORCAHELLO_ALLOW_CUSTOM_WINDOWING=true)"
+            )
+
+    def check_audio(self, item):
+        """`(payload bytes, seconds)` of one input, from its header or its shape; refuses rates out of range."""
+        if isinstance(item, bytes):
+            if len(item) > self.max_payload_bytes:  # before libsndfile reads anything
+                raise ValueError(f"the audio is {len(item)} bytes, more than this endpoint's {self.max_payload_bytes}")
+            rate, frames, _ = audio_header(item)
+            payload = len(item)
+        else:
+            rate, array = item["sampling_rate"], item["array"]
+            shape = tuple(array.shape)
+            frames = max(shape) if shape else 0  # (samples,), or channels x samples either way round
+            payload = int(np.prod(shape)) * 4
+        if rate < self.min_sampling_rate:
+            raise ValueError(
+                f"the audio is sampled at {rate} Hz, below the {self.min_sampling_rate} Hz the model's 0-10 kHz band "
+                f"needs"
+            )
+        if rate > self.max_sampling_rate:
+            raise ValueError(
+                f"the audio is sampled at {rate} Hz, above this endpoint's {self.max_sampling_rate} Hz: resample it"
+            )
+        return payload, frames / rate
 
     def __call__(self, data):
         """
@@ -224,11 +378,45 @@ class EndpointHandler:
         # A null value means the default, as leaving the parameter out does.
         parameters = {name: coerce_parameter(name, value) for name, value in parameters.items() if value is not None}
         sampling_rate = parameters.pop("sampling_rate", None)
+        self.check_parameters(parameters)
 
         inputs = data["inputs"]
-        if isinstance(inputs, (list, tuple)) and not is_sample_list(inputs):
-            if not inputs:
-                raise ValueError("'inputs' is an empty list: no audio")
-            batch = [audio_input(item, sampling_rate) for item in inputs]
-            return to_json_compatible(self.pipeline(batch, **parameters))
-        return to_json_compatible(self.pipeline(audio_input(inputs, sampling_rate), **parameters))
+        is_batch = isinstance(inputs, (list, tuple)) and not is_sample_list(inputs)
+        if is_batch and not inputs:
+            raise ValueError("'inputs' is an empty list: no audio")
+        items = list(inputs) if is_batch else [inputs]
+        # Sizes first, from what arrived, before base64 is decoded or JSON samples are copied into arrays.
+        received = sum(self.received_bytes(item) for item in items)
+        if received > self.max_payload_bytes:
+            raise ValueError(f"the request carries {received} bytes of audio, more than this endpoint's "
+                             f"{self.max_payload_bytes}")  # fmt: skip
+        audio = [audio_input(item, sampling_rate) for item in items]
+        payload, seconds = 0, 0.0
+        for item in audio:
+            item_payload, item_seconds = self.check_audio(item)
+            payload, seconds = payload + item_payload, seconds + item_seconds
+        if payload > self.max_payload_bytes:
+            raise ValueError(f"the request carries {payload} bytes of audio, more than this endpoint's "
+                             f"{self.max_payload_bytes}")  # fmt: skip
+        if seconds > self.max_audio_seconds:
+            raise ValueError(
+                f"the request holds {seconds:.1f} s of audio, more than this endpoint's {self.max_audio_seconds:g} s"
+            )
+        if is_batch:
+            return to_json_compatible(self.pipeline(audio, **parameters))
+        return to_json_compatible(self.pipeline(audio[0], **parameters))
+
+    @staticmethod
+    def received_bytes(item):
+        """What an input weighs as it arrived: file bytes, base64 text as the bytes it decodes to, samples x 4."""
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            return len(item)
+        if isinstance(item, str):
+            return len(item) * 3 // 4
+        if isinstance(item, dict):
+            item = item.get("array", item.get("raw"))
+        if isinstance(item, (np.ndarray, torch.Tensor)):
+            return int(np.prod(item.shape)) * 4
+        if isinstance(item, (list, tuple)):
+            return sum(len(row) if isinstance(row, (list, tuple)) else 1 for row in item) * 4
+        return 0

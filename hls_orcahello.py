@@ -36,22 +36,27 @@ import bisect
 import io
 import os
 import re
-import socket
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections import deque
 from datetime import datetime, timedelta, timezone
-from http.client import HTTPException
 
 import numpy as np
 
 
+try:
+    from .http_orcahello import HTTP_TIMEOUT_SECONDS, HTTPFetchError, describe_origin, origin
+    from .http_orcahello import fetch as http_fetch
+except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
+    from http_orcahello import HTTP_TIMEOUT_SECONDS, HTTPFetchError, describe_origin, origin
+    from http_orcahello import fetch as http_fetch
+
+
 PLAYLIST_SUFFIX = ".m3u8"
 SEGMENT_SUFFIX = ".ts"
-HTTP_TIMEOUT_SECONDS = 30.0
-USER_AGENT = "orcahello-hls/1.0"
+# A day of Orcasound's 10-s segments. The packets of every segment are kept while a recording is open (~40 MB an
+# hour), so a playlist listing a million segments is refused before anything is fetched.
+MAX_PLAYLIST_SEGMENTS = 8640
 # Orcasound names each stream's folder by the Unix time it started: 10 digits covers 2001 to 2286.
 EPOCH_FOLDER_NAME = re.compile(r"\d{10}")
 # The number in a segment's name that orders it: the last run of digits (`live007.ts`, `segment_12.ts`).
@@ -228,11 +233,11 @@ class Segment:
         self.num_samples = 0
 
 
-def parse_playlist(text, playlist_location, name):
+def parse_playlist(text, playlist_location, name, max_segments=MAX_PLAYLIST_SEGMENTS):
     """
     Parse a media playlist into `(segments, info)`. Refused with a clear `HLSInputError`: not a playlist, a master
-    playlist (it names variants, not segments), encrypted segments, fragmented-MP4 or byte-range segments, and a
-    playlist without segments.
+    playlist (it names variants, not segments), encrypted segments, fragmented-MP4 or byte-range segments, a
+    playlist without segments, and one listing more than `max_segments`.
     """
     lines = [line.strip() for line in text.lstrip("\ufeff").splitlines()]
     lines = [line for line in lines if line]
@@ -246,6 +251,10 @@ def parse_playlist(text, playlist_location, name):
             if variants and variants[-1] is None:
                 variants[-1] = line
                 continue
+            if len(segments) >= max_segments:
+                raise HLSInputError(
+                    f"{name}: the playlist lists more than {max_segments} segments: refused (score it in parts)"
+                )
             segments.append(
                 Segment(
                     location=resolve_uri(playlist_location, line),
@@ -303,22 +312,17 @@ def resolve_uri(playlist_location, uri):
     return os.path.join(os.path.dirname(playlist_location), urllib.parse.unquote(uri))
 
 
-def fetch(url, name, timeout):
-    """The bytes at `url`; any HTTP or network failure is a one-line `HLSInputError` naming the URL."""
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+def fetch(url, name, timeout, allowed_origin=None):
+    """
+    The bytes at `url`, through `http_orcahello.fetch` (timeouts, retries with backoff, a byte cap, an overall
+    deadline, checked redirects); any failure is a one-line `HLSInputError` starting with `name` and naming the URL.
+    `allowed_origin`: the only host `url` and its redirects may be on (None: any).
+    """
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.read()
-    except urllib.error.HTTPError as error:
-        raise HLSInputError(f"{name}: {url}: HTTP error {error.code} ({error.reason})") from None
-    except urllib.error.URLError as error:
-        if isinstance(error.reason, (socket.timeout, TimeoutError)):
-            raise HLSInputError(f"{name}: {url}: no answer within {timeout:g} s (timed out)") from None
-        raise HLSInputError(f"{name}: {url}: cannot reach it ({error.reason})") from None
-    except (socket.timeout, TimeoutError):
-        raise HLSInputError(f"{name}: {url}: no answer within {timeout:g} s (timed out)") from None
-    except (HTTPException, OSError) as error:
-        raise HLSInputError(f"{name}: {url}: the connection failed ({type(error).__name__}: {error})") from None
+        return http_fetch(url, timeout=timeout, allowed_origin=allowed_origin)
+    except HTTPFetchError as error:  # its message starts with the URL: said once when the URL is the name
+        message = str(error)
+        raise HLSInputError(message if message.startswith(f"{name}: ") else f"{name}: {message}") from None
 
 
 def epoch_from_folder(location):
@@ -331,11 +335,28 @@ def epoch_from_folder(location):
     return int(folder) if EPOCH_FOLDER_NAME.fullmatch(folder) else None
 
 
-def list_segments(source, timeout):
+def check_segment_hosts(segments, source, allow_other_hosts):
+    """
+    Refuse a playlist whose segments are on another host than the playlist (a local playlist: any http(s) segment)
+    unless `allow_other_hosts`: a playlist from anywhere must not make us fetch from anywhere else.
+    """
+    if allow_other_hosts:
+        return
+    home = origin(source) if is_url(source) else None
+    strangers = [segment for segment in segments if is_url(segment.location) and origin(segment.location) != home]
+    if strangers:
+        where = f"the playlist's host {describe_origin(home)}" if home else "this local playlist's folder"
+        raise HLSInputError(
+            f"{source}: {len(strangers)} segment(s) are not on {where} (first: {strangers[0].location}): refused; "
+            f"allow other hosts (--allow-other-hosts, allow_other_hosts=True) to fetch them"
+        )
+
+
+def list_segments(source, timeout, allow_other_hosts=False, max_segments=MAX_PLAYLIST_SEGMENTS):
     """`(kind, segments, info, epoch)` for a playlist, a folder of `.ts` files, or one `.ts` file."""
     if is_playlist(source):
         if is_url(source):
-            data = fetch(source, source, timeout)
+            data = fetch(source, source, timeout, allowed_origin=None if allow_other_hosts else origin(source))
         else:
             if not os.path.isfile(source):
                 raise HLSInputError(f"{source}: no such playlist")
@@ -345,7 +366,8 @@ def list_segments(source, timeout):
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise HLSInputError(f"{source}: not an HLS playlist (not UTF-8 text)") from None
-        segments, info = parse_playlist(text, source, source)
+        segments, info = parse_playlist(text, source, source, max_segments=max_segments)
+        check_segment_hosts(segments, source, allow_other_hosts)
         return "playlist", segments, info, epoch_from_folder(source)
     if os.path.isdir(source):
         names = segment_files_in_folder(source)
@@ -385,14 +407,21 @@ class HLSAudio:
         source (`str`): an `.m3u8` path or http(s) URL, a folder of `.ts` segments, or one `.ts` file.
         name (`str`, *optional*): what messages call it (default: `source`).
         timeout (`float`, *optional*): seconds to wait for each HTTP answer (default `HTTP_TIMEOUT_SECONDS`).
+        allow_other_hosts (`bool`, *optional*, False): fetch segments (and follow redirects) on hosts other than the
+            playlist's; refused by default.
+        max_segments (`int`, *optional*): refuse a playlist listing more segments (default `MAX_PLAYLIST_SEGMENTS`).
     """
 
-    def __init__(self, source, name=None, timeout=None):
+    def __init__(self, source, name=None, timeout=None, allow_other_hosts=False, max_segments=MAX_PLAYLIST_SEGMENTS):
         self.source = os.fspath(source)
         self.name = name or self.source
         self.timeout = HTTP_TIMEOUT_SECONDS if timeout is None else float(timeout)
         self._av = import_av(self.name)
-        self.kind, self.segments, self.playlist_info, self.folder_epoch = list_segments(self.source, self.timeout)
+        self.kind, self.segments, self.playlist_info, self.folder_epoch = list_segments(
+            self.source, self.timeout, allow_other_hosts=allow_other_hosts, max_segments=max_segments
+        )
+        # Redirects of segments stay on the playlist's host too (a remote playlist), unless other hosts are allowed.
+        self._allowed_origin = None if allow_other_hosts or not is_url(self.source) else origin(self.source)
         self.warnings = []
         self._lock = threading.Lock()
         self._decode_everything_once()
@@ -403,7 +432,7 @@ class HLSAudio:
 
     def _open_container(self, segment):
         if is_url(segment.location):
-            opened = io.BytesIO(fetch(segment.location, self.name, self.timeout))
+            opened = io.BytesIO(fetch(segment.location, self.name, self.timeout, allowed_origin=self._allowed_origin))
         else:
             if not os.path.isfile(segment.location):
                 raise HLSInputError(f"{self.name}: segment {segment.name} does not exist ({segment.location})")
@@ -756,6 +785,6 @@ class HLSAudio:
         self._chunks = deque()
 
 
-def open_hls(source, name=None, timeout=None):
+def open_hls(source, name=None, timeout=None, allow_other_hosts=False, max_segments=MAX_PLAYLIST_SEGMENTS):
     """Open an HLS input (see `HLSAudio`); raises `HLSInputError` with a one-line message when it cannot be read."""
-    return HLSAudio(source, name=name, timeout=timeout)
+    return HLSAudio(source, name=name, timeout=timeout, allow_other_hosts=allow_other_hosts, max_segments=max_segments)

@@ -42,13 +42,30 @@ FRONTEND_BLOCK_WINDOWS = 8
 # activations); GPUs need larger batches to be kept busy.
 DEFAULT_BATCH_SIZE = {"cpu": 8, "other": 32}
 MMAP_THRESHOLD_BYTES = 1 << 20
+# The lowest sample rate scored. The model sees 0-10 kHz: production resamples every window to 20 kHz and its mel
+# filterbank, built for 16 kHz, spreads its filters over the whole 0-10 kHz of that audio (SPEC.md section 1, step
+# 6). A recording below 20 kHz carries nothing above its Nyquist frequency, so the top filters see only resampling's
+# zeros (of the 238 filters that are not empty by design, 19 lie wholly above 8 kHz, 76 above 4 kHz, and more are
+# cut): spectrograms the model never saw, and scores that mean nothing. Refusing them also bounds the work per byte of input: a WAV whose header
+# says 1 Hz made 2,000 samples into 1,999 windows.
+MIN_SAMPLING_RATE = 20000
 
 
 class AudioInputError(ValueError):
     """
-    Raised for audio the detector cannot score: unreadable, truncated, too short, non-finite, wrong type; for HLS, a
-    bad or empty playlist, a missing or undecodable segment, an unreachable URL.
+    Raised for audio the detector cannot score: unreadable, truncated, too short, non-finite, wrong type, a sample
+    rate below `MIN_SAMPLING_RATE`; for HLS, a bad or empty playlist, a missing or undecodable segment, an
+    unreachable URL.
     """
+
+
+def check_sampling_rate(sampling_rate, name):
+    """Refuse a rate below `MIN_SAMPLING_RATE` (see there why) with a one-line `AudioInputError`."""
+    if sampling_rate < MIN_SAMPLING_RATE:
+        raise AudioInputError(
+            f"{name}: sampled at {sampling_rate:g} Hz, below the {MIN_SAMPLING_RATE} Hz the model's 0-10 kHz band "
+            f"needs; score recordings made at {MIN_SAMPLING_RATE} Hz or more"
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -115,14 +132,17 @@ class Recording:
         return self.num_samples / self.sampling_rate
 
     @classmethod
-    def from_file(cls, source, name=None):
-        """Open a path or the bytes of a sound file (WAV, FLAC, OGG, MP3: whatever libsndfile decodes)."""
+    def from_file(cls, source, name=None, allow_other_hosts=False):
+        """
+        Open a path or the bytes of a sound file (WAV, FLAC, OGG, MP3: whatever libsndfile decodes), or an HLS input
+        (`allow_other_hosts`: see `from_hls`).
+        """
         import soundfile
 
         if isinstance(source, (str, os.PathLike)):
             path = os.fspath(source)
             if is_hls_input(path):
-                return cls.from_hls(path, name=name)
+                return cls.from_hls(path, name=name, allow_other_hosts=allow_other_hosts)
             if path.lower().startswith(("http://", "https://")):
                 raise AudioInputError(
                     f"{path}: URLs are not fetched except HLS playlists (.m3u8); download the file first"
@@ -145,6 +165,11 @@ class Recording:
             sound_file = soundfile.SoundFile(opener)
         except Exception as error:  # libsndfile reports every format problem as a RuntimeError/LibsndfileError
             raise AudioInputError(f"{name}: cannot decode audio ({error})") from None
+        try:
+            check_sampling_rate(sound_file.samplerate, name)
+        except AudioInputError:
+            sound_file.close()
+            raise
         read_dtype = _SOUNDFILE_READ_DTYPE.get(sound_file.subtype, "float32")
         if sound_file.format == "WAV":
             bits = {"PCM_U8": 8, "PCM_S8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 64}
@@ -171,12 +196,20 @@ class Recording:
         )
 
     @classmethod
-    def from_hls(cls, source, name=None):
-        """Open an HLS playlist (path or http(s) URL), a folder of `.ts` segments or one `.ts` segment."""
+    def from_hls(cls, source, name=None, allow_other_hosts=False):
+        """
+        Open an HLS playlist (path or http(s) URL), a folder of `.ts` segments or one `.ts` segment. Segments and
+        redirects on hosts other than the playlist's are refused unless `allow_other_hosts`.
+        """
         try:
-            audio = open_hls(source, name=name)
+            audio = open_hls(source, name=name, allow_other_hosts=allow_other_hosts)
         except HLSInputError as error:
             raise AudioInputError(str(error)) from None
+        try:
+            check_sampling_rate(audio.sampling_rate, audio.name)
+        except AudioInputError:
+            audio.close()
+            raise
         return cls(audio.name, audio.sampling_rate, audio.num_samples, audio.num_channels, hls_audio=audio)
 
     @classmethod
@@ -193,10 +226,11 @@ class Recording:
         if sampling_rate is None:
             raise AudioInputError(
                 f"{name}: an array needs its sampling_rate (e.g. pipe(audio, sampling_rate=48000) or "
-                f"{{'array': audio, 'sampling_rate': 48000}}); OrcaHello accepts any rate"
+                f"{{'array': audio, 'sampling_rate': 48000}}); OrcaHello accepts rates from 20 kHz up"
             )
         if not float(sampling_rate).is_integer() or sampling_rate <= 0:
             raise AudioInputError(f"{name}: sampling_rate must be a positive whole number of Hz, got {sampling_rate!r}")
+        check_sampling_rate(sampling_rate, name)
         array = channels_first(array) if array.ndim == 2 else array[None, :]
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise AudioInputError(f"{name}: audio contains NaN or infinite samples")
@@ -231,12 +265,15 @@ class Recording:
             self._hls_audio.close()
 
 
-def open_recording(inputs, sampling_rate=None):
-    """Turn any input the pipeline accepts into a `Recording`."""
+def open_recording(inputs, sampling_rate=None, allow_other_hosts=False):
+    """
+    Turn any input the pipeline accepts into a `Recording`. `allow_other_hosts`: an HLS playlist's segments (and
+    redirects) may be on other hosts than the playlist's.
+    """
     if isinstance(inputs, Recording):
         return inputs
     if isinstance(inputs, (str, os.PathLike, bytes, bytearray, memoryview)):
-        return Recording.from_file(inputs)
+        return Recording.from_file(inputs, allow_other_hosts=allow_other_hosts)
     if isinstance(inputs, dict):
         if "array" in inputs or "raw" in inputs:
             array = inputs["array"] if "array" in inputs else inputs["raw"]
@@ -246,7 +283,7 @@ def open_recording(inputs, sampling_rate=None):
         if inputs.get("bytes") is not None:  # datasets Audio(decode=False) row
             return Recording.from_file(inputs["bytes"], name=inputs.get("path"))
         if inputs.get("path"):
-            return Recording.from_file(inputs["path"])
+            return Recording.from_file(inputs["path"], allow_other_hosts=allow_other_hosts)
         raise AudioInputError(
             f"A dict input needs 'array' (or 'raw') and 'sampling_rate', or 'path'/'bytes'; got keys {sorted(inputs)}"
         )
@@ -587,7 +624,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
 
     Inputs: a file path (WAV, FLAC, OGG, MP3), the bytes of such a file, a numpy array or torch tensor with
     `sampling_rate=`, a dict `{"array" or "raw", "sampling_rate"}` (a `datasets` Audio row), or a list of any of
-    these. Any sample rate, mono or multichannel, integer or float samples.
+    these. Any sample rate from 20 kHz up (`MIN_SAMPLING_RATE`), mono or multichannel, integer or float samples.
 
     HLS (what Orcasound hydrophones stream; needs `pip install av`): an `.m3u8` playlist (a path or an http(s) URL),
     a folder of `.ts` segments (ordered by the number in their names) or one `.ts` segment. The segments are decoded
@@ -620,7 +657,10 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         top_k (`int`, *optional*):
             Keep only the first `top_k` entries of the label list.
         sampling_rate (`int`):
-            Sample rate of array inputs.
+            Sample rate of array inputs. Every input must be sampled at `MIN_SAMPLING_RATE` (20 kHz) or more.
+        allow_other_hosts (`bool`, False):
+            HLS over HTTP: fetch segments, and follow redirects, on hosts other than the playlist's (refused by
+            default: a playlist must not make us fetch from anywhere it likes).
         batch_size (`int`, 8 on CPU, 32 on GPUs):
             Windows per forward pass, across files when a list is given.
         engine (`str`, `"auto"`):
@@ -678,6 +718,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         function_to_apply=None,
         engine=None,
         precision=None,
+        allow_other_hosts=None,
         **kwargs,
     ):
         if kwargs:
@@ -695,6 +736,8 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             preprocess_params["window_seconds"] = float(window_seconds)
         if hop_seconds is not None:
             preprocess_params["hop_seconds"] = float(hop_seconds)
+        if allow_other_hosts is not None:
+            preprocess_params["allow_other_hosts"] = bool(allow_other_hosts)
 
         postprocess_params = {
             "aggregation": getattr(config, "aggregation", "orcahello"),
@@ -767,8 +810,8 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         }
         return self.forward(model_inputs, **forward_params)["probabilities"]
 
-    def preprocess(self, inputs, sampling_rate=None, window_seconds=2.0, hop_seconds=1.0):
-        recording = open_recording(inputs, sampling_rate=sampling_rate)
+    def preprocess(self, inputs, sampling_rate=None, window_seconds=2.0, hop_seconds=1.0, allow_other_hosts=False):
+        recording = open_recording(inputs, sampling_rate=sampling_rate, allow_other_hosts=allow_other_hosts)
         try:
             bounds = scoring_windows(recording, window_seconds, hop_seconds)
         except AudioInputError:

@@ -19,6 +19,7 @@ CUSTOM_CODE_FILES = (
     "modeling_orcahello.py",
     "feature_extraction_orcahello.py",
     "hls_orcahello.py",
+    "http_orcahello.py",
     "pipeline_orcahello.py",
     "scoring_orcahello.py",
 )

@@ -35,7 +35,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
-from . import REPO_ROOT, __version__, site_thresholds, writers
+from . import REPO_ROOT, __version__, run_lock, site_thresholds, writers
 
 
 HUB_MODEL_ID = "orcasound/orcahello-srkw-detector-v1"
@@ -382,6 +382,7 @@ class RunSettings:
     engine: str = "auto"
     site_thresholds_file: str = None  # the --site-thresholds table, when one is used
     site: str = None  # the table's site pattern that gave this recording's parameters (None: its default)
+    allow_other_hosts: bool = False  # HLS over HTTP: segments and redirects on hosts other than the playlist's
 
 
 def settings_for_recording(job, settings, args, config, site_table):
@@ -458,7 +459,7 @@ def score_or_resume(job, pipe, settings):
     if not resumed:
         result = pipe(
             job.path, return_timestamps=True, batch_size=settings.batch_size, engine=settings.engine,
-            **settings.parameters,
+            allow_other_hosts=settings.allow_other_hosts, **settings.parameters,
         )
         document = build_document(job, result, settings)
         for kind in writers.OUTPUT_SUFFIXES:  # "json" comes first
@@ -482,7 +483,8 @@ def score_or_resume(job, pipe, settings):
     if settings.plot and needs("png"):
         from .plot import plot_detections
 
-        plot_detections(job.path, document, writers.output_path(job.output_stem, "png"))
+        png_path = writers.output_path(job.output_stem, "png")
+        plot_detections(job.path, document, png_path, allow_other_hosts=settings.allow_other_hosts)
     if not resumed:
         writers.write_json(json_path, document)
     return document, resumed
@@ -657,6 +659,12 @@ def build_parser():
     )
     detect_parser.add_argument(
         "--plot", action="store_true", help="also save a spectrogram PNG per file (needs matplotlib)"
+    )
+    detect_parser.add_argument(
+        "--allow-other-hosts",
+        action="store_true",
+        help="HLS over HTTP: fetch segments (and follow redirects) on hosts other than the playlist's, which are "
+        "refused by default",
     )
     detect_parser.add_argument(
         "--overwrite",
@@ -844,6 +852,7 @@ def detect(args, command=None):
         run_hash=run_hash(run_identity, model_info),
         engine=args.engine,
         site_thresholds_file=os.path.abspath(args.site_thresholds) if site_table is not None else None,
+        allow_other_hosts=args.allow_other_hosts,
     )
     output_dir = args.output_dir
     jobs = plan_jobs(paths, output_dir)
@@ -944,7 +953,15 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     if args.command == "detect":
-        return detect(args, command=["orcahello", *argv])
+        # One run per output folder: a second one would rewrite the same files under the first.
+        try:
+            with run_lock.OutputFolderLock(args.output_dir, "orcahello detect") as lock:
+                if lock.stale_holder and lock.stale_holder.get("pid"):  # a killed run: its half-written files go
+                    writers.remove_temporaries_of(args.output_dir, lock.stale_holder["pid"])
+                return detect(args, command=["orcahello", *argv])
+        except run_lock.OutputFolderBusy as error:
+            print(f"ERROR: {error}", file=sys.stderr)
+            return EXIT_CANNOT_RUN
     if args.command == "embed":
         from .embed import embed_command
 

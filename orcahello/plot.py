@@ -43,12 +43,12 @@ class MonoBlocks:
     segments) through the pipeline's own HLS reader, so the picture shows the samples that were scored.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, allow_other_hosts=False):
         path = os.fspath(path)
         import hls_orcahello
 
         if hls_orcahello.is_hls_input(path):
-            self._hls = hls_orcahello.open_hls(path)
+            self._hls = hls_orcahello.open_hls(path, allow_other_hosts=allow_other_hosts)
             self.rate, self.total_samples = self._hls.sampling_rate, self._hls.num_samples
         else:
             import soundfile
@@ -74,7 +74,7 @@ class MonoBlocks:
         self.close()
 
 
-def spectrogram_db(path, max_frequency=MAX_FREQUENCY_HZ, max_columns=MAX_SPECTROGRAM_COLUMNS):
+def spectrogram_db(path, max_frequency=MAX_FREQUENCY_HZ, max_columns=MAX_SPECTROGRAM_COLUMNS, allow_other_hosts=False):
     """
     Power spectrogram of a sound file (or an HLS input) in dB, at its own sample rate, up to `max_frequency` (or
     Nyquist).
@@ -85,7 +85,7 @@ def spectrogram_db(path, max_frequency=MAX_FREQUENCY_HZ, max_columns=MAX_SPECTRO
 
     Returns `(db, duration_s, top_frequency_hz)` with `db` of shape `(frequencies, columns)`, low frequencies first.
     """
-    with MonoBlocks(path) as recording:
+    with MonoBlocks(path, allow_other_hosts=allow_other_hosts) as recording:
         rate, total_samples = recording.rate, recording.total_samples
         n_fft = 2 ** int(math.ceil(math.log2(rate * 0.04)))
         hop = n_fft // 2
@@ -112,7 +112,7 @@ def spectrogram_db(path, max_frequency=MAX_FREQUENCY_HZ, max_columns=MAX_SPECTRO
     return db, total_samples / rate, float(frequencies[keep][-1])
 
 
-def plot_detections(audio_path, document, output_path, title=None):
+def plot_detections(audio_path, document, output_path, title=None, allow_other_hosts=False):
     """
     Save a PNG of `audio_path`'s spectrogram with the detector's results from `document` (the pipeline's
     `return_timestamps=True` result, or the `.orcahello.json` written from it): each row's confidence as a line
@@ -122,7 +122,8 @@ def plot_detections(audio_path, document, output_path, title=None):
     # The object-oriented API, without pyplot: no global figure state and no GUI backend, safe in any process.
     from matplotlib.figure import Figure
 
-    db, duration_s, top_frequency = spectrogram_db(audio_path)
+    # allow_other_hosts: as for the scoring (an HLS playlist's segments on other hosts).
+    db, duration_s, top_frequency = spectrogram_db(audio_path, allow_other_hosts=allow_other_hosts)
     floor, ceiling = np.percentile(db, [COLOR_FLOOR_PERCENTILE, COLOR_CEILING_PERCENTILE])
 
     figure = Figure(figsize=(14, 5), dpi=100, layout="constrained")

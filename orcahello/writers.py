@@ -77,10 +77,39 @@ def write_text_atomically(path, text):
     half-written file behind (a half-written JSON would otherwise look finished to the next run's resume check).
     """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary_path = f"{path}.tmp{os.getpid()}"
-    with open(temporary_path, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-    os.replace(temporary_path, path)
+    temporary_path = temporary_path_for(path)
+    try:
+        with open(temporary_path, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())  # the rename must not reach the disk before the content (power loss)
+        os.replace(temporary_path, path)
+    except BaseException:
+        if os.path.exists(temporary_path):
+            os.remove(temporary_path)
+        raise
+
+
+def temporary_path_for(path, pid=None):
+    """Where `path` is written before its rename: `<path>.tmp<pid>`, so that a run knows its own (and a dead run's)."""
+    return f"{path}.tmp{os.getpid() if pid is None else pid}"
+
+
+def remove_temporaries_of(folder, pid):
+    """
+    Remove, under `folder`, the temporary files the run with process id `pid` left when it was killed (outputs of
+    detect, `<output>.tmp<pid>`), and nothing else: the caller knows that run is dead (it took over its lock).
+    Returns the paths removed.
+    """
+    output_names = tuple(OUTPUT_SUFFIXES.values()) + (COMBINED_RAVEN_TABLE, SUMMARY_CSV, RUN_PARAMETERS_JSON)
+    ending = temporary_path_for("", pid)
+    removed = []
+    for directory, _, names in os.walk(folder):
+        for name in names:
+            if name.endswith(ending) and name[: -len(ending)].endswith(output_names):
+                os.remove(os.path.join(directory, name))
+                removed.append(os.path.join(directory, name))
+    return sorted(removed)
 
 
 def positive_seconds(detections):

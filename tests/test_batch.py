@@ -191,10 +191,10 @@ SHORT_FILES = ("edge_20k_6s.wav", "edge_stereo_48k_6s.wav")
 @pytest.fixture(scope="module")
 def killed_and_resumed(ray_address, tiny_model_folder, tmp_path_factory):
     recordings = tmp_path_factory.mktemp("kill_recordings")
-    # Ten minutes (599 windows, 19 partitions) of noise at 16 kHz: a job long enough to be killed in the middle.
+    # Ten minutes (599 windows, 19 partitions) of noise at 20 kHz: a job long enough to be killed in the middle.
     rng = np.random.default_rng(11)
-    long_recording = recordings / "long_10min_16k.wav"
-    soundfile.write(str(long_recording), (rng.standard_normal(600 * 16000) * 2000).astype(np.int16), 16000)
+    long_recording = recordings / "long_10min_20k.wav"
+    soundfile.write(str(long_recording), (rng.standard_normal(600 * 20000) * 2000).astype(np.int16), 20000)
     for name in SHORT_FILES:
         shutil.copyfile(LEGACY / "audio" / name, recordings / name)
     output_dir = tmp_path_factory.mktemp("kill_results")
@@ -228,8 +228,8 @@ def killed_and_resumed(ray_address, tiny_model_folder, tmp_path_factory):
     json_after_kill = {path: path.stat().st_mtime_ns for path in (output_dir / batch.JSON_FOLDER).rglob("*.json")}
     # What a kill in the middle of a write leaves (the kill above may or may not have hit one): temporary files.
     planted = [
-        output_dir / batch.WINDOWS_FOLDER / "long_10min_16k" / "part-000000576.parquet.tmp4242",
-        output_dir / batch.JSON_FOLDER / "long_10min_16k.orcahello.json.tmp4242",
+        output_dir / batch.WINDOWS_FOLDER / "long_10min_20k" / "part-000000576.parquet.tmp4242",
+        output_dir / batch.JSON_FOLDER / "long_10min_20k.orcahello.json.tmp4242",
         output_dir / "files.parquet.tmp4242",
     ]
     for path in planted:
@@ -327,7 +327,7 @@ def test_folders_manifests_urls_and_bad_recordings(ray_address, tiny_model_folde
     recordings = tmp_path / "recordings"
     (recordings / "site").mkdir(parents=True)
     shutil.copyfile(LEGACY / "audio" / "edge_20k_6s.wav", recordings / "site" / "good.wav")
-    soundfile.write(str(recordings / "short.wav"), np.ones(16000, np.int16), 16000)
+    soundfile.write(str(recordings / "short.wav"), np.ones(20000, np.int16), 20000)
     (recordings / "bad.wav").write_bytes(np.random.default_rng(0).bytes(4096))
     (tmp_path / "listed").mkdir()
     shutil.copyfile(REAL_AUDIO / SANCTSOUND_FILE, tmp_path / "listed" / SANCTSOUND_FILE)

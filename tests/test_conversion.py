@@ -48,6 +48,7 @@ MODEL_FOLDER_FILES = (
     "modeling_orcahello.py",
     "feature_extraction_orcahello.py",
     "hls_orcahello.py",
+    "http_orcahello.py",
     "pipeline_orcahello.py",
 )
 MODEL_CARD = """---

@@ -1,0 +1,123 @@
+"""
+One run at a time per output folder: `orcahello detect` (and `batch`) hold an exclusive lock on `<output
+folder>/.orcahello.lock` while they run, so that a second run into the same folder is refused with a message naming
+the first, instead of both rewriting the same files.
+
+The lock is the operating system's (`fcntl.flock`), not the file's existence: it dies with its process, so a run
+killed with SIGKILL leaves no lock to clear by hand, and the next run takes the folder over at once. The file holds
+the holder's pid, command and start time, for the refusal message; when a run finds that record left by a holder
+that is gone (killed before it could remove the file), it says so in `stale_holder`, so that the caller can clean
+up what that run left half-done (its temporary files, named by its pid).
+
+    with OutputFolderLock("results", "orcahello detect") as lock:
+        if lock.stale_holder:
+            remove_temporaries_of(lock.stale_holder["pid"])
+        ...
+"""
+
+import datetime
+import errno
+import fcntl
+import json
+import os
+import socket
+
+
+LOCK_FILE_NAME = ".orcahello.lock"
+
+
+class OutputFolderBusy(RuntimeError):
+    """Another live run holds the output folder; the message (one line) names it."""
+
+
+class OutputFolderLock:
+    """
+    The exclusive lock of one output folder, as a context manager (or `acquire()` / `release()`).
+
+    Args:
+        folder (`str`): the output folder (created when missing).
+        command (`str`): what the holder is, for a refused run's message (e.g. `"orcahello detect"`).
+
+    Attributes:
+        path (`str`): the lock file.
+        stale_holder (`dict` or None): after `acquire`, the record a previous holder left when it died holding the
+            lock (`{"pid", "host", "command", "started_at"}`), else None.
+    """
+
+    def __init__(self, folder, command):
+        self.folder = os.fspath(folder)
+        self.command = command
+        self.path = os.path.join(self.folder, LOCK_FILE_NAME)
+        self.stale_holder = None
+        self._descriptor = None
+
+    def acquire(self):
+        os.makedirs(self.folder, exist_ok=True)
+        while True:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                holder = read_holder(descriptor)
+                os.close(descriptor)
+                if error.errno not in (errno.EWOULDBLOCK, errno.EACCES, errno.EAGAIN):
+                    raise
+                raise OutputFolderBusy(busy_message(self.folder, holder)) from None
+            # The holder before us removes the file as it releases: if that happened between our open and our
+            # flock, we hold a lock on a file nobody else will open. Try again on the file now at the path.
+            try:
+                same_file = os.stat(self.path).st_ino == os.fstat(descriptor).st_ino
+            except FileNotFoundError:
+                same_file = False
+            if same_file:
+                break
+            os.close(descriptor)
+        self.stale_holder = read_holder(descriptor)  # a record under a free lock: its holder died holding it
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": self.command,
+            "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, (json.dumps(record) + "\n").encode("utf-8"), 0)
+        self._descriptor = descriptor
+        return self
+
+    def release(self):
+        if self._descriptor is None:
+            return
+        # Removed while still locked, so that no other run can lock the file after we let go of it and before it
+        # goes (the inode check in `acquire` covers the opposite order).
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+        os.close(self._descriptor)
+        self._descriptor = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exception):
+        self.release()
+
+
+def read_holder(descriptor):
+    """The record in the lock file (a dict), or None when it is empty or unreadable."""
+    try:
+        text = os.pread(descriptor, 4096, 0).decode("utf-8", "replace").strip()
+        record = json.loads(text) if text else None
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def busy_message(folder, holder):
+    if not holder:
+        return f"{folder} is in use by another orcahello run; wait for it to finish or choose another output folder"
+    where = "" if holder.get("host") == socket.gethostname() else f" on {holder.get('host')}"
+    return (
+        f"{folder} is in use by another run ({holder.get('command')}, pid {holder.get('pid')}{where}, since "
+        f"{holder.get('started_at')}); wait for it to finish or choose another output folder"
+    )
