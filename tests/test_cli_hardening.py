@@ -263,3 +263,22 @@ def test_a_resume_with_nothing_to_do_never_loads_the_model(tiny_model_folder, tm
     # Something to score again loads it.
     assert cli.main(arguments + ["--overwrite"]) == cli.EXIT_CANNOT_RUN
     assert "weights were loaded for a run with nothing to score" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# datasets
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_a_decoding_audio_column_is_scored_without_torchcodec(tiny_pipeline):
+    datasets = pytest.importorskip("datasets")
+    from orcahello.datasets_utils import score_dataset
+
+    paths = [str(LEGACY / "audio" / name) for name in ("edge_20k_6s.wav", "edge_stereo_48k_6s.wav")]
+    # The default Audio() decodes rows on access, which needs torchcodec (not installed by set-up) and FFmpeg.
+    dataset = datasets.Dataset.from_dict({"audio": paths}).cast_column("audio", datasets.Audio())
+    scored = score_dataset(dataset, tiny_pipeline, batch_size=4)
+    for path, row in zip(paths, scored):
+        expected = tiny_pipeline(path, return_timestamps=True, batch_size=4)
+        assert row["local_predictions"] == expected["local_predictions"]
+        np.testing.assert_allclose(row["local_confidences"], expected["local_confidences"], rtol=0, atol=1e-6)
