@@ -689,6 +689,9 @@ def connect_ray(address, num_cpus):
     # Ray reports usage statistics to its developers unless told not to; a detector must not phone home unasked.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     options = {"logging_level": logging.WARNING, "log_to_driver": False}
+    # Ray says on every start that token authentication is on (its default for local instances): it stays on, and
+    # the line is left out.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
         if address:
             ray.init(address=address, **options)
@@ -1091,6 +1094,13 @@ class BatchJob:
         ]
         if not work:
             return
+        # Ray's core worker logs this, as an error, when Ray Data starts actors whose arguments (here the model
+        # folder's files) sit in the object store: said once here so that nobody takes it for a failure.
+        self.log(
+            "NOTE: Ray may log \"Actor ... MapWorker(MapBatches(WindowScorer)) ... has constructor arguments in the "
+            "object store and max_restarts > 0\": harmless, the job keeps the model's files there until it ends, so "
+            "a restarted model actor finds them"
+        )
         assembly = PartitionAssembly()
         progress_bar = tqdm(
             total=sum(row["num_windows"] for row in work), desc="OrcaHello batch", unit="window", file=sys.stderr,
