@@ -311,6 +311,8 @@ def model_cache_root():
     temporary folder anyone can create a path first; a copy found in a folder someone else could write might hold
     any code, and model folders' code runs (`trust_remote_code`).
     """
+    if not hasattr(os, "getuid"):  # Windows: no owner to check; a private folder of this process instead
+        return tempfile.mkdtemp(prefix="orcahello-batch-models-")
     root = os.path.join(tempfile.gettempdir(), f"orcahello-batch-models-{os.getuid()}")
     try:
         os.mkdir(root, 0o700)

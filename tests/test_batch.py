@@ -371,7 +371,7 @@ def test_folders_manifests_urls_and_bad_recordings(ray_address, tiny_model_folde
         np.testing.assert_allclose(
             windows[recording]["p_positive"], [w["score"] for w in expected["windows"]], atol=SAME_SCORE_TOLERANCE
         )
-    assert files[good_url]["json_path"] == "json/127.0.0.1:{}/edge_44k1_6s.orcahello.json".format(
+    assert files[good_url]["json_path"] == "json/127.0.0.1_{}/edge_44k1_6s.orcahello.json".format(
         audio_server.rsplit(":", 1)[1]
     )
     # The SanctSound file names its start in UTC: both tables carry it.
@@ -437,6 +437,9 @@ def test_a_missing_scale_extra_is_one_clear_line(monkeypatch, capsys, tmp_path):
         ({"device": "tpu"}, "device must be auto, cpu or cuda"),
         ({"batch_size": 0}, "batch_size must be a whole number of at least 1"),
         ({"num_workers": 1.5}, "num_workers must be a whole number"),
+        ({"threshold": 1.5}, "threshold must be a number from 0 to 1"),
+        ({"threshold": float("nan")}, "threshold must be a number from 0 to 1"),
+        ({"min_positive_seconds": -1}, "min_positive_seconds must be a whole number of at least 0"),
     ],
 )
 def test_bad_options_are_refused_before_anything_runs(options, message):
