@@ -191,7 +191,8 @@ TORCH_REBUILD_FUNCTIONS["torch._tensor._rebuild_from_type_v2"] = torch._tensor._
 
 
 # The numpy types a pickled numpy scalar may have: plain numbers, and fixed-length text (`U8`: fastai's metadata
-# holds `np.str_` values) or bytes (`S8`), which hold no pointers either. numpy's own `dtype.__setstate__` and `scalar()`
+# holds `np.str_` values) or bytes (`S8`), which hold no pointers either. numpy's own `dtype.__setstate__` and
+# `scalar()`
 # trust the pickle (a dtype state that hides an object field makes `scalar()` read raw bytes as a pointer: a crash).
 NUMPY_SCALAR_TYPES = ("b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "c8", "c16")
 
@@ -199,8 +200,8 @@ NUMPY_SCALAR_TYPES = ("b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2"
 class PickledNumpyDtype:
     """
     What the global `numpy.dtype` gives in a pickle: the type code and the pickled state, recorded and not trusted.
-    `to_numpy()` gives the real dtype, only for a plain number or text type whose state is exactly what numpy itself writes
-    for it (so nothing in the state can change the layout numpy would assume).
+    `to_numpy()` gives the real dtype, only for a plain number or text type whose state is exactly what numpy itself
+    writes for it (so nothing in the state can change the layout numpy would assume).
     """
 
     def __init__(self, type_code, align=False, copy=False):
@@ -310,6 +311,10 @@ def resolve_global(module, name):
     )
 
 
+# Objects a pickle may reach through `find_class` that the whole process shares: their state is never set.
+PROCESS_WIDE_KINDS = (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType)
+
+
 def _is_storage_class(target):
     return isinstance(target, type) and issubclass(target, (torch.storage.TypedStorage, torch.UntypedStorage))
 
@@ -372,7 +377,7 @@ class RestrictedUnpickler(pickle._Unpickler):
 
     def load_build(self):
         target = self.stack[-2]  # below the state
-        if isinstance(target, (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType)):
+        if isinstance(target, PROCESS_WIDE_KINDS):
             name = getattr(target, "__qualname__", None) or type(target).__name__
             raise UnsafePickleError(
                 f"refusing to load: the pickle sets the state of {name}, a class or function (that would change it "

@@ -787,7 +787,9 @@ class BatchJob:
             from feature_extraction_orcahello import OrcaHelloFeatureExtractor
 
             self.config = cli.load_config(self.model)  # a mistyped folder, an unpinned Hub repo: said in one line
-            self.feature_extractor = OrcaHelloFeatureExtractor.from_pretrained(self.model, **cli.hub_options(self.model))
+            self.feature_extractor = OrcaHelloFeatureExtractor.from_pretrained(
+                self.model, **cli.hub_options(self.model)
+            )
         except cli.ModelNotFoundError as error:
             raise BatchError(str(error)) from None
         except Exception as error:  # no Hub access, a broken config
@@ -844,7 +846,8 @@ class BatchJob:
         return path
 
     def partition_folder(self, state):
-        return self.inside_output_dir(os.path.join(self.output_dir, WINDOWS_FOLDER, *state.source.output_stem.split("/")))
+        folder = os.path.join(self.output_dir, WINDOWS_FOLDER, *state.source.output_stem.split("/"))
+        return self.inside_output_dir(folder)
 
     def partition_path(self, state, first_window):
         return os.path.join(self.partition_folder(state), PARTITION_FILE_PATTERN.format(first_window=first_window))

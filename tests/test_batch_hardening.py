@@ -4,11 +4,12 @@ manifest URLs with `..` segments, the user's own temporary files in the output f
 several points, two jobs into one folder at once, and a resume with nothing to do.
 """
 
-import functools
 import hashlib
 import http.server
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -205,7 +206,8 @@ def kill_when(process, condition, timeout=300):
 def recordings(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hardening_recordings")
     rng = np.random.default_rng(5)
-    soundfile.write(str(folder / "long_5min_16k.wav"), (rng.standard_normal(300 * 16000) * 2000).astype(np.int16), 16000)
+    samples = (rng.standard_normal(300 * 16000) * 2000).astype(np.int16)
+    soundfile.write(str(folder / "long_5min_16k.wav"), samples, 16000)
     for name in ("edge_20k_6s.wav", "edge_stereo_48k_6s.wav"):
         shutil.copyfile(LEGACY / "audio" / name, folder / name)
     return folder
@@ -255,8 +257,9 @@ def test_killed_at_several_points_and_run_again_gives_the_same_bytes(
             assert process.returncode == 0, output
     assert len(killed) >= 3, f"the job was killed only {killed}"
     # What a kill in the middle of a write leaves, whether or not one of the kills above hit one.
-    (output_dir / batch.WINDOWS_FOLDER / "long_5min_16k").mkdir(parents=True, exist_ok=True)
-    (output_dir / batch.WINDOWS_FOLDER / "long_5min_16k" / f".part-000000288.parquet.abcd1234{writers.PARTIAL_SUFFIX}").write_bytes(b"half")  # fmt: skip
+    partition_folder = output_dir / batch.WINDOWS_FOLDER / "long_5min_16k"
+    partition_folder.mkdir(parents=True, exist_ok=True)
+    (partition_folder / f".part-000000288.parquet.abcd1234{writers.PARTIAL_SUFFIX}").write_bytes(b"half")
     (output_dir / f".files.parquet.x_y_z123{writers.PARTIAL_SUFFIX}").write_bytes(b"half")
 
     process = batch_process(recordings, output_dir, tiny_model_folder, ray_address)
@@ -312,3 +315,61 @@ def test_a_resume_with_nothing_to_do_starts_no_ray(tiny_model_folder, recordings
     assert completed.returncode == 0, completed.stderr
     assert "0 partition(s) scored (0 windows), 12 reused" in completed.stdout
     assert result_files(output_dir) == reference
+
+
+def test_standin_results_say_so_in_every_batch_file(ray_address, tiny_model_folder, tmp_path):
+    import pyarrow.parquet as pq
+
+    model = tmp_path / "some-model"
+    shutil.copytree(tiny_model_folder, model)
+    config = json.loads((model / "config.json").read_text())
+    config[cli.SYNTHETIC_WEIGHTS_KEY] = True  # as scripts/fetch_model.py marks the stand-in
+    (model / "config.json").write_text(json.dumps(config))
+    output_dir = tmp_path / "results"
+    lines = []
+    run = batch.run_batch([str(LEGACY / "audio" / "edge_20k_6s.wav")], output_dir, model=str(model), num_workers=1,
+                          log=lines.append)  # fmt: skip
+    assert run["model"]["synthetic_weights"] is True
+    assert any("SYNTHETIC stand-in" in line for line in lines)
+    for path in partitions(output_dir) + [output_dir / batch.FILES_TABLE]:
+        metadata = json.loads(pq.read_schema(path).metadata[batch.PARQUET_METADATA_KEY])
+        assert metadata["model"]["synthetic_weights"] is True, path
+    row = pq.read_table(output_dir / batch.FILES_TABLE).to_pylist()[0]
+    assert writers.STANDIN_WARNING in row["warnings"]
+    document = json.loads((output_dir / row["json_path"]).read_text())
+    assert document["warnings"][0] == writers.STANDIN_WARNING
+
+
+def test_ctrl_c_stops_a_batch_job_with_one_line(ray_address, tiny_model_folder, recordings, tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orcahello.cli", "batch", str(recordings), "--output-dir", str(tmp_path / "out"),
+         "--model", str(tiny_model_folder), "--address", ray_address, *OPTIONS],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not partitions(tmp_path / "out"):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == cli.EXIT_INTERRUPTED, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("Interrupted: the finished results are kept")
+
+
+def test_ray_prints_nothing_unexplained(ray_address, tiny_model_folder, tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "orcahello.cli", "batch", str(LEGACY / "audio" / "edge_20k_6s.wav"), "--output-dir",
+         str(tmp_path / "out"), "--model", str(tiny_model_folder), "--num-cpus", "1"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stderr.strip().splitlines()
+    assert not any("Token authentication is enabled" in line for line in lines), lines
+    explained = False
+    for line in lines:
+        if line.startswith("NOTE: Ray may log"):
+            explained = True
+        elif "core_worker" in line or " E " in line:
+            assert explained and "has constructor arguments in the object store" in line, lines
