@@ -278,7 +278,10 @@ def run_hash(parameters, model_info):
     its revision, else its name). Batch size and device are left out: they move scores by ~1e-6 at most.
     """
     identity = model_info.get("weights_sha256") or model_info.get("revision") or model_info["name_or_path"]
-    payload = json.dumps({"parameters": parameters, "model": identity}, sort_keys=True)
+    payload = {"parameters": parameters, "model": identity}
+    if model_info.get(SYNTHETIC_WEIGHTS_KEY):  # results made before the outputs said so are made again, with the mark
+        payload[SYNTHETIC_WEIGHTS_KEY] = True
+    payload = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
