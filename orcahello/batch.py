@@ -773,7 +773,6 @@ class BatchJob:
         self.started, self.started_at = time.monotonic(), cli.now_iso()
         self.timing = {}
         self.counts = {"partitions_reused": 0, "partitions_scored": 0, "windows_scored": 0}
-        self.frontend = import_frontend()
         self.output_dir = os.fspath(options.output_dir)
 
         self.site_table = None
@@ -1194,7 +1193,9 @@ class BatchJob:
         info = {key: state.info[key] for key in ("sampling_rate", "num_samples", "num_channels", "num_windows")}
         info.update(name=state.source.source, window_seconds=self.window_seconds, hop_seconds=self.hop_seconds)
         decision = {key: state.settings.parameters[key] for key in DECISION_PARAMETERS}
-        result = self.frontend.build_file_result(info, scores, state.silent_windows, return_timestamps=True, **decision)
+        # Imported here: a job with nothing to rebuild never imports the pipeline (transformers' pipelines: seconds).
+        frontend = import_frontend()
+        result = frontend.build_file_result(info, scores, state.silent_windows, return_timestamps=True, **decision)
         state.document = cli.build_document(self.audio_job(state.source), result, state.settings)
         # The one field of `orcahello detect`'s document that changes from run to run: left out, so that a job
         # killed and run again writes the same bytes as one that was not (the run document has the times).
