@@ -1100,11 +1100,12 @@ class BatchJob:
             return
         # Ray's core worker logs this, as an error, when Ray Data starts actors whose arguments (here the model
         # folder's files) sit in the object store: said once here so that nobody takes it for a failure.
-        self.log(
-            "NOTE: Ray may log \"Actor ... MapWorker(MapBatches(WindowScorer)) ... has constructor arguments in the "
-            "object store and max_restarts > 0\": harmless, the job keeps the model's files there until it ends, so "
-            "a restarted model actor finds them"
-        )
+        if os.path.isdir(self.model):
+            self.log(
+                "NOTE: Ray may log \"Actor ... MapWorker(MapBatches(WindowScorer)) ... has constructor arguments in "
+                "the object store and max_restarts > 0\": harmless, the job keeps the model's files there until it "
+                "ends, so a restarted model actor finds them"
+            )
         assembly = PartitionAssembly()
         progress_bar = tqdm(
             total=sum(row["num_windows"] for row in work), desc="OrcaHello batch", unit="window", file=sys.stderr,
