@@ -719,6 +719,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         engine=None,
         precision=None,
         allow_other_hosts=None,
+        progress_callback=None,
         **kwargs,
     ):
         if kwargs:
@@ -780,6 +781,8 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             if precision not in PRECISIONS:
                 raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
             forward_params["precision"] = precision
+        if progress_callback is not None:  # called with (windows just scored, the recording's windows)
+            forward_params["progress_callback"] = progress_callback
         return preprocess_params, forward_params, postprocess_params
 
     def get_inference_context(self):
@@ -852,8 +855,12 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             executor.shutdown(wait=True, cancel_futures=True)
             recording.close()
 
-    def _forward(self, model_inputs, engine="auto", precision="float32"):
+    def _forward(self, model_inputs, engine="auto", precision="float32", progress_callback=None):
         logits = self.window_logits(model_inputs["input_features"], engine=engine, precision=precision)
+        if progress_callback is not None:
+            info = model_inputs["recording"]
+            info = info[0] if isinstance(info, (list, tuple)) else info
+            progress_callback(int(logits.shape[0]), info["num_windows"] if isinstance(info, dict) else None)
         return {
             "probabilities": torch.softmax(logits.float(), dim=-1),
             "window_index": model_inputs["window_index"],

@@ -37,8 +37,10 @@ import codecs
 import collections
 import functools
 import io
+import os
 import pickle
 import pickletools
+import re
 import types
 import warnings
 import zipfile
@@ -188,10 +190,60 @@ TORCH_REBUILD_FUNCTIONS = {
 TORCH_REBUILD_FUNCTIONS["torch._tensor._rebuild_from_type_v2"] = torch._tensor._rebuild_from_type_v2
 
 
-def _numpy_multiarray(name):
-    # numpy 2 moved `numpy.core` to `numpy._core`; old pickles name the former, new ones the latter.
-    core = getattr(np, "_core", None) or np.core
-    return getattr(core.multiarray, name)
+# The numpy types a pickled numpy scalar may have: plain numbers, and fixed-length text (`U8`: fastai's metadata
+# holds `np.str_` values) or bytes (`S8`), which hold no pointers either. numpy's own `dtype.__setstate__` and
+# `scalar()`
+# trust the pickle (a dtype state that hides an object field makes `scalar()` read raw bytes as a pointer: a crash).
+NUMPY_SCALAR_TYPES = ("b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "c8", "c16")
+
+
+class PickledNumpyDtype:
+    """
+    What the global `numpy.dtype` gives in a pickle: the type code and the pickled state, recorded and not trusted.
+    `to_numpy()` gives the real dtype, only for a plain number or text type whose state is exactly what numpy itself
+    writes for it (so nothing in the state can change the layout numpy would assume).
+    """
+
+    def __init__(self, type_code, align=False, copy=False):
+        self.type_code = type_code
+        self.pickled_state = None
+
+    def __setstate__(self, state):
+        self.pickled_state = state
+
+    def to_numpy(self):
+        code = self.type_code
+        state = self.pickled_state
+        if not isinstance(code, str) or not (code in NUMPY_SCALAR_TYPES or re.fullmatch(r"[US][1-9][0-9]{0,5}", code)):
+            raise UnsafePickleError(
+                f"refusing to load a numpy dtype {code!r}: only plain number and fixed-length text types are allowed"
+            )
+        byte_order = state[1] if isinstance(state, tuple) and len(state) > 1 else "="
+        if byte_order not in ("<", ">", "|", "="):
+            raise UnsafePickleError(f"refusing to load a numpy dtype with byte order {byte_order!r}")
+        dtype = np.dtype(code)
+        if byte_order in ("<", ">"):
+            dtype = dtype.newbyteorder(byte_order)
+        if state is not None and state != dtype.__reduce__()[2]:
+            raise UnsafePickleError(
+                f"refusing to load a numpy dtype {code!r} whose pickled state {state!r} is not numpy's own for it"
+            )
+        return dtype
+
+    def __repr__(self):
+        return f"<pickled numpy dtype {self.type_code!r}>"
+
+
+def numpy_scalar(dtype, data):
+    """What the global `numpy.core.multiarray.scalar` gives: a number scalar, read from its bytes once checked."""
+    if not isinstance(dtype, PickledNumpyDtype):
+        raise UnsafePickleError(f"refusing to build a numpy scalar from {type(dtype).__name__}: not a pickled dtype")
+    dtype = dtype.to_numpy()
+    if isinstance(data, str):  # protocol 2 writes the bytes as latin-1 text
+        data = data.encode("latin1")
+    if not isinstance(data, bytes) or len(data) != dtype.itemsize:
+        raise UnsafePickleError(f"refusing to build a numpy {dtype} scalar from {len(data)} bytes")
+    return np.frombuffer(data, dtype=dtype, count=1)[0]
 
 
 # The rest of what the learner exports reference (LEGACY_NOTES.md section 4), and nothing more.
@@ -203,11 +255,12 @@ OTHER_SAFE_GLOBALS = {
     "builtins.set": set,
     "builtins.float": float,
     "builtins.int": int,
-    # numpy scalars (`np.float64(...)` in fastai's metadata) are pickled as `scalar(dtype, bytes)`.
-    "numpy.dtype": np.dtype,
+    # numpy scalars (`np.float64(...)` in fastai's metadata) are pickled as `scalar(dtype, bytes)`; both go through
+    # the checked stand-ins below, never numpy's own unpickling.
+    "numpy.dtype": PickledNumpyDtype,
 }
 for _core in ("numpy.core", "numpy._core"):  # numpy 2 renamed the module; the 2020 file names the old one
-    OTHER_SAFE_GLOBALS[f"{_core}.multiarray.scalar"] = _numpy_multiarray("scalar")
+    OTHER_SAFE_GLOBALS[f"{_core}.multiarray.scalar"] = numpy_scalar
 
 
 def _torch_attribute(name):
@@ -258,32 +311,140 @@ def resolve_global(module, name):
     )
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """`pickle.Unpickler` whose `find_class` only returns allow-listed objects (see [`resolve_global`])."""
+# Objects a pickle may reach through `find_class` that the whole process shares: their state is never set.
+PROCESS_WIDE_KINDS = (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType)
+
+
+def _is_storage_class(target):
+    return isinstance(target, type) and issubclass(target, (torch.storage.TypedStorage, torch.UntypedStorage))
+
+
+class RestrictedUnpickler(pickle._Unpickler):
+    """
+    An unpickler whose `find_class` only returns allow-listed objects (see [`resolve_global`]), and which never lets
+    a pickle change or misuse them. Python's own (pure Python) unpickler is the base, so that three opcodes can be
+    checked before they run:
+
+    - BUILD (`__setstate__`, or attributes set one by one) on a class or function is refused: it would change that
+      function or class for the rest of the process (e.g. the defaults of torch's `_rebuild_tensor_v2`, making every
+      later tensor load come out negated), even when the file is refused afterwards;
+    - REDUCE (a call) and NEWOBJ of a storage class or a `torch.nn` layer are refused: torch's own loaders make
+      storages themselves and modules are pickled without calling their constructors, so such a call is only a way
+      to allocate whatever size the pickle asks for;
+    - the storages a torch file declares (through `persistent_load`) may add up to at most `max_storage_bytes`
+      (the file's size, for [`load_learner_export`]): a 1 KB file cannot make torch allocate gigabytes.
+    """
+
+    max_storage_bytes = None  # None: no limit (set per file by `restricted_pickle_module`)
+
+    def __init__(self, file, **kwargs):
+        super().__init__(file, **kwargs)
+        self._declared_storages = {}
+        self._loader_persistent_load = None
 
     def find_class(self, module, name):
         return resolve_global(module, name)
 
+    # torch's loaders assign their storage loader as `unpickler.persistent_load`: it runs behind the size check.
+    @property
+    def persistent_load(self):
+        return self._checked_persistent_load
 
-def restricted_load(file, **kwargs):
-    """`pickle.load` through [`RestrictedUnpickler`] (torch reads the legacy format's header pickles with it)."""
-    return RestrictedUnpickler(file, **kwargs).load()
+    @persistent_load.setter
+    def persistent_load(self, function):
+        self._loader_persistent_load = function
+
+    def _checked_persistent_load(self, saved_id):
+        if self._loader_persistent_load is None:
+            raise pickle.UnpicklingError("refusing to load: the pickle refers to external data (a persistent id)")
+        if isinstance(saved_id, tuple) and len(saved_id) >= 5 and saved_id[0] in ("storage", b"storage"):
+            storage_type, key, numel = saved_id[1], saved_id[2], saved_id[4]
+            if not isinstance(numel, int) or isinstance(numel, bool) or numel < 0:
+                raise UnsafePickleError(f"refusing to load: a storage declares {numel!r} elements")
+            dtype = getattr(storage_type, "dtype", None)
+            element_size = dtype.itemsize if isinstance(dtype, torch.dtype) else 1
+            self._declared_storages[key] = numel * element_size
+            declared = sum(self._declared_storages.values())
+            if self.max_storage_bytes is not None and declared > self.max_storage_bytes:
+                # A ValueError: an honest file cut short says this too (its loader reports it as truncated).
+                raise ValueError(
+                    f"its tensors declare {declared} bytes, more than the {self.max_storage_bytes} bytes the file "
+                    "holds (refused before allocating them)"
+                )
+        return self._loader_persistent_load(saved_id)
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def load_build(self):
+        target = self.stack[-2]  # below the state
+        if isinstance(target, PROCESS_WIDE_KINDS):
+            name = getattr(target, "__qualname__", None) or type(target).__name__
+            raise UnsafePickleError(
+                f"refusing to load: the pickle sets the state of {name}, a class or function (that would change it "
+                "for the whole process)"
+            )
+        super().load_build()
+
+    dispatch[pickle.BUILD[0]] = load_build
+
+    def _check_construction(self, target):
+        if _is_storage_class(target) or (isinstance(target, type) and issubclass(target, nn.Module)):
+            kind = "a storage" if _is_storage_class(target) else "a torch.nn layer"
+            raise UnsafePickleError(
+                f"refusing to load: the pickle calls {target.__name__} ({kind}) directly, which torch never writes "
+                "and which allocates whatever size the pickle asks for"
+            )
+
+    def load_reduce(self):
+        self._check_construction(self.stack[-2])
+        super().load_reduce()
+
+    dispatch[pickle.REDUCE[0]] = load_reduce
+
+    def load_newobj(self):
+        target = self.stack[-2]
+        if _is_storage_class(target):
+            self._check_construction(target)
+        super().load_newobj()
+
+    dispatch[pickle.NEWOBJ[0]] = load_newobj
+
+    def load_newobj_ex(self):
+        target = self.stack[-3]
+        if _is_storage_class(target):
+            self._check_construction(target)
+        super().load_newobj_ex()
+
+    dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
 
 
-def restricted_loads(data, **kwargs):
-    """`pickle.loads` through [`RestrictedUnpickler`]."""
-    return RestrictedUnpickler(io.BytesIO(data), **kwargs).load()
+def restricted_pickle_module(max_storage_bytes=None):
+    """
+    What `torch.load(..., pickle_module=...)` needs from a pickle module (`Unpickler`, `load`, and `__name__`, which
+    torch compares with "dill"), with [`RestrictedUnpickler`]; `max_storage_bytes` caps the tensor bytes the file
+    may declare (give the file's size).
+    """
+    unpickler = type("RestrictedUnpickler", (RestrictedUnpickler,), {"max_storage_bytes": max_storage_bytes})
+
+    def load(file, **kwargs):
+        return unpickler(file, **kwargs).load()
+
+    def loads(data, **kwargs):
+        return unpickler(io.BytesIO(data), **kwargs).load()
+
+    return types.SimpleNamespace(
+        __name__="orcahello_restricted_pickle",
+        Unpickler=unpickler,
+        load=load,
+        loads=loads,
+        UnpicklingError=pickle.UnpicklingError,
+    )
 
 
-# What `torch.load(..., pickle_module=...)` needs from a pickle module: `Unpickler`, `load` (and `__name__`, which
-# torch compares with "dill").
-RESTRICTED_PICKLE_MODULE = types.SimpleNamespace(
-    __name__="orcahello_restricted_pickle",
-    Unpickler=RestrictedUnpickler,
-    load=restricted_load,
-    loads=restricted_loads,
-    UnpicklingError=pickle.UnpicklingError,
-)
+# Without a size cap (the cap needs the file's size: `load_learner_export` sets it).
+RESTRICTED_PICKLE_MODULE = restricted_pickle_module()
+restricted_load = RESTRICTED_PICKLE_MODULE.load  # torch reads the legacy format's header pickles with it
+restricted_loads = RESTRICTED_PICKLE_MODULE.loads
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -473,7 +634,8 @@ def load_learner_export(path):
             # The legacy format stores each module class's source and warns when it differs from the class that
             # loads it; ours are stand-ins, so it always differs.
             warnings.simplefilter("ignore", torch.serialization.SourceChangeWarning)
-            return torch.load(path, map_location="cpu", weights_only=False, pickle_module=RESTRICTED_PICKLE_MODULE)
+            pickle_module = restricted_pickle_module(max_storage_bytes=os.path.getsize(path))
+            return torch.load(path, map_location="cpu", weights_only=False, pickle_module=pickle_module)
     except UnsafePickleError:
         raise
     except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as error:

@@ -32,6 +32,7 @@ them only inside the functions that need them, and nothing else in the package i
 """
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import glob
@@ -40,13 +41,15 @@ import json
 import logging
 import os
 import re
+import shutil
+import stat
 import sys
 import tempfile
 import time
 import urllib.parse
 import urllib.request
 
-from . import REPO_ROOT, __version__, cli, site_thresholds, writers
+from . import REPO_ROOT, __version__, cli, run_lock, site_thresholds, writers
 
 
 SCALE_EXTRA_HINT = 'pip install "orcahello-srkw-detector[scale]"'
@@ -59,11 +62,10 @@ JSON_FOLDER = "json"
 FILES_TABLE = "files.parquet"
 RUN_DOCUMENT = "orcahello_batch_run.json"
 PARTITION_FILE_PATTERN = "part-{first_window:09d}.parquet"
+PARTITION_NAME_PATTERN = r"part-[0-9]{9}\.parquet"
 PARQUET_METADATA_KEY = b"orcahello"
 PARTITION_FORMAT_VERSION = 1
 URL_TIMEOUT_SECONDS = 120
-# What `write_table_atomically` and `writers.write_text_atomically` write before renaming: `<name>.tmp<pid>`.
-TEMPORARY_FILE_PATTERN = re.compile(r"\.(parquet|json)\.tmp\d+$")
 # A UTC timestamp in a file name, ISO 8601 basic format (SanctSound, AudioMoth, many recorders): 20200423T164427Z.
 UTC_NAME_PATTERN = re.compile(r"(?<!\d)(\d{8}T\d{6})Z(?![0-9A-Za-z])")
 # Orcasound's HLS archive keeps each stream in a folder named by its start in Unix seconds: <node>/hls/<t>/live.m3u8.
@@ -153,8 +155,8 @@ def plan_outputs(sources):
     planned, stems = [], set()
     for index, source in enumerate(sources):
         if is_url(source):
-            parts = urllib.parse.urlsplit(source)
-            relative_path = (parts.netloc + parts.path).strip("/") or parts.netloc
+            # Named exactly as `orcahello detect` names them: no "..", no separators smuggled in as %2F.
+            relative_path = cli.url_relative_path(source).replace(os.sep, "/")
             stem = os.path.splitext(relative_path)[0]
         else:
             relative_path, stem = names[source]
@@ -301,31 +303,73 @@ def read_model_folder(folder):
     return files
 
 
+def model_cache_root():
+    """
+    This user's private folder for model copies, `<tmp>/orcahello-batch-models-<uid>`: made with mode 0700 and
+    checked on every use (a directory, not a link, owned by this user, closed to everyone else). Under a shared
+    temporary folder anyone can create a path first; a copy found in a folder someone else could write might hold
+    any code, and model folders' code runs (`trust_remote_code`).
+    """
+    if not hasattr(os, "getuid"):  # Windows: no owner to check; a private folder of this process instead
+        return tempfile.mkdtemp(prefix="orcahello-batch-models-")
+    root = os.path.join(tempfile.gettempdir(), f"orcahello-batch-models-{os.getuid()}")
+    try:
+        os.mkdir(root, 0o700)
+    except FileExistsError:
+        pass
+    status = os.lstat(root)
+    if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.getuid() or stat.S_IMODE(status.st_mode) & 0o077:
+        raise RuntimeError(
+            f"{root} is not a private folder of this user (a directory owned by uid {os.getuid()}, mode 0700): "
+            "refusing to keep model copies there; remove it"
+        )
+    return root
+
+
+def folder_holds(folder, files):
+    """Whether `folder` holds exactly `files` (name -> content), compared by SHA-256."""
+    try:
+        names = sorted(name for name in os.listdir(folder) if not name.startswith("."))
+    except OSError:
+        return False
+    if names != sorted(files):
+        return False
+    for name, content in files.items():
+        path = os.path.join(folder, name)
+        if os.path.islink(path) or cli.file_sha256(path) != hashlib.sha256(content).hexdigest():
+            return False
+    return True
+
+
 def materialize_model_folder(name, files):
     """
-    Write a model folder sent by the driver into this machine's temporary folder, under a name given by its
-    content, so that every actor on the machine (and every later run) reuses one copy and transformers' module cache
-    holds one copy of its code.
+    Write a model folder sent by the driver on this machine, in this user's private cache (`model_cache_root`),
+    under a name given by its content, so that every actor on the machine (and every later run) reuses one copy and
+    transformers' module cache holds one copy of its code. A copy found there is used only when it holds exactly
+    the files sent, byte for byte.
     """
     digest = hashlib.sha256()
     for file_name in sorted(files):
         digest.update(file_name.encode("utf-8") + b"\0" + hashlib.sha256(files[file_name]).digest())
-    folder = os.path.join(tempfile.gettempdir(), "orcahello-batch-models", digest.hexdigest()[:16], name)
-    if os.path.isfile(os.path.join(folder, "config.json")):
+    root = model_cache_root()
+    folder = os.path.join(root, digest.hexdigest()[:16], name)
+    if folder_holds(folder, files):
         return folder
-    os.makedirs(os.path.dirname(folder), exist_ok=True)
     # Written aside and renamed into place: a folder under its final name is always complete.
-    staging = tempfile.mkdtemp(prefix="staging-", dir=os.path.dirname(folder))
+    staging = tempfile.mkdtemp(prefix="staging-", dir=root)
+    os.mkdir(os.path.join(staging, name))
     for file_name, content in files.items():
-        with open(os.path.join(staging, file_name), "wb") as handle:
+        with open(os.path.join(staging, name, file_name), "wb") as handle:
             handle.write(content)
     try:
-        os.rename(staging, folder)
-    except OSError:  # another actor on this machine got there first: its copy is the same
-        import shutil
-
+        os.rename(staging, os.path.dirname(folder))
+        return folder
+    except OSError:  # another actor on this machine got there first: its copy is checked below
+        pass
+    if folder_holds(folder, files):
         shutil.rmtree(staging, ignore_errors=True)
-    return folder
+        return folder
+    return os.path.join(staging, name)  # a damaged copy under the content's name: this actor uses its own
 
 
 class WindowScorer:
@@ -442,10 +486,9 @@ def write_table_atomically(path, table):
     `path`, so a file that exists is complete."""
     import pyarrow.parquet as pq
 
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary_path = f"{path}.tmp{os.getpid()}"
-    pq.write_table(table, temporary_path)
-    os.replace(temporary_path, path)
+    with writers.temporary_file_beside(path) as temporary_path:
+        pq.write_table(table, temporary_path)
+        os.replace(temporary_path, path)
 
 
 def partition_metadata(path):
@@ -612,6 +655,23 @@ def worker_runtime_env():
     return {"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}}
 
 
+@contextlib.contextmanager
+def output_folder_lock(output_dir):
+    """
+    Hold the output folder's run lock (`orcahello.run_lock`, the one `detect` takes) for the job, or refuse at once
+    with a clear message: two jobs writing one folder would delete each other's temporary files and partitions. The
+    lock is the operating system's: a job that is killed releases it with its process, so nothing stale is left.
+    """
+    try:
+        lock = run_lock.OutputFolderLock(output_dir, "orcahello batch").acquire()
+    except run_lock.OutputFolderBusy as error:
+        raise BatchError(f"another orcahello run is writing into {output_dir}: {error}") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def connect_ray(address, num_cpus):
     """Join the cluster at `address`, or start a local Ray instance on `num_cpus` CPUs (default: this machine's
     cores); nothing when this process is connected already. Returns True when this call connected (and so the job
@@ -623,6 +683,9 @@ def connect_ray(address, num_cpus):
     # Ray reports usage statistics to its developers unless told not to; a detector must not phone home unasked.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     options = {"logging_level": logging.WARNING, "log_to_driver": False}
+    # Ray says on every start that token authentication is on (its default for local instances): it stays on, and
+    # the line is left out.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
         if address:
             ray.init(address=address, **options)
@@ -676,6 +739,15 @@ class BatchOptions:
             raise BatchError("--num-cpus sizes a local Ray instance; a cluster given with --address has its own CPUs")
         if self.device not in ("auto", "cpu", "cuda"):
             raise BatchError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.threshold is not None and not (isinstance(self.threshold, (int, float)) and 0 <= self.threshold <= 1):
+            raise BatchError(f"threshold must be a number from 0 to 1, got {self.threshold!r}")
+        if self.min_positive_seconds is not None and (
+            not isinstance(self.min_positive_seconds, int) or isinstance(self.min_positive_seconds, bool)
+            or self.min_positive_seconds < 0
+        ):  # fmt: skip
+            raise BatchError(
+                f"min_positive_seconds must be a whole number of at least 0, got {self.min_positive_seconds!r}"
+            )
         for name in ("batch_size", "partition_windows", "cpus_per_worker", "num_workers", "num_cpus"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -694,7 +766,6 @@ class BatchJob:
         self.started, self.started_at = time.monotonic(), cli.now_iso()
         self.timing = {}
         self.counts = {"partitions_reused": 0, "partitions_scored": 0, "windows_scored": 0}
-        self.frontend = import_frontend()
         self.output_dir = os.fspath(options.output_dir)
 
         self.site_table = None
@@ -705,15 +776,15 @@ class BatchJob:
                 raise BatchError(str(error)) from None
         self.model = options.model or cli.default_model()
         try:
-            if os.path.isdir(self.model):
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            from transformers import AutoConfig
-
             from feature_extraction_orcahello import OrcaHelloFeatureExtractor
 
-            self.config = AutoConfig.from_pretrained(self.model, trust_remote_code=True)
-            self.feature_extractor = OrcaHelloFeatureExtractor.from_pretrained(self.model)
-        except Exception as error:  # a missing folder, no Hub access, a broken config
+            self.config = cli.load_config(self.model)  # a mistyped folder, an unpinned Hub repo: said in one line
+            self.feature_extractor = OrcaHelloFeatureExtractor.from_pretrained(
+                self.model, **cli.hub_options(self.model)
+            )
+        except cli.ModelNotFoundError as error:
+            raise BatchError(str(error)) from None
+        except Exception as error:  # no Hub access, a broken config
             raise BatchError(f"cannot load the model {self.model!r}: {' '.join(str(error).split())}") from None
         self.model_info = cli.describe_model_config(self.config, self.model)
         # The command line's own resolution of the decision parameters (model config < site table < options).
@@ -759,15 +830,35 @@ class BatchJob:
     def audio_job(source):
         return cli.AudioJob(path=source.source, relative_path=source.relative_path, output_stem=source.output_stem)
 
+    def inside_output_dir(self, path):
+        """`path`, once checked to lie under the output folder (links resolved): no source's name can make the job
+        write or delete anything elsewhere."""
+        root = os.path.realpath(self.output_dir)
+        if os.path.commonpath([root, os.path.realpath(path)]) != root:
+            raise BatchError(f"refusing to write {path}: it is outside the output folder {self.output_dir}")
+        return path
+
     def partition_folder(self, state):
-        return os.path.join(self.output_dir, WINDOWS_FOLDER, *state.source.output_stem.split("/"))
+        folder = os.path.join(self.output_dir, WINDOWS_FOLDER, *state.source.output_stem.split("/"))
+        return self.inside_output_dir(folder)
 
     def partition_path(self, state, first_window):
         return os.path.join(self.partition_folder(state), PARTITION_FILE_PATTERN.format(first_window=first_window))
 
     def json_path(self, state):
         stem = os.path.join(self.output_dir, JSON_FOLDER, *state.source.output_stem.split("/"))
-        return writers.output_path(stem, "json")
+        return self.inside_output_dir(writers.output_path(stem, "json"))
+
+    def remove_partial_files(self):
+        """What a killed run of this job was writing (never complete, never read): the temporary files beside this
+        job's own outputs, and nothing else (a user's `x.tmp1` stays)."""
+        outputs = [os.path.join(self.output_dir, name) for name in (FILES_TABLE, RUN_DOCUMENT)]
+        outputs += [self.json_path(state) for state in self.states]
+        partial = [path for output in outputs for path in writers.partial_files_of(output)]
+        for state in self.states:  # every partition size's files, as `finalize` removes those of other sizes
+            partial += writers.partial_files_of(self.partition_path(state, 0), PARTITION_NAME_PATTERN)
+        for path in partial:
+            os.remove(path)
 
     def partition_files(self, state):
         return glob.glob(os.path.join(glob.escape(self.partition_folder(state)), "part-*.parquet"))
@@ -778,37 +869,51 @@ class BatchJob:
         """Run the job; returns its run document (also written to `orcahello_batch_run.json`)."""
         for given, reason in self.input_problems:
             self.log(f"ERROR {given}: {reason}")
-        if os.path.basename(os.path.normpath(self.model)) == cli.STANDIN_FOLDER_NAME:
-            self.log(f"NOTE: {self.model} holds SYNTHETIC stand-in weights: its scores on real recordings mean nothing")
+        if self.model_info.get(cli.SYNTHETIC_WEIGHTS_KEY):
+            self.log(f"NOTE: {self.model}: {writers.STANDIN_WARNING} (every output file says so)")
         if self.code_differences:
             self.log(
                 f"NOTE: the model folder's {', '.join(self.code_differences)} differ from this package's: windows are "
                 "featurized with the package's code, so scores can differ from `orcahello detect` with this folder"
             )
         os.makedirs(self.output_dir, exist_ok=True)
-        for folder, _, names in os.walk(self.output_dir):
-            for name in names:
-                if TEMPORARY_FILE_PATTERN.search(name):
-                    os.remove(os.path.join(folder, name))  # what a killed run was writing: never complete, never read
+        with output_folder_lock(self.output_dir):
+            self.remove_partial_files()
+            return self.run_locked()
 
+    def run_locked(self):
         import ray
 
+        to_probe = [state for state in self.states if not self.resume_without_probing(state)]
+        if not to_probe and all(self.finished_before(state) for state in self.states):
+            # Nothing to score, no JSON to rewrite: no Ray instance to start (tens of seconds) for nothing.
+            self.cluster, self.num_workers, self.actor_device = None, 0, None
+            self.finalize_finished()
+            return self.write_run_outputs()
         connected = connect_ray(self.options.address, self.options.num_cpus)
         try:
             self.timing["ray_ready_s"] = round(time.monotonic() - self.started, 3)
             quiet_ray_data()
             self.choose_workers(ray.cluster_resources())
-            to_probe = [state for state in self.states if not self.resume_without_probing(state)]
             self.probe(to_probe)
-            for state in self.states:
-                self.counts["partitions_reused"] += len(state.reused)
-                if state.error is None and state.partitions and state.done == set(state.partitions):
-                    self.finalize(state)
+            self.finalize_finished()
             self.score()
         finally:
             if connected:
                 ray.shutdown()
         return self.write_run_outputs()
+
+    def finished_before(self, state):
+        """Every partition and the JSON of this recording were written by earlier runs, with these parameters."""
+        if self.options.overwrite or not state.partitions or state.reused != set(state.partitions):
+            return False
+        return cli.load_finished_document(self.json_path(state), state.settings.run_hash) is not None
+
+    def finalize_finished(self):
+        for state in self.states:
+            self.counts["partitions_reused"] += len(state.reused)
+            if state.error is None and state.partitions and state.done == set(state.partitions):
+                self.finalize(state)
 
     def choose_workers(self, resources):
         options = self.options
@@ -987,6 +1092,14 @@ class BatchJob:
         ]
         if not work:
             return
+        # Ray's core worker logs this, as an error, when Ray Data starts actors whose arguments (here the model
+        # folder's files) sit in the object store: said once here so that nobody takes it for a failure.
+        if os.path.isdir(self.model):
+            self.log(
+                "NOTE: Ray may log \"Actor ... MapWorker(MapBatches(WindowScorer)) ... has constructor arguments in "
+                "the object store and max_restarts > 0\": harmless, the job keeps the model's files there until it "
+                "ends, so a restarted model actor finds them"
+            )
         assembly = PartitionAssembly()
         progress_bar = tqdm(
             total=sum(row["num_windows"] for row in work), desc="OrcaHello batch", unit="window", file=sys.stderr,
@@ -1041,8 +1154,7 @@ class BatchJob:
             "recording": state.info,
             "model": self.model_info,
             "version": __version__,
-            "created_at": cli.now_iso(),
-        }
+        }  # no wall-clock time: a job killed and run again writes the same bytes (the run document has the times)
         write_windows_table(
             self.partition_path(state, first), state.source.source, first, scores, silent, state.info, metadata
         )
@@ -1076,8 +1188,13 @@ class BatchJob:
         info = {key: state.info[key] for key in ("sampling_rate", "num_samples", "num_channels", "num_windows")}
         info.update(name=state.source.source, window_seconds=self.window_seconds, hop_seconds=self.hop_seconds)
         decision = {key: state.settings.parameters[key] for key in DECISION_PARAMETERS}
-        result = self.frontend.build_file_result(info, scores, state.silent_windows, return_timestamps=True, **decision)
+        # Imported here: a job with nothing to rebuild never imports the pipeline (transformers' pipelines: seconds).
+        frontend = import_frontend()
+        result = frontend.build_file_result(info, scores, state.silent_windows, return_timestamps=True, **decision)
         state.document = cli.build_document(self.audio_job(state.source), result, state.settings)
+        # The one field of `orcahello detect`'s document that changes from run to run: left out, so that a job
+        # killed and run again writes the same bytes as one that was not (the run document has the times).
+        state.document.pop("created_at", None)
         writers.write_json(self.json_path(state), state.document)
         for warning in state.document["warnings"]:
             self.log(f"WARNING {state.source.source}: {warning}")
@@ -1088,6 +1205,10 @@ class BatchJob:
         rows = [file_row(state) for state in self.states]
         rows += [error_row(given, reason) for given, reason in self.input_problems]
         files_table = pa.Table.from_pylist(rows, schema=files_schema())
+        # The model (with `synthetic_weights` for the stand-in) in the table itself, as in every partition file.
+        files_table = files_table.replace_schema_metadata(
+            {PARQUET_METADATA_KEY: json.dumps({"model": self.model_info}, sort_keys=True)}
+        )
         write_table_atomically(os.path.join(self.output_dir, FILES_TABLE), files_table)
         failed = sum(state.error is not None for state in self.states)
         options = dataclasses.asdict(self.options)

@@ -26,6 +26,7 @@ import dataclasses
 import datetime
 import glob
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -39,6 +40,14 @@ from . import REPO_ROOT, __version__, run_lock, site_thresholds, writers
 
 
 HUB_MODEL_ID = "orcasound/orcahello-srkw-detector-v1"
+# The commit of HUB_MODEL_ID that the CLI and `orcahello batch` load when no local model is given or found: its code
+# runs (`trust_remote_code`), so it is never "whatever main holds today". None: not pinned yet (the Hub repo holds no
+# release with this repo's custom code so far), and the Hub is then not used at all. To change it, set the full
+# 40-character commit of a reviewed release (`huggingface_hub.HfApi().model_info(HUB_MODEL_ID).sha`).
+HUB_MODEL_REVISION = None
+# `config.json` key that `scripts/fetch_model.py` sets on the synthetic stand-in it converts.
+SYNTHETIC_WEIGHTS_KEY = "synthetic_weights"
+EXIT_INTERRUPTED = 130
 MODEL_ENVIRONMENT_VARIABLE = "ORCAHELLO_MODEL"
 # What `python scripts/fetch_model.py` makes: the Hub weights converted, or the synthetic stand-in when offline.
 STANDIN_FOLDER_NAME = "standin-resnet50-synthetic-weights"
@@ -97,6 +106,43 @@ def default_model():
     return HUB_MODEL_ID
 
 
+class ModelNotFoundError(RuntimeError):
+    """`--model` names neither a model folder nor a loadable Hub repo."""
+
+
+HUB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_model(model):
+    """
+    Say in one line what is wrong with `model` before transformers does (its error for a mistyped folder is about
+    Hub repo ids): a folder must hold a config.json; a name that is not a folder is a Hub id only when it looks like
+    one (`owner/name`) and does not start with a folder that exists here (`models/...` is a mistyped folder).
+    """
+    if os.path.isdir(model):
+        if not is_model_folder(model):
+            raise ModelNotFoundError(f"{model} is a folder but not a model folder (it has no config.json)")
+        return
+    first = model.replace(os.sep, "/").split("/")[0]
+    looks_like_path = (
+        not HUB_ID_PATTERN.fullmatch(model) or ".." in model or model.startswith(("~", ".")) or os.path.isdir(first)
+    )
+    if looks_like_path or os.path.exists(model):
+        raise ModelNotFoundError(f"no such model folder: {model} (give a folder holding config.json, or a Hub id)")
+
+
+def hub_options(model):
+    """`from_pretrained`'s revision for `model`: the pinned one for the default Hub repo (whose code runs)."""
+    if os.path.isdir(model) or model != HUB_MODEL_ID:
+        return {}
+    if HUB_MODEL_REVISION is None:
+        raise ModelNotFoundError(
+            f"no local model, and {HUB_MODEL_ID} has no pinned revision to load (its code would run): make one "
+            "with `python scripts/fetch_model.py` or give --model DIR"
+        )
+    return {"revision": HUB_MODEL_REVISION}
+
+
 def resolve_device(requested):
     """`"auto"` picks CUDA, then Apple MPS, then the CPU; an explicit accelerator that is missing is an error."""
     import torch
@@ -111,12 +157,26 @@ def resolve_device(requested):
 
 def load_pipeline(model, device):
     """`transformers.pipeline("audio-classification", ..., trust_remote_code=True)` on `model`."""
+    check_model(model)
+    options = hub_options(model)
     if os.path.isdir(model):
         # A local folder needs nothing from the Hub; without this, transformers may still ask it about the repo.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import pipeline
 
-    return pipeline("audio-classification", model=model, trust_remote_code=True, device=device)
+    return pipeline("audio-classification", model=model, trust_remote_code=True, device=device, **options)
+
+
+def load_config(model):
+    """The model's config alone (`AutoConfig`, with its custom code): what resuming and `orcahello batch`'s driver
+    need, without loading the weights."""
+    check_model(model)
+    options = hub_options(model)
+    if os.path.isdir(model):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(model, trust_remote_code=True, **options)
 
 
 def git_revision(folder):
@@ -170,10 +230,16 @@ def describe_model_config(config, model):
     is_folder = os.path.isdir(model)
     info = {"name_or_path": os.path.abspath(model) if is_folder else model}
     revision = getattr(config, "_commit_hash", None) or (git_revision(model) if is_folder else None)
+    revision = revision or hub_options(model).get("revision")
     if revision:
         info["revision"] = revision
     if is_folder and os.path.isfile(os.path.join(model, WEIGHTS_FILE)):
         info["weights_sha256"] = file_sha256(os.path.join(model, WEIGHTS_FILE))
+    # Folders converted before the config said so are known by the name fetch_model.py gives them.
+    if getattr(config, SYNTHETIC_WEIGHTS_KEY, False) or (
+        is_folder and os.path.basename(os.path.normpath(model)) == STANDIN_FOLDER_NAME
+    ):
+        info[SYNTHETIC_WEIGHTS_KEY] = True
     return info
 
 
@@ -215,7 +281,10 @@ def run_hash(parameters, model_info):
     its revision, else its name). Batch size and device are left out: they move scores by ~1e-6 at most.
     """
     identity = model_info.get("weights_sha256") or model_info.get("revision") or model_info["name_or_path"]
-    payload = json.dumps({"parameters": parameters, "model": identity}, sort_keys=True)
+    payload = {"parameters": parameters, "model": identity}
+    if model_info.get(SYNTHETIC_WEIGHTS_KEY):  # results made before the outputs said so are made again, with the mark
+        payload[SYNTHETIC_WEIGHTS_KEY] = True
+    payload = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
@@ -404,6 +473,13 @@ def settings_for_recording(job, settings, args, config, site_table):
     )
 
 
+def is_finished(job, settings):
+    """Whether a previous run scored `job` with this model and these parameters (its JSON says so): then
+    `score_or_resume` needs no model, it writes any missing output from the JSON."""
+    json_path = writers.output_path(job.output_stem, "json")
+    return not settings.overwrite and load_finished_document(json_path, settings.run_hash) is not None
+
+
 def load_finished_document(json_path, expected_hash):
     """The JSON a previous run wrote for this recording, if it used the same model and parameters; else None."""
     try:
@@ -441,10 +517,12 @@ def build_document(job, result, settings):
     )
     if settings.site_thresholds_file is not None:
         document["site_thresholds"] = {"file": settings.site_thresholds_file, "site": settings.site}
+    if settings.model_info.get(SYNTHETIC_WEIGHTS_KEY):
+        document["warnings"] = [writers.STANDIN_WARNING] + list(document["warnings"])
     return document
 
 
-def score_or_resume(job, pipe, settings):
+def score_or_resume(job, pipe, settings, progress_callback=None):
     """
     Score `job` (or take a previous run's result for it) and write its outputs. Returns `(document, resumed)`.
 
@@ -457,9 +535,10 @@ def score_or_resume(job, pipe, settings):
     document = None if settings.overwrite else load_finished_document(json_path, settings.run_hash)
     resumed = document is not None
     if not resumed:
+        extra = {} if progress_callback is None else {"progress_callback": progress_callback}
         result = pipe(
             job.path, return_timestamps=True, batch_size=settings.batch_size, engine=settings.engine,
-            allow_other_hosts=settings.allow_other_hosts, **settings.parameters,
+            allow_other_hosts=settings.allow_other_hosts, **settings.parameters, **extra,
         )
         document = build_document(job, result, settings)
         for kind in writers.OUTPUT_SUFFIXES:  # "json" comes first
@@ -470,16 +549,22 @@ def score_or_resume(job, pipe, settings):
     def needs(kind):
         return not resumed or not os.path.exists(writers.output_path(job.output_stem, kind))
 
+    synthetic = bool(document["model"].get(SYNTHETIC_WEIGHTS_KEY))
     if "csv" in settings.formats and needs("csv"):
-        writers.write_scoring_csv(writers.output_path(job.output_stem, "csv"), document["submission"])
+        writers.write_scoring_csv(
+            writers.output_path(job.output_stem, "csv"), document["submission"], synthetic_weights=synthetic
+        )
     if "raven" in settings.formats and needs("raven"):
         writers.write_raven_table(
             writers.output_path(job.output_stem, "raven"),
             document["detections"],
             with_utc=document.get("start_time_utc") is not None,
+            synthetic_weights=synthetic,
         )
     if "audacity" in settings.formats and needs("audacity"):
-        writers.write_audacity_labels(writers.output_path(job.output_stem, "audacity"), document["detections"])
+        writers.write_audacity_labels(
+            writers.output_path(job.output_stem, "audacity"), document["detections"], synthetic_weights=synthetic
+        )
     if settings.plot and needs("png"):
         from .plot import plot_detections
 
@@ -533,6 +618,27 @@ def parse_formats(text):
             f"unknown format(s) {', '.join(unknown)}; choose from {','.join(writers.OUTPUT_FORMATS)}"
         )
     return formats
+
+
+def probability(text):
+    """A threshold on confidences: a number from 0 to 1 (`nan` and `1.5` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text}")
+    return value
+
+
+def non_negative_integer(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, got {value}")
+    return value
 
 
 def positive_integer(text):
@@ -613,14 +719,14 @@ def build_parser():
     detect_parser.add_argument(
         "--threshold",
         metavar="T",
-        type=float,
+        type=probability,
         default=None,
         help="a one-second row is positive when its confidence is above this (default: the model's, 0.5)",
     )
     detect_parser.add_argument(
         "--min-positive-seconds",
         metavar="N",
-        type=int,
+        type=non_negative_integer,
         default=None,
         help="a recording is positive when at least this many rows are (default: the model's, 3)",
     )
@@ -779,8 +885,10 @@ def add_batch_parser(commands):
         help="windows per partition, the unit of work and of resuming (default: "
         f"{batch.DEFAULT_PARTITION_WINDOWS}, rounded up to a multiple of the featurization block)",
     )
-    batch_parser.add_argument("--threshold", metavar="T", type=float, default=None, help="as for detect")
-    batch_parser.add_argument("--min-positive-seconds", metavar="N", type=int, default=None, help="as for detect")
+    batch_parser.add_argument("--threshold", metavar="T", type=probability, default=None, help="as for detect")
+    batch_parser.add_argument(
+        "--min-positive-seconds", metavar="N", type=non_negative_integer, default=None, help="as for detect"
+    )
     batch_parser.add_argument(
         "--aggregation", choices=("orcahello", "mean_thresholded", "mean_top_k"), default=None, help="as for detect"
     )
@@ -824,21 +932,22 @@ def detect(args, command=None):
     model = args.model or default_model()
     try:
         device = resolve_device(args.device)
-        pipe = load_pipeline(model, device)
-    except Exception as error:  # a missing folder, no Hub access, a broken config: nothing can be scored
+        # The config first: with it the resume check runs, and a run with nothing left to do never loads the
+        # weights (seconds) or the engines.
+        config = load_config(model)
+    except ModelNotFoundError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    except Exception as error:  # no Hub access, a broken config: nothing can be scored
         print(f"ERROR: cannot load the model {model!r}: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_CANNOT_RUN
-    if os.path.basename(os.path.normpath(model)) == STANDIN_FOLDER_NAME:
-        print(
-            f"NOTE: {model} holds SYNTHETIC stand-in weights (trained on synthetic audio, for testing): "
-            "its scores on real recordings mean nothing",
-            file=sys.stderr,
-        )
     # Warnings about a recording (digital silence) are in its JSON and printed below, once, with its path.
     logging.getLogger("transformers_modules").setLevel(logging.ERROR)
 
-    parameters = scoring_parameters(args, pipe.model.config)
-    model_info = describe_model(pipe, model)
+    parameters = scoring_parameters(args, config)
+    model_info = describe_model_config(config, model)
+    if model_info.get(SYNTHETIC_WEIGHTS_KEY):
+        print(f"NOTE: {model}: {writers.STANDIN_WARNING} (every output file says so)", file=sys.stderr)
     # With a site table the run's hash covers the table; each recording's JSON holds the hash of its own parameters.
     run_identity = parameters if site_table is None else {**parameters, "site_thresholds": site_table}
     settings = RunSettings(
@@ -856,21 +965,43 @@ def detect(args, command=None):
     )
     output_dir = args.output_dir
     jobs = plan_jobs(paths, output_dir)
+    pipe = None
+    if any(not is_finished(job, settings_for_recording(job, settings, args, config, site_table)) for job in jobs):
+        try:
+            pipe = load_pipeline(model, device)
+        except Exception as error:  # weights missing or broken
+            print(f"ERROR: cannot load the model {model!r}: {' '.join(str(error).split())}", file=sys.stderr)
+            return EXIT_CANNOT_RUN
 
     summary_rows = [{"path": path, "status": "error", "error": reason} for path, reason in input_problems]
     combined_raven = []
     reviewed = []  # --report: what the page shows of each recording (its clips are written as the run goes)
     counts = {"scored": 0, "skipped": 0, "failed": 0}
 
-    # disable=None: a bar on a terminal, none in logs and pipes (where it would be a wall of carriage returns).
-    progress_bar = tqdm(jobs, desc="OrcaHello", unit="file", file=sys.stderr, disable=None)
+    # disable=None: a bar on a terminal, none in logs and pipes (where it would be a wall of carriage returns). It
+    # counts windows, so that a long recording moves it too; its total grows as each recording's length is known.
+    progress_bar = tqdm(total=0, desc="OrcaHello", unit="window", file=sys.stderr, disable=None)
     windows_scored = 0
+    progress = {"windows_before": 0, "file_windows": 0}
+
+    def on_windows(count, recording_windows):
+        if recording_windows is not None and not progress["file_windows"]:
+            progress["file_windows"] = recording_windows
+            progress_bar.total = progress["windows_before"] + recording_windows
+            progress_bar.refresh()
+        progress_bar.update(count)
+
+    # A model folder whose pipeline_orcahello.py predates the callback gets the bar moving once per file.
+    takes_callback = pipe is not None and "progress_callback" in inspect.signature(pipe._sanitize_parameters).parameters
+    window_progress = on_windows if takes_callback else None
     try:
-        for job in progress_bar:
+        for number, job in enumerate(jobs, start=1):
+            progress_bar.set_description(f"OrcaHello file {number}/{len(jobs)}")
             progress_bar.set_postfix_str(os.path.basename(job.path))
+            progress["file_windows"] = 0
             try:
-                job_settings = settings_for_recording(job, settings, args, pipe.model.config, site_table)
-                document, resumed = score_or_resume(job, pipe, job_settings)
+                job_settings = settings_for_recording(job, settings, args, config, site_table)
+                document, resumed = score_or_resume(job, pipe, job_settings, progress_callback=window_progress)
             except Exception as error:  # one bad recording never stops the batch
                 reason = failure_reason(error, job.path)
                 progress_bar.write(f"ERROR {job.path}: {reason}", file=sys.stderr)
@@ -881,6 +1012,8 @@ def detect(args, command=None):
             if not resumed:
                 # Counted from the results: with the exported engines the PyTorch model never runs a forward.
                 windows_scored += len(document["windows"])
+                progress["windows_before"] += len(document["windows"])
+                progress_bar.total, progress_bar.n = progress["windows_before"], progress["windows_before"]
                 progress_bar.set_postfix_str(f"{windows_scored} windows scored")
                 for warning in document["warnings"]:
                     progress_bar.write(f"WARNING {job.path}: {warning}", file=sys.stderr)
@@ -895,7 +1028,11 @@ def detect(args, command=None):
 
     os.makedirs(output_dir, exist_ok=True)
     if "raven" in settings.formats:
-        writers.write_combined_raven_table(os.path.join(output_dir, writers.COMBINED_RAVEN_TABLE), combined_raven)
+        writers.write_combined_raven_table(
+            os.path.join(output_dir, writers.COMBINED_RAVEN_TABLE),
+            combined_raven,
+            synthetic_weights=bool(model_info.get(SYNTHETIC_WEIGHTS_KEY)),
+        )
     writers.write_summary_csv(os.path.join(output_dir, writers.SUMMARY_CSV), summary_rows)
     run_document = {
         "version": __version__,
@@ -952,36 +1089,45 @@ def main(argv=None):
     """The `orcahello` console script; `argv` defaults to the command line. Returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    if args.command == "detect":
-        # One run per output folder: a second one would rewrite the same files under the first.
-        try:
-            with run_lock.OutputFolderLock(args.output_dir, "orcahello detect") as lock:
-                if lock.stale_holder and lock.stale_holder.get("pid"):  # a killed run: its half-written files go
-                    writers.remove_temporaries_of(args.output_dir, lock.stale_holder["pid"])
-                return detect(args, command=["orcahello", *argv])
-        except run_lock.OutputFolderBusy as error:
-            print(f"ERROR: {error}", file=sys.stderr)
-            return EXIT_CANNOT_RUN
-    if args.command == "embed":
-        from .embed import embed_command
+    try:
+        if args.command == "detect":
+            # One run per output folder: a second one would rewrite the same files under the first.
+            try:
+                with run_lock.OutputFolderLock(args.output_dir, "orcahello detect") as lock:
+                    if lock.stale_holder:  # a killed run held it: its half-written files go
+                        writers.remove_partial_outputs(args.output_dir)
+                    return detect(args, command=["orcahello", *argv])
+            except run_lock.OutputFolderBusy as error:
+                print(f"ERROR: {error}", file=sys.stderr)
+                return EXIT_CANNOT_RUN
+        if args.command == "embed":
+            from .embed import embed_command
 
-        return embed_command(args, command=["orcahello", *argv])
-    if args.command == "batch":
-        from .batch import batch_command
+            return embed_command(args, command=["orcahello", *argv])
+        if args.command == "batch":
+            from .batch import batch_command
 
-        return batch_command(args, command=["orcahello", *argv])
-    if args.command == "calibrate":
-        from .calibrate import calibrate_command
+            return batch_command(args, command=["orcahello", *argv])
+        if args.command == "calibrate":
+            from .calibrate import calibrate_command
 
-        return calibrate_command(args)
-    if args.command == "evaluate":
-        from .evaluate import evaluate_command
+            return calibrate_command(args)
+        if args.command == "evaluate":
+            from .evaluate import evaluate_command
 
-        return evaluate_command(args)
-    if args.command == "live":
-        from .live import live_command
+            return evaluate_command(args)
+        if args.command == "live":
+            from .live import live_command
 
-        return live_command(args, command=["orcahello", *argv])
+            return live_command(args, command=["orcahello", *argv])
+    except KeyboardInterrupt:
+        # Every output is written through a temporary file and a rename: what is finished stays, the rest is
+        # done by the next run.
+        print(
+            "\nInterrupted: the finished results are kept; run the same command again to do the rest.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     return EXIT_CANNOT_RUN
 
 

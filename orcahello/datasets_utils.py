@@ -17,9 +17,10 @@ itself (libsndfile: WAV, FLAC, OGG, MP3), exactly as the command line does:
 >>> scored[0]["global_prediction"], scored[0]["global_confidence"]
 ```
 
-Decoded rows work too (`{"array", "sampling_rate"}` dicts from datasets 3, torchcodec `AudioDecoder`s from
-datasets >= 4), but their audio is float and, when the column sets a `sampling_rate`, resampled by datasets: the
-numbers can then differ a little from the command line's, which reads each file's own samples at its own rate.
+A decoding `Audio()` column (the default) is read the same way: `score_dataset` casts it to `Audio(decode=False)`
+first, so torchcodec (and the FFmpeg libraries it needs) is never required, and the numbers are the command line's
+(each file's own samples at its own rate, not datasets' float and resampled copy). Already decoded rows work too
+(`{"array", "sampling_rate"}` dicts, e.g. a column of arrays), their numbers then within float rounding.
 """
 
 import hashlib
@@ -47,6 +48,7 @@ def score_dataset(dataset, pipe, audio_column="audio", batch_size=8, map_batch_s
     `AudioInputError` naming it.
     """
     pipeline_kwargs = {"batch_size": batch_size, **pipeline_kwargs}
+    dataset = undecoded_audio(dataset, audio_column)
 
     def score_batch(batch):
         results = [pipe(audio, return_timestamps=True, **pipeline_kwargs) for audio in batch[audio_column]]
@@ -62,6 +64,17 @@ def score_dataset(dataset, pipe, audio_column="audio", batch_size=8, map_batch_s
         load_from_cache_file=False,
         desc="OrcaHello",
     )
+
+
+def undecoded_audio(dataset, audio_column):
+    """`dataset` with its `Audio` column (if it decodes) cast to `Audio(decode=False)`: rows become the files'
+    `{"bytes", "path"}`, which the pipeline reads itself, and datasets never needs torchcodec to decode them."""
+    from datasets import Audio
+
+    feature = dataset.features.get(audio_column) if dataset.features is not None else None
+    if isinstance(feature, Audio) and feature.decode:
+        return dataset.cast_column(audio_column, Audio(decode=False))
+    return dataset
 
 
 def _scoring_fingerprint(dataset, pipe, audio_column, pipeline_kwargs):

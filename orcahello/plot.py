@@ -183,10 +183,13 @@ def plot_detections(audio_path, document, output_path, title=None, allow_other_h
         f"{os.path.basename(os.fspath(audio_path))}: {decision}, global confidence "
         f"{document['global_confidence']:.2f} ({positive_rows} of {len(document['local_predictions'])} rows positive)"
     )
+    if (document.get("model") or {}).get("synthetic_weights"):
+        default_title = f"SYNTHETIC STAND-IN WEIGHTS (scores mean nothing) - {default_title}"
     spectrogram_axis.set_title(title or default_title, fontsize="medium")
-    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     # Through a temporary file, as the other outputs: a half-written PNG must not count as done on resume.
-    temporary_path = f"{output_path}.tmp{os.getpid()}"
-    figure.savefig(temporary_path, format="png")
-    os.replace(temporary_path, output_path)
+    from .writers import temporary_file_beside
+
+    with temporary_file_beside(output_path) as temporary_path:
+        figure.savefig(temporary_path, format="png")
+        os.replace(temporary_path, output_path)
     return output_path

@@ -7,11 +7,11 @@ The lock is the operating system's (`fcntl.flock`), not the file's existence: it
 killed with SIGKILL leaves no lock to clear by hand, and the next run takes the folder over at once. The file holds
 the holder's pid, command and start time, for the refusal message; when a run finds that record left by a holder
 that is gone (killed before it could remove the file), it says so in `stale_holder`, so that the caller can clean
-up what that run left half-done (its temporary files, named by its pid).
+up what that run left half-done (its partial output files).
 
     with OutputFolderLock("results", "orcahello detect") as lock:
         if lock.stale_holder:
-            remove_temporaries_of(lock.stale_holder["pid"])
+            writers.remove_partial_outputs(folder)
         ...
 """
 

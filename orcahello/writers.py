@@ -13,10 +13,13 @@ document that stores it):
 - `OrcaHello.combined.selection.table.txt` and `summary.csv` for a whole run.
 """
 
+import contextlib
 import csv
 import io
 import json
 import os
+import re
+import tempfile
 
 
 OUTPUT_FORMATS = ("json", "csv", "raven", "audacity")
@@ -30,6 +33,11 @@ OUTPUT_SUFFIXES = {
 COMBINED_RAVEN_TABLE = "OrcaHello.combined.selection.table.txt"
 SUMMARY_CSV = "summary.csv"
 RUN_PARAMETERS_JSON = "orcahello_run.json"
+# What an output is called while it is being written (see `temporary_file_beside`).
+PARTIAL_SUFFIX = ".orcahello-partial"
+# The process's umask (read once, at import: setting it back is not thread-safe later).
+PROCESS_UMASK = os.umask(0o022)
+os.umask(PROCESS_UMASK)
 
 RAVEN_HEADER = (
     "Selection",
@@ -47,6 +55,16 @@ RAVEN_COMBINED_HEADER = RAVEN_HEADER + ("Begin File", "File Offset (s)")
 RAVEN_LOW_FREQUENCY_HZ = 0
 RAVEN_HIGH_FREQUENCY_HZ = 10000
 DETECTION_LABEL = "positive"
+# What every output says when the model's weights are the synthetic stand-in (`scripts/fetch_model.py` offline):
+# a column in the tables (a value on every row, so the header says it even without rows), a first label in
+# Audacity's, a warning in the JSON and the summary.
+STANDIN_WARNING = (
+    "the model's weights are the SYNTHETIC stand-in (trained on synthetic audio, for testing): these scores mean "
+    "nothing on real recordings"
+)
+STANDIN_COLUMN = "model_weights"
+RAVEN_STANDIN_COLUMN = "Model Weights"
+STANDIN_VALUE = "SYNTHETIC stand-in"
 
 SCORING_TABLE_HEADER = ("wav_filename", "start_time_s", "duration_s", "confidence")
 SCORING_TABLE_UTC_COLUMN = "start_time_utc"
@@ -76,37 +94,61 @@ def write_text_atomically(path, text):
     Write `text` to `path` through a temporary file and a rename, so that an interrupted run never leaves a
     half-written file behind (a half-written JSON would otherwise look finished to the next run's resume check).
     """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary_path = temporary_path_for(path)
-    try:
+    with temporary_file_beside(path) as temporary_path:
         with open(temporary_path, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())  # the rename must not reach the disk before the content (power loss)
         os.replace(temporary_path, path)
-    except BaseException:
+
+
+@contextlib.contextmanager
+def temporary_file_beside(path):
+    """
+    A new, uniquely named file beside `path` to write before renaming it to `path` (`tempfile.mkstemp`: never a name
+    someone else's file has): `.<name>.<random>.orcahello-partial`, hidden. Removed when the block fails; what a
+    killed process leaves is found by `partial_files_of`.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary_path = tempfile.mkstemp(prefix=f".{name}.", suffix=PARTIAL_SUFFIX, dir=folder)
+    os.close(handle)
+    os.chmod(temporary_path, 0o666 & ~PROCESS_UMASK)  # mkstemp makes it private; outputs get the usual mode
+    try:
+        yield temporary_path
+    finally:
         if os.path.exists(temporary_path):
             os.remove(temporary_path)
-        raise
 
 
-def temporary_path_for(path, pid=None):
-    """Where `path` is written before its rename: `<path>.tmp<pid>`, so that a run knows its own (and a dead run's)."""
-    return f"{path}.tmp{os.getpid() if pid is None else pid}"
-
-
-def remove_temporaries_of(folder, pid):
+def partial_files_of(path, name_pattern=None):
     """
-    Remove, under `folder`, the temporary files the run with process id `pid` left when it was killed (outputs of
-    detect, `<output>.tmp<pid>`), and nothing else: the caller knows that run is dead (it took over its lock).
-    Returns the paths removed.
+    The temporary files `temporary_file_beside` made for `path` and a killed process left, never any other file;
+    with `name_pattern` (a regular expression), those of every output of `path`'s folder whose name matches it.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    name_pattern = re.escape(name) if name_pattern is None else name_pattern
+    pattern = re.compile(r"\.(?:" + name_pattern + r")\.[a-z0-9_]{8}" + re.escape(PARTIAL_SUFFIX))
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return [os.path.join(folder, entry) for entry in sorted(names) if pattern.fullmatch(entry)]
+
+
+def remove_partial_outputs(folder):
+    """
+    Remove, under `folder`, the partial files of detect's outputs that a killed run left (`temporary_file_beside`'s
+    hidden names), and nothing else. Called with the folder's run lock just taken over from a dead holder: no live
+    run can be writing there. Returns the paths removed.
     """
     output_names = tuple(OUTPUT_SUFFIXES.values()) + (COMBINED_RAVEN_TABLE, SUMMARY_CSV, RUN_PARAMETERS_JSON)
-    ending = temporary_path_for("", pid)
+    pattern = re.compile(r"\.(.+)\.[a-z0-9_]{8}" + re.escape(PARTIAL_SUFFIX))
     removed = []
     for directory, _, names in os.walk(folder):
         for name in names:
-            if name.endswith(ending) and name[: -len(ending)].endswith(output_names):
+            match = pattern.fullmatch(name)
+            if match and match.group(1).endswith(output_names):
                 os.remove(os.path.join(directory, name))
                 removed.append(os.path.join(directory, name))
     return sorted(removed)
@@ -143,11 +185,11 @@ def _whole_as_int(value):
     return int(value) if float(value).is_integer() else value
 
 
-def write_scoring_csv(path, submission):
+def write_scoring_csv(path, submission, synthetic_weights=False):
     """
     Production's scoring table: every row of `submission`, confidences at full precision; with a `start_time_utc`
     column after production's four when the rows carry UTC times (an empty cell where a gap of unknown length makes
-    the time unknown).
+    the time unknown); with `synthetic_weights`, a last `model_weights` column saying so.
     """
     with_utc = any(SCORING_TABLE_UTC_COLUMN in row for row in submission)
     rows = []
@@ -155,8 +197,11 @@ def write_scoring_csv(path, submission):
         cells = [row["wav_filename"], _whole_as_int(row["start_time_s"]), row["duration_s"], row["confidence"]]
         if with_utc:
             cells.append(row.get(SCORING_TABLE_UTC_COLUMN) or "")
+        if synthetic_weights:
+            cells.append(STANDIN_VALUE)
         rows.append(cells)
     header = SCORING_TABLE_HEADER + ((SCORING_TABLE_UTC_COLUMN,) if with_utc else ())
+    header += (STANDIN_COLUMN,) if synthetic_weights else ()
     write_text_atomically(path, _delimited_text(header, rows, ","))
 
 
@@ -177,20 +222,24 @@ def raven_rows(detections, first_selection=1):
     ]
 
 
-def write_raven_table(path, detections, with_utc=False):
+def write_raven_table(path, detections, with_utc=False, synthetic_weights=False):
     """
     A Raven selection table with one selection per merged detection, scored by its highest row; with `with_utc`
-    (the recording's start is known), `Begin UTC` and `End UTC` columns in ISO 8601.
+    (the recording's start is known), `Begin UTC` and `End UTC` columns in ISO 8601; with `synthetic_weights`, a
+    `Model Weights` annotation column saying so.
     """
     rows = raven_rows(detections)
     if with_utc:
         for row, detection in zip(rows, detections):
             row.extend([detection.get("start_utc") or "", detection.get("end_utc") or ""])
     header = RAVEN_HEADER + (RAVEN_UTC_COLUMNS if with_utc else ())
+    if synthetic_weights:
+        header += (RAVEN_STANDIN_COLUMN,)
+        rows = [row + [STANDIN_VALUE] for row in rows]
     write_text_atomically(path, _delimited_text(header, rows, "\t"))
 
 
-def write_combined_raven_table(path, recordings):
+def write_combined_raven_table(path, recordings, synthetic_weights=False):
     """
     One Raven selection table for a whole run, to open over the recordings as a file sequence. `recordings` is a
     list of `(begin_file, duration_s, detections)` in sequence order. As in Raven's multi-file tables, `Begin Time`
@@ -204,12 +253,18 @@ def write_combined_raven_table(path, recordings):
             row[4] = format_seconds(sequence_offset + detection["end"])
             rows.append(row + [begin_file, format_seconds(detection["start"])])
         sequence_offset += duration_s
-    write_text_atomically(path, _delimited_text(RAVEN_COMBINED_HEADER, rows, "\t"))
+    header = RAVEN_COMBINED_HEADER
+    if synthetic_weights:
+        header += (RAVEN_STANDIN_COLUMN,)
+        rows = [row + [STANDIN_VALUE] for row in rows]
+    write_text_atomically(path, _delimited_text(header, rows, "\t"))
 
 
-def write_audacity_labels(path, detections):
-    """Audacity's label-track text format: `start<TAB>end<TAB>label`, the label carrying the detection's score."""
-    lines = [
+def write_audacity_labels(path, detections, synthetic_weights=False):
+    """Audacity's label-track text format: `start<TAB>end<TAB>label`, the label carrying the detection's score; with
+    `synthetic_weights`, a first point label at 0 saying so."""
+    lines = [f"0.000000\t0.000000\t{STANDIN_VALUE} weights: these scores mean nothing\n"] if synthetic_weights else []
+    lines += [
         f"{detection['start']:.6f}\t{detection['end']:.6f}\t"
         f"{DETECTION_LABEL} {format_score(detection['max_confidence'])}\n"
         for detection in detections

@@ -7,6 +7,7 @@ Offline (as on machines with no Hub access): converts the synthetic stand-in lea
 """
 
 import argparse
+import json
 import os
 import socket
 import sys
@@ -55,6 +56,20 @@ def download_hub_weights():
         return None
 
 
+def mark_synthetic_weights(folder):
+    """Say in the folder's config.json that its weights are the synthetic stand-in: every output of `orcahello
+    detect` and `batch` made with it then says so (orcahello.cli.SYNTHETIC_WEIGHTS_KEY)."""
+    from orcahello.cli import SYNTHETIC_WEIGHTS_KEY
+    from orcahello.writers import write_json
+
+    path = os.path.join(folder, "config.json")
+    with open(path, encoding="utf-8") as handle:
+        config = json.load(handle)
+    if config.get(SYNTHETIC_WEIGHTS_KEY) is not True:
+        config[SYNTHETIC_WEIGHTS_KEY] = True
+        write_json(path, config)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--print-path", action="store_true", help="print only the model folder's path on stdout")
@@ -80,6 +95,8 @@ def main():
                 sys.exit(f"No Hub access and no stand-in learner at {STANDIN_LEARNER}: cannot make a model folder")
             convert(STANDIN_LEARNER, STANDIN_FOLDER)
             folder = STANDIN_FOLDER
+    if folder == STANDIN_FOLDER:
+        mark_synthetic_weights(folder)
     rewritten = refresh_custom_code(folder)
     if rewritten:
         print(f"updated the model folder's code to this checkout's: {', '.join(rewritten)}", file=sys.stderr)

@@ -6,7 +6,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TOOLS="${XDG_CACHE_HOME:-$HOME/.cache}/orcahello-venvs/.uv-tool"
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/orcahello-venvs"
+TOOLS="$CACHE/.uv-tool"
+# Two set-ups at once (two checkouts, two terminals) would both build the shared uv folder and one would run a
+# half-made uv (exit 127): one set-up at a time per user, the second waits. flock comes with util-linux; where it
+# is missing (macOS), run one set-up at a time.
+mkdir -p "$CACHE"
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$CACHE/.setup.lock"
+  if ! flock -n 9; then
+    echo "==> another scripts/setup.sh is running; waiting for it to finish"
+    flock 9
+  fi
+fi
 if command -v uv >/dev/null 2>&1; then
   UV=uv
 else

@@ -86,21 +86,21 @@ def test_killed_runs_resume_to_the_same_files(recordings, tiny_model_folder, tmp
         lambda files: any(name.endswith(".orcahello.csv") for name in files) and json_count(files) >= 3,
         lambda files: json_count(files) >= len(RECORDINGS),  # every recording done, the summary not yet
     )
-    killed_pids = []
     for ready in kill_points:
         process = subprocess.Popen(detect_command(recordings, output_dir, tiny_model_folder), cwd=REPO_ROOT,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         kill_when(process, output_dir, ready)
-        killed_pids.append(process.pid)
-    # What a run killed while writing leaves (its temporaries, named by its pid), and a user's file that looks alike.
-    dead = killed_pids[-1]
-    (output_dir / f"edge_10s_48k.orcahello.csv.tmp{dead}").write_text("wav_filename,start_time_s\nhalf a row")
-    (output_dir / f"notes.txt.tmp{dead}").write_text("the user's own")
+    # What a run killed while writing leaves (its partial files, hidden unique names), and a user's files that look
+    # alike (one with the partial suffix but not one of detect's outputs).
+    (output_dir / f".edge_10s_48k.orcahello.csv.k1ll3d00{writers.PARTIAL_SUFFIX}").write_text("wav_filename\nhalf a row")
+    (output_dir / "notes.txt.tmp1234").write_text("the user's own")
+    (output_dir / f".notes.txt.abcdefgh{writers.PARTIAL_SUFFIX}").write_text("the user's own too")
     assert (output_dir / run_lock.LOCK_FILE_NAME).exists()  # the last killed run's, never released
 
     completed = run_to_completion(recordings, output_dir, tiny_model_folder)
     assert "skipped (already scored" in completed.stdout
-    (output_dir / f"notes.txt.tmp{dead}").unlink()  # only the dead run's own outputs were cleaned up
+    (output_dir / "notes.txt.tmp1234").unlink()  # only the dead run's partial outputs were cleaned up
+    (output_dir / f".notes.txt.abcdefgh{writers.PARTIAL_SUFFIX}").unlink()
     assert files_under(output_dir) == expected
     for relative in expected:
         if relative == writers.RUN_PARAMETERS_JSON:
