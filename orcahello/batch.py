@@ -207,7 +207,7 @@ def open_source(source):
     return open_recording(source)
 
 
-def probe_source(row, window_seconds, hop_seconds):
+def probe_source(row, window_seconds, hop_seconds, whole_recording_frontend=False, strict_segments=True):
     """
     A recording's length and format, or the one-line reason it cannot be scored: `{"source_index", "source"}` in,
     a row out (a Ray Data `map` for URLs; called in driver threads for local files, which only need their headers
@@ -220,7 +220,9 @@ def probe_source(row, window_seconds, hop_seconds):
     try:
         recording = open_source(row["source"])
         try:
-            bounds = scoring_windows(recording, window_seconds, hop_seconds)
+            bounds = scoring_windows(
+                recording, window_seconds, hop_seconds, whole_recording_frontend, strict_segments
+            )
             start = getattr(recording, "start_utc", None)  # a reader that knows the start (HLS) may say so
             probed.update(
                 sampling_rate=recording.sampling_rate,
@@ -249,7 +251,10 @@ def _block_row(source_index, partition_first_window, first_window, features, sil
     }
 
 
-def featurize_partitions(batch, feature_extractor, block_windows, window_seconds, hop_seconds):
+def featurize_partitions(
+    batch, feature_extractor, block_windows, window_seconds, hop_seconds, whole_recording_frontend=False,
+    strict_segments=True, peak_normalize=False,
+):
     """
     Ray Data `map_batches` (a generator, so a long partition never sits in memory whole): for each partition row,
     its windows read and featurized `block_windows` at a time, one output row per block. A recording that fails to
@@ -257,7 +262,7 @@ def featurize_partitions(batch, feature_extractor, block_windows, window_seconds
     """
     import numpy as np
 
-    from pipeline_orcahello import AudioInputError, featurize_windows, scoring_windows
+    from pipeline_orcahello import AudioInputError, featurize_windows, scoring_windows, whole_recording_audio
 
     for source_index, source, first, count, expected_samples in zip(
         batch["source_index"], batch["source"], batch["first_window"], batch["num_windows"], batch["num_samples"]
@@ -271,7 +276,11 @@ def featurize_partitions(batch, feature_extractor, block_windows, window_seconds
                     f"{source}: it changed during the job ({expected_samples} samples when probed, "
                     f"{recording.num_samples} now)"
                 )
-            bounds = scoring_windows(recording, window_seconds, hop_seconds)[first : first + count]
+            bounds = scoring_windows(
+                recording, window_seconds, hop_seconds, whole_recording_frontend, strict_segments
+            )[first : first + count]
+            if whole_recording_frontend:  # the v1 preset: windows are cut from the whole recording, prepared once
+                recording = whole_recording_audio(recording, feature_extractor, peak_normalize=peak_normalize)
             for offset in range(0, count, block_windows):
                 features, silent = featurize_windows(
                     recording, bounds[offset : offset + block_windows], feature_extractor
@@ -529,6 +538,9 @@ def scores_identity(model_info, parameters, feature_extractor):
         "feature_extractor": feature_extractor.to_dict(),
         "window_seconds": parameters["window_seconds"],
         "hop_seconds": parameters["hop_seconds"],
+        # the v1 preset's frontend (absent for production's, so that earlier runs' partitions are still reused)
+        **{name: parameters[name] for name in ("whole_recording_frontend", "peak_normalize", "strict_segments")
+           if name in parameters},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
 
@@ -667,6 +679,7 @@ class BatchOptions:
     threshold: float = None
     min_positive_seconds: int = None
     aggregation: str = None
+    preset: str = None
     site_thresholds: str = None
     overwrite: bool = False
 
@@ -720,9 +733,22 @@ class BatchJob:
             aggregation=options.aggregation,
             threshold=options.threshold,
             min_positive_seconds=options.min_positive_seconds,
+            preset=options.preset,
         )
-        self.parameters = cli.scoring_parameters(self.parameter_options, self.config)
+        try:
+            self.parameters = cli.scoring_parameters(self.parameter_options, self.config)
+        except ValueError as error:
+            raise BatchError(str(error)) from None
         self.window_seconds, self.hop_seconds = self.parameters["window_seconds"], self.parameters["hop_seconds"]
+        # The rest of the inference preset (`configuration_orcahello.INFERENCE_PRESETS`): the parameters hold them
+        # when they are not production's; the record every JSON gets holds them all.
+        presets = cli.inference_presets_module()
+        preset = self.parameters.get("preset", "fastai")
+        self.inference = {"preset": preset, **presets.preset_settings(preset)}
+        self.inference.update({key: value for key, value in self.parameters.items() if key in presets.INFERENCE_FIELDS})
+        self.frontend_settings = {
+            name: self.inference[name] for name in ("whole_recording_frontend", "strict_segments")
+        }
         self.scores_hash = scores_identity(self.model_info, self.parameters, self.feature_extractor)
         self.block_windows = windows_per_block(options.batch_size)
         self.partition_windows = -(-options.partition_windows // self.block_windows) * self.block_windows
@@ -890,7 +916,7 @@ class BatchJob:
         rows = [{"source_index": state.source.index, "source": state.source.source} for state in states]
         local_rows = [row for row in rows if not is_url(row["source"])]
         remote_rows = [row for row in rows if is_url(row["source"])]
-        windowing = {"window_seconds": self.window_seconds, "hop_seconds": self.hop_seconds}
+        windowing = {"window_seconds": self.window_seconds, "hop_seconds": self.hop_seconds, **self.frontend_settings}
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="orcahello-probe") as executor:
@@ -946,6 +972,8 @@ class BatchJob:
                     "block_windows": self.block_windows,
                     "window_seconds": self.window_seconds,
                     "hop_seconds": self.hop_seconds,
+                    "peak_normalize": self.inference["peak_normalize"],
+                    **self.frontend_settings,
                 },
                 runtime_env=runtime_env,
                 **featurize,
@@ -1074,7 +1102,11 @@ class BatchJob:
         info = {key: state.info[key] for key in ("sampling_rate", "num_samples", "num_channels", "num_windows")}
         info.update(name=state.source.source, window_seconds=self.window_seconds, hop_seconds=self.hop_seconds)
         decision = {key: state.settings.parameters[key] for key in DECISION_PARAMETERS}
-        result = self.frontend.build_file_result(info, scores, state.silent_windows, return_timestamps=True, **decision)
+        inference = {**self.inference, **decision}
+        result = self.frontend.build_file_result(
+            info, scores, state.silent_windows, return_timestamps=True, smoothing=inference["smoothing"],
+            inference=inference, **decision,
+        )
         state.document = cli.build_document(self.audio_job(state.source), result, state.settings)
         writers.write_json(self.json_path(state), state.document)
         for warning in state.document["warnings"]:
@@ -1210,6 +1242,7 @@ def batch_command(args, command=None):
             threshold=args.threshold,
             min_positive_seconds=args.min_positive_seconds,
             aggregation=args.aggregation,
+            preset=args.preset,
             site_thresholds=args.site_thresholds,
             overwrite=args.overwrite,
             command=command,

@@ -177,21 +177,50 @@ def describe_model_config(config, model):
     return info
 
 
+def inference_presets_module():
+    """`configuration_orcahello`, where the inference presets are defined (a root file of the model folder)."""
+    try:
+        import configuration_orcahello
+    except ImportError:  # run from elsewhere than the repository root
+        sys.path.insert(0, REPO_ROOT)
+        import configuration_orcahello
+    return configuration_orcahello
+
+
+def preset_name(value):
+    """argparse type of `--preset`: a name of `configuration_orcahello.INFERENCE_PRESETS`."""
+    names = tuple(inference_presets_module().INFERENCE_PRESETS)
+    if value not in names:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(names)}, got {value!r}")
+    return value
+
+
 def scoring_parameters(args, config, site_parameters=None):
     """
     Every parameter that changes the numbers, resolved: the command line's, else the recording's entry in the
     `--site-thresholds` table (`site_parameters`), else the model config's. An option given on the command line
     applies to every recording: it is the explicit request, the table holds standing defaults.
     """
+    presets = inference_presets_module()
+    INFERENCE_FIELDS, preset_settings = presets.INFERENCE_FIELDS, presets.preset_settings
+    resolve_inference_settings = presets.resolve_inference_settings
+    # The model folder's preset and fields (a config from before presets: fastai's), or `--preset`'s.
+    base = {"preset": getattr(config, "preset", "fastai")}
+    for field, default in preset_settings(base["preset"]).items():
+        value = getattr(config, field, None)
+        base[field] = default if value is None else value
+    preset, settings, _ = resolve_inference_settings(base, preset=getattr(args, "preset", None))
     parameters = {
-        "aggregation": getattr(config, "aggregation", "orcahello"),
-        "local_threshold": float(config.local_threshold),
-        "global_count_threshold": int(config.global_count_threshold),
-        "global_threshold": float(getattr(config, "global_threshold", 0.6)),
-        "top_k_windows": int(getattr(config, "top_k_windows", 3)),
-        "window_seconds": float(getattr(config, "window_seconds", 2.0)),
-        "hop_seconds": float(getattr(config, "hop_seconds", 1.0)),
+        name: settings[name]
+        for name in ("aggregation", "local_threshold", "global_count_threshold", "global_threshold", "top_k_windows",
+                     "window_seconds", "hop_seconds")
     }
+    # The preset's other fields go into the parameters (and so into the resume hash) only when they are not
+    # production's, so that results scored before presets existed still resume. Every JSON records them all.
+    fastai = preset_settings("fastai")
+    other_fields = [field for field in INFERENCE_FIELDS if field not in parameters]
+    if preset != "fastai" or any(settings[field] != fastai[field] for field in other_fields):
+        parameters.update(preset=preset, **{field: settings[field] for field in other_fields})
     parameters.update(site_parameters or {})
     if args.aggregation:
         parameters["aggregation"] = args.aggregation
@@ -616,6 +645,14 @@ def build_parser():
         help="file-level decision: production's (orcahello, default) or the upstream port's",
     )
     detect_parser.add_argument(
+        "--preset",
+        type=preset_name,
+        default=None,
+        help="inference behaviour: fastai (production 2020-2026: 2-s windows every second, smoothed) or v1 "
+        "(upstream's port: 3-s windows every 2 s, whole-recording peak normalisation, raw segments); default: the "
+        "model folder's. --threshold, --min-positive-seconds and --aggregation apply on top of it",
+    )
+    detect_parser.add_argument(
         "--site-thresholds",
         metavar="FILE",
         default=None,
@@ -740,6 +777,7 @@ def add_batch_parser(commands):
         "--aggregation", choices=("orcahello", "mean_thresholded", "mean_top_k"), default=None, help="as for detect"
     )
     batch_parser.add_argument("--site-thresholds", metavar="FILE", default=None, help="as for detect")
+    batch_parser.add_argument("--preset", type=preset_name, default=None, help="as for detect")
     batch_parser.add_argument(
         "--overwrite", action="store_true", help="score everything again, ignoring what earlier runs wrote"
     )
@@ -859,6 +897,7 @@ def detect(args, command=None):
             "threshold": args.threshold,
             "min_positive_seconds": args.min_positive_seconds,
             "aggregation": args.aggregation,
+            "preset": args.preset,
             "site_thresholds": args.site_thresholds,
             "recursive": args.recursive,
             "model": model,
