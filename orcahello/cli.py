@@ -443,6 +443,7 @@ def build_document(job, result, settings):
     """The `<stem>.orcahello.json` content: the pipeline's result, the model, the version and every parameter."""
     document = {"file": job.path, "label": result["label"]}
     document.update({key: result[key] for key in RESULT_KEYS})
+    document["preset"] = result.get("preset")  # the inference preset; its resolved fields are in "parameters"
     if "source" in result:  # HLS: the playlist or folder, its segments, where the start time came from
         document["source"] = result["source"]
     document.update(
