@@ -265,7 +265,10 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
             samples = samples[None, :]
         # soundfile's float32 read: integer PCM scaled exactly as `to_production_float32` does, floats as they are
         samples = samples.astype(np.float32) if samples.dtype.kind == "f" else to_production_float32(samples)
-        mono = torch.from_numpy(np.ascontiguousarray(samples)).mean(dim=0).numpy() if samples.shape[0] > 1 else samples[0]
+        if samples.shape[0] > 1:
+            mono = torch.from_numpy(np.ascontiguousarray(samples)).mean(dim=0).numpy()
+        else:
+            mono = samples[0]
         divisor = math.gcd(self.sampling_rate, sampling_rate)
         up, down = self.sampling_rate // divisor, sampling_rate // divisor
         if up != down:

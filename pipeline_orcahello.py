@@ -34,7 +34,12 @@ try:
     from .scoring_orcahello import ENGINES, PRECISIONS, build_scorer, padded_frames, resolve_engine, weights_version
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from configuration_orcahello import preset_settings, resolve_inference_settings
-    from feature_extraction_orcahello import OrcaHelloFeatureExtractor, channels_first, port_segment_bounds, window_bounds
+    from feature_extraction_orcahello import (
+        OrcaHelloFeatureExtractor,
+        channels_first,
+        port_segment_bounds,
+        window_bounds,
+    )
     from hls_orcahello import HLSInputError, is_hls_input, iso_utc, open_hls, utc_at
     from scoring_orcahello import ENGINES, PRECISIONS, build_scorer, padded_frames, resolve_engine, weights_version
 
@@ -752,7 +757,9 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         )
         preprocess_params = {
             name: settings[name]
-            for name in ("window_seconds", "hop_seconds", "whole_recording_frontend", "peak_normalize", "strict_segments")
+            for name in (
+                "window_seconds", "hop_seconds", "whole_recording_frontend", "peak_normalize", "strict_segments"
+            )
         }
         if sampling_rate is not None:
             preprocess_params["sampling_rate"] = sampling_rate

@@ -51,7 +51,12 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from conversion.hub_v1_layout import HubLayoutError, hub_weights_path, is_hub_v1_folder, read_hub_v1_settings  # noqa: E402
+from conversion.hub_v1_layout import (  # noqa: E402
+    HubLayoutError,
+    hub_weights_path,
+    is_hub_v1_folder,
+    read_hub_v1_settings,
+)
 from conversion.model_folder import default_config, save_model_folder  # noqa: E402
 from conversion.restricted_unpickler import (  # noqa: E402
     InertObject,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import LEGACY, REPO_ROOT, SHARED, assert_matches_production, legacy_wavs, make_orcanode_hls
+from conftest import LEGACY, SHARED, assert_matches_production, legacy_wavs, make_orcanode_hls
 
 from configuration_orcahello import INFERENCE_FIELDS, INFERENCE_PRESETS, OrcaHelloConfig, resolve_inference_settings
 from conversion.convert_fastai import KEY_FORMATS, ConversionError, convert, fastai_to_canonical, main
@@ -99,7 +99,8 @@ def hub_config():
 
 @pytest.fixture(scope="module")
 def hub_folder(tmp_path_factory, hub_config):
-    folder = save_hub_folder(tmp_path_factory.mktemp("hub_v1") / "orcahello-srkw-detector-v1", port_state_dict(), hub_config)
+    folder = tmp_path_factory.mktemp("hub_v1") / "orcahello-srkw-detector-v1"
+    save_hub_folder(folder, port_state_dict(), hub_config)
     shutil.copyfile(HUB_LAYOUT / "config.yaml", folder / "config.yaml")
     return folder
 
@@ -311,7 +312,7 @@ def test_every_result_records_the_preset_and_its_fields(resnet50_pipeline):
     fastai = resnet50_pipeline(wav, return_timestamps=True)
     assert fastai["preset"] == "fastai"
     assert {field: fastai["parameters"][field] for field in INFERENCE_FIELDS} == INFERENCE_PRESETS["fastai"]
-    # Mixed: v1's frontend and windows with production's smoothing: one-second... rows of one hop each, N + 1.
+    # Mixed: v1's frontend and windows with production's smoothing: N + 1 rows of one hop each.
     mixed = resnet50_pipeline(wav, return_timestamps=True, preset="v1", smoothing=True)
     assert mixed["parameters"]["overridden"] == ["smoothing"]
     windows = [window["score"] for window in mixed["windows"]]
@@ -356,7 +357,9 @@ def test_detect_command_line_with_preset_v1(resnet50_folder, tmp_path):
     from conftest import run_orcahello_cli
 
     wav = LEGACY / "audio" / "edge_59p989s_48k.wav"
-    completed = run_orcahello_cli(wav, "--model", resnet50_folder, "--preset", "v1", "--output-dir", tmp_path, "--format", "json")
+    completed = run_orcahello_cli(
+        wav, "--model", resnet50_folder, "--preset", "v1", "--output-dir", tmp_path, "--format", "json"
+    )
     assert completed.returncode == 0, completed.stderr
     document = json.loads(next(tmp_path.glob("*.orcahello.json")).read_text())
     assert document["parameters"]["preset"] == "v1" and document["parameters"]["window_seconds"] == 3.0
