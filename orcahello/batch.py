@@ -1162,7 +1162,7 @@ def run_batch(inputs=(), output_dir=DEFAULT_OUTPUT_DIR, log=None, command=None, 
     Run `orcahello batch` from Python: `inputs` (paths, folders, globs, URLs) into `output_dir`, with the command's
     options as keyword arguments (`manifests`, `recursive`, `model`, `address`, `num_cpus`, `num_workers`,
     `cpus_per_worker`, `device`, `batch_size`, `partition_windows`, `threshold`, `min_positive_seconds`,
-    `aggregation`, `site_thresholds`, `overwrite`). Returns the run document (`orcahello_batch_run.json`).
+    `aggregation`, `preset`, `site_thresholds`, `overwrite`). Returns the run document (`orcahello_batch_run.json`).
 
     Uses the calling process's Ray connection when there is one, else joins `address` or starts a local instance of
     `num_cpus` CPUs (and stops what it started). Raises `BatchError` when nothing can run; a recording that cannot

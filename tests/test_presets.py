@@ -368,3 +368,33 @@ def test_detect_command_line_with_preset_v1(resnet50_folder, tmp_path):
     assert run["parameters"]["preset"] == "v1" and run["options"]["preset"] == "v1"
     bad = run_orcahello_cli(wav, "--model", resnet50_folder, "--preset", "v2", "--output-dir", tmp_path)
     assert bad.returncode == 2 and "--preset: must be one of fastai, v1, got 'v2'" in bad.stderr
+
+
+def test_batch_with_preset_v1_scores_like_the_port(ray_address, resnet50_folder, tmp_path):
+    pytest.importorskip("pyarrow")
+    from orcahello import batch
+
+    wavs = [LEGACY / "audio" / name for name in ("edge_10s_48k.wav", "edge_44k1_6s.wav", "edge_59p989s_48k.wav")]
+    output_dir = tmp_path / "batch"
+    run = batch.run_batch([str(wav) for wav in wavs], output_dir, model=str(resnet50_folder), preset="v1")
+    assert run["parameters"]["preset"] == "v1"
+    for wav in wavs:
+        document = json.loads(next(output_dir.rglob(f"{wav.stem}.orcahello.json")).read_text())
+        assert document["preset"] == "v1" and document["parameters"]["whole_recording_frontend"] is True
+        assert_matches_port(document, port_result(wav, "modelcfg")["result"], wav.name)
+
+
+def test_fetch_model_converts_the_hubs_settings(hub_folder, tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fetch_model", Path(__file__).parents[1] / "scripts" / "fetch_model.py")
+    fetch_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fetch_model)
+    monkeypatch.setattr(fetch_model, "HUB_FOLDER", str(tmp_path / "hub_converted"))
+    fetch_model.convert_hub_snapshot(str(hub_folder))
+    assert fetch_model.folder_preset(str(tmp_path / "hub_converted")) == "v1"
+    broken = tmp_path / "broken"
+    shutil.copytree(hub_folder, broken)
+    (broken / "config.yaml").write_text((broken / "config.yaml").read_text().replace("window_s: 3.0", "window_s: 2.5"))
+    with pytest.raises(SystemExit, match="disagree on inference.window_s: 3.0 vs 2.5"):
+        fetch_model.convert_hub_snapshot(str(broken))
