@@ -79,6 +79,18 @@ def check_inference_settings(settings):
     return settings
 
 
+def config_inference_settings(config):
+    """
+    A model config's inference fields and preset, as `resolve_inference_settings` takes them as `base`. A config
+    loaded by a model folder's code from before presets lacks some fields: they are its preset's (fastai's).
+    """
+    base = {"preset": getattr(config, "preset", None) or DEFAULT_PRESET}
+    for field, default in preset_settings(base["preset"]).items():
+        value = getattr(config, field, None)
+        base[field] = default if value is None else value
+    return base
+
+
 def resolve_inference_settings(base, preset=None, **overrides):
     """
     The inference fields of one call: `base` (a dict of `INFERENCE_FIELDS`, e.g. a config's), replaced whole by the
@@ -250,7 +262,7 @@ class OrcaHelloConfig(PretrainedConfig):
 
     def inference_settings(self):
         """This folder's default inference fields (`INFERENCE_FIELDS`) and the preset they start from."""
-        return {"preset": self.preset, **{field: getattr(self, field) for field in INFERENCE_FIELDS}}
+        return config_inference_settings(self)
 
     @property
     def pooled_size(self):

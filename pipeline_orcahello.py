@@ -11,8 +11,8 @@ decision.
 
 import ctypes
 import io
-import math
 import logging
+import math
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +23,7 @@ from transformers.pipelines.base import ChunkPipeline
 
 
 try:
-    from .configuration_orcahello import preset_settings, resolve_inference_settings
+    from .configuration_orcahello import config_inference_settings, resolve_inference_settings
     from .feature_extraction_orcahello import (
         OrcaHelloFeatureExtractor,
         channels_first,
@@ -33,7 +33,7 @@ try:
     from .hls_orcahello import HLSInputError, is_hls_input, iso_utc, open_hls, utc_at
     from .scoring_orcahello import ENGINES, PRECISIONS, build_scorer, padded_frames, resolve_engine, weights_version
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
-    from configuration_orcahello import preset_settings, resolve_inference_settings
+    from configuration_orcahello import config_inference_settings, resolve_inference_settings
     from feature_extraction_orcahello import (
         OrcaHelloFeatureExtractor,
         channels_first,
@@ -647,9 +647,17 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
     concatenation of the segments it has does, and windows that span a gap are flagged `spans_gap`; UTC times after a
     gap include what is missing (null where that is unknown).
 
-    Call parameters (defaults from the model config, i.e. production's settings):
-        window_seconds (`float`, 2.0), hop_seconds (`float`, 1.0):
+    Call parameters (defaults from the model config: its preset, `"fastai"` = production's settings, or `"v1"`):
+        preset (`str`):
+            `"fastai"` (production 2020-2026) or `"v1"` (upstream's PyTorch port with its shipped config.yaml): sets
+            every field below at once, from `configuration_orcahello.INFERENCE_PRESETS`; fields given with the same
+            call override it. The result's `preset` and `parameters` record what was used.
+        window_seconds (`float`, 2.0 / 3.0 for v1), hop_seconds (`float`, 1.0 / 2.0 for v1):
             How the recording is cut. Only whole windows are scored (production's `floor(duration) - 1` windows).
+        whole_recording_frontend, peak_normalize, strict_segments, smoothing (`bool`):
+            The port's whole-recording resampling, peak normalisation and millisecond segment cutting, its
+            partial last segment (`strict_segments=False`), and production's smoothing into one-second rows; see
+            `OrcaHelloConfig`.
         aggregation (`str`, `"orcahello"`):
             `"orcahello"` (production), `"mean_thresholded"` or `"mean_top_k"` (the upstream port); see
             `aggregate_windows`.
@@ -735,13 +743,8 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         config = self.model.config
         # The inference fields: the model folder's config (its preset, as saved), replaced whole by a `preset` given
         # with the call, then each field given with the call (see `configuration_orcahello.INFERENCE_PRESETS`).
-        # A config class from before presets lacks the new fields: they are its preset's (fastai's).
-        base = {"preset": getattr(config, "preset", "fastai")}
-        for field, default in preset_settings(base["preset"]).items():
-            base[field] = getattr(config, field, None)
-            base[field] = default if base[field] is None else base[field]
         preset_name, settings, overridden = resolve_inference_settings(
-            base,
+            config_inference_settings(config),
             preset=preset,
             window_seconds=window_seconds,
             hop_seconds=hop_seconds,

@@ -207,7 +207,9 @@ def open_source(source):
     return open_recording(source)
 
 
-def probe_source(row, window_seconds, hop_seconds, whole_recording_frontend=False, strict_segments=True):
+def probe_source(
+    row, window_seconds, hop_seconds, whole_recording_frontend=False, strict_segments=True, model_sampling_rate=20000
+):
     """
     A recording's length and format, or the one-line reason it cannot be scored: `{"source_index", "source"}` in,
     a row out (a Ray Data `map` for URLs; called in driver threads for local files, which only need their headers
@@ -221,7 +223,7 @@ def probe_source(row, window_seconds, hop_seconds, whole_recording_frontend=Fals
         recording = open_source(row["source"])
         try:
             bounds = scoring_windows(
-                recording, window_seconds, hop_seconds, whole_recording_frontend, strict_segments
+                recording, window_seconds, hop_seconds, whole_recording_frontend, strict_segments, model_sampling_rate
             )
             start = getattr(recording, "start_utc", None)  # a reader that knows the start (HLS) may say so
             probed.update(
@@ -253,7 +255,7 @@ def _block_row(source_index, partition_first_window, first_window, features, sil
 
 def featurize_partitions(
     batch, feature_extractor, block_windows, window_seconds, hop_seconds, whole_recording_frontend=False,
-    strict_segments=True, peak_normalize=False,
+    strict_segments=True, peak_normalize=False, model_sampling_rate=20000,
 ):
     """
     Ray Data `map_batches` (a generator, so a long partition never sits in memory whole): for each partition row,
@@ -277,7 +279,7 @@ def featurize_partitions(
                     f"{recording.num_samples} now)"
                 )
             bounds = scoring_windows(
-                recording, window_seconds, hop_seconds, whole_recording_frontend, strict_segments
+                recording, window_seconds, hop_seconds, whole_recording_frontend, strict_segments, model_sampling_rate
             )[first : first + count]
             if whole_recording_frontend:  # the v1 preset: windows are cut from the whole recording, prepared once
                 recording = whole_recording_audio(recording, feature_extractor, peak_normalize=peak_normalize)
@@ -742,12 +744,11 @@ class BatchJob:
         self.window_seconds, self.hop_seconds = self.parameters["window_seconds"], self.parameters["hop_seconds"]
         # The rest of the inference preset (`configuration_orcahello.INFERENCE_PRESETS`): the parameters hold them
         # when they are not production's; the record every JSON gets holds them all.
-        presets = cli.inference_presets_module()
-        preset = self.parameters.get("preset", "fastai")
-        self.inference = {"preset": preset, **presets.preset_settings(preset)}
-        self.inference.update({key: value for key, value in self.parameters.items() if key in presets.INFERENCE_FIELDS})
+        self.inference = self.inference_record(self.parameters)
         self.frontend_settings = {
-            name: self.inference[name] for name in ("whole_recording_frontend", "strict_segments")
+            "whole_recording_frontend": self.inference["whole_recording_frontend"],
+            "strict_segments": self.inference["strict_segments"],
+            "model_sampling_rate": self.feature_extractor.sampling_rate,
         }
         self.scores_hash = scores_identity(self.model_info, self.parameters, self.feature_extractor)
         self.block_windows = windows_per_block(options.batch_size)
@@ -939,6 +940,17 @@ class BatchJob:
             self.reuse_partitions(state, self.previous_partitions(state))
         self.timing["probe_s"] = round(time.monotonic() - started, 3)
 
+    def inference_record(self, parameters):
+        """The preset and every inference field the pipeline resolves when called with `parameters` (as `orcahello
+        detect` calls it): what each JSON records under `parameters`."""
+        presets = cli.inference_presets_module()
+        preset, settings, overridden = presets.resolve_inference_settings(
+            presets.config_inference_settings(self.config),
+            preset=parameters.get("preset"),
+            **{name: value for name, value in parameters.items() if name in presets.INFERENCE_FIELDS},
+        )
+        return {"preset": preset, "overridden": overridden, **settings}
+
     def fail(self, state, reason):
         if state.error is None:
             state.error = reason
@@ -1102,7 +1114,7 @@ class BatchJob:
         info = {key: state.info[key] for key in ("sampling_rate", "num_samples", "num_channels", "num_windows")}
         info.update(name=state.source.source, window_seconds=self.window_seconds, hop_seconds=self.hop_seconds)
         decision = {key: state.settings.parameters[key] for key in DECISION_PARAMETERS}
-        inference = {**self.inference, **decision}
+        inference = self.inference_record(state.settings.parameters)
         result = self.frontend.build_file_result(
             info, scores, state.silent_windows, return_timestamps=True, smoothing=inference["smoothing"],
             inference=inference, **decision,

@@ -202,14 +202,10 @@ def scoring_parameters(args, config, site_parameters=None):
     applies to every recording: it is the explicit request, the table holds standing defaults.
     """
     presets = inference_presets_module()
-    INFERENCE_FIELDS, preset_settings = presets.INFERENCE_FIELDS, presets.preset_settings
-    resolve_inference_settings = presets.resolve_inference_settings
-    # The model folder's preset and fields (a config from before presets: fastai's), or `--preset`'s.
-    base = {"preset": getattr(config, "preset", "fastai")}
-    for field, default in preset_settings(base["preset"]).items():
-        value = getattr(config, field, None)
-        base[field] = default if value is None else value
-    preset, settings, _ = resolve_inference_settings(base, preset=getattr(args, "preset", None))
+    # The model folder's preset and fields, or `--preset`'s (configuration_orcahello.INFERENCE_PRESETS).
+    preset, settings, _ = presets.resolve_inference_settings(
+        presets.config_inference_settings(config), preset=getattr(args, "preset", None)
+    )
     parameters = {
         name: settings[name]
         for name in ("aggregation", "local_threshold", "global_count_threshold", "global_threshold", "top_k_windows",
@@ -217,8 +213,8 @@ def scoring_parameters(args, config, site_parameters=None):
     }
     # The preset's other fields go into the parameters (and so into the resume hash) only when they are not
     # production's, so that results scored before presets existed still resume. Every JSON records them all.
-    fastai = preset_settings("fastai")
-    other_fields = [field for field in INFERENCE_FIELDS if field not in parameters]
+    fastai = presets.preset_settings("fastai")
+    other_fields = [field for field in presets.INFERENCE_FIELDS if field not in parameters]
     if preset != "fastai" or any(settings[field] != fastai[field] for field in other_fields):
         parameters.update(preset=preset, **{field: settings[field] for field in other_fields})
     parameters.update(site_parameters or {})
