@@ -91,6 +91,9 @@ def _load_settings(folder):
         flat_json, flat_yaml = _flatten(found["config.json"]), _flatten(found["config.yaml"])
         for key in sorted(set(flat_json) | set(flat_yaml)):
             in_json, in_yaml = flat_json.get(key, "<missing>"), flat_yaml.get(key, "<missing>")
+            runtime = tuple(key.split(".", 1)) in RUNTIME_SETTINGS
+            if runtime and "<missing>" in (in_json, in_yaml):  # where the port runs, not what it computes
+                continue
             if not _same(in_json, in_yaml):
                 raise HubLayoutError(
                     f"{folder}: config.json and config.yaml disagree on {key}: {in_json!r} vs {in_yaml!r}"
@@ -126,7 +129,16 @@ def read_hub_v1_settings(folder):
         raise HubLayoutError(f"{folder} ({source}): setting(s) this model does not know, cannot honour: {unknown}")
 
     def get(section, key, default):
-        return (settings.get(section) or {}).get(key, default)
+        # A setting the folder leaves out takes the port's own default (its config dataclasses), which for the
+        # windows is the 2-s/1-s parity configuration, not the shipped 3-s/2-s one; where that default is not
+        # known here (`default` None), the conversion stops rather than guess.
+        value = (settings.get(section) or {}).get(key, default)
+        if value is None:
+            raise HubLayoutError(
+                f"{folder} ({source}): {section}.{key} is not set and the port's default for it is not known here: "
+                f"set it in config.json and config.yaml"
+            )
+        return value
 
     def require(section, key, wanted, why):
         value = get(section, key, wanted)
@@ -172,10 +184,10 @@ def read_hub_v1_settings(folder):
         raise HubLayoutError(f"{folder} ({source}): spectrogram.mel_f_min/mel_f_max out of range")
     config_arguments = {
         "preset": "v1",
-        "window_seconds": number("inference", "window_s", 3.0),
-        "hop_seconds": number("inference", "window_hop_s", 2.0),
+        "window_seconds": number("inference", "window_s", 2.0),
+        "hop_seconds": number("inference", "window_hop_s", 1.0),
         "whole_recording_frontend": True,
-        "peak_normalize": flag("audio", "normalize", True),
+        "peak_normalize": flag("audio", "normalize", None),
         "strict_segments": flag("inference", "strict_segments", True),
         "smoothing": False,
         "aggregation": "orcahello",
@@ -183,9 +195,9 @@ def read_hub_v1_settings(folder):
         "global_count_threshold": number("inference", "global_pred_threshold", 3, int),
     }
     notes = [
-        f"{section}.{key}={get(section, key, None)!r} is a runtime choice, not stored (device, engine and "
-        f"precision are chosen per run; batch size with --batch-size)"
+        f"{section}.{key}={(settings.get(section) or {})[key]!r} is a runtime choice, not stored (device, engine "
+        f"and precision are chosen per run; batch size with --batch-size)"
         for section, key in sorted(RUNTIME_SETTINGS)
-        if get(section, key, None) is not None and key != "name"
+        if key != "name" and key in (settings.get(section) or {})
     ]
     return config_arguments, feature_extractor_arguments, notes

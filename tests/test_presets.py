@@ -398,3 +398,34 @@ def test_fetch_model_converts_the_hubs_settings(hub_folder, tmp_path, monkeypatc
     (broken / "config.yaml").write_text((broken / "config.yaml").read_text().replace("window_s: 3.0", "window_s: 2.5"))
     with pytest.raises(SystemExit, match="disagree on inference.window_s: 3.0 vs 2.5"):
         fetch_model.convert_hub_snapshot(str(broken))
+
+
+def test_settings_left_out_take_the_ports_defaults_or_stop(hub_folder, tmp_path):
+    def converted_config(edit):
+        source = tmp_path / f"hub{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(hub_folder, source)
+        config = json.loads((source / "config.json").read_text())
+        edit(config)
+        (source / "config.json").write_text(json.dumps(config))
+        (source / "config.yaml").unlink()
+        convert(str(source), str(source / "out"), verify=False)
+        return json.loads((source / "out" / "config.json").read_text())
+
+    def drop_windows(config):
+        del config["inference"]["window_s"], config["inference"]["window_hop_s"]
+
+    # The port's InferenceConfig defaults are its 2-s/1-s parity windows, not the shipped 3-s/2-s ones.
+    assert [converted_config(drop_windows)[k] for k in ("window_seconds", "hop_seconds")] == [2.0, 1.0]
+    with pytest.raises(ConversionError, match="audio.normalize is not set and the port's default"):
+        converted_config(lambda config: config["audio"].pop("normalize"))
+
+
+def test_runtime_settings_missing_from_one_config_file_are_no_disagreement(hub_folder, tmp_path):
+    source = tmp_path / "hub"
+    shutil.copytree(hub_folder, source)
+    yaml_text = (source / "config.yaml").read_text()
+    lines = [line for line in yaml_text.splitlines() if not line.strip().startswith(("device:", "precision:"))]
+    (source / "config.yaml").write_text("\n".join(lines) + "\n")
+    report = convert(str(source), str(tmp_path / "out"), verify=False)
+    assert report["preset"]["preset"] == "v1"
+    assert any("model.device='auto' is a runtime choice" in warning for warning in report["warnings"])
