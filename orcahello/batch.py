@@ -744,7 +744,7 @@ class BatchJob:
         self.window_seconds, self.hop_seconds = self.parameters["window_seconds"], self.parameters["hop_seconds"]
         # The rest of the inference preset (`configuration_orcahello.INFERENCE_PRESETS`): the parameters hold them
         # when they are not production's; the record every JSON gets holds them all.
-        self.inference = self.inference_record(self.parameters)
+        self.inference = cli.inference_record(self.parameters, self.config)
         self.frontend_settings = {
             "whole_recording_frontend": self.inference["whole_recording_frontend"],
             "strict_segments": self.inference["strict_segments"],
@@ -940,17 +940,6 @@ class BatchJob:
             self.reuse_partitions(state, self.previous_partitions(state))
         self.timing["probe_s"] = round(time.monotonic() - started, 3)
 
-    def inference_record(self, parameters):
-        """The preset and every inference field the pipeline resolves when called with `parameters` (as `orcahello
-        detect` calls it): what each JSON records under `parameters`."""
-        presets = cli.inference_presets_module()
-        preset, settings, overridden = presets.resolve_inference_settings(
-            presets.config_inference_settings(self.config),
-            preset=parameters.get("preset"),
-            **{name: value for name, value in parameters.items() if name in presets.INFERENCE_FIELDS},
-        )
-        return {"preset": preset, "overridden": overridden, **settings}
-
     def fail(self, state, reason):
         if state.error is None:
             state.error = reason
@@ -1114,7 +1103,7 @@ class BatchJob:
         info = {key: state.info[key] for key in ("sampling_rate", "num_samples", "num_channels", "num_windows")}
         info.update(name=state.source.source, window_seconds=self.window_seconds, hop_seconds=self.hop_seconds)
         decision = {key: state.settings.parameters[key] for key in DECISION_PARAMETERS}
-        inference = self.inference_record(state.settings.parameters)
+        inference = cli.inference_record(state.settings.parameters, self.config)
         result = self.frontend.build_file_result(
             info, scores, state.silent_windows, return_timestamps=True, smoothing=inference["smoothing"],
             inference=inference, **decision,
@@ -1142,6 +1131,7 @@ class BatchJob:
             "scores_hash": self.scores_hash,
             "run_hash": self.run_settings.run_hash,
             "parameters": self.parameters,
+            "inference": self.inference,  # the preset and every field it resolves to
             "site_thresholds": (
                 None if site_table is None else {"file": self.run_settings.site_thresholds_file, "table": site_table}
             ),

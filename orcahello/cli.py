@@ -231,6 +231,18 @@ def scoring_parameters(args, config, site_parameters=None):
     return parameters
 
 
+def inference_record(parameters, config):
+    """The preset and every inference field the pipeline resolves when called with `parameters` on a model with
+    `config`: what each JSON records (`preset`, `overridden`, the fields)."""
+    presets = inference_presets_module()
+    preset, settings, overridden = presets.resolve_inference_settings(
+        presets.config_inference_settings(config),
+        preset=parameters.get("preset"),
+        **{name: value for name, value in parameters.items() if name in presets.INFERENCE_FIELDS},
+    )
+    return {"preset": preset, "overridden": overridden, **settings}
+
+
 def run_hash(parameters, model_info):
     """
     The key of the resume check: a hash of the scoring parameters and the model's identity (its weights' hash, else
@@ -883,6 +895,7 @@ def detect(args, command=None):
         "model": model_info,
         "run_hash": settings.run_hash,
         "parameters": parameters,
+        "inference": inference_record(parameters, pipe.model.config),  # the preset and every field it resolves to
         "site_thresholds": None if site_table is None else {"file": settings.site_thresholds_file, "table": site_table},
         "options": {
             "paths": list(args.paths),

@@ -366,6 +366,7 @@ def test_detect_command_line_with_preset_v1(resnet50_folder, tmp_path):
     assert_matches_port(document, port_result(wav, "modelcfg")["result"], wav.name)
     run = json.loads(next(tmp_path.glob("*run*.json")).read_text())
     assert run["parameters"]["preset"] == "v1" and run["options"]["preset"] == "v1"
+    assert {field: run["inference"][field] for field in INFERENCE_FIELDS} == INFERENCE_PRESETS["v1"]
     bad = run_orcahello_cli(wav, "--model", resnet50_folder, "--preset", "v2", "--output-dir", tmp_path)
     assert bad.returncode == 2 and "--preset: must be one of fastai, v1, got 'v2'" in bad.stderr
 
@@ -377,7 +378,8 @@ def test_batch_with_preset_v1_scores_like_the_port(ray_address, resnet50_folder,
     wavs = [LEGACY / "audio" / name for name in ("edge_10s_48k.wav", "edge_44k1_6s.wav", "edge_59p989s_48k.wav")]
     output_dir = tmp_path / "batch"
     run = batch.run_batch([str(wav) for wav in wavs], output_dir, model=str(resnet50_folder), preset="v1")
-    assert run["parameters"]["preset"] == "v1"
+    assert run["parameters"]["preset"] == "v1" and run["inference"]["overridden"] == []
+    assert {field: run["inference"][field] for field in INFERENCE_FIELDS} == INFERENCE_PRESETS["v1"]
     for wav in wavs:
         document = json.loads(next(output_dir.rglob(f"{wav.stem}.orcahello.json")).read_text())
         assert document["preset"] == "v1" and document["parameters"]["whole_recording_frontend"] is True
