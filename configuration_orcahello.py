@@ -10,6 +10,111 @@ from transformers import PretrainedConfig
 
 AGGREGATION_STRATEGIES = ("orcahello", "mean_thresholded", "mean_top_k")
 
+# The two inference behaviours of the same weights, as named sets of the fields below. This is the one place that
+# defines them: the config, the pipeline, the command line, the handler and the converter all read it.
+#
+# "fastai": production OrcaHello 2020-2026 (fastai v1 + fastai_audio), reproduced to the fixtures' numbers.
+# "v1": upstream's pure-PyTorch port with the `config.yaml` it ships on the Hub (upstream's live system since 2026).
+INFERENCE_PRESETS = {
+    "fastai": {
+        "window_seconds": 2.0,
+        "hop_seconds": 1.0,
+        "whole_recording_frontend": False,
+        "peak_normalize": False,
+        "strict_segments": True,
+        "smoothing": True,
+        "aggregation": "orcahello",
+        "local_threshold": 0.5,
+        "global_count_threshold": 3,
+        "global_threshold": 0.6,
+        "top_k_windows": 3,
+    },
+    "v1": {
+        "window_seconds": 3.0,
+        "hop_seconds": 2.0,
+        "whole_recording_frontend": True,
+        "peak_normalize": True,
+        "strict_segments": True,
+        "smoothing": False,
+        "aggregation": "orcahello",
+        "local_threshold": 0.5,
+        "global_count_threshold": 3,
+        "global_threshold": 0.6,
+        "top_k_windows": 3,
+    },
+}
+DEFAULT_PRESET = "fastai"
+# The fields a preset sets, in the order they are documented and recorded.
+INFERENCE_FIELDS = tuple(INFERENCE_PRESETS[DEFAULT_PRESET])
+
+
+def preset_settings(name):
+    """A copy of the fields of the preset called `name` (`"fastai"` or `"v1"`)."""
+    if name not in INFERENCE_PRESETS:
+        raise ValueError(f"preset must be one of {tuple(INFERENCE_PRESETS)}, got {name!r}")
+    return dict(INFERENCE_PRESETS[name])
+
+
+def check_inference_settings(settings):
+    """Raise a one-line ValueError naming the first field of `settings` (all of `INFERENCE_FIELDS`) that is wrong."""
+    for name in ("window_seconds", "hop_seconds"):
+        value = settings[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    for name in ("whole_recording_frontend", "peak_normalize", "strict_segments", "smoothing"):
+        if not isinstance(settings[name], bool):
+            raise ValueError(f"{name} must be true or false, got {settings[name]!r}")
+    if settings["aggregation"] not in AGGREGATION_STRATEGIES:
+        raise ValueError(f"aggregation must be one of {AGGREGATION_STRATEGIES}, got {settings['aggregation']!r}")
+    if settings["peak_normalize"] and not settings["whole_recording_frontend"]:
+        raise ValueError(
+            "peak_normalize=True needs whole_recording_frontend=True: the peak is the whole recording's, as the v1 "
+            "port computes it; per-window normalisation is not a behaviour either system has"
+        )
+    if not settings["strict_segments"] and not settings["whole_recording_frontend"]:
+        raise ValueError(
+            "strict_segments=False (a partial last segment) is the port's segment cutting: it needs "
+            "whole_recording_frontend=True"
+        )
+    return settings
+
+
+def config_inference_settings(config):
+    """
+    A model config's inference fields and preset, as `resolve_inference_settings` takes them as `base`. A config
+    loaded by a model folder's code from before presets lacks some fields: they are its preset's (fastai's).
+    """
+    base = {"preset": getattr(config, "preset", None) or DEFAULT_PRESET}
+    for field, default in preset_settings(base["preset"]).items():
+        value = getattr(config, field, None)
+        base[field] = default if value is None else value
+    return base
+
+
+def resolve_inference_settings(base, preset=None, **overrides):
+    """
+    The inference fields of one call: `base` (a dict of `INFERENCE_FIELDS`, e.g. a config's), replaced whole by the
+    named `preset` when one is given, then the `overrides` that are not None. Returns `(preset_name, settings,
+    overridden)`: the preset the settings start from (`base["preset"]` without one), every field, and the fields
+    whose value differs from that preset's.
+    """
+    unknown = sorted(set(overrides) - set(INFERENCE_FIELDS))
+    if unknown:
+        raise TypeError(f"unknown inference field(s) {unknown}; the fields are {INFERENCE_FIELDS}")
+    if preset is not None:
+        name, settings = preset, preset_settings(preset)
+    else:
+        name = base.get("preset", DEFAULT_PRESET)
+        settings = {field: base[field] for field in INFERENCE_FIELDS}
+    settings.update({field: value for field, value in overrides.items() if value is not None})
+    for field in ("window_seconds", "hop_seconds", "local_threshold", "global_threshold"):
+        if isinstance(settings[field], int) and not isinstance(settings[field], bool):
+            settings[field] = float(settings[field])
+    check_inference_settings(settings)
+    reference = preset_settings(name)
+    overridden = [field for field in INFERENCE_FIELDS if settings[field] != reference[field]]
+    return name, settings, overridden
+
 
 class OrcaHelloConfig(PretrainedConfig):
     r"""
@@ -40,18 +145,38 @@ class OrcaHelloConfig(PretrainedConfig):
             Dropout applied to the hidden layer of the head.
         batch_norm_eps (`float`, *optional*, defaults to 1e-5):
             Epsilon of the head's BatchNorm1d layers (PyTorch's default, as in fastai).
-        window_seconds (`float`, *optional*, defaults to 2.0):
-            Length of the windows a recording is cut into; the model was trained on 2-second clips.
-        hop_seconds (`float`, *optional*, defaults to 1.0):
-            Step between consecutive windows.
-        local_threshold (`float`, *optional*, defaults to 0.5):
-            A one-second row (or, for the port's strategies, a window) counts as positive when its confidence is
+        preset (`str`, *optional*, defaults to `"fastai"`):
+            The inference behaviour this folder uses by default: `"fastai"` (production OrcaHello 2020-2026) or
+            `"v1"` (upstream's PyTorch port with its shipped `config.yaml`). Every field below left at `None` takes
+            the preset's value (`INFERENCE_PRESETS`); a field given explicitly overrides it.
+        window_seconds (`float`, *optional*):
+            Length of the windows (segments) a recording is cut into: 2.0 (fastai), 3.0 (v1).
+        hop_seconds (`float`, *optional*):
+            Step between consecutive windows: 1.0 (fastai), 2.0 (v1).
+        whole_recording_frontend (`bool`, *optional*):
+            False (fastai): each window is cut from the source's own samples and goes alone through downmix, an
+            int16 round trip, resampling to 20 kHz and a second int16 round trip. True (v1): the whole recording is
+            downmixed, resampled to 20 kHz once, optionally peak-normalised and taken through one int16 round trip,
+            then cut into segments at whole milliseconds, as the port's temporary WAV and pydub slicing do.
+        peak_normalize (`bool`, *optional*):
+            Divide the whole (resampled) recording by its peak |x| before the int16 round trip: False (fastai), True
+            (v1). Needs `whole_recording_frontend`.
+        strict_segments (`bool`, *optional*):
+            True (both): only whole windows are scored. False (port only): a last, shorter segment is scored too
+            when the port's `floor(duration / hop)` candidate starts leave one. Needs `whole_recording_frontend`.
+        smoothing (`bool`, *optional*):
+            True (fastai): the windows are smoothed into one-second rows (rolling mean of 2, N + 1 rows) before the
+            file-level rule. False (v1): the rule sees the raw window probabilities, one row per window. Only the
+            `"orcahello"` aggregation smooths; the port's `"mean_*"` strategies never do.
+        local_threshold (`float`, *optional*, 0.5 in both presets):
+            A row (a one-second row, or a window without smoothing) counts as positive when its confidence is
             strictly greater than this.
-        global_count_threshold (`int`, *optional*, defaults to 3):
-            With the `"orcahello"` aggregation, a recording is positive when at least this many one-second rows are.
-        aggregation (`str`, *optional*, defaults to `"orcahello"`):
-            File-level rule: `"orcahello"` (production: windows smoothed into one-second rows), or the upstream
-            port's `"mean_thresholded"` / `"mean_top_k"`.
+        global_count_threshold (`int`, *optional*, 3 in both presets):
+            With the `"orcahello"` aggregation, a recording is positive when at least this many rows are; its
+            global confidence is 100 x the mean of the positive rows (0.0 when none).
+        aggregation (`str`, *optional*, `"orcahello"` in both presets):
+            File-level rule: `"orcahello"` (the count rule above, used by production and by the port's
+            `detect_srkw_from_file`), or the port's alternative `"mean_thresholded"` / `"mean_top_k"`.
         global_threshold (`float`, *optional*, defaults to 0.6):
             For `"mean_thresholded"` and `"mean_top_k"`: the recording is positive when its global confidence
             (0..1) is at least this.
@@ -85,24 +210,41 @@ class OrcaHelloConfig(PretrainedConfig):
         head_pooled_dropout=0.25,
         head_hidden_dropout=0.5,
         batch_norm_eps=1e-5,
-        window_seconds=2.0,
-        hop_seconds=1.0,
-        local_threshold=0.5,
-        global_count_threshold=3,
-        aggregation="orcahello",
-        global_threshold=0.6,
-        top_k_windows=3,
+        preset=DEFAULT_PRESET,
+        window_seconds=None,
+        hop_seconds=None,
+        whole_recording_frontend=None,
+        peak_normalize=None,
+        strict_segments=None,
+        smoothing=None,
+        local_threshold=None,
+        global_count_threshold=None,
+        aggregation=None,
+        global_threshold=None,
+        top_k_windows=None,
         min_global_confidence=0.0,
         **kwargs,
     ):
         if layer_type not in ("basic", "bottleneck"):
             raise ValueError(f"layer_type must be 'basic' or 'bottleneck', got {layer_type!r}")
-        if aggregation not in AGGREGATION_STRATEGIES:
-            raise ValueError(f"aggregation must be one of {AGGREGATION_STRATEGIES}, got {aggregation!r}")
         if not 0.0 <= min_global_confidence <= 1.0:
             raise ValueError(
                 f"min_global_confidence must be from 0 to 1 (global confidence / 100), got {min_global_confidence}"
             )
+        given = {
+            "window_seconds": window_seconds,
+            "hop_seconds": hop_seconds,
+            "whole_recording_frontend": whole_recording_frontend,
+            "peak_normalize": peak_normalize,
+            "strict_segments": strict_segments,
+            "smoothing": smoothing,
+            "local_threshold": local_threshold,
+            "global_count_threshold": global_count_threshold,
+            "aggregation": aggregation,
+            "global_threshold": global_threshold,
+            "top_k_windows": top_k_windows,
+        }
+        _, inference_settings, _ = resolve_inference_settings({}, preset=preset, **given)
         hidden_sizes = [256, 512, 1024, 2048] if hidden_sizes is None else list(hidden_sizes)
         depths = [3, 4, 6, 3] if depths is None else list(depths)
         if len(hidden_sizes) != len(depths):
@@ -117,13 +259,9 @@ class OrcaHelloConfig(PretrainedConfig):
         self.head_pooled_dropout = head_pooled_dropout
         self.head_hidden_dropout = head_hidden_dropout
         self.batch_norm_eps = batch_norm_eps
-        self.window_seconds = window_seconds
-        self.hop_seconds = hop_seconds
-        self.local_threshold = local_threshold
-        self.global_count_threshold = global_count_threshold
-        self.aggregation = aggregation
-        self.global_threshold = global_threshold
-        self.top_k_windows = top_k_windows
+        self.preset = preset
+        for field, value in inference_settings.items():
+            setattr(self, field, value)
         self.min_global_confidence = min_global_confidence
         # The two classes of the fastai learner (label_from_folder sorts them); P(call) = softmax(logits)[1].
         if "id2label" not in kwargs and "num_labels" not in kwargs:
@@ -131,6 +269,10 @@ class OrcaHelloConfig(PretrainedConfig):
             kwargs.setdefault("label2id", {"negative": 0, "positive": 1})
         kwargs.setdefault("problem_type", "single_label_classification")
         super().__init__(**kwargs)
+
+    def inference_settings(self):
+        """This folder's default inference fields (`INFERENCE_FIELDS`) and the preset they start from."""
+        return config_inference_settings(self)
 
     @property
     def pooled_size(self):

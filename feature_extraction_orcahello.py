@@ -44,6 +44,26 @@ def window_bounds(num_samples, sampling_rate, window_seconds=2.0, hop_seconds=1.
     return [(k * hop_samples, k * hop_samples + window_samples) for k in range(num_windows)]
 
 
+def port_segment_bounds(num_samples, sampling_rate, window_seconds=3.0, hop_seconds=2.0, strict_segments=True):
+    """
+    Sample ranges of the segments upstream's v1 port scores in `num_samples` samples of its 20-kHz audio
+    (`audio_segment_generator`): `floor(duration / hop)` candidate starts `k * hop`; with `strict_segments` the
+    first segment ending after the recording stops the cutting, without it the last ones are cut short at the end.
+    Bounds are whole milliseconds (`int(seconds * 1000)`), converted to samples as pydub does.
+    """
+    duration = num_samples / sampling_rate
+    bounds = []
+    for index in range(int(np.floor(duration / hop_seconds))):
+        start_seconds = index * hop_seconds
+        end_seconds = start_seconds + window_seconds
+        if strict_segments and end_seconds > duration:
+            break
+        start = int(int(start_seconds * 1000) * (sampling_rate / 1000.0))
+        stop = min(int(int(end_seconds * 1000) * (sampling_rate / 1000.0)), num_samples)
+        bounds.append((start, stop))
+    return bounds
+
+
 def _indices_by_length(arrays):
     """`{length: [indices]}`: arrays of one length are stacked and processed together."""
     groups = {}
@@ -230,6 +250,34 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
             for row, index in enumerate(indices):
                 prepared[index] = stacked[row]
         return prepared
+
+    def prepare_whole_recording(self, waveform, sampling_rate, peak_normalize=True):
+        """
+        The v1 port's frontend up to its temporary WAV: a whole recording `(channels, samples)` (or `(samples,)`) in
+        the source's sample type is read as float32, downmixed (mean over channels), resampled to `sampling_rate`
+        in one `resample_poly` call, divided by its peak |x| when `peak_normalize` (and the peak is > 0), and
+        written as 16-bit PCM: the result is that int16 audio, from which segments are cut. Its windows then go
+        through `__call__` unchanged (on the int16 grid at the model's rate, both round trips are identities).
+        """
+        sampling_rate = self._check_sampling_rate(sampling_rate)
+        samples = np.asarray(waveform)
+        if samples.ndim == 1:
+            samples = samples[None, :]
+        # soundfile's float32 read: integer PCM scaled exactly as `to_production_float32` does, floats as they are
+        samples = samples.astype(np.float32) if samples.dtype.kind == "f" else to_production_float32(samples)
+        if samples.shape[0] > 1:
+            mono = torch.from_numpy(np.ascontiguousarray(samples)).mean(dim=0).numpy()
+        else:
+            mono = samples[0]
+        divisor = math.gcd(self.sampling_rate, sampling_rate)
+        up, down = self.sampling_rate // divisor, sampling_rate // divisor
+        if up != down:
+            mono = resample_poly(mono, up, down, axis=-1).astype(np.float32)
+        if peak_normalize:
+            peak = np.abs(mono).max() if mono.size else 0.0
+            if peak > 0:
+                mono = mono / peak
+        return (quantize_int16(mono) * np.float32(32768.0)).astype(np.int16)
 
     def spectrogram(self, waveforms, device=None):
         """

@@ -15,6 +15,7 @@ Requests (JSON, or an audio body: the endpoint turns `Content-Type: audio/*` bod
 {"inputs": [0.0, 0.01, ...], "parameters": {"sampling_rate": 48000}}
 {"inputs": {"array": [0.0, 0.01, ...], "sampling_rate": 48000}}
 {"inputs": ["<base64 file 1>", "<base64 file 2>"]}
+{"inputs": "<base64 file>", "parameters": {"preset": "v1", "return_timestamps": true}}
 ```
 
 `parameters` are the pipeline's call parameters (see `PARAMETER_TYPES`); values may be strings, as query-string
@@ -63,6 +64,12 @@ PARAMETER_TYPES = {
     "function_to_apply": str,
     "window_seconds": float,
     "hop_seconds": float,
+    # The inference preset ("fastai" or "v1") and its other fields (configuration_orcahello.INFERENCE_PRESETS).
+    "preset": str,
+    "whole_recording_frontend": bool,
+    "peak_normalize": bool,
+    "strict_segments": bool,
+    "smoothing": bool,
     "sampling_rate": int,
     "batch_size": int,
     "engine": str,

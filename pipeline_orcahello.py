@@ -12,6 +12,7 @@ decision.
 import ctypes
 import io
 import logging
+import math
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -22,11 +23,23 @@ from transformers.pipelines.base import ChunkPipeline
 
 
 try:
-    from .feature_extraction_orcahello import OrcaHelloFeatureExtractor, channels_first, window_bounds
+    from .configuration_orcahello import config_inference_settings, resolve_inference_settings
+    from .feature_extraction_orcahello import (
+        OrcaHelloFeatureExtractor,
+        channels_first,
+        port_segment_bounds,
+        window_bounds,
+    )
     from .hls_orcahello import HLSInputError, is_hls_input, iso_utc, open_hls, utc_at
     from .scoring_orcahello import ENGINES, PRECISIONS, build_scorer, padded_frames, resolve_engine, weights_version
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
-    from feature_extraction_orcahello import OrcaHelloFeatureExtractor, channels_first, window_bounds
+    from configuration_orcahello import config_inference_settings, resolve_inference_settings
+    from feature_extraction_orcahello import (
+        OrcaHelloFeatureExtractor,
+        channels_first,
+        port_segment_bounds,
+        window_bounds,
+    )
     from hls_orcahello import HLSInputError, is_hls_input, iso_utc, open_hls, utc_at
     from scoring_orcahello import ENGINES, PRECISIONS, build_scorer, padded_frames, resolve_engine, weights_version
 
@@ -303,26 +316,62 @@ def open_recording(inputs, sampling_rate=None, allow_other_hosts=False):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def scoring_windows(recording, window_seconds=2.0, hop_seconds=1.0):
+def scoring_windows(
+    recording, window_seconds=2.0, hop_seconds=1.0, whole_recording_frontend=False, strict_segments=True,
+    model_sampling_rate=20000,
+):
     """
     The `(start, stop)` sample bounds of every window of `recording` the detector scores; `AudioInputError` when the
     recording is shorter than one window (production crashes there).
+
+    With `whole_recording_frontend` (the v1 port), the bounds are the port's millisecond segments of the recording
+    once resampled to `model_sampling_rate` (`resample_poly` gives `ceil(samples * up / down)` samples), in samples
+    of that audio: the recording `whole_recording_audio` makes.
     """
-    bounds = window_bounds(recording.num_samples, recording.sampling_rate, window_seconds, hop_seconds)
+    if whole_recording_frontend:
+        divisor = math.gcd(model_sampling_rate, recording.sampling_rate)
+        up, down = model_sampling_rate // divisor, recording.sampling_rate // divisor
+        resampled = -(-recording.num_samples * up // down)
+        bounds = port_segment_bounds(resampled, model_sampling_rate, window_seconds, hop_seconds, strict_segments)
+        rule = "the v1 port's segments"
+    else:
+        bounds = window_bounds(recording.num_samples, recording.sampling_rate, window_seconds, hop_seconds)
+        rule = "production OrcaHello crashes on such files"
     if not bounds:
         raise AudioInputError(
             f"{recording.name}: {recording.duration_seconds:.3f} s of audio is shorter than one "
-            f"{window_seconds:g}-second window; nothing to score (production OrcaHello crashes on such files)"
+            f"{window_seconds:g}-second window; nothing to score ({rule})"
         )
     return bounds
+
+
+def whole_recording_audio(recording, feature_extractor, peak_normalize=True):
+    """
+    The v1 port's whole-recording frontend: `recording` read whole, downmixed, resampled to the model's rate,
+    optionally peak-normalised and quantised to int16 (`OrcaHelloFeatureExtractor.prepare_whole_recording`),
+    as an in-memory `Recording` that `scoring_windows(..., whole_recording_frontend=True)` bounds index. Closes
+    `recording`. The whole recording is held in memory (about 40 KB a second at 20 kHz), as the port holds it.
+    """
+    try:
+        audio = feature_extractor.prepare_whole_recording(
+            recording.read(0, recording.num_samples), recording.sampling_rate, peak_normalize=peak_normalize
+        )
+    finally:
+        recording.close()
+    prepared = Recording.from_array(audio, feature_extractor.sampling_rate, name=recording.name)
+    prepared.timeline = recording.timeline  # HLS anchors are in seconds: they hold for the resampled audio too
+    prepared.num_channels = recording.num_channels  # reported as the source's
+    prepared.source_sampling_rate = recording.sampling_rate
+    prepared.source_num_samples = recording.num_samples
+    return prepared
 
 
 def recording_info(recording, num_windows, window_seconds=2.0, hop_seconds=1.0):
     """What `build_file_result` needs to know about a recording besides its window scores."""
     return {
         "name": recording.name,
-        "sampling_rate": recording.sampling_rate,
-        "num_samples": recording.num_samples,
+        "sampling_rate": getattr(recording, "source_sampling_rate", recording.sampling_rate),
+        "num_samples": getattr(recording, "source_num_samples", recording.num_samples),
         "num_channels": recording.num_channels,
         "num_windows": num_windows,
         "window_seconds": window_seconds,
@@ -363,6 +412,7 @@ def aggregate_windows(
     global_count_threshold=3,
     global_threshold=0.6,
     top_k_windows=3,
+    smoothing=True,
 ):
     """
     Turn per-window P(call) into production's file-level result.
@@ -376,17 +426,22 @@ def aggregate_windows(
     (0..1) is the mean of the windows `> local_threshold` or of the `top_k_windows` highest; the file is positive
     when it is `>= global_threshold`.
 
-    Returns a dict with `local_confidences`, `local_predictions`, `global_prediction`, `global_confidence` and
-    `row_seconds` (the start of each row, in units of the hop for "orcahello").
+    `smoothing=False` (the v1 preset) keeps the `"orcahello"` count rule but applies it to the raw windows, one row
+    per window, as the port's `detect_srkw_from_file` does.
+
+    Returns a dict with `local_confidences`, `local_predictions`, `global_prediction` and `global_confidence`.
     """
     confidences = np.asarray(window_confidences, dtype=np.float64)
     if confidences.ndim != 1 or confidences.size == 0:
         raise ValueError("aggregate_windows needs at least one window confidence")
     if aggregation == "orcahello":
-        rows = np.empty(confidences.size + 1, dtype=np.float64)
-        rows[0] = confidences[0]
-        rows[1:-1] = (confidences[:-1] + confidences[1:]) / 2.0
-        rows[-1] = confidences[-1]
+        if smoothing:
+            rows = np.empty(confidences.size + 1, dtype=np.float64)
+            rows[0] = confidences[0]
+            rows[1:-1] = (confidences[:-1] + confidences[1:]) / 2.0
+            rows[-1] = confidences[-1]
+        else:
+            rows = confidences
         predictions = (rows > local_threshold).astype(int)
         global_prediction = int(predictions.sum() >= global_count_threshold)
         global_confidence = float(100.0 * rows[predictions == 1].mean()) if predictions.any() else 0.0
@@ -448,13 +503,16 @@ def build_file_result(
     top_k_windows=3,
     return_timestamps=True,
     top_k=None,
+    smoothing=True,
+    inference=None,
     min_global_confidence=0.0,
 ):
     """
     The pipeline's answer for one recording from its window scores: `info` as `recording_info` gives it,
     `window_confidences` the P(call) of every window in order, `silent_windows` how many are digital silence.
     With `return_timestamps`, production's result dict plus windows, detections, warnings and parameters; else the
-    `[{"label", "score"}]` list, decision first.
+    `[{"label", "score"}]` list, decision first. `inference` (`{"preset", "overridden", **fields}`, as the pipeline
+    resolves them) is recorded in `parameters` and as `preset`.
     """
     window_confidences = np.asarray(window_confidences, dtype=np.float64)
     result = aggregate_windows(
@@ -464,6 +522,7 @@ def build_file_result(
         global_count_threshold=global_count_threshold,
         global_threshold=global_threshold,
         top_k_windows=top_k_windows,
+        smoothing=smoothing,
     )
     result["global_prediction"] = apply_confidence_floor(
         result["global_prediction"], result["global_confidence"], aggregation, min_global_confidence
@@ -502,7 +561,7 @@ def build_file_result(
     if not return_timestamps:
         return label_scores
 
-    if aggregation == "orcahello":
+    if aggregation == "orcahello" and smoothing:
         # Row t covers [t * hop, (t + 1) * hop): the seconds production reports.
         row_starts = [t * hop for t in range(len(result["local_confidences"]))]
         row_ends = [start + hop for start in row_starts]
@@ -571,8 +630,12 @@ def build_file_result(
             "min_global_confidence": min_global_confidence,
             "window_seconds": window,
             "hop_seconds": hop,
+            "smoothing": smoothing,
+            **(inference or {}),
         },
     }
+    if inference:
+        output["preset"] = inference.get("preset")
     if timeline:
         output["source"] = timeline["source"]
     return output
@@ -636,9 +699,17 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
     concatenation of the segments it has does, and windows that span a gap are flagged `spans_gap`; UTC times after a
     gap include what is missing (null where that is unknown).
 
-    Call parameters (defaults from the model config, i.e. production's settings):
-        window_seconds (`float`, 2.0), hop_seconds (`float`, 1.0):
+    Call parameters (defaults from the model config: its preset, `"fastai"` = production's settings, or `"v1"`):
+        preset (`str`):
+            `"fastai"` (production 2020-2026) or `"v1"` (upstream's PyTorch port with its shipped config.yaml): sets
+            every field below at once, from `configuration_orcahello.INFERENCE_PRESETS`; fields given with the same
+            call override it. The result's `preset` and `parameters` record what was used.
+        window_seconds (`float`, 2.0 / 3.0 for v1), hop_seconds (`float`, 1.0 / 2.0 for v1):
             How the recording is cut. Only whole windows are scored (production's `floor(duration) - 1` windows).
+        whole_recording_frontend, peak_normalize, strict_segments, smoothing (`bool`):
+            The port's whole-recording resampling, peak normalisation and millisecond segment cutting, its
+            partial last segment (`strict_segments=False`), and production's smoothing into one-second rows; see
+            `OrcaHelloConfig`.
         aggregation (`str`, `"orcahello"`):
             `"orcahello"` (production), `"mean_thresholded"` or `"mean_top_k"` (the upstream port); see
             `aggregate_windows`.
@@ -705,8 +776,13 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
     def _sanitize_parameters(
         self,
         sampling_rate=None,
+        preset=None,
         window_seconds=None,
         hop_seconds=None,
+        whole_recording_frontend=None,
+        peak_normalize=None,
+        strict_segments=None,
+        smoothing=None,
         aggregation=None,
         local_threshold=None,
         global_count_threshold=None,
@@ -727,46 +803,48 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         if function_to_apply not in (None, "softmax"):
             raise ValueError("The OrcaHello pipeline scores windows with softmax; function_to_apply must be 'softmax'")
         config = self.model.config
+        # The inference fields: the model folder's config (its preset, as saved), replaced whole by a `preset` given
+        # with the call, then each field given with the call (see `configuration_orcahello.INFERENCE_PRESETS`).
+        preset_name, settings, overridden = resolve_inference_settings(
+            config_inference_settings(config),
+            preset=preset,
+            window_seconds=window_seconds,
+            hop_seconds=hop_seconds,
+            whole_recording_frontend=whole_recording_frontend,
+            peak_normalize=peak_normalize,
+            strict_segments=strict_segments,
+            smoothing=smoothing,
+            aggregation=aggregation,
+            local_threshold=local_threshold,
+            global_count_threshold=global_count_threshold,
+            global_threshold=global_threshold,
+            top_k_windows=top_k_windows,
+        )
         preprocess_params = {
-            "window_seconds": getattr(config, "window_seconds", 2.0),
-            "hop_seconds": getattr(config, "hop_seconds", 1.0),
+            name: settings[name]
+            for name in (
+                "window_seconds", "hop_seconds", "whole_recording_frontend", "peak_normalize", "strict_segments"
+            )
         }
         if sampling_rate is not None:
             preprocess_params["sampling_rate"] = sampling_rate
-        if window_seconds is not None:
-            preprocess_params["window_seconds"] = float(window_seconds)
-        if hop_seconds is not None:
-            preprocess_params["hop_seconds"] = float(hop_seconds)
         if allow_other_hosts is not None:
             preprocess_params["allow_other_hosts"] = bool(allow_other_hosts)
 
         postprocess_params = {
-            "aggregation": getattr(config, "aggregation", "orcahello"),
-            "local_threshold": getattr(config, "local_threshold", 0.5),
-            "global_count_threshold": getattr(config, "global_count_threshold", 3),
-            "global_threshold": getattr(config, "global_threshold", 0.6),
-            "top_k_windows": getattr(config, "top_k_windows", 3),
-            "min_global_confidence": getattr(config, "min_global_confidence", 0.0),
-            "return_timestamps": False,
-            "top_k": None,
+            name: settings[name]
+            for name in ("aggregation", "local_threshold", "global_count_threshold", "global_threshold",
+                         "top_k_windows", "smoothing")
         }
-        for name, value in (
-            ("aggregation", aggregation),
-            ("local_threshold", local_threshold),
-            ("global_count_threshold", global_count_threshold),
-            ("global_threshold", global_threshold),
-            ("top_k_windows", top_k_windows),
-            ("min_global_confidence", min_global_confidence),
-            ("return_timestamps", return_timestamps),
-            ("top_k", top_k),
-        ):
+        postprocess_params.update(
+            return_timestamps=False,
+            top_k=None,
+            inference={"preset": preset_name, "overridden": overridden, **settings},
+        )
+        for name, value in (("return_timestamps", return_timestamps), ("top_k", top_k)):
             if value is not None:
                 postprocess_params[name] = value
-        if postprocess_params["aggregation"] not in AGGREGATION_STRATEGIES:
-            raise ValueError(
-                f"aggregation must be one of {AGGREGATION_STRATEGIES}, got {postprocess_params['aggregation']!r}"
-            )
-        floor = postprocess_params["min_global_confidence"]
+        floor = getattr(config, "min_global_confidence", 0.0) if min_global_confidence is None else min_global_confidence
         if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0.0 <= floor <= 1.0:
             raise ValueError(
                 f"min_global_confidence must be a number from 0 to 1 (global confidence / 100), got {floor!r}"
@@ -813,13 +891,32 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         }
         return self.forward(model_inputs, **forward_params)["probabilities"]
 
-    def preprocess(self, inputs, sampling_rate=None, window_seconds=2.0, hop_seconds=1.0, allow_other_hosts=False):
+    def preprocess(
+        self,
+        inputs,
+        sampling_rate=None,
+        window_seconds=2.0,
+        hop_seconds=1.0,
+        whole_recording_frontend=False,
+        peak_normalize=False,
+        strict_segments=True,
+        allow_other_hosts=False,
+    ):
         recording = open_recording(inputs, sampling_rate=sampling_rate, allow_other_hosts=allow_other_hosts)
         try:
-            bounds = scoring_windows(recording, window_seconds, hop_seconds)
+            bounds = scoring_windows(
+                recording,
+                window_seconds,
+                hop_seconds,
+                whole_recording_frontend=whole_recording_frontend,
+                strict_segments=strict_segments,
+                model_sampling_rate=self.feature_extractor.sampling_rate,
+            )
         except AudioInputError:
             recording.close()
             raise
+        if whole_recording_frontend:
+            recording = whole_recording_audio(recording, self.feature_extractor, peak_normalize=peak_normalize)
         info = recording_info(recording, len(bounds), window_seconds, hop_seconds)
 
         # On a GPU the STFT and the mel filterbank run there too (resampling stays with scipy, as production's).
@@ -919,6 +1016,8 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         top_k_windows=3,
         return_timestamps=False,
         top_k=None,
+        smoothing=True,
+        inference=None,
         min_global_confidence=0.0,
     ):
         info = model_outputs[0]["recording"]
@@ -938,5 +1037,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             top_k_windows=top_k_windows,
             return_timestamps=return_timestamps,
             top_k=top_k,
+            smoothing=smoothing,
+            inference=inference,
             min_global_confidence=min_global_confidence,
         )

@@ -13,6 +13,8 @@ with the pipeline's engine, padding skipped, inference mode) and the ratio end-t
 `--fast-mode` the bfloat16 mode's speed and its accuracy on all 11 fixture recordings against float32 (max |delta
 p| per window, one-second decisions and file decisions that agree); `--scaling-minutes` recordings of those lengths
 read from a path (time should grow linearly, memory stay flat). With a CUDA GPU, the same on the GPU.
+`--presets fastai v1` times the end-to-end minute with each inference preset (v1: 29 windows of 3 s every 2 s,
+whole-recording frontend, against fastai's 59 windows of 2 s).
 Production (fastai, one window at a time) takes about 7 s per minute on a 2-core machine (LEGACY_NOTES.md, 6).
 """
 
@@ -119,10 +121,11 @@ def load_detector(args):
     return pipeline("audio-classification", model=args.model, trust_remote_code=True, device=args.device)
 
 
-def window_features(detector, wav):
+def window_features(detector, wav, preset="fastai"):
     import torch
 
-    return torch.cat([chunk["input_features"] for chunk in detector.preprocess(wav)])
+    frontend = detector._sanitize_parameters(preset=preset)[0]  # the preset's windowing and frontend
+    return torch.cat([chunk["input_features"] for chunk in detector.preprocess(wav, **frontend)])
 
 
 def model_only_seconds(detector, features, batch_size, repeats, engine="auto", precision="float32", skip=True):
@@ -160,15 +163,18 @@ def child_minute(args):
     precision = args.precision
 
     def end_to_end():
-        return detector(args.wav, batch_size=args.batch_size, precision=precision, return_timestamps=True)
+        return detector(
+            args.wav, batch_size=args.batch_size, precision=precision, return_timestamps=True, preset=args.preset
+        )
 
     start = time.perf_counter()
     windows = len(end_to_end()["windows"])  # builds the scorer (the ONNX export) once
     setup_seconds = time.perf_counter() - start
     end_to_end_seconds = median_seconds(end_to_end, args.repeats)
-    features = window_features(detector, args.wav)
+    features = window_features(detector, args.wav, args.preset)
     model_seconds, scorer = model_only_seconds(detector, features, args.batch_size, args.repeats, precision=precision)
     print(json.dumps({
+        "preset": args.preset,
         "engine": scorer.name,
         "precision": precision,
         "windows": windows,
@@ -279,6 +285,7 @@ def minute_row(figures, threads, device):
         "device": device,
         "threads": threads,
         "cores": figures["cores"],
+        "preset": figures.get("preset", "fastai"),
         "engine": figures["engine"],
         "precision": figures["precision"],
         "end_to_end_s_per_minute": per_minute(figures["end_to_end_s"], duration),
@@ -292,11 +299,11 @@ def minute_row(figures, threads, device):
 
 
 def print_minutes(rows):
-    print(f"\n{'device':>6} {'threads':>7} {'cores':>5} {'engine':>11} {'precision':>9} {'e2e s/min':>9} "
-          f"{'model s/min':>11} {'e2e/model':>9} {'win/s':>6} {'RTF':>6} {'RSS MB':>7}")
+    print(f"\n{'device':>6} {'threads':>7} {'cores':>5} {'preset':>6} {'engine':>11} {'precision':>9} "
+          f"{'e2e s/min':>9} {'model s/min':>11} {'e2e/model':>9} {'win/s':>6} {'RTF':>6} {'RSS MB':>7}")
     for row in rows:
-        print(f"{row['device']:>6} {row['threads']:>7} {row['cores']:>5} {row['engine']:>11} {row['precision']:>9} "
-              f"{row['end_to_end_s_per_minute']:>9.2f} {row['model_only_s_per_minute']:>11.2f} "
+        print(f"{row['device']:>6} {row['threads']:>7} {row['cores']:>5} {row['preset']:>6} {row['engine']:>11} "
+              f"{row['precision']:>9} {row['end_to_end_s_per_minute']:>9.2f} {row['model_only_s_per_minute']:>11.2f} "
               f"{row['end_to_end_over_model_only']:>9.2f} {row['windows_per_s']:>6.1f} {row['real_time_factor']:>6.3f} "
               f"{row['peak_rss_mb']:>7.0f}")
 
@@ -312,6 +319,8 @@ def main():
     parser.add_argument("--engines", action="store_true", help="also time every engine, with and without skipping")
     parser.add_argument("--fast-mode", action="store_true", help="also measure the bfloat16 mode against float32")
     parser.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
+    parser.add_argument("--presets", nargs="+", default=["fastai"], help="inference presets to time (fastai, v1)")
+    parser.add_argument("--preset", default="fastai", help=argparse.SUPPRESS)
     parser.add_argument("--scaling-minutes", type=int, nargs="*", default=[],
                         help="also score recordings this many minutes long, from a path, each in a fresh process")
     parser.add_argument("--output", default=None, help="write the results as JSON here")
@@ -339,7 +348,11 @@ def main():
         "pinned": not args.no_pin,
         "production_fastai_s_per_minute": 6.98,  # LEGACY_NOTES.md section 6, 2 threads
     }
-    rows = [minute_row(run_child("minute", args, folder, threads), threads, "cpu") for threads in args.threads]
+    rows = [
+        minute_row(run_child("minute", args, folder, threads, preset=preset), threads, "cpu")
+        for preset in args.presets
+        for threads in args.threads
+    ]
     gpu = torch.cuda.is_available()
     if gpu:
         report["gpu"] = torch.cuda.get_device_name(0)

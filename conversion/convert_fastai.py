@@ -14,7 +14,12 @@ Accepted inputs (the format is detected from the file, then from its keys):
 - a plain state_dict (`.pt`/`.pth`, loaded with `torch.load(weights_only=True)`, or `.safetensors`) with the keys of
   the fastai learner (`0.*` body, `1.*` head), of the upstream pure-PyTorch port (`model.conv1`, ..., `model.fc.7`:
   `model_v1.pt` and the Hub's first `model.safetensors`), or of this repository (`orcahello.resnet.*`,
-  `classifier.*`). fastai's `learn.save()` files (`{"model": state_dict, "opt": ...}`) are unwrapped.
+  `classifier.*`). fastai's `learn.save()` files (`{"model": state_dict, "opt": ...}`) are unwrapped;
+- a folder laid out as upstream publishes its v1 port on the Hub (`PyTorchModelHubMixin`: nested `config.json`
+  without `model_type`, `config.yaml`, port-keyed `model.safetensors` or `model_v1.pt`): its weights are converted
+  and its settings become the written folder's defaults, preset `"v1"` (`conversion/hub_v1_layout.py`).
+
+A learner or a bare state_dict gives a folder whose default preset is `"fastai"` (production's behaviour).
 
 The backbone (ResNet18/34/50/101/152, or any torchvision-layout ResNet) is inferred from the keys and tensor shapes,
 every tensor is checked against a freshly built `OrcaHelloForAudioClassification` (no key missing, none unused,
@@ -46,6 +51,12 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
+from conversion.hub_v1_layout import (  # noqa: E402
+    HubLayoutError,
+    hub_weights_path,
+    is_hub_v1_folder,
+    read_hub_v1_settings,
+)
 from conversion.model_folder import default_config, save_model_folder  # noqa: E402
 from conversion.restricted_unpickler import (  # noqa: E402
     InertObject,
@@ -55,6 +66,8 @@ from conversion.restricted_unpickler import (  # noqa: E402
     pickles_objects,
     torch_file_format,
 )
+from configuration_orcahello import resolve_inference_settings  # noqa: E402
+from feature_extraction_orcahello import OrcaHelloFeatureExtractor  # noqa: E402
 from modeling_orcahello import OrcaHelloForAudioClassification  # noqa: E402
 
 
@@ -543,6 +556,18 @@ def convert(input_path, output_dir, verify=True, model_card=None):
     executed) and [`ConversionError`] for every other problem, with a message naming it.
     """
     started = time.perf_counter()
+    hub_settings = None
+    if os.path.isdir(input_path):
+        if not is_hub_v1_folder(input_path):
+            raise ConversionError(
+                f"{input_path} is a folder but not upstream's Hub layout (a config.json without model_type holding "
+                "the sections audio/spectrogram/model/inference, or a config.yaml)"
+            )
+        try:
+            hub_settings = read_hub_v1_settings(input_path)
+            input_path = hub_weights_path(input_path)
+        except HubLayoutError as error:
+            raise ConversionError(str(error)) from None
     source = read_checkpoint(os.fspath(input_path))
     source_state_dict = source["state_dict"]
     key_format = detect_key_format(list(source_state_dict))
@@ -574,6 +599,21 @@ def convert(input_path, output_dir, verify=True, model_card=None):
             f"class names are {details['class_names']}; the pipeline reads index 1 as the call class"
         )
 
+    feature_extractor = None
+    if hub_settings is not None:
+        config_arguments, feature_extractor_arguments, notes = hub_settings
+        preset = config_arguments.pop("preset")
+        _, settings, _ = resolve_inference_settings({}, preset=preset, **config_arguments)
+        model.config.preset = preset
+        for field, value in settings.items():
+            setattr(model.config, field, value)
+        feature_extractor = OrcaHelloFeatureExtractor(**feature_extractor_arguments)
+        report["preset"] = {"preset": preset, **settings}
+        report["feature_extractor"] = feature_extractor_arguments
+        report["warnings"].extend(notes)
+    else:
+        report["preset"] = {"preset": model.config.preset, **model.config.inference_settings()}
+
     verification = {"tensors_bit_exact": check_tensors_equal(model, mapped)}
     if verify:
         inputs = spectrogram_like_inputs(num_channels=model.config.num_channels)
@@ -600,7 +640,7 @@ def convert(input_path, output_dir, verify=True, model_card=None):
             )
     report["verification"] = verification
 
-    save_model_folder(model, os.fspath(output_dir), model_card=model_card)
+    save_model_folder(model, os.fspath(output_dir), feature_extractor=feature_extractor, model_card=model_card)
     report["files"] = sorted(os.listdir(output_dir))
     report["seconds"] = round(time.perf_counter() - started, 2)
     return report
@@ -611,7 +651,10 @@ def main(argv=None):
         description="Convert an OrcaHello fastai learner export or state_dict into a Transformers model folder."
     )
     parser.add_argument(
-        "--input", required=True, help="model.pkl (learner export), .pt/.pth or .safetensors state_dict"
+        "--input",
+        required=True,
+        help="model.pkl (learner export), .pt/.pth or .safetensors state_dict, or a folder in upstream's Hub layout "
+        "(config.json + config.yaml + model.safetensors or model_v1.pt): converted with preset v1 as its default",
     )
     parser.add_argument("--output-dir", required=True, help="folder to write (created if needed)")
     parser.add_argument("--card", help="model card (README.md) to copy into the folder")

@@ -209,7 +209,9 @@ def open_source(source):
     return open_recording(source)
 
 
-def probe_source(row, window_seconds, hop_seconds):
+def probe_source(
+    row, window_seconds, hop_seconds, whole_recording_frontend=False, strict_segments=True, model_sampling_rate=20000
+):
     """
     A recording's length and format, or the one-line reason it cannot be scored: `{"source_index", "source"}` in,
     a row out (a Ray Data `map` for URLs; called in driver threads for local files, which only need their headers
@@ -222,7 +224,9 @@ def probe_source(row, window_seconds, hop_seconds):
     try:
         recording = open_source(row["source"])
         try:
-            bounds = scoring_windows(recording, window_seconds, hop_seconds)
+            bounds = scoring_windows(
+                recording, window_seconds, hop_seconds, whole_recording_frontend, strict_segments, model_sampling_rate
+            )
             start = getattr(recording, "start_utc", None)  # a reader that knows the start (HLS) may say so
             probed.update(
                 sampling_rate=recording.sampling_rate,
@@ -251,7 +255,10 @@ def _block_row(source_index, partition_first_window, first_window, features, sil
     }
 
 
-def featurize_partitions(batch, feature_extractor, block_windows, window_seconds, hop_seconds):
+def featurize_partitions(
+    batch, feature_extractor, block_windows, window_seconds, hop_seconds, whole_recording_frontend=False,
+    strict_segments=True, peak_normalize=False, model_sampling_rate=20000,
+):
     """
     Ray Data `map_batches` (a generator, so a long partition never sits in memory whole): for each partition row,
     its windows read and featurized `block_windows` at a time, one output row per block. A recording that fails to
@@ -259,7 +266,7 @@ def featurize_partitions(batch, feature_extractor, block_windows, window_seconds
     """
     import numpy as np
 
-    from pipeline_orcahello import AudioInputError, featurize_windows, scoring_windows
+    from pipeline_orcahello import AudioInputError, featurize_windows, scoring_windows, whole_recording_audio
 
     for source_index, source, first, count, expected_samples in zip(
         batch["source_index"], batch["source"], batch["first_window"], batch["num_windows"], batch["num_samples"]
@@ -273,7 +280,11 @@ def featurize_partitions(batch, feature_extractor, block_windows, window_seconds
                     f"{source}: it changed during the job ({expected_samples} samples when probed, "
                     f"{recording.num_samples} now)"
                 )
-            bounds = scoring_windows(recording, window_seconds, hop_seconds)[first : first + count]
+            bounds = scoring_windows(
+                recording, window_seconds, hop_seconds, whole_recording_frontend, strict_segments, model_sampling_rate
+            )[first : first + count]
+            if whole_recording_frontend:  # the v1 preset: windows are cut from the whole recording, prepared once
+                recording = whole_recording_audio(recording, feature_extractor, peak_normalize=peak_normalize)
             for offset in range(0, count, block_windows):
                 features, silent = featurize_windows(
                     recording, bounds[offset : offset + block_windows], feature_extractor
@@ -572,6 +583,9 @@ def scores_identity(model_info, parameters, feature_extractor):
         "feature_extractor": feature_extractor.to_dict(),
         "window_seconds": parameters["window_seconds"],
         "hop_seconds": parameters["hop_seconds"],
+        # the v1 preset's frontend (absent for production's, so that earlier runs' partitions are still reused)
+        **{name: parameters[name] for name in ("whole_recording_frontend", "peak_normalize", "strict_segments")
+           if name in parameters},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
 
@@ -731,6 +745,7 @@ class BatchOptions:
     min_positive_seconds: int = None
     aggregation: str = None
     min_global_confidence: float = None
+    preset: str = None
     site_thresholds: str = None
     overwrite: bool = False
 
@@ -793,9 +808,21 @@ class BatchJob:
             threshold=options.threshold,
             min_positive_seconds=options.min_positive_seconds,
             min_global_confidence=options.min_global_confidence,
+            preset=options.preset,
         )
-        self.parameters = cli.scoring_parameters(self.parameter_options, self.config)
+        try:
+            self.parameters = cli.scoring_parameters(self.parameter_options, self.config)
+        except ValueError as error:
+            raise BatchError(str(error)) from None
         self.window_seconds, self.hop_seconds = self.parameters["window_seconds"], self.parameters["hop_seconds"]
+        # The rest of the inference preset (`configuration_orcahello.INFERENCE_PRESETS`): the parameters hold them
+        # when they are not production's; the record every JSON gets holds them all.
+        self.inference = cli.inference_record(self.parameters, self.config)
+        self.frontend_settings = {
+            "whole_recording_frontend": self.inference["whole_recording_frontend"],
+            "strict_segments": self.inference["strict_segments"],
+            "model_sampling_rate": self.feature_extractor.sampling_rate,
+        }
         self.scores_hash = scores_identity(self.model_info, self.parameters, self.feature_extractor)
         self.block_windows = windows_per_block(options.batch_size)
         self.partition_windows = -(-options.partition_windows // self.block_windows) * self.block_windows
@@ -997,7 +1024,7 @@ class BatchJob:
         rows = [{"source_index": state.source.index, "source": state.source.source} for state in states]
         local_rows = [row for row in rows if not is_url(row["source"])]
         remote_rows = [row for row in rows if is_url(row["source"])]
-        windowing = {"window_seconds": self.window_seconds, "hop_seconds": self.hop_seconds}
+        windowing = {"window_seconds": self.window_seconds, "hop_seconds": self.hop_seconds, **self.frontend_settings}
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="orcahello-probe") as executor:
@@ -1053,6 +1080,8 @@ class BatchJob:
                     "block_windows": self.block_windows,
                     "window_seconds": self.window_seconds,
                     "hop_seconds": self.hop_seconds,
+                    "peak_normalize": self.inference["peak_normalize"],
+                    **self.frontend_settings,
                 },
                 runtime_env=runtime_env,
                 **featurize,
@@ -1188,9 +1217,13 @@ class BatchJob:
         info = {key: state.info[key] for key in ("sampling_rate", "num_samples", "num_channels", "num_windows")}
         info.update(name=state.source.source, window_seconds=self.window_seconds, hop_seconds=self.hop_seconds)
         decision = {key: state.settings.parameters[key] for key in DECISION_PARAMETERS}
+        inference = cli.inference_record(state.settings.parameters, self.config)
         # Imported here: a job with nothing to rebuild never imports the pipeline (transformers' pipelines: seconds).
         frontend = import_frontend()
-        result = frontend.build_file_result(info, scores, state.silent_windows, return_timestamps=True, **decision)
+        result = frontend.build_file_result(
+            info, scores, state.silent_windows, return_timestamps=True, smoothing=inference["smoothing"],
+            inference=inference, **decision,
+        )
         state.document = cli.build_document(self.audio_job(state.source), result, state.settings)
         # The one field of `orcahello detect`'s document that changes from run to run: left out, so that a job
         # killed and run again writes the same bytes as one that was not (the run document has the times).
@@ -1221,6 +1254,7 @@ class BatchJob:
             "scores_hash": self.scores_hash,
             "run_hash": self.run_settings.run_hash,
             "parameters": self.parameters,
+            "inference": self.inference,  # the preset and every field it resolves to
             "site_thresholds": (
                 None if site_table is None else {"file": self.run_settings.site_thresholds_file, "table": site_table}
             ),
@@ -1260,7 +1294,7 @@ def run_batch(inputs=(), output_dir=DEFAULT_OUTPUT_DIR, log=None, command=None, 
     Run `orcahello batch` from Python: `inputs` (paths, folders, globs, URLs) into `output_dir`, with the command's
     options as keyword arguments (`manifests`, `recursive`, `model`, `address`, `num_cpus`, `num_workers`,
     `cpus_per_worker`, `device`, `batch_size`, `partition_windows`, `threshold`, `min_positive_seconds`,
-    `aggregation`, `min_global_confidence`, `site_thresholds`, `overwrite`). Returns the run document
+    `aggregation`, `min_global_confidence`, `preset`, `site_thresholds`, `overwrite`). Returns the run document
     (`orcahello_batch_run.json`).
 
     Uses the calling process's Ray connection when there is one, else joins `address` or starts a local instance of
@@ -1342,6 +1376,7 @@ def batch_command(args, command=None):
             min_positive_seconds=args.min_positive_seconds,
             aggregation=args.aggregation,
             min_global_confidence=args.min_global_confidence,
+            preset=args.preset,
             site_thresholds=args.site_thresholds,
             overwrite=args.overwrite,
             command=command,

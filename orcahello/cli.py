@@ -243,22 +243,47 @@ def describe_model_config(config, model):
     return info
 
 
+def inference_presets_module():
+    """`configuration_orcahello`, where the inference presets are defined (a root file of the model folder)."""
+    try:
+        import configuration_orcahello
+    except ImportError:  # run from elsewhere than the repository root
+        sys.path.insert(0, REPO_ROOT)
+        import configuration_orcahello
+    return configuration_orcahello
+
+
+def preset_name(value):
+    """argparse type of `--preset`: a name of `configuration_orcahello.INFERENCE_PRESETS`."""
+    names = tuple(inference_presets_module().INFERENCE_PRESETS)
+    if value not in names:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(names)}, got {value!r}")
+    return value
+
+
 def scoring_parameters(args, config, site_parameters=None):
     """
     Every parameter that changes the numbers, resolved: the command line's, else the recording's entry in the
     `--site-thresholds` table (`site_parameters`), else the model config's. An option given on the command line
     applies to every recording: it is the explicit request, the table holds standing defaults.
     """
+    presets = inference_presets_module()
+    # The model folder's preset and fields, or `--preset`'s (configuration_orcahello.INFERENCE_PRESETS).
+    preset, settings, _ = presets.resolve_inference_settings(
+        presets.config_inference_settings(config), preset=getattr(args, "preset", None)
+    )
     parameters = {
-        "aggregation": getattr(config, "aggregation", "orcahello"),
-        "local_threshold": float(config.local_threshold),
-        "global_count_threshold": int(config.global_count_threshold),
-        "global_threshold": float(getattr(config, "global_threshold", 0.6)),
-        "top_k_windows": int(getattr(config, "top_k_windows", 3)),
-        "min_global_confidence": float(getattr(config, "min_global_confidence", 0.0)),
-        "window_seconds": float(getattr(config, "window_seconds", 2.0)),
-        "hop_seconds": float(getattr(config, "hop_seconds", 1.0)),
+        name: settings[name]
+        for name in ("aggregation", "local_threshold", "global_count_threshold", "global_threshold", "top_k_windows",
+                     "window_seconds", "hop_seconds")
     }
+    parameters["min_global_confidence"] = float(getattr(config, "min_global_confidence", 0.0))
+    # The preset's other fields go into the parameters (and so into the resume hash) only when they are not
+    # production's, so that results scored before presets existed still resume. Every JSON records them all.
+    fastai = presets.preset_settings("fastai")
+    other_fields = [field for field in presets.INFERENCE_FIELDS if field not in parameters]
+    if preset != "fastai" or any(settings[field] != fastai[field] for field in other_fields):
+        parameters.update(preset=preset, **{field: settings[field] for field in other_fields})
     parameters.update(site_parameters or {})
     if args.aggregation:
         parameters["aggregation"] = args.aggregation
@@ -273,6 +298,18 @@ def scoring_parameters(args, config, site_parameters=None):
     if getattr(args, "precision", "float32") != "float32":
         parameters["precision"] = args.precision
     return parameters
+
+
+def inference_record(parameters, config):
+    """The preset and every inference field the pipeline resolves when called with `parameters` on a model with
+    `config`: what each JSON records (`preset`, `overridden`, the fields)."""
+    presets = inference_presets_module()
+    preset, settings, overridden = presets.resolve_inference_settings(
+        presets.config_inference_settings(config),
+        preset=parameters.get("preset"),
+        **{name: value for name, value in parameters.items() if name in presets.INFERENCE_FIELDS},
+    )
+    return {"preset": preset, "overridden": overridden, **settings}
 
 
 def run_hash(parameters, model_info):
@@ -494,6 +531,7 @@ def build_document(job, result, settings):
     """The `<stem>.orcahello.json` content: the pipeline's result, the model, the version and every parameter."""
     document = {"file": job.path, "label": result["label"]}
     document.update({key: result[key] for key in RESULT_KEYS})
+    document["preset"] = result.get("preset")  # the inference preset; its resolved fields are in "parameters"
     if "source" in result:  # HLS: the playlist or folder, its segments, where the start time came from
         document["source"] = result["source"]
     document.update(
@@ -737,6 +775,14 @@ def build_parser():
         help="file-level decision: production's (orcahello, default) or the upstream port's",
     )
     detect_parser.add_argument(
+        "--preset",
+        type=preset_name,
+        default=None,
+        help="inference behaviour: fastai (production 2020-2026: 2-s windows every second, smoothed) or v1 "
+        "(upstream's port: 3-s windows every 2 s, whole-recording peak normalisation, raw segments); default: the "
+        "model folder's. --threshold, --min-positive-seconds and --aggregation apply on top of it",
+    )
+    detect_parser.add_argument(
         "--min-global-confidence",
         metavar="F",
         type=unit_fraction,
@@ -896,6 +942,7 @@ def add_batch_parser(commands):
         "--min-global-confidence", metavar="F", type=unit_fraction, default=None, help="as for detect"
     )
     batch_parser.add_argument("--site-thresholds", metavar="FILE", default=None, help="as for detect")
+    batch_parser.add_argument("--preset", type=preset_name, default=None, help="as for detect")
     batch_parser.add_argument(
         "--overwrite", action="store_true", help="score everything again, ignoring what earlier runs wrote"
     )
@@ -1039,6 +1086,7 @@ def detect(args, command=None):
         "model": model_info,
         "run_hash": settings.run_hash,
         "parameters": parameters,
+        "inference": inference_record(parameters, pipe.model.config),  # the preset and every field it resolves to
         "site_thresholds": None if site_table is None else {"file": settings.site_thresholds_file, "table": site_table},
         "options": {
             "paths": list(args.paths),
@@ -1051,6 +1099,7 @@ def detect(args, command=None):
             "min_positive_seconds": args.min_positive_seconds,
             "aggregation": args.aggregation,
             "min_global_confidence": args.min_global_confidence,
+            "preset": args.preset,
             "site_thresholds": args.site_thresholds,
             "recursive": args.recursive,
             "model": model,

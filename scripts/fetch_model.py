@@ -1,7 +1,10 @@
 """
 Make a local, loadable model folder under models/ and print where it is.
 
-Online: downloads the current weights of the Hub repo (a port-format `model.safetensors`) and converts them.
+Online: downloads the Hub repo as upstream publishes it (`config.json`, `config.yaml`, the port-format
+`model.safetensors`) and converts it: the folder's default preset is "v1" with the repo's own settings (a setting
+that cannot be honoured, or config files that disagree, stop it with the reason). `preset="fastai"` per call, or
+`orcahello detect --preset fastai`, gives production's 2020-2026 behaviour with the same weights.
 Offline (as on machines with no Hub access): converts the synthetic stand-in learner from
 ../shared/fixtures/legacy/, whose weights were trained on synthetic audio and do NOT detect real killer whales.
 """
@@ -11,6 +14,7 @@ import json
 import os
 import socket
 import sys
+import time
 
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,21 +42,43 @@ def hub_resolves():
     return True
 
 
-def download_hub_weights():
-    """The Hub repo's weights file, or None when the Hub cannot be reached."""
+# The files of upstream's Hub layout (PyTorchModelHubMixin) the conversion reads.
+HUB_FILES = ("config.json", "config.yaml", "model.safetensors")
+DOWNLOAD_ATTEMPTS = 3
+FIRST_RETRY_DELAY_S = 2.0
+
+
+def download_hub_folder():
+    """The Hub repo's settings and weights in a local snapshot folder, or None when the Hub cannot be reached."""
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         return None
     if not hub_resolves():
         print("Hub not reachable (no DNS for huggingface.co); using the synthetic stand-in model", file=sys.stderr)
         return None
-    try:
-        from huggingface_hub import hf_hub_download
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")
+    from huggingface_hub import snapshot_download
 
-        os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
-        os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")
-        return hf_hub_download(HUB_REPO_ID, "model.safetensors")
-    except Exception as error:  # offline, DNS failure, gated repo...: fall back to the stand-in
-        print(f"Hub not reachable ({type(error).__name__}); using the synthetic stand-in model", file=sys.stderr)
+    for attempt in range(DOWNLOAD_ATTEMPTS):
+        try:
+            return snapshot_download(HUB_REPO_ID, allow_patterns=list(HUB_FILES))
+        except Exception as error:  # offline, DNS failure, gated repo...: retried, then the stand-in
+            if attempt + 1 == DOWNLOAD_ATTEMPTS:
+                print(
+                    f"Hub not reachable after {DOWNLOAD_ATTEMPTS} attempts ({type(error).__name__}: {error}); using "
+                    "the synthetic stand-in model",
+                    file=sys.stderr,
+                )
+                return None
+            time.sleep(FIRST_RETRY_DELAY_S * 2**attempt)
+
+
+def folder_preset(path):
+    """The default preset a model folder's config.json names (None for a folder converted before presets)."""
+    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as handle:
+            return json.load(handle).get("preset")
+    except (OSError, ValueError):
         return None
 
 
@@ -70,6 +96,17 @@ def mark_synthetic_weights(folder):
         write_json(path, config)
 
 
+def convert_hub_snapshot(snapshot):
+    """Convert the downloaded Hub layout (weights and settings: default preset v1) into HUB_FOLDER, or exit with
+    the one-line reason it cannot be."""
+    from conversion.convert_fastai import ConversionError, convert
+
+    try:
+        convert(snapshot, HUB_FOLDER)
+    except ConversionError as error:
+        sys.exit(f"cannot convert {HUB_REPO_ID}: {error}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--print-path", action="store_true", help="print only the model folder's path on stdout")
@@ -79,14 +116,22 @@ def main():
     from conversion.convert_fastai import convert
     from conversion.model_folder import refresh_custom_code
 
-    if is_model_folder(HUB_FOLDER):
+    offline = args.offline or os.environ.get("HF_HUB_OFFLINE") == "1"
+    if is_model_folder(HUB_FOLDER) and (offline or folder_preset(HUB_FOLDER) is not None):
+        folder = HUB_FOLDER
+    elif is_model_folder(HUB_FOLDER) and (snapshot := download_hub_folder()) is not None:
+        # Converted before presets existed, from the weights alone: converted again with the repo's settings.
+        convert_hub_snapshot(snapshot)
+        print(f"converted {HUB_REPO_ID} again with its settings (default preset v1)", file=sys.stderr)
+        folder = HUB_FOLDER
+    elif is_model_folder(HUB_FOLDER):
         folder = HUB_FOLDER
     elif is_model_folder(STANDIN_FOLDER) and (args.offline or os.environ.get("HF_HUB_OFFLINE") == "1"):
         folder = STANDIN_FOLDER
     else:
-        weights = None if args.offline else download_hub_weights()
-        if weights is not None:
-            convert(weights, HUB_FOLDER)
+        snapshot = None if args.offline else download_hub_folder()
+        if snapshot is not None:
+            convert_hub_snapshot(snapshot)
             folder = HUB_FOLDER
         elif is_model_folder(STANDIN_FOLDER):
             folder = STANDIN_FOLDER

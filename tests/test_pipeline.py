@@ -306,7 +306,8 @@ def test_build_file_result_is_what_the_pipeline_returns(tiny_pipeline):
     recording = pipeline_module.open_recording(samples, sampling_rate=48000)
     info = pipeline_module.recording_info(recording, len(expected["windows"]))
     rebuilt = pipeline_module.build_file_result(
-        info, [w["score"] for w in expected["windows"]], silent_windows=2, local_threshold=0.2
+        info, [w["score"] for w in expected["windows"]], silent_windows=2, local_threshold=0.2,
+        inference=expected["parameters"],  # the preset record the pipeline resolved
     )
     assert rebuilt == expected and "2 of 4 windows are digital silence" in rebuilt["warnings"][0]
     short = pipeline_module.open_recording(np.zeros(48000, np.int16), sampling_rate=48000)
