@@ -206,8 +206,8 @@ def kill_when(process, condition, timeout=300):
 def recordings(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hardening_recordings")
     rng = np.random.default_rng(5)
-    samples = (rng.standard_normal(300 * 16000) * 2000).astype(np.int16)
-    soundfile.write(str(folder / "long_5min_16k.wav"), samples, 16000)
+    samples = (rng.standard_normal(300 * 20000) * 2000).astype(np.int16)
+    soundfile.write(str(folder / "long_5min_20k.wav"), samples, 20000)
     for name in ("edge_20k_6s.wav", "edge_stereo_48k_6s.wav"):
         shutil.copyfile(LEGACY / "audio" / name, folder / name)
     return folder
@@ -257,7 +257,7 @@ def test_killed_at_several_points_and_run_again_gives_the_same_bytes(
             assert process.returncode == 0, output
     assert len(killed) >= 3, f"the job was killed only {killed}"
     # What a kill in the middle of a write leaves, whether or not one of the kills above hit one.
-    partition_folder = output_dir / batch.WINDOWS_FOLDER / "long_5min_16k"
+    partition_folder = output_dir / batch.WINDOWS_FOLDER / "long_5min_20k"
     partition_folder.mkdir(parents=True, exist_ok=True)
     (partition_folder / f".part-000000288.parquet.abcd1234{writers.PARTIAL_SUFFIX}").write_bytes(b"half")
     (output_dir / f".files.parquet.x_y_z123{writers.PARTIAL_SUFFIX}").write_bytes(b"half")
