@@ -321,7 +321,10 @@ class EndpointHandler:
         # setting a window or hop (a parameter, a preset) is covered: a hop at least the model's means no more
         # windows per second of audio; any other `*_seconds` windowing setting must be the model's own.
         pipeline_parameters = {name: value for name, value in parameters.items() if name != "batch_size"}
-        defaults = self.pipeline._sanitize_parameters()[0]
+        # A named preset is one of the model's own behaviours: its windowing is the reference then (v1's 3-s windows
+        # every 2 s cost less per second of audio than fastai's 2-s windows every second).
+        preset = {"preset": parameters["preset"]} if parameters.get("preset") is not None else {}
+        defaults = self.pipeline._sanitize_parameters(**preset)[0]
         requested = self.pipeline._sanitize_parameters(**pipeline_parameters)[0]
         for name in sorted(set(defaults) | set(requested)):
             if not name.endswith("_seconds"):

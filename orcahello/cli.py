@@ -1086,7 +1086,7 @@ def detect(args, command=None):
         "model": model_info,
         "run_hash": settings.run_hash,
         "parameters": parameters,
-        "inference": inference_record(parameters, pipe.model.config),  # the preset and every field it resolves to
+        "inference": inference_record(parameters, config),  # the preset and every field it resolves to
         "site_thresholds": None if site_table is None else {"file": settings.site_thresholds_file, "table": site_table},
         "options": {
             "paths": list(args.paths),
@@ -1141,6 +1141,7 @@ def main(argv=None):
     try:
         if args.command == "detect":
             # One run per output folder: a second one would rewrite the same files under the first.
+            folder_was_there = os.path.exists(args.output_dir)
             try:
                 with run_lock.OutputFolderLock(args.output_dir, "orcahello detect") as lock:
                     if lock.stale_holder:  # a killed run held it: its half-written files go
@@ -1149,6 +1150,10 @@ def main(argv=None):
             except run_lock.OutputFolderBusy as error:
                 print(f"ERROR: {error}", file=sys.stderr)
                 return EXIT_CANNOT_RUN
+            finally:
+                # The lock made the folder: a run that wrote nothing (refused options, no model) leaves none behind.
+                if not folder_was_there and os.path.isdir(args.output_dir) and not os.listdir(args.output_dir):
+                    os.rmdir(args.output_dir)
         if args.command == "embed":
             from .embed import embed_command
 

@@ -353,6 +353,8 @@ def embed_files(
     failed = list(failed)
     for path, reason in failed:
         print(f"ERROR {path}: {reason}", file=sys.stderr)
+    if model is None and pipe is not None:  # the pipeline given names its own model
+        model = getattr(pipe.model.config, "_name_or_path", None) or None
     model = model or cli.default_model()
     if pipe is None:
         device = cli.resolve_device(device)

@@ -25,7 +25,7 @@ from conftest import LEGACY, REPO_ROOT
 pytest.importorskip("ray")
 pytest.importorskip("pyarrow")
 
-from orcahello import batch, cli, writers  # noqa: E402
+from orcahello import batch, cli, run_lock, writers  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def result_files(output_dir):
     found = {}
     for path in sorted(output_dir.rglob("*")):
         relative = path.relative_to(output_dir).as_posix()
-        if path.is_file() and relative not in (batch.RUN_DOCUMENT, batch.LOCK_FILE):
+        if path.is_file() and relative not in (batch.RUN_DOCUMENT, run_lock.LOCK_FILE_NAME):
             found[relative] = path.read_bytes()
     return found
 

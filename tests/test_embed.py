@@ -113,7 +113,7 @@ def test_unknown_layer_is_refused(tiny_pipeline):
 def test_windows_are_read_as_they_are_embedded(tiny_pipeline, monkeypatch):
     """Streaming: the first batch arrives after a few blocks were featurized, not the whole recording, and stopping
     early closes the recording."""
-    rate = 8000
+    rate = 20000
     hour = np.random.default_rng(0).normal(scale=1000, size=3600 * rate).astype(np.int16)
     featurized = []
     extractor = tiny_pipeline.feature_extractor
@@ -213,7 +213,7 @@ def test_row_groups_are_written_as_windows_come(tiny_pipeline, tmp_path, monkeyp
 
 def test_unreadable_input_leaves_no_table(tiny_pipeline, tmp_path):
     short = tmp_path / "short.wav"
-    soundfile.write(short, np.zeros(1000, dtype=np.int16), 8000)
+    soundfile.write(short, np.zeros(1000, dtype=np.int16), 20000)
     with pytest.raises(ValueError, match="shorter than one"):
         embed.write_embeddings(tiny_pipeline, str(short), tmp_path / "short.parquet")
     assert not list(tmp_path.glob("*.parquet*"))
