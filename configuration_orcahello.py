@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors.
 #
 # Licensed under the MIT License (this code). The trained weights that this configuration describes are
@@ -6,7 +5,6 @@
 """OrcaHello SRKW detector configuration."""
 
 from transformers import PretrainedConfig
-
 
 AGGREGATION_STRATEGIES = ("orcahello", "mean_thresholded", "mean_top_k")
 

@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 Feature extractor of the OrcaHello SRKW detector: 2-second waveforms in, the exact mel-spectrogram images that
@@ -18,7 +17,6 @@ from scipy import fft as scipy_fft
 from scipy import sparse as scipy_sparse
 from scipy.signal import resample_poly
 from transformers import BatchFeature, SequenceFeatureExtractor
-
 
 try:
     import torchaudio

@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 Custom handler for Hugging Face Inference Endpoints: serves the OrcaHello detector's whole-recording pipeline.
@@ -48,7 +47,6 @@ import sys
 import numpy as np
 import torch
 from transformers import pipeline
-
 
 # The pipeline's call parameters and their types. Everything else is refused, so that a typo ("treshold") is an
 # error instead of a silently ignored setting.

@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 HLS input for the OrcaHello pipeline: what Orcasound's hydrophones stream and archive.
@@ -42,7 +41,6 @@ from collections import deque
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
-
 
 try:
     from .http_orcahello import HTTP_TIMEOUT_SECONDS, HTTPFetchError, describe_origin, origin
@@ -579,7 +577,7 @@ class HLSAudio:
         # Boundaries between segments: what the playlist or the file names say.
         program_date_time_jumps = {}  # first sample of a segment -> its PROGRAM-DATE-TIME minus the expected one
         previous = None
-        for index, segment in enumerate(self.segments):
+        for segment in self.segments:
             if segment.marked_gap:
                 gap = gap_at(segment.first_sample, previous.name if previous else None, segment.name)
                 gap["reasons"].append(f"{segment.name} is marked #EXT-X-GAP")
@@ -748,7 +746,9 @@ class HLSAudio:
             else:
                 return False
         except (av.error.FFmpegError, ValueError) as error:
-            raise HLSInputError(f"{self.name}: cannot decode the stream again at packet {self._next_packet} ({error})")
+            raise HLSInputError(
+                f"{self.name}: cannot decode the stream again at packet {self._next_packet} ({error})"
+            ) from None
         return True
 
     def read(self, start, stop):

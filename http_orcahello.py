@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 HTTP downloads for OrcaHello's HLS input (playlists and segments) and for `orcahello live`: one `fetch` that
@@ -18,7 +17,6 @@ urllib3 is imported when a download starts, so that the model's remote code neve
 import threading
 import time
 import urllib.parse
-
 
 HTTP_TIMEOUT_SECONDS = 30.0
 # Attempts after the first, and the backoff before them: 0, 1, 2, 4 s (urllib3: factor * 2 ** (n - 1), none before

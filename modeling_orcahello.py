@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors.
 #
 # Licensed under the MIT License (this code). The trained weights are distributed separately under the
@@ -9,14 +8,12 @@ spectrograms with fastai's concat-pool head), rebuilt on transformers' `ResNetMo
 """
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel, ResNetConfig, ResNetModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import ModelOutput
-
 
 try:
     from .configuration_orcahello import OrcaHelloConfig
@@ -40,9 +37,9 @@ class OrcaHelloModelOutput(ModelOutput):
             Feature maps of the stem and of every stage.
     """
 
-    last_hidden_state: Optional[torch.FloatTensor] = None
-    pooler_output: Optional[torch.FloatTensor] = None
-    hidden_states: Optional[tuple] = None
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    hidden_states: tuple | None = None
 
 
 def resnet_config_from(config):

@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 File-level OrcaHello detection as a transformers audio-classification pipeline.
@@ -20,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 from transformers.pipelines.base import ChunkPipeline
-
 
 try:
     from .configuration_orcahello import config_inference_settings, resolve_inference_settings

@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 Scoring engines of the OrcaHello pipeline: the classifier's logits for a batch of spectrograms, computed by
@@ -19,7 +18,6 @@ import warnings
 
 import torch
 from torch import nn
-
 
 ENGINES = ("auto", "openvino", "onnxruntime", "torch")
 PRECISIONS = ("float32", "bfloat16", "float16")
@@ -55,7 +53,7 @@ def _columns_reached(paths, input_columns, output_width):
     reached = 0
     for path in paths:
         columns = input_columns
-        for kernel, stride, padding in path:
+        for _kernel, stride, padding in path:
             columns = (columns - 1 + padding) // stride + 1
         reached = max(reached, columns)
     return min(reached, output_width)
@@ -221,7 +219,7 @@ def weights_version(model):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)  # asked for every batch
+@functools.cache  # asked for every batch
 def _importable(*module_names):
     try:
         for module_name in module_names:
@@ -239,7 +237,7 @@ def onnxruntime_is_available():
     return _importable("onnx", "onnxruntime")
 
 
-@functools.lru_cache(maxsize=None)  # asked for every batch
+@functools.cache  # asked for every batch
 def cpu_supports_bfloat16():
     """Whether OpenVINO can run bfloat16 natively on this CPU (AVX512_BF16 or AMX)."""
     if not openvino_is_available():

@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 
-
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO_ROOT), "shared")
 LEGACY_AUDIO = os.path.join(SHARED, "fixtures", "legacy", "audio")

@@ -32,14 +32,12 @@ import sys
 import tempfile
 import time
 
-
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO_ROOT, "tests"))
 sys.path.insert(0, REPO_ROOT)
 
 from conftest import REAL_AUDIO, ffmpeg_cli, make_orcanode_hls  # noqa: E402
 from live_helpers import GrowingNode, concatenate_wavs, file_server, free_port, read_jsonl  # noqa: E402
-
 
 EPOCH = 1600000000
 RECORDINGS = ("pos_kw_onc_folger_NRKW_Gclan_20120206T084546Z.wav", "pos_kw_orcasound_someCalls_faint.wav",

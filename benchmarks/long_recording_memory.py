@@ -17,7 +17,6 @@ import time
 import numpy as np
 import soundfile
 
-
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
@@ -26,7 +25,7 @@ def write_long_wav(path, hours, rate=48000):
     """Noise with a tone every minute, written block by block so the writer never holds the whole file."""
     rng = np.random.default_rng(0)
     with soundfile.SoundFile(path, "w", samplerate=rate, channels=1, subtype="PCM_16") as handle:
-        for minute in range(int(round(hours * 60))):
+        for _minute in range(int(round(hours * 60))):
             block = rng.standard_normal(60 * rate) * 0.01
             t = np.arange(rate) / rate
             block[10 * rate : 11 * rate] += 0.1 * np.sin(2 * np.pi * 1500 * t)

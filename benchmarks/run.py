@@ -31,7 +31,6 @@ import tempfile
 import time
 import warnings
 
-
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 SHARED = os.path.join(os.path.dirname(REPO_ROOT), "shared")

@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors.
 #
 # Licensed under the MIT License. This script converts weights; it never ships any. The trained OrcaHello weights
@@ -46,11 +45,11 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
+from configuration_orcahello import resolve_inference_settings  # noqa: E402
 from conversion.hub_v1_layout import (  # noqa: E402
     HubLayoutError,
     hub_weights_path,
@@ -66,10 +65,8 @@ from conversion.restricted_unpickler import (  # noqa: E402
     pickles_objects,
     torch_file_format,
 )
-from configuration_orcahello import resolve_inference_settings  # noqa: E402
 from feature_extraction_orcahello import OrcaHelloFeatureExtractor  # noqa: E402
 from modeling_orcahello import OrcaHelloForAudioClassification  # noqa: E402
-
 
 # A conversion fails when the converted model's logits differ from the learner's own by more than this.
 MAX_LOGIT_DIFFERENCE = 1e-4

@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 Read a model folder laid out as upstream publishes its v1 port on the Hub (`orcasound/orcahello-srkw-detector-v1`).
@@ -14,7 +13,6 @@ between `config.json` and `config.yaml`, each with a one-line error naming it.
 import json
 import math
 import os
-
 
 # The weight files upstream's layout may hold, in the order they are preferred.
 HUB_WEIGHT_FILES = ("model.safetensors", "model_v1.pt")

@@ -13,7 +13,6 @@ from configuration_orcahello import OrcaHelloConfig  # noqa: E402
 from feature_extraction_orcahello import OrcaHelloFeatureExtractor  # noqa: E402
 from modeling_orcahello import OrcaHelloForAudioClassification  # noqa: E402
 
-
 CUSTOM_CODE_FILES = (
     "configuration_orcahello.py",
     "modeling_orcahello.py",

@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors.
 #
 # Licensed under the MIT License.
@@ -132,7 +131,7 @@ class InertObject:
         return f"<stand-in for {self.original_name}>"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def inert_standin(module, name):
     """The placeholder class standing for the global `module.name` (one class per name, so `isinstance` works)."""
     qualified_name = f"{module}.{name}"

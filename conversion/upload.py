@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors.
 #
 # Licensed under the MIT License. This script uploads a model folder that `conversion/convert_fastai.py` wrote
@@ -26,13 +25,11 @@ import json
 import os
 import sys
 
-
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from conversion.model_folder import CUSTOM_CODE_FILES, ENDPOINT_HANDLER_FILES  # noqa: E402
-
 
 DEFAULT_REPO_ID = "orcasound/orcahello-srkw-detector-v1"
 REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md") + tuple(

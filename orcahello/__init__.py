@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 Command-line and batch tools around the OrcaHello detector pipeline: `orcahello detect` (see `orcahello.cli`),
@@ -9,7 +8,6 @@ matplotlib), the review page of `detect --report` (`orcahello.report`), per-wind
 
 import os
 import re
-
 
 PACKAGE_NAME = "orcahello-srkw-detector"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

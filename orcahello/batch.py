@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 `orcahello batch`: score many recordings on a Ray cluster with Ray Data, with the numbers of `orcahello detect`.
@@ -50,7 +49,6 @@ import urllib.parse
 import urllib.request
 
 from . import REPO_ROOT, __version__, cli, run_lock, site_thresholds, writers
-
 
 SCALE_EXTRA_HINT = 'pip install "orcahello-srkw-detector[scale]"'
 DEFAULT_OUTPUT_DIR = "orcahello_batch_results"

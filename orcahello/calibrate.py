@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 `orcahello calibrate`: fit a per-hydrophone confidence floor (`min_global_confidence`) from labelled detections and
@@ -36,7 +35,6 @@ from collections import Counter
 from dataclasses import dataclass
 
 from . import site_thresholds, writers
-
 
 DEFAULT_SITE_COLUMN = "NodeName"
 DEFAULT_SCORE_COLUMN = "Confidence"

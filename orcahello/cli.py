@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 `orcahello detect`: run the OrcaHello killer-whale call detector over recordings and write, per recording, the
@@ -37,7 +36,6 @@ import urllib.parse
 from dataclasses import dataclass
 
 from . import REPO_ROOT, __version__, run_lock, site_thresholds, writers
-
 
 HUB_MODEL_ID = "orcasound/orcahello-srkw-detector-v1"
 # The commit of HUB_MODEL_ID that the CLI and `orcahello batch` load when no local model is given or found: its code

@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 Scoring a `datasets.Dataset` audio column with the OrcaHello pipeline, with the same numbers as `orcahello detect`.
@@ -25,7 +24,6 @@ first, so torchcodec (and the FFmpeg libraries it needs) is never required, and 
 
 import hashlib
 import json
-
 
 SCORE_COLUMNS = ("global_prediction", "global_confidence", "local_predictions", "local_confidences")
 

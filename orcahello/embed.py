@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 `orcahello embed`: what the detector's network makes of every window, as a vector per window in a Parquet table,
@@ -36,7 +35,6 @@ import sys
 import time
 
 import numpy as np
-
 
 EMBEDDING_LAYERS = ("pooled", "head")
 DEFAULT_LAYER = "pooled"

@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 `orcahello evaluate`: measure `orcahello detect`'s results against annotations, at one-second resolution as upstream's
@@ -33,7 +32,6 @@ import os
 import numpy as np
 
 from . import writers
-
 
 RAVEN_BEGIN, RAVEN_END = "Begin Time (s)", "End Time (s)"
 RAVEN_FILE, RAVEN_OFFSET = "Begin File", "File Offset (s)"

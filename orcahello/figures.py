@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """What the report figures of `orcahello calibrate` and `orcahello evaluate` share: a headless matplotlib and an
 atomic save (a killed run never leaves half a PNG)."""

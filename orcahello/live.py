@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 `orcahello live`: follow Orcasound hydrophone streams continuously and score them as they grow.
@@ -38,7 +37,6 @@ from . import __version__, cli
 from .live_outputs import SourceOutputs, write_json_atomically
 from .live_stream import LiveRecording, LiveSource, LiveSourceError, nominal_segment_seconds
 from .live_webhook import SPOOL_FOLDER, WebhookSpool
-
 
 logger = logging.getLogger("orcahello.live")
 

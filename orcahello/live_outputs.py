@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 What `orcahello live` writes for one source, under `<output dir>/<source name>/`:
@@ -21,7 +20,6 @@ import os
 import wave
 
 from . import writers
-
 
 logger = logging.getLogger("orcahello.live")
 

@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 Following one hydrophone's HLS stream as it grows, for `orcahello live`: where its current recording is, fetching
@@ -42,7 +41,6 @@ from hls_orcahello import (
     stream_start_time,
     utc_at,
 )
-
 
 logger = logging.getLogger("orcahello.live")
 

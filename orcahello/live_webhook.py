@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 `orcahello live --post URL`: each positive minute POSTed as JSON, never dropped.
@@ -18,7 +17,6 @@ import urllib.error
 import urllib.request
 
 from . import writers
-
 
 logger = logging.getLogger("orcahello.live")
 

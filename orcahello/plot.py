@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 The picture a moderator looks at: a recording's spectrogram with the detector's per-second confidences over it and
@@ -9,7 +8,6 @@ import math
 import os
 
 import numpy as np
-
 
 # At most this many spectrogram columns per picture: a 60-second clip keeps its full time resolution, an hour-long
 # recording is averaged down to what a 1,400-pixel-wide image can show anyway.

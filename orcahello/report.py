@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 `orcahello detect --report`: one static HTML page per run to review what the detector flagged, `report.html` in the
@@ -27,7 +26,6 @@ import numpy as np
 
 from . import writers
 from .plot import COLOR_CEILING_PERCENTILE, COLOR_FLOOR_PERCENTILE, MonoBlocks, spectrogram_db
-
 
 REPORT_FILE = "report.html"
 CLIPS_SUFFIX = ".orcahello.clips"
@@ -186,7 +184,7 @@ def write_clips(audio_path, document, output_stem, reuse=True):
             audio = np.clip(recording.read(first, count), -1.0, 1.0)
             clip_path, picture_path = paths[index]
             _atomic(
-                clip_path, lambda path: soundfile.write(path, audio, recording.rate, subtype="PCM_16", format="WAV")
+                clip_path, lambda path: soundfile.write(path, audio, recording.rate, subtype="PCM_16", format="WAV")  # noqa: B023
             )
             write_clip_picture(clip_path, picture_path, detection["start"] - start_s, detection["end"] - start_s)
     return paths

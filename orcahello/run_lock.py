@@ -22,7 +22,6 @@ import json
 import os
 import socket
 
-
 LOCK_FILE_NAME = ".orcahello.lock"
 
 

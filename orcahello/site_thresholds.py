@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 Per-site decision thresholds: one table, in JSON (or YAML when PyYAML is installed), that gives the file-level
@@ -37,7 +36,6 @@ counts, precision and data hash it fitted them on there). It is kept in the tabl
 import fnmatch
 import json
 import os
-
 
 # The pipeline's file-level decision parameters and what each accepts. Kept here rather than imported from
 # pipeline_orcahello, so that reading a table never imports torch.

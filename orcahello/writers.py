@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 Output files of `orcahello detect`, written from the pipeline's `return_timestamps=True` result (or from the JSON
@@ -20,7 +19,6 @@ import json
 import os
 import re
 import tempfile
-
 
 OUTPUT_FORMATS = ("json", "csv", "raven", "audacity")
 OUTPUT_SUFFIXES = {

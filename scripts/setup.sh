@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command from a fresh machine to a working detector:
-#   1. a .venv with the pinned stack (uv; ~1 minute, ~2.8 GB of CUDA-enabled torch wheels from PyPI),
+#   1. a .venv with the exact versions of uv.lock (uv; ~1 minute, ~2.8 GB of CUDA-enabled torch wheels from PyPI),
 #   2. a local model folder in models/ (the Hub weights when reachable, else the synthetic stand-in learner),
 #   3. the detector (the `orcahello` command) run on the bundled example clip, writing outputs/example/.
 set -euo pipefail
@@ -24,6 +24,7 @@ if command -v uv >/dev/null 2>&1; then
 else
   if [ ! -x "$TOOLS/bin/uv" ]; then
     echo "==> installing uv into $TOOLS"
+    rm -rf "$TOOLS"
     python3 -m venv "$TOOLS"
     "$TOOLS/bin/pip" install -q 'uv>=0.9'
   fi
@@ -36,8 +37,8 @@ if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv"
   "$UV" venv -q --python "$(command -v python3)" .venv
 fi
-echo "==> installing the package and its pinned dependencies (editable, with every extra: tests, plots, fine-tuning, batch)"
-"$UV" pip install -q --python .venv/bin/python --compile-bytecode -e '.[test,plot,train,scale]'
+echo "==> installing the exact versions in uv.lock and this package (editable, with every extra: tests, plots, fine-tuning, batch, embeddings)"
+UV_PROJECT_ENVIRONMENT=.venv "$UV" sync -q --locked --all-extras --compile-bytecode
 
 echo "==> getting a model"
 MODEL_DIR=$(.venv/bin/python scripts/fetch_model.py --print-path)

@@ -12,7 +12,6 @@ import subprocess
 import tempfile
 import time
 
-
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 # Nothing reaches the network, nothing is installed or synchronised, no sandbox (tests run as root in containers).
 CHROMIUM_FLAGS = (

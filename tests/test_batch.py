@@ -20,7 +20,6 @@ import pytest
 import soundfile
 from conftest import LEGACY, REAL_AUDIO, REPO_ROOT, assert_matches_production, legacy_wavs
 
-
 pytest.importorskip("ray")
 pytest.importorskip("pyarrow")
 import pyarrow  # noqa: E402
@@ -29,7 +28,6 @@ import pyarrow.dataset  # noqa: E402
 import pyarrow.parquet  # noqa: E402
 
 from orcahello import batch, cli, writers  # noqa: E402
-
 
 # The fixture WAV an HLS rendition is made of: a whole minute, so the rendition has several 10-s segments.
 HLS_SOURCE_WAV = "rec01_calls_quiet_bg.wav"

@@ -21,12 +21,10 @@ import pytest
 import soundfile
 from conftest import LEGACY, REPO_ROOT
 
-
 pytest.importorskip("ray")
 pytest.importorskip("pyarrow")
 
 from orcahello import batch, cli, run_lock, writers  # noqa: E402
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # The model copy on the workers

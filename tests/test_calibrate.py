@@ -13,7 +13,6 @@ from orcahello import cli
 from orcahello.calibrate import CalibrationError, LabelledEvent, calibrate, read_labels
 from orcahello.site_thresholds import load_site_thresholds, parameters_for
 
-
 # Moderator-style rows: site, production's 0-100 confidence (empty: only listeners reported it), class.
 ROWS = [
     # rpi_a, by hand with --target-precision 0.75 --min-flagged 2: at >= 60 4 of 7 flagged are SRKW (0.57), at >= 65

@@ -16,7 +16,6 @@ from conftest import LEGACY, REAL_AUDIO, REPO_ROOT, run_orcahello_cli
 
 from orcahello import cli, writers
 
-
 LEGACY_FILES = ("edge_20k_6s.wav", "edge_44k1_6s.wav", "edge_stereo_48k_6s.wav")
 REAL_FILES = ("pos_srkw_catalog_S12_J-1.wav", "pos_kw_sanctsound_MB01_killerwhale_20200423T164427Z.wav")
 # Not the defaults, so the tests see them reach the pipeline; a low threshold gives the tiny model detections.

@@ -24,7 +24,6 @@ from conftest import LEGACY, REPO_ROOT
 
 from orcahello import cli, writers
 
-
 WAV = LEGACY / "audio" / "edge_20k_6s.wav"
 
 

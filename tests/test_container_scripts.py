@@ -13,7 +13,6 @@ import sys
 from conftest import REAL_AUDIO, REPO_ROOT, make_orcanode_hls
 from live_helpers import GrowingNode, file_server, free_port, read_jsonl, wait_until
 
-
 START_SCRIPT = REPO_ROOT / "scripts" / "container_start.sh"
 EPOCH = 1600000000
 

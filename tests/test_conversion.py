@@ -20,7 +20,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 LEGACY = SHARED / "fixtures" / "legacy"
@@ -38,7 +37,6 @@ from conversion.restricted_unpickler import (  # noqa: E402
     load_learner_export,
 )
 from modeling_orcahello import OrcaHelloForAudioClassification  # noqa: E402
-
 
 MODEL_FOLDER_FILES = (
     "model.safetensors",

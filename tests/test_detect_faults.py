@@ -18,7 +18,6 @@ from conftest import LEGACY, REPO_ROOT
 
 from orcahello import run_lock, writers
 
-
 RECORDINGS = ("edge_20k_6s.wav", "edge_44k1_6s.wav", "edge_stereo_48k_6s.wav", "edge_10s_48k.wav",
               "rec03_boat_only.wav", "edge_float32_48k_6s.wav")  # fmt: skip
 # Wall-clock fields: the only content allowed to differ between an interrupted and an uninterrupted run.

@@ -17,10 +17,8 @@ from conftest import LEGACY, REPO_ROOT, make_orcanode_hls, run_orcahello_cli
 
 from orcahello import embed
 
-
 pytest.importorskip("pyarrow")
 import pyarrow.parquet as parquet  # noqa: E402
-
 
 EPOCH = 1600000000
 SHORT_WAV = LEGACY / "audio" / "edge_44k1_6s.wav"  # 44.1 kHz: the windows are resampled, as production does

@@ -10,7 +10,6 @@ from conftest import LEGACY
 
 from feature_extraction_orcahello import OrcaHelloFeatureExtractor, quantize_int16, window_bounds
 
-
 NATIVE_DTYPE = {"PCM_16": "int16", "PCM_24": "int32", "PCM_32": "int32", "FLOAT": "float32"}
 
 

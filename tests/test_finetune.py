@@ -14,7 +14,6 @@ from safetensors.torch import load_file
 
 from training import finetune
 
-
 RATE = 20000
 CLIP_SECONDS = 2.0
 

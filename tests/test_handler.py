@@ -18,7 +18,6 @@ from conftest import LEGACY, REPO_ROOT
 
 from handler import EndpointHandler
 
-
 WAV_PATH = LEGACY / "audio" / "edge_44k1_6s.wav"
 # Not the defaults, so the test sees them reach the pipeline; a low threshold gives the tiny model detections.
 PARAMETERS = {"return_timestamps": True, "local_threshold": 0.3, "global_count_threshold": 2}

@@ -22,7 +22,6 @@ from conftest import LEGACY, LocalHTTPServer, make_orcanode_hls, production_wav,
 import hls_orcahello
 from orcahello import writers
 
-
 EPOCH = 1600000000  # an Orcasound stream folder's name: the Unix time the node started the stream
 MINUTE_WAV = LEGACY / "audio" / "rec01_calls_quiet_bg.wav"  # 60.011 s, 48 kHz mono: one production minute
 STEREO_WAV = LEGACY / "audio" / "edge_stereo_48k_6s.wav"  # a research node streams two channels

@@ -12,11 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LEGACY, LocalHTTPServer, make_orcanode_hls, run_orcahello_cli
+from conftest import LEGACY, make_orcanode_hls, run_orcahello_cli
 
 import hls_orcahello
 import http_orcahello
-
 
 EPOCH = 1600000000
 STEREO_WAV = LEGACY / "audio" / "edge_stereo_48k_6s.wav"

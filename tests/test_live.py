@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import REAL_AUDIO, REPO_ROOT, ffmpeg_cli, make_orcanode_hls, run_orcahello_cli
 from live_helpers import (
     GrowingNode,
@@ -25,7 +24,6 @@ from live_helpers import (
     wait_until,
     webhook_receiver,
 )
-
 
 FIRST_EPOCH, SECOND_EPOCH = 1600000000, 1600000600
 NODE = "rpi_test_node"
@@ -319,7 +317,7 @@ def test_memory_held_by_a_recording_stays_bounded(encoded_streams):
     segments, _ = parse_playlist((folder / "live.m3u8").read_text(), str(folder / "live.m3u8"), "test")
     recording = LiveRecording("test", str(FIRST_EPOCH), FIRST_EPOCH, nominal_segment_seconds(segments))
     held = []
-    for repeat in range(4):  # the same segments again and again: a 4-times longer stream
+    for _repeat in range(4):  # the same segments again and again: a 4-times longer stream
         for segment in segments[:-1]:
             recording.add_segment(segment, (folder / segment.name).read_bytes())
             recording.forget_before(recording.num_samples - 48000)

@@ -11,7 +11,6 @@ from conftest import REPO_ROOT
 
 from conversion.upload import DEFAULT_REPO_ID, check_model_card
 
-
 README = REPO_ROOT / "README.md"
 # A widget example in this repository is linked as the Hub serves it: https://huggingface.co/<repo>/resolve/<rev>/path
 RESOLVE_PREFIX = f"/{DEFAULT_REPO_ID}/resolve/"

@@ -21,7 +21,6 @@ from conversion.restricted_unpickler import load_learner_export
 from feature_extraction_orcahello import port_segment_bounds
 from pipeline_orcahello import aggregate_windows
 
-
 PORT_OUTPUTS = LEGACY / "outputs" / "upstream_port"
 HUB_LAYOUT = SHARED / "fixtures" / "hub_v1_layout"
 # The port's test configuration (tests/test_config.yaml): 2-s windows every second, no normalisation.

@@ -18,7 +18,6 @@ from conftest import REPO_ROOT
 
 from orcahello import cli
 
-
 DATA_LIMIT_BYTES = 4 << 30
 
 

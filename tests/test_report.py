@@ -18,7 +18,6 @@ from conftest import LEGACY, make_orcanode_hls, run_orcahello_cli
 
 from orcahello import report, writers
 
-
 EPOCH = 1600000000
 CALLS_WAV = LEGACY / "audio" / "rec01_calls_quiet_bg.wav"  # the stand-in learner finds several calls in it
 TEN_SECONDS_WAV = LEGACY / "audio" / "edge_10s_48k.wav"

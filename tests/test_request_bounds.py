@@ -14,7 +14,6 @@ from conftest import LEGACY
 
 from handler import EndpointHandler
 
-
 WAV_6S = LEGACY / "audio" / "edge_44k1_6s.wav"  # 6 s at 44.1 kHz, 16-bit mono: 529 KB
 WAV_20K = LEGACY / "audio" / "edge_20k_6s.wav"  # the lowest rate a fixture has: must stay accepted
 WAV_10S = LEGACY / "audio" / "edge_10s_48k.wav"

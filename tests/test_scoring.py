@@ -15,7 +15,6 @@ from scoring_orcahello import (
     resolve_engine,
 )
 
-
 NUM_MELS, NUM_FRAMES, CONTENT_FRAMES = 256, 312, 157  # a 2-second window: 157 frames of content, 155 of padding
 
 

@@ -5,10 +5,9 @@ Per-site thresholds: the table's validation and lookup rules (`orcahello.site_th
 
 import json
 import shutil
-import sys
 
 import pytest
-from conftest import LEGACY, REPO_ROOT, run_orcahello_cli
+from conftest import LEGACY, run_orcahello_cli
 
 from orcahello.site_thresholds import (
     SiteThresholdsError,
@@ -17,7 +16,6 @@ from orcahello.site_thresholds import (
     match_site,
     parameters_for,
 )
-
 
 TABLE = {
     "description": "test sites",

@@ -1,4 +1,3 @@
-# coding=utf-8
 """
 Attacks on the restricted unpickler (conversion/restricted_unpickler.py) that get past an allow-list of globals:
 each pickle names only allowed globals, and misuses them. Every file here is refused with a clear error, and leaves
@@ -22,7 +21,6 @@ from conversion.restricted_unpickler import (
     load_learner_export,
     restricted_loads,
 )
-
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

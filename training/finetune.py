@@ -1,4 +1,3 @@
-# coding=utf-8
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 Fine-tune an OrcaHello model folder on labelled clips with transformers' `Trainer`, and save the result as a model
@@ -56,7 +55,6 @@ import time
 import numpy as np
 import torch
 
-
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
@@ -66,7 +64,6 @@ from feature_extraction_orcahello import OrcaHelloFeatureExtractor  # noqa: E402
 from modeling_orcahello import OrcaHelloForAudioClassification  # noqa: E402
 from orcahello.cli import positive_integer  # noqa: E402
 from pipeline_orcahello import AudioInputError, open_recording  # noqa: E402
-
 
 LABELS = {"negative": 0, "positive": 1}
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
