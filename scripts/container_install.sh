@@ -20,10 +20,13 @@ if [ "${1:-}" = "--print-plan" ]; then
 fi
 VENV_DIR="${1:-/opt/orcahello/venv}"
 TORCH_INDEX_URL="${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}"
-# The pins of pyproject.toml: torch and torchaudio must be a matched pair.
-TORCH_PINS=$(sed -n 's/^ *"\(torch\(audio\)\?==[0-9.]*\)",$/\1/p' "$SOURCE_DIR/pyproject.toml" | paste -sd ' ')
-if [ -z "$TORCH_PINS" ]; then
-  echo "ERROR: no torch/torchaudio pins found in $SOURCE_DIR/pyproject.toml" >&2
+# The exact torch and torchaudio of uv.lock (a matched pair, the one every figure was measured on); pyproject.toml
+# only gives ranges. Read with awk: python3 may not be installed yet.
+TORCH_PINS=$(awk '/^\[\[package\]\]/ { name = "" }
+  /^name = "(torch|torchaudio)"$/ { gsub(/name = |"/, ""); name = $0 }
+  name != "" && /^version = / { gsub(/version = |"/, ""); print name "==" $0; name = "" }' "$SOURCE_DIR/uv.lock" | sort -u | paste -sd ' ')
+if [ "$(echo "$TORCH_PINS" | wc -w)" != 2 ]; then
+  echo "ERROR: expected one torch and one torchaudio version in $SOURCE_DIR/uv.lock, found: ${TORCH_PINS:-none}" >&2
   exit 2
 fi
 if [ "$PRINT_PLAN" = 1 ]; then

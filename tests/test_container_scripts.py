@@ -90,7 +90,7 @@ def test_start_script_passes_its_options_on(tmp_path, tiny_model_folder):
 
 
 def test_install_script_installs_the_pinned_cpu_torch_pair_and_this_checkout():
-    """The install step's plan (what the image's build runs), read from pyproject.toml's pins."""
+    """The install step's plan (what the image's build runs): the torch pair of uv.lock."""
     import tomllib
 
     completed = subprocess.run(
@@ -99,10 +99,11 @@ def test_install_script_installs_the_pinned_cpu_torch_pair_and_this_checkout():
         capture_output=True, text=True, timeout=60,
     )
     assert completed.returncode == 0, completed.stderr
-    pins = [
-        requirement for requirement in tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"][
-            "dependencies"] if requirement.startswith(("torch==", "torchaudio=="))
-    ]
+    pins = sorted(
+        f"{package['name']}=={package['version']}"
+        for package in tomllib.loads((REPO_ROOT / "uv.lock").read_text())["package"]
+        if package["name"] in ("torch", "torchaudio")
+    )
     assert completed.stdout.splitlines() == [
         "venv: /opt/venv",
         f"torch: {' '.join(pins)}",
