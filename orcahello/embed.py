@@ -454,6 +454,11 @@ def add_embed_parser(commands):
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="default: auto")
     parser.add_argument("--recursive", action="store_true", help="also search the subfolders of folders")
     parser.add_argument("--model", metavar="DIR_OR_REPO", default=None, help="model folder or Hub id; as for detect")
+    parser.add_argument(
+        "--preset", type=cli.preset_name, default=None,
+        help="fastai or v1: the windows (and frontend) of that inference behaviour, as for detect; default: the "
+        "model folder's",
+    )
     parser.add_argument("--overwrite", action="store_true", help="embed every recording again")
 
 
@@ -476,6 +481,7 @@ def embed_command(args, command=None):
     outcome = embed_files(
         args.paths, args.output_dir, model=model, layer=args.layer, batch_size=args.batch_size,
         recursive=args.recursive, overwrite=args.overwrite, pipe=pipe, command=command,
+        pipeline_parameters=None if args.preset is None else {"preset": args.preset},
     )
     skipped = ""
     if outcome["skipped"]:

@@ -215,3 +215,20 @@ def test_unreadable_input_leaves_no_table(tiny_pipeline, tmp_path):
     with pytest.raises(ValueError, match="shorter than one"):
         embed.write_embeddings(tiny_pipeline, str(short), tmp_path / "short.parquet")
     assert not list(tmp_path.glob("*.parquet*"))
+
+
+def test_preset_v1_gives_detects_v1_windows(tiny_model_folder, tmp_path):
+    """`--preset v1`: the port's 3-s windows every 2 s, the rows equal detect's with the same preset."""
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    shutil.copyfile(TEN_SECONDS_WAV, recordings / "ten.wav")
+    output_dir, detect_dir = tmp_path / "embeddings", tmp_path / "detections"
+    completed = run_embed_cli(recordings, "--output-dir", output_dir, "--model", tiny_model_folder, "--preset", "v1")
+    assert completed.returncode == 0, completed.stderr
+    detected = run_orcahello_cli(recordings, "--output-dir", detect_dir, "--model", tiny_model_folder, "--preset", "v1")
+    assert detected.returncode == 0, detected.stderr
+    rows = parquet.read_table(output_dir / "ten.orcahello.embeddings.parquet").to_pylist()
+    windows = json.loads((detect_dir / "ten.orcahello.json").read_text())["windows"]
+    assert [(row["start"], row["end"]) for row in rows] == [(window["start"], window["end"]) for window in windows]
+    assert rows[0]["end"] - rows[0]["start"] == 3.0 and rows[1]["start"] == 2.0
+    np.testing.assert_allclose([row["score"] for row in rows], [window["score"] for window in windows], atol=1e-4)
