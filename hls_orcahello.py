@@ -769,20 +769,28 @@ class HLSAudio:
             self._buffer_start = self._chunks[0][0] if self._chunks else self._buffer_end
             held = sum(chunk.shape[1] for _, chunk in self._chunks)
             self.max_buffered_samples = max(self.max_buffered_samples, held)
-            pieces = []
-            for first, chunk in self._chunks:
-                if first >= stop:
-                    break
-                low, high = max(start - first, 0), min(stop - first, chunk.shape[1])
-                if high > low:
-                    pieces.append(chunk[:, low:high])
-        if not pieces:
-            return np.zeros((self.num_channels, 0), dtype=np.int16)
-        return np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0].copy()
+            return samples_from_chunks(self._chunks, start, stop, self.num_channels)
 
     def close(self):
         self._packets = []
         self._chunks = deque()
+
+
+def samples_from_chunks(chunks, start, stop, num_channels):
+    """
+    Samples `[start, stop)` as int16 `(channels, samples)` from decoded `chunks`, `(first sample, array)` pairs in
+    order (what `HLSAudio` and the live recorder hold); an empty span gives an empty array.
+    """
+    pieces = []
+    for first, chunk in chunks:
+        if first >= stop:
+            break
+        low, high = max(start - first, 0), min(stop - first, chunk.shape[1])
+        if high > low:
+            pieces.append(chunk[:, low:high])
+    if not pieces:
+        return np.zeros((num_channels or 1, 0), dtype=np.int16)
+    return np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0].copy()
 
 
 def open_hls(source, name=None, timeout=None, allow_other_hosts=False, max_segments=MAX_PLAYLIST_SEGMENTS):

@@ -38,6 +38,7 @@ from hls_orcahello import (
     is_url,
     iso_utc,
     parse_playlist,
+    samples_from_chunks,
     stream_start_time,
     utc_at,
 )
@@ -406,16 +407,7 @@ class LiveRecording:
             raise HLSInputError(
                 f"{self.name}: samples [{start}, {stop}) asked for, [{self._held_from}, {self.num_samples}) held"
             )
-        pieces = []
-        for first, chunk in self._chunks:
-            if first >= stop:
-                break
-            low, high = max(start - first, 0), min(stop - first, chunk.shape[1])
-            if high > low:
-                pieces.append(chunk[:, low:high])
-        if not pieces:
-            return np.zeros((self.num_channels or 1, 0), dtype=np.int16)
-        return np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0].copy()
+        return samples_from_chunks(self._chunks, start, stop, self.num_channels)
 
     def forget_before(self, sample):
         """
