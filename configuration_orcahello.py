@@ -6,44 +6,10 @@
 
 from transformers import PretrainedConfig
 
-AGGREGATION_STRATEGIES = ("orcahello", "mean_thresholded", "mean_top_k")
-
-# The two inference behaviours of the same weights, as named sets of the fields below. This is the one place that
-# defines them: the config, the pipeline, the command line, the handler and the converter all read it.
-#
-# "fastai": production OrcaHello 2020-2026 (fastai v1 + fastai_audio), reproduced to the fixtures' numbers.
-# "v1": upstream's pure-PyTorch port with the `config.yaml` it ships on the Hub (upstream's live system since 2026).
-INFERENCE_PRESETS = {
-    "fastai": {
-        "window_seconds": 2.0,
-        "hop_seconds": 1.0,
-        "whole_recording_frontend": False,
-        "peak_normalize": False,
-        "strict_segments": True,
-        "smoothing": True,
-        "aggregation": "orcahello",
-        "local_threshold": 0.5,
-        "global_count_threshold": 3,
-        "global_threshold": 0.6,
-        "top_k_windows": 3,
-    },
-    "v1": {
-        "window_seconds": 3.0,
-        "hop_seconds": 2.0,
-        "whole_recording_frontend": True,
-        "peak_normalize": True,
-        "strict_segments": True,
-        "smoothing": False,
-        "aggregation": "orcahello",
-        "local_threshold": 0.5,
-        "global_count_threshold": 3,
-        "global_threshold": 0.6,
-        "top_k_windows": 3,
-    },
-}
-DEFAULT_PRESET = "fastai"
-# The fields a preset sets, in the order they are documented and recorded.
-INFERENCE_FIELDS = tuple(INFERENCE_PRESETS[DEFAULT_PRESET])
+try:
+    from .vocabulary_orcahello import AGGREGATION_STRATEGIES, DEFAULT_PRESET, INFERENCE_FIELDS, INFERENCE_PRESETS
+except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
+    from vocabulary_orcahello import AGGREGATION_STRATEGIES, DEFAULT_PRESET, INFERENCE_FIELDS, INFERENCE_PRESETS
 
 
 def preset_settings(name):

@@ -45,13 +45,13 @@ import numpy as np
 try:
     from .http_orcahello import HTTP_TIMEOUT_SECONDS, HTTPFetchError, describe_origin, origin
     from .http_orcahello import fetch as http_fetch
+    from .vocabulary_orcahello import PLAYLIST_SUFFIX, SEGMENT_SUFFIX, is_url
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from http_orcahello import HTTP_TIMEOUT_SECONDS, HTTPFetchError, describe_origin, origin
     from http_orcahello import fetch as http_fetch
+    from vocabulary_orcahello import PLAYLIST_SUFFIX, SEGMENT_SUFFIX, is_url
 
 
-PLAYLIST_SUFFIX = ".m3u8"
-SEGMENT_SUFFIX = ".ts"
 # A day of Orcasound's 10-s segments. The packets of every segment are kept while a recording is open (~40 MB an
 # hour), so a playlist listing a million segments is refused before anything is fetched.
 MAX_PLAYLIST_SEGMENTS = 8640
@@ -73,10 +73,6 @@ PROGRAM_DATE_TIME = re.compile(
 
 class HLSInputError(ValueError):
     """An HLS input that cannot be scored; the message is one line and starts with the input's name."""
-
-
-def is_url(source):
-    return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
 
 
 def is_playlist(source):

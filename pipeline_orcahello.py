@@ -29,7 +29,8 @@ try:
         window_bounds,
     )
     from .hls_orcahello import HLSInputError, is_hls_input, iso_utc, open_hls, utc_at
-    from .scoring_orcahello import ENGINES, PRECISIONS, build_scorer, padded_frames, resolve_engine, weights_version
+    from .scoring_orcahello import build_scorer, padded_frames, resolve_engine, weights_version
+    from .vocabulary_orcahello import AGGREGATION_STRATEGIES, DEFAULT_BATCH_SIZE, ENGINES, PRECISIONS, is_url
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from configuration_orcahello import config_inference_settings, resolve_inference_settings
     from feature_extraction_orcahello import (
@@ -39,19 +40,15 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
         window_bounds,
     )
     from hls_orcahello import HLSInputError, is_hls_input, iso_utc, open_hls, utc_at
-    from scoring_orcahello import ENGINES, PRECISIONS, build_scorer, padded_frames, resolve_engine, weights_version
+    from scoring_orcahello import build_scorer, padded_frames, resolve_engine, weights_version
+    from vocabulary_orcahello import AGGREGATION_STRATEGIES, DEFAULT_BATCH_SIZE, ENGINES, PRECISIONS, is_url
 
 
 logger = logging.getLogger(__name__)
 
-AGGREGATION_STRATEGIES = ("orcahello", "mean_thresholded", "mean_top_k")
 # Windows featurized together: enough to vectorize resampling, few enough that the model starts soon and that a
 # day-long file never holds more than a few MB of audio and spectrograms at once (8 was the fastest of 4 to 32).
 FRONTEND_BLOCK_WINDOWS = 8
-# Windows per forward pass when the caller gives none. On CPU small batches are as fast per window as large ones
-# (OpenVINO, ResNet50: 24-25 ms a window at 2 threads from 4 to 32) and hold less memory (about 35 MB a window of
-# activations); GPUs need larger batches to be kept busy.
-DEFAULT_BATCH_SIZE = {"cpu": 8, "other": 32}
 MMAP_THRESHOLD_BYTES = 1 << 20
 # The lowest sample rate scored. The model sees 0-10 kHz: production resamples every window to 20 kHz and its mel
 # filterbank, built for 16 kHz, spreads its filters over the whole 0-10 kHz of that audio (SPEC.md section 1, step
@@ -154,7 +151,7 @@ class Recording:
             path = os.fspath(source)
             if is_hls_input(path):
                 return cls.from_hls(path, name=name, allow_other_hosts=allow_other_hosts)
-            if path.lower().startswith(("http://", "https://")):
+            if is_url(path):
                 raise AudioInputError(
                     f"{path}: URLs are not fetched except HLS playlists (.m3u8); download the file first"
                 )

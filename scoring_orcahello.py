@@ -19,9 +19,10 @@ import warnings
 import torch
 from torch import nn
 
-ENGINES = ("auto", "openvino", "onnxruntime", "torch")
-PRECISIONS = ("float32", "bfloat16", "float16")
-
+try:
+    from .vocabulary_orcahello import ENGINES, PRECISIONS
+except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
+    from vocabulary_orcahello import ENGINES, PRECISIONS
 
 # ----------------------------------------------------------------------------------------------------------------
 # Skipping the padding

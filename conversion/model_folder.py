@@ -21,6 +21,7 @@ CUSTOM_CODE_FILES = (
     "http_orcahello.py",
     "pipeline_orcahello.py",
     "scoring_orcahello.py",
+    "vocabulary_orcahello.py",
 )
 # Not loaded by transformers: the Inference Endpoints entry point (`EndpointHandler`), which serves the folder's
 # pipeline when it is deployed as a custom-handler endpoint. It belongs wherever the model goes.

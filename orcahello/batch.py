@@ -48,6 +48,8 @@ import time
 import urllib.parse
 import urllib.request
 
+from vocabulary_orcahello import temporary_file_beside
+
 from . import REPO_ROOT, __version__, cli, run_lock, site_thresholds, writers
 
 SCALE_EXTRA_HINT = 'pip install "orcahello-srkw-detector[scale]"'
@@ -495,7 +497,7 @@ def write_table_atomically(path, table):
     `path`, so a file that exists is complete."""
     import pyarrow.parquet as pq
 
-    with writers.temporary_file_beside(path) as temporary_path:
+    with temporary_file_beside(path) as temporary_path:
         pq.write_table(table, temporary_path)
         os.replace(temporary_path, path)
 

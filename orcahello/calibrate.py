@@ -274,7 +274,7 @@ def write_report(table, events, output, plot=True):
     """Write the report files beside the table `output` (see `REPORT_SUFFIXES`); returns their paths."""
     paths = report_paths(output)
     rows = curve_rows(events)
-    writers.write_text_atomically(paths["curves_csv"], _csv_text(CURVE_COLUMNS, rows))
+    writers.write_atomically(paths["curves_csv"], _csv_text(CURVE_COLUMNS, rows))
     false_positive_rows = []
     for site, entry in table["sites"].items():
         floor = entry["min_global_confidence"]
@@ -291,13 +291,13 @@ def write_report(table, events, output, plot=True):
                 }
             )
     header = ("site", "class", "without_floor", "share_without_floor", "at_floor")
-    writers.write_text_atomically(paths["false_positives_csv"], _csv_text(header, false_positive_rows))
+    writers.write_atomically(paths["false_positives_csv"], _csv_text(header, false_positive_rows))
     if plot:
         lowest_score = min(event.score for event in events if event.score is not None)
         plot_curves(table, rows, paths["curves_png"], start=max(0.0, math.floor(lowest_score * 20) / 20 - 0.05))
     else:
         paths.pop("curves_png")
-    writers.write_text_atomically(paths["report_md"], report_markdown(table, paths))
+    writers.write_atomically(paths["report_md"], report_markdown(table, paths))
     return paths
 
 
@@ -464,7 +464,7 @@ def calibrate_command(args):
         plot = False
         print("NOTE: matplotlib is not installed: the report has no PNG (pip install matplotlib)", file=sys.stderr)
     try:
-        writers.write_text_atomically(args.output, json.dumps(table, indent=2) + "\n")
+        writers.write_atomically(args.output, json.dumps(table, indent=2) + "\n")
         paths = write_report(table, events, args.output, plot=plot)
     except OSError as error:
         print(f"ERROR: cannot write {error.filename or args.output}: {error.strerror or error}", file=sys.stderr)

@@ -379,5 +379,5 @@ def render_report(output_dir, recordings, failures, run_document):
 def write_report(output_dir, recordings, failures, run_document):
     """Write the run's `report.html` into `output_dir` (see `render_report`); returns its path."""
     path = os.path.join(output_dir, REPORT_FILE)
-    writers.write_text_atomically(path, render_report(output_dir, recordings, failures, run_document))
+    writers.write_atomically(path, render_report(output_dir, recordings, failures, run_document))
     return path

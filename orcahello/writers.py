@@ -12,13 +12,13 @@ document that stores it):
 - `OrcaHello.combined.selection.table.txt` and `summary.csv` for a whole run.
 """
 
-import contextlib
 import csv
 import io
 import json
 import os
 import re
-import tempfile
+
+from vocabulary_orcahello import PARTIAL_SUFFIX, write_atomically
 
 OUTPUT_FORMATS = ("json", "csv", "raven", "audacity")
 OUTPUT_SUFFIXES = {
@@ -31,11 +31,6 @@ OUTPUT_SUFFIXES = {
 COMBINED_RAVEN_TABLE = "OrcaHello.combined.selection.table.txt"
 SUMMARY_CSV = "summary.csv"
 RUN_PARAMETERS_JSON = "orcahello_run.json"
-# What an output is called while it is being written (see `temporary_file_beside`).
-PARTIAL_SUFFIX = ".orcahello-partial"
-# The process's umask (read once, at import: setting it back is not thread-safe later).
-PROCESS_UMASK = os.umask(0o022)
-os.umask(PROCESS_UMASK)
 
 RAVEN_HEADER = (
     "Selection",
@@ -85,38 +80,6 @@ SUMMARY_HEADER = (
 def output_path(output_stem, kind):
     """The path of one output (`"json"`, `"csv"`, `"raven"`, `"audacity"` or `"png"`) of the file `output_stem`."""
     return os.fspath(output_stem) + OUTPUT_SUFFIXES[kind]
-
-
-def write_text_atomically(path, text):
-    """
-    Write `text` to `path` through a temporary file and a rename, so that an interrupted run never leaves a
-    half-written file behind (a half-written JSON would otherwise look finished to the next run's resume check).
-    """
-    with temporary_file_beside(path) as temporary_path:
-        with open(temporary_path, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())  # the rename must not reach the disk before the content (power loss)
-        os.replace(temporary_path, path)
-
-
-@contextlib.contextmanager
-def temporary_file_beside(path):
-    """
-    A new, uniquely named file beside `path` to write before renaming it to `path` (`tempfile.mkstemp`: never a name
-    someone else's file has): `.<name>.<random>.orcahello-partial`, hidden. Removed when the block fails; what a
-    killed process leaves is found by `partial_files_of`.
-    """
-    folder, name = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary_path = tempfile.mkstemp(prefix=f".{name}.", suffix=PARTIAL_SUFFIX, dir=folder)
-    os.close(handle)
-    os.chmod(temporary_path, 0o666 & ~PROCESS_UMASK)  # mkstemp makes it private; outputs get the usual mode
-    try:
-        yield temporary_path
-    finally:
-        if os.path.exists(temporary_path):
-            os.remove(temporary_path)
 
 
 def partial_files_of(path, name_pattern=None):
@@ -175,7 +138,7 @@ def _delimited_text(header, rows, delimiter):
 
 
 def write_json(path, document):
-    write_text_atomically(path, json.dumps(document, indent=2) + "\n")
+    write_atomically(path, json.dumps(document, indent=2) + "\n")
 
 
 def _whole_as_int(value):
@@ -200,7 +163,7 @@ def write_scoring_csv(path, submission, synthetic_weights=False):
         rows.append(cells)
     header = SCORING_TABLE_HEADER + ((SCORING_TABLE_UTC_COLUMN,) if with_utc else ())
     header += (STANDIN_COLUMN,) if synthetic_weights else ()
-    write_text_atomically(path, _delimited_text(header, rows, ","))
+    write_atomically(path, _delimited_text(header, rows, ","))
 
 
 def raven_rows(detections, first_selection=1):
@@ -234,7 +197,7 @@ def write_raven_table(path, detections, with_utc=False, synthetic_weights=False)
     if synthetic_weights:
         header += (RAVEN_STANDIN_COLUMN,)
         rows = [row + [STANDIN_VALUE] for row in rows]
-    write_text_atomically(path, _delimited_text(header, rows, "\t"))
+    write_atomically(path, _delimited_text(header, rows, "\t"))
 
 
 def write_combined_raven_table(path, recordings, synthetic_weights=False):
@@ -255,7 +218,7 @@ def write_combined_raven_table(path, recordings, synthetic_weights=False):
     if synthetic_weights:
         header += (RAVEN_STANDIN_COLUMN,)
         rows = [row + [STANDIN_VALUE] for row in rows]
-    write_text_atomically(path, _delimited_text(header, rows, "\t"))
+    write_atomically(path, _delimited_text(header, rows, "\t"))
 
 
 def write_audacity_labels(path, detections, synthetic_weights=False):
@@ -267,10 +230,10 @@ def write_audacity_labels(path, detections, synthetic_weights=False):
         f"{DETECTION_LABEL} {format_score(detection['max_confidence'])}\n"
         for detection in detections
     ]
-    write_text_atomically(path, "".join(lines))
+    write_atomically(path, "".join(lines))
 
 
 def write_summary_csv(path, rows):
     """One row per input: `rows` are dicts with the keys of `SUMMARY_HEADER` (missing keys are left empty)."""
     table = [[row.get(column, "") for column in SUMMARY_HEADER] for row in rows]
-    write_text_atomically(path, _delimited_text(SUMMARY_HEADER, table, ","))
+    write_atomically(path, _delimited_text(SUMMARY_HEADER, table, ","))

@@ -1,0 +1,140 @@
+# Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
+"""
+The names and defaults every part of OrcaHello shares, in one torch-free place.
+
+The Hub's custom code (configuration, feature extractor, pipeline, HLS), the `orcahello` package (command line,
+batch, live, writers) and the endpoint handler all read these: a name written here is written nowhere else. The
+module imports the standard library only, so the command line can parse its options and validate its inputs
+before it loads torch.
+"""
+
+import contextlib
+import os
+import tempfile
+
+HUB_MODEL_ID = "orcasound/orcahello-srkw-detector-v1"
+WEIGHTS_FILE = "model.safetensors"
+# The config key set on a model folder whose weights are the synthetic stand-in (`scripts/fetch_model.py` offline).
+SYNTHETIC_WEIGHTS_KEY = "synthetic_weights"
+
+# How per-window probabilities become a file's decision: production's (`"orcahello"`) or the upstream port's.
+AGGREGATION_STRATEGIES = ("orcahello", "mean_thresholded", "mean_top_k")
+# What runs the model: `"auto"` is the fastest faithful engine installed (OpenVINO, ONNX Runtime, then PyTorch).
+ENGINES = ("auto", "openvino", "onnxruntime", "torch")
+PRECISIONS = ("float32", "bfloat16", "float16")
+
+# The two inference behaviours of the same weights, as named sets of the inference fields. This is the one place
+# that defines them: the config, the pipeline, the command line, the handler and the converter all read it.
+#
+# "fastai": production OrcaHello 2020-2026 (fastai v1 + fastai_audio), reproduced to the fixtures' numbers.
+# "v1": upstream's pure-PyTorch port with the `config.yaml` it ships on the Hub (upstream's live system since 2026).
+INFERENCE_PRESETS = {
+    "fastai": {
+        "window_seconds": 2.0,
+        "hop_seconds": 1.0,
+        "whole_recording_frontend": False,
+        "peak_normalize": False,
+        "strict_segments": True,
+        "smoothing": True,
+        "aggregation": "orcahello",
+        "local_threshold": 0.5,
+        "global_count_threshold": 3,
+        "global_threshold": 0.6,
+        "top_k_windows": 3,
+    },
+    "v1": {
+        "window_seconds": 3.0,
+        "hop_seconds": 2.0,
+        "whole_recording_frontend": True,
+        "peak_normalize": True,
+        "strict_segments": True,
+        "smoothing": False,
+        "aggregation": "orcahello",
+        "local_threshold": 0.5,
+        "global_count_threshold": 3,
+        "global_threshold": 0.6,
+        "top_k_windows": 3,
+    },
+}
+DEFAULT_PRESET = "fastai"
+# The fields a preset sets, in the order they are documented and recorded.
+INFERENCE_FIELDS = tuple(INFERENCE_PRESETS[DEFAULT_PRESET])
+# The fields that turn window probabilities into decisions (the rest say how the windows are cut and featurized),
+# plus the floor on a positive file's confidence, which no preset sets (0: off).
+DECISION_FIELDS = (
+    "smoothing",
+    "aggregation",
+    "local_threshold",
+    "global_count_threshold",
+    "global_threshold",
+    "top_k_windows",
+    "min_global_confidence",
+)
+DEFAULT_MIN_GLOBAL_CONFIDENCE = 0.0
+
+# Windows per forward pass when the caller gives none. On CPU small batches are as fast per window as large ones
+# (OpenVINO, ResNet50: 24-25 ms a window at 2 threads from 4 to 32) and hold less memory (about 35 MB a window of
+# activations); GPUs need larger batches to be kept busy.
+DEFAULT_BATCH_SIZE = {"cpu": 8, "other": 32}
+
+# Inputs: audio files soundfile reads, and Orcasound's HLS streams (an `.m3u8` playlist, or `.ts` segments).
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+PLAYLIST_SUFFIX = ".m3u8"
+SEGMENT_SUFFIX = ".ts"
+
+
+def is_url(source):
+    """Whether `source` names an HTTP(S) resource (the only URLs OrcaHello fetches)."""
+    return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
+
+
+def is_audio_file_name(name):
+    """Whether a file called `name` is audio OrcaHello reads (by its suffix, any case)."""
+    return name.lower().endswith(AUDIO_SUFFIXES)
+
+
+# Atomic writes. What an output is called while it is being written (see `temporary_file_beside`).
+PARTIAL_SUFFIX = ".orcahello-partial"
+# The process's umask (read once, at import: setting it back is not thread-safe later).
+PROCESS_UMASK = os.umask(0o022)
+os.umask(PROCESS_UMASK)
+
+
+@contextlib.contextmanager
+def temporary_file_beside(path):
+    """
+    A new, uniquely named file beside `path` to write before renaming it to `path` (`tempfile.mkstemp`: never a name
+    someone else's file has): `.<name>.<random>.orcahello-partial`, hidden. Removed when the block fails, so that
+    an interrupted run never leaves a half-written output that looks finished.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary_path = tempfile.mkstemp(prefix=f".{name}.", suffix=PARTIAL_SUFFIX, dir=folder)
+    os.close(handle)
+    os.chmod(temporary_path, 0o666 & ~PROCESS_UMASK)  # mkstemp makes it private; outputs get the usual mode
+    try:
+        yield temporary_path
+    finally:
+        if os.path.exists(temporary_path):
+            os.remove(temporary_path)
+
+
+def write_atomically(path, data):
+    """
+    Write `data` (str as UTF-8, or bytes) to `path` through a temporary file beside it, fsync and a rename: readers
+    see the old file or the new one, never half of one, even after a power loss.
+    """
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    with temporary_file_beside(path) as temporary_path:
+        with open(temporary_path, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())  # the rename must not reach the disk before the content
+        os.replace(temporary_path, path)
+
+
+def replace_atomically(temporary_path, path):
+    """Move a finished temporary file (from `temporary_file_beside`) over `path`, its content flushed to disk first."""
+    with open(temporary_path, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary_path, path)
