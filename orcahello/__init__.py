@@ -10,6 +10,12 @@ import os
 import re
 
 PACKAGE_NAME = "orcahello-srkw-detector"
+# Every command's exit status: all recordings scored; some failed (each reported); the run could not start;
+# interrupted (Ctrl-C, as a shell reports SIGINT).
+EXIT_OK = 0
+EXIT_SOME_FILES_FAILED = 1
+EXIT_CANNOT_RUN = 2
+EXIT_INTERRUPTED = 130
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

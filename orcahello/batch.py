@@ -48,9 +48,22 @@ import time
 import urllib.parse
 import urllib.request
 
-from vocabulary_orcahello import temporary_file_beside
+from vocabulary_orcahello import DEFAULT_BATCH_SIZE, SYNTHETIC_WEIGHTS_KEY, is_url, temporary_file_beside
 
-from . import REPO_ROOT, __version__, cli, run_lock, site_thresholds, writers
+from . import (
+    EXIT_CANNOT_RUN,
+    EXIT_OK,
+    EXIT_SOME_FILES_FAILED,
+    REPO_ROOT,
+    __version__,
+    detect,
+    inputs,
+    models,
+    provenance,
+    run_lock,
+    site_thresholds,
+    writers,
+)
 
 SCALE_EXTRA_HINT = 'pip install "orcahello-srkw-detector[scale]"'
 DEFAULT_OUTPUT_DIR = "orcahello_batch_results"
@@ -93,7 +106,6 @@ def require_scale_extra():
 # ----------------------------------------------------------------------------------------------------------------
 
 
-is_url = cli.is_url
 
 
 def read_manifest(path):
@@ -122,12 +134,12 @@ def find_sources(paths=(), manifests=(), recursive=False):
     playlists, `.m3u8`, found in folders too), URLs as given, then every manifest's lines. Returns `(sources,
     problems)`, `problems` being `(input, reason)` for each PATH that gave nothing.
     """
-    sources, problems = cli.find_audio_files(list(paths), recursive=recursive)
-    seen = {cli.recording_key(source) for source in sources}
+    sources, problems = inputs.find_audio_files(list(paths), recursive=recursive)
+    seen = {inputs.recording_key(source) for source in sources}
     for manifest in manifests:
         for source in read_manifest(manifest):
-            if cli.recording_key(source) not in seen:
-                seen.add(cli.recording_key(source))
+            if inputs.recording_key(source) not in seen:
+                seen.add(inputs.recording_key(source))
                 sources.append(source)
     return sources, problems
 
@@ -150,13 +162,13 @@ def plan_outputs(sources):
     local = [source for source in sources if not is_url(source)]
     names = {}
     if local:
-        for job in cli.plan_jobs(local, ""):
+        for job in inputs.plan_jobs(local, ""):
             names[job.path] = (job.relative_path, job.output_stem.replace(os.sep, "/"))
     planned, stems = [], set()
     for index, source in enumerate(sources):
         if is_url(source):
             # Named exactly as `orcahello detect` names them: no "..", no separators smuggled in as %2F.
-            relative_path = cli.url_relative_path(source).replace(os.sep, "/")
+            relative_path = inputs.url_relative_path(source).replace(os.sep, "/")
             stem = os.path.splitext(relative_path)[0]
         else:
             relative_path, stem = names[source]
@@ -238,7 +250,7 @@ def probe_source(
         finally:
             recording.close()
     except Exception as error:  # any reason a recording cannot be read is reported for it alone
-        probed["error"] = cli.failure_reason(error, row["source"])
+        probed["error"] = detect.failure_reason(error, row["source"])
     return probed
 
 
@@ -292,7 +304,7 @@ def featurize_partitions(
                 yield _block_row(source_index, first, first + offset, features.numpy(), silent)
         except Exception as error:  # reported on this recording's row; the job goes on with the others
             empty = np.zeros((0, 1, 1, 1), dtype=np.float32)
-            yield _block_row(source_index, first, first, empty, [], error=cli.failure_reason(error, str(source)))
+            yield _block_row(source_index, first, first, empty, [], error=detect.failure_reason(error, str(source)))
         finally:
             if recording is not None:
                 recording.close()
@@ -347,7 +359,7 @@ def folder_holds(folder, files):
         return False
     for name, content in files.items():
         path = os.path.join(folder, name)
-        if os.path.islink(path) or cli.file_sha256(path) != hashlib.sha256(content).hexdigest():
+        if os.path.islink(path) or provenance.file_sha256(path) != hashlib.sha256(content).hexdigest():
             return False
     return True
 
@@ -399,7 +411,7 @@ class WindowScorer:
             # Ray caps a CPU actor's thread pools at its reserved CPUs; this says so to PyTorch and ONNX Runtime.
             torch.set_num_threads(threads)
         logging.getLogger("transformers_modules").setLevel(logging.ERROR)
-        self.pipe = cli.load_pipeline(model, device)
+        self.pipe = models.load_pipeline(model, device)
         if not hasattr(self.pipe, "score_input_features"):
             raise RuntimeError(
                 f"the model's pipeline_orcahello.py ({model}) predates orcahello batch (it has no "
@@ -601,7 +613,7 @@ def custom_code_differences(model):
         module = sys.modules.get(name[:-3])
         if module is not None and getattr(module, "__file__", None):
             ours = module.__file__
-        if os.path.isfile(ours) and os.path.isfile(theirs) and cli.file_sha256(ours) != cli.file_sha256(theirs):
+        if os.path.isfile(ours) and os.path.isfile(theirs) and provenance.file_sha256(ours) != provenance.file_sha256(theirs):
             different.append(name)
     return different
 
@@ -637,7 +649,7 @@ class RecordingState:
     """What the driver knows about one recording during the job."""
 
     source: Source
-    settings: cli.RunSettings  # its decision parameters (per site with a site table) and run hash
+    settings: detect.RunSettings  # its decision parameters (per site with a site table) and run hash
     info: dict = None  # sampling_rate, num_samples, num_channels, num_windows, window/hop seconds, start_utc
     partitions: dict = dataclasses.field(default_factory=dict)  # first window -> number of windows
     done: set = dataclasses.field(default_factory=set)  # first windows whose partition file is written or reused
@@ -739,7 +751,7 @@ class BatchOptions:
     num_workers: int = None
     cpus_per_worker: int = 1
     device: str = "auto"
-    batch_size: int = cli.DEFAULT_BATCH_SIZE
+    batch_size: int = DEFAULT_BATCH_SIZE["cpu"]
     partition_windows: int = DEFAULT_PARTITION_WINDOWS
     threshold: float = None
     min_positive_seconds: int = None
@@ -778,7 +790,7 @@ class BatchJob:
         self.options = options
         self.command = command
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-        self.started, self.started_at = time.monotonic(), cli.now_iso()
+        self.started, self.started_at = time.monotonic(), provenance.now_iso()
         self.timing = {}
         self.counts = {"partitions_reused": 0, "partitions_scored": 0, "windows_scored": 0}
         self.output_dir = os.fspath(options.output_dir)
@@ -789,19 +801,19 @@ class BatchJob:
                 self.site_table = site_thresholds.load_site_thresholds(options.site_thresholds)
             except site_thresholds.SiteThresholdsError as error:
                 raise BatchError(str(error)) from None
-        self.model = options.model or cli.default_model()
+        self.model = options.model or models.default_model()
         try:
             from feature_extraction_orcahello import OrcaHelloFeatureExtractor
 
-            self.config = cli.load_config(self.model)  # a mistyped folder, an unpinned Hub repo: said in one line
+            self.config = models.load_config(self.model)  # a mistyped folder, an unpinned Hub repo: said in one line
             self.feature_extractor = OrcaHelloFeatureExtractor.from_pretrained(
-                self.model, **cli.hub_options(self.model)
+                self.model, **models.hub_options(self.model)
             )
-        except cli.ModelNotFoundError as error:
+        except models.ModelNotFoundError as error:
             raise BatchError(str(error)) from None
         except Exception as error:  # no Hub access, a broken config
             raise BatchError(f"cannot load the model {self.model!r}: {' '.join(str(error).split())}") from None
-        self.model_info = cli.describe_model_config(self.config, self.model)
+        self.model_info = provenance.describe_model_config(self.config, self.model)
         # The command line's own resolution of the decision parameters (model config < site table < options).
         self.parameter_options = argparse.Namespace(
             aggregation=options.aggregation,
@@ -811,13 +823,13 @@ class BatchJob:
             preset=options.preset,
         )
         try:
-            self.parameters = cli.scoring_parameters(self.parameter_options, self.config)
+            self.parameters = provenance.scoring_parameters(self.parameter_options, self.config)
         except ValueError as error:
             raise BatchError(str(error)) from None
         self.window_seconds, self.hop_seconds = self.parameters["window_seconds"], self.parameters["hop_seconds"]
         # The rest of the inference preset (`configuration_orcahello.INFERENCE_PRESETS`): the parameters hold them
         # when they are not production's; the record every JSON gets holds them all.
-        self.inference = cli.inference_record(self.parameters, self.config)
+        self.inference = provenance.inference_record(self.parameters, self.config)
         self.frontend_settings = {
             "whole_recording_frontend": self.inference["whole_recording_frontend"],
             "strict_segments": self.inference["strict_segments"],
@@ -832,7 +844,7 @@ class BatchJob:
         run_identity = dict(self.parameters)
         if self.site_table is not None:  # as detect: the run's hash covers the table
             run_identity["site_thresholds"] = self.site_table
-        self.run_settings = cli.RunSettings(
+        self.run_settings = detect.RunSettings(
             parameters=self.parameters,
             batch_size=options.batch_size,
             device=None,  # the actors' device, known once the cluster is
@@ -840,13 +852,13 @@ class BatchJob:
             plot=False,
             overwrite=options.overwrite,
             model_info=self.model_info,
-            run_hash=cli.run_hash(run_identity, self.model_info),
+            run_hash=provenance.run_hash(run_identity, self.model_info),
             site_thresholds_file=os.path.abspath(options.site_thresholds) if self.site_table is not None else None,
         )
         self.states = []
         for source in plan_outputs(sources):
             job = self.audio_job(source)
-            settings = cli.settings_for_recording(
+            settings = detect.settings_for_recording(
                 job, self.run_settings, self.parameter_options, self.config, self.site_table
             )
             self.states.append(RecordingState(source=source, settings=settings))
@@ -855,7 +867,7 @@ class BatchJob:
 
     @staticmethod
     def audio_job(source):
-        return cli.AudioJob(path=source.source, relative_path=source.relative_path, output_stem=source.output_stem)
+        return inputs.AudioJob(path=source.source, relative_path=source.relative_path, output_stem=source.output_stem)
 
     def inside_output_dir(self, path):
         """`path`, once checked to lie under the output folder (links resolved): no source's name can make the job
@@ -896,7 +908,7 @@ class BatchJob:
         """Run the job; returns its run document (also written to `orcahello_batch_run.json`)."""
         for given, reason in self.input_problems:
             self.log(f"ERROR {given}: {reason}")
-        if self.model_info.get(cli.SYNTHETIC_WEIGHTS_KEY):
+        if self.model_info.get(SYNTHETIC_WEIGHTS_KEY):
             self.log(f"NOTE: {self.model}: {writers.STANDIN_WARNING} (every output file says so)")
         if self.code_differences:
             self.log(
@@ -934,7 +946,7 @@ class BatchJob:
         """Every partition and the JSON of this recording were written by earlier runs, with these parameters."""
         if self.options.overwrite or not state.partitions or state.reused != set(state.partitions):
             return False
-        return cli.load_finished_document(self.json_path(state), state.settings.run_hash) is not None
+        return detect.load_finished_document(self.json_path(state), state.settings.run_hash) is not None
 
     def finalize_finished(self):
         for state in self.states:
@@ -1210,21 +1222,21 @@ class BatchJob:
         state.silent_windows = int(silent.sum())
         previous = None
         if not self.options.overwrite:
-            previous = cli.load_finished_document(self.json_path(state), state.settings.run_hash)
+            previous = detect.load_finished_document(self.json_path(state), state.settings.run_hash)
         if previous is not None and state.reused == set(state.partitions):
             state.document = previous
             return
         info = {key: state.info[key] for key in ("sampling_rate", "num_samples", "num_channels", "num_windows")}
         info.update(name=state.source.source, window_seconds=self.window_seconds, hop_seconds=self.hop_seconds)
         decision = {key: state.settings.parameters[key] for key in DECISION_PARAMETERS}
-        inference = cli.inference_record(state.settings.parameters, self.config)
+        inference = provenance.inference_record(state.settings.parameters, self.config)
         # Imported here: a job with nothing to rebuild never imports the pipeline (transformers' pipelines: seconds).
         frontend = import_frontend()
         result = frontend.build_file_result(
             info, scores, state.silent_windows, return_timestamps=True, smoothing=inference["smoothing"],
             inference=inference, **decision,
         )
-        state.document = cli.build_document(self.audio_job(state.source), result, state.settings)
+        state.document = detect.build_document(self.audio_job(state.source), result, state.settings)
         # The one field of `orcahello detect`'s document that changes from run to run: left out, so that a job
         # killed and run again writes the same bytes as one that was not (the run document has the times).
         state.document.pop("created_at", None)
@@ -1262,7 +1274,7 @@ class BatchJob:
             "cluster": self.cluster,
             "command": self.command,
             "started_at": self.started_at,
-            "finished_at": cli.now_iso(),
+            "finished_at": provenance.now_iso(),
             "elapsed_s": round(time.monotonic() - self.started, 3),
             "timing": self.timing,
             "files": {
@@ -1357,7 +1369,7 @@ def batch_command(args, command=None):
     """`orcahello batch` with the parsed `args`; returns the exit status."""
     if not args.paths and not args.manifest:
         print("ERROR: give recordings (paths, folders, globs, URLs) or --manifest FILE", file=sys.stderr)
-        return cli.EXIT_CANNOT_RUN
+        return EXIT_CANNOT_RUN
     try:
         run = run_batch(
             args.paths,
@@ -1383,7 +1395,7 @@ def batch_command(args, command=None):
         )
     except BatchError as error:
         print(f"ERROR: {error}", file=sys.stderr)
-        return cli.EXIT_CANNOT_RUN
+        return EXIT_CANNOT_RUN
     files, partitions, timing = run["files"], run["partitions"], run["timing"]
     speed = f" in {timing['scoring_s']:g} s" if timing.get("scoring_s") else ""
     unmatched = f"; {files['inputs_without_audio']} input(s) gave no audio" if files["inputs_without_audio"] else ""
@@ -1393,4 +1405,4 @@ def batch_command(args, command=None):
         f"{partitions['reused']} reused from earlier runs. Results in {args.output_dir} "
         f"({FILES_TABLE}, {WINDOWS_FOLDER}/, {JSON_FOLDER}/)"
     )
-    return cli.EXIT_OK if files["failed"] == 0 and files["inputs_without_audio"] == 0 else cli.EXIT_SOME_FILES_FAILED
+    return EXIT_OK if files["failed"] == 0 and files["inputs_without_audio"] == 0 else EXIT_SOME_FILES_FAILED

@@ -340,34 +340,34 @@ def embed_files(
     """
     from tqdm.auto import tqdm
 
-    from . import __version__, cli, writers
+    from . import __version__, detect, inputs, models, provenance, writers
 
     require_pyarrow()
     if layer not in EMBEDDING_LAYERS:
         raise ValueError(f"layer must be one of {EMBEDDING_LAYERS}, got {layer!r}")
-    started, started_at = time.monotonic(), cli.now_iso()
+    started, started_at = time.monotonic(), provenance.now_iso()
     paths = [os.fspath(path) for path in paths]
-    recordings, failed = cli.find_audio_files(paths, recursive=recursive)
+    recordings, failed = inputs.find_audio_files(paths, recursive=recursive)
     failed = list(failed)
     for path, reason in failed:
         print(f"ERROR {path}: {reason}", file=sys.stderr)
     if model is None and pipe is not None:  # the pipeline given names its own model
         model = getattr(pipe.model.config, "_name_or_path", None) or None
-    model = model or cli.default_model()
+    model = model or models.default_model()
     if pipe is None:
-        device = cli.resolve_device(device)
-        pipe = cli.load_pipeline(model, device)
-    batch_size = batch_size or cli.DEFAULT_BATCH_SIZE
+        device = models.resolve_device(device)
+        pipe = models.load_pipeline(model, device)
+    batch_size = batch_size or models.default_batch_size(pipe.device.type)
     # The windows are the pipeline's: whatever its preprocessing parameters are (from the model's config), they
     # are part of what a finished table must match.
     pipeline_parameters = dict(pipeline_parameters or {})
     parameters = {**pipe._sanitize_parameters(**pipeline_parameters)[0], "layer": layer}
-    model_info = cli.describe_model_config(pipe.model.config, model)
-    run_hash = cli.run_hash(parameters, model_info)
+    model_info = provenance.describe_model_config(pipe.model.config, model)
+    run_hash = provenance.run_hash(parameters, model_info)
     metadata = {"model": model_info, "parameters": parameters, "run_hash": run_hash, "version": __version__}
 
     written, skipped, windows_embedded = [], [], 0
-    jobs = cli.plan_jobs(recordings, output_dir)
+    jobs = inputs.plan_jobs(recordings, output_dir)
     # disable=None: a bar on a terminal, none in logs and pipes.
     progress_bar = tqdm(jobs, desc="OrcaHello embed", unit="file", file=sys.stderr, disable=None)
     try:
@@ -389,7 +389,7 @@ def embed_files(
                     metadata=metadata, progress=count, **pipeline_parameters,
                 )
             except Exception as error:  # one bad recording never stops the others
-                reason = cli.failure_reason(error, job.path)
+                reason = detect.failure_reason(error, job.path)
                 progress_bar.write(f"ERROR {job.path}: {reason}", file=sys.stderr)
                 failed.append((job.path, reason))
                 continue
@@ -416,7 +416,7 @@ def embed_files(
             },
             "command": command,
             "started_at": started_at,
-            "finished_at": cli.now_iso(),
+            "finished_at": provenance.now_iso(),
             "elapsed_s": round(time.monotonic() - started, 3),
             "files": {"found": len(jobs), "written": len(written), "skipped": len(skipped), "failed": len(failed)},
             "failed": [{"path": path, "error": reason} for path, reason in failed],
@@ -429,7 +429,9 @@ def add_embed_parser(commands):
     """`orcahello embed` and its options."""
     import argparse
 
-    from . import cli
+    from vocabulary_orcahello import DEFAULT_BATCH_SIZE
+
+    from . import options
 
     parser = commands.add_parser(
         "embed",
@@ -448,14 +450,14 @@ def add_embed_parser(commands):
         "the head's last layer classifies",
     )
     parser.add_argument(
-        "--batch-size", metavar="N", type=cli.positive_integer, default=cli.DEFAULT_BATCH_SIZE,
-        help=f"windows per forward pass (default: {cli.DEFAULT_BATCH_SIZE}; on a GPU try 32 or more)",
+        "--batch-size", metavar="N", type=options.positive_integer, default=None,
+        help=f"windows per forward pass (default: {DEFAULT_BATCH_SIZE['cpu']} on CPU, {DEFAULT_BATCH_SIZE['other']} on a GPU)",
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="default: auto")
     parser.add_argument("--recursive", action="store_true", help="also search the subfolders of folders")
     parser.add_argument("--model", metavar="DIR_OR_REPO", default=None, help="model folder or Hub id; as for detect")
     parser.add_argument(
-        "--preset", type=cli.preset_name, default=None,
+        "--preset", type=options.preset_name, default=None,
         help="fastai or v1: the windows (and frontend) of that inference behaviour, as for detect; default: the "
         "model folder's",
     )
@@ -464,20 +466,20 @@ def add_embed_parser(commands):
 
 def embed_command(args, command=None):
     """Run `orcahello embed` with the parsed `args`; returns the exit status."""
-    from . import cli
+    from . import EXIT_CANNOT_RUN, EXIT_OK, EXIT_SOME_FILES_FAILED, models
 
     try:
         require_pyarrow()
     except ImportError as error:
         print(f"ERROR: {error}", file=sys.stderr)
-        return cli.EXIT_CANNOT_RUN
-    model = args.model or cli.default_model()
+        return EXIT_CANNOT_RUN
+    model = args.model or models.default_model()
     try:
-        device = cli.resolve_device(args.device)
-        pipe = cli.load_pipeline(model, device)
+        device = models.resolve_device(args.device)
+        pipe = models.load_pipeline(model, device)
     except Exception as error:  # a missing folder, no Hub access, a broken config: nothing can be embedded
         print(f"ERROR: cannot load the model {model!r}: {' '.join(str(error).split())}", file=sys.stderr)
-        return cli.EXIT_CANNOT_RUN
+        return EXIT_CANNOT_RUN
     outcome = embed_files(
         args.paths, args.output_dir, model=model, layer=args.layer, batch_size=args.batch_size,
         recursive=args.recursive, overwrite=args.overwrite, pipe=pipe, command=command,
@@ -490,4 +492,4 @@ def embed_command(args, command=None):
         f"{len(outcome['written'])} table(s) written{skipped}, {len(outcome['failed'])} failed; "
         f"{outcome['windows']} windows embedded. Tables in {args.output_dir}"
     )
-    return cli.EXIT_OK if not outcome["failed"] else cli.EXIT_SOME_FILES_FAILED
+    return EXIT_OK if not outcome["failed"] else EXIT_SOME_FILES_FAILED

@@ -32,8 +32,9 @@ import threading
 import time
 
 from hls_orcahello import HLSInputError, epoch_from_folder, iso_utc, utc_at
+from vocabulary_orcahello import DEFAULT_BATCH_SIZE
 
-from . import __version__, cli
+from . import EXIT_CANNOT_RUN, EXIT_OK, __version__, detect, models, options, provenance
 from .live_outputs import SourceOutputs, write_json_atomically
 from .live_stream import LiveRecording, LiveSource, LiveSourceError, nominal_segment_seconds
 from .live_webhook import SPOOL_FOLDER, WebhookSpool
@@ -413,7 +414,7 @@ class LiveFollower:
             "start_time_utc": result["start_time_utc"],
             "end_time_utc": entries[-1]["end_utc"],
             "label": result["label"],
-            **{key: result[key] for key in cli.RESULT_KEYS if key != "start_time_utc"},
+            **{key: result[key] for key in detect.RESULT_KEYS if key != "start_time_utc"},
             "source_stream": result.get("source"),
             "duration_s": result["duration_s"],
             "sampling_rate": rate,
@@ -522,8 +523,8 @@ def add_live_parser(commands):
     parser.add_argument("--backlog-seconds", metavar="S", type=float, default=DEFAULT_BACKLOG_SECONDS,
                         help="on first contact with a source, how much of its current recording to score "
                         f"(default {DEFAULT_BACKLOG_SECONDS:g}; a large value scores it from its start)")
-    parser.add_argument("--batch-size", metavar="N", type=cli.positive_integer, default=cli.DEFAULT_BATCH_SIZE,
-                        help="windows per forward pass")
+    parser.add_argument("--batch-size", metavar="N", type=options.positive_integer, default=None,
+                        help=f"windows per forward pass (default: {DEFAULT_BATCH_SIZE['cpu']} on CPU, {DEFAULT_BATCH_SIZE['other']} on a GPU)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="default: auto")
     parser.add_argument("--engine", choices=("auto", "openvino", "onnxruntime", "torch"), default="auto",
                         help="as for detect")
@@ -544,31 +545,31 @@ def live_command(args, command=None):
         sources = [LiveSource(source, stop_event=stop_event) for source in args.sources]
     except LiveSourceError as error:
         print(f"ERROR: {error}", file=sys.stderr)
-        return cli.EXIT_CANNOT_RUN
+        return EXIT_CANNOT_RUN
     names = [source.name for source in sources]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         print(f"ERROR: two sources would write to the same folder: {', '.join(duplicates)}", file=sys.stderr)
-        return cli.EXIT_CANNOT_RUN
-    model = args.model or cli.default_model()
+        return EXIT_CANNOT_RUN
+    model = args.model or models.default_model()
     try:
-        device = cli.resolve_device(args.device)
-        pipe = cli.load_pipeline(model, device)
+        device = models.resolve_device(args.device)
+        pipe = models.load_pipeline(model, device)
     except Exception as error:  # a missing folder, no Hub access, a broken config: nothing can be scored
         print(f"ERROR: cannot load the model {model!r}: {' '.join(str(error).split())}", file=sys.stderr)
-        return cli.EXIT_CANNOT_RUN
-    parameters = cli.scoring_parameters(args, pipe.model.config)
-    model_info = cli.describe_model(pipe, model)
+        return EXIT_CANNOT_RUN
+    parameters = provenance.scoring_parameters(args, pipe.model.config)
+    model_info = provenance.describe_model(pipe, model)
     settings = {
         "parameters": parameters,
-        "run_hash": cli.run_hash(parameters, model_info),
+        "run_hash": provenance.run_hash(parameters, model_info),
         "model_info": model_info,
         "backlog_seconds": args.backlog_seconds,
         "poll_seconds": args.poll_seconds,
     }
     os.makedirs(args.output_dir, exist_ok=True)
     webhook = WebhookSpool(args.post, os.path.join(args.output_dir, SPOOL_FOLDER)).start() if args.post else None
-    scorer = WindowScorer(pipe, args.batch_size, engine=args.engine)
+    scorer = WindowScorer(pipe, args.batch_size or models.default_batch_size(pipe.device.type), engine=args.engine)
     try:
         followers = [
             LiveFollower(source, SourceOutputs(os.path.join(args.output_dir, source.name), plot=not args.no_plot),
@@ -577,7 +578,7 @@ def live_command(args, command=None):
         ]
     except (LiveSourceError, ValueError) as error:
         print(f"ERROR: {error}", file=sys.stderr)
-        return cli.EXIT_CANNOT_RUN
+        return EXIT_CANNOT_RUN
 
     def request_stop(signal_number, frame):
         logger.info("%s: finishing the segment at hand, then stopping", signal.Signals(signal_number).name)
@@ -592,4 +593,4 @@ def live_command(args, command=None):
         if webhook is not None:
             webhook.stop()
     logger.info("stopped: %s", ", ".join(f"{f.source.name} {f.windows_written} windows" for f in followers))
-    return cli.EXIT_OK
+    return EXIT_OK

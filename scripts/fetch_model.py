@@ -83,9 +83,9 @@ def folder_preset(path):
 
 def mark_synthetic_weights(folder):
     """Say in the folder's config.json that its weights are the synthetic stand-in: every output of `orcahello
-    detect` and `batch` made with it then says so (orcahello.cli.SYNTHETIC_WEIGHTS_KEY)."""
-    from orcahello.cli import SYNTHETIC_WEIGHTS_KEY
+    detect` and `batch` made with it then says so (orcahello.vocabulary_orcahello.SYNTHETIC_WEIGHTS_KEY)."""
     from orcahello.writers import write_json
+    from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY
 
     path = os.path.join(folder, "config.json")
     with open(path, encoding="utf-8") as handle:

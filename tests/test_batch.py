@@ -27,6 +27,8 @@ import pyarrow.compute  # noqa: E402
 import pyarrow.dataset  # noqa: E402
 import pyarrow.parquet  # noqa: E402
 
+import orcahello
+import vocabulary_orcahello
 from orcahello import batch, cli, writers  # noqa: E402
 
 # The fixture WAV an HLS rendition is made of: a whole minute, so the rendition has several 10-s segments.
@@ -339,7 +341,7 @@ def test_folders_manifests_urls_and_bad_recordings(ray_address, tiny_model_folde
     status = cli.main(["batch", str(recordings), "--recursive", "--manifest", str(manifest), "--output-dir",
                        str(output_dir), "--model", str(tiny_model_folder), "--num-workers", "1"])  # fmt: skip
     captured = capsys.readouterr()
-    assert status == cli.EXIT_SOME_FILES_FAILED
+    assert status == orcahello.EXIT_SOME_FILES_FAILED
     errors = sorted(line for line in captured.err.splitlines() if line.startswith("ERROR "))
     assert len(errors) == 4, captured.err
     assert f"ERROR {recordings / 'bad.wav'}: cannot decode audio" in "\n".join(errors)
@@ -365,7 +367,7 @@ def test_folders_manifests_urls_and_bad_recordings(ray_address, tiny_model_folde
         (good_url, LEGACY / "audio" / "edge_44k1_6s.wav"),  # downloaded: the same samples as the file on disk
         (str(tmp_path / "listed" / SANCTSOUND_FILE), REAL_AUDIO / SANCTSOUND_FILE),
     ):
-        expected = tiny_pipeline(str(local_copy), return_timestamps=True, batch_size=cli.DEFAULT_BATCH_SIZE)
+        expected = tiny_pipeline(str(local_copy), return_timestamps=True, batch_size=vocabulary_orcahello.DEFAULT_BATCH_SIZE["cpu"])
         np.testing.assert_allclose(
             windows[recording]["p_positive"], [w["score"] for w in expected["windows"]], atol=SAME_SCORE_TOLERANCE
         )
@@ -422,9 +424,9 @@ def test_a_missing_scale_extra_is_one_clear_line(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if Ray were not installed
     status = cli.main(["batch", str(LEGACY / "audio" / "edge_20k_6s.wav"), "--output-dir", str(tmp_path)])
     error = capsys.readouterr().err.strip()
-    assert status == cli.EXIT_CANNOT_RUN and len(error.splitlines()) == 1
+    assert status == orcahello.EXIT_CANNOT_RUN and len(error.splitlines()) == 1
     assert 'pip install "orcahello-srkw-detector[scale]"' in error
-    assert cli.main(["batch", "--output-dir", str(tmp_path)]) == cli.EXIT_CANNOT_RUN
+    assert cli.main(["batch", "--output-dir", str(tmp_path)]) == orcahello.EXIT_CANNOT_RUN
     assert "give recordings" in capsys.readouterr().err
 
 

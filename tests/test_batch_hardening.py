@@ -24,7 +24,9 @@ from conftest import LEGACY, REPO_ROOT
 pytest.importorskip("ray")
 pytest.importorskip("pyarrow")
 
-from orcahello import batch, cli, run_lock, writers  # noqa: E402
+import orcahello
+import vocabulary_orcahello
+from orcahello import batch, inputs, models, run_lock, writers  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------------------------
 # The model copy on the workers
@@ -59,7 +61,7 @@ def test_a_model_copy_planted_in_the_temporary_folder_never_runs(tiny_model_fold
     folder = batch.materialize_model_folder(model.name, files)
     assert os.path.commonpath([folder, str(planted)]) != str(planted)
     assert batch.folder_holds(folder, files)
-    cli.load_pipeline(folder, "cpu")  # what the model actor does next
+    models.load_pipeline(folder, "cpu")  # what the model actor does next
     assert not marker.exists(), "the planted modeling_orcahello.py ran"
 
     # The private cache itself: a copy there whose code differs from what the driver sent is not used either.
@@ -98,7 +100,7 @@ def test_url_output_names_are_detects_and_never_climb_out():
         "https://host.org/hls/1629919500/live.m3u8",
     ]
     planned = batch.plan_outputs(urls)
-    expected = [os.path.splitext(cli.url_relative_path(url))[0].replace(os.sep, "/") for url in urls]
+    expected = [os.path.splitext(inputs.url_relative_path(url))[0].replace(os.sep, "/") for url in urls]
     assert [source.output_stem for source in planned] == expected
     for source in planned:
         assert ".." not in source.output_stem.split("/"), source.output_stem
@@ -283,7 +285,7 @@ def test_a_second_job_into_the_same_folder_is_refused(ray_address, tiny_model_fo
              "--model", str(tiny_model_folder), "--address", ray_address, *OPTIONS],
             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
-    assert completed.returncode == cli.EXIT_CANNOT_RUN, completed.stderr
+    assert completed.returncode == orcahello.EXIT_CANNOT_RUN, completed.stderr
     assert f"ERROR: another orcahello run is writing into {output_dir}" in completed.stderr
     assert result_files(output_dir) == {}
 
@@ -294,7 +296,7 @@ def test_a_second_job_into_the_same_folder_is_refused(ray_address, tiny_model_fo
     statuses = [first.returncode, second.returncode]
     assert 0 in statuses, outputs
     for status, output in zip(statuses, outputs):
-        assert status == 0 or (status == cli.EXIT_CANNOT_RUN and "another orcahello run is writing" in output)
+        assert status == 0 or (status == orcahello.EXIT_CANNOT_RUN and "another orcahello run is writing" in output)
     assert result_files(output_dir) == reference
 
 
@@ -321,7 +323,7 @@ def test_standin_results_say_so_in_every_batch_file(ray_address, tiny_model_fold
     model = tmp_path / "some-model"
     shutil.copytree(tiny_model_folder, model)
     config = json.loads((model / "config.json").read_text())
-    config[cli.SYNTHETIC_WEIGHTS_KEY] = True  # as scripts/fetch_model.py marks the stand-in
+    config[vocabulary_orcahello.SYNTHETIC_WEIGHTS_KEY] = True  # as scripts/fetch_model.py marks the stand-in
     (model / "config.json").write_text(json.dumps(config))
     output_dir = tmp_path / "results"
     lines = []
@@ -351,7 +353,7 @@ def test_ctrl_c_stops_a_batch_job_with_one_line(ray_address, tiny_model_folder, 
         time.sleep(0.01)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == cli.EXIT_INTERRUPTED, err
+    assert process.returncode == orcahello.EXIT_INTERRUPTED, err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("Interrupted: the finished results are kept")
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from conftest import LEGACY, REAL_AUDIO, REPO_ROOT, run_orcahello_cli
 
-from orcahello import cli, writers
+import orcahello
+from orcahello import cli, inputs, models, provenance, writers
 
 LEGACY_FILES = ("edge_20k_6s.wav", "edge_44k1_6s.wav", "edge_stereo_48k_6s.wav")
 REAL_FILES = ("pos_srkw_catalog_S12_J-1.wav", "pos_kw_sanctsound_MB01_killerwhale_20200423T164427Z.wav")
@@ -140,7 +141,7 @@ def test_json_and_csv_hold_the_pipelines_numbers(first_run, recordings, tiny_pip
         }
         assert document["model"]["name_or_path"] == str(tiny_model_folder)
         assert len(document["model"]["weights_sha256"]) == 64
-        assert document["version"] == cli.__version__ and document["run_hash"]
+        assert document["version"] == orcahello.__version__ and document["run_hash"]
 
         with open(writers.output_path(stem, "csv"), newline="") as handle:
             rows = list(csv.reader(handle))
@@ -344,16 +345,16 @@ def test_find_audio_files(tmp_path):
     def names(files):
         return [os.path.relpath(path, tmp_path).replace(os.sep, "/") for path in files]
 
-    files, problems = cli.find_audio_files([str(tmp_path)])
+    files, problems = inputs.find_audio_files([str(tmp_path)])
     assert names(files) == ["B.FLAC", "a.wav", "c.Mp3"] and problems == []
-    files, _ = cli.find_audio_files([str(tmp_path)], recursive=True)
+    files, _ = inputs.find_audio_files([str(tmp_path)], recursive=True)
     assert names(files) == ["B.FLAC", "a.wav", "c.Mp3", "site/day1/f.wav", "sub/d.ogg", "sub/deeper/e.wav"]
-    files, _ = cli.find_audio_files([str(tmp_path / "**" / "*.wav")], recursive=True)
+    files, _ = inputs.find_audio_files([str(tmp_path / "**" / "*.wav")], recursive=True)
     assert names(files) == ["a.wav", "site/day1/f.wav", "sub/deeper/e.wav"]
     # A file named explicitly is taken whatever its extension; each file once.
-    files, _ = cli.find_audio_files([str(tmp_path / "notes.txt"), str(tmp_path / "a.wav"), str(tmp_path)])
+    files, _ = inputs.find_audio_files([str(tmp_path / "notes.txt"), str(tmp_path / "a.wav"), str(tmp_path)])
     assert names(files) == ["notes.txt", "a.wav", "B.FLAC", "c.Mp3"]
-    _, problems = cli.find_audio_files([str(tmp_path / "site")])
+    _, problems = inputs.find_audio_files([str(tmp_path / "site")])
     assert problems == [
         (str(tmp_path / "site"), "no audio files (.wav, .flac, .ogg, .mp3, .m3u8) or .ts segments in this folder "
          "(add --recursive to search its subfolders)")
@@ -362,34 +363,34 @@ def test_find_audio_files(tmp_path):
 
 def test_outputs_mirror_the_input_tree_and_keep_same_stem_recordings_apart(tmp_path):
     paths = [str(tmp_path / "site1" / "a.wav"), str(tmp_path / "site1" / "a.flac"), str(tmp_path / "site2" / "b.wav")]
-    jobs = cli.plan_jobs(paths, "results")
+    jobs = inputs.plan_jobs(paths, "results")
     assert [job.output_stem for job in jobs] == [
         os.path.join("results", "site1", "a.wav"),
         os.path.join("results", "site1", "a.flac"),
         os.path.join("results", "site2", "b"),
     ]
     assert [job.relative_path for job in jobs] == ["site1/a.wav", "site1/a.flac", "site2/b.wav"]
-    assert cli.plan_jobs([str(tmp_path / "one.wav")], "results")[0].output_stem == os.path.join("results", "one")
+    assert inputs.plan_jobs([str(tmp_path / "one.wav")], "results")[0].output_stem == os.path.join("results", "one")
 
 
 def test_default_model(monkeypatch, tmp_path):
     monkeypatch.setenv("ORCAHELLO_MODEL", "some/where")
-    assert cli.default_model() == "some/where"
+    assert models.default_model() == "some/where"
     monkeypatch.delenv("ORCAHELLO_MODEL")
-    monkeypatch.setattr(cli, "REPO_ROOT", str(tmp_path))
-    assert cli.default_model() == "orcasound/orcahello-srkw-detector-v1"
+    monkeypatch.setattr(models, "REPO_ROOT", str(tmp_path))
+    assert models.default_model() == "orcasound/orcahello-srkw-detector-v1"
     standin = tmp_path / "models" / "standin-resnet50-synthetic-weights"
     standin.mkdir(parents=True)
     (standin / "config.json").write_text("{}")
-    assert cli.default_model() == str(standin)
+    assert models.default_model() == str(standin)
 
 
 def test_git_revision_of_a_cloned_model_folder(tmp_path):
-    assert cli.git_revision(str(tmp_path)) is None
+    assert provenance.git_revision(str(tmp_path)) is None
     git_dir = tmp_path / ".git"
     (git_dir / "refs" / "heads").mkdir(parents=True)
     (git_dir / "HEAD").write_text("ref: refs/heads/main\n")
     (git_dir / "packed-refs").write_text("# pack-refs with: peeled\n" + "a" * 40 + " refs/heads/main\n")
-    assert cli.git_revision(str(tmp_path)) == "a" * 40
+    assert provenance.git_revision(str(tmp_path)) == "a" * 40
     (git_dir / "refs" / "heads" / "main").write_text("b" * 40 + "\n")
-    assert cli.git_revision(str(tmp_path)) == "b" * 40
+    assert provenance.git_revision(str(tmp_path)) == "b" * 40

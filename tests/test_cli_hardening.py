@@ -22,7 +22,9 @@ import pytest
 import soundfile
 from conftest import LEGACY, REPO_ROOT
 
-from orcahello import cli, writers
+import orcahello
+import vocabulary_orcahello
+from orcahello import cli, models, writers
 
 WAV = LEGACY / "audio" / "edge_20k_6s.wav"
 
@@ -82,7 +84,7 @@ def test_a_mistyped_model_is_named_as_a_missing_folder(given, message, tmp_path,
     (tmp_path / "empty_folder").mkdir()
     monkeypatch.chdir(tmp_path)
     status = cli.main(["detect", str(WAV), "--model", given, "--output-dir", str(tmp_path / "out")])
-    assert status == cli.EXIT_CANNOT_RUN
+    assert status == orcahello.EXIT_CANNOT_RUN
     err = capsys.readouterr().err
     assert f"ERROR: {message}" in err
     assert "repo id" not in err.lower() and "repo_id" not in err
@@ -92,7 +94,7 @@ def hub_cache_with_two_commits(tmp_path, tiny_model_folder, marker):
     """A Hugging Face cache holding the default Hub repo at two commits: the pinned one, and a newer `main` whose
     modeling code runs the attacker's code."""
     pinned, newer = "a" * 40, "b" * 40
-    repo = tmp_path / "hub" / ("models--" + cli.HUB_MODEL_ID.replace("/", "--"))
+    repo = tmp_path / "hub" / ("models--" + vocabulary_orcahello.HUB_MODEL_ID.replace("/", "--"))
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(newer)
     shutil.copytree(tiny_model_folder, repo / "snapshots" / pinned)
@@ -109,16 +111,16 @@ def test_the_default_hub_model_loads_only_its_pinned_revision(tiny_model_folder,
                HF_MODULES_CACHE=str(tmp_path / "modules"))  # fmt: skip
     program = (
         "import sys\n"
-        "from orcahello import cli\n"
+        "import vocabulary_orcahello\nfrom orcahello import models, provenance\n"
         "try:\n"
-        "    cli.load_pipeline(cli.HUB_MODEL_ID, 'cpu')\n"
+        "    models.load_pipeline(vocabulary_orcahello.HUB_MODEL_ID, 'cpu')\n"
         "    print('LOADED unpinned')\n"
-        "except cli.ModelNotFoundError as error:\n"
+        "except models.ModelNotFoundError as error:\n"
         "    print('REFUSED', error)\n"
-        f"cli.HUB_MODEL_REVISION = {pinned!r}\n"
-        "pipe = cli.load_pipeline(cli.HUB_MODEL_ID, 'cpu')\n"
+        f"models.HUB_MODEL_REVISION = {pinned!r}\n"
+        "pipe = models.load_pipeline(vocabulary_orcahello.HUB_MODEL_ID, 'cpu')\n"
         "print('MODULE', type(pipe.model).__module__)\n"
-        "print('REVISION', cli.describe_model(pipe, cli.HUB_MODEL_ID)['revision'])\n"
+        "print('REVISION', provenance.describe_model(pipe, vocabulary_orcahello.HUB_MODEL_ID)['revision'])\n"
     )
     completed = subprocess.run(
         [sys.executable, "-c", program], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
@@ -150,7 +152,7 @@ def test_ctrl_c_exits_130_with_one_line(tiny_model_folder, tmp_path):
     assert process.poll() is None, "the run ended before it could be interrupted"
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
-    assert process.returncode == cli.EXIT_INTERRUPTED, err
+    assert process.returncode == orcahello.EXIT_INTERRUPTED, err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == (
         "Interrupted: the finished results are kept; run the same command again to do the rest."
@@ -255,12 +257,12 @@ def test_a_resume_with_nothing_to_do_never_loads_the_model(tiny_model_folder, tm
     def must_not_load(*args, **kwargs):
         raise AssertionError("the model's weights were loaded for a run with nothing to score")
 
-    monkeypatch.setattr(cli, "load_pipeline", must_not_load)
+    monkeypatch.setattr(models, "load_pipeline", must_not_load)
     capsys.readouterr()
     assert cli.main(arguments) == 0
     assert "1 file(s): 0 scored, 1 skipped" in capsys.readouterr().out
     # Something to score again loads it.
-    assert cli.main(arguments + ["--overwrite"]) == cli.EXIT_CANNOT_RUN
+    assert cli.main(arguments + ["--overwrite"]) == orcahello.EXIT_CANNOT_RUN
     assert "weights were loaded for a run with nothing to score" in capsys.readouterr().err
 
 

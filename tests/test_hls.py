@@ -20,7 +20,7 @@ import soundfile
 from conftest import LEGACY, LocalHTTPServer, make_orcanode_hls, production_wav, run_orcahello_cli
 
 import hls_orcahello
-from orcahello import writers
+from orcahello import inputs, writers
 
 EPOCH = 1600000000  # an Orcasound stream folder's name: the Unix time the node started the stream
 MINUTE_WAV = LEGACY / "audio" / "rec01_calls_quiet_bg.wav"  # 60.011 s, 48 kHz mono: one production minute
@@ -444,7 +444,6 @@ def test_missing_pyav_is_a_clear_error(archive, monkeypatch):
 
 
 def test_finding_recordings_takes_playlists_and_segment_folders_whole(tmp_path):
-    from orcahello import cli
 
     for relative in (
         "node/hls/1600000000/live.m3u8", "node/hls/1600000000/live000.ts", "node/hls/1600000000/live001.ts",
@@ -452,22 +451,22 @@ def test_finding_recordings_takes_playlists_and_segment_folders_whole(tmp_path):
     ):  # fmt: skip
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relative).write_bytes(b"")
-    files, problems = cli.find_audio_files([str(tmp_path / "node")], recursive=True)
+    files, problems = inputs.find_audio_files([str(tmp_path / "node")], recursive=True)
     assert problems == []
     assert [os.path.relpath(path, tmp_path) for path in files] == [
         "node/clip.wav",
         "node/hls/1600000000/live.m3u8",  # the playlist is the recording; its segments are not scored alone
         "node/hls/1600000600",  # a folder of segments without a playlist is one recording
     ]
-    files, _ = cli.find_audio_files([str(tmp_path / "node" / "hls" / "1600000600")])
+    files, _ = inputs.find_audio_files([str(tmp_path / "node" / "hls" / "1600000600")])
     assert files == [str(tmp_path / "node" / "hls" / "1600000600")]
-    files, _ = cli.find_audio_files([str(tmp_path / "node" / "hls" / "*" / "live000.ts")])
+    files, _ = inputs.find_audio_files([str(tmp_path / "node" / "hls" / "*" / "live000.ts")])
     assert files == [str(tmp_path / "node" / "hls" / "1600000000"), str(tmp_path / "node" / "hls" / "1600000600")]
 
     url = "http://127.0.0.1:8000/bucket/node/hls/1600000000/live.m3u8"
-    files, _ = cli.find_audio_files([url, str(tmp_path / "node" / "clip.wav")])
+    files, _ = inputs.find_audio_files([url, str(tmp_path / "node" / "clip.wav")])
     assert files == [url, str(tmp_path / "node" / "clip.wav")]
-    jobs = cli.plan_jobs([url, str(tmp_path / "node" / "hls" / "1600000600"), str(tmp_path / "node" / "clip.wav")], "out")
+    jobs = inputs.plan_jobs([url, str(tmp_path / "node" / "hls" / "1600000600"), str(tmp_path / "node" / "clip.wav")], "out")
     assert [job.output_stem for job in jobs] == [
         os.path.join("out", "127.0.0.1_8000", "bucket", "node", "hls", "1600000000", "live"),
         os.path.join("out", "hls", "1600000600"),

@@ -16,7 +16,7 @@ import pytest
 import soundfile
 from conftest import REPO_ROOT
 
-from orcahello import cli
+import vocabulary_orcahello
 
 DATA_LIMIT_BYTES = 4 << 30
 
@@ -36,8 +36,8 @@ def limit_data():
 @pytest.mark.parametrize("index", range(len(readme_snippets())))
 def test_readme_snippet_runs_within_bounded_memory(index, resnet50_folder, tmp_path):
     snippet = readme_snippets()[index]
-    assert cli.HUB_MODEL_ID in snippet
-    code = snippet.replace(f'"{cli.HUB_MODEL_ID}"', repr(str(resnet50_folder)))
+    assert vocabulary_orcahello.HUB_MODEL_ID in snippet
+    code = snippet.replace(f'"{vocabulary_orcahello.HUB_MODEL_ID}"', repr(str(resnet50_folder)))
     minute = (np.random.default_rng(0).standard_normal(60 * 48000) * 0.1).astype(np.float32)
     soundfile.write(str(tmp_path / "hydrophone_minute.wav"), minute, 48000, subtype="PCM_16")
     np.save(tmp_path / "minute.npy", minute)

@@ -62,7 +62,7 @@ if REPO_ROOT not in sys.path:
 from conversion.model_folder import save_model_folder  # noqa: E402
 from feature_extraction_orcahello import OrcaHelloFeatureExtractor  # noqa: E402
 from modeling_orcahello import OrcaHelloForAudioClassification  # noqa: E402
-from orcahello.cli import positive_integer  # noqa: E402
+from orcahello.options import positive_integer  # noqa: E402
 from pipeline_orcahello import AudioInputError, open_recording  # noqa: E402
 
 LABELS = {"negative": 0, "positive": 1}

@@ -1,0 +1,158 @@
+# Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
+"""Where a run's results come from: the model's identity (files, hashes, git revision), the parameters and the hash
+that decides whether a finished result can be reused."""
+
+import datetime
+import hashlib
+import json
+import os
+import sys
+
+from vocabulary_orcahello import (
+    SYNTHETIC_WEIGHTS_KEY,
+    WEIGHTS_FILE,
+)
+
+from . import REPO_ROOT, models
+
+
+def git_revision(folder):
+    """The commit checked out in `folder` when it is a git clone (as `git clone` of a Hub repo makes), else None."""
+    git_dir = os.path.join(folder, ".git")
+    try:
+        if os.path.isfile(git_dir):  # a submodule or worktree: ".git" is a file naming the real git directory
+            with open(git_dir, encoding="utf-8") as handle:
+                pointer = handle.read().strip()
+            if not pointer.startswith("gitdir:"):
+                return None
+            git_dir = os.path.join(folder, pointer[len("gitdir:") :].strip())
+        with open(os.path.join(git_dir, "HEAD"), encoding="utf-8") as handle:
+            head = handle.read().strip()
+        if not head.startswith("ref:"):
+            return head or None  # a detached HEAD holds the commit itself
+        ref = head[len("ref:") :].strip()
+        ref_file = os.path.join(git_dir, *ref.split("/"))
+        if os.path.isfile(ref_file):
+            with open(ref_file, encoding="utf-8") as handle:
+                return handle.read().strip() or None
+        with open(os.path.join(git_dir, "packed-refs"), encoding="utf-8") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) == 2 and fields[1] == ref:
+                    return fields[0]
+    except OSError:
+        return None
+    return None
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe_model(pipe, model):
+    """
+    What identifies the model in the outputs: its name or path, the Hub commit it was downloaded at (or the git
+    commit of a cloned folder), and for a local folder the SHA-256 of its weights, so that a folder re-converted
+    with other weights is never mistaken for the one a previous run used.
+    """
+    return describe_model_config(pipe.model.config, model)
+
+
+def describe_model_config(config, model):
+    """`describe_model` from the model's config alone (`orcahello batch` never loads the weights in its driver)."""
+    is_folder = os.path.isdir(model)
+    info = {"name_or_path": os.path.abspath(model) if is_folder else model}
+    revision = getattr(config, "_commit_hash", None) or (git_revision(model) if is_folder else None)
+    revision = revision or models.hub_options(model).get("revision")
+    if revision:
+        info["revision"] = revision
+    if is_folder and os.path.isfile(os.path.join(model, WEIGHTS_FILE)):
+        info["weights_sha256"] = file_sha256(os.path.join(model, WEIGHTS_FILE))
+    # Folders converted before the config said so are known by the name fetch_model.py gives them.
+    if getattr(config, SYNTHETIC_WEIGHTS_KEY, False) or (
+        is_folder and os.path.basename(os.path.normpath(model)) == models.STANDIN_FOLDER_NAME
+    ):
+        info[SYNTHETIC_WEIGHTS_KEY] = True
+    return info
+
+
+def inference_presets_module():
+    """`configuration_orcahello`, where the inference presets are defined (a root file of the model folder)."""
+    try:
+        import configuration_orcahello
+    except ImportError:  # run from elsewhere than the repository root
+        sys.path.insert(0, REPO_ROOT)
+        import configuration_orcahello
+    return configuration_orcahello
+
+
+def scoring_parameters(args, config, site_parameters=None):
+    """
+    Every parameter that changes the numbers, resolved: the command line's, else the recording's entry in the
+    `--site-thresholds` table (`site_parameters`), else the model config's. An option given on the command line
+    applies to every recording: it is the explicit request, the table holds standing defaults.
+    """
+    presets = inference_presets_module()
+    # The model folder's preset and fields, or `--preset`'s (configuration_orcahello.INFERENCE_PRESETS).
+    preset, settings, _ = presets.resolve_inference_settings(
+        presets.config_inference_settings(config), preset=getattr(args, "preset", None)
+    )
+    parameters = {
+        name: settings[name]
+        for name in ("aggregation", "local_threshold", "global_count_threshold", "global_threshold", "top_k_windows",
+                     "window_seconds", "hop_seconds")
+    }
+    parameters["min_global_confidence"] = float(getattr(config, "min_global_confidence", 0.0))
+    # The preset's other fields go into the parameters (and so into the resume hash) only when they are not
+    # production's, so that results scored before presets existed still resume. Every JSON records them all.
+    fastai = presets.preset_settings("fastai")
+    other_fields = [field for field in presets.INFERENCE_FIELDS if field not in parameters]
+    if preset != "fastai" or any(settings[field] != fastai[field] for field in other_fields):
+        parameters.update(preset=preset, **{field: settings[field] for field in other_fields})
+    parameters.update(site_parameters or {})
+    if args.aggregation:
+        parameters["aggregation"] = args.aggregation
+    if args.threshold is not None:
+        parameters["local_threshold"] = float(args.threshold)
+    if args.min_positive_seconds is not None:
+        parameters["global_count_threshold"] = int(args.min_positive_seconds)
+    if getattr(args, "min_global_confidence", None) is not None:
+        parameters["min_global_confidence"] = float(args.min_global_confidence)
+    # Reduced precision changes the numbers, so it is part of what a resumed result must match; float32, the
+    # default, stays out of the parameters so that results scored before the option existed still resume.
+    if getattr(args, "precision", "float32") != "float32":
+        parameters["precision"] = args.precision
+    return parameters
+
+
+def inference_record(parameters, config):
+    """The preset and every inference field the pipeline resolves when called with `parameters` on a model with
+    `config`: what each JSON records (`preset`, `overridden`, the fields)."""
+    presets = inference_presets_module()
+    preset, settings, overridden = presets.resolve_inference_settings(
+        presets.config_inference_settings(config),
+        preset=parameters.get("preset"),
+        **{name: value for name, value in parameters.items() if name in presets.INFERENCE_FIELDS},
+    )
+    return {"preset": preset, "overridden": overridden, **settings}
+
+
+def run_hash(parameters, model_info):
+    """
+    The key of the resume check: a hash of the scoring parameters and the model's identity (its weights' hash, else
+    its revision, else its name). Batch size and device are left out: they move scores by ~1e-6 at most.
+    """
+    identity = model_info.get("weights_sha256") or model_info.get("revision") or model_info["name_or_path"]
+    payload = {"parameters": parameters, "model": identity}
+    if model_info.get(SYNTHETIC_WEIGHTS_KEY):  # results made before the outputs said so are made again, with the mark
+        payload[SYNTHETIC_WEIGHTS_KEY] = True
+    payload = json.dumps(payload, sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def now_iso():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
