@@ -42,11 +42,12 @@ import io
 import math
 import os
 import re
-import sys
 
 import numpy as np
 import torch
 from transformers import pipeline
+
+from vocabulary_orcahello import MIN_SAMPLING_RATE
 
 # The pipeline's call parameters and their types. Everything else is refused, so that a typo ("treshold") is an
 # error instead of a silently ignored setting.
@@ -304,7 +305,7 @@ class EndpointHandler:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.pipeline = pipeline("audio-classification", model=path or ".", trust_remote_code=True, device=device)
         # The floor is the pipeline's own (its module says why): one number, checked here before decoding.
-        self.min_sampling_rate = sys.modules[type(self.pipeline).__module__].MIN_SAMPLING_RATE
+        self.min_sampling_rate = MIN_SAMPLING_RATE
 
     def check_parameters(self, parameters):
         """Refuse a `batch_size` above the cap, and windowing that multiplies the work, unless the deployment allows."""

@@ -30,7 +30,14 @@ try:
     )
     from .hls_orcahello import HLSInputError, is_hls_input, iso_utc, open_hls, utc_at
     from .scoring_orcahello import build_scorer, padded_frames, resolve_engine, weights_version
-    from .vocabulary_orcahello import AGGREGATION_STRATEGIES, DEFAULT_BATCH_SIZE, ENGINES, PRECISIONS, is_url
+    from .vocabulary_orcahello import (
+        AGGREGATION_STRATEGIES,
+        DEFAULT_BATCH_SIZE,
+        ENGINES,
+        MIN_SAMPLING_RATE,
+        PRECISIONS,
+        is_url,
+    )
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from configuration_orcahello import config_inference_settings, resolve_inference_settings
     from feature_extraction_orcahello import (
@@ -41,7 +48,14 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
     )
     from hls_orcahello import HLSInputError, is_hls_input, iso_utc, open_hls, utc_at
     from scoring_orcahello import build_scorer, padded_frames, resolve_engine, weights_version
-    from vocabulary_orcahello import AGGREGATION_STRATEGIES, DEFAULT_BATCH_SIZE, ENGINES, PRECISIONS, is_url
+    from vocabulary_orcahello import (
+        AGGREGATION_STRATEGIES,
+        DEFAULT_BATCH_SIZE,
+        ENGINES,
+        MIN_SAMPLING_RATE,
+        PRECISIONS,
+        is_url,
+    )
 
 
 logger = logging.getLogger(__name__)
@@ -50,13 +64,6 @@ logger = logging.getLogger(__name__)
 # day-long file never holds more than a few MB of audio and spectrograms at once (8 was the fastest of 4 to 32).
 FRONTEND_BLOCK_WINDOWS = 8
 MMAP_THRESHOLD_BYTES = 1 << 20
-# The lowest sample rate scored. The model sees 0-10 kHz: production resamples every window to 20 kHz and its mel
-# filterbank, built for 16 kHz, spreads its filters over the whole 0-10 kHz of that audio (SPEC.md section 1, step
-# 6). A recording below 20 kHz carries nothing above its Nyquist frequency, so the top filters see only resampling's
-# zeros (of the 238 filters that are not empty by design, 19 lie wholly above 8 kHz, 76 above 4 kHz, and more are
-# cut): spectrograms the model never saw, and scores that mean nothing. Refusing them also bounds the work per byte of input: a WAV whose header
-# says 1 Hz made 2,000 samples into 1,999 windows.
-MIN_SAMPLING_RATE = 20000
 
 
 class AudioInputError(ValueError):

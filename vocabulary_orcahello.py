@@ -77,6 +77,14 @@ DEFAULT_MIN_GLOBAL_CONFIDENCE = 0.0
 # activations); GPUs need larger batches to be kept busy.
 DEFAULT_BATCH_SIZE = {"cpu": 8, "other": 32}
 
+# The lowest sample rate scored. The model sees 0-10 kHz: production resamples every window to 20 kHz and its mel
+# filterbank, built for 16 kHz, spreads its filters over the whole 0-10 kHz of that audio (SPEC.md section 1, step
+# 6). A recording below 20 kHz carries nothing above its Nyquist frequency, so the top filters see only resampling's
+# zeros (of the 238 filters that are not empty by design, 19 lie wholly above 8 kHz, 76 above 4 kHz, and more are
+# cut): spectrograms the model never saw, and scores that mean nothing. Refusing them also bounds the work per
+# byte of input: a WAV whose header says 1 Hz made 2,000 samples into 1,999 windows.
+MIN_SAMPLING_RATE = 20000
+
 # Inputs: audio files soundfile reads, and Orcasound's HLS streams (an `.m3u8` playlist, or `.ts` segments).
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 PLAYLIST_SUFFIX = ".m3u8"
