@@ -1,5 +1,5 @@
 """
-Fine-tuning (`training/finetune.py`) end to end on synthetic clips with the tiny model: the evaluation AUPRC rises
+Fine-tuning (`orcahello/training/finetune.py`) end to end on synthetic clips with the tiny model: the evaluation AUPRC rises
 above the untrained model's, and the saved folder loads through `pipeline(...)`; plus its metrics, frequency mask,
 data readers and backbone freezing.
 """
@@ -12,7 +12,7 @@ import soundfile
 import torch
 from safetensors.torch import load_file
 
-from training import finetune
+from orcahello.training import finetune
 
 RATE = 20000
 CLIP_SECONDS = 2.0

@@ -16,9 +16,9 @@ import torch
 from conftest import LEGACY, SHARED, assert_matches_production, legacy_wavs, make_orcanode_hls
 
 from configuration_orcahello import INFERENCE_FIELDS, INFERENCE_PRESETS, OrcaHelloConfig, resolve_inference_settings
-from conversion.convert_fastai import KEY_FORMATS, ConversionError, convert, fastai_to_canonical, main
-from conversion.restricted_unpickler import load_learner_export
 from feature_extraction_orcahello import port_segment_bounds
+from orcahello.conversion.convert_fastai import KEY_FORMATS, ConversionError, convert, fastai_to_canonical, main
+from orcahello.conversion.restricted_unpickler import load_learner_export
 from pipeline_orcahello import aggregate_windows
 
 PORT_OUTPUTS = LEGACY / "outputs" / "upstream_port"

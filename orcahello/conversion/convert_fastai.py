@@ -9,14 +9,14 @@ Accepted inputs (the format is detected from the file, then from its keys):
 
 - a fastai v1 learner export (`learn.export()`, usually `model.pkl`) in either torch serialization format (the
   2020 production file is the legacy non-zip format, newer exports are zip files). It is unpickled without fastai by
-  a restricted unpickler (`conversion/restricted_unpickler.py`) that refuses any global outside an allow-list;
+  a restricted unpickler (`orcahello/conversion/restricted_unpickler.py`) that refuses any global outside an allow-list;
 - a plain state_dict (`.pt`/`.pth`, loaded with `torch.load(weights_only=True)`, or `.safetensors`) with the keys of
   the fastai learner (`0.*` body, `1.*` head), of the upstream pure-PyTorch port (`model.conv1`, ..., `model.fc.7`:
   `model_v1.pt` and the Hub's first `model.safetensors`), or of this repository (`orcahello.resnet.*`,
   `classifier.*`). fastai's `learn.save()` files (`{"model": state_dict, "opt": ...}`) are unwrapped;
 - a folder laid out as upstream publishes its v1 port on the Hub (`PyTorchModelHubMixin`: nested `config.json`
   without `model_type`, `config.yaml`, port-keyed `model.safetensors` or `model_v1.pt`): its weights are converted
-  and its settings become the written folder's defaults, preset `"v1"` (`conversion/hub_v1_layout.py`).
+  and its settings become the written folder's defaults, preset `"v1"` (`orcahello/conversion/hub_v1_layout.py`).
 
 A learner or a bare state_dict gives a folder whose default preset is `"fastai"` (production's behaviour).
 
@@ -29,7 +29,7 @@ tensors and a finite forward pass for a state_dict.
 Usage:
 
 ```bash
-python conversion/convert_fastai.py --input model.pkl --output-dir orcahello-srkw-detector-v1 --card README.md
+python -m orcahello.conversion.convert_fastai --input model.pkl --output-dir orcahello-srkw-detector-v1 --card README.md
 ```
 """
 
@@ -45,19 +45,18 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
+from configuration_orcahello import resolve_inference_settings
+from feature_extraction_orcahello import OrcaHelloFeatureExtractor
+from modeling_orcahello import OrcaHelloForAudioClassification
 
-from configuration_orcahello import resolve_inference_settings  # noqa: E402
-from conversion.hub_v1_layout import (  # noqa: E402
+from .hub_v1_layout import (
     HubLayoutError,
     hub_weights_path,
     is_hub_v1_folder,
     read_hub_v1_settings,
 )
-from conversion.model_folder import default_config, save_model_folder  # noqa: E402
-from conversion.restricted_unpickler import (  # noqa: E402
+from .model_folder import default_config, save_model_folder
+from .restricted_unpickler import (
     InertObject,
     UnsafePickleError,
     check_torch_file_globals,
@@ -65,8 +64,6 @@ from conversion.restricted_unpickler import (  # noqa: E402
     pickles_objects,
     torch_file_format,
 )
-from feature_extraction_orcahello import OrcaHelloFeatureExtractor  # noqa: E402
-from modeling_orcahello import OrcaHelloForAudioClassification  # noqa: E402
 
 # A conversion fails when the converted model's logits differ from the learner's own by more than this.
 MAX_LOGIT_DIFFERENCE = 1e-4

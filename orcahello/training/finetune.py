@@ -3,7 +3,7 @@
 Fine-tune an OrcaHello model folder on labelled clips with transformers' `Trainer`, and save the result as a model
 folder that `pipeline("audio-classification", model=OUT, trust_remote_code=True)` loads.
 
-    python training/finetune.py --model models/orcahello-srkw-detector-v1 \
+    python -m orcahello.training.finetune --model models/orcahello-srkw-detector-v1 \
         --train data/train --eval data/eval --output-dir models/finetuned [--epochs 10] [--freeze-backbone]
 
 `--train` and `--eval` each name either
@@ -55,15 +55,12 @@ import time
 import numpy as np
 import torch
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
+from feature_extraction_orcahello import OrcaHelloFeatureExtractor
+from modeling_orcahello import OrcaHelloForAudioClassification
+from pipeline_orcahello import AudioInputError, open_recording
 
-from conversion.model_folder import save_model_folder  # noqa: E402
-from feature_extraction_orcahello import OrcaHelloFeatureExtractor  # noqa: E402
-from modeling_orcahello import OrcaHelloForAudioClassification  # noqa: E402
-from orcahello.options import positive_integer  # noqa: E402
-from pipeline_orcahello import AudioInputError, open_recording  # noqa: E402
+from ..conversion.model_folder import save_model_folder
+from ..options import positive_integer
 
 LABELS = {"negative": 0, "positive": 1}
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
@@ -411,7 +408,7 @@ def model_card(base_model, summary):
     base_model_line = "" if os.path.isdir(base_model) else f"base_model: {base_model}\n"
     backbone = "the backbone frozen" if options["freeze_backbone"] else "every layer trained"
     description = (
-        f"Fine-tuned from `{base_model}` with `training/finetune.py` on {data['train']['clips']} clips "
+        f"Fine-tuned from `{base_model}` with `orcahello/training/finetune.py` on {data['train']['clips']} clips "
         f"({data['train']['positive']} positive) for {options['epochs']} epoch(s), {backbone}; the epoch kept "
         f"(best AUPRC on {data['eval']['clips']} evaluation clips, {data['eval']['positive']} positive) is epoch "
         f"{summary['best_epoch']}."
