@@ -36,6 +36,8 @@ import time
 
 import numpy as np
 
+from vocabulary_orcahello import temporary_file_beside
+
 EMBEDDING_LAYERS = ("pooled", "head")
 DEFAULT_LAYER = "pooled"
 EMBEDDINGS_SUFFIX = ".orcahello.embeddings.parquet"
@@ -257,41 +259,38 @@ def write_embeddings(
     if file_name is None:
         file_name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<input>"
     embedder_dimension = WindowEmbedder(pipe.model, layer).dimension
-    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    temporary_path = f"{output_path}.tmp{os.getpid()}"
-    writer, pending, pending_windows, total_windows, written = None, [], 0, 0, None
-    try:
-        for block in iter_window_embeddings(pipe, source, layer, batch_size, **pipeline_parameters):
-            if writer is None:
-                # The schema's metadata must be known before the first row group: everything in it is known once
-                # the recording is open.
-                summary = {key: value for key, value in block.recording.items() if key != "windows"}
-                written = {**(metadata or {}), "recording": summary, "layer": layer,
-                           "num_windows": len(block.recording["windows"])}
-                schema = embeddings_schema(embedder_dimension, written)
-                # Dictionary encoding only for the one repeated string: on the float vectors it makes the file
-                # 20% larger than the raw floats. zstd saves another ~10% on them.
-                writer = parquet.ParquetWriter(temporary_path, schema, use_dictionary=["file"], compression="zstd")
-            pending.append(block)
-            pending_windows += len(block.windows)
-            total_windows += len(block.windows)
-            if pending_windows >= ROW_GROUP_WINDOWS:
+    with temporary_file_beside(output_path) as temporary_path:
+        writer, pending, pending_windows, total_windows, written = None, [], 0, 0, None
+        try:
+            for block in iter_window_embeddings(pipe, source, layer, batch_size, **pipeline_parameters):
+                if writer is None:
+                    # The schema's metadata must be known before the first row group: everything in it is known once
+                    # the recording is open.
+                    summary = {key: value for key, value in block.recording.items() if key != "windows"}
+                    written = {**(metadata or {}), "recording": summary, "layer": layer,
+                               "num_windows": len(block.recording["windows"])}
+                    schema = embeddings_schema(embedder_dimension, written)
+                    # Dictionary encoding only for the one repeated string: on the float vectors it makes the file
+                    # 20% larger than the raw floats. zstd saves another ~10% on them.
+                    writer = parquet.ParquetWriter(temporary_path, schema, use_dictionary=["file"], compression="zstd")
+                pending.append(block)
+                pending_windows += len(block.windows)
+                total_windows += len(block.windows)
+                if pending_windows >= ROW_GROUP_WINDOWS:
+                    writer.write_batch(_record_batch(file_name, pending, schema))
+                    pending, pending_windows = [], 0
+                if progress is not None:
+                    progress(len(block.windows))
+            if pending:
                 writer.write_batch(_record_batch(file_name, pending, schema))
-                pending, pending_windows = [], 0
-            if progress is not None:
-                progress(len(block.windows))
-        if pending:
-            writer.write_batch(_record_batch(file_name, pending, schema))
-        writer.close()
-        writer = None
-        if total_windows != written["num_windows"]:
-            raise RuntimeError(f"{file_name}: {total_windows} windows embedded of {written['num_windows']}")
-        os.replace(temporary_path, output_path)
-    finally:
-        if writer is not None:
             writer.close()
-        if os.path.exists(temporary_path):
-            os.remove(temporary_path)
+            writer = None
+            if total_windows != written["num_windows"]:
+                raise RuntimeError(f"{file_name}: {total_windows} windows embedded of {written['num_windows']}")
+            os.replace(temporary_path, output_path)
+        finally:
+            if writer is not None:
+                writer.close()
     return written
 
 

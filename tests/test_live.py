@@ -227,6 +227,23 @@ def test_a_line_cut_short_by_a_crash_is_dropped_on_restart(tmp_path):
     assert outputs.last_window() == {"recording": "1", "index": 0}
 
 
+def test_a_positive_minutes_clip_is_written_whole_or_not_at_all(tmp_path):
+    import soundfile
+
+    from orcahello.live_outputs import write_wav
+
+    audio = np.array([[0, 1000, -1000, 32767], [5, 6, 7, -32768]], dtype=np.int16)
+    write_wav(str(tmp_path / "minute.wav"), audio, 16000)
+    samples, rate = soundfile.read(tmp_path / "minute.wav", dtype="int16", always_2d=True)
+    assert rate == 16000 and samples.T.tolist() == audio.tolist()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["minute.wav"]  # no temporary file left beside it
+
+    # Samples that cannot be made 16-bit PCM fail with the WAV open (closing it writes a header): nothing is left.
+    with pytest.raises(TypeError):
+        write_wav(str(tmp_path / "other.wav"), np.array([[None, None]], dtype=object), 16000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["minute.wav"]
+
+
 @pytest.mark.parametrize(
     "source, name",
     [
