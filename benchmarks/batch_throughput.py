@@ -41,7 +41,8 @@ DEFAULT_LEARNER = os.path.join(SHARED, "fixtures", "legacy", "model_resnet50_leg
 
 def convert_fixture_learner(folder):
     subprocess.run(
-        [sys.executable, "-m", "orcahello.conversion.convert_fastai", "--input", DEFAULT_LEARNER, "--output-dir", folder],
+        [sys.executable, "-m", "orcahello.conversion.convert_fastai", "--input", DEFAULT_LEARNER,
+         "--output-dir", folder],
         cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     return folder

@@ -46,7 +46,8 @@ def model_folder(path):
         return path
     folder = os.path.join(tempfile.mkdtemp(prefix="orcahello-bench-"), "resnet50")
     subprocess.run(
-        [sys.executable, "-m", "orcahello.conversion.convert_fastai", "--input", DEFAULT_LEARNER, "--output-dir", folder],
+        [sys.executable, "-m", "orcahello.conversion.convert_fastai", "--input", DEFAULT_LEARNER,
+         "--output-dir", folder],
         cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL,
     )
     return folder

@@ -1,5 +1,5 @@
 """
-Fine-tuning (`orcahello/training/finetune.py`) end to end on synthetic clips with the tiny model: the evaluation AUPRC rises
+Fine-tuning (`orcahello.training.finetune`) end to end on synthetic clips with the tiny model: the evaluation AUPRC rises
 above the untrained model's, and the saved folder loads through `pipeline(...)`; plus its metrics, frequency mask,
 data readers and backbone freezing.
 """

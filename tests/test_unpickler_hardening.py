@@ -1,5 +1,5 @@
 """
-Attacks on the restricted unpickler (orcahello/conversion/restricted_unpickler.py) that get past an allow-list of globals:
+Attacks on the restricted unpickler (orcahello.conversion.restricted_unpickler) that get past an allow-list of globals:
 each pickle names only allowed globals, and misuses them. Every file here is refused with a clear error, and leaves
 the process as it was.
 """

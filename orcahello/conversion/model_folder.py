@@ -131,6 +131,7 @@ def write_configs(output_dir):
 
 
 if __name__ == "__main__":
-    # python -m orcahello.conversion.model_folder  -> rewrites the repository root's config.json and preprocessor_config.json
+    # python -m orcahello.conversion.model_folder -> rewrites the repository root's config.json and
+    # preprocessor_config.json
     write_configs(REPO_ROOT)
     print(f"wrote config.json and preprocessor_config.json in {REPO_ROOT}")
