@@ -59,11 +59,11 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
+from audio_orcahello import AudioInputError, open_recording  # noqa: E402
 from conversion.model_folder import save_model_folder  # noqa: E402
 from feature_extraction_orcahello import OrcaHelloFeatureExtractor  # noqa: E402
 from modeling_orcahello import OrcaHelloForAudioClassification  # noqa: E402
 from orcahello.options import positive_integer  # noqa: E402
-from pipeline_orcahello import AudioInputError, open_recording  # noqa: E402
 
 LABELS = {"negative": 0, "positive": 1}
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
