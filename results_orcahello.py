@@ -183,6 +183,7 @@ def build_file_result(
     info: Mapping[str, Any],
     window_confidences: Sequence[float] | np.ndarray,
     silent_windows: int = 0,
+    *,
     decision: DecisionParameters = DEFAULT_DECISION,
     return_timestamps: bool = True,
     top_k: int | None = None,
@@ -227,10 +228,10 @@ def build_file_result(
             )
             logger.warning("%s: %s", info["name"], warnings[-1])
     positive_score = result["global_confidence"] / 100.0 if aggregation == "orcahello" else result["global_confidence"]
-    decision = "positive" if result["global_prediction"] else "negative"
+    label = "positive" if result["global_prediction"] else "negative"
     scores = {"positive": positive_score, "negative": 1.0 - positive_score}
-    labels = [decision, "negative" if decision == "positive" else "positive"]
-    label_scores = [{"label": label, "score": scores[label]} for label in labels]
+    labels = [label, "negative" if label == "positive" else "positive"]
+    label_scores = [{"label": name, "score": scores[name]} for name in labels]
     if top_k is not None:
         label_scores = label_scores[: max(1, int(top_k))]
     if not return_timestamps:
@@ -280,8 +281,8 @@ def build_file_result(
             detection["start_utc"] = utc(detection["start"])
             detection["end_utc"] = utc(detection["end"], before=True)
     output = {
-        "label": decision,
-        "score": scores[decision],
+        "label": label,
+        "score": scores[label],
         "labels": label_scores,
         "global_prediction": result["global_prediction"],
         "global_confidence": result["global_confidence"],

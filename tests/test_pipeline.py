@@ -1,7 +1,9 @@
 """The file-level pipeline against production's results (SPEC.md section 3), its inputs, outputs and errors."""
 
+import dataclasses
 import io
 import json
+import shutil
 import wave
 
 import numpy as np
@@ -317,3 +319,63 @@ def test_build_file_result_is_what_the_pipeline_returns(tiny_pipeline):
     short = audio.open_recording(np.zeros(48000, np.int16), sampling_rate=48000)
     with pytest.raises(audio_input_error(tiny_pipeline), match="shorter than one 2-second window"):
         audio.scoring_windows(short)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The decision parameters, and the feature extractor settings a pipeline scores with
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_decision_parameters_are_the_vocabulary_fields_with_production_defaults():
+    from vocabulary_orcahello import DECISION_FIELDS, INFERENCE_PRESETS
+
+    defaults = dataclasses.asdict(DecisionParameters())
+    assert tuple(defaults) == DECISION_FIELDS
+    production = INFERENCE_PRESETS["fastai"]
+    assert defaults == {**{name: production[name] for name in DECISION_FIELDS[:-1]}, "min_global_confidence": 0.0}
+
+
+def test_decision_parameters_from_a_run_s_settings():
+    settings = {"aggregation": "mean_top_k", "top_k_windows": 2, "window_seconds": 3.0, "preset": "v1"}
+    decision = DecisionParameters.from_mapping(settings)
+    assert decision == DecisionParameters(aggregation="mean_top_k", top_k_windows=2)  # the rest: production's
+    with pytest.raises(ValueError, match="decision parameters without a value: local_threshold"):
+        DecisionParameters.from_mapping({"local_threshold": None})
+
+
+def broken_preprocessor_folder(tiny_model_folder, tmp_path):
+    folder = tmp_path / "broken_preprocessor"
+    shutil.copytree(tiny_model_folder, folder)
+    (folder / "preprocessor_config.json").write_text("{ not json")
+    return folder
+
+
+def test_a_model_folder_whose_feature_extractor_settings_do_not_load_is_refused(tiny_model_folder, tmp_path):
+    """Never the default settings in their place: a folder's own settings, or a one-line error naming the folder."""
+    from modeling_orcahello import OrcaHelloForAudioClassification
+    from pipeline_orcahello import OrcaHelloAudioClassificationPipeline
+
+    folder = broken_preprocessor_folder(tiny_model_folder, tmp_path)
+    model = OrcaHelloForAudioClassification.from_pretrained(str(folder)).eval()
+    with pytest.raises(ValueError) as raised:
+        OrcaHelloAudioClassificationPipeline(model=model)  # no feature extractor given: the pipeline loads the folder's
+    message = str(raised.value)
+    assert message.startswith(f"{folder}: cannot load the model's feature extractor settings (preprocessor_config.json)")
+    assert "\n" not in message
+    # Through transformers too (the version installed may load the settings itself): the error names the file.
+    from transformers import pipeline
+
+    with pytest.raises((ValueError, OSError), match="preprocessor_config"):
+        pipeline("audio-classification", model=str(folder), trust_remote_code=True)
+
+
+def test_only_a_model_built_in_memory_gets_the_default_feature_extractor():
+    from conftest import tiny_config
+
+    from feature_extraction_orcahello import OrcaHelloFeatureExtractor
+    from modeling_orcahello import OrcaHelloForAudioClassification
+    from pipeline_orcahello import OrcaHelloAudioClassificationPipeline
+
+    pipe = OrcaHelloAudioClassificationPipeline(model=OrcaHelloForAudioClassification(tiny_config()).eval())
+    assert pipe.model.name_or_path == ""
+    assert pipe.feature_extractor.to_dict() == OrcaHelloFeatureExtractor().to_dict()
