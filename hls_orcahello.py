@@ -150,23 +150,7 @@ def program_date_time_jump(previous: Segment, segment: Segment, rate: int) -> fl
     return segment.program_date_time - expected
 
 
-def missing_segment_numbers(previous: Segment, segment: Segment) -> tuple[int, str | None]:
-    """
-    `(count, numbers)`: how many segment numbers are missing between `previous` and `segment` (a folder's files) and
-    which (`"7"` or `"7-9"`); `(0, None)` when none is, or when either name has no number.
-    """
-    if previous.number is None or segment.number is None:
-        return 0, None
-    skipped = segment.number - previous.number - 1
-    if skipped <= 0:
-        return 0, None
-    numbers = str(previous.number + 1) if skipped == 1 else f"{previous.number + 1}-{segment.number - 1}"
-    return skipped, numbers
-
-
-def stream_start_time(
-    first: Segment, folder_epoch: int | None, nominal: float
-) -> tuple[float | None, str | None, str | None]:
+def stream_start_time(first: Segment, folder_epoch: int | None, nominal: float) -> tuple[float | None, str | None, str | None]:
     """
     `(start, start_time_source, warning)`: the Unix time of the first decoded sample, from the first playable
     segment `first` (its program date-time) or the stream folder's epoch (`folder_epoch`, plus `first.number` mean
@@ -219,14 +203,8 @@ class HLSAudio:
         max_segments (`int`, *optional*): refuse a playlist listing more segments (default `MAX_PLAYLIST_SEGMENTS`).
     """
 
-    def __init__(
-        self,
-        source: str | os.PathLike,
-        name: str | None = None,
-        timeout: float | None = None,
-        allow_other_hosts: bool = False,
-        max_segments: int = MAX_PLAYLIST_SEGMENTS,
-    ) -> None:
+    def __init__(self, source: str | os.PathLike, name: str | None = None, timeout: float | None = None,
+                 allow_other_hosts: bool = False, max_segments: int = MAX_PLAYLIST_SEGMENTS) -> None:
         self.source = os.fspath(source)
         self.name = name or self.source
         self.timeout = HTTP_TIMEOUT_SECONDS if timeout is None else float(timeout)
@@ -408,7 +386,7 @@ class HLSAudio:
                 if segment.discontinuity:
                     gap = record_gap(*where, f"#EXT-X-DISCONTINUITY before {segment.name}")
                     gap["_evidence"]["discontinuity"] = True
-                skipped, numbers = missing_segment_numbers(previous, segment) if self.kind == "folder" else (0, None)
+                skipped, numbers = segment.numbers_missing_after(previous) if self.kind == "folder" else (0, None)
                 if skipped > 0:
                     gap = record_gap(*where, f"segment number(s) {numbers} missing")
                     gap["_evidence"]["numbers"] = skipped * nominal
@@ -535,6 +513,7 @@ class HLSAudio:
         self.max_buffered_samples = getattr(self, "max_buffered_samples", 0)
 
     def _append(self, frames):
+        """Convert decoded `frames` (a None among them flushes the converter) and keep their samples."""
         for frame in frames:
             for converted in self._resampler.resample(frame):
                 samples = converted.to_ndarray().reshape(-1, self.num_channels).T.copy()
@@ -556,11 +535,7 @@ class HLSAudio:
                 self._append(frames)
             elif not self._flushed:
                 self._flushed = True
-                self._append(self._decoder.decode(None))
-                for converted in self._resampler.resample(None):
-                    samples = converted.to_ndarray().reshape(-1, self.num_channels).T.copy()
-                    self._chunks.append((self._buffer_end, samples))
-                    self._buffer_end += samples.shape[1]
+                self._append([*self._decoder.decode(None), None])  # the decoder's last frames, then swresample's
             else:
                 return False
         except (av.error.FFmpegError, ValueError) as error:
@@ -614,12 +589,7 @@ def samples_from_chunks(
     return np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0].copy()
 
 
-def open_hls(
-    source: str | os.PathLike,
-    name: str | None = None,
-    timeout: float | None = None,
-    allow_other_hosts: bool = False,
-    max_segments: int = MAX_PLAYLIST_SEGMENTS,
-) -> HLSAudio:
+def open_hls(source: str | os.PathLike, name: str | None = None, timeout: float | None = None,
+             allow_other_hosts: bool = False, max_segments: int = MAX_PLAYLIST_SEGMENTS) -> HLSAudio:
     """Open an HLS input (see `HLSAudio`); raises `HLSInputError` with a one-line message when it cannot be read."""
     return HLSAudio(source, name=name, timeout=timeout, allow_other_hosts=allow_other_hosts, max_segments=max_segments)

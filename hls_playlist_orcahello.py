@@ -131,6 +131,20 @@ class Segment:
         self.first_sample = 0  # where its audio starts in the decoded stream
         self.num_samples = 0
 
+    def numbers_missing_after(self, previous: "Segment") -> tuple[int, str | None]:
+        """
+        `(count, numbers)`: how many segment numbers are missing between `previous` and this segment (a folder's
+        files, numbered by `segment_number`) and which (`"7"` or `"7-9"`); `(0, None)` when none is, or when
+        either has no number.
+        """
+        if previous.number is None or self.number is None:
+            return 0, None
+        skipped = self.number - previous.number - 1
+        if skipped <= 0:
+            return 0, None
+        numbers = str(previous.number + 1) if skipped == 1 else f"{previous.number + 1}-{self.number - 1}"
+        return skipped, numbers
+
 
 def parse_playlist(
     text: str, playlist_location: str, name: str, max_segments: int = MAX_PLAYLIST_SEGMENTS
