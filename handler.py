@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from transformers import pipeline
 
-from vocabulary_orcahello import MIN_SAMPLING_RATE
+from vocabulary_orcahello import MIN_SAMPLING_RATE, return_large_buffers_to_the_system
 
 # The pipeline's call parameters and their types. Everything else is refused, so that a typo ("treshold") is an
 # error instead of a silently ignored setting.
@@ -302,6 +302,7 @@ class EndpointHandler:
         self.max_sampling_rate = limit_setting("max_sampling_rate", max_sampling_rate)
         self.max_batch_size = limit_setting("max_batch_size", max_batch_size)
         self.allow_custom_windowing = limit_setting("allow_custom_windowing", allow_custom_windowing)
+        return_large_buffers_to_the_system()  # process-wide (mallopt): the endpoint process's to make
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.pipeline = pipeline("audio-classification", model=path or ".", trust_remote_code=True, device=device)
         # The floor is the pipeline's own (its module says why): one number, checked here before decoding.

@@ -209,7 +209,7 @@ def child_fast_mode(args):
     """The opt-in fast mode against float32 on every fixture recording: speed and what it changes."""
     import numpy as np
 
-    from pipeline_orcahello import aggregate_windows
+    from results_orcahello import aggregate_windows
 
     detector = load_detector(args)
     wavs = sorted(glob.glob(os.path.join(FIXTURE_AUDIO, "*.wav")))

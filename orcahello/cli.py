@@ -24,7 +24,7 @@ import argparse
 import os
 import sys
 
-from vocabulary_orcahello import DEFAULT_BATCH_SIZE, HUB_MODEL_ID
+from vocabulary_orcahello import DEFAULT_BATCH_SIZE, HUB_MODEL_ID, return_large_buffers_to_the_system
 
 from . import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, __version__, detect, models, options, run_lock, writers
 
@@ -292,6 +292,7 @@ def add_batch_parser(commands):
 
 def main(argv=None):
     """The `orcahello` console script; `argv` defaults to the command line. Returns the exit status."""
+    return_large_buffers_to_the_system()  # process-wide (mallopt): the entry point's to make, not the pipeline's
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:

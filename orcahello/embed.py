@@ -118,11 +118,6 @@ class EmbeddedWindows:
     recording: dict  # what `recording_summary` says about the whole recording
 
 
-def pipeline_module(pipe):
-    """The module that defines the loaded pipeline (a model folder's custom code, or this checkout's)."""
-    return sys.modules[type(pipe).__module__]
-
-
 def recording_summary(pipe, info):
     """
     What detect's result says about a recording apart from its scores: its `windows` table (start, end, and for
@@ -130,8 +125,11 @@ def recording_summary(pipe, info):
     `build_file_result`, so the rows are detect's windows by construction; none of these depend on the scores,
     for which placeholders stand in.
     """
+    from . import models
+
     placeholder_scores = np.zeros(info["num_windows"])
-    result = pipeline_module(pipe).build_file_result(info, placeholder_scores, return_timestamps=True)
+    results = models.custom_code_module(pipe, "results_orcahello")
+    result = results.build_file_result(info, placeholder_scores, return_timestamps=True)
     keys = ("windows", "duration_s", "start_time_utc", "gaps", "warnings", "sampling_rate", "num_channels")
     summary = {key: result[key] for key in keys}
     summary["windows"] = [

@@ -31,7 +31,8 @@ import sys
 import threading
 import time
 
-from hls_orcahello import HLSInputError, epoch_from_folder, iso_utc, utc_at
+from hls_orcahello import iso_utc, utc_at
+from hls_playlist_orcahello import HLSInputError, epoch_from_folder
 from vocabulary_orcahello import DEFAULT_BATCH_SIZE
 
 from . import EXIT_CANNOT_RUN, EXIT_OK, __version__, detect, models, options, provenance
@@ -66,7 +67,7 @@ class WindowScorer:
     def score(self, recording, bounds):
         """`(P(call) per window, digital silence per window)` for the sample `bounds` of `recording`."""
         # Imported here, as orcahello.batch does: building the command line parser never loads torch.
-        from pipeline_orcahello import featurize_windows
+        from audio_orcahello import featurize_windows
 
         scores, silent = [], []
         for first in range(0, len(bounds), self.batch_size):
@@ -359,7 +360,7 @@ class LiveFollower:
 
     def _write_minute(self, final=False):
         """The file-level result of the minute's windows (`build_file_result`), and its outputs."""
-        from pipeline_orcahello import build_file_result
+        from results_orcahello import DecisionParameters, build_file_result
 
         recording = self.recording
         first_index = self.next_minute * self.minute_windows
@@ -404,7 +405,7 @@ class LiveFollower:
         scoring = {name: value for name, value in self.parameters.items() if name in SCORING_NAMES}
         result = build_file_result(
             info, [entry["score"] for entry in entries], sum(entry["silent"] for entry in entries),
-            return_timestamps=True, **scoring,
+            decision=DecisionParameters.from_mapping(scoring), return_timestamps=True,
         )
         document = {
             "source": self.source.source,

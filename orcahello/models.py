@@ -1,6 +1,7 @@
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """Which model a command runs, and loading it: a local folder, `$ORCAHELLO_MODEL`, or the pinned Hub release."""
 
+import importlib
 import os
 import re
 
@@ -110,6 +111,16 @@ def load_pipeline(model, device):
     from transformers import pipeline
 
     return pipeline("audio-classification", model=model, trust_remote_code=True, device=device, **options)
+
+
+def custom_code_module(pipe, name):
+    """
+    The module `name` (e.g. `"results_orcahello"`) of the code the loaded pipeline `pipe` runs: the model folder's
+    copy when the pipeline came from it (`trust_remote_code`), this checkout's when it was built from the checkout's
+    own modules. What a command builds around the pipeline's results must be the pipeline's own code, not ours.
+    """
+    package = type(pipe).__module__.rpartition(".")[0]
+    return importlib.import_module(f"{package}.{name}" if package else name)
 
 
 def load_config(model):

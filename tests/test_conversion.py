@@ -43,9 +43,12 @@ MODEL_FOLDER_FILES = (
     "configuration_orcahello.py",
     "modeling_orcahello.py",
     "feature_extraction_orcahello.py",
+    "audio_orcahello.py",
     "hls_orcahello.py",
+    "hls_playlist_orcahello.py",
     "http_orcahello.py",
     "pipeline_orcahello.py",
+    "results_orcahello.py",
 )
 MODEL_CARD = """---
 library_name: transformers

@@ -14,9 +14,12 @@ CUSTOM_CODE_FILES = (
     "configuration_orcahello.py",
     "modeling_orcahello.py",
     "feature_extraction_orcahello.py",
+    "audio_orcahello.py",
     "hls_orcahello.py",
+    "hls_playlist_orcahello.py",
     "http_orcahello.py",
     "pipeline_orcahello.py",
+    "results_orcahello.py",
     "scoring_orcahello.py",
     "vocabulary_orcahello.py",
 )

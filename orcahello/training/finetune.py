@@ -55,9 +55,9 @@ import time
 import numpy as np
 import torch
 
+from audio_orcahello import AudioInputError, open_recording
 from feature_extraction_orcahello import OrcaHelloFeatureExtractor
 from modeling_orcahello import OrcaHelloForAudioClassification
-from pipeline_orcahello import AudioInputError, open_recording
 
 from ..conversion.model_folder import save_model_folder
 from ..options import positive_integer
