@@ -150,7 +150,9 @@ def program_date_time_jump(previous: Segment, segment: Segment, rate: int) -> fl
     return segment.program_date_time - expected
 
 
-def stream_start_time(first: Segment, folder_epoch: int | None, nominal: float) -> tuple[float | None, str | None, str | None]:
+def stream_start_time(
+    first: Segment, folder_epoch: int | None, nominal: float
+) -> tuple[float | None, str | None, str | None]:
     """
     `(start, start_time_source, warning)`: the Unix time of the first decoded sample, from the first playable
     segment `first` (its program date-time) or the stream folder's epoch (`folder_epoch`, plus `first.number` mean

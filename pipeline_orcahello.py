@@ -102,14 +102,15 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             `OrcaHelloConfig`.
         aggregation (`str`, `"orcahello"`):
             `"orcahello"` (production), `"mean_thresholded"` or `"mean_top_k"` (the upstream port); see
-            `aggregate_windows`.
+            `results_orcahello.aggregate_windows`.
         local_threshold (`float`, 0.5), global_count_threshold (`int`, 3), global_threshold (`float`, 0.6),
         top_k_windows (`int`, 3):
-            Decision thresholds, see `aggregate_windows`.
+            Decision thresholds, see `results_orcahello.aggregate_windows`.
         min_global_confidence (`float`, 0.0):
             A floor on the file's global confidence (0-1 scale, i.e. production's 0-100 value / 100): a recording
             is positive when the aggregation's rule says so **and** its global confidence reaches the floor (see
-            `apply_confidence_floor`; `orcahello calibrate` fits one per hydrophone). 0 keeps production's decision.
+            `results_orcahello.apply_confidence_floor`; `orcahello calibrate` fits one per hydrophone). 0 keeps
+            production's decision.
         return_timestamps (`bool`, False):
             Return the full result dict (production's keys, windows, rows and merged detections) instead of the
             `[{"label", "score"}]` list. It always has `start_time_utc` (ISO 8601 `...Z`, or None when the input
@@ -308,8 +309,8 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             return featurize_windows(recording, block, self.feature_extractor, dtype=self.dtype, device=frontend_device)
 
         # Small blocks: the model starts on its first batch soon, and every buffer stays small (see
-        # `return_large_buffers_to_the_system`). Each window is featurized on its own: how windows are grouped does
-        # not change a single value.
+        # `vocabulary_orcahello.return_large_buffers_to_the_system`). Each window is featurized on its own: how
+        # windows are grouped does not change a single value.
         block_starts = list(range(0, len(bounds), FRONTEND_BLOCK_WINDOWS)) + [len(bounds)]
         # The next block is featurized in a background thread while the model scores this one: resampling, the
         # STFT and the engines all release the GIL, so the frontend mostly hides behind the model.
