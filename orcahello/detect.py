@@ -21,7 +21,6 @@ recordings already scored with the same model and parameters (`--overwrite` redo
 """
 
 import dataclasses
-import inspect
 import json
 import logging
 import os
@@ -206,15 +205,29 @@ def score_or_resume(job, pipe, settings, progress_callback=None):
     return document, resumed
 
 
-def failure_reason(error, path):
+def failure_reason(error: BaseException, path: str) -> str:
     """One line saying why `path` failed, without repeating the path the pipeline's messages start with."""
+    # Imported here: building the command line's parser never loads torch (the pipeline's module does).
+    from pipeline_orcahello import AudioInputError
+
     message = str(error).strip() or type(error).__name__
     if message.startswith(f"{path}: "):
         message = message[len(path) + 2 :]
     # AudioInputError messages say what is wrong with the audio; anything else is unexpected: name its type.
-    if type(error).__name__ != "AudioInputError":
+    if not isinstance(error, AudioInputError):
         message = f"{type(error).__name__}: {message}"
     return " ".join(message.split())
+
+
+def quiet_pipeline_warnings() -> None:
+    """
+    Leave a recording's warnings (digital silence, gaps) to the command, which prints each once with the recording's
+    path and keeps them in the outputs: the pipeline also logs them, for library users, from the module that builds
+    its results.
+    """
+    from pipeline_orcahello import build_file_result
+
+    logging.getLogger(build_file_result.__module__).setLevel(logging.ERROR)
 
 
 def summary_row(job, document):
@@ -273,7 +286,7 @@ def detect(args, command=None):
         print(f"ERROR: cannot load the model {model!r}: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     # Warnings about a recording (digital silence) are in its JSON and printed below, once, with its path.
-    logging.getLogger("transformers_modules").setLevel(logging.ERROR)
+    quiet_pipeline_warnings()
 
     parameters = provenance.scoring_parameters(args, config)
     model_info = provenance.describe_model_config(config, model)
@@ -322,9 +335,6 @@ def detect(args, command=None):
             progress_bar.refresh()
         progress_bar.update(count)
 
-    # A model folder whose pipeline_orcahello.py predates the callback gets the bar moving once per file.
-    takes_callback = pipe is not None and "progress_callback" in inspect.signature(pipe._sanitize_parameters).parameters
-    window_progress = on_windows if takes_callback else None
     try:
         for number, job in enumerate(jobs, start=1):
             progress_bar.set_description(f"OrcaHello file {number}/{len(jobs)}")
@@ -332,7 +342,7 @@ def detect(args, command=None):
             progress["file_windows"] = 0
             try:
                 job_settings = settings_for_recording(job, settings, args, config, site_table)
-                document, resumed = score_or_resume(job, pipe, job_settings, progress_callback=window_progress)
+                document, resumed = score_or_resume(job, pipe, job_settings, progress_callback=on_windows)
             except Exception as error:  # one bad recording never stops the batch
                 reason = failure_reason(error, job.path)
                 progress_bar.write(f"ERROR {job.path}: {reason}", file=sys.stderr)

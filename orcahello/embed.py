@@ -116,20 +116,17 @@ class EmbeddedWindows:
     recording: dict  # what `recording_summary` says about the whole recording
 
 
-def pipeline_module(pipe):
-    """The module that defines the loaded pipeline (a model folder's custom code, or this checkout's)."""
-    return sys.modules[type(pipe).__module__]
-
-
-def recording_summary(pipe, info):
+def recording_summary(info):
     """
     What detect's result says about a recording apart from its scores: its `windows` table (start, end, and for
     HLS spans_gap and UTC), `duration_s`, `start_time_utc`, `gaps` and `warnings`. Taken from the pipeline's own
     `build_file_result`, so the rows are detect's windows by construction; none of these depend on the scores,
     for which placeholders stand in.
     """
+    from pipeline_orcahello import build_file_result
+
     placeholder_scores = np.zeros(info["num_windows"])
-    result = pipeline_module(pipe).build_file_result(info, placeholder_scores, return_timestamps=True)
+    result = build_file_result(info, placeholder_scores, return_timestamps=True)
     keys = ("windows", "duration_s", "start_time_utc", "gaps", "warnings", "sampling_rate", "num_channels")
     summary = {key: result[key] for key in keys}
     summary["windows"] = [
@@ -143,7 +140,7 @@ def iter_window_embeddings(pipe, source, layer=DEFAULT_LAYER, batch_size=None, *
     """
     Embed every window of one recording, batch by batch: yields `EmbeddedWindows`.
 
-    `pipe` is the OrcaHello audio-classification pipeline (`transformers.pipeline(..., trust_remote_code=True)`);
+    `pipe` is the OrcaHello audio-classification pipeline (`orcahello.models.load_pipeline`, or the Hub's remote code);
     `source` anything it accepts (a path, an HLS playlist or segment folder, bytes, an array with `sampling_rate=`);
     `pipeline_parameters` its call parameters that choose the windows (`window_seconds`, `hop_seconds`,
     `sampling_rate`): the windows are read and featurized by the pipeline's own `preprocess`, a few blocks at a
@@ -160,7 +157,7 @@ def iter_window_embeddings(pipe, source, layer=DEFAULT_LAYER, batch_size=None, *
     try:
         for model_input in model_inputs:
             if summary is None:
-                summary = recording_summary(pipe, model_input["recording"])
+                summary = recording_summary(model_input["recording"])
             batch.append(model_input)
             if len(batch) < batch_size and not model_input["is_last"]:
                 continue

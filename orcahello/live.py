@@ -539,7 +539,6 @@ def add_live_parser(commands):
 def live_command(args, command=None):
     """Run `orcahello live`; returns the exit status (0 after a signal or --stop-after)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    logging.getLogger("transformers_modules").setLevel(logging.ERROR)
     stop_event = threading.Event()
     try:
         sources = [LiveSource(source, stop_event=stop_event) for source in args.sources]
@@ -558,6 +557,7 @@ def live_command(args, command=None):
     except Exception as error:  # a missing folder, no Hub access, a broken config: nothing can be scored
         print(f"ERROR: cannot load the model {model!r}: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_CANNOT_RUN
+    detect.quiet_pipeline_warnings()  # each minute's warnings are in its outputs
     parameters = provenance.scoring_parameters(args, pipe.model.config)
     model_info = provenance.describe_model(pipe, model)
     settings = {

@@ -60,8 +60,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from conversion.model_folder import save_model_folder  # noqa: E402
-from feature_extraction_orcahello import OrcaHelloFeatureExtractor  # noqa: E402
-from modeling_orcahello import OrcaHelloForAudioClassification  # noqa: E402
+from orcahello import models  # noqa: E402
 from orcahello.options import positive_integer  # noqa: E402
 from pipeline_orcahello import AudioInputError, open_recording  # noqa: E402
 
@@ -522,8 +521,9 @@ def finetune(args):
         frequency_mask = FrequencyMask(max_bins=args.freq_mask_max_bins, min_bins=args.freq_mask_min_bins)
     set_seed(args.seed)
 
-    feature_extractor = OrcaHelloFeatureExtractor.from_pretrained(args.model)
-    model = OrcaHelloForAudioClassification.from_pretrained(args.model)
+    # As the commands load it: this package's classes, a folder read without the Hub, the default Hub repo only at
+    # its pinned revision.
+    model, feature_extractor = models.load_model(args.model)
     label2id = {name.lower(): index for name, index in model.config.label2id.items()}
     if label2id != LABELS:
         raise TrainingDataError(
@@ -635,7 +635,7 @@ def finetune(args):
 
 
 def main(argv=None):
-    """The command line; returns the exit status (2 for unusable options or data, with a message on stderr)."""
+    """The command line; returns the exit status (2 for unusable options, data or model, with a message on stderr)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.train_batch_norm and not args.freeze_backbone:
@@ -648,7 +648,7 @@ def main(argv=None):
         parser.error("--learning-rate must be positive")
     try:
         finetune(args)
-    except TrainingDataError as error:
+    except (TrainingDataError, models.ModelNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
