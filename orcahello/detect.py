@@ -20,6 +20,7 @@ exit status is 0 when every recording was scored, 1 otherwise. Re-running into t
 recordings already scored with the same model and parameters (`--overwrite` redoes them).
 """
 
+import argparse
 import dataclasses
 import json
 import logging
@@ -42,6 +43,7 @@ from . import (
     inputs,
     models,
     provenance,
+    run_lock,
     site_thresholds,
     writers,
 )
@@ -245,8 +247,29 @@ def summary_row(job, document):
     }
 
 
-def detect(args, command=None):
-    """Run `orcahello detect` with the parsed `args`; returns the exit status. `command` is recorded in the run file."""
+def detect_command(args: argparse.Namespace, command: list[str] | None = None) -> int:
+    """
+    `orcahello detect` with the parsed `args`, holding its output folder (one run per folder: a second one would
+    rewrite the same files under the first); returns the exit status. `command` is recorded in the run file.
+    """
+    folder_was_there = os.path.exists(args.output_dir)
+    try:
+        with run_lock.OutputFolderLock(args.output_dir, "orcahello detect") as lock:
+            if lock.stale_holder:  # a killed run held it: its half-written files go
+                writers.remove_partial_outputs(args.output_dir)
+            return detect(args, command=command)
+    except run_lock.OutputFolderBusy as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    finally:
+        # The lock made the folder: a run that wrote nothing (refused options, no model) leaves none behind.
+        if not folder_was_there and os.path.isdir(args.output_dir) and not os.listdir(args.output_dir):
+            os.rmdir(args.output_dir)
+
+
+def detect(args: argparse.Namespace, command: list[str] | None = None) -> int:
+    """Run `orcahello detect` with the parsed `args` (its output folder already held, see `detect_command`); returns
+    the exit status. `command` is recorded in the run file."""
     from tqdm.auto import tqdm
 
     started, started_at = time.monotonic(), provenance.now_iso()

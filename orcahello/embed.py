@@ -426,8 +426,6 @@ def add_embed_parser(commands):
     """`orcahello embed` and its options."""
     import argparse
 
-    from vocabulary_orcahello import DEFAULT_BATCH_SIZE
-
     from . import options
 
     parser = commands.add_parser(
@@ -435,6 +433,8 @@ def add_embed_parser(commands):
         help="write each window's embedding (what the network makes of it) to a Parquet table per recording",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        # --preset: the windows (and frontend) of that inference behaviour, as for detect.
+        parents=[options.shared_options("--model", "--device", "--batch-size", "--preset", "--recursive", "--overwrite")],
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="as for detect: files, HLS playlists, folders, globs")
     parser.add_argument(
@@ -446,19 +446,7 @@ def add_embed_parser(commands):
         help="pooled: the 4096 concat-pooled features (AutoModel's pooler_output, default); head: the 512 features "
         "the head's last layer classifies",
     )
-    parser.add_argument(
-        "--batch-size", metavar="N", type=options.positive_integer, default=None,
-        help=f"windows per forward pass (default: {DEFAULT_BATCH_SIZE['cpu']} on CPU, {DEFAULT_BATCH_SIZE['other']} on a GPU)",
-    )
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="default: auto")
-    parser.add_argument("--recursive", action="store_true", help="also search the subfolders of folders")
-    parser.add_argument("--model", metavar="DIR_OR_REPO", default=None, help="model folder or Hub id; as for detect")
-    parser.add_argument(
-        "--preset", type=options.preset_name, default=None,
-        help="fastai or v1: the windows (and frontend) of that inference behaviour, as for detect; default: the "
-        "model folder's",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="embed every recording again")
+    return parser
 
 
 def embed_command(args, command=None):

@@ -32,7 +32,6 @@ import threading
 import time
 
 from hls_orcahello import HLSInputError, epoch_from_folder, iso_utc, utc_at
-from vocabulary_orcahello import DEFAULT_BATCH_SIZE
 
 from . import EXIT_CANNOT_RUN, EXIT_OK, __version__, detect, models, options, provenance
 from .live_outputs import SourceOutputs, write_json_atomically
@@ -500,6 +499,12 @@ def positive_float(text):
     return value
 
 
+# The options live shares with detect (options.SHARED_OPTIONS).
+LIVE_SHARED_OPTIONS = (
+    "--model", "--device", "--batch-size", "--engine", "--threshold", "--min-positive-seconds", "--aggregation",
+)
+
+
 def add_live_parser(commands):
     """`orcahello live`: its options."""
     parser = commands.add_parser(
@@ -507,12 +512,12 @@ def add_live_parser(commands):
         help="follow hydrophone streams continuously and score them as they grow",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[options.shared_options(*LIVE_SHARED_OPTIONS)],
     )
     parser.add_argument(
         "sources", nargs="+", metavar="SOURCE",
         help="nodes (http(s)://host/<node>, or a local folder holding latest.txt) or live .m3u8 playlists",
     )
-    parser.add_argument("--model", default=None, help="model folder or Hub id (default: as for detect)")
     parser.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, help=f"default: ./{DEFAULT_OUTPUT_DIR}")
     parser.add_argument("--stop-after", metavar="SECONDS", type=positive_float, default=None,
                         help="stop (as on SIGTERM) after this many seconds; default: run until stopped")
@@ -523,15 +528,6 @@ def add_live_parser(commands):
     parser.add_argument("--backlog-seconds", metavar="S", type=float, default=DEFAULT_BACKLOG_SECONDS,
                         help="on first contact with a source, how much of its current recording to score "
                         f"(default {DEFAULT_BACKLOG_SECONDS:g}; a large value scores it from its start)")
-    parser.add_argument("--batch-size", metavar="N", type=options.positive_integer, default=None,
-                        help=f"windows per forward pass (default: {DEFAULT_BATCH_SIZE['cpu']} on CPU, {DEFAULT_BATCH_SIZE['other']} on a GPU)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="default: auto")
-    parser.add_argument("--engine", choices=("auto", "openvino", "onnxruntime", "torch"), default="auto",
-                        help="as for detect")
-    parser.add_argument("--threshold", metavar="T", type=float, default=None, help="as for detect")
-    parser.add_argument("--min-positive-seconds", metavar="N", type=int, default=None, help="as for detect")
-    parser.add_argument("--aggregation", choices=("orcahello", "mean_thresholded", "mean_top_k"), default=None,
-                        help="as for detect")
     parser.add_argument("--no-plot", action="store_true", help="no spectrogram picture for positive minutes")
     return parser
 

@@ -105,6 +105,10 @@ def hub_options(model: str) -> dict[str, Any]:
     return {"revision": HUB_MODEL_REVISION}
 
 
+# What `--device` may ask for; "auto" is resolved by `resolve_device`.
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
 def resolve_device(requested: str) -> str:
     """`"auto"` picks CUDA, then Apple MPS, then the CPU; an explicit accelerator that is missing is an error."""
     import torch

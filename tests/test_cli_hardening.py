@@ -41,7 +41,7 @@ def run_cli(*arguments, env=None, cwd=REPO_ROOT, timeout=300):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["detect", "batch"])
+@pytest.mark.parametrize("command", ["detect", "batch", "live"])
 @pytest.mark.parametrize(
     "option, value, message",
     [
