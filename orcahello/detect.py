@@ -28,7 +28,9 @@ import os
 import sys
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from vocabulary_orcahello import (
     SYNTHETIC_WEIGHTS_KEY,
@@ -71,6 +73,8 @@ RESULT_KEYS = (
 
 @dataclass
 class RunSettings:
+    """How a detect run scores each recording and what identifies its results (the resume check's `run_hash`)."""
+
     parameters: dict
     batch_size: int
     device: str
@@ -80,12 +84,14 @@ class RunSettings:
     model_info: dict
     run_hash: str
     engine: str = "auto"
-    site_thresholds_file: str = None  # the --site-thresholds table, when one is used
-    site: str = None  # the table's site pattern that gave this recording's parameters (None: its default)
+    site_thresholds_file: str | None = None  # the --site-thresholds table, when one is used
+    site: str | None = None  # the table's site pattern that gave this recording's parameters (None: its default)
     allow_other_hosts: bool = False  # HLS over HTTP: segments and redirects on hosts other than the playlist's
 
 
-def settings_for_recording(job, settings, args, config, site_table):
+def settings_for_recording(
+    job: inputs.AudioJob, settings: RunSettings, args: argparse.Namespace, config: Any, site_table: dict | None
+) -> RunSettings:
     """
     The run's settings with `job`'s own parameters when a per-site table is used: its site's entry, and the hash of
     those parameters, so that resuming rescores exactly the recordings whose site entry changed.
@@ -104,14 +110,14 @@ def settings_for_recording(job, settings, args, config, site_table):
     )
 
 
-def is_finished(job, settings):
+def is_finished(job: inputs.AudioJob, settings: RunSettings) -> bool:
     """Whether a previous run scored `job` with this model and these parameters (its JSON says so): then
     `score_or_resume` needs no model, it writes any missing output from the JSON."""
     json_path = writers.output_path(job.output_stem, "json")
     return not settings.overwrite and load_finished_document(json_path, settings.run_hash) is not None
 
 
-def load_finished_document(json_path, expected_hash):
+def load_finished_document(json_path: str, expected_hash: str) -> dict[str, Any] | None:
     """The JSON a previous run wrote for this recording, if it used the same model and parameters; else None."""
     try:
         with open(json_path, encoding="utf-8") as handle:
@@ -121,7 +127,7 @@ def load_finished_document(json_path, expected_hash):
     return document if isinstance(document, dict) and document.get("run_hash") == expected_hash else None
 
 
-def build_document(job, result, settings):
+def build_document(job: inputs.AudioJob, result: dict[str, Any], settings: RunSettings) -> dict[str, Any]:
     """The `<stem>.orcahello.json` content: the pipeline's result, the model, the version and every parameter."""
     document = {"file": job.path, "label": result["label"]}
     document.update({key: result[key] for key in RESULT_KEYS})
@@ -154,7 +160,12 @@ def build_document(job, result, settings):
     return document
 
 
-def score_or_resume(job, pipe, settings, progress_callback=None):
+def score_or_resume(
+    job: inputs.AudioJob,
+    pipe: Any,
+    settings: RunSettings,
+    progress_callback: Callable[[int, int | None], None] | None = None,
+) -> tuple[dict[str, Any], bool]:
     """
     Score `job` (or take a previous run's result for it) and write its outputs. Returns `(document, resumed)`.
 
@@ -232,7 +243,8 @@ def quiet_pipeline_warnings() -> None:
     logging.getLogger(build_file_result.__module__).setLevel(logging.ERROR)
 
 
-def summary_row(job, document):
+def summary_row(job: inputs.AudioJob, document: dict[str, Any]) -> dict[str, Any]:
+    """The recording's row of summary.csv (`writers.write_summary_csv`)."""
     return {
         "path": job.path,
         "status": "ok",
