@@ -217,3 +217,15 @@ def ray_address():
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+
+
+def remote_code_module(pipe, name):
+    """
+    The module `name` (e.g. `"audio_orcahello"`) of the code a pipeline loaded with `trust_remote_code=True` runs:
+    transformers imports the model folder's files as their own copies (`transformers_modules.<folder>.<name>`), so
+    a test of the Hub path must take the error classes and helpers from there, not from the checkout.
+    """
+    import importlib
+
+    package = type(pipe).__module__.rpartition(".")[0]
+    return importlib.import_module(f"{package}.{name}" if package else name)

@@ -17,12 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import LEGACY, LocalHTTPServer, make_orcanode_hls, production_wav, run_orcahello_cli
+from conftest import LEGACY, LocalHTTPServer, make_orcanode_hls, production_wav, remote_code_module, run_orcahello_cli
 
 import hls_orcahello
 import hls_playlist_orcahello
 from orcahello import inputs, writers
-from orcahello.models import custom_code_module
 
 EPOCH = 1600000000  # an Orcasound stream folder's name: the Unix time the node started the stream
 MINUTE_WAV = LEGACY / "audio" / "rec01_calls_quiet_bg.wav"  # 60.011 s, 48 kHz mono: one production minute
@@ -94,7 +93,7 @@ def scores(result):
 
 def audio_input_error(pipe):
     """The AudioInputError class of the pipeline's own audio module (remote code is imported as its own copy)."""
-    return custom_code_module(pipe, "audio_orcahello").AudioInputError
+    return remote_code_module(pipe, "audio_orcahello").AudioInputError
 
 
 def copy_segments(source_folder, destination, skip=(), rename=None):

@@ -10,15 +10,14 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import LEGACY, REAL_AUDIO, assert_matches_production, legacy_wavs, production_result
+from conftest import LEGACY, REAL_AUDIO, assert_matches_production, legacy_wavs, production_result, remote_code_module
 
-from orcahello.models import custom_code_module
 from results_orcahello import DecisionParameters, aggregate_windows, merge_detections
 
 
 def audio_input_error(pipe):
     """The AudioInputError class of the pipeline's own audio module (remote code is imported as its own copy)."""
-    error_class = custom_code_module(pipe, "audio_orcahello").AudioInputError
+    error_class = remote_code_module(pipe, "audio_orcahello").AudioInputError
     assert issubclass(error_class, ValueError)
     return error_class
 
@@ -285,7 +284,7 @@ def test_unknown_engine_is_refused(tiny_pipeline):
 def test_shared_featurization_and_score_input_features_reproduce_a_pipeline_call(tiny_pipeline):
     # `orcahello batch` featurizes with `featurize_windows` on CPU workers and scores with `score_input_features` in
     # model actors: together they must give the pipeline's own window scores and silence flags.
-    audio = custom_code_module(tiny_pipeline, "audio_orcahello")
+    audio = remote_code_module(tiny_pipeline, "audio_orcahello")
     path = str(LEGACY / "audio" / "edge_10s_48k.wav")
     expected = tiny_pipeline(path, return_timestamps=True, batch_size=4)
     recording = audio.open_recording(path)
@@ -303,8 +302,8 @@ def test_shared_featurization_and_score_input_features_reproduce_a_pipeline_call
 
 
 def test_build_file_result_is_what_the_pipeline_returns(tiny_pipeline):
-    audio = custom_code_module(tiny_pipeline, "audio_orcahello")
-    results = custom_code_module(tiny_pipeline, "results_orcahello")
+    audio = remote_code_module(tiny_pipeline, "audio_orcahello")
+    results = remote_code_module(tiny_pipeline, "results_orcahello")
     samples = np.zeros(48000 * 5, np.int16)
     samples[: 48000 * 2] = np.random.default_rng(3).integers(-3000, 3000, 48000 * 2)  # windows [2, 4), [3, 5) silent
     expected = tiny_pipeline(samples, sampling_rate=48000, return_timestamps=True, local_threshold=0.2)

@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import LEGACY, SHARED, assert_matches_production, legacy_wavs, make_orcanode_hls
+from conftest import LEGACY, SHARED, assert_matches_production, legacy_wavs, make_orcanode_hls, remote_code_module
 
 from configuration_orcahello import INFERENCE_FIELDS, INFERENCE_PRESETS, OrcaHelloConfig, resolve_inference_settings
 from feature_extraction_orcahello import port_segment_bounds
 from orcahello.conversion.convert_fastai import KEY_FORMATS, ConversionError, convert, fastai_to_canonical, main
 from orcahello.conversion.restricted_unpickler import load_learner_export
-from orcahello.models import custom_code_module
 from results_orcahello import DecisionParameters, aggregate_windows
 
 PORT_OUTPUTS = LEGACY / "outputs" / "upstream_port"
@@ -216,7 +215,7 @@ def test_hub_folder_scores_like_the_port_by_default(v1_pipeline, wav):
     assert expected["error"] is None
     if not expected["result"]["local_confidences"]:
         # The port returns an empty result for a recording shorter than one segment; we say why instead.
-        error_class = custom_code_module(v1_pipeline, "audio_orcahello").AudioInputError
+        error_class = remote_code_module(v1_pipeline, "audio_orcahello").AudioInputError
         with pytest.raises(error_class, match=r"2\.500 s of audio is shorter than one 3-second window"):
             v1_pipeline(str(wav), return_timestamps=True)
         return

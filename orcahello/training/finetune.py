@@ -56,9 +56,8 @@ import numpy as np
 import torch
 
 from audio_orcahello import AudioInputError, open_recording
-from feature_extraction_orcahello import OrcaHelloFeatureExtractor
-from modeling_orcahello import OrcaHelloForAudioClassification
 
+from .. import models
 from ..conversion.model_folder import save_model_folder
 from ..options import positive_integer
 
@@ -519,8 +518,9 @@ def finetune(args):
         frequency_mask = FrequencyMask(max_bins=args.freq_mask_max_bins, min_bins=args.freq_mask_min_bins)
     set_seed(args.seed)
 
-    feature_extractor = OrcaHelloFeatureExtractor.from_pretrained(args.model)
-    model = OrcaHelloForAudioClassification.from_pretrained(args.model)
+    # As the commands load it: this package's classes, a folder read without the Hub, the default Hub repo only at
+    # its pinned revision.
+    model, feature_extractor = models.load_model(args.model)
     label2id = {name.lower(): index for name, index in model.config.label2id.items()}
     if label2id != LABELS:
         raise TrainingDataError(
@@ -632,7 +632,7 @@ def finetune(args):
 
 
 def main(argv=None):
-    """The command line; returns the exit status (2 for unusable options or data, with a message on stderr)."""
+    """The command line; returns the exit status (2 for unusable options, data or model, with a message on stderr)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.train_batch_norm and not args.freeze_backbone:
@@ -645,7 +645,7 @@ def main(argv=None):
         parser.error("--learning-rate must be positive")
     try:
         finetune(args)
-    except TrainingDataError as error:
+    except (TrainingDataError, models.ModelNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
