@@ -262,7 +262,7 @@ def add_batch_parser(commands):
         "--batch-size",
         metavar="N",
         type=options.positive_integer,
-        default=DEFAULT_BATCH_SIZE["cpu"],
+        default=None,  # the model actors' device decides
         help=f"2-second windows per forward pass (default: {DEFAULT_BATCH_SIZE['cpu']} on CPU, {DEFAULT_BATCH_SIZE['other']} on a GPU)",
     )
     batch_parser.add_argument(
