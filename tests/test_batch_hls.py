@@ -86,6 +86,7 @@ def detect_and_batch(ray_address, tiny_model_folder, stream_with_a_lost_segment,
         "batch": json_of(batch_dir / row["json_path"]),
         "run": run,
         "row": row,
+        "output_dir": batch_dir,
         "windows": pyarrow.parquet.read_table(batch_dir / batch.WINDOWS_FOLDER).sort_by("window_index").to_pylist(),
     }
 
@@ -177,3 +178,32 @@ def test_an_hls_streams_partitions_are_read_from_one_opening(stream_with_a_lost_
     for ours, theirs in zip(together, apart, strict=True):
         np.testing.assert_array_equal(ours["input_features"], theirs["input_features"])
         np.testing.assert_array_equal(ours["silent"], theirs["silent"])
+
+
+def test_a_stream_scored_before_partitions_kept_its_time_line_is_scored_again(
+    detect_and_batch, stream_with_a_lost_segment, tiny_model_folder, tmp_path
+):
+    """Partitions and a JSON written by a version that dropped the time line are not reused as they are."""
+    playlist, _, _ = stream_with_a_lost_segment
+    output_dir = tmp_path / "results"
+    shutil.copytree(detect_and_batch["output_dir"], output_dir)
+    parts = sorted((output_dir / batch.WINDOWS_FOLDER).rglob("part-*.parquet"))
+    assert len(parts) == 2
+    for path in parts:  # as that version wrote them: no timeline in the recording's description
+        table = pyarrow.parquet.read_table(path)
+        metadata = json.loads(table.schema.metadata[batch.PARQUET_METADATA_KEY])
+        del metadata["recording"]["timeline"]
+        pyarrow.parquet.write_table(
+            table.replace_schema_metadata({batch.PARQUET_METADATA_KEY: json.dumps(metadata, sort_keys=True)}), path
+        )
+    json_path = output_dir / detect_and_batch["row"]["json_path"]
+    old = json_of(json_path)
+    old.update(gaps=[], start_time_utc=None, warnings=[])
+    json_path.write_text(json.dumps(old))
+
+    rerun = batch.run_batch([str(playlist)], output_dir, model=str(tiny_model_folder),
+                            partition_windows=PARTITION_WINDOWS)  # fmt: skip
+    assert rerun["partitions"] == {"reused": 0, "scored": 2}
+    document = json_of(json_path)
+    assert document["gaps"] == detect_and_batch["detect"]["gaps"]
+    assert document["start_time_utc"] == iso(EPOCH)

@@ -302,11 +302,18 @@ class BatchJob:
     def resume_without_probing(self, state):
         """True when earlier runs wrote every partition of this recording: what they recorded about it is enough,
         and it is not opened at all."""
+        from hls_orcahello import is_hls_input
+
         previous = self.previous_partitions(state)
         recordings = {json.dumps(metadata["recording"], sort_keys=True) for metadata in previous.values()}
         if len(recordings) != 1:
             return False
         state.info = next(iter(previous.values()))["recording"]
+        if "timeline" not in state.info and is_hls_input(state.source.source):
+            # Written before partitions kept an HLS stream's time line: probed again (and so scored again, its
+            # recorded description being different), so that its JSON gets the gaps and times `detect` reports.
+            state.info = None
+            return False
         self.plan_partitions(state)
         self.reuse_partitions(state, previous)
         if state.done == set(state.partitions):
