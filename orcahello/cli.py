@@ -12,7 +12,7 @@ once, in `orcahello.options`.
 import argparse
 import sys
 
-from vocabulary_orcahello import DEFAULT_BATCH_SIZE, PRECISIONS, return_large_buffers_to_the_system
+from vocabulary_orcahello import PRECISIONS, return_large_buffers_to_the_system
 
 from . import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, __version__, detect, options, writers
 
@@ -22,7 +22,7 @@ DETECT_SHARED_OPTIONS = (
     "--aggregation", "--min-global-confidence", "--site-thresholds", "--recursive", "--overwrite",
 )
 BATCH_SHARED_OPTIONS = (
-    "--model", "--preset", "--threshold", "--min-positive-seconds", "--aggregation", "--min-global-confidence",
+    "--model", "--batch-size", "--preset", "--threshold", "--min-positive-seconds", "--aggregation", "--min-global-confidence",
     "--site-thresholds", "--recursive", "--overwrite",
 )
 
@@ -164,20 +164,12 @@ def add_batch_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentP
         default=1,
         help="CPUs (and threads) each CPU model actor reserves (default: 1)",
     )
-    # Not the shared --device and --batch-size: the actors' device is the cluster's, chosen per actor, and the
-    # job needs its batch size before any actor exists.
+    # Not the shared --device: the actors' device is the cluster's (no MPS), chosen per actor.
     batch_parser.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
         default="auto",
         help="model actors on GPUs (cuda) or CPUs; auto: GPUs when the cluster has any",
-    )
-    batch_parser.add_argument(
-        "--batch-size",
-        metavar="N",
-        type=options.positive_integer,
-        default=DEFAULT_BATCH_SIZE["cpu"],
-        help=f"2-second windows per forward pass (default: {DEFAULT_BATCH_SIZE['cpu']} on CPU, {DEFAULT_BATCH_SIZE['other']} on a GPU)",
     )
     batch_parser.add_argument(
         "--partition-windows",
