@@ -190,7 +190,9 @@ def ensure_production_env(env_dir):
     """
     The python of production's environment at `env_dir`, built first if `.complete` is absent there, following
     ../shared/legacy_src/README.md. A folder without `.complete` is someone's build in progress (or a failed one):
-    refused rather than overwritten.
+    refused rather than overwritten. One addition to the recipe: `setuptools<81`, because fastai 1.0.61 imports
+    `pkg_resources`, which setuptools 82 removed (a pip-made venv happens to carry an older one; a uv venv has none
+    and the recipe's packages pull the newest).
     """
     python = os.path.join(env_dir, "bin", "python")
     marker = os.path.join(env_dir, ".complete")
@@ -222,7 +224,7 @@ def ensure_production_env(env_dir):
                 ("install torch", [*install, "torch==2.9.1", "torchaudio==2.9.1", "torchvision==0.24.1"]),
                 ("install fastai", [*install, "fastai==1.0.61", "numpy<2", "pandas<2", "librosa>=0.10",
                                     "pydub==0.24.1", "soundfile", "scipy", "ipython", "matplotlib", "spacy>=3.5.4",
-                                    "pyyaml"]),
+                                    "pyyaml", "setuptools<81"]),
                 ("install fastai_audio", [*install, fastai_audio]),
                 ("import it", [python, "-c", "import fastai, audio, torch, pydub, librosa"]),
             ]  # fmt: skip
@@ -288,11 +290,13 @@ def make_recordings(folder, count, seconds):
 
 def convert_learner(folder):
     """The stand-in learner converted to this project's model folder, with this checkout's code."""
-    subprocess.run(
+    completed = subprocess.run(
         [sys.executable, os.path.join(REPO_ROOT, "conversion", "convert_fastai.py"), "--input",
          os.path.join(LEARNER_DIR, "model.pkl"), "--output-dir", folder],
-        check=True, stdout=subprocess.DEVNULL,
+        capture_output=True, text=True,
     )  # fmt: skip
+    if completed.returncode != 0:
+        raise SystemExit(f"converting the stand-in learner failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
     return folder
 
 
@@ -458,10 +462,14 @@ def pinned(command, threads, home=None):
     if home:
         environment["HOME"] = home  # fastai_audio writes its unbounded spectrogram cache under ~/.fastai
     full = ["taskset", "-c", ",".join(map(str, cores)), *command]
+    load_average = os.getloadavg()[0]
     completed = subprocess.run(full, capture_output=True, text=True, env=environment, cwd=REPO_ROOT)
     if completed.returncode != 0:
         raise SystemExit(f"{' '.join(full)} failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    # Other work on the machine slows every figure: the load around each run says how quiet it was.
+    result["load_average_before_after"] = [round(load_average, 2), round(os.getloadavg()[0], 2)]
+    return result
 
 
 def contender_command(contender, threads, args, production_python, model, recordings, warmup):
