@@ -2,7 +2,7 @@
 OrcaHello's detector side by side with PRODUCTION's own code (the fastai v1 `FastAIModel.predict` that ran from 2020
 to 2026), on the same recordings, on whatever CPU this machine has.
 
-    .venv/bin/python benchmarks/production_side_by_side.py                # the full run, ~10 min (see below)
+    .venv/bin/python benchmarks/production_side_by_side.py                # the full run, ~12 min (see below)
     .venv/bin/python benchmarks/production_side_by_side.py --quick        # 1 recording, 1 repeat: a smoke test
 
 Production runs in its own interpreter, never in this process: its environment is built once from the recipe in
@@ -38,10 +38,13 @@ killer-whale calls, one of noise, ship and humpback song), then the legacy fixtu
 long plus production's 512-sample surplus (its minutes are 2,880,512 samples).
 
 Wall time of the full run (2 recordings x 30 s, 1 and 2 threads, 5 repeats, 3 contenders = 30 processes): at the
-speeds measured on a 2-core AVX2 machine (1 thread: production 19.8, ours-auto 10.9, ours-torch 24.8 s per minute)
-about 90 s of scoring per repeat plus ~50 s of process start-up and warm-up, i.e. about 10-12 minutes plus the
-one-time model conversion (~20 s); `--seconds 60` (production's whole minutes) takes about 18 minutes. Other work
-on the machine slows every figure: only ratios measured in one run mean anything.
+speeds measured on a quiet 2-core AVX2 machine (1 thread: production 19.8, ours-auto 10.9, ours-torch 24.8 s per
+minute) about 90 s of scoring per repeat (55 s at 1 thread, ~35 s at 2) plus ~60 s of process start-up (imports,
+model loading, our ONNX export, the warm-up clip), i.e. about 12 minutes, plus ~1 minute once (model conversion,
+matrix-multiply peaks). Recordings are 30 s rather than production's 60 so that this fits: `--seconds 60` takes
+about 20 minutes. Start-up is not in the figures, but it is slow on a busy machine (40-70 s a process with load
+average 9 on 2 cores), and other work slows every figure: only ratios measured in one run mean anything.
+The command exits with status 1, after writing the JSON, when any decision differs from production's.
 """
 
 import argparse
@@ -416,15 +419,27 @@ def child_machine(args):
 
     from scoring_orcahello import LogitsOnly, PaddingSkippingClassifier, padded_frames
 
-    detector = load_detector(args.model, args.threads)
+    torch.set_num_threads(args.threads)
     size = 2048
     left, right = torch.randn(size, size), torch.randn(size, size)
     torch.mm(left, right)  # warm-up
-    best, deadline = float("inf"), time.perf_counter() + 3.0
+    best, deadline = float("inf"), time.perf_counter() + 2.0
     while time.perf_counter() < deadline:
         start = time.perf_counter()
         torch.mm(left, right)
         best = min(best, time.perf_counter() - start)
+    figures = {
+        "threads": args.threads,
+        "cores": len(os.sched_getaffinity(0)),
+        "matmul_size": size,
+        "matmul_peak_gflops": 2.0 * size**3 / best / 1e9,
+        "torch": torch.__version__,
+        "torch_config_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+    if args.matmul_only:
+        print(json.dumps(figures))
+        return
+    detector = load_detector(args.model, args.threads)
     frontend = detector._sanitize_parameters(preset="fastai")[0]  # the preset's windowing and frontend
     features = torch.cat([chunk["input_features"] for chunk in detector.preprocess(args.warmup, **frontend)])[:1]
     model = detector.model.eval()
@@ -433,16 +448,11 @@ def child_machine(args):
     skipping = PaddingSkippingClassifier(model, features.shape[-2], features.shape[-1], content)
     ours = count_multiply_adds(skipping, features)
     print(json.dumps({
-        "threads": args.threads,
-        "cores": len(os.sched_getaffinity(0)),
-        "matmul_size": size,
-        "matmul_peak_gflops": 2.0 * size**3 / best / 1e9,
+        **figures,
         "input_shape": list(features.shape),
         "content_frames": content,
         "multiply_adds_per_window_full": full["convolution"] + full["linear"],
         "multiply_adds_per_window_ours": ours["convolution"] + ours["linear"],
-        "torch": torch.__version__,
-        "torch_config_cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }))
 
 
@@ -571,6 +581,7 @@ def main():
     parser.add_argument("--engine", default="auto", help=argparse.SUPPRESS)
     parser.add_argument("--warmup", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--paths", nargs="*", default=[], help=argparse.SUPPRESS)
+    parser.add_argument("--matmul-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         args.threads = args.threads[0]
@@ -595,9 +606,10 @@ def main():
         recordings, warmup = make_recordings(work, args.recordings, args.seconds)
         model = args.model or convert_learner(os.path.join(work, "model"))
         machine = {"peaks": {}}
-        for threads in threads_list:
+        for index, threads in enumerate(threads_list):  # the model's multiply-adds once, the peak per thread count
             figures = pinned([sys.executable, os.path.abspath(__file__), "--child", "machine", "--threads",
-                              str(threads), "--model", model, "--warmup", warmup], threads)  # fmt: skip
+                              str(threads), "--model", model, "--warmup", warmup]
+                             + (["--matmul-only"] if index else []), threads)  # fmt: skip
             machine["peaks"][str(threads)] = figures.pop("matmul_peak_gflops")
             machine.update(figures)
         runs = []
