@@ -34,7 +34,8 @@ every recording. Reported per contender and thread count (medians over repeats):
 
 Recordings: 48 kHz mono 16-bit WAVs as production received them (orca-hls-utils' ffmpeg conversion of the AAC
 stream), made from the real recordings of ../shared/audio/real (resampled to 48 kHz and butted together: one of
-killer-whale calls, one of noise, ship and humpback song), then the legacy fixture minutes. Each is `--seconds`
+killer-whale calls from five sources, one of ships, a boat, humpback song, dolphin whistles and wind; 83 s and more
+each), then the legacy fixture minutes. Each is `--seconds`
 long plus production's 512-sample surplus (its minutes are 2,880,512 samples).
 
 Wall time of the full run (2 recordings x 30 s, 1 and 2 threads, 5 repeats, 3 contenders = 30 processes): at the
@@ -79,12 +80,17 @@ CONTENDERS = ("production", "ours-auto", "ours-torch")
 OUR_ENGINES = {"ours-auto": "auto", "ours-torch": "torch"}
 # Recordings, in the order --recordings takes them: (file name, sources butted together) or a fixture minute.
 RECORDING_SOURCES = (
-    ("real_kw_calls.wav", ("pos_kw_orcasound_someCalls_faint.wav", "pos_kw_onc_folger_NRKW_Gclan_20120206T084546Z.wav",
-                           "pos_srkw_orcasound_210825-1925_L-highlight.wav")),
-    ("real_noise.wav", ("neg_ambient_sanctsound_CI02_wind_20191026T155434Z.wav",
+    ("real_kw_calls.wav", ("pos_srkw_orcasound_210825-1925_L-highlight.wav",
+                           "pos_kw_sanctsound_OC03_killerwhale_20191128T091339Z.wav",
+                           "pos_kw_sanctsound_MB01_killerwhale_20200423T164427Z.wav",
+                           "pos_kw_onc_folger_NRKW_Gclan_20120206T084546Z.wav",
+                           "pos_kw_orcasound_someCalls_faint.wav")),
+    ("real_noise.wav", ("neg_ship_sanctsound_CI05_largeship_20190925T135956Z.wav",
                         "neg_boat_sanctsound_HI01_smallboat_20191201T000002Z.wav",
-                        "neg_ship_sanctsound_CI05_largeship_20190925T135956Z.wav",
-                        "hardneg_humpback_song_sanctsound_HI01_20190216T045823Z.wav")),
+                        "hardneg_humpback_song_sanctsound_HI01_20190216T045823Z.wav",
+                        "neg_ship_sanctsound_OC01_ship_20191106T223751Z.wav",
+                        "hardneg_dolphin_whistles_sanctsound_CI01_20190904T064203Z.wav",
+                        "neg_ambient_sanctsound_CI02_wind_20191026T155434Z.wav")),
     ("fixture_rec01_calls_quiet_bg.wav", ("rec01_calls_quiet_bg.wav",)),
     ("fixture_rec02_calls_mixed_snr_bouts.wav", ("rec02_calls_mixed_snr_bouts.wav",)),
     ("fixture_rec03_boat_only.wav", ("rec03_boat_only.wav",)),
