@@ -405,7 +405,7 @@ def count_multiply_adds(model, input_features):
     def count(layer, inputs, output):
         if isinstance(layer, nn.Conv2d):
             kernel = layer.kernel_size[0] * layer.kernel_size[1]
-            counts["convolution"] += output.numel() * layer.in_channels // layer.groups * kernel
+            counts["convolution"] += output.numel() * (layer.in_channels // layer.groups) * kernel
         else:
             counts["linear"] += output.numel() * layer.in_features
 
