@@ -300,9 +300,9 @@ def make_recordings(folder, count, seconds):
 def convert_learner(folder):
     """The stand-in learner converted to this project's model folder, with this checkout's code."""
     completed = subprocess.run(
-        [sys.executable, os.path.join(REPO_ROOT, "conversion", "convert_fastai.py"), "--input",
+        [sys.executable, "-m", "orcahello.conversion.convert_fastai", "--input",
          os.path.join(LEARNER_DIR, "model.pkl"), "--output-dir", folder],
-        capture_output=True, text=True,
+        capture_output=True, text=True, cwd=REPO_ROOT,
     )  # fmt: skip
     if completed.returncode != 0:
         raise SystemExit(f"converting the stand-in learner failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
@@ -327,14 +327,18 @@ def peak_rss_mb():
 
 
 def load_detector(model, threads):
+    """Our pipeline as `orcahello detect` builds it (this package's classes, the folder's weights and settings)."""
     import torch
-    from transformers import pipeline
     from transformers.utils import logging
+
+    from orcahello import models
+    from vocabulary_orcahello import return_large_buffers_to_the_system
 
     logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
+    return_large_buffers_to_the_system()  # as the command line's entry point does
     torch.set_num_threads(threads)
-    return pipeline("audio-classification", model=model, trust_remote_code=True, device="cpu")
+    return models.load_pipeline(model, "cpu")
 
 
 def child_ours(args):
