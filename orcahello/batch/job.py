@@ -294,7 +294,7 @@ class BatchJob:
     def resume_without_probing(self, state):
         """True when earlier runs wrote every partition of this recording: what they recorded about it is enough,
         and it is not opened at all."""
-        from hls_orcahello import is_hls_input
+        from hls_playlist_orcahello import is_hls_input
 
         previous = self.previous_partitions(state)
         recordings = {json.dumps(metadata["recording"], sort_keys=True) for metadata in previous.values()}
