@@ -55,15 +55,9 @@ from .hub_v1_layout import (
     is_hub_v1_folder,
     read_hub_v1_settings,
 )
+from .learner_export import check_torch_file_globals, load_learner_export, pickles_objects, torch_file_format
 from .model_folder import default_config, save_model_folder
-from .restricted_unpickler import (
-    InertObject,
-    UnsafePickleError,
-    check_torch_file_globals,
-    load_learner_export,
-    pickles_objects,
-    torch_file_format,
-)
+from .pickle_allow_list import InertObject, UnsafePickleError
 
 # A conversion fails when the converted model's logits differ from the learner's own by more than this.
 MAX_LOGIT_DIFFERENCE = 1e-4
