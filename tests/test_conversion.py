@@ -22,7 +22,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from modeling_orcahello import OrcaHelloForAudioClassification
-from orcahello.conversion.convert_fastai import ConversionError, convert, main
+from orcahello.conversion.convert_fastai import convert, main
+from orcahello.conversion.errors import ConversionError
 from orcahello.conversion.learner_export import load_learner_export
 from orcahello.conversion.pickle_allow_list import UnsafePickleError
 from orcahello.conversion.restricted_unpickler import RESTRICTED_PICKLE_MODULE
