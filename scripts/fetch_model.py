@@ -98,7 +98,8 @@ def mark_synthetic_weights(folder):
 def convert_hub_snapshot(snapshot):
     """Convert the downloaded Hub layout (weights and settings: default preset v1) into HUB_FOLDER, or exit with
     the one-line reason it cannot be."""
-    from orcahello.conversion.convert_fastai import ConversionError, convert
+    from orcahello.conversion.convert_fastai import convert
+    from orcahello.conversion.errors import ConversionError
 
     try:
         convert(snapshot, HUB_FOLDER)

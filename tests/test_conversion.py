@@ -22,12 +22,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from modeling_orcahello import OrcaHelloForAudioClassification
-from orcahello.conversion.convert_fastai import ConversionError, convert, main
-from orcahello.conversion.restricted_unpickler import (
-    RESTRICTED_PICKLE_MODULE,
-    UnsafePickleError,
-    load_learner_export,
-)
+from orcahello.conversion.convert_fastai import convert, main
+from orcahello.conversion.errors import ConversionError
+from orcahello.conversion.learner_export import load_learner_export
+from orcahello.conversion.pickle_allow_list import UnsafePickleError
+from orcahello.conversion.restricted_unpickler import RESTRICTED_PICKLE_MODULE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
@@ -197,13 +196,13 @@ def test_probabilities_match_production_on_every_stored_spectrogram(learner, req
 def test_verification_catches_a_learner_that_computes_something_else(tmp_path, monkeypatch):
     # A learner whose blocks are not the ResNet blocks the converter assumes (here: no residual connection) has the
     # same keys and shapes, so only the forward-pass comparison can catch it.
-    from orcahello.conversion import restricted_unpickler
+    from orcahello.conversion import pickle_allow_list
 
     def forward_without_residual(self, hidden_state):
         out = self.relu(self.bn1(self.conv1(hidden_state)))
         return self.relu(self.bn2(self.conv2(out)))
 
-    monkeypatch.setattr(restricted_unpickler.TorchvisionBasicBlock, "forward", forward_without_residual)
+    monkeypatch.setattr(pickle_allow_list.TorchvisionBasicBlock, "forward", forward_without_residual)
     with pytest.raises(ConversionError, match="logits differ from the learner's by up to"):
         convert(R18_LEARNER, tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -16,8 +16,10 @@ from conftest import LEGACY, SHARED, assert_matches_production, legacy_wavs, mak
 
 from configuration_orcahello import INFERENCE_FIELDS, INFERENCE_PRESETS, OrcaHelloConfig, resolve_inference_settings
 from feature_extraction_orcahello import port_segment_bounds
-from orcahello.conversion.convert_fastai import KEY_FORMATS, ConversionError, convert, fastai_to_canonical, main
-from orcahello.conversion.restricted_unpickler import load_learner_export
+from orcahello.conversion.convert_fastai import convert, main
+from orcahello.conversion.errors import ConversionError
+from orcahello.conversion.key_formats import KEY_FORMATS, fastai_to_canonical
+from orcahello.conversion.learner_export import load_learner_export
 from results_orcahello import DecisionParameters, aggregate_windows
 
 PORT_OUTPUTS = LEGACY / "outputs" / "upstream_port"
