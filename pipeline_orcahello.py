@@ -29,7 +29,13 @@ try:
         window_bounds,
     )
     from .hls_orcahello import HLSInputError, is_hls_input, iso_utc, open_hls, utc_at
-    from .scoring_orcahello import build_scorer, padded_frames, resolve_engine, weights_version
+    from .scoring_orcahello import (
+        build_scorer,
+        padded_frames,
+        rescore_until_exact,
+        resolve_engine,
+        weights_version,
+    )
     from .vocabulary_orcahello import (
         AGGREGATION_STRATEGIES,
         DEFAULT_BATCH_SIZE,
@@ -47,7 +53,7 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
         window_bounds,
     )
     from hls_orcahello import HLSInputError, is_hls_input, iso_utc, open_hls, utc_at
-    from scoring_orcahello import build_scorer, padded_frames, resolve_engine, weights_version
+    from scoring_orcahello import build_scorer, padded_frames, rescore_until_exact, resolve_engine, weights_version
     from vocabulary_orcahello import (
         AGGREGATION_STRATEGIES,
         DEFAULT_BATCH_SIZE,
@@ -960,13 +966,21 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             info = model_inputs["recording"]
             info = info[0] if isinstance(info, (list, tuple)) else info
             progress_callback(int(logits.shape[0]), info["num_windows"] if isinstance(info, dict) else None)
-        return {
+        outputs = {
             "probabilities": torch.softmax(logits.float(), dim=-1),
             "window_index": model_inputs["window_index"],
             "window_is_silent": model_inputs["window_is_silent"],
             "recording": model_inputs["recording"],
             "is_last": model_inputs["is_last"],
         }
+        if precision == "bfloat16":
+            # The fast mode keeps each window's spectrogram up to its padding (about 160 kB) until the file's
+            # decisions are known: postprocess scores again in float32 those that could change one.
+            features = model_inputs["input_features"]
+            content = max(1, padded_frames(features, float(self.feature_extractor.padding_value)))
+            outputs["rescoring_features"] = features[..., :content].to("cpu", torch.float32).clone()
+            outputs["rescoring_engine"] = torch.full((features.shape[0],), ENGINES.index(engine))
+        return outputs
 
     def window_logits(self, input_features, engine="auto", precision="float32"):
         """Logits `(batch, 2)` of a batch of spectrograms `(batch, 1, 256, 312)`, from the engine's scorer."""
@@ -1002,11 +1016,34 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
                 content_frames=content_frames,
                 padding_value=float(self.feature_extractor.padding_value),
                 channels_last=self._channels_last,
+                process_mmap_threshold=MMAP_THRESHOLD_BYTES,
             )
             scorer.weights_version = version
             scorer.content_frames = content_frames
             self._scorers[key] = scorer
         return scorer
+
+    def _rescored_in_float32(self, ordered_outputs, window_confidences, **decision_parameters):
+        """The fast mode's window probabilities, float32 wherever bfloat16 could change a decision (see
+        `scoring_orcahello.windows_to_rescore`); the others stay bfloat16-valued."""
+        engine = ENGINES[int(ordered_outputs[0]["rescoring_engine"].reshape(-1)[0])]
+        extractor = self.feature_extractor
+
+        def score_in_float32(indices):
+            probabilities = []
+            for start in range(0, len(indices), self._batch_size):
+                chosen = [ordered_outputs[i]["rescoring_features"] for i in indices[start : start + self._batch_size]]
+                features = torch.full((len(chosen), 1, extractor.feature_size, extractor.num_frames),
+                                      float(extractor.padding_value), dtype=self.dtype or torch.float32)
+                for row, content in enumerate(chosen):
+                    features[row, ..., : content.shape[-1]] = content.reshape(features.shape[1:-1] + (-1,))
+                logits = self.window_logits(features.to(self.device), engine=engine, precision="float32")
+                probabilities.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu())
+            return torch.cat(probabilities).double().numpy()
+
+        probabilities, rescored = rescore_until_exact(window_confidences, score_in_float32, **decision_parameters)
+        self.last_rescored_fraction = float(rescored.mean())
+        return probabilities
 
     def postprocess(
         self,
@@ -1028,6 +1065,13 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             [float(model_outputs[i]["probabilities"].reshape(-1, 2)[0, 1]) for i in order], dtype=np.float64
         )
         silent_windows = sum(bool(output["window_is_silent"].reshape(-1)[0]) for output in model_outputs)
+        if "rescoring_features" in model_outputs[0]:
+            window_confidences = self._rescored_in_float32(
+                [model_outputs[i] for i in order], window_confidences, aggregation=aggregation,
+                local_threshold=local_threshold, global_count_threshold=global_count_threshold,
+                global_threshold=global_threshold, top_k_windows=top_k_windows, smoothing=smoothing,
+                min_global_confidence=min_global_confidence,
+            )
         return build_file_result(
             info,
             window_confidences,
