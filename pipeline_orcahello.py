@@ -748,9 +748,14 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             PyTorch; PyTorch on GPUs. Every engine skips the work that the spectrogram's padding alone determines
             (see `scoring_orcahello.PaddingSkippingClassifier`).
         precision (`str`, `"float32"`):
-            `"bfloat16"` (CPUs with bfloat16 instructions, through OpenVINO; GPUs) or `"float16"` (GPUs): an opt-in
-            fast mode for large archives, about 2x faster on such a CPU, at a cost in accuracy that depends on the
-            weights; `benchmarks/run.py` measures it. Production's numbers are float32.
+            `"bfloat16"` (CPUs with native bfloat16, avx512_bf16 or AMX, else refused; GPUs): the fast mode, with
+            float32's decisions: every window is scored in bfloat16, then every window whose score could change a
+            local or global decision, given a proven bound on bfloat16's error
+            (`scoring_orcahello.BFLOAT16_LOGIT_MARGIN`), is scored again in float32
+            (`scoring_orcahello.windows_to_rescore`). The confidences of the windows not re-scored stay
+            bfloat16-valued (within the margin of float32's), and each window's spectrogram is kept until its
+            file's end (about 160 kB a window). `"float16"` (GPUs): reduced precision without that guarantee.
+            Production's numbers are float32.
 
     Default output: `[{"label": decision, "score": s}, {"label": other, "score": 1 - s}]`, the file-level decision
     first. The positive score is the file's global confidence on a 0..1 scale (production's `whaleFoundConfidence` /

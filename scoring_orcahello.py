@@ -7,6 +7,9 @@ Half of every model input is padding: a 2-second window gives 157 spectrogram fr
 with 0 dB frames to 312. Far enough to the right of the content, every activation of the ResNet is the same for
 all windows, so `PaddingSkippingClassifier` computes those columns once per set of weights and, for each window,
 only the columns the content can reach: the same float32 network, about 22% fewer multiply-adds for ResNet50.
+
+The bfloat16 fast mode keeps float32's decisions: `windows_to_rescore` says which windows' bfloat16 scores could
+change one, given `BFLOAT16_LOGIT_MARGIN`, and `rescore_until_exact` scores those again in float32.
 """
 
 import contextlib
@@ -31,7 +34,7 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
 # The largest |bfloat16 - float32| deviation of a window's logit difference that the fast mode allows for: twice
 # or more what `benchmarks/fast_mode_margin.py` measured over every fixture and real recording (see
 # `windows_to_rescore`).
-BFLOAT16_LOGIT_MARGIN = 0.5
+BFLOAT16_LOGIT_MARGIN = 3.0
 
 # ----------------------------------------------------------------------------------------------------------------
 # Skipping the padding
