@@ -34,7 +34,7 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
 # The largest |bfloat16 - float32| deviation of a window's logit difference that the fast mode allows for: twice
 # or more what `benchmarks/fast_mode_margin.py` measured over every fixture and real recording (see
 # `windows_to_rescore`).
-BFLOAT16_LOGIT_MARGIN = 3.0
+BFLOAT16_LOGIT_MARGIN = 4.0
 
 # ----------------------------------------------------------------------------------------------------------------
 # Skipping the padding
