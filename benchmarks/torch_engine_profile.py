@@ -54,8 +54,10 @@ def main():
     from scoring_orcahello import (
         LogitsOnly,
         PaddingSkippingClassifier,
+        build_scorer,
         cpu_has_native_bfloat16,
         heap_reused_for_activations,
+        padded_frames,
         rescore_until_exact,
     )
     from vocabulary_orcahello import INFERENCE_PRESETS
@@ -73,11 +75,18 @@ def main():
     batches = [features[start : start + batch] for start in range(0, len(features), batch)]
     model = detector.model.eval()
 
-    openvino = detector.scorer(batches[0], engine="openvino")
-    torch_new = detector.scorer(batches[0], engine="torch")
-    previous = PaddingSkippingClassifier(model, features.shape[-2], features.shape[-1], torch_new.content_frames)
+    # This repository's scoring code, not the model folder's copy that trust_remote_code imports.
+    content_frames = padded_frames(features, float(detector.feature_extractor.padding_value))
+
+    def scorer(engine, precision="float32"):
+        return build_scorer(model, engine, tuple(batches[0].shape), 1, precision=precision,
+                            content_frames=content_frames, process_mmap_threshold=threshold)
+
+    openvino = scorer("openvino")
+    torch_new = scorer("torch")
+    previous = PaddingSkippingClassifier(model, features.shape[-2], features.shape[-1], content_frames)
     full_width = LogitsOnly(model)
-    fast = detector.scorer(batches[0], engine="openvino", precision="bfloat16") if cpu_has_native_bfloat16() else None
+    fast = scorer("openvino", "bfloat16") if cpu_has_native_bfloat16() else None
     decisions = {name: INFERENCE_PRESETS["fastai"][name] for name in (
         "aggregation", "local_threshold", "global_count_threshold", "global_threshold", "top_k_windows", "smoothing")}
     rescored_fraction = []
