@@ -4,8 +4,10 @@ Custom handler for Hugging Face Inference Endpoints: serves the OrcaHello detect
 
 Inference Endpoints import `EndpointHandler` from `handler.py` at the root of the model repository, construct it
 once with the repository's local folder, and call it with every request's deserialized body. This file imports only
-the standard library, numpy, torch, transformers (and soundfile, which the pipeline needs too, to read headers): the model's own code (feature extractor, pipeline) comes from
-the model folder through `trust_remote_code=True`, so the handler works wherever it sits next to a model folder.
+the standard library, numpy, torch, transformers (and soundfile, which the pipeline needs too, to read headers) and
+the shared names of `vocabulary_orcahello`. The model's own code (feature extractor, pipeline) is this package's when
+the `orcahello` package is installed (as the `orcahello` commands load it), else the model folder's, through
+`trust_remote_code=True`: so the handler works wherever it sits next to a model folder (see `load_detector`).
 
 Requests (JSON, or an audio body: the endpoint turns `Content-Type: audio/*` bodies into `{"inputs": <bytes>}`):
 
@@ -38,6 +40,7 @@ one-line message saying what is wrong.
 
 import base64
 import binascii
+import importlib.util
 import io
 import math
 import os
@@ -47,7 +50,7 @@ import numpy as np
 import torch
 from transformers import pipeline
 
-from vocabulary_orcahello import MIN_SAMPLING_RATE
+from vocabulary_orcahello import MIN_SAMPLING_RATE, return_large_buffers_to_the_system
 
 # The pipeline's call parameters and their types. Everything else is refused, so that a typo ("treshold") is an
 # error instead of a silently ignored setting.
@@ -269,10 +272,25 @@ def audio_header(audio_bytes):
     return info.samplerate, info.frames, info.channels
 
 
+def load_detector(path, device):
+    """
+    The OrcaHello pipeline of the model folder `path` on `device`. Where the `orcahello` package is installed (or
+    this checkout is on the path), its own classes build it, exactly as the `orcahello` commands do: one copy of the
+    code runs, and the folder gives only weights and settings. Copied alone next to a model folder, as on an
+    Inference Endpoint, nothing of the package is there: the folder's own code, which is what that endpoint serves,
+    is loaded as Hub remote code.
+    """
+    if importlib.util.find_spec("orcahello") is not None:
+        from orcahello.models import load_pipeline
+
+        return load_pipeline(path, device)
+    return pipeline("audio-classification", model=path, trust_remote_code=True, device=device)
+
+
 class EndpointHandler:
     """
-    The Inference Endpoints entry point. `path` is the model repository's local folder; the pipeline (and the
-    model's custom code) is loaded from it once, on the GPU when there is one.
+    The Inference Endpoints entry point. `path` is the model repository's local folder; the pipeline is loaded from
+    it once (`load_detector`), on the GPU when there is one.
 
     The limits of one request (see the module's docstring); each defaults to its environment variable, else to the
     value in `LIMIT_DEFAULTS`:
@@ -302,8 +320,9 @@ class EndpointHandler:
         self.max_sampling_rate = limit_setting("max_sampling_rate", max_sampling_rate)
         self.max_batch_size = limit_setting("max_batch_size", max_batch_size)
         self.allow_custom_windowing = limit_setting("allow_custom_windowing", allow_custom_windowing)
+        return_large_buffers_to_the_system()  # process-wide (mallopt): the endpoint process's to make
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.pipeline = pipeline("audio-classification", model=path or ".", trust_remote_code=True, device=device)
+        self.pipeline = load_detector(path or ".", device)
         # The floor is the pipeline's own (its module says why): one number, checked here before decoding.
         self.min_sampling_rate = MIN_SAMPLING_RATE
 

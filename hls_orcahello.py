@@ -1,19 +1,13 @@
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
-HLS input for the OrcaHello pipeline: what Orcasound's hydrophones stream and archive.
+HLS decoding for the OrcaHello pipeline: the samples production would score, and when they were recorded.
 
-An Orcasound node (orcanode's `stream.sh`) runs ffmpeg's segment muxer: 10-second AAC segments at 48 kHz in MPEG-TS,
-`<bucket>/<node>/hls/<unix epoch at stream start>/live000.ts, live001.ts, ...` and a `live.m3u8` playlist listing
-them. Production (orca-hls-utils) concatenates about six segments' bytes into one `.ts` file and converts it with
-`ffmpeg -i clip.ts clip.wav`: 16-bit PCM at the stream's rate and channel count. This module reads
-
-- a playlist (`.m3u8`, a local path or an http(s) URL; segments relative to it, local or remote),
-- a folder of `.ts` segments (sorted by the number in their names: `live999.ts` comes before `live1000.ts`),
-- a single `.ts` segment,
-
-and decodes the segments as ONE continuous AAC stream (every packet through one decoder, as ffmpeg decodes the
-concatenated file), converting to int16 with swresample as ffmpeg's WAV output does: the samples are those of the WAV
-production would have made from the same segments.
+Production (orca-hls-utils) concatenates about six segments' bytes into one `.ts` file and converts it with
+`ffmpeg -i clip.ts clip.wav`: 16-bit PCM at the stream's rate and channel count. This module decodes the segments
+an HLS input lists (`hls_playlist_orcahello`: a playlist, a folder of `.ts` segments, one segment) as ONE
+continuous AAC stream (every packet through one decoder, as ffmpeg decodes the concatenated file), converting to
+int16 with swresample as ffmpeg's WAV output does: the samples are those of the WAV production would have made from
+the same segments.
 
 **Memory.** The segments are demuxed and decoded once when the input is opened: that checks every segment, counts
 the samples exactly, and finds the gaps and timestamps. Only the compressed AAC packets are kept (about 40 MB an hour
@@ -34,31 +28,25 @@ times in UTC after a gap account for what is missing.
 import bisect
 import io
 import os
-import re
 import threading
 import urllib.parse
 from collections import deque
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import numpy as np
 
 try:
-    from .http_orcahello import HTTP_TIMEOUT_SECONDS, HTTPFetchError, describe_origin, origin
-    from .http_orcahello import fetch as http_fetch
-    from .vocabulary_orcahello import PLAYLIST_SUFFIX, SEGMENT_SUFFIX, is_url
+    from .hls_playlist_orcahello import MAX_PLAYLIST_SEGMENTS, HLSInputError, Segment, fetch, list_segments
+    from .http_orcahello import HTTP_TIMEOUT_SECONDS, origin
+    from .vocabulary_orcahello import SEGMENT_SUFFIX, is_url
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
-    from http_orcahello import HTTP_TIMEOUT_SECONDS, HTTPFetchError, describe_origin, origin
-    from http_orcahello import fetch as http_fetch
-    from vocabulary_orcahello import PLAYLIST_SUFFIX, SEGMENT_SUFFIX, is_url
+    from hls_playlist_orcahello import MAX_PLAYLIST_SEGMENTS, HLSInputError, Segment, fetch, list_segments
+    from http_orcahello import HTTP_TIMEOUT_SECONDS, origin
+    from vocabulary_orcahello import SEGMENT_SUFFIX, is_url
 
 
-# A day of Orcasound's 10-s segments. The packets of every segment are kept while a recording is open (~40 MB an
-# hour), so a playlist listing a million segments is refused before anything is fetched.
-MAX_PLAYLIST_SEGMENTS = 8640
-# Orcasound names each stream's folder by the Unix time it started: 10 digits covers 2001 to 2286.
-EPOCH_FOLDER_NAME = re.compile(r"\d{10}")
-# The number in a segment's name that orders it: the last run of digits (`live007.ts`, `segment_12.ts`).
-SEGMENT_NUMBER = re.compile(r"(\d+)(?!.*\d)")
 # MPEG-TS timestamps are 33-bit counts of a 90 kHz clock; they wrap every 26.5 hours.
 MPEG_TS_CLOCK_HZ = 90000
 MPEG_TS_PTS_WRAP = 1 << 33
@@ -66,59 +54,9 @@ MPEG_TS_PTS_WRAP = 1 << 33
 TIMESTAMP_JUMP_TOLERANCE_SECONDS = 0.05
 # EXT-X-PROGRAM-DATE-TIME is often a wall clock read by the encoder, good to tens of milliseconds.
 PROGRAM_DATE_TIME_JUMP_TOLERANCE_SECONDS = 0.5
-PROGRAM_DATE_TIME = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$"
-)
 
 
-class HLSInputError(ValueError):
-    """An HLS input that cannot be scored; the message is one line and starts with the input's name."""
-
-
-def is_playlist(source):
-    """A local path or an http(s) URL (query string aside) naming an `.m3u8` playlist."""
-    path = urllib.parse.urlsplit(source).path if is_url(source) else source
-    return path.lower().endswith(PLAYLIST_SUFFIX)
-
-
-def segment_files_in_folder(folder):
-    """The `.ts` files of `folder` (hidden files skipped), sorted by the number in their names, not lexically."""
-    names = [
-        name
-        for name in os.listdir(folder)
-        if name.lower().endswith(SEGMENT_SUFFIX) and not name.startswith(".")
-        and os.path.isfile(os.path.join(folder, name))
-    ]
-    return sorted(names, key=segment_sort_key)
-
-
-def segment_number(name):
-    """The last number in a segment's file name (`live1000.ts` -> 1000), or None."""
-    match = SEGMENT_NUMBER.search(os.path.splitext(os.path.basename(name))[0])
-    return int(match.group(1)) if match else None
-
-
-def segment_sort_key(name):
-    number = segment_number(name)
-    return (number is None, number if number is not None else 0, name)
-
-
-def is_hls_input(source):
-    """
-    Whether the pipeline reads `source` (a path or URL string) as HLS: an `.m3u8` playlist (local or http(s)), an
-    existing `.ts` file, or a folder holding `.ts` files.
-    """
-    if not isinstance(source, (str, os.PathLike)):
-        return False
-    source = os.fspath(source)
-    if is_url(source) or source.lower().endswith(PLAYLIST_SUFFIX):
-        return is_playlist(source)
-    if source.lower().endswith(SEGMENT_SUFFIX):
-        return os.path.isfile(source)
-    return os.path.isdir(source) and bool(segment_files_in_folder(source))
-
-
-def iso_utc(epoch_seconds):
+def iso_utc(epoch_seconds: float | None) -> str | None:
     """`1600000000.5` -> `"2020-09-13T12:26:40.500Z"` (ISO 8601, UTC, milliseconds); None stays None."""
     if epoch_seconds is None:
         return None
@@ -126,25 +64,7 @@ def iso_utc(epoch_seconds):
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def parse_program_date_time(text):
-    """Unix time of an `#EXT-X-PROGRAM-DATE-TIME` value (ISO 8601; a value without a zone is taken as UTC)."""
-    match = PROGRAM_DATE_TIME.match(text.strip())
-    if not match:
-        raise ValueError(f"not an ISO 8601 date-time: {text.strip()!r}")
-    year, month, day, hour, minute, second = (int(group) for group in match.groups()[:6])
-    fraction = float(match.group(7)) if match.group(7) else 0.0
-    zone = match.group(8)
-    offset = timedelta(0)
-    if zone and zone not in ("Z", "z"):
-        digits = zone[1:].replace(":", "")
-        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
-        if zone[0] == "-":
-            offset = -offset
-    moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone(offset))
-    return moment.timestamp() + fraction
-
-
-def utc_at(anchors, seconds, before=False):
+def utc_at(anchors: Sequence[Sequence[float | None]], seconds: float, before: bool = False) -> float | None:
     """
     Unix time at `seconds` into the decoded audio, from `anchors` (`[[seconds, utc or None], ...]`, sorted, the first
     at 0): the last anchor at or before `seconds` (strictly before with `before=True`: the instant just before a gap
@@ -158,7 +78,9 @@ def utc_at(anchors, seconds, before=False):
     return None if anchor_utc is None else anchor_utc + (seconds - anchor_seconds)
 
 
-def gap_missing_seconds(evidence, timestamp_jump, clock_jump):
+def gap_missing_seconds(
+    evidence: dict, timestamp_jump: float | None, clock_jump: float | None
+) -> tuple[float | None, str | None]:
     """
     `(missing_s, missing_s_from)` for a gap: how long it is and what says so (`(None, None)` when nothing does).
     `evidence` is what the boundary showed (`"discontinuity"`, `"marked"` seconds, `"numbers"` seconds),
@@ -184,7 +106,53 @@ def gap_missing_seconds(evidence, timestamp_jump, clock_jump):
     return None, None
 
 
-def stream_start_time(first, folder_epoch, nominal):
+def record_gap(
+    gaps: dict[int, dict], sample: int, rate: int, after_segment: str | None, next_segment: str, reason: str
+) -> dict:
+    """
+    Record `reason` for a gap before sample `sample` of the decoded audio (at `rate`) in `gaps` (first sample after
+    each gap -> the gap): a gap found several ways (a discontinuity and a timestamp jump) is one gap with every
+    reason. Returns the gap; its `_evidence` holds what the boundary shows, for `finish_gap`.
+    """
+    if sample not in gaps:
+        gaps[sample] = {
+            "after_segment": after_segment,
+            "next_segment": next_segment,
+            "start_s": sample / rate,
+            "missing_s": None,
+            "missing_s_from": None,
+            "reasons": [],
+            "_evidence": {},
+        }
+    gap = gaps[sample]
+    gap["reasons"].append(reason)
+    return gap
+
+
+def finish_gap(gap: dict, timestamp_jump: float | None, clock_jump: float | None) -> None:
+    """
+    Decide how long `gap` is (`gap_missing_seconds`, from its evidence and the boundary's timestamp and
+    program-date-time jumps) and join its reasons into one: the gap as the results report it.
+    """
+    evidence = gap.pop("_evidence")
+    gap["missing_s"], gap["missing_s_from"] = gap_missing_seconds(evidence, timestamp_jump, clock_jump)
+    gap["reason"] = "; ".join(gap.pop("reasons"))
+
+
+def program_date_time_jump(previous: Segment, segment: Segment, rate: int) -> float | None:
+    """
+    Seconds between `segment`'s `#EXT-X-PROGRAM-DATE-TIME` and the end of `previous` (its date-time plus the
+    audio it decoded to, at `rate`): 0 for back-to-back segments. None unless both segments give a date-time.
+    """
+    if previous.program_date_time is None or segment.program_date_time is None:
+        return None
+    expected = previous.program_date_time + previous.num_samples / rate
+    return segment.program_date_time - expected
+
+
+def stream_start_time(
+    first: Segment, folder_epoch: int | None, nominal: float
+) -> tuple[float | None, str | None, str | None]:
     """
     `(start, start_time_source, warning)`: the Unix time of the first decoded sample, from the first playable
     segment `first` (its program date-time) or the stream folder's epoch (`folder_epoch`, plus `first.number` mean
@@ -207,180 +175,11 @@ def stream_start_time(first, folder_epoch, nominal):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Playlists and segment lists
-# ----------------------------------------------------------------------------------------------------------------
-
-
-class Segment:
-    """One media segment: where it is, what the playlist says about it, and what decoding it found."""
-
-    def __init__(self, location, name, number=None, duration=None, program_date_time=None, discontinuity=False,
-                 marked_gap=False):
-        self.location = location  # a local path or an http(s) URL
-        self.name = name  # as the playlist lists it, or the file name: what messages show
-        self.number = number  # media sequence number (playlists) or the number in the file name (folders)
-        self.duration = duration  # EXTINF, seconds
-        self.program_date_time = program_date_time  # Unix time, from EXT-X-PROGRAM-DATE-TIME
-        self.discontinuity = discontinuity  # EXT-X-DISCONTINUITY before this segment
-        self.marked_gap = marked_gap  # EXT-X-GAP: the playlist says this segment is missing
-        self.first_sample = 0  # where its audio starts in the decoded stream
-        self.num_samples = 0
-
-
-def parse_playlist(text, playlist_location, name, max_segments=MAX_PLAYLIST_SEGMENTS):
-    """
-    Parse a media playlist into `(segments, info)`. Refused with a clear `HLSInputError`: not a playlist, a master
-    playlist (it names variants, not segments), encrypted segments, fragmented-MP4 or byte-range segments, a
-    playlist without segments, and one listing more than `max_segments`.
-    """
-    lines = [line.strip() for line in text.lstrip("\ufeff").splitlines()]
-    lines = [line for line in lines if line]
-    if not lines or not lines[0].startswith("#EXTM3U"):
-        raise HLSInputError(f"{name}: not an HLS playlist (it does not start with #EXTM3U)")
-    info = {"media_sequence": 0, "target_duration": None, "ended": False}
-    segments, variants = [], []
-    pending = {"duration": None, "program_date_time": None, "discontinuity": False, "marked_gap": False}
-    for line in lines[1:]:
-        if not line.startswith("#"):
-            if variants and variants[-1] is None:
-                variants[-1] = line
-                continue
-            if len(segments) >= max_segments:
-                raise HLSInputError(
-                    f"{name}: the playlist lists more than {max_segments} segments: refused (score it in parts)"
-                )
-            segments.append(
-                Segment(
-                    location=resolve_uri(playlist_location, line),
-                    name=line,
-                    number=info["media_sequence"] + len(segments),
-                    **pending,
-                )
-            )
-            pending = {"duration": None, "program_date_time": None, "discontinuity": False, "marked_gap": False}
-            continue
-        tag, _, value = line.partition(":")
-        try:
-            if tag == "#EXTINF":
-                pending["duration"] = float(value.split(",")[0])
-            elif tag == "#EXT-X-MEDIA-SEQUENCE":
-                info["media_sequence"] = int(value)
-            elif tag == "#EXT-X-TARGETDURATION":
-                info["target_duration"] = float(value)
-            elif tag == "#EXT-X-PROGRAM-DATE-TIME":
-                pending["program_date_time"] = parse_program_date_time(value)
-            elif tag == "#EXT-X-DISCONTINUITY":
-                pending["discontinuity"] = True
-            elif tag == "#EXT-X-GAP":
-                pending["marked_gap"] = True
-            elif tag == "#EXT-X-ENDLIST":
-                info["ended"] = True
-            elif tag == "#EXT-X-STREAM-INF":
-                variants.append(None)  # its URI is the next line
-            elif tag == "#EXT-X-KEY" and "METHOD=NONE" not in value.upper():
-                raise HLSInputError(f"{name}: encrypted segments ({line}) are not supported")
-            elif tag == "#EXT-X-MAP":
-                raise HLSInputError(
-                    f"{name}: fragmented-MP4 segments (#EXT-X-MAP) are not supported; Orcasound streams MPEG-TS"
-                )
-            elif tag == "#EXT-X-BYTERANGE":
-                raise HLSInputError(f"{name}: byte-range segments (#EXT-X-BYTERANGE) are not supported")
-        except ValueError as error:
-            if isinstance(error, HLSInputError):
-                raise
-            raise HLSInputError(f"{name}: bad {tag} line {line!r} ({error})") from None
-    if variants:
-        listed = ", ".join(variant for variant in variants if variant)
-        raise HLSInputError(f"{name}: a master playlist (it lists streams, not segments): pass one of {listed}")
-    if not segments:
-        raise HLSInputError(f"{name}: the playlist lists no segments")
-    return segments, info
-
-
-def resolve_uri(playlist_location, uri):
-    """A segment URI relative to its playlist (a URL or a local path), as players resolve it."""
-    if is_url(uri):
-        return uri
-    if is_url(playlist_location):
-        return urllib.parse.urljoin(playlist_location, uri)
-    return os.path.join(os.path.dirname(playlist_location), urllib.parse.unquote(uri))
-
-
-def fetch(url, name, timeout, allowed_origin=None):
-    """
-    The bytes at `url`, through `http_orcahello.fetch` (timeouts, retries with backoff, a byte cap, an overall
-    deadline, checked redirects); any failure is a one-line `HLSInputError` starting with `name` and naming the URL.
-    `allowed_origin`: the only host `url` and its redirects may be on (None: any).
-    """
-    try:
-        return http_fetch(url, timeout=timeout, allowed_origin=allowed_origin)
-    except HTTPFetchError as error:  # its message starts with the URL: said once when the URL is the name
-        message = str(error)
-        raise HLSInputError(message if message.startswith(f"{name}: ") else f"{name}: {message}") from None
-
-
-def epoch_from_folder(location):
-    """The Unix epoch in the name of the folder holding `location` (a playlist or segment), or None."""
-    if is_url(location):
-        parts = [urllib.parse.unquote(part) for part in urllib.parse.urlsplit(location).path.split("/")]
-        folder = parts[-2] if len(parts) >= 2 else ""
-    else:
-        folder = os.path.basename(os.path.dirname(os.path.abspath(location)))
-    return int(folder) if EPOCH_FOLDER_NAME.fullmatch(folder) else None
-
-
-def check_segment_hosts(segments, source, allow_other_hosts):
-    """
-    Refuse a playlist whose segments are on another host than the playlist (a local playlist: any http(s) segment)
-    unless `allow_other_hosts`: a playlist from anywhere must not make us fetch from anywhere else.
-    """
-    if allow_other_hosts:
-        return
-    home = origin(source) if is_url(source) else None
-    strangers = [segment for segment in segments if is_url(segment.location) and origin(segment.location) != home]
-    if strangers:
-        where = f"the playlist's host {describe_origin(home)}" if home else "this local playlist's folder"
-        raise HLSInputError(
-            f"{source}: {len(strangers)} segment(s) are not on {where} (first: {strangers[0].location}): refused; "
-            f"allow other hosts (--allow-other-hosts, allow_other_hosts=True) to fetch them"
-        )
-
-
-def list_segments(source, timeout, allow_other_hosts=False, max_segments=MAX_PLAYLIST_SEGMENTS):
-    """`(kind, segments, info, epoch)` for a playlist, a folder of `.ts` files, or one `.ts` file."""
-    if is_playlist(source):
-        if is_url(source):
-            data = fetch(source, source, timeout, allowed_origin=None if allow_other_hosts else origin(source))
-        else:
-            if not os.path.isfile(source):
-                raise HLSInputError(f"{source}: no such playlist")
-            with open(source, "rb") as handle:
-                data = handle.read()
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise HLSInputError(f"{source}: not an HLS playlist (not UTF-8 text)") from None
-        segments, info = parse_playlist(text, source, source, max_segments=max_segments)
-        check_segment_hosts(segments, source, allow_other_hosts)
-        return "playlist", segments, info, epoch_from_folder(source)
-    if os.path.isdir(source):
-        names = segment_files_in_folder(source)
-        if not names:
-            raise HLSInputError(f"{source}: no .ts segments in this folder")
-        segments = [Segment(os.path.join(source, name), name, number=segment_number(name)) for name in names]
-        return "folder", segments, {}, epoch_from_folder(os.path.join(source, names[0]))
-    if os.path.isfile(source):
-        segment = Segment(source, os.path.basename(source), number=segment_number(source))
-        return "segment", [segment], {}, epoch_from_folder(source)
-    raise HLSInputError(f"{source}: no such file or folder")
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # Decoding
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def import_av(name):
+def import_av(name: str) -> Any:
     """PyAV, imported only when an HLS input arrives (WAV and FLAC inputs never need it)."""
     try:
         import av
@@ -406,7 +205,8 @@ class HLSAudio:
         max_segments (`int`, *optional*): refuse a playlist listing more segments (default `MAX_PLAYLIST_SEGMENTS`).
     """
 
-    def __init__(self, source, name=None, timeout=None, allow_other_hosts=False, max_segments=MAX_PLAYLIST_SEGMENTS):
+    def __init__(self, source: str | os.PathLike, name: str | None = None, timeout: float | None = None,
+                 allow_other_hosts: bool = False, max_segments: int = MAX_PLAYLIST_SEGMENTS) -> None:
         self.source = os.fspath(source)
         self.name = name or self.source
         self.timeout = HTTP_TIMEOUT_SECONDS if timeout is None else float(timeout)
@@ -553,56 +353,59 @@ class HLSAudio:
         return float(ticks * time_base)
 
     def _find_gaps_and_times(self):
-        rate = self.sampling_rate
+        """
+        Find the gaps, between segments and then inside them, decide how long each is, and build the UTC time line:
+        `gaps`, `anchors`, `start_time_utc`, `start_time_source` (and their warnings).
+        """
         nominal = self._nominal_segment_seconds()
         gaps = {}  # first sample after the gap -> gap
+        clock_jumps = self._find_segment_boundary_gaps(gaps, nominal)
+        timestamp_jumps = self._find_timestamp_gaps(gaps)
+        for sample, gap in gaps.items():
+            finish_gap(gap, timestamp_jumps.get(sample), clock_jumps.get(sample))
+        self.gaps = [gaps[sample] for sample in sorted(gaps)]
+        self._build_time_line(nominal)
 
-        def gap_at(sample, after_segment, next_segment):
-            if sample not in gaps:
-                gaps[sample] = {
-                    "after_segment": after_segment,
-                    "next_segment": next_segment,
-                    "start_s": sample / rate,
-                    "missing_s": None,
-                    "missing_s_from": None,
-                    "reasons": [],
-                    "_evidence": {},
-                }
-            return gaps[sample]
-
-        # Boundaries between segments: what the playlist or the file names say.
-        program_date_time_jumps = {}  # first sample of a segment -> its PROGRAM-DATE-TIME minus the expected one
+    def _find_segment_boundary_gaps(self, gaps, nominal):
+        """
+        Record in `gaps` what the playlist or the file names say at each boundary between segments: a segment marked
+        `#EXT-X-GAP`, a discontinuity, missing segment numbers (folders), a program-date-time jump. Returns every
+        boundary's program-date-time jump (first sample of the segment -> seconds), gap or not.
+        """
+        rate = self.sampling_rate
+        clock_jumps = {}
         previous = None
         for segment in self.segments:
             if segment.marked_gap:
-                gap = gap_at(segment.first_sample, previous.name if previous else None, segment.name)
-                gap["reasons"].append(f"{segment.name} is marked #EXT-X-GAP")
-                gap["_evidence"].setdefault("marked", 0.0)
-                gap["_evidence"]["marked"] += segment.duration or nominal
+                gap = record_gap(
+                    gaps, segment.first_sample, rate, previous.name if previous else None, segment.name,
+                    f"{segment.name} is marked #EXT-X-GAP",
+                )
+                gap["_evidence"]["marked"] = gap["_evidence"].get("marked", 0.0) + (segment.duration or nominal)
                 continue
             if previous is not None:
-                gap = None
+                where = (gaps, segment.first_sample, rate, previous.name, segment.name)
                 if segment.discontinuity:
-                    gap = gap_at(segment.first_sample, previous.name, segment.name)
-                    gap["reasons"].append(f"#EXT-X-DISCONTINUITY before {segment.name}")
+                    gap = record_gap(*where, f"#EXT-X-DISCONTINUITY before {segment.name}")
                     gap["_evidence"]["discontinuity"] = True
-                if self.kind == "folder" and previous.number is not None and segment.number is not None:
-                    skipped = segment.number - previous.number - 1
-                    if skipped > 0:
-                        gap = gap_at(segment.first_sample, previous.name, segment.name)
-                        numbers = str(previous.number + 1) if skipped == 1 else f"{previous.number + 1}-{segment.number - 1}"
-                        gap["reasons"].append(f"segment number(s) {numbers} missing")
-                        gap["_evidence"]["numbers"] = skipped * nominal
-                if previous.program_date_time is not None and segment.program_date_time is not None:
-                    expected = previous.program_date_time + previous.num_samples / rate
-                    jump = segment.program_date_time - expected
-                    program_date_time_jumps[segment.first_sample] = jump
+                skipped, numbers = segment.numbers_missing_after(previous) if self.kind == "folder" else (0, None)
+                if skipped > 0:
+                    gap = record_gap(*where, f"segment number(s) {numbers} missing")
+                    gap["_evidence"]["numbers"] = skipped * nominal
+                jump = program_date_time_jump(previous, segment, rate)
+                if jump is not None:
+                    clock_jumps[segment.first_sample] = jump
                     if abs(jump) > PROGRAM_DATE_TIME_JUMP_TOLERANCE_SECONDS:
-                        gap = gap_at(segment.first_sample, previous.name, segment.name)
-                        gap["reasons"].append(f"#EXT-X-PROGRAM-DATE-TIME jumps by {jump:+.3f} s")
+                        record_gap(*where, f"#EXT-X-PROGRAM-DATE-TIME jumps by {jump:+.3f} s")
             previous = segment
+        return clock_jumps
 
-        # Every packet: a presentation timestamp that does not follow on from the previous packet's end.
+    def _find_timestamp_gaps(self, gaps):
+        """
+        Record in `gaps` every packet whose presentation timestamp does not follow on from the previous packet's
+        end (beyond `TIMESTAMP_JUMP_TOLERANCE_SECONDS`), between segments or inside one. Returns every measurable
+        jump (first sample of the packet -> seconds), gap or not.
+        """
         jumps = {}
         first_sample, previous_index = 0, None
         for index in range(len(self._packets)):
@@ -615,22 +418,21 @@ class HLSAudio:
                     if abs(jump) > TIMESTAMP_JUMP_TOLERANCE_SECONDS:
                         before = self.segments[self._packet_segments[previous_index]]
                         after = self.segments[self._packet_segments[index]]
-                        gap = gap_at(first_sample, before.name, after.name)
                         where = "" if before is not after else f" inside {after.name}"
-                        gap["reasons"].append(
-                            f"timestamps {'jump ahead' if jump > 0 else 'go back'} by {abs(jump):.3f} s{where}"
+                        record_gap(
+                            gaps, first_sample, self.sampling_rate, before.name, after.name,
+                            f"timestamps {'jump ahead' if jump > 0 else 'go back'} by {abs(jump):.3f} s{where}",
                         )
             first_sample += self._packet_samples[index]
             previous_index = index
+        return jumps
 
-        for sample, gap in gaps.items():
-            evidence = gap.pop("_evidence")
-            gap["missing_s"], gap["missing_s_from"] = gap_missing_seconds(
-                evidence, jumps.get(sample), program_date_time_jumps.get(sample)
-            )
-            gap["reason"] = "; ".join(gap.pop("reasons"))
-        self.gaps = [gaps[sample] for sample in sorted(gaps)]
-
+    def _build_time_line(self, nominal):
+        """
+        The UTC time line from the start time (`stream_start_time`), the playlist's date-times and the gaps: sets
+        `anchors`, `start_time_utc`, `start_time_source`, and each gap's `utc` and `resumes_utc`.
+        """
+        rate = self.sampling_rate
         # The UTC time line: anchors where the time is known (or becomes unknown), extrapolated between them.
         first = next(segment for segment in self.segments if not segment.marked_gap)
         start, self.start_time_source, warning = stream_start_time(first, self.folder_epoch, nominal)
@@ -663,7 +465,7 @@ class HLSAudio:
                 "the playlist has no #EXT-X-ENDLIST (a live playlist): scored as it stood when it was read"
             )
 
-    def describe(self):
+    def describe(self) -> dict:
         """What the result records about the input: plain data (JSON-ready)."""
         return {
             "type": f"hls-{self.kind}",
@@ -677,7 +479,7 @@ class HLSAudio:
             "start_time_source": self.start_time_source,
         }
 
-    def timeline(self):
+    def timeline(self) -> dict:
         """The plain-data time line the pipeline carries to its results: start, anchors, gaps, source, warnings."""
         return {
             "start_time_utc": self.start_time_utc,
@@ -713,6 +515,7 @@ class HLSAudio:
         self.max_buffered_samples = getattr(self, "max_buffered_samples", 0)
 
     def _append(self, frames):
+        """Convert decoded `frames` (a None among them flushes the converter) and keep their samples."""
         for frame in frames:
             for converted in self._resampler.resample(frame):
                 samples = converted.to_ndarray().reshape(-1, self.num_channels).T.copy()
@@ -734,11 +537,7 @@ class HLSAudio:
                 self._append(frames)
             elif not self._flushed:
                 self._flushed = True
-                self._append(self._decoder.decode(None))
-                for converted in self._resampler.resample(None):
-                    samples = converted.to_ndarray().reshape(-1, self.num_channels).T.copy()
-                    self._chunks.append((self._buffer_end, samples))
-                    self._buffer_end += samples.shape[1]
+                self._append([*self._decoder.decode(None), None])  # the decoder's last frames, then swresample's
             else:
                 return False
         except (av.error.FFmpegError, ValueError) as error:
@@ -747,7 +546,7 @@ class HLSAudio:
             ) from None
         return True
 
-    def read(self, start, stop):
+    def read(self, start: int, stop: int) -> np.ndarray:
         """Samples `[start, stop)` of the decoded stream as int16 `(channels, samples)`."""
         start, stop = int(start), int(stop)
         if not 0 <= start <= stop <= self.num_samples:
@@ -767,12 +566,15 @@ class HLSAudio:
             self.max_buffered_samples = max(self.max_buffered_samples, held)
             return samples_from_chunks(self._chunks, start, stop, self.num_channels)
 
-    def close(self):
+    def close(self) -> None:
+        """Drop the packets and decoded samples held (the stream cannot be read after)."""
         self._packets = []
         self._chunks = deque()
 
 
-def samples_from_chunks(chunks, start, stop, num_channels):
+def samples_from_chunks(
+    chunks: Iterable[tuple[int, np.ndarray]], start: int, stop: int, num_channels: int | None
+) -> np.ndarray:
     """
     Samples `[start, stop)` as int16 `(channels, samples)` from decoded `chunks`, `(first sample, array)` pairs in
     order (what `HLSAudio` and the live recorder hold); an empty span gives an empty array.
@@ -789,6 +591,7 @@ def samples_from_chunks(chunks, start, stop, num_channels):
     return np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0].copy()
 
 
-def open_hls(source, name=None, timeout=None, allow_other_hosts=False, max_segments=MAX_PLAYLIST_SEGMENTS):
+def open_hls(source: str | os.PathLike, name: str | None = None, timeout: float | None = None,
+             allow_other_hosts: bool = False, max_segments: int = MAX_PLAYLIST_SEGMENTS) -> HLSAudio:
     """Open an HLS input (see `HLSAudio`); raises `HLSInputError` with a one-line message when it cannot be read."""
     return HLSAudio(source, name=name, timeout=timeout, allow_other_hosts=allow_other_hosts, max_segments=max_segments)

@@ -12,13 +12,10 @@ The bfloat16 fast mode keeps float32's decisions: `windows_to_rescore` says whic
 change one, given `BFLOAT16_LOGIT_MARGIN`, and `rescore_until_exact` scores those again in float32.
 """
 
-import contextlib
-import ctypes
 import functools
 import gc
 import importlib
 import os
-import sys
 import tempfile
 import warnings
 
@@ -27,9 +24,9 @@ import torch
 from torch import nn
 
 try:
-    from .vocabulary_orcahello import ENGINES, PRECISIONS
+    from .vocabulary_orcahello import ENGINES, PRECISIONS, heap_reused_for_activations
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
-    from vocabulary_orcahello import ENGINES, PRECISIONS
+    from vocabulary_orcahello import ENGINES, PRECISIONS, heap_reused_for_activations
 
 # The largest |bfloat16 - float32| deviation of a window's logit difference that the fast mode allows for: twice
 # or more what `benchmarks/fast_mode_margin.py` measured over every fixture and real recording (see
@@ -276,50 +273,6 @@ def export_onnx(module, example_shape, path):
             dynamo=False,
         )
     gc.collect()
-
-
-# glibc's mallopt parameters (malloc.h) and the values glibc's own adaptive mode reaches after large frees.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_DEFAULT_TRIM_THRESHOLD_BYTES = 128 * 1024
-_ADAPTIVE_MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's ceiling on 64-bit systems
-_ADAPTIVE_TRIM_THRESHOLD_BYTES = 2 * _ADAPTIVE_MMAP_THRESHOLD_BYTES
-
-
-@functools.cache
-def _glibc():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt  # noqa: B018  (musl and others: AttributeError)
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
-@contextlib.contextmanager
-def heap_reused_for_activations(process_mmap_threshold):
-    """
-    Within the block, let PyTorch's CPU activation buffers (up to 32 MB) come from the heap and stay there when
-    freed, as glibc's adaptive defaults do; afterwards, put back the fixed `process_mmap_threshold` that a process
-    set to keep its memory flat (`pipeline_orcahello.return_large_buffers_to_the_system`), and glibc's default trim
-    threshold that goes with it. Does nothing when `process_mmap_threshold` is None or glibc is not the C library.
-
-    Under that fixed 1 MB threshold every activation of every batch is a fresh `mmap`, page-faulted in and unmapped
-    again: the eager ResNet50 spent about 40% of its time on it (1.37 s against 0.86 s CPU time for 8 windows, 1
-    thread). The heap kept between batches is the forward pass's own peak, which the process reaches anyway.
-    """
-    libc = _glibc() if process_mmap_threshold is not None else None
-    if libc is None:
-        yield
-        return
-    libc.mallopt(_M_MMAP_THRESHOLD, _ADAPTIVE_MMAP_THRESHOLD_BYTES)
-    libc.mallopt(_M_TRIM_THRESHOLD, _ADAPTIVE_TRIM_THRESHOLD_BYTES)
-    try:
-        yield
-    finally:
-        libc.mallopt(_M_MMAP_THRESHOLD, int(process_mmap_threshold))
-        libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD_BYTES)
 
 
 class TorchScorer:

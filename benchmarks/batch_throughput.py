@@ -41,9 +41,9 @@ DEFAULT_LEARNER = os.path.join(SHARED, "fixtures", "legacy", "model_resnet50_leg
 
 def convert_fixture_learner(folder):
     subprocess.run(
-        [sys.executable, os.path.join(REPO_ROOT, "conversion", "convert_fastai.py"), "--input", DEFAULT_LEARNER,
+        [sys.executable, "-m", "orcahello.conversion.convert_fastai", "--input", DEFAULT_LEARNER,
          "--output-dir", folder],
-        check=True, stdout=subprocess.DEVNULL,
+        cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     return folder
 

@@ -41,8 +41,8 @@ def main():
     import torch
     from transformers import pipeline
 
-    from conversion.model_folder import default_config, save_model_folder
     from modeling_orcahello import OrcaHelloForAudioClassification
+    from orcahello.conversion.model_folder import default_config, save_model_folder
 
     workdir = tempfile.mkdtemp(prefix="orcahello-long-")
     wav_path = os.path.join(workdir, "long.wav")

@@ -46,9 +46,9 @@ def model_folder(path):
         return path
     folder = os.path.join(tempfile.mkdtemp(prefix="orcahello-bench-"), "resnet50")
     subprocess.run(
-        [sys.executable, os.path.join(REPO_ROOT, "conversion", "convert_fastai.py"), "--input", DEFAULT_LEARNER,
+        [sys.executable, "-m", "orcahello.conversion.convert_fastai", "--input", DEFAULT_LEARNER,
          "--output-dir", folder],
-        check=True, stdout=subprocess.DEVNULL,
+        cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL,
     )
     return folder
 
@@ -209,7 +209,7 @@ def child_fast_mode(args):
     """The opt-in fast mode against float32 on every fixture recording: speed and what it changes."""
     import numpy as np
 
-    from pipeline_orcahello import aggregate_windows
+    from results_orcahello import aggregate_windows
 
     detector = load_detector(args)
     wavs = sorted(glob.glob(os.path.join(FIXTURE_AUDIO, "*.wav")))

@@ -56,11 +56,10 @@ def main():
         PaddingSkippingClassifier,
         build_scorer,
         cpu_has_native_bfloat16,
-        heap_reused_for_activations,
         padded_frames,
         rescore_until_exact,
     )
-    from vocabulary_orcahello import INFERENCE_PRESETS
+    from vocabulary_orcahello import INFERENCE_PRESETS, heap_reused_for_activations
 
     logging.set_verbosity_error()
     warnings.filterwarnings("ignore")

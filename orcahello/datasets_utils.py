@@ -8,9 +8,9 @@ itself (libsndfile: WAV, FLAC, OGG, MP3), exactly as the command line does:
 
 ```python
 >>> from datasets import Audio, Dataset
->>> from transformers import pipeline
 >>> from orcahello.datasets_utils import score_dataset
->>> detector = pipeline("audio-classification", model="models/orcahello-srkw-detector-v1", trust_remote_code=True)
+>>> from orcahello.models import load_pipeline
+>>> detector = load_pipeline("models/orcahello-srkw-detector-v1", "cpu")
 >>> dataset = Dataset.from_dict({"audio": ["clip1.wav", "clip2.flac"]}).cast_column("audio", Audio(decode=False))
 >>> scored = score_dataset(dataset, detector)
 >>> scored[0]["global_prediction"], scored[0]["global_confidence"]
@@ -35,7 +35,7 @@ def score_dataset(dataset, pipe, audio_column="audio", batch_size=8, map_batch_s
 
     Args:
         dataset (`datasets.Dataset`): the rows to score.
-        pipe: an OrcaHello audio-classification pipeline (`transformers.pipeline(..., trust_remote_code=True)`).
+        pipe: an OrcaHello audio-classification pipeline (`orcahello.models.load_pipeline`, or the Hub's remote code).
         audio_column (`str`): the column holding the audio: `Audio(decode=False)` rows, decoded rows, or paths.
         batch_size (`int`): 2-second windows per forward pass, as `orcahello detect --batch-size`.
         map_batch_size (`int`): rows per `dataset.map` batch (how often results are written to the Arrow table).

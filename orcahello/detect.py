@@ -20,15 +20,17 @@ exit status is 0 when every recording was scored, 1 otherwise. Re-running into t
 recordings already scored with the same model and parameters (`--overwrite` redoes them).
 """
 
+import argparse
 import dataclasses
-import inspect
 import json
 import logging
 import os
 import sys
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from vocabulary_orcahello import (
     SYNTHETIC_WEIGHTS_KEY,
@@ -43,6 +45,7 @@ from . import (
     inputs,
     models,
     provenance,
+    run_lock,
     site_thresholds,
     writers,
 )
@@ -70,6 +73,8 @@ RESULT_KEYS = (
 
 @dataclass
 class RunSettings:
+    """How a detect run scores each recording and what identifies its results (the resume check's `run_hash`)."""
+
     parameters: dict
     batch_size: int
     device: str
@@ -79,12 +84,14 @@ class RunSettings:
     model_info: dict
     run_hash: str
     engine: str = "auto"
-    site_thresholds_file: str = None  # the --site-thresholds table, when one is used
-    site: str = None  # the table's site pattern that gave this recording's parameters (None: its default)
+    site_thresholds_file: str | None = None  # the --site-thresholds table, when one is used
+    site: str | None = None  # the table's site pattern that gave this recording's parameters (None: its default)
     allow_other_hosts: bool = False  # HLS over HTTP: segments and redirects on hosts other than the playlist's
 
 
-def settings_for_recording(job, settings, args, config, site_table):
+def settings_for_recording(
+    job: inputs.AudioJob, settings: RunSettings, args: argparse.Namespace, config: Any, site_table: dict | None
+) -> RunSettings:
     """
     The run's settings with `job`'s own parameters when a per-site table is used: its site's entry, and the hash of
     those parameters, so that resuming rescores exactly the recordings whose site entry changed.
@@ -103,14 +110,14 @@ def settings_for_recording(job, settings, args, config, site_table):
     )
 
 
-def is_finished(job, settings):
+def is_finished(job: inputs.AudioJob, settings: RunSettings) -> bool:
     """Whether a previous run scored `job` with this model and these parameters (its JSON says so): then
     `score_or_resume` needs no model, it writes any missing output from the JSON."""
     json_path = writers.output_path(job.output_stem, "json")
     return not settings.overwrite and load_finished_document(json_path, settings.run_hash) is not None
 
 
-def load_finished_document(json_path, expected_hash):
+def load_finished_document(json_path: str, expected_hash: str) -> dict[str, Any] | None:
     """The JSON a previous run wrote for this recording, if it used the same model and parameters; else None."""
     try:
         with open(json_path, encoding="utf-8") as handle:
@@ -120,7 +127,7 @@ def load_finished_document(json_path, expected_hash):
     return document if isinstance(document, dict) and document.get("run_hash") == expected_hash else None
 
 
-def build_document(job, result, settings):
+def build_document(job: inputs.AudioJob, result: dict[str, Any], settings: RunSettings) -> dict[str, Any]:
     """The `<stem>.orcahello.json` content: the pipeline's result, the model, the version and every parameter."""
     document = {"file": job.path, "label": result["label"]}
     document.update({key: result[key] for key in RESULT_KEYS})
@@ -153,7 +160,12 @@ def build_document(job, result, settings):
     return document
 
 
-def score_or_resume(job, pipe, settings, progress_callback=None):
+def score_or_resume(
+    job: inputs.AudioJob,
+    pipe: Any,
+    settings: RunSettings,
+    progress_callback: Callable[[int, int | None], None] | None = None,
+) -> tuple[dict[str, Any], bool]:
     """
     Score `job` (or take a previous run's result for it) and write its outputs. Returns `(document, resumed)`.
 
@@ -206,18 +218,33 @@ def score_or_resume(job, pipe, settings, progress_callback=None):
     return document, resumed
 
 
-def failure_reason(error, path):
+def failure_reason(error: BaseException, path: str) -> str:
     """One line saying why `path` failed, without repeating the path the pipeline's messages start with."""
+    # Imported here: building the command line's parser never loads torch (the pipeline's module does).
+    from audio_orcahello import AudioInputError
+
     message = str(error).strip() or type(error).__name__
     if message.startswith(f"{path}: "):
         message = message[len(path) + 2 :]
     # AudioInputError messages say what is wrong with the audio; anything else is unexpected: name its type.
-    if type(error).__name__ != "AudioInputError":
+    if not isinstance(error, AudioInputError):
         message = f"{type(error).__name__}: {message}"
     return " ".join(message.split())
 
 
-def summary_row(job, document):
+def quiet_pipeline_warnings() -> None:
+    """
+    Leave a recording's warnings (digital silence, gaps) to the command, which prints each once with the recording's
+    path and keeps them in the outputs: the pipeline also logs them, for library users, from the module that builds
+    its results.
+    """
+    import results_orcahello
+
+    logging.getLogger(results_orcahello.__name__).setLevel(logging.ERROR)
+
+
+def summary_row(job: inputs.AudioJob, document: dict[str, Any]) -> dict[str, Any]:
+    """The recording's row of summary.csv (`writers.write_summary_csv`)."""
     return {
         "path": job.path,
         "status": "ok",
@@ -232,8 +259,29 @@ def summary_row(job, document):
     }
 
 
-def detect(args, command=None):
-    """Run `orcahello detect` with the parsed `args`; returns the exit status. `command` is recorded in the run file."""
+def detect_command(args: argparse.Namespace, command: list[str] | None = None) -> int:
+    """
+    `orcahello detect` with the parsed `args`, holding its output folder (one run per folder: a second one would
+    rewrite the same files under the first); returns the exit status. `command` is recorded in the run file.
+    """
+    folder_was_there = os.path.exists(args.output_dir)
+    try:
+        with run_lock.OutputFolderLock(args.output_dir, "orcahello detect") as lock:
+            if lock.stale_holder:  # a killed run held it: its half-written files go
+                writers.remove_partial_outputs(args.output_dir)
+            return detect(args, command=command)
+    except run_lock.OutputFolderBusy as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    finally:
+        # The lock made the folder: a run that wrote nothing (refused options, no model) leaves none behind.
+        if not folder_was_there and os.path.isdir(args.output_dir) and not os.listdir(args.output_dir):
+            os.rmdir(args.output_dir)
+
+
+def detect(args: argparse.Namespace, command: list[str] | None = None) -> int:
+    """Run `orcahello detect` with the parsed `args` (its output folder already held, see `detect_command`); returns
+    the exit status. `command` is recorded in the run file."""
     from tqdm.auto import tqdm
 
     started, started_at = time.monotonic(), provenance.now_iso()
@@ -273,7 +321,7 @@ def detect(args, command=None):
         print(f"ERROR: cannot load the model {model!r}: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     # Warnings about a recording (digital silence) are in its JSON and printed below, once, with its path.
-    logging.getLogger("transformers_modules").setLevel(logging.ERROR)
+    quiet_pipeline_warnings()
 
     parameters = provenance.scoring_parameters(args, config)
     model_info = provenance.describe_model_config(config, model)
@@ -322,9 +370,6 @@ def detect(args, command=None):
             progress_bar.refresh()
         progress_bar.update(count)
 
-    # A model folder whose pipeline_orcahello.py predates the callback gets the bar moving once per file.
-    takes_callback = pipe is not None and "progress_callback" in inspect.signature(pipe._sanitize_parameters).parameters
-    window_progress = on_windows if takes_callback else None
     try:
         for number, job in enumerate(jobs, start=1):
             progress_bar.set_description(f"OrcaHello file {number}/{len(jobs)}")
@@ -332,7 +377,7 @@ def detect(args, command=None):
             progress["file_windows"] = 0
             try:
                 job_settings = settings_for_recording(job, settings, args, config, site_table)
-                document, resumed = score_or_resume(job, pipe, job_settings, progress_callback=window_progress)
+                document, resumed = score_or_resume(job, pipe, job_settings, progress_callback=on_windows)
             except Exception as error:  # one bad recording never stops the batch
                 reason = failure_reason(error, job.path)
                 progress_bar.write(f"ERROR {job.path}: {reason}", file=sys.stderr)

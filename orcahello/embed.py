@@ -36,6 +36,8 @@ import time
 
 import numpy as np
 
+from vocabulary_orcahello import temporary_file_beside
+
 EMBEDDING_LAYERS = ("pooled", "head")
 DEFAULT_LAYER = "pooled"
 EMBEDDINGS_SUFFIX = ".orcahello.embeddings.parquet"
@@ -116,20 +118,17 @@ class EmbeddedWindows:
     recording: dict  # what `recording_summary` says about the whole recording
 
 
-def pipeline_module(pipe):
-    """The module that defines the loaded pipeline (a model folder's custom code, or this checkout's)."""
-    return sys.modules[type(pipe).__module__]
-
-
-def recording_summary(pipe, info):
+def recording_summary(info):
     """
     What detect's result says about a recording apart from its scores: its `windows` table (start, end, and for
     HLS spans_gap and UTC), `duration_s`, `start_time_utc`, `gaps` and `warnings`. Taken from the pipeline's own
     `build_file_result`, so the rows are detect's windows by construction; none of these depend on the scores,
     for which placeholders stand in.
     """
+    from results_orcahello import build_file_result
+
     placeholder_scores = np.zeros(info["num_windows"])
-    result = pipeline_module(pipe).build_file_result(info, placeholder_scores, return_timestamps=True)
+    result = build_file_result(info, placeholder_scores, return_timestamps=True)
     keys = ("windows", "duration_s", "start_time_utc", "gaps", "warnings", "sampling_rate", "num_channels")
     summary = {key: result[key] for key in keys}
     summary["windows"] = [
@@ -143,7 +142,7 @@ def iter_window_embeddings(pipe, source, layer=DEFAULT_LAYER, batch_size=None, *
     """
     Embed every window of one recording, batch by batch: yields `EmbeddedWindows`.
 
-    `pipe` is the OrcaHello audio-classification pipeline (`transformers.pipeline(..., trust_remote_code=True)`);
+    `pipe` is the OrcaHello audio-classification pipeline (`orcahello.models.load_pipeline`, or the Hub's remote code);
     `source` anything it accepts (a path, an HLS playlist or segment folder, bytes, an array with `sampling_rate=`);
     `pipeline_parameters` its call parameters that choose the windows (`window_seconds`, `hop_seconds`,
     `sampling_rate`): the windows are read and featurized by the pipeline's own `preprocess`, a few blocks at a
@@ -160,7 +159,7 @@ def iter_window_embeddings(pipe, source, layer=DEFAULT_LAYER, batch_size=None, *
     try:
         for model_input in model_inputs:
             if summary is None:
-                summary = recording_summary(pipe, model_input["recording"])
+                summary = recording_summary(model_input["recording"])
             batch.append(model_input)
             if len(batch) < batch_size and not model_input["is_last"]:
                 continue
@@ -257,41 +256,38 @@ def write_embeddings(
     if file_name is None:
         file_name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<input>"
     embedder_dimension = WindowEmbedder(pipe.model, layer).dimension
-    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    temporary_path = f"{output_path}.tmp{os.getpid()}"
-    writer, pending, pending_windows, total_windows, written = None, [], 0, 0, None
-    try:
-        for block in iter_window_embeddings(pipe, source, layer, batch_size, **pipeline_parameters):
-            if writer is None:
-                # The schema's metadata must be known before the first row group: everything in it is known once
-                # the recording is open.
-                summary = {key: value for key, value in block.recording.items() if key != "windows"}
-                written = {**(metadata or {}), "recording": summary, "layer": layer,
-                           "num_windows": len(block.recording["windows"])}
-                schema = embeddings_schema(embedder_dimension, written)
-                # Dictionary encoding only for the one repeated string: on the float vectors it makes the file
-                # 20% larger than the raw floats. zstd saves another ~10% on them.
-                writer = parquet.ParquetWriter(temporary_path, schema, use_dictionary=["file"], compression="zstd")
-            pending.append(block)
-            pending_windows += len(block.windows)
-            total_windows += len(block.windows)
-            if pending_windows >= ROW_GROUP_WINDOWS:
+    with temporary_file_beside(output_path) as temporary_path:
+        writer, pending, pending_windows, total_windows, written = None, [], 0, 0, None
+        try:
+            for block in iter_window_embeddings(pipe, source, layer, batch_size, **pipeline_parameters):
+                if writer is None:
+                    # The schema's metadata must be known before the first row group: everything in it is known once
+                    # the recording is open.
+                    summary = {key: value for key, value in block.recording.items() if key != "windows"}
+                    written = {**(metadata or {}), "recording": summary, "layer": layer,
+                               "num_windows": len(block.recording["windows"])}
+                    schema = embeddings_schema(embedder_dimension, written)
+                    # Dictionary encoding only for the one repeated string: on the float vectors it makes the file
+                    # 20% larger than the raw floats. zstd saves another ~10% on them.
+                    writer = parquet.ParquetWriter(temporary_path, schema, use_dictionary=["file"], compression="zstd")
+                pending.append(block)
+                pending_windows += len(block.windows)
+                total_windows += len(block.windows)
+                if pending_windows >= ROW_GROUP_WINDOWS:
+                    writer.write_batch(_record_batch(file_name, pending, schema))
+                    pending, pending_windows = [], 0
+                if progress is not None:
+                    progress(len(block.windows))
+            if pending:
                 writer.write_batch(_record_batch(file_name, pending, schema))
-                pending, pending_windows = [], 0
-            if progress is not None:
-                progress(len(block.windows))
-        if pending:
-            writer.write_batch(_record_batch(file_name, pending, schema))
-        writer.close()
-        writer = None
-        if total_windows != written["num_windows"]:
-            raise RuntimeError(f"{file_name}: {total_windows} windows embedded of {written['num_windows']}")
-        os.replace(temporary_path, output_path)
-    finally:
-        if writer is not None:
             writer.close()
-        if os.path.exists(temporary_path):
-            os.remove(temporary_path)
+            writer = None
+            if total_windows != written["num_windows"]:
+                raise RuntimeError(f"{file_name}: {total_windows} windows embedded of {written['num_windows']}")
+            os.replace(temporary_path, output_path)
+        finally:
+            if writer is not None:
+                writer.close()
     return written
 
 
@@ -429,8 +425,6 @@ def add_embed_parser(commands):
     """`orcahello embed` and its options."""
     import argparse
 
-    from vocabulary_orcahello import DEFAULT_BATCH_SIZE
-
     from . import options
 
     parser = commands.add_parser(
@@ -438,6 +432,8 @@ def add_embed_parser(commands):
         help="write each window's embedding (what the network makes of it) to a Parquet table per recording",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        # --preset: the windows (and frontend) of that inference behaviour, as for detect.
+        parents=[options.shared_options("--model", "--device", "--batch-size", "--preset", "--recursive", "--overwrite")],
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="as for detect: files, HLS playlists, folders, globs")
     parser.add_argument(
@@ -449,19 +445,7 @@ def add_embed_parser(commands):
         help="pooled: the 4096 concat-pooled features (AutoModel's pooler_output, default); head: the 512 features "
         "the head's last layer classifies",
     )
-    parser.add_argument(
-        "--batch-size", metavar="N", type=options.positive_integer, default=None,
-        help=f"windows per forward pass (default: {DEFAULT_BATCH_SIZE['cpu']} on CPU, {DEFAULT_BATCH_SIZE['other']} on a GPU)",
-    )
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="default: auto")
-    parser.add_argument("--recursive", action="store_true", help="also search the subfolders of folders")
-    parser.add_argument("--model", metavar="DIR_OR_REPO", default=None, help="model folder or Hub id; as for detect")
-    parser.add_argument(
-        "--preset", type=options.preset_name, default=None,
-        help="fastai or v1: the windows (and frontend) of that inference behaviour, as for detect; default: the "
-        "model folder's",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="embed every recording again")
+    return parser
 
 
 def embed_command(args, command=None):

@@ -4,6 +4,8 @@ atomic save (a killed run never leaves half a PNG)."""
 
 import os
 
+from vocabulary_orcahello import temporary_file_beside
+
 from .plot import require_matplotlib
 
 
@@ -23,10 +25,10 @@ def save_figure(figure, path):
     """Write `figure` to the PNG `path` through a temporary file and a rename, then release it."""
     from matplotlib import pyplot
 
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary_path = f"{path}.tmp{os.getpid()}.png"
     figure.tight_layout()
-    # No timestamps in the PNG's metadata, so that the same data always give the same file.
-    figure.savefig(temporary_path, dpi=110, metadata={"Software": None})
-    pyplot.close(figure)
-    os.replace(temporary_path, path)
+    with temporary_file_beside(path) as temporary_path:
+        # No timestamps in the PNG's metadata, so that the same data always give the same file. The format is
+        # named: matplotlib would take it from the temporary file's suffix.
+        figure.savefig(temporary_path, format="png", dpi=110, metadata={"Software": None})
+        pyplot.close(figure)
+        os.replace(temporary_path, path)

@@ -16,19 +16,19 @@ from vocabulary_orcahello import (
 )
 
 
-def recording_key(path):
+def recording_key(path: str) -> str:
     """What makes two names one recording: a URL as written, a path once absolute (and case-folded where the file
     system ignores case)."""
     return path if is_url(path) else os.path.normcase(os.path.abspath(path))
 
 
-def is_audio_file(name):
+def is_audio_file(name: str) -> bool:
     """A sound file or an HLS playlist, by its name. Hidden files are skipped: "._clip.wav" AppleDouble files, which
     macOS leaves on SD cards, are not audio."""
     return name.lower().endswith(AUDIO_SUFFIXES + (PLAYLIST_SUFFIX,)) and not name.startswith(".")
 
 
-def recordings_in_directory(directory, names):
+def recordings_in_directory(directory: str, names: list[str]) -> list[str]:
     """
     The recordings of one folder, given its file names: its sound files and playlists; and the folder itself when it
     holds `.ts` segments but no playlist (an HLS segment folder is one recording). With a playlist there, the
@@ -43,7 +43,9 @@ def recordings_in_directory(directory, names):
     return found
 
 
-def audio_files_in_folder(folder, recursive):
+def audio_files_in_folder(folder: str, recursive: bool) -> list[str]:
+    """The recordings of `folder` (`recordings_in_directory`), and with `recursive` those of its subfolders, hidden ones
+    skipped."""
     if not recursive:
         return recordings_in_directory(folder, os.listdir(folder))
     found = []
@@ -53,7 +55,7 @@ def audio_files_in_folder(folder, recursive):
     return found
 
 
-def find_audio_files(paths, recursive=False):
+def find_audio_files(paths: list[str], recursive: bool = False) -> tuple[list[str], list[tuple[str, str]]]:
     """
     Expand the command line's PATHs into recordings. A file is taken as named (whatever its extension), an http(s)
     URL too (the pipeline fetches `.m3u8` playlists); a folder gives its .wav/.flac/.ogg/.mp3 files and .m3u8
@@ -110,7 +112,7 @@ class AudioJob:
     output_stem: str  # <output dir>/<relative folder>/<stem>: every output's path minus its suffix
 
 
-def url_relative_path(url):
+def url_relative_path(url: str) -> str:
     """Where a URL's outputs go under the output folder: `<host[_port]>/<its path>`, each part a safe file name."""
     parts = urllib.parse.urlsplit(url)
     pieces = [parts.netloc] + [urllib.parse.unquote(piece) for piece in parts.path.split("/")]
@@ -118,7 +120,7 @@ def url_relative_path(url):
     return os.path.join(*pieces)
 
 
-def plan_jobs(paths, output_dir):
+def plan_jobs(paths: list[str], output_dir: str) -> list[AudioJob]:
     """
     Mirror the inputs' folder tree under `output_dir`, relative to the deepest folder holding all of them; a URL's
     outputs go under `<host>/<its path>`. Recordings of one folder that share a stem (`a.wav`, `a.flac`) keep their

@@ -31,8 +31,9 @@ import sys
 import threading
 import time
 
-from hls_orcahello import HLSInputError, epoch_from_folder, iso_utc, utc_at
-from vocabulary_orcahello import DEFAULT_BATCH_SIZE
+from hls_orcahello import iso_utc, utc_at
+from hls_playlist_orcahello import HLSInputError, epoch_from_folder
+from results_orcahello import DecisionParameters
 
 from . import EXIT_CANNOT_RUN, EXIT_OK, __version__, detect, models, options, provenance
 from .live_outputs import SourceOutputs, write_json_atomically
@@ -66,7 +67,7 @@ class WindowScorer:
     def score(self, recording, bounds):
         """`(P(call) per window, digital silence per window)` for the sample `bounds` of `recording`."""
         # Imported here, as orcahello.batch does: building the command line parser never loads torch.
-        from pipeline_orcahello import featurize_windows
+        from audio_orcahello import featurize_windows
 
         scores, silent = [], []
         for first in range(0, len(bounds), self.batch_size):
@@ -359,7 +360,7 @@ class LiveFollower:
 
     def _write_minute(self, final=False):
         """The file-level result of the minute's windows (`build_file_result`), and its outputs."""
-        from pipeline_orcahello import build_file_result
+        from results_orcahello import build_file_result
 
         recording = self.recording
         first_index = self.next_minute * self.minute_windows
@@ -401,10 +402,9 @@ class LiveFollower:
             "hop_seconds": self.hop_seconds,
             "timeline": timeline,
         }
-        scoring = {name: value for name, value in self.parameters.items() if name in SCORING_NAMES}
         result = build_file_result(
             info, [entry["score"] for entry in entries], sum(entry["silent"] for entry in entries),
-            return_timestamps=True, **scoring,
+            decision=self.settings["decision"], return_timestamps=True,
         )
         document = {
             "source": self.source.source,
@@ -460,9 +460,6 @@ class LiveFollower:
         self.outputs.save_status(self.status())
 
 
-SCORING_NAMES = ("aggregation", "local_threshold", "global_count_threshold", "global_threshold", "top_k_windows")
-
-
 def run_followers(followers, stop_event, output_dir, stop_after=None, poll_seconds=DEFAULT_POLL_SECONDS):
     """Turn by turn over the sources until `stop_event` (a signal, `stop_after`) or every playlist has ended."""
     deadline = None if stop_after is None else time.monotonic() + stop_after
@@ -500,6 +497,12 @@ def positive_float(text):
     return value
 
 
+# The options live shares with detect (options.SHARED_OPTIONS).
+LIVE_SHARED_OPTIONS = (
+    "--model", "--device", "--batch-size", "--engine", "--threshold", "--min-positive-seconds", "--aggregation",
+)
+
+
 def add_live_parser(commands):
     """`orcahello live`: its options."""
     parser = commands.add_parser(
@@ -507,12 +510,12 @@ def add_live_parser(commands):
         help="follow hydrophone streams continuously and score them as they grow",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[options.shared_options(*LIVE_SHARED_OPTIONS)],
     )
     parser.add_argument(
         "sources", nargs="+", metavar="SOURCE",
         help="nodes (http(s)://host/<node>, or a local folder holding latest.txt) or live .m3u8 playlists",
     )
-    parser.add_argument("--model", default=None, help="model folder or Hub id (default: as for detect)")
     parser.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, help=f"default: ./{DEFAULT_OUTPUT_DIR}")
     parser.add_argument("--stop-after", metavar="SECONDS", type=positive_float, default=None,
                         help="stop (as on SIGTERM) after this many seconds; default: run until stopped")
@@ -523,15 +526,6 @@ def add_live_parser(commands):
     parser.add_argument("--backlog-seconds", metavar="S", type=float, default=DEFAULT_BACKLOG_SECONDS,
                         help="on first contact with a source, how much of its current recording to score "
                         f"(default {DEFAULT_BACKLOG_SECONDS:g}; a large value scores it from its start)")
-    parser.add_argument("--batch-size", metavar="N", type=options.positive_integer, default=None,
-                        help=f"windows per forward pass (default: {DEFAULT_BATCH_SIZE['cpu']} on CPU, {DEFAULT_BATCH_SIZE['other']} on a GPU)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="default: auto")
-    parser.add_argument("--engine", choices=("auto", "openvino", "onnxruntime", "torch"), default="auto",
-                        help="as for detect")
-    parser.add_argument("--threshold", metavar="T", type=float, default=None, help="as for detect")
-    parser.add_argument("--min-positive-seconds", metavar="N", type=int, default=None, help="as for detect")
-    parser.add_argument("--aggregation", choices=("orcahello", "mean_thresholded", "mean_top_k"), default=None,
-                        help="as for detect")
     parser.add_argument("--no-plot", action="store_true", help="no spectrogram picture for positive minutes")
     return parser
 
@@ -539,7 +533,6 @@ def add_live_parser(commands):
 def live_command(args, command=None):
     """Run `orcahello live`; returns the exit status (0 after a signal or --stop-after)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    logging.getLogger("transformers_modules").setLevel(logging.ERROR)
     stop_event = threading.Event()
     try:
         sources = [LiveSource(source, stop_event=stop_event) for source in args.sources]
@@ -558,10 +551,14 @@ def live_command(args, command=None):
     except Exception as error:  # a missing folder, no Hub access, a broken config: nothing can be scored
         print(f"ERROR: cannot load the model {model!r}: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_CANNOT_RUN
+    detect.quiet_pipeline_warnings()  # each minute's warnings are in its outputs
     parameters = provenance.scoring_parameters(args, pipe.model.config)
     model_info = provenance.describe_model(pipe, model)
+    # The decision as detect makes it: the preset's smoothing and the floor on the confidence included.
+    inference = provenance.inference_record(parameters, pipe.model.config)
     settings = {
         "parameters": parameters,
+        "decision": DecisionParameters.from_mapping({**inference, **parameters}),
         "run_hash": provenance.run_hash(parameters, model_info),
         "model_info": model_info,
         "backlog_seconds": args.backlog_seconds,

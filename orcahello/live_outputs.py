@@ -19,6 +19,8 @@ import logging
 import os
 import wave
 
+from vocabulary_orcahello import temporary_file_beside
+
 from . import writers
 
 logger = logging.getLogger("orcahello.live")
@@ -115,14 +117,13 @@ def read_tail_lines(path, keep):
 
 def write_wav(path, audio, sampling_rate):
     """16-bit PCM WAV of int16 `(channels, samples)` audio, written atomically."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary_path = f"{path}.tmp{os.getpid()}"
-    with wave.open(temporary_path, "wb") as handle:
-        handle.setnchannels(audio.shape[0])
-        handle.setsampwidth(2)
-        handle.setframerate(int(sampling_rate))
-        handle.writeframes(audio.T.astype("<i2").tobytes())
-    os.replace(temporary_path, path)
+    with temporary_file_beside(path) as temporary_path:
+        with wave.open(temporary_path, "wb") as handle:
+            handle.setnchannels(audio.shape[0])
+            handle.setsampwidth(2)
+            handle.setframerate(int(sampling_rate))
+            handle.writeframes(audio.T.astype("<i2").tobytes())
+        os.replace(temporary_path, path)
 
 
 def utc_file_name(iso_utc_text):
@@ -205,9 +206,8 @@ class SourceOutputs:
                 try:
                     from .plot import plot_detections
 
-                    temporary_png = f"{png_path}.tmp{os.getpid()}.png"
-                    plot_detections(wav_path, document, temporary_png, title=os.path.basename(stem))
-                    os.replace(temporary_png, png_path)
+                    # plot_detections writes the picture through a temporary file itself.
+                    plot_detections(wav_path, document, png_path, title=os.path.basename(stem))
                     document["spectrogram"] = os.path.relpath(png_path, self.folder)
                 except ImportError as error:
                     logger.warning("%s: no spectrogram picture (%s)", stem, error)

@@ -30,18 +30,15 @@ from hls_orcahello import (
     MPEG_TS_PTS_WRAP,
     PROGRAM_DATE_TIME_JUMP_TOLERANCE_SECONDS,
     TIMESTAMP_JUMP_TOLERANCE_SECONDS,
-    HLSInputError,
-    fetch,
     gap_missing_seconds,
     import_av,
-    is_playlist,
-    is_url,
     iso_utc,
-    parse_playlist,
     samples_from_chunks,
     stream_start_time,
     utc_at,
 )
+from hls_playlist_orcahello import HLSInputError, fetch, is_playlist, parse_playlist
+from vocabulary_orcahello import is_url
 
 logger = logging.getLogger("orcahello.live")
 
@@ -105,7 +102,7 @@ class LiveSource:
         return os.path.join(self.source, *parts)
 
     def read(self, location):
-        """The bytes at `location` (a URL through `hls_orcahello.fetch`, retried with backoff; or a local file)."""
+        """The bytes at `location` (a URL through `hls_playlist_orcahello.fetch`, retried with backoff; or a local file)."""
         if not is_url(location):
             try:
                 with open(location, "rb") as handle:
@@ -136,7 +133,7 @@ class LiveSource:
         return epoch, self.location("hls", epoch, PLAYLIST_NAME)
 
     def playlist(self, location):
-        """`(segments, info)` of the playlist at `location` (see `hls_orcahello.parse_playlist`)."""
+        """`(segments, info)` of the playlist at `location` (see `hls_playlist_orcahello.parse_playlist`)."""
         try:
             text = self.read(location).decode("utf-8")
         except UnicodeDecodeError:

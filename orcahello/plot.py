@@ -43,10 +43,11 @@ class MonoBlocks:
 
     def __init__(self, path, allow_other_hosts=False):
         path = os.fspath(path)
-        import hls_orcahello
+        from hls_orcahello import open_hls
+        from hls_playlist_orcahello import is_hls_input
 
-        if hls_orcahello.is_hls_input(path):
-            self._hls = hls_orcahello.open_hls(path, allow_other_hosts=allow_other_hosts)
+        if is_hls_input(path):
+            self._hls = open_hls(path, allow_other_hosts=allow_other_hosts)
             self.rate, self.total_samples = self._hls.sampling_rate, self._hls.num_samples
         else:
             import soundfile

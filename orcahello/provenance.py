@@ -2,11 +2,14 @@
 """Where a run's results come from: the model's identity (files, hashes, git revision), the parameters and the hash
 that decides whether a finished result can be reused."""
 
+import argparse
 import datetime
 import hashlib
 import json
 import os
 import sys
+import types
+from typing import Any
 
 from vocabulary_orcahello import (
     SYNTHETIC_WEIGHTS_KEY,
@@ -16,7 +19,7 @@ from vocabulary_orcahello import (
 from . import REPO_ROOT, models
 
 
-def git_revision(folder):
+def git_revision(folder: str) -> str | None:
     """The commit checked out in `folder` when it is a git clone (as `git clone` of a Hub repo makes), else None."""
     git_dir = os.path.join(folder, ".git")
     try:
@@ -45,7 +48,8 @@ def git_revision(folder):
     return None
 
 
-def file_sha256(path):
+def file_sha256(path: str) -> str:
+    """The SHA-256 of the file at `path`, as hex, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -53,7 +57,7 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-def describe_model(pipe, model):
+def describe_model(pipe: Any, model: str) -> dict[str, Any]:
     """
     What identifies the model in the outputs: its name or path, the Hub commit it was downloaded at (or the git
     commit of a cloned folder), and for a local folder the SHA-256 of its weights, so that a folder re-converted
@@ -62,7 +66,7 @@ def describe_model(pipe, model):
     return describe_model_config(pipe.model.config, model)
 
 
-def describe_model_config(config, model):
+def describe_model_config(config: Any, model: str) -> dict[str, Any]:
     """`describe_model` from the model's config alone (`orcahello batch` never loads the weights in its driver)."""
     is_folder = os.path.isdir(model)
     info = {"name_or_path": os.path.abspath(model) if is_folder else model}
@@ -80,7 +84,7 @@ def describe_model_config(config, model):
     return info
 
 
-def inference_presets_module():
+def inference_presets_module() -> types.ModuleType:
     """`configuration_orcahello`, where the inference presets are defined (a root file of the model folder)."""
     try:
         import configuration_orcahello
@@ -90,7 +94,9 @@ def inference_presets_module():
     return configuration_orcahello
 
 
-def scoring_parameters(args, config, site_parameters=None):
+def scoring_parameters(
+    args: argparse.Namespace, config: Any, site_parameters: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """
     Every parameter that changes the numbers, resolved: the command line's, else the recording's entry in the
     `--site-thresholds` table (`site_parameters`), else the model config's. An option given on the command line
@@ -129,7 +135,7 @@ def scoring_parameters(args, config, site_parameters=None):
     return parameters
 
 
-def inference_record(parameters, config):
+def inference_record(parameters: dict[str, Any], config: Any) -> dict[str, Any]:
     """The preset and every inference field the pipeline resolves when called with `parameters` on a model with
     `config`: what each JSON records (`preset`, `overridden`, the fields)."""
     presets = inference_presets_module()
@@ -141,7 +147,7 @@ def inference_record(parameters, config):
     return {"preset": preset, "overridden": overridden, **settings}
 
 
-def run_hash(parameters, model_info):
+def run_hash(parameters: dict[str, Any], model_info: dict[str, Any]) -> str:
     """
     The key of the resume check: a hash of the scoring parameters and the model's identity (its weights' hash, else
     its revision, else its name). Batch size and device are left out: they move scores by ~1e-6 at most.
@@ -154,5 +160,6 @@ def run_hash(parameters, model_info):
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
-def now_iso():
+def now_iso() -> str:
+    """Now, in UTC, as ISO 8601 to the second (the times the run files record)."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

@@ -24,6 +24,8 @@ import urllib.parse
 
 import numpy as np
 
+from vocabulary_orcahello import temporary_file_beside
+
 from . import writers
 from .plot import COLOR_CEILING_PERCENTILE, COLOR_FLOOR_PERCENTILE, MonoBlocks, spectrogram_db
 
@@ -128,11 +130,13 @@ def clip_stem(clips_folder, detection):
 
 
 def _atomic(path, write):
-    """Write `path` through a temporary file, so that an interrupted run never leaves half a clip that looks done."""
-    root, suffix = os.path.splitext(path)
-    temporary_path = f"{root}.tmp{os.getpid()}{suffix}"
-    write(temporary_path)
-    os.replace(temporary_path, path)
+    """
+    Write `path` through a temporary file, so that an interrupted run never leaves half a clip that looks done.
+    `write(temporary_path)` must name its format: the temporary file's suffix is not `path`'s.
+    """
+    with temporary_file_beside(path) as temporary_path:
+        write(temporary_path)
+        os.replace(temporary_path, path)
 
 
 def write_clip_picture(clip_path, picture_path, detection_start_s, detection_end_s):

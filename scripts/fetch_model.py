@@ -98,7 +98,8 @@ def mark_synthetic_weights(folder):
 def convert_hub_snapshot(snapshot):
     """Convert the downloaded Hub layout (weights and settings: default preset v1) into HUB_FOLDER, or exit with
     the one-line reason it cannot be."""
-    from conversion.convert_fastai import ConversionError, convert
+    from orcahello.conversion.convert_fastai import convert
+    from orcahello.conversion.errors import ConversionError
 
     try:
         convert(snapshot, HUB_FOLDER)
@@ -112,8 +113,8 @@ def main():
     parser.add_argument("--offline", action="store_true", help="do not try the Hub; convert the stand-in learner")
     args = parser.parse_args()
 
-    from conversion.convert_fastai import convert
-    from conversion.model_folder import refresh_custom_code
+    from orcahello.conversion.convert_fastai import convert
+    from orcahello.conversion.model_folder import refresh_custom_code
 
     offline = args.offline or os.environ.get("HF_HUB_OFFLINE") == "1"
     if is_model_folder(HUB_FOLDER) and (offline or folder_preset(HUB_FOLDER) is not None):

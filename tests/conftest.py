@@ -141,7 +141,7 @@ def assert_matches_production(result, wav_path):
 
 
 def tiny_config(**overrides):
-    from conversion.model_folder import default_config
+    from orcahello.conversion.model_folder import default_config
 
     settings = dict(depths=[1, 1, 1, 1], hidden_sizes=[16, 32, 64, 128], layer_type="basic", embedding_size=16)
     settings.update(overrides)
@@ -153,8 +153,8 @@ def tiny_model_folder(tmp_path_factory):
     """A randomly initialised, tiny OrcaHello model saved as a complete custom-code model folder."""
     import torch
 
-    from conversion.model_folder import save_model_folder
     from modeling_orcahello import OrcaHelloForAudioClassification
+    from orcahello.conversion.model_folder import save_model_folder
 
     torch.manual_seed(0)
     model = OrcaHelloForAudioClassification(tiny_config()).eval()
@@ -166,7 +166,7 @@ def tiny_model_folder(tmp_path_factory):
 @pytest.fixture(scope="session")
 def resnet50_folder(tmp_path_factory):
     """The production-architecture ResNet50 fixture learner, converted once per test session."""
-    from conversion.convert_fastai import convert
+    from orcahello.conversion.convert_fastai import convert
 
     folder = tmp_path_factory.mktemp("resnet50_converted")
     convert(str(LEGACY / "model_resnet50_legacy_format" / "model.pkl"), str(folder))
@@ -217,3 +217,15 @@ def ray_address():
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+
+
+def remote_code_module(pipe, name):
+    """
+    The module `name` (e.g. `"audio_orcahello"`) of the code a pipeline loaded with `trust_remote_code=True` runs:
+    transformers imports the model folder's files as their own copies (`transformers_modules.<folder>.<name>`), so
+    a test of the Hub path must take the error classes and helpers from there, not from the checkout.
+    """
+    import importlib
+
+    package = type(pipe).__module__.rpartition(".")[0]
+    return importlib.import_module(f"{package}.{name}" if package else name)

@@ -1,5 +1,5 @@
 """
-`orcahello batch` (orcahello/batch.py) on the local Ray instance these tests share: every window score equal to the
+`orcahello batch` (orcahello/batch/) on the local Ray instance these tests share: every window score equal to the
 single-machine pipeline's, file results equal to production's and the JSON equal to `orcahello detect`'s, resuming
 after the job is killed, bad inputs, URLs and manifests, the Parquet tables. Ray and pyarrow come with the `scale`
 extra, which CI installs (`--all-extras`).

@@ -5,6 +5,7 @@ the table loading as `--site-thresholds` and matching archive paths, the report,
 
 import csv
 import json
+import os
 
 import pytest
 from conftest import REPO_ROOT, SHARED
@@ -143,6 +144,28 @@ def test_cli_writes_a_site_table_that_matches_archive_paths_and_a_report(tmp_pat
     report = (tmp_path / "out" / "sites.report.md").read_text()
     assert "| rpi_b | flags nothing |" in report and "not a random sample" in report
     assert (tmp_path / "out" / "sites.precision_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_figures_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from orcahello import figures
+
+    figure, (axis,) = figures.new_figure()
+    axis.plot([0, 1], [1, 0])
+    figures.save_figure(figure, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # a PNG, though its temporary name was not
+    assert os.listdir(tmp_path) == ["curve.png"]
+
+    def write_half_then_fail(self, path, **kwargs):
+        with open(path, "wb") as handle:
+            handle.write(b"\x89PNG half a picture")
+        raise OSError("disk full")
+
+    figure, _ = figures.new_figure()
+    monkeypatch.setattr(type(figure), "savefig", write_half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        figures.save_figure(figure, tmp_path / "other.png")
+    assert os.listdir(tmp_path) == ["curve.png"]
 
 
 def reaches(scored, floor, target, minimum):

@@ -3,6 +3,7 @@ The `orcahello detect` command line, run as users run it (`python -m orcahello.c
 files, resuming, and scoring a `datasets.Dataset` with the same numbers.
 """
 
+import argparse
 import csv
 import json
 import os
@@ -394,3 +395,42 @@ def test_git_revision_of_a_cloned_model_folder(tmp_path):
     assert provenance.git_revision(str(tmp_path)) == "a" * 40
     (git_dir / "refs" / "heads" / "main").write_text("b" * 40 + "\n")
     assert provenance.git_revision(str(tmp_path)) == "b" * 40
+
+
+def command_options(command):
+    """`{flag: its argparse action}` of one `orcahello` command."""
+    parser = cli.build_parser()
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction)).choices
+    return {flag: action for action in commands[command]._actions for flag in action.option_strings}
+
+
+@pytest.mark.parametrize(
+    "flag, commands",
+    [
+        ("--model", ("detect", "batch", "embed", "live")),
+        ("--device", ("detect", "embed", "live")),
+        ("--batch-size", ("detect", "embed", "live")),
+        ("--engine", ("detect", "live")),
+        ("--preset", ("detect", "batch", "embed")),
+        ("--threshold", ("detect", "batch", "live")),
+        ("--min-positive-seconds", ("detect", "batch", "live")),
+        ("--aggregation", ("detect", "batch", "live")),
+        ("--min-global-confidence", ("detect", "batch")),
+        ("--site-thresholds", ("detect", "batch")),
+        ("--recursive", ("detect", "batch", "embed")),
+        ("--overwrite", ("detect", "batch", "embed")),
+    ],
+)
+def test_an_option_shared_by_commands_means_the_same_in_each(flag, commands):
+    first, *others = [command_options(command)[flag] for command in commands]
+    for action in others:
+        assert (action.type, action.default, action.choices, action.help, action.metavar, action.nargs) == (
+            first.type, first.default, first.choices, first.help, first.metavar, first.nargs
+        )
+
+
+@pytest.mark.parametrize("command, source", [("detect", "a.wav"), ("embed", "a.wav"), ("live", "http://host/node")])
+def test_without_batch_size_the_device_chooses_it(command, source):
+    """`--batch-size` left out is None: the command takes models.default_batch_size of the device it runs on."""
+    assert cli.build_parser().parse_args([command, source]).batch_size is None
+    assert (models.default_batch_size("cpu"), models.default_batch_size("cuda")) == (8, 32)

@@ -1,7 +1,7 @@
 """
 What stopped or misled a new user of `orcahello detect` / `batch`: options out of range, a mistyped `--model`,
-Ctrl-C, the synthetic stand-in's results not saying so, an unpinned Hub model whose code runs, no progress inside a
-long recording, a resume with nothing to do that still loaded the model.
+Ctrl-C, the synthetic stand-in's results not saying so, an unpinned Hub model, a model's own code running, no progress
+inside a long recording, a resume with nothing to do that still loaded the model.
 """
 
 import csv
@@ -41,7 +41,7 @@ def run_cli(*arguments, env=None, cwd=REPO_ROOT, timeout=300):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["detect", "batch"])
+@pytest.mark.parametrize("command", ["detect", "batch", "live"])
 @pytest.mark.parametrize(
     "option, value, message",
     [
@@ -90,21 +90,37 @@ def test_a_mistyped_model_is_named_as_a_missing_folder(given, message, tmp_path,
     assert "repo id" not in err.lower() and "repo_id" not in err
 
 
+PLANTED_CODE_FILES = ("configuration_orcahello.py", "modeling_orcahello.py", "feature_extraction_orcahello.py",
+                      "pipeline_orcahello.py")
+
+
+def plant_code(folder, marker):
+    """Make every custom-code file of the model folder `folder` write `marker` when it is imported."""
+    for name in PLANTED_CODE_FILES:
+        path = folder / name
+        path.write_text(f"open({str(marker)!r}, 'w').write('ran')\n" + path.read_text())
+
+
 def hub_cache_with_two_commits(tmp_path, tiny_model_folder, marker):
-    """A Hugging Face cache holding the default Hub repo at two commits: the pinned one, and a newer `main` whose
-    modeling code runs the attacker's code."""
+    """A Hugging Face cache holding the default Hub repo at two commits: the pinned one, and a newer `main` with other
+    weights (all zero). Both snapshots' code runs the attacker's code if it is ever imported."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
     pinned, newer = "a" * 40, "b" * 40
     repo = tmp_path / "hub" / ("models--" + vocabulary_orcahello.HUB_MODEL_ID.replace("/", "--"))
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(newer)
-    shutil.copytree(tiny_model_folder, repo / "snapshots" / pinned)
-    shutil.copytree(tiny_model_folder, repo / "snapshots" / newer)
-    modeling = repo / "snapshots" / newer / "modeling_orcahello.py"
-    modeling.write_text(f"open({str(marker)!r}, 'w').write('ran')\n" + modeling.read_text())
+    for commit in (pinned, newer):
+        shutil.copytree(tiny_model_folder, repo / "snapshots" / commit)
+        plant_code(repo / "snapshots" / commit, marker)
+    weights_path = repo / "snapshots" / newer / vocabulary_orcahello.WEIGHTS_FILE
+    weights = load_file(weights_path)
+    save_file({name: torch.zeros_like(tensor) for name, tensor in weights.items()}, weights_path, {"format": "pt"})
     return pinned
 
 
-def test_the_default_hub_model_loads_only_its_pinned_revision(tiny_model_folder, tmp_path):
+def test_the_default_hub_model_loads_only_its_pinned_revision_and_never_its_code(tiny_model_folder, tmp_path):
     marker = tmp_path / "pwned"
     pinned = hub_cache_with_two_commits(tmp_path, tiny_model_folder, marker)
     env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1",
@@ -119,7 +135,8 @@ def test_the_default_hub_model_loads_only_its_pinned_revision(tiny_model_folder,
         "    print('REFUSED', error)\n"
         f"models.HUB_MODEL_REVISION = {pinned!r}\n"
         "pipe = models.load_pipeline(vocabulary_orcahello.HUB_MODEL_ID, 'cpu')\n"
-        "print('MODULE', type(pipe.model).__module__)\n"
+        "print('MODULES', type(pipe).__module__, type(pipe.model).__module__, type(pipe.feature_extractor).__module__)\n"
+        "print('WEIGHTS', float(sum(parameter.abs().sum() for parameter in pipe.model.parameters())))\n"
         "print('REVISION', provenance.describe_model(pipe, vocabulary_orcahello.HUB_MODEL_ID)['revision'])\n"
     )
     completed = subprocess.run(
@@ -128,8 +145,23 @@ def test_the_default_hub_model_loads_only_its_pinned_revision(tiny_model_folder,
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "REFUSED no local model, and orcasound/orcahello-srkw-detector-v1 has no pinned revision" in completed.stdout
     assert f"REVISION {pinned}" in completed.stdout
-    assert pinned in completed.stdout.split("MODULE ")[1].splitlines()[0]  # the code of the pinned snapshot
-    assert not marker.exists(), "the Hub repo's newest code ran"
+    # This package's classes, never the snapshot's code; the pinned snapshot's weights (main's are all zero).
+    assert "MODULES pipeline_orcahello modeling_orcahello feature_extraction_orcahello" in completed.stdout
+    assert float(completed.stdout.split("WEIGHTS ")[1].split()[0]) > 0
+    assert not marker.exists(), "the Hub snapshot's code ran"
+
+
+def test_a_model_folders_own_code_never_runs(tiny_model_folder, tmp_path):
+    """The commands take weights and settings from a model folder, never code: its .py files are not imported."""
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_folder, folder)
+    plant_code(folder, marker)
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"))
+    completed = run_cli("detect", WAV, "--model", folder, "--output-dir", tmp_path / "out", env=env)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert (tmp_path / "out" / "edge_20k_6s.orcahello.json").is_file()
+    assert not marker.exists(), "the model folder's code ran"
 
 
 # ---------------------------------------------------------------------------------------------------------------

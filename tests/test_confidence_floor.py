@@ -11,7 +11,7 @@ from conftest import LEGACY, run_orcahello_cli
 
 from configuration_orcahello import OrcaHelloConfig
 from orcahello.site_thresholds import SiteThresholdsError, check_site_thresholds, parameters_for
-from pipeline_orcahello import build_file_result
+from results_orcahello import DecisionParameters, build_file_result
 
 
 def info(num_windows):
@@ -32,9 +32,10 @@ def test_floor_on_production_rule_compares_global_confidence_over_100():
     unchanged = build_file_result(info(4), windows)
     assert unchanged["global_prediction"] == 1 and unchanged["global_confidence"] == pytest.approx(80.0)
     assert unchanged["parameters"]["min_global_confidence"] == 0.0
-    reached = build_file_result(info(4), windows, min_global_confidence=0.8)  # 80 / 100 reaches 0.8
+    # 80 / 100 reaches 0.8
+    reached = build_file_result(info(4), windows, decision=DecisionParameters(min_global_confidence=0.8))
     assert reached["global_prediction"] == 1 and reached["label"] == "positive"
-    above = build_file_result(info(4), windows, min_global_confidence=0.81)
+    above = build_file_result(info(4), windows, decision=DecisionParameters(min_global_confidence=0.81))
     assert above["global_prediction"] == 0 and above["label"] == "negative"
     assert above["parameters"]["min_global_confidence"] == 0.81
     # The floor only vetoes the file-level decision: the seconds, the confidence and the detections stay.
@@ -45,16 +46,20 @@ def test_floor_on_production_rule_compares_global_confidence_over_100():
 
 def test_floor_never_flags_what_the_rule_does_not():
     windows = [0.95, 0.1, 0.1, 0.1]  # rows 0.95, 0.525, 0.1...: two positive rows, fewer than 3
-    result = build_file_result(info(4), windows, min_global_confidence=0.0)
+    result = build_file_result(info(4), windows, decision=DecisionParameters(min_global_confidence=0.0))
     assert result["global_prediction"] == 0 and result["global_confidence"] > 50
 
 
 def test_floor_with_the_port_aggregation_uses_its_0_to_1_confidence():
     windows = [0.9, 0.7, 0.2]
     top_k = {"aggregation": "mean_top_k", "top_k_windows": 2, "global_threshold": 0.6}
-    assert build_file_result(info(3), windows, **top_k)["global_prediction"] == 1  # mean of top 2: 0.8
-    assert build_file_result(info(3), windows, min_global_confidence=0.8, **top_k)["global_prediction"] == 1
-    assert build_file_result(info(3), windows, min_global_confidence=0.85, **top_k)["global_prediction"] == 0
+
+    def decision(**floor):
+        return DecisionParameters(**top_k, **floor)
+
+    assert build_file_result(info(3), windows, decision=decision())["global_prediction"] == 1  # mean of top 2: 0.8
+    assert build_file_result(info(3), windows, decision=decision(min_global_confidence=0.8))["global_prediction"] == 1
+    assert build_file_result(info(3), windows, decision=decision(min_global_confidence=0.85))["global_prediction"] == 0
 
 
 def test_config_and_call_validate_the_floor(tiny_pipeline):

@@ -1,5 +1,6 @@
 """
-Tests for the checkpoint converter (`conversion/convert_fastai.py`), its restricted unpickler and the upload check.
+Tests for the checkpoint converter (`orcahello.conversion.convert_fastai`), its restricted unpickler and the upload
+check.
 
 The two stand-in learners in ../shared/fixtures/legacy/ were exported by real fastai 1.0.61: the ResNet50 one in
 torch's legacy non-zip format, the ResNet18 one in the zip format. Production's per-window probabilities for every
@@ -20,23 +21,19 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from modeling_orcahello import OrcaHelloForAudioClassification
+from orcahello.conversion.convert_fastai import convert, main
+from orcahello.conversion.errors import ConversionError
+from orcahello.conversion.learner_export import load_learner_export
+from orcahello.conversion.pickle_allow_list import UnsafePickleError
+from orcahello.conversion.restricted_unpickler import RESTRICTED_PICKLE_MODULE
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 LEGACY = SHARED / "fixtures" / "legacy"
 OUTPUTS = LEGACY / "outputs"
 R50_LEARNER = LEGACY / "model_resnet50_legacy_format" / "model.pkl"
 R18_LEARNER = LEGACY / "model_resnet18_zip_format" / "model.pkl"
-
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from conversion.convert_fastai import ConversionError, convert, main  # noqa: E402
-from conversion.restricted_unpickler import (  # noqa: E402
-    RESTRICTED_PICKLE_MODULE,
-    UnsafePickleError,
-    load_learner_export,
-)
-from modeling_orcahello import OrcaHelloForAudioClassification  # noqa: E402
 
 MODEL_FOLDER_FILES = (
     "model.safetensors",
@@ -45,9 +42,12 @@ MODEL_FOLDER_FILES = (
     "configuration_orcahello.py",
     "modeling_orcahello.py",
     "feature_extraction_orcahello.py",
+    "audio_orcahello.py",
     "hls_orcahello.py",
+    "hls_playlist_orcahello.py",
     "http_orcahello.py",
     "pipeline_orcahello.py",
+    "results_orcahello.py",
 )
 MODEL_CARD = """---
 library_name: transformers
@@ -196,13 +196,13 @@ def test_probabilities_match_production_on_every_stored_spectrogram(learner, req
 def test_verification_catches_a_learner_that_computes_something_else(tmp_path, monkeypatch):
     # A learner whose blocks are not the ResNet blocks the converter assumes (here: no residual connection) has the
     # same keys and shapes, so only the forward-pass comparison can catch it.
-    from conversion import restricted_unpickler
+    from orcahello.conversion import pickle_allow_list
 
     def forward_without_residual(self, hidden_state):
         out = self.relu(self.bn1(self.conv1(hidden_state)))
         return self.relu(self.bn2(self.conv2(out)))
 
-    monkeypatch.setattr(restricted_unpickler.TorchvisionBasicBlock, "forward", forward_without_residual)
+    monkeypatch.setattr(pickle_allow_list.TorchvisionBasicBlock, "forward", forward_without_residual)
     with pytest.raises(ConversionError, match="logits differ from the learner's by up to"):
         convert(R18_LEARNER, tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -350,10 +350,10 @@ def test_cli_converts_the_resnet18_learner(tmp_path):
     card = tmp_path / "README.md"
     card.write_text(MODEL_CARD)
     output_dir = tmp_path / "orcahello"
-    script = "conversion/convert_fastai.py"
     command = [
         sys.executable,
-        script,
+        "-m",
+        "orcahello.conversion.convert_fastai",
         "--input",
         str(R18_LEARNER),
         "--output-dir",
@@ -377,7 +377,7 @@ def test_cli_reports_refusals_as_errors(tmp_path, capsys):
 
 
 def test_upload_validates_and_never_pushes_without_a_token(r18_conversion, tmp_path, monkeypatch, capsys):
-    from conversion import upload
+    from orcahello.conversion import upload
 
     folder, _ = r18_conversion
     pushes = []

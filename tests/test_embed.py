@@ -16,6 +16,7 @@ import torch
 from conftest import LEGACY, REPO_ROOT, make_orcanode_hls, run_orcahello_cli
 
 from orcahello import embed
+from vocabulary_orcahello import PARTIAL_SUFFIX
 
 pytest.importorskip("pyarrow")
 import pyarrow.parquet as parquet  # noqa: E402
@@ -184,7 +185,8 @@ def test_table_rows_match_detect_and_resume(tiny_model_folder, tmp_path, monkeyp
     # Resume: the finished tables are kept; a table whose run was killed (only its temporary file) is redone.
     modified = {name: path.stat().st_mtime_ns for name, path in tables.items()}
     os.remove(tables["ten"])
-    (tables["ten"].parent / (tables["ten"].name + ".tmp12345")).write_bytes(b"PAR1 half written")
+    killed_partial = tables["ten"].parent / f".{tables['ten'].name}.abcd1234{PARTIAL_SUFFIX}"
+    killed_partial.write_bytes(b"PAR1 half written")
     again = run_embed_cli(recordings, "--recursive", "--output-dir", output_dir, "--model", tiny_model_folder)
     assert "1 table(s) written, 2 skipped" in again.stdout, again.stdout + again.stderr
     assert tables["short"].stat().st_mtime_ns == modified["short"]
@@ -206,7 +208,23 @@ def test_row_groups_are_written_as_windows_come(tiny_pipeline, tmp_path, monkeyp
     metadata = parquet.read_metadata(output_path)
     assert metadata.num_rows == written["num_windows"] == 9
     assert metadata.num_row_groups == 3  # 4 + 4 + 1
-    assert not list(tmp_path.glob("*.tmp*"))
+    assert os.listdir(tmp_path) == ["ten.parquet"]  # no temporary file left beside it
+
+
+def test_a_write_that_fails_midway_leaves_neither_table_nor_temporary_file(tiny_pipeline, tmp_path, monkeypatch):
+    monkeypatch.setattr(embed, "ROW_GROUP_WINDOWS", 4)
+    written_row_groups = []
+
+    def fail_after_the_first_row_group(windows):
+        # A row group has been written to the temporary table by now: the failure comes with half a table made.
+        written_row_groups.append(windows)
+        if len(written_row_groups) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        embed.write_embeddings(tiny_pipeline, str(TEN_SECONDS_WAV), tmp_path / "ten.parquet", batch_size=2,
+                               progress=fail_after_the_first_row_group)
+    assert os.listdir(tmp_path) == []
 
 
 def test_unreadable_input_leaves_no_table(tiny_pipeline, tmp_path):
@@ -214,7 +232,7 @@ def test_unreadable_input_leaves_no_table(tiny_pipeline, tmp_path):
     soundfile.write(short, np.zeros(1000, dtype=np.int16), 20000)
     with pytest.raises(ValueError, match="shorter than one"):
         embed.write_embeddings(tiny_pipeline, str(short), tmp_path / "short.parquet")
-    assert not list(tmp_path.glob("*.parquet*"))
+    assert os.listdir(tmp_path) == ["short.wav"]
 
 
 def test_preset_v1_gives_detects_v1_windows(tiny_model_folder, tmp_path):

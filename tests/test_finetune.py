@@ -1,5 +1,5 @@
 """
-Fine-tuning (`training/finetune.py`) end to end on synthetic clips with the tiny model: the evaluation AUPRC rises
+Fine-tuning (`orcahello.training.finetune`) end to end on synthetic clips with the tiny model: the evaluation AUPRC rises
 above the untrained model's, and the saved folder loads through `pipeline(...)`; plus its metrics, frequency mask,
 data readers and backbone freezing.
 """
@@ -12,7 +12,10 @@ import soundfile
 import torch
 from safetensors.torch import load_file
 
-from training import finetune
+from orcahello.training import finetune
+from orcahello.training.labelled_clips import LABELS, FrequencyMask, TrainingDataError, featurize_clips, find_clips
+from orcahello.training.metrics import average_precision, classification_metrics, positive_probabilities
+from orcahello.training.trainer_setup import freeze_backbone
 
 RATE = 20000
 CLIP_SECONDS = 2.0
@@ -42,7 +45,7 @@ def write_clips(root, per_class, seed):
     """root/positive/*.wav and root/negative/*.wav, 16-bit at 20 kHz; returns [(path, label)]."""
     rng = np.random.default_rng(seed)
     clips = []
-    for name, label in finetune.LABELS.items():
+    for name, label in LABELS.items():
         (root / name).mkdir(parents=True)
         for index in range(per_class):
             path = root / name / f"{name}_{index:02d}.wav"
@@ -71,7 +74,7 @@ def test_finetuning_beats_the_untrained_model_and_saves_a_loadable_folder(
 
     root, _, evaluation = clip_folders
     labels = [label for _, label in evaluation]
-    auprc_before = finetune.average_precision(labels, window_scores(tiny_pipeline, evaluation))
+    auprc_before = average_precision(labels, window_scores(tiny_pipeline, evaluation))
 
     output_dir = tmp_path / "finetuned"
     status = finetune.main(
@@ -81,7 +84,7 @@ def test_finetuning_beats_the_untrained_model_and_saves_a_loadable_folder(
     assert status == 0
 
     finetuned = pipeline("audio-classification", model=str(output_dir), trust_remote_code=True)
-    auprc_after = finetune.average_precision(labels, window_scores(finetuned, evaluation))
+    auprc_after = average_precision(labels, window_scores(finetuned, evaluation))
     # The tiny random model ranks these clips little better than chance (about 0.5); a few epochs learn the tone.
     assert auprc_before < 0.8
     assert auprc_after >= 0.95 and auprc_after >= auprc_before + 0.2
@@ -133,12 +136,12 @@ def test_freeze_backbone_with_trainable_batch_norm(tiny_model_folder):
     from modeling_orcahello import OrcaHelloForAudioClassification
 
     model = OrcaHelloForAudioClassification.from_pretrained(tiny_model_folder)
-    assert finetune.freeze_backbone(model) == [model.orcahello]
+    assert freeze_backbone(model) == [model.orcahello]
     assert not any(parameter.requires_grad for parameter in model.orcahello.parameters())
     assert all(parameter.requires_grad for parameter in model.classifier.parameters())
 
     model = OrcaHelloForAudioClassification.from_pretrained(tiny_model_folder)
-    assert finetune.freeze_backbone(model, train_batch_norm=True) == []
+    assert freeze_backbone(model, train_batch_norm=True) == []
     trainable = {name for name, parameter in model.orcahello.named_parameters() if parameter.requires_grad}
     assert trainable and all(".normalization." in name for name in trainable), sorted(trainable)[:5]
 
@@ -147,7 +150,7 @@ def test_frequency_mask_is_fastai_audios():
     torch.manual_seed(0)
     spectrogram = torch.randn(1, 256, 312) * 20 - 40
     original = spectrogram.clone()
-    mask = finetune.FrequencyMask()  # fastai_audio 0.1: exactly 30 rows, set to the image's mean
+    mask = FrequencyMask()  # fastai_audio 0.1: exactly 30 rows, set to the image's mean
     for _ in range(20):
         masked = mask(spectrogram)
         changed_rows = torch.nonzero((masked != spectrogram).any(dim=-1)[0]).flatten()
@@ -157,28 +160,28 @@ def test_frequency_mask_is_fastai_audios():
 
     widths = set()
     for _ in range(200):
-        masked = finetune.FrequencyMask(max_bins=4, min_bins=0)(spectrogram)
+        masked = FrequencyMask(max_bins=4, min_bins=0)(spectrogram)
         widths.add(int((masked != spectrogram).any(dim=-1).sum()))
     assert widths == {0, 1, 2, 3, 4}
     with pytest.raises(ValueError):
-        finetune.FrequencyMask(max_bins=10, min_bins=20)
+        FrequencyMask(max_bins=10, min_bins=20)
 
 
 def test_average_precision_and_threshold_metrics():
-    ap = finetune.average_precision
+    ap = average_precision
     assert ap([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1]) == pytest.approx((1 / 2) * 1 + (1 / 2) * (2 / 3))
     assert ap([0, 1, 1, 0], [0.9, 0.8, 0.7, 0.1]) == pytest.approx((1 / 2) * (1 / 2) + (1 / 2) * (2 / 3))
     assert ap([1, 0], [0.5, 0.5]) == pytest.approx(0.5)  # tied scores are one threshold
     assert ap([1, 1, 0, 0], [0.1, 0.2, 0.3, 0.4]) == pytest.approx((1 / 2) * (1 / 3) + (1 / 2) * (2 / 4))
     assert np.isnan(ap([0, 0], [0.3, 0.4]))
 
-    metrics = finetune.classification_metrics([1, 1, 0, 0], [0.9, 0.5, 0.6, 0.1])
+    metrics = classification_metrics([1, 1, 0, 0], [0.9, 0.5, 0.6, 0.1])
     # 0.5 is not above the 0.5 threshold (the pipeline's strict >): one true positive, one false positive.
     assert metrics["precision"] == 0.5 and metrics["recall"] == 0.5 and metrics["f1"] == 0.5
     assert metrics["accuracy"] == 0.5
-    assert finetune.classification_metrics([1, 0], [0.2, 0.1])["precision"] == 0.0
+    assert classification_metrics([1, 0], [0.2, 0.1])["precision"] == 0.0
     logits = np.array([[0.0, 0.0], [1000.0, 0.0], [0.0, 2.0]])
-    np.testing.assert_allclose(finetune.positive_probabilities(logits), [0.5, 0.0, 1 / (1 + np.exp(-2))])
+    np.testing.assert_allclose(positive_probabilities(logits), [0.5, 0.0, 1 / (1 + np.exp(-2))])
 
 
 def test_clip_rules_long_short_and_missing_classes(tmp_path, tiny_model_folder):
@@ -192,9 +195,9 @@ def test_clip_rules_long_short_and_missing_classes(tmp_path, tiny_model_folder):
     soundfile.write(tmp_path / "data" / "positive" / "long.wav", long_clip, 44100, subtype="PCM_16")
     soundfile.write(tmp_path / "data" / "negative" / "stereo.flac", rng.normal(0, 0.05, (48000, 2)), 24000)
 
-    clips = finetune.find_clips(str(tmp_path / "data"))
+    clips = find_clips(str(tmp_path / "data"))
     assert [(name.split("/")[-1], label) for name, _, label in clips] == [("stereo.flac", 0), ("long.wav", 1)]
-    features, labels, longer = finetune.featurize_clips(clips, extractor, CLIP_SECONDS)
+    features, labels, longer = featurize_clips(clips, extractor, CLIP_SECONDS)
     assert features.shape == (2, 1, 256, 312) and labels.tolist() == [0, 1] and longer == 1
     # A longer clip gives its first window, read as the pipeline reads it (int16 samples).
     first_window = soundfile.read(tmp_path / "data" / "positive" / "long.wav", frames=88200, dtype="int16")[0]
@@ -202,17 +205,17 @@ def test_clip_rules_long_short_and_missing_classes(tmp_path, tiny_model_folder):
     torch.testing.assert_close(features[1], expected, rtol=0, atol=0)
 
     soundfile.write(tmp_path / "data" / "negative" / "short.wav", long_clip[:44100], 44100, subtype="PCM_16")
-    with pytest.raises(finetune.TrainingDataError) as error:
-        finetune.featurize_clips(finetune.find_clips(str(tmp_path / "data")), extractor, CLIP_SECONDS)
+    with pytest.raises(TrainingDataError) as error:
+        featurize_clips(find_clips(str(tmp_path / "data")), extractor, CLIP_SECONDS)
     assert "1 of 3 clips cannot be used" in str(error.value)
     assert "short.wav: 1.000 s is shorter than the model's 2-second window" in str(error.value)
 
     (tmp_path / "only_positive" / "positive").mkdir(parents=True)
     soundfile.write(tmp_path / "only_positive" / "positive" / "a.wav", long_clip, 44100)
-    with pytest.raises(finetune.TrainingDataError, match="no negative clips"):
-        finetune.find_clips(str(tmp_path / "only_positive"))
-    with pytest.raises(finetune.TrainingDataError, match="expected a folder with positive/ and negative/"):
-        finetune.find_clips(str(tmp_path))
+    with pytest.raises(TrainingDataError, match="no negative clips"):
+        find_clips(str(tmp_path / "only_positive"))
+    with pytest.raises(TrainingDataError, match="expected a folder with positive/ and negative/"):
+        find_clips(str(tmp_path))
 
 
 def test_saved_dataset_gives_the_same_spectrograms_as_the_folder(clip_folders, tmp_path, tiny_model_folder):
@@ -233,11 +236,11 @@ def test_saved_dataset_gives_the_same_spectrograms_as_the_folder(clip_folders, t
     dataset.save_to_disk(str(tmp_path / "eval_dataset"))
 
     extractor = OrcaHelloFeatureExtractor.from_pretrained(tiny_model_folder)
-    from_dataset = finetune.featurize_clips(finetune.find_clips(str(tmp_path / "eval_dataset")), extractor, 2.0)
-    from_folder = finetune.featurize_clips(finetune.find_clips(str(root / "eval")), extractor, 2.0)
+    from_dataset = featurize_clips(find_clips(str(tmp_path / "eval_dataset")), extractor, 2.0)
+    from_folder = featurize_clips(find_clips(str(root / "eval")), extractor, 2.0)
     assert from_dataset[1].tolist() == from_folder[1].tolist() == [label for _, label in evaluation]
     torch.testing.assert_close(from_dataset[0], from_folder[0], rtol=0, atol=0)
 
     datasets.DatasetDict({"train": dataset}).save_to_disk(str(tmp_path / "dataset_dict"))
-    with pytest.raises(finetune.TrainingDataError, match="pass one split's folder"):
-        finetune.find_clips(str(tmp_path / "dataset_dict"))
+    with pytest.raises(TrainingDataError, match="pass one split's folder"):
+        find_clips(str(tmp_path / "dataset_dict"))

@@ -119,6 +119,13 @@ def test_bad_requests_get_a_clear_value_error(handler, request_body, message):
     assert "\n" not in str(error.value)
 
 
+def test_with_the_package_installed_the_handler_runs_its_classes(handler):
+    """Where `orcahello` is importable (installed, or this checkout), the handler's pipeline is the package's own, as
+    the commands load it: the model folder's code is not imported."""
+    assert type(handler.pipeline).__module__ == "pipeline_orcahello"
+    assert type(handler.pipeline.model).__module__ == "modeling_orcahello"
+
+
 def test_handler_copied_next_to_a_model_folder_runs_on_its_own(tiny_model_folder, tmp_path, expected):
     """
     As on an endpoint: save_model_folder puts handler.py in the model folder, and Python runs it from there without
@@ -133,11 +140,13 @@ def test_handler_copied_next_to_a_model_folder_runs_on_its_own(tiny_model_folder
         f"""
         import json, sys
         sys.path[:] = [p for p in sys.path if p not in ("", {str(REPO_ROOT)!r})]
+        sys.modules["orcahello"] = None  # not installed, as on an endpoint (also where it is installed here)
         sys.path.insert(0, {str(folder)!r})
         from handler import EndpointHandler
         handler = EndpointHandler({str(folder)!r})
         result = handler(json.load(open({str(tmp_path / "request.json")!r})))
         assert "configuration_orcahello" not in sys.modules and "pipeline_orcahello" not in sys.modules
+        assert type(handler.pipeline).__module__.startswith("transformers_modules.")
         print(json.dumps(result))
         """
     )

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import LEGACY, LocalHTTPServer, make_orcanode_hls, production_wav, run_orcahello_cli
+from conftest import LEGACY, LocalHTTPServer, make_orcanode_hls, production_wav, remote_code_module, run_orcahello_cli
 
 import hls_orcahello
+import hls_playlist_orcahello
 from orcahello import inputs, writers
 
 EPOCH = 1600000000  # an Orcasound stream folder's name: the Unix time the node started the stream
@@ -91,8 +92,8 @@ def scores(result):
 
 
 def audio_input_error(pipe):
-    """The AudioInputError class of the pipeline's own module (remote code is imported as its own copy)."""
-    return sys.modules[type(pipe).__module__].AudioInputError
+    """The AudioInputError class of the pipeline's own audio module (remote code is imported as its own copy)."""
+    return remote_code_module(pipe, "audio_orcahello").AudioInputError
 
 
 def copy_segments(source_folder, destination, skip=(), rename=None):
@@ -415,16 +416,16 @@ def test_http_failures_get_a_one_line_error(archive, tiny_pipeline, tmp_path):
         served = tmp_path / "served"
         write_playlist(served, "#EXTM3U\n#EXTINF:10,\nlive000.ts\n")
         with LocalHTTPServer(served) as other:
-            with pytest.raises(hls_orcahello.HLSInputError, match=r"live000\.ts: HTTP error 404"):
+            with pytest.raises(hls_playlist_orcahello.HLSInputError, match=r"live000\.ts: HTTP error 404"):
                 hls_orcahello.open_hls(other.url("live.m3u8"))
-    with pytest.raises(hls_orcahello.HLSInputError, match="cannot reach it"):
+    with pytest.raises(hls_playlist_orcahello.HLSInputError, match="cannot reach it"):
         hls_orcahello.open_hls(f"http://127.0.0.1:{closed_port()}/live.m3u8")
     # A server that accepts the connection and never answers.
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/live.m3u8"
-        with pytest.raises(hls_orcahello.HLSInputError, match=r"no answer within 0\.5 s"):
+        with pytest.raises(hls_playlist_orcahello.HLSInputError, match=r"no answer within 0\.5 s"):
             hls_orcahello.open_hls(url, timeout=0.5)
     # Other URLs are still not fetched.
     with pytest.raises(audio_input_error(tiny_pipeline), match="URLs are not fetched except HLS playlists"):
@@ -434,7 +435,7 @@ def test_http_failures_get_a_one_line_error(archive, tiny_pipeline, tmp_path):
 def test_missing_pyav_is_a_clear_error(archive, monkeypatch):
     _, minute, _ = archive
     monkeypatch.setitem(sys.modules, "av", None)  # what `import av` meets when PyAV is not installed
-    with pytest.raises(hls_orcahello.HLSInputError, match="HLS input needs PyAV.*pip install av"):
+    with pytest.raises(hls_playlist_orcahello.HLSInputError, match="HLS input needs PyAV.*pip install av"):
         hls_orcahello.open_hls(str(minute / "live.m3u8"))
 
 

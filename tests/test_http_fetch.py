@@ -15,6 +15,7 @@ import pytest
 from conftest import LEGACY, make_orcanode_hls, run_orcahello_cli
 
 import hls_orcahello
+import hls_playlist_orcahello
 import http_orcahello
 
 EPOCH = 1600000000
@@ -167,9 +168,9 @@ def test_no_answer_drip_and_endless_bodies_are_cut_off(stream):
 
 def test_a_huge_playlist_is_refused(stream):
     with MisbehavingServer(stream) as server:
-        with pytest.raises(hls_orcahello.HLSInputError, match="lists more than 8640 segments: refused"):
+        with pytest.raises(hls_playlist_orcahello.HLSInputError, match="lists more than 8640 segments: refused"):
             hls_orcahello.open_hls(server.base + "huge.m3u8")
-        with pytest.raises(hls_orcahello.HLSInputError, match="lists more than 2 segments"):
+        with pytest.raises(hls_playlist_orcahello.HLSInputError, match="lists more than 2 segments"):
             hls_orcahello.open_hls(server.base + f"node/hls/{EPOCH}/live.m3u8", max_segments=2)
 
 

@@ -132,7 +132,7 @@ def test_live_over_a_growing_stream_writes_every_window_once_as_detect_scores_th
         receiver.stop()
 
     # The outage was noticed, and survived.
-    # (The failure's own words are hls_orcahello.fetch's; the warning around them is live's.)
+    # (The failure's own words are hls_playlist_orcahello.fetch's; the warning around them is live's.)
     warnings = [line for line in second_log.splitlines() if "WARNING" in line and f"127.0.0.1:{port}" in line]
     assert any("(failure 2 in a row; next try in" in line for line in warnings), second_log[-3000:]
     assert "resuming recording 1600000000" in second_log
@@ -227,6 +227,23 @@ def test_a_line_cut_short_by_a_crash_is_dropped_on_restart(tmp_path):
     assert outputs.last_window() == {"recording": "1", "index": 0}
 
 
+def test_a_positive_minutes_clip_is_written_whole_or_not_at_all(tmp_path):
+    import soundfile
+
+    from orcahello.live_outputs import write_wav
+
+    audio = np.array([[0, 1000, -1000, 32767], [5, 6, 7, -32768]], dtype=np.int16)
+    write_wav(str(tmp_path / "minute.wav"), audio, 16000)
+    samples, rate = soundfile.read(tmp_path / "minute.wav", dtype="int16", always_2d=True)
+    assert rate == 16000 and samples.T.tolist() == audio.tolist()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["minute.wav"]  # no temporary file left beside it
+
+    # Samples that cannot be made 16-bit PCM fail with the WAV open (closing it writes a header): nothing is left.
+    with pytest.raises(TypeError):
+        write_wav(str(tmp_path / "other.wav"), np.array([[None, None]], dtype=object), 16000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["minute.wav"]
+
+
 @pytest.mark.parametrize(
     "source, name",
     [
@@ -310,7 +327,7 @@ def test_a_listed_segment_that_never_downloads_is_declared_lost_and_the_rest_mat
 
 def test_memory_held_by_a_recording_stays_bounded(encoded_streams):
     """Decoding a long recording while letting go of what is scored holds about one segment, not the stream."""
-    from hls_orcahello import parse_playlist
+    from hls_playlist_orcahello import parse_playlist
     from orcahello.live_stream import LiveRecording, nominal_segment_seconds
 
     folder = encoded_streams[FIRST_EPOCH]
@@ -332,7 +349,8 @@ def test_time_line_and_gaps_follow_detects_rules_segment_by_segment(tmp_path, en
     segment, a segment left out), decoded segment by segment as live does, gives HLSAudio's samples, UTC anchors
     and gaps exactly.
     """
-    from hls_orcahello import iso_utc, open_hls, parse_playlist
+    from hls_orcahello import iso_utc, open_hls
+    from hls_playlist_orcahello import parse_playlist
     from orcahello.live_stream import LiveRecording, nominal_segment_seconds
 
     folder = tmp_path / str(FIRST_EPOCH)

@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 import pytest
 from conftest import REPO_ROOT
 
-from conversion.upload import DEFAULT_REPO_ID, check_model_card
+from orcahello.conversion.upload import DEFAULT_REPO_ID, check_model_card
 
 README = REPO_ROOT / "README.md"
 # A widget example in this repository is linked as the Hub serves it: https://huggingface.co/<repo>/resolve/<rev>/path
@@ -33,7 +33,7 @@ def test_card_metadata_declares_library_task_and_the_weights_licence(metadata):
     assert {"audio", "audio-classification", "bioacoustics", "killer-whale", "srkw", "custom_code"} <= set(
         metadata["tags"]
     )
-    assert check_model_card(str(README)) == []  # what conversion/upload.py requires before a push
+    assert check_model_card(str(README)) == []  # what orcahello/conversion/upload.py requires before a push
 
 
 def widget_file(source):
@@ -66,7 +66,7 @@ def test_card_documents_endpoints_fine_tuning_and_per_site_thresholds():
     # The files and modules those sections tell users to run exist.
     for mention, path in (
         ("handler.py", "handler.py"),
-        ("training/finetune.py", "training/finetune.py"),
+        ("orcahello/training/finetune.py", "orcahello/training/finetune.py"),
         ("orcahello.site_thresholds", "orcahello/site_thresholds.py"),
     ):
         assert mention in text and (REPO_ROOT / path).is_file(), path

@@ -88,7 +88,7 @@ def test_wrong_inputs_are_refused_clearly(bad_input, message):
 
 
 def test_root_config_files_are_what_save_pretrained_writes(tmp_path):
-    from conversion.model_folder import write_configs
+    from orcahello.conversion.model_folder import write_configs
 
     write_configs(str(tmp_path))
     for name in ("config.json", "preprocessor_config.json"):
@@ -97,7 +97,7 @@ def test_root_config_files_are_what_save_pretrained_writes(tmp_path):
         for volatile in ("transformers_version",):
             expected.pop(volatile, None)
             committed.pop(volatile, None)
-        assert committed == expected, f"{name} is stale: run python conversion/model_folder.py"
+        assert committed == expected, f"{name} is stale: run python -m orcahello.conversion.model_folder"
 
 
 FRESH_PROCESS_CHECK = r"""

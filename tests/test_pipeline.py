@@ -1,22 +1,23 @@
 """The file-level pipeline against production's results (SPEC.md section 3), its inputs, outputs and errors."""
 
+import dataclasses
 import io
 import json
-import sys
+import shutil
 import wave
 
 import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import LEGACY, REAL_AUDIO, assert_matches_production, legacy_wavs, production_result
+from conftest import LEGACY, REAL_AUDIO, assert_matches_production, legacy_wavs, production_result, remote_code_module
 
-from pipeline_orcahello import aggregate_windows, merge_detections
+from results_orcahello import DecisionParameters, aggregate_windows, merge_detections
 
 
 def audio_input_error(pipe):
-    """The AudioInputError class of the pipeline's own module (remote code is imported as its own copy)."""
-    error_class = sys.modules[type(pipe).__module__].AudioInputError
+    """The AudioInputError class of the pipeline's own audio module (remote code is imported as its own copy)."""
+    error_class = remote_code_module(pipe, "audio_orcahello").AudioInputError
     assert issubclass(error_class, ValueError)
     return error_class
 
@@ -41,14 +42,16 @@ def test_aggregation_reproduces_production_from_its_window_probabilities(wav, le
 
 def test_port_aggregations_on_a_hand_worked_example():
     windows = [0.9, 0.2, 0.7, 0.55, 0.1]
-    thresholded = aggregate_windows(windows, aggregation="mean_thresholded")
+    thresholded = aggregate_windows(windows, DecisionParameters(aggregation="mean_thresholded"))
     assert thresholded["local_predictions"] == [1, 0, 1, 1, 0]
     assert thresholded["global_confidence"] == pytest.approx((0.9 + 0.7 + 0.55) / 3)
     assert thresholded["global_prediction"] == 1
-    top_k = aggregate_windows(windows, aggregation="mean_top_k", top_k_windows=2, global_threshold=0.85)
+    top_k = aggregate_windows(
+        windows, DecisionParameters(aggregation="mean_top_k", top_k_windows=2, global_threshold=0.85)
+    )
     assert top_k["global_confidence"] == pytest.approx((0.9 + 0.7) / 2)
     assert top_k["global_prediction"] == 0
-    nothing = aggregate_windows([0.1, 0.2], aggregation="mean_thresholded")
+    nothing = aggregate_windows([0.1, 0.2], DecisionParameters(aggregation="mean_thresholded"))
     assert nothing["global_confidence"] == 0.0 and nothing["global_prediction"] == 0
 
 
@@ -63,7 +66,7 @@ def test_orcahello_aggregation_edges():
     assert single["local_predictions"] == [1, 1] and single["global_prediction"] == 0
     assert single["global_confidence"] == pytest.approx(98.0)
     with pytest.raises(ValueError, match="aggregation must be one of"):
-        aggregate_windows([0.5], aggregation="majority")
+        aggregate_windows([0.5], DecisionParameters(aggregation="majority"))
 
 
 def test_detections_merge_consecutive_positive_rows():
@@ -301,12 +304,12 @@ def test_unknown_engine_is_refused(tiny_pipeline):
 def test_shared_featurization_and_score_input_features_reproduce_a_pipeline_call(tiny_pipeline):
     # `orcahello batch` featurizes with `featurize_windows` on CPU workers and scores with `score_input_features` in
     # model actors: together they must give the pipeline's own window scores and silence flags.
-    pipeline_module = sys.modules[type(tiny_pipeline).__module__]
+    audio = remote_code_module(tiny_pipeline, "audio_orcahello")
     path = str(LEGACY / "audio" / "edge_10s_48k.wav")
     expected = tiny_pipeline(path, return_timestamps=True, batch_size=4)
-    recording = pipeline_module.open_recording(path)
-    bounds = pipeline_module.scoring_windows(recording)
-    features, silent = pipeline_module.featurize_windows(recording, bounds, tiny_pipeline.feature_extractor)
+    recording = audio.open_recording(path)
+    bounds = audio.scoring_windows(recording)
+    features, silent = audio.featurize_windows(recording, bounds, tiny_pipeline.feature_extractor)
     recording.close()
     assert features.shape == (9, 1, 256, 312) and silent == [False] * 9
     probabilities = torch.cat([tiny_pipeline.score_input_features(features[k : k + 4]) for k in range(0, 9, 4)])
@@ -319,17 +322,79 @@ def test_shared_featurization_and_score_input_features_reproduce_a_pipeline_call
 
 
 def test_build_file_result_is_what_the_pipeline_returns(tiny_pipeline):
-    pipeline_module = sys.modules[type(tiny_pipeline).__module__]
+    audio = remote_code_module(tiny_pipeline, "audio_orcahello")
+    results = remote_code_module(tiny_pipeline, "results_orcahello")
     samples = np.zeros(48000 * 5, np.int16)
     samples[: 48000 * 2] = np.random.default_rng(3).integers(-3000, 3000, 48000 * 2)  # windows [2, 4), [3, 5) silent
     expected = tiny_pipeline(samples, sampling_rate=48000, return_timestamps=True, local_threshold=0.2)
-    recording = pipeline_module.open_recording(samples, sampling_rate=48000)
-    info = pipeline_module.recording_info(recording, len(expected["windows"]))
-    rebuilt = pipeline_module.build_file_result(
-        info, [w["score"] for w in expected["windows"]], silent_windows=2, local_threshold=0.2,
+    recording = audio.open_recording(samples, sampling_rate=48000)
+    info = audio.recording_info(recording, len(expected["windows"]))
+    rebuilt = results.build_file_result(
+        info, [w["score"] for w in expected["windows"]], silent_windows=2,
+        decision=results.DecisionParameters.from_mapping(expected["parameters"]),
         inference=expected["parameters"],  # the preset record the pipeline resolved
     )
     assert rebuilt == expected and "2 of 4 windows are digital silence" in rebuilt["warnings"][0]
-    short = pipeline_module.open_recording(np.zeros(48000, np.int16), sampling_rate=48000)
+    short = audio.open_recording(np.zeros(48000, np.int16), sampling_rate=48000)
     with pytest.raises(audio_input_error(tiny_pipeline), match="shorter than one 2-second window"):
-        pipeline_module.scoring_windows(short)
+        audio.scoring_windows(short)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The decision parameters, and the feature extractor settings a pipeline scores with
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_decision_parameters_are_the_vocabulary_fields_with_production_defaults():
+    from vocabulary_orcahello import DECISION_FIELDS, INFERENCE_PRESETS
+
+    defaults = dataclasses.asdict(DecisionParameters())
+    assert tuple(defaults) == DECISION_FIELDS
+    production = INFERENCE_PRESETS["fastai"]
+    assert defaults == {**{name: production[name] for name in DECISION_FIELDS[:-1]}, "min_global_confidence": 0.0}
+
+
+def test_decision_parameters_from_a_run_s_settings():
+    settings = {"aggregation": "mean_top_k", "top_k_windows": 2, "window_seconds": 3.0, "preset": "v1"}
+    decision = DecisionParameters.from_mapping(settings)
+    assert decision == DecisionParameters(aggregation="mean_top_k", top_k_windows=2)  # the rest: production's
+    with pytest.raises(ValueError, match="decision parameters without a value: local_threshold"):
+        DecisionParameters.from_mapping({"local_threshold": None})
+
+
+def broken_preprocessor_folder(tiny_model_folder, tmp_path):
+    folder = tmp_path / "broken_preprocessor"
+    shutil.copytree(tiny_model_folder, folder)
+    (folder / "preprocessor_config.json").write_text("{ not json")
+    return folder
+
+
+def test_a_model_folder_whose_feature_extractor_settings_do_not_load_is_refused(tiny_model_folder, tmp_path):
+    """Never the default settings in their place: a folder's own settings, or a one-line error naming the folder."""
+    from modeling_orcahello import OrcaHelloForAudioClassification
+    from pipeline_orcahello import OrcaHelloAudioClassificationPipeline
+
+    folder = broken_preprocessor_folder(tiny_model_folder, tmp_path)
+    model = OrcaHelloForAudioClassification.from_pretrained(str(folder)).eval()
+    with pytest.raises(ValueError) as raised:
+        OrcaHelloAudioClassificationPipeline(model=model)  # no feature extractor given: the pipeline loads the folder's
+    message = str(raised.value)
+    assert message.startswith(f"{folder}: cannot load the model's feature extractor settings (preprocessor_config.json)")
+    assert "\n" not in message
+    # Through transformers too (the version installed may load the settings itself): the error names the file.
+    from transformers import pipeline
+
+    with pytest.raises((ValueError, OSError), match="preprocessor_config"):
+        pipeline("audio-classification", model=str(folder), trust_remote_code=True)
+
+
+def test_only_a_model_built_in_memory_gets_the_default_feature_extractor():
+    from conftest import tiny_config
+
+    from feature_extraction_orcahello import OrcaHelloFeatureExtractor
+    from modeling_orcahello import OrcaHelloForAudioClassification
+    from pipeline_orcahello import OrcaHelloAudioClassificationPipeline
+
+    pipe = OrcaHelloAudioClassificationPipeline(model=OrcaHelloForAudioClassification(tiny_config()).eval())
+    assert pipe.model.name_or_path == ""
+    assert pipe.feature_extractor.to_dict() == OrcaHelloFeatureExtractor().to_dict()

@@ -7,19 +7,20 @@ conversion of upstream's Hub layout, and the preset reaching the pipeline from e
 import base64
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import LEGACY, SHARED, assert_matches_production, legacy_wavs, make_orcanode_hls
+from conftest import LEGACY, SHARED, assert_matches_production, legacy_wavs, make_orcanode_hls, remote_code_module
 
 from configuration_orcahello import INFERENCE_FIELDS, INFERENCE_PRESETS, OrcaHelloConfig, resolve_inference_settings
-from conversion.convert_fastai import KEY_FORMATS, ConversionError, convert, fastai_to_canonical, main
-from conversion.restricted_unpickler import load_learner_export
 from feature_extraction_orcahello import port_segment_bounds
-from pipeline_orcahello import aggregate_windows
+from orcahello.conversion.convert_fastai import convert, main
+from orcahello.conversion.errors import ConversionError
+from orcahello.conversion.key_formats import KEY_FORMATS, fastai_to_canonical
+from orcahello.conversion.learner_export import load_learner_export
+from results_orcahello import DecisionParameters, aggregate_windows
 
 PORT_OUTPUTS = LEGACY / "outputs" / "upstream_port"
 HUB_LAYOUT = SHARED / "fixtures" / "hub_v1_layout"
@@ -216,7 +217,7 @@ def test_hub_folder_scores_like_the_port_by_default(v1_pipeline, wav):
     assert expected["error"] is None
     if not expected["result"]["local_confidences"]:
         # The port returns an empty result for a recording shorter than one segment; we say why instead.
-        error_class = sys.modules[type(v1_pipeline).__module__].AudioInputError
+        error_class = remote_code_module(v1_pipeline, "audio_orcahello").AudioInputError
         with pytest.raises(error_class, match=r"2\.500 s of audio is shorter than one 3-second window"):
             v1_pipeline(str(wav), return_timestamps=True)
         return
@@ -262,7 +263,7 @@ def test_port_aggregation_from_its_own_segment_probabilities():
         expected = json.loads(path.read_text())["result"]
         if not expected or not expected["local_confidences"]:
             continue
-        result = aggregate_windows(expected["local_confidences"], smoothing=False)
+        result = aggregate_windows(expected["local_confidences"], DecisionParameters(smoothing=False))
         assert result["local_predictions"] == expected["local_predictions"], path.name
         assert result["global_prediction"] == expected["global_prediction"], path.name
         assert result["global_confidence"] == pytest.approx(expected["global_confidence"], abs=1e-9), path.name

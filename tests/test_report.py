@@ -196,6 +196,19 @@ def test_rerun_keeps_clips_and_rescoring_replaces_them(recordings, tiny_model_fo
     assert all(path.stat().st_mtime_ns != modified[path] for path in clips)
 
 
+def test_a_clip_write_that_fails_midway_leaves_no_clip_and_no_temporary_file(tmp_path, monkeypatch):
+    def write_half_then_fail(path, *args, **kwargs):
+        with open(path, "wb") as handle:
+            handle.write(b"RIFF half a clip")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(soundfile, "write", write_half_then_fail)
+    document = {"detections": [{"start": 10.0, "end": 13.0}], "duration_s": 60.0}
+    with pytest.raises(OSError, match="disk full"):
+        report.write_clips(CALLS_WAV, document, tmp_path / "calls")
+    assert os.listdir(tmp_path / f"calls{report.CLIPS_SUFFIX}") == []
+
+
 def test_report_without_matplotlib_is_a_clear_error(tmp_path):
     import subprocess
     import sys

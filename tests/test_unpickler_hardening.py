@@ -1,5 +1,5 @@
 """
-Attacks on the restricted unpickler (conversion/restricted_unpickler.py) that get past an allow-list of globals:
+Attacks on the restricted unpickler (orcahello.conversion.restricted_unpickler) that get past an allow-list of globals:
 each pickle names only allowed globals, and misuses them. Every file here is refused with a clear error, and leaves
 the process as it was.
 """
@@ -15,12 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from conversion.restricted_unpickler import (
-    RESTRICTED_PICKLE_MODULE,
-    UnsafePickleError,
-    load_learner_export,
-    restricted_loads,
-)
+from orcahello.conversion.learner_export import load_learner_export
+from orcahello.conversion.pickle_allow_list import UnsafePickleError
+from orcahello.conversion.restricted_unpickler import RESTRICTED_PICKLE_MODULE, restricted_loads
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,7 +42,8 @@ def test_forged_numpy_dtype_scalar_pair_is_refused_without_crashing(tmp_path):
     # In a child process: before the fix, this died with SIGSEGV (exit -11 / 139).
     program = (
         "import sys\n"
-        "from conversion.restricted_unpickler import UnsafePickleError, restricted_loads\n"
+        "from orcahello.conversion.pickle_allow_list import UnsafePickleError\n"
+        "from orcahello.conversion.restricted_unpickler import restricted_loads\n"
         "try:\n"
         f"    restricted_loads(open({str(path)!r}, 'rb').read())\n"
         "except UnsafePickleError as error:\n"

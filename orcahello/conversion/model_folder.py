@@ -3,23 +3,23 @@
 import json
 import os
 import shutil
-import sys
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
+from configuration_orcahello import OrcaHelloConfig
+from feature_extraction_orcahello import OrcaHelloFeatureExtractor
+from modeling_orcahello import OrcaHelloForAudioClassification
 
-from configuration_orcahello import OrcaHelloConfig  # noqa: E402
-from feature_extraction_orcahello import OrcaHelloFeatureExtractor  # noqa: E402
-from modeling_orcahello import OrcaHelloForAudioClassification  # noqa: E402
+from .. import REPO_ROOT
 
 CUSTOM_CODE_FILES = (
     "configuration_orcahello.py",
     "modeling_orcahello.py",
     "feature_extraction_orcahello.py",
+    "audio_orcahello.py",
     "hls_orcahello.py",
+    "hls_playlist_orcahello.py",
     "http_orcahello.py",
     "pipeline_orcahello.py",
+    "results_orcahello.py",
     "scoring_orcahello.py",
     "vocabulary_orcahello.py",
 )
@@ -134,6 +134,7 @@ def write_configs(output_dir):
 
 
 if __name__ == "__main__":
-    # python conversion/model_folder.py  -> rewrites the repository root's config.json and preprocessor_config.json
+    # python -m orcahello.conversion.model_folder -> rewrites the repository root's config.json and
+    # preprocessor_config.json
     write_configs(REPO_ROOT)
     print(f"wrote config.json and preprocessor_config.json in {REPO_ROOT}")

@@ -1,6 +1,6 @@
 # Copyright 2026 Orcasound and the OrcaHello contributors.
 #
-# Licensed under the MIT License. This script uploads a model folder that `conversion/convert_fastai.py` wrote
+# Licensed under the MIT License. This script uploads a model folder that `orcahello/conversion/convert_fastai.py` wrote
 # outside this repository; it never copies weights into the code repository. The trained OrcaHello weights are
 # under Orcasound's OrcaHello RAIL-AMS licence: only their owners may publish them.
 """
@@ -15,8 +15,8 @@ a featurized window. Its README.md must be a model card whose metadata declares 
 Usage:
 
 ```bash
-python conversion/upload.py orcahello-srkw-detector-v1 --dry-run
-python conversion/upload.py orcahello-srkw-detector-v1 --repo-id orcasound/orcahello-srkw-detector-v1 --token hf_...
+python -m orcahello.conversion.upload orcahello-srkw-detector-v1 --dry-run
+python -m orcahello.conversion.upload orcahello-srkw-detector-v1 --repo-id orcasound/orcahello-srkw-detector-v1 --token hf_...
 ```
 """
 
@@ -25,11 +25,7 @@ import json
 import os
 import sys
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
-
-from conversion.model_folder import CUSTOM_CODE_FILES, ENDPOINT_HANDLER_FILES  # noqa: E402
+from .model_folder import CUSTOM_CODE_FILES, ENDPOINT_HANDLER_FILES
 
 DEFAULT_REPO_ID = "orcasound/orcahello-srkw-detector-v1"
 REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md") + tuple(
@@ -135,14 +131,14 @@ def upload(folder, repo_id, token, commit_message=None):
         repo_id=repo_id,
         repo_type="model",
         allow_patterns=UPLOAD_PATTERNS,
-        commit_message=commit_message or "Upload OrcaHello model folder (converted with conversion/convert_fastai.py)",
+        commit_message=commit_message or "Upload OrcaHello model folder (converted with orcahello.conversion.convert_fastai)",
     )
     return getattr(commit, "commit_url", str(commit))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Validate an OrcaHello model folder and upload it to the Hub.")
-    parser.add_argument("folder", help="model folder written by conversion/convert_fastai.py")
+    parser.add_argument("folder", help="model folder written by orcahello.conversion.convert_fastai")
     parser.add_argument("--repo-id", default=DEFAULT_REPO_ID, help=f"Hub model repo (default {DEFAULT_REPO_ID})")
     parser.add_argument("--token", default=os.environ.get("HF_TOKEN"), help="Hub write token (default: $HF_TOKEN)")
     parser.add_argument("--commit-message", help="commit message on the Hub")

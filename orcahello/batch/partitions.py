@@ -1,0 +1,90 @@
+# Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
+"""
+Partitions of an `orcahello batch` job: how many windows make a block and a partition, the identity of the window
+scores that decides whether an earlier run's partition is reused, and the assembly of scores as they arrive.
+"""
+
+import dataclasses
+import hashlib
+import json
+import math
+
+from vocabulary_orcahello import DEFAULT_BATCH_SIZE
+
+from .. import detect
+from .sources import Source
+
+
+def windows_per_block(batch_size, frontend_block_windows=32):
+    """Windows featurized together and sent to an actor as one block: the pipeline's 32, rounded up to a multiple of
+    the batch size, so that blocks (and partitions, made of blocks) start where `orcahello detect`'s batches do."""
+    return batch_size * max(1, -(-frontend_block_windows // batch_size))
+
+
+def scores_identity(model_info, parameters, feature_extractor):
+    """
+    The key of the partition resume check: what the window scores depend on (the model's weights or revision, the
+    frontend's configuration, the windowing), and nothing they do not (thresholds, aggregation, batch size).
+    """
+    identity = model_info.get("weights_sha256") or model_info.get("revision") or model_info["name_or_path"]
+    payload = {
+        "model": identity,
+        "feature_extractor": feature_extractor.to_dict(),
+        "window_seconds": parameters["window_seconds"],
+        "hop_seconds": parameters["hop_seconds"],
+        # the v1 preset's frontend (absent for production's, so that earlier runs' partitions are still reused)
+        **{name: parameters[name] for name in ("whole_recording_frontend", "peak_normalize", "strict_segments")
+           if name in parameters},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
+
+
+class PartitionAssembly:
+    """
+    The window scores of the partitions in flight, gathered as they arrive, in any order. A window that arrives
+    twice (Ray runs a task again when its worker died) is kept once: partitions are complete when every window is
+    in, never by counting arrivals.
+    """
+
+    def __init__(self):
+        self._partitions = {}
+
+    def add(self, key, num_windows, offset, score, silent):
+        """Record window `offset` of partition `key`. Returns `(is_new, complete)`: whether the window was not in yet,
+        and `(scores, silent flags)` once the partition is complete (it is then forgotten), else None."""
+        import numpy as np
+
+        scores, flags, arrived = self._partitions.setdefault(
+            key, (np.zeros(num_windows, np.float32), np.zeros(num_windows, bool), np.zeros(num_windows, bool))
+        )
+        is_new = not arrived[offset]
+        scores[offset], flags[offset], arrived[offset] = score, silent, True
+        if not arrived.all():
+            return is_new, None
+        del self._partitions[key]
+        return is_new, (scores, flags)
+
+
+@dataclasses.dataclass
+class RecordingState:
+    """What the driver knows about one recording during the job."""
+
+    source: Source
+    settings: detect.RunSettings  # its decision parameters (per site with a site table) and run hash
+    # sampling_rate, num_samples, num_channels, num_windows, window/hop seconds, start_utc; an HLS stream's timeline
+    info: dict = None
+    partitions: dict = dataclasses.field(default_factory=dict)  # first window -> number of windows
+    done: set = dataclasses.field(default_factory=set)  # first windows whose partition file is written or reused
+    reused: set = dataclasses.field(default_factory=set)  # ... of which an earlier run wrote
+    error: str = None
+    document: dict = None  # its OrcaHello JSON, once written
+    silent_windows: int = None
+
+
+def alignment_batch_size(batch_size):
+    """
+    The batch size blocks and partitions are aligned to: the one asked for; when the actors' device decides it
+    (None), the least common multiple of the devices' defaults, so that partitions are the same whichever device
+    the actors get (a resumed job reuses them) and blocks start where `orcahello detect`'s batches do on either.
+    """
+    return batch_size or math.lcm(*DEFAULT_BATCH_SIZE.values())

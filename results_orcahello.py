@@ -1,0 +1,318 @@
+# Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
+"""
+A recording's result from its window scores: production's file-level decision and everything around it.
+
+`DecisionParameters` holds the settings that turn per-window probabilities into decisions (smoothing, aggregation,
+thresholds, the confidence floor); `aggregate_windows` applies production's rule (or the upstream port's),
+`apply_confidence_floor` a site's floor, and `build_file_result` writes the pipeline's answer: the
+`[{"label", "score"}]` list, or production's result dict with windows, rows, merged detections, UTC times, gaps and
+warnings. The pipeline, `orcahello batch`, `orcahello live` and `orcahello embed` all build results here. Torch-free.
+"""
+
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+try:
+    from .hls_orcahello import iso_utc, utc_at
+    from .vocabulary_orcahello import (
+        AGGREGATION_STRATEGIES,
+        DECISION_FIELDS,
+        DEFAULT_MIN_GLOBAL_CONFIDENCE,
+        DEFAULT_PRESET,
+        INFERENCE_PRESETS,
+    )
+except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
+    from hls_orcahello import iso_utc, utc_at
+    from vocabulary_orcahello import (
+        AGGREGATION_STRATEGIES,
+        DECISION_FIELDS,
+        DEFAULT_MIN_GLOBAL_CONFIDENCE,
+        DEFAULT_PRESET,
+        INFERENCE_PRESETS,
+    )
+
+
+logger = logging.getLogger(__name__)
+
+# The defaults of the decision fields: production's (the default preset), and no confidence floor.
+_DEFAULT_DECISION = INFERENCE_PRESETS[DEFAULT_PRESET]
+
+
+@dataclasses.dataclass(frozen=True)
+class DecisionParameters:
+    """
+    How a recording's window probabilities become its decision (`vocabulary_orcahello.DECISION_FIELDS`); the
+    defaults are production's (the `"fastai"` preset) with no confidence floor.
+
+    smoothing: production's smoothing of the windows into one-second rows (`"orcahello"` aggregation only).
+    aggregation: `"orcahello"` (production), `"mean_thresholded"` or `"mean_top_k"` (the upstream port).
+    local_threshold: a row (window) is positive when its confidence is above it.
+    global_count_threshold: `"orcahello"`: the file is positive when at least this many rows are.
+    global_threshold: the port's aggregations: the file is positive when its global confidence reaches it.
+    top_k_windows: `"mean_top_k"`: how many of the highest windows are averaged.
+    min_global_confidence: the floor on a positive file's global confidence, 0-1 (see `apply_confidence_floor`).
+
+    The values are kept as given (no conversion), so that a result records them exactly as they were set.
+    """
+
+    smoothing: bool = _DEFAULT_DECISION["smoothing"]
+    aggregation: str = _DEFAULT_DECISION["aggregation"]
+    local_threshold: float = _DEFAULT_DECISION["local_threshold"]
+    global_count_threshold: int = _DEFAULT_DECISION["global_count_threshold"]
+    global_threshold: float = _DEFAULT_DECISION["global_threshold"]
+    top_k_windows: int = _DEFAULT_DECISION["top_k_windows"]
+    min_global_confidence: float = DEFAULT_MIN_GLOBAL_CONFIDENCE
+
+    @classmethod
+    def from_mapping(cls, parameters: Mapping[str, Any]) -> "DecisionParameters":
+        """
+        The decision fields found in `parameters` (a run's or a preset's settings: other keys are ignored), the
+        defaults for those it lacks. A field given as None is an error rather than a silent default.
+        """
+        given = {name: parameters[name] for name in DECISION_FIELDS if name in parameters}
+        missing = sorted(name for name, value in given.items() if value is None)
+        if missing:
+            raise ValueError(f"decision parameters without a value: {', '.join(missing)}")
+        return cls(**given)
+
+
+# Production's decision, what every function here uses when it is given none.
+DEFAULT_DECISION = DecisionParameters()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# File-level aggregation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def aggregate_windows(
+    window_confidences: Sequence[float] | np.ndarray, decision: DecisionParameters = DEFAULT_DECISION
+) -> dict:
+    """
+    Turn per-window P(call) into production's file-level result, by the rule `decision` sets (production's when
+    none is given).
+
+    `"orcahello"` (production, the default): the windows are smoothed into one-second rows (row 0 = c_0, row t =
+    mean(c_{t-1}, c_t), last row = c_{N-1}: N + 1 rows); a row is positive when `> local_threshold`; the file is
+    positive when at least `global_count_threshold` rows are; `global_confidence` is 100 x the mean of the positive
+    rows (0.0 when none), independent of the decision.
+
+    `"mean_thresholded"` / `"mean_top_k"` (the upstream port): no smoothing, one row per window; `global_confidence`
+    (0..1) is the mean of the windows `> local_threshold` or of the `top_k_windows` highest; the file is positive
+    when it is `>= global_threshold`.
+
+    `smoothing=False` (the v1 preset) keeps the `"orcahello"` count rule but applies it to the raw windows, one row
+    per window, as the port's `detect_srkw_from_file` does.
+
+    Returns a dict with `local_confidences`, `local_predictions`, `global_prediction` and `global_confidence`
+    (the confidence floor is not applied here: see `apply_confidence_floor`).
+    """
+    aggregation, local_threshold = decision.aggregation, decision.local_threshold
+    confidences = np.asarray(window_confidences, dtype=np.float64)
+    if confidences.ndim != 1 or confidences.size == 0:
+        raise ValueError("aggregate_windows needs at least one window confidence")
+    if aggregation == "orcahello":
+        if decision.smoothing:
+            rows = np.empty(confidences.size + 1, dtype=np.float64)
+            rows[0] = confidences[0]
+            rows[1:-1] = (confidences[:-1] + confidences[1:]) / 2.0
+            rows[-1] = confidences[-1]
+        else:
+            rows = confidences
+        predictions = (rows > local_threshold).astype(int)
+        global_prediction = int(predictions.sum() >= decision.global_count_threshold)
+        global_confidence = float(100.0 * rows[predictions == 1].mean()) if predictions.any() else 0.0
+    elif aggregation in ("mean_thresholded", "mean_top_k"):
+        rows = confidences
+        predictions = (rows > local_threshold).astype(int)
+        if aggregation == "mean_thresholded":
+            global_confidence = float(rows[predictions == 1].mean()) if predictions.any() else 0.0
+        else:
+            global_confidence = float(np.sort(rows)[::-1][: max(1, int(decision.top_k_windows))].mean())
+        global_prediction = int(global_confidence >= decision.global_threshold)
+    else:
+        raise ValueError(f"aggregation must be one of {AGGREGATION_STRATEGIES}, got {aggregation!r}")
+    return {
+        "local_confidences": rows.tolist(),
+        "local_predictions": predictions.tolist(),
+        "global_prediction": global_prediction,
+        "global_confidence": global_confidence,
+    }
+
+
+def merge_detections(
+    starts: Sequence[float], ends: Sequence[float], confidences: Sequence[float], predictions: Sequence[int]
+) -> list[dict]:
+    """Merge consecutive or overlapping positive rows into `[{"start", "end", "max_confidence", "mean_confidence"}]`."""
+    detections = []
+    for start, end, confidence, positive in zip(starts, ends, confidences, predictions):
+        if not positive:
+            continue
+        if detections and start <= detections[-1]["end"] + 1e-9:
+            current = detections[-1]
+            current["end"] = max(current["end"], end)
+            current["_confidences"].append(confidence)
+        else:
+            detections.append({"start": start, "end": end, "_confidences": [confidence]})
+    for detection in detections:
+        values = detection.pop("_confidences")
+        detection["max_confidence"] = float(max(values))
+        detection["mean_confidence"] = float(sum(values) / len(values))
+    return detections
+
+
+def apply_confidence_floor(
+    global_prediction: int, global_confidence: float, decision: DecisionParameters = DEFAULT_DECISION
+) -> int:
+    """
+    The file-level decision with `decision`'s confidence floor (a site's, as `orcahello calibrate` fits it): a
+    recording that the aggregation's rule flags stays flagged only when its global confidence, on a 0-1 scale
+    (production's 0-100 `global_confidence` / 100), is `>= decision.min_global_confidence`. The default floor, 0,
+    changes nothing.
+    """
+    score = global_confidence / 100.0 if decision.aggregation == "orcahello" else global_confidence
+    return int(bool(global_prediction) and score >= decision.min_global_confidence)
+
+
+def build_file_result(
+    info: Mapping[str, Any],
+    window_confidences: Sequence[float] | np.ndarray,
+    silent_windows: int = 0,
+    *,
+    decision: DecisionParameters = DEFAULT_DECISION,
+    return_timestamps: bool = True,
+    top_k: int | None = None,
+    inference: Mapping[str, Any] | None = None,
+) -> dict | list[dict]:
+    """
+    The pipeline's answer for one recording from its window scores: `info` as `audio_orcahello.recording_info`
+    gives it, `window_confidences` the P(call) of every window in order, `silent_windows` how many are digital
+    silence, `decision` the rule (production's when none is given; `DecisionParameters.from_mapping(settings)`
+    from a run's settings). With `return_timestamps`, production's result dict plus windows, detections, warnings
+    and parameters; else the `[{"label", "score"}]` list, decision first. `inference` (`{"preset", "overridden",
+    **fields}`, as the pipeline resolves them) is recorded in `parameters` and as `preset`.
+    """
+    window_confidences = np.asarray(window_confidences, dtype=np.float64)
+    aggregation = decision.aggregation
+    result = aggregate_windows(window_confidences, decision)
+    result["global_prediction"] = apply_confidence_floor(
+        result["global_prediction"], result["global_confidence"], decision
+    )
+    warnings = []
+    if silent_windows:
+        warnings.append(
+            f"{silent_windows} of {len(window_confidences)} windows are digital silence (constant samples): their "
+            f"scores say nothing about whales; check the hydrophone or the recording chain"
+        )
+        logger.warning("%s: %s", info["name"], warnings[-1])
+    hop, window = info["hop_seconds"], info["window_seconds"]
+    window_starts = [k * hop for k in range(len(window_confidences))]
+    timeline = info.get("timeline")
+    gaps = [dict(gap) for gap in timeline["gaps"]] if timeline else []
+    if timeline:
+        for message in timeline["warnings"]:
+            warnings.append(message)
+            logger.warning("%s: %s", info["name"], message)
+        for gap in gaps:
+            spanning = sum(1 for start in window_starts if start < gap["start_s"] < start + window)
+            missing = "an unknown time" if gap["missing_s"] is None else f"{gap['missing_s']:.3f} s"
+            warnings.append(
+                f"gap after segment {gap['after_segment']} at {gap['start_s']:.3f} s ({gap['reason']}): {missing} "
+                f"missing; the audio either side is butted together, as production's concatenation does, and "
+                f"{spanning} window(s) spanning it are flagged spans_gap"
+            )
+            logger.warning("%s: %s", info["name"], warnings[-1])
+    positive_score = result["global_confidence"] / 100.0 if aggregation == "orcahello" else result["global_confidence"]
+    label = "positive" if result["global_prediction"] else "negative"
+    scores = {"positive": positive_score, "negative": 1.0 - positive_score}
+    labels = [label, "negative" if label == "positive" else "positive"]
+    label_scores = [{"label": name, "score": scores[name]} for name in labels]
+    if top_k is not None:
+        label_scores = label_scores[: max(1, int(top_k))]
+    if not return_timestamps:
+        return label_scores
+
+    if aggregation == "orcahello" and decision.smoothing:
+        # Row t covers [t * hop, (t + 1) * hop): the seconds production reports.
+        row_starts = [t * hop for t in range(len(result["local_confidences"]))]
+        row_ends = [start + hop for start in row_starts]
+    else:
+        row_starts = window_starts
+        row_ends = [start + window for start in window_starts]
+    name = info["name"]
+    anchors = timeline["anchors"] if timeline else None
+    start_known = bool(timeline) and timeline["start_time_utc"] is not None
+
+    def utc(seconds, before=False):
+        return iso_utc(utc_at(anchors, seconds, before=before))
+
+    def spans_gap(start, end):
+        return any(start < gap["start_s"] < end for gap in gaps)
+
+    windows = []
+    for start, score in zip(window_starts, window_confidences):
+        entry = {"start": start, "end": start + window, "score": float(score)}
+        if timeline:
+            entry["spans_gap"] = spans_gap(start, start + window)
+        if start_known:
+            entry["start_utc"], entry["end_utc"] = utc(start), utc(start + window, before=True)
+        windows.append(entry)
+    submission = []
+    for start, end, confidence in zip(row_starts, row_ends, result["local_confidences"]):
+        row = {
+            "wav_filename": os.path.basename(os.path.normpath(name)) if not name.startswith("<") else name,
+            "start_time_s": start,
+            "duration_s": end - start,
+            "confidence": confidence,
+        }
+        if start_known:
+            row["start_time_utc"] = utc(start)
+        submission.append(row)
+    detections = merge_detections(row_starts, row_ends, result["local_confidences"], result["local_predictions"])
+    for detection in detections:
+        if timeline:
+            detection["spans_gap"] = spans_gap(detection["start"], detection["end"])
+        if start_known:
+            detection["start_utc"] = utc(detection["start"])
+            detection["end_utc"] = utc(detection["end"], before=True)
+    output = {
+        "label": label,
+        "score": scores[label],
+        "labels": label_scores,
+        "global_prediction": result["global_prediction"],
+        "global_confidence": result["global_confidence"],
+        "local_predictions": result["local_predictions"],
+        "local_confidences": result["local_confidences"],
+        "submission": submission,
+        "windows": windows,
+        "detections": detections,
+        "duration_s": info["num_samples"] / info["sampling_rate"],
+        "start_time_utc": iso_utc(timeline["start_time_utc"]) if start_known else None,
+        "gaps": gaps,
+        "sampling_rate": info["sampling_rate"],
+        "num_channels": info["num_channels"],
+        "warnings": warnings,
+        "parameters": {
+            "aggregation": aggregation,
+            "local_threshold": decision.local_threshold,
+            "global_count_threshold": decision.global_count_threshold,
+            "global_threshold": decision.global_threshold,
+            "top_k_windows": decision.top_k_windows,
+            "min_global_confidence": decision.min_global_confidence,
+            "window_seconds": window,
+            "hop_seconds": hop,
+            "smoothing": decision.smoothing,
+            **(inference or {}),
+        },
+    }
+    if inference:
+        output["preset"] = inference.get("preset")
+    if timeline:
+        output["source"] = timeline["source"]
+    return output
+

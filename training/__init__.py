@@ -1,2 +1,0 @@
-# Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
-"""Training tools for the OrcaHello detector: `training/finetune.py` fine-tunes a model folder on labelled clips."""
