@@ -301,21 +301,22 @@ def test_mean_top_k_rescores_the_candidates_for_the_top_k_when_the_mean_is_at_th
 
 
 def test_rescoring_until_exact_gives_float32_decisions_when_the_error_is_within_the_margin():
-    from pipeline_orcahello import aggregate_windows
+    from results_orcahello import DecisionParameters, aggregate_windows
 
     generator = np.random.default_rng(0)
     float32_logits = generator.normal(0.0, 2.0, 400)
     float32_logits[::7] = 0.0  # windows right at P = 0.5
     reduced_logits = float32_logits + generator.uniform(-0.2, 0.2, 400)  # bfloat16-like error within 0.2
     for smoothing in (True, False):
-        reference = aggregate_windows(sigmoid(float32_logits), smoothing=smoothing)
+        decision = DecisionParameters(smoothing=smoothing)
+        reference = aggregate_windows(sigmoid(float32_logits), decision)
 
         def score_in_float32(indices):
             return sigmoid(float32_logits[indices])
 
         probabilities, rescored = rescore_until_exact(sigmoid(reduced_logits), score_in_float32, margin=0.4,
                                                       smoothing=smoothing)
-        result = aggregate_windows(probabilities, smoothing=smoothing)
+        result = aggregate_windows(probabilities, decision)
         assert result["local_predictions"] == reference["local_predictions"]
         assert result["global_prediction"] == reference["global_prediction"]
         assert 0 < rescored.sum() < rescored.size
