@@ -51,15 +51,15 @@ def main():
 
     import soundfile
     import torch
-    from transformers import pipeline
     from transformers.utils import logging
 
+    from orcahello import models
     from scoring_orcahello import BFLOAT16_LOGIT_MARGIN, openvino_is_available
 
     logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
-    detector = pipeline("audio-classification", model=args.model, trust_remote_code=True, device="cpu")
+    detector = models.load_pipeline(args.model, "cpu")  # this package's classes, as the command line
     engines = ["torch"] + (["openvino"] if openvino_is_available() else [])
     rows, largest = [], {engine: 0.0 for engine in engines}
     for preset in args.presets:

@@ -48,9 +48,9 @@ def main():
 
     import soundfile
     import torch
-    from transformers import pipeline
     from transformers.utils import logging
 
+    from orcahello import models
     from scoring_orcahello import (
         LogitsOnly,
         PaddingSkippingClassifier,
@@ -64,7 +64,7 @@ def main():
     logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
-    detector = pipeline("audio-classification", model=args.model, trust_remote_code=True, device="cpu")
+    detector = models.load_pipeline(args.model, "cpu")  # this package's classes, as the command line
     pipeline_module = sys.modules[type(detector).__module__]
     threshold = pipeline_module.MMAP_THRESHOLD_BYTES  # set by the pipeline's constructor
     frontend = detector._sanitize_parameters(preset="fastai")[0]
