@@ -9,6 +9,7 @@ decision. Reading the audio and cutting the windows is `audio_orcahello`'s job, 
 `results_orcahello`'s; this module is the pipeline that runs them around the model.
 """
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -28,8 +29,8 @@ try:
     from .configuration_orcahello import config_inference_settings, resolve_inference_settings
     from .feature_extraction_orcahello import OrcaHelloFeatureExtractor
     from .results_orcahello import DecisionParameters, build_file_result
-    from .scoring_orcahello import build_scorer, padded_frames, resolve_engine, weights_version
-    from .vocabulary_orcahello import DEFAULT_BATCH_SIZE, ENGINES, PRECISIONS
+    from .scoring_orcahello import build_scorer, padded_frames, rescore_until_exact, resolve_engine, weights_version
+    from .vocabulary_orcahello import DEFAULT_BATCH_SIZE, ENGINES, PRECISIONS, fixed_mmap_threshold
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from audio_orcahello import (
         FRONTEND_BLOCK_WINDOWS,
@@ -43,8 +44,8 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
     from configuration_orcahello import config_inference_settings, resolve_inference_settings
     from feature_extraction_orcahello import OrcaHelloFeatureExtractor
     from results_orcahello import DecisionParameters, build_file_result
-    from scoring_orcahello import build_scorer, padded_frames, resolve_engine, weights_version
-    from vocabulary_orcahello import DEFAULT_BATCH_SIZE, ENGINES, PRECISIONS
+    from scoring_orcahello import build_scorer, padded_frames, rescore_until_exact, resolve_engine, weights_version
+    from vocabulary_orcahello import DEFAULT_BATCH_SIZE, ENGINES, PRECISIONS, fixed_mmap_threshold
 
 
 def model_feature_extractor(model_path):
@@ -131,9 +132,14 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             PyTorch; PyTorch on GPUs. Every engine skips the work that the spectrogram's padding alone determines
             (see `scoring_orcahello.PaddingSkippingClassifier`).
         precision (`str`, `"float32"`):
-            `"bfloat16"` (CPUs with bfloat16 instructions, through OpenVINO; GPUs) or `"float16"` (GPUs): an opt-in
-            fast mode for large archives, about 2x faster on such a CPU, at a cost in accuracy that depends on the
-            weights; `benchmarks/run.py` measures it. Production's numbers are float32.
+            `"bfloat16"` (CPUs with native bfloat16, avx512_bf16 or AMX, else refused; GPUs): the fast mode, with
+            float32's decisions: every window is scored in bfloat16, then every window whose score could change a
+            local or global decision, given a proven bound on bfloat16's error
+            (`scoring_orcahello.BFLOAT16_LOGIT_MARGIN`), is scored again in float32
+            (`scoring_orcahello.windows_to_rescore`). The confidences of the windows not re-scored stay
+            bfloat16-valued (within the margin of float32's), and each window's spectrogram is kept until its
+            file's end (about 160 kB a window). `"float16"` (GPUs): reduced precision without that guarantee.
+            Production's numbers are float32.
 
     Default output: `[{"label": decision, "score": s}, {"label": other, "score": 1 - s}]`, the file-level decision
     first. The positive score is the file's global confidence on a 0..1 scale (production's `whaleFoundConfidence` /
@@ -340,13 +346,21 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             info = model_inputs["recording"]
             info = info[0] if isinstance(info, (list, tuple)) else info
             progress_callback(int(logits.shape[0]), info["num_windows"] if isinstance(info, dict) else None)
-        return {
+        outputs = {
             "probabilities": torch.softmax(logits.float(), dim=-1),
             "window_index": model_inputs["window_index"],
             "window_is_silent": model_inputs["window_is_silent"],
             "recording": model_inputs["recording"],
             "is_last": model_inputs["is_last"],
         }
+        if precision == "bfloat16":
+            # The fast mode keeps each window's spectrogram up to its padding (about 160 kB) until the file's
+            # decisions are known: postprocess scores again in float32 those that could change one.
+            features = model_inputs["input_features"]
+            content = max(1, padded_frames(features, float(self.feature_extractor.padding_value)))
+            outputs["rescoring_features"] = features[..., :content].to("cpu", torch.float32).clone()
+            outputs["rescoring_engine"] = torch.full((features.shape[0],), ENGINES.index(engine))
+        return outputs
 
     def window_logits(self, input_features, engine="auto", precision="float32"):
         """Logits `(batch, 2)` of a batch of spectrograms `(batch, 1, 256, 312)`, from the engine's scorer."""
@@ -382,11 +396,34 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
                 content_frames=content_frames,
                 padding_value=float(self.feature_extractor.padding_value),
                 channels_last=self._channels_last,
+                process_mmap_threshold=fixed_mmap_threshold(),
             )
             scorer.weights_version = version
             scorer.content_frames = content_frames
             self._scorers[key] = scorer
         return scorer
+
+    def _rescored_in_float32(self, ordered_outputs, window_confidences, **decision_parameters):
+        """The fast mode's window probabilities, float32 wherever bfloat16 could change a decision (see
+        `scoring_orcahello.windows_to_rescore`); the others stay bfloat16-valued."""
+        engine = ENGINES[int(ordered_outputs[0]["rescoring_engine"].reshape(-1)[0])]
+        extractor = self.feature_extractor
+
+        def score_in_float32(indices):
+            probabilities = []
+            for start in range(0, len(indices), self._batch_size):
+                chosen = [ordered_outputs[i]["rescoring_features"] for i in indices[start : start + self._batch_size]]
+                features = torch.full((len(chosen), 1, extractor.feature_size, extractor.num_frames),
+                                      float(extractor.padding_value), dtype=self.dtype or torch.float32)
+                for row, content in enumerate(chosen):
+                    features[row, ..., : content.shape[-1]] = content.reshape(features.shape[1:-1] + (-1,))
+                logits = self.window_logits(features.to(self.device), engine=engine, precision="float32")
+                probabilities.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu())
+            return torch.cat(probabilities).double().numpy()
+
+        probabilities, rescored = rescore_until_exact(window_confidences, score_in_float32, **decision_parameters)
+        self.last_rescored_fraction = float(rescored.mean())
+        return probabilities
 
     def postprocess(self, model_outputs, decision=None, return_timestamps=False, top_k=None, inference=None):
         info = model_outputs[0]["recording"]
@@ -395,11 +432,16 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             [float(model_outputs[i]["probabilities"].reshape(-1, 2)[0, 1]) for i in order], dtype=np.float64
         )
         silent_windows = sum(bool(output["window_is_silent"].reshape(-1)[0]) for output in model_outputs)
+        decision = decision or DecisionParameters()
+        if "rescoring_features" in model_outputs[0]:
+            window_confidences = self._rescored_in_float32(
+                [model_outputs[i] for i in order], window_confidences, **dataclasses.asdict(decision)
+            )
         return build_file_result(
             info,
             window_confidences,
             silent_windows,
-            decision=decision or DecisionParameters(),
+            decision=decision,
             return_timestamps=return_timestamps,
             top_k=top_k,
             inference=inference,

@@ -7,6 +7,9 @@ Half of every model input is padding: a 2-second window gives 157 spectrogram fr
 with 0 dB frames to 312. Far enough to the right of the content, every activation of the ResNet is the same for
 all windows, so `PaddingSkippingClassifier` computes those columns once per set of weights and, for each window,
 only the columns the content can reach: the same float32 network, about 22% fewer multiply-adds for ResNet50.
+
+The bfloat16 fast mode keeps float32's decisions: `windows_to_rescore` says which windows' bfloat16 scores could
+change one, given `BFLOAT16_LOGIT_MARGIN`, and `rescore_until_exact` scores those again in float32.
 """
 
 import functools
@@ -16,13 +19,19 @@ import os
 import tempfile
 import warnings
 
+import numpy as np
 import torch
 from torch import nn
 
 try:
-    from .vocabulary_orcahello import ENGINES, PRECISIONS
+    from .vocabulary_orcahello import ENGINES, PRECISIONS, heap_reused_for_activations
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
-    from vocabulary_orcahello import ENGINES, PRECISIONS
+    from vocabulary_orcahello import ENGINES, PRECISIONS, heap_reused_for_activations
+
+# The largest |bfloat16 - float32| deviation of a window's logit difference that the fast mode allows for: twice
+# or more what `benchmarks/fast_mode_margin.py` measured over every fixture and real recording (see
+# `windows_to_rescore`).
+BFLOAT16_LOGIT_MARGIN = 4.0
 
 # ----------------------------------------------------------------------------------------------------------------
 # Skipping the padding
@@ -269,16 +278,19 @@ def export_onnx(module, example_shape, path):
 class TorchScorer:
     """
     Logits from PyTorch, on the model's device and dtype (the engine for GPUs and for half-precision models).
-    `precision="bfloat16"`/`"float16"` runs under autocast.
+    `precision="bfloat16"`/`"float16"` runs under autocast. On CPU, `process_mmap_threshold` (the fixed glibc
+    mmap threshold the process runs with, if any) is lifted during each forward pass: see
+    `heap_reused_for_activations`.
     """
 
     name = "torch"
 
-    def __init__(self, module, device, precision="float32", channels_last=False):
+    def __init__(self, module, device, precision="float32", channels_last=False, process_mmap_threshold=None):
         self.module = module
         self.device = device
         self.precision = precision
         self.channels_last = channels_last
+        self.process_mmap_threshold = process_mmap_threshold if device.type == "cpu" else None
         parameter = next(module.parameters())
         self.dtype = parameter.dtype
 
@@ -286,11 +298,12 @@ class TorchScorer:
         input_features = input_features.to(self.device, self.dtype)
         if self.channels_last:
             input_features = input_features.contiguous(memory_format=torch.channels_last)
-        if self.precision == "float32":
-            return self.module(input_features).float()
-        autocast_dtype = torch.bfloat16 if self.precision == "bfloat16" else torch.float16
-        with torch.autocast(device_type=self.device.type, dtype=autocast_dtype):
-            return self.module(input_features).float()
+        with heap_reused_for_activations(self.process_mmap_threshold):
+            if self.precision == "float32":
+                return self.module(input_features).float()
+            autocast_dtype = torch.bfloat16 if self.precision == "bfloat16" else torch.float16
+            with torch.autocast(device_type=self.device.type, dtype=autocast_dtype):
+                return self.module(input_features).float()
 
 
 class OpenVinoScorer:
@@ -361,6 +374,135 @@ class OnnxRuntimeScorer:
         return torch.from_numpy(self.session.run(None, {"input_features": features})[0])
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# The exact fast mode: bfloat16 scores, float32 wherever they could change a decision
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def cpu_has_native_bfloat16():
+    """Whether this CPU computes bfloat16 natively (the `avx512_bf16` or `amx_bf16` flag of /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return bool({"avx512_bf16", "amx_bf16"} & set(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return False
+
+
+def _probability_bounds(probabilities, exact, margin):
+    """Per window, the interval that holds its float32 P(call), given a bfloat16 one whose logit difference is
+    within `margin` of float32's (a point for the windows in `exact`)."""
+    clipped = np.clip(probabilities, 1e-300, 1.0 - 1e-16)
+    logit = np.log(clipped) - np.log1p(-clipped)
+    # 1e-6 more on each side: the pipeline's probabilities are float32 softmaxes, not exact sigmoids.
+    low = np.clip(1.0 / (1.0 + np.exp(-(logit - margin))) - 1e-6, 0.0, 1.0)
+    high = np.clip(1.0 / (1.0 + np.exp(-(logit + margin))) + 1e-6, 0.0, 1.0)
+    return np.where(exact, probabilities, low), np.where(exact, probabilities, high)
+
+
+def windows_to_rescore(
+    window_probabilities,
+    exact=None,
+    margin=BFLOAT16_LOGIT_MARGIN,
+    aggregation="orcahello",
+    local_threshold=0.5,
+    global_count_threshold=3,
+    global_threshold=0.6,
+    top_k_windows=3,
+    smoothing=True,
+    min_global_confidence=0.0,
+):
+    """
+    Which windows to score again in float32 so that every decision of the file equals float32's, when the windows
+    not in `exact` were scored in reduced precision, with a logit difference within `margin` of float32's.
+
+    The decisions are those of `aggregate_windows` and `apply_confidence_floor` (pipeline): a row (a window, or with
+    `"orcahello"` smoothing the mean of two neighbouring windows) is positive when `> local_threshold`; the file is
+    positive when at least `global_count_threshold` rows are (`"orcahello"`), or when the mean of the positive rows
+    (`"mean_thresholded"`) or of the `top_k_windows` highest (`"mean_top_k"`) is `>= global_threshold`; and a
+    positive file stays positive when its confidence is `>= min_global_confidence`. Every window's float32
+    probability lies in an interval around its reduced-precision one; every row's, and the confidence's, in the
+    interval these give (means are monotone in each term). A decision whose interval straddles its threshold is
+    uncertain: first the windows of every uncertain row are returned; once no row is uncertain, the windows of the
+    confidence, when it is uncertain. Call again with the re-scored windows added to `exact` until nothing is
+    returned: decisions are then float32's (windows in `exact` count as points).
+
+    Args:
+        window_probabilities (`np.ndarray`): P(call) of every window of one file, in order.
+        exact (`np.ndarray` of bool, *optional*): the windows already scored in float32 (none by default).
+        margin (`float`): the bound on |reduced - float32| of a window's logit difference.
+        The others: the aggregation's parameters, as `aggregate_windows` and `build_file_result` take them.
+
+    Returns:
+        `np.ndarray` of bool: the windows to score in float32 now (none of them already in `exact`).
+    """
+    probabilities = np.asarray(window_probabilities, dtype=np.float64)
+    exact = np.zeros(probabilities.shape, dtype=bool) if exact is None else np.asarray(exact, dtype=bool)
+    low, high = _probability_bounds(probabilities, exact, margin)
+    count = probabilities.size
+    # The windows each row is made of (the first and last rows of a smoothed file are a single window).
+    if aggregation == "orcahello" and smoothing:
+        first = np.concatenate([[0], np.arange(count)])
+        second = np.concatenate([np.arange(count), [count - 1]])
+        row_low, row_high = (low[first] + low[second]) / 2.0, (high[first] + high[second]) / 2.0
+    else:
+        first = second = np.arange(count)
+        row_low, row_high = low, high
+    rescore = np.zeros(count, dtype=bool)
+    uncertain_rows = (row_low <= local_threshold) & (row_high > local_threshold)
+    if uncertain_rows.any():
+        rescore[first[uncertain_rows]] = rescore[second[uncertain_rows]] = True
+        return rescore & ~exact
+    positive = row_low > local_threshold  # every row is now certain
+
+    if aggregation == "orcahello":
+        if positive.sum() < global_count_threshold or min_global_confidence <= 0.0:
+            return rescore  # the count decides, and it is exact
+        # The confidence floor compares the mean of the positive rows (0..1) with min_global_confidence.
+        thresholds, confidence_rows = [min_global_confidence], positive
+        confidence_low, confidence_high = row_low[positive].mean(), row_high[positive].mean()
+    elif aggregation == "mean_thresholded":
+        thresholds, confidence_rows = [global_threshold, min_global_confidence], positive
+        confidence_low = row_low[positive].mean() if positive.any() else 0.0
+        confidence_high = row_high[positive].mean() if positive.any() else 0.0
+    elif aggregation == "mean_top_k":
+        k = min(max(1, int(top_k_windows)), count)
+        kth_low = np.sort(row_low)[::-1][k - 1]
+        thresholds = [global_threshold, min_global_confidence]
+        # Only a row that can reach the k-th highest lower bound can be among the top k.
+        confidence_rows = row_high >= kth_low
+        confidence_low = np.sort(row_low)[::-1][:k].mean()
+        confidence_high = np.sort(row_high)[::-1][:k].mean()
+    else:
+        raise ValueError(f"unknown aggregation {aggregation!r}")
+    if any(confidence_low < threshold <= confidence_high for threshold in thresholds):
+        rescore[first[confidence_rows]] = rescore[second[confidence_rows]] = True
+    return rescore & ~exact
+
+
+def rescore_until_exact(window_probabilities, score_in_float32, margin=BFLOAT16_LOGIT_MARGIN, **decision_parameters):
+    """
+    The probabilities of a file's windows after scoring again in float32, with `score_in_float32(indices) ->
+    probabilities`, every window that `windows_to_rescore` asks for, round after round until it asks for none: the
+    file's decisions are then float32's. Windows not re-scored keep their reduced-precision probabilities.
+    `decision_parameters`: those of `windows_to_rescore`.
+
+    Returns `(probabilities, rescored)`: float64 probabilities and the boolean mask of the windows re-scored.
+    """
+    probabilities = np.array(window_probabilities, dtype=np.float64)
+    rescored = np.zeros(probabilities.shape, dtype=bool)
+    while True:
+        wanted = windows_to_rescore(probabilities, rescored, margin, **decision_parameters)
+        if not wanted.any():
+            return probabilities, rescored
+        indices = np.flatnonzero(wanted)
+        probabilities[indices] = np.asarray(score_in_float32(indices), dtype=np.float64)
+        rescored[indices] = True
+
+
 def resolve_engine(engine, device, model_dtype, precision):
     """
     The engine `"auto"` stands for: on CPU with a float32 model, OpenVINO when installed (the fastest faithful
@@ -371,6 +513,9 @@ def resolve_engine(engine, device, model_dtype, precision):
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if device.type == "cpu" and precision == "bfloat16" and not cpu_has_native_bfloat16():
+        # Emulated bfloat16 is slower than float32: the fast mode would be neither fast nor exact for free.
+        raise ValueError("precision='bfloat16' needs a CPU with native bfloat16 (avx512_bf16 or amx_bf16 flags)")
     exportable = device.type == "cpu" and model_dtype == torch.float32
     if engine == "auto":
         if exportable and openvino_is_available() and (precision == "float32" or cpu_supports_bfloat16()):
@@ -387,12 +532,13 @@ def resolve_engine(engine, device, model_dtype, precision):
 
 
 def build_scorer(model, engine, example_shape, num_threads, precision="float32", content_frames=None,
-                 padding_value=0.0, channels_last=False):
+                 padding_value=0.0, channels_last=False, process_mmap_threshold=None):
     """
     A scorer (`input_features -> float32 logits on CPU or the model's device`) for `model` with the resolved
     `engine`. With `content_frames`, the graph skips the padding frames after them (see
     `PaddingSkippingClassifier`; the model must be in eval mode); inputs given to that scorer must have constant
     padding there. The exported engines always compute the model in eval mode; PyTorch uses the model as it is.
+    `process_mmap_threshold`: the fixed glibc mmap threshold the calling process set, if any (see `TorchScorer`).
     """
 
     def scoring_module():
@@ -401,7 +547,8 @@ def build_scorer(model, engine, example_shape, num_threads, precision="float32",
         return PaddingSkippingClassifier(model, example_shape[-2], example_shape[-1], content_frames, padding_value)
 
     if engine == "torch":
-        return TorchScorer(scoring_module(), next(model.parameters()).device, precision, channels_last)
+        device = next(model.parameters()).device
+        return TorchScorer(scoring_module(), device, precision, channels_last, process_mmap_threshold)
     was_training = model.training
     model.eval()
     try:

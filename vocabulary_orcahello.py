@@ -11,6 +11,7 @@ before it loads torch. It also holds the one process-wide setting every entry po
 
 import contextlib
 import ctypes
+import functools
 import os
 import sys
 import tempfile
@@ -154,6 +155,7 @@ def replace_atomically(temporary_path, path):
 # Process memory. Buffers of this size and more are handed straight back to the system when they are freed (see
 # `return_large_buffers_to_the_system`).
 MMAP_THRESHOLD_BYTES = 1 << 20
+_fixed_mmap_threshold = None  # set by return_large_buffers_to_the_system
 
 
 def return_large_buffers_to_the_system() -> None:
@@ -170,11 +172,57 @@ def return_large_buffers_to_the_system() -> None:
     (`mallopt`), so the processes' entry points make it (the command line, the endpoint handler, batch workers),
     never a library call; it is a no-op where glibc is not the C library.
     """
+    global _fixed_mmap_threshold
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+        _fixed_mmap_threshold = MMAP_THRESHOLD_BYTES
+
+
+def fixed_mmap_threshold() -> int | None:
+    """The mmap threshold `return_large_buffers_to_the_system` fixed in this process; None when it was not called."""
+    return _fixed_mmap_threshold
+
+
+# glibc's mallopt parameters (malloc.h) and the values glibc's own adaptive mode reaches after large frees.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_DEFAULT_TRIM_THRESHOLD_BYTES = 128 * 1024
+_ADAPTIVE_MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's ceiling on 64-bit systems
+_ADAPTIVE_TRIM_THRESHOLD_BYTES = 2 * _ADAPTIVE_MMAP_THRESHOLD_BYTES
+
+
+@functools.cache
+def _glibc():
     if not sys.platform.startswith("linux"):
-        return
+        return None
     try:
         libc = ctypes.CDLL("libc.so.6")
-        m_mmap_threshold = -3  # from glibc's malloc.h
-        libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD_BYTES)
-    except (OSError, AttributeError):  # musl or another C library: nothing to tune
-        pass
+        libc.mallopt  # noqa: B018  (musl and others: AttributeError)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+@contextlib.contextmanager
+def heap_reused_for_activations(process_mmap_threshold):
+    """
+    Within the block, let PyTorch's CPU activation buffers (up to 32 MB) come from the heap and stay there when
+    freed, as glibc's adaptive defaults do; afterwards, put back the fixed `process_mmap_threshold` that a process
+    set to keep its memory flat (`return_large_buffers_to_the_system`), and glibc's default trim
+    threshold that goes with it. Does nothing when `process_mmap_threshold` is None or glibc is not the C library.
+
+    Under that fixed 1 MB threshold every activation of every batch is a fresh `mmap`, page-faulted in and unmapped
+    again: the eager ResNet50 spent about 40% of its time on it (1.37 s against 0.86 s CPU time for 8 windows, 1
+    thread). The heap kept between batches is the forward pass's own peak, which the process reaches anyway.
+    """
+    libc = _glibc() if process_mmap_threshold is not None else None
+    if libc is None:
+        yield
+        return
+    libc.mallopt(_M_MMAP_THRESHOLD, _ADAPTIVE_MMAP_THRESHOLD_BYTES)
+    libc.mallopt(_M_TRIM_THRESHOLD, _ADAPTIVE_TRIM_THRESHOLD_BYTES)
+    try:
+        yield
+    finally:
+        libc.mallopt(_M_MMAP_THRESHOLD, int(process_mmap_threshold))
+        libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD_BYTES)

@@ -209,6 +209,26 @@ def test_float16_and_bfloat16_run_close_to_float32(tiny_model_folder):
     np.testing.assert_allclose(confidences(bf16(path, return_timestamps=True)), expected, atol=0.05)
 
 
+@pytest.mark.parametrize("preset", ["fastai", "v1"])
+def test_the_bfloat16_fast_mode_makes_float32s_decisions_on_every_recording(resnet50_pipeline, preset):
+    from scoring_orcahello import cpu_has_native_bfloat16
+
+    if not cpu_has_native_bfloat16():
+        pytest.skip("this CPU has no native bfloat16")
+    window_seconds = resnet50_pipeline._sanitize_parameters(preset=preset)[0]["window_seconds"]
+    recordings = [path for path in legacy_wavs() + sorted(REAL_AUDIO.glob("*.wav"))
+                  if soundfile.info(str(path)).duration >= window_seconds]  # v1: 2.5 s is shorter than a window
+    rescored = []
+    for path in recordings:
+        reference = resnet50_pipeline(str(path), preset=preset, return_timestamps=True)
+        fast = resnet50_pipeline(str(path), preset=preset, return_timestamps=True, precision="bfloat16")
+        rescored.append(resnet50_pipeline.last_rescored_fraction)
+        assert fast["local_predictions"] == reference["local_predictions"], path.name
+        assert fast["global_prediction"] == reference["global_prediction"], path.name
+        assert fast["label"] == reference["label"], path.name
+    assert len(rescored) == len(recordings) and min(rescored) < 1.0
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Bad input
 # ---------------------------------------------------------------------------------------------------------------

@@ -11,8 +11,10 @@ from scoring_orcahello import (
     build_scorer,
     cpu_supports_bfloat16,
     padded_frames,
+    rescore_until_exact,
     resnet_units,
     resolve_engine,
+    windows_to_rescore,
 )
 
 NUM_MELS, NUM_FRAMES, CONTENT_FRAMES = 256, 312, 157  # a 2-second window: 157 frames of content, 155 of padding
@@ -251,3 +253,70 @@ def test_padding_constants_do_not_depend_on_the_thread_count(resnet50_pipeline):
     assert constants[0].keys() == constants[1].keys()
     for name in constants[0]:
         assert torch.equal(constants[0][name], constants[1][name]), name
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The exact fast mode's re-scoring rule
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def sigmoid(value):
+    return 1.0 / (1.0 + np.exp(-value))
+
+
+def test_a_window_right_at_the_local_threshold_is_rescored_and_far_ones_are_not():
+    # Unsmoothed rows: a window is rescored exactly when its interval (logit +- margin) holds the threshold.
+    probabilities = np.array([0.5, sigmoid(0.9), sigmoid(1.1), sigmoid(-0.9), sigmoid(-1.1), 0.01, 0.99])
+    wanted = windows_to_rescore(probabilities, margin=1.0, smoothing=False, global_count_threshold=99)
+    assert wanted.tolist() == [True, True, False, True, False, False, False]
+
+
+def test_a_smoothed_row_at_the_threshold_rescores_both_of_its_windows():
+    # Row 2 = mean(0.3, 0.7) = 0.5 exactly: windows 1 and 2 decide it. Rows 0, 1, 3, 4 are far from 0.5 with a
+    # small margin (rows: 0.02, 0.16, 0.5, 0.84, 0.98).
+    probabilities = np.array([0.02, 0.3, 0.7, 0.98])
+    wanted = windows_to_rescore(probabilities, margin=0.01, global_count_threshold=99)
+    assert wanted.tolist() == [False, True, True, False]
+    # Once they are float32 (exact), nothing is left to rescore.
+    exact = np.array([False, True, True, False])
+    assert not windows_to_rescore(probabilities, exact=exact, margin=0.01, global_count_threshold=99).any()
+
+
+def test_the_confidence_floor_rescores_every_positive_row_when_the_mean_could_cross_it():
+    # Three certain positive rows (unsmoothed) with mean 0.8, a floor at 0.8: the mean's interval holds the floor.
+    probabilities = np.array([0.75, 0.8, 0.85, 0.01])
+    at_floor = windows_to_rescore(probabilities, margin=0.05, smoothing=False, min_global_confidence=0.8)
+    assert at_floor.tolist() == [True, True, True, False]
+    # A floor far below the mean, or no floor, asks for nothing.
+    assert not windows_to_rescore(probabilities, margin=0.05, smoothing=False, min_global_confidence=0.5).any()
+    assert not windows_to_rescore(probabilities, margin=0.05, smoothing=False).any()
+
+
+def test_mean_top_k_rescores_the_candidates_for_the_top_k_when_the_mean_is_at_the_global_threshold():
+    probabilities = np.array([0.6, 0.6, 0.6, 0.05, 0.9])
+    # Top 3 (unsmoothed) = 0.9, 0.6, 0.6 -> 0.7 = global_threshold; none of the rows is near local_threshold 0.5
+    # with margin 0.1, and 0.05 cannot reach the top 3.
+    wanted = windows_to_rescore(probabilities, margin=0.1, aggregation="mean_top_k", global_threshold=0.7)
+    assert wanted.tolist() == [True, True, True, False, True]
+
+
+def test_rescoring_until_exact_gives_float32_decisions_when_the_error_is_within_the_margin():
+    from results_orcahello import DecisionParameters, aggregate_windows
+
+    generator = np.random.default_rng(0)
+    float32_logits = generator.normal(0.0, 2.0, 400)
+    float32_logits[::7] = 0.0  # windows right at P = 0.5
+    reduced_logits = float32_logits + generator.uniform(-0.2, 0.2, 400)  # bfloat16-like error within 0.2
+    for smoothing in (True, False):
+        decision = DecisionParameters(smoothing=smoothing)
+        reference = aggregate_windows(sigmoid(float32_logits), decision)
+
+        def score_in_float32(indices):
+            return sigmoid(float32_logits[indices])
+
+        probabilities, rescored = rescore_until_exact(sigmoid(reduced_logits), score_in_float32, margin=0.4,
+                                                      smoothing=smoothing)
+        result = aggregate_windows(probabilities, decision)
+        assert result["local_predictions"] == reference["local_predictions"]
+        assert result["global_prediction"] == reference["global_prediction"]
+        assert 0 < rescored.sum() < rescored.size

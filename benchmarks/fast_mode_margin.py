@@ -1,0 +1,100 @@
+"""
+The error bound of the bfloat16 fast mode: the largest |bfloat16 - float32| deviation of the logit difference
+(logit of "call" minus logit of "no call", whose sigmoid is P(call)) over every window of every fixture recording
+and every real recording in ../shared, with both inference presets' windows and every bfloat16 engine this machine
+runs. `scoring_orcahello.BFLOAT16_LOGIT_MARGIN`, the margin within which the fast mode re-scores a window in
+float32, must be at least twice the largest deviation measured here.
+
+    python benchmarks/fast_mode_margin.py --model models/standin-resnet50-synthetic-weights --output margin.json
+"""
+
+import argparse
+import glob
+import json
+import os
+import platform
+import sys
+import warnings
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+SHARED = os.path.join(os.path.dirname(REPO_ROOT), "shared")
+RECORDINGS = sorted(glob.glob(os.path.join(SHARED, "fixtures", "legacy", "audio", "*.wav"))) + sorted(
+    glob.glob(os.path.join(SHARED, "audio", "real", "*.wav"))
+)
+
+
+def cpu_name():
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def logit_differences(scorer, features, batch_size):
+    import torch
+
+    with torch.inference_mode():
+        logits = torch.cat([scorer(features[start : start + batch_size]) for start in range(0, len(features), batch_size)])
+    return (logits[:, 1] - logits[:, 0]).double()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=os.path.join(REPO_ROOT, "models", "standin-resnet50-synthetic-weights"))
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--presets", nargs="+", default=["fastai", "v1"])
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args()
+
+    import soundfile
+    import torch
+    from transformers.utils import logging
+
+    from orcahello import models
+    from scoring_orcahello import BFLOAT16_LOGIT_MARGIN, openvino_is_available
+
+    logging.set_verbosity_error()
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    detector = models.load_pipeline(args.model, "cpu")  # this package's classes, as the command line
+    engines = ["torch"] + (["openvino"] if openvino_is_available() else [])
+    rows, largest = [], {engine: 0.0 for engine in engines}
+    for preset in args.presets:
+        frontend = detector._sanitize_parameters(preset=preset)[0]
+        for path in RECORDINGS:
+            if soundfile.info(path).duration < frontend["window_seconds"]:
+                continue  # shorter than one window of this preset: nothing to score
+            features = torch.cat([chunk["input_features"] for chunk in detector.preprocess(path, **frontend)])
+            reference = logit_differences(detector.scorer(features[: args.batch_size], engine="openvino"
+                                                          if "openvino" in engines else "torch"), features,
+                                          args.batch_size)
+            row = {"recording": os.path.basename(path), "preset": preset, "windows": int(features.shape[0])}
+            for engine in engines:
+                scorer = detector.scorer(features[: args.batch_size], engine=engine, precision="bfloat16")
+                deviation = float((logit_differences(scorer, features, args.batch_size) - reference).abs().max())
+                row[f"max_abs_logit_deviation_{engine}"] = deviation
+                largest[engine] = max(largest[engine], deviation)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    overall = max(largest.values())
+    result = {
+        "cpu": cpu_name(),
+        "model": os.path.basename(os.path.normpath(args.model)),
+        "windows": sum(row["windows"] for row in rows),
+        "max_abs_logit_deviation": largest,
+        "max_abs_logit_deviation_overall": overall,
+        "margin_in_use": BFLOAT16_LOGIT_MARGIN,
+        "margin_at_least_twice_the_deviation": BFLOAT16_LOGIT_MARGIN >= 2 * overall,
+        "recordings": rows,
+    }
+    print(json.dumps({key: value for key, value in result.items() if key != "recordings"}, indent=1))
+    if args.output:
+        with open(args.output, "w") as handle:
+            json.dump(result, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()
