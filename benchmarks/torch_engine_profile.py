@@ -59,14 +59,19 @@ def main():
         padded_frames,
         rescore_until_exact,
     )
-    from vocabulary_orcahello import INFERENCE_PRESETS, heap_reused_for_activations
+    from vocabulary_orcahello import (
+        INFERENCE_PRESETS,
+        fixed_mmap_threshold,
+        heap_reused_for_activations,
+        return_large_buffers_to_the_system,
+    )
 
     logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
+    return_large_buffers_to_the_system()  # the fixed 1 MB threshold, as the command line's entry point sets it
     detector = models.load_pipeline(args.model, "cpu")  # this package's classes, as the command line
-    pipeline_module = sys.modules[type(detector).__module__]
-    threshold = pipeline_module.MMAP_THRESHOLD_BYTES  # set by the pipeline's constructor
+    threshold = fixed_mmap_threshold()
     frontend = detector._sanitize_parameters(preset="fastai")[0]
     features = torch.cat([chunk["input_features"] for chunk in detector.preprocess(args.wav, **frontend)])
     minutes = soundfile.info(args.wav).duration / 60.0
