@@ -100,9 +100,12 @@ def is_url(source):
     return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
 
 
-def is_audio_file_name(name):
-    """Whether a file called `name` is audio OrcaHello reads (by its suffix, any case)."""
-    return name.lower().endswith(AUDIO_SUFFIXES)
+def is_audio_file_name(name, suffixes=AUDIO_SUFFIXES):
+    """
+    Whether a file called `name` is audio OrcaHello reads: one of `suffixes` (any case), and not a hidden file
+    ("._clip.wav" AppleDouble files, which macOS leaves on SD cards, are not audio).
+    """
+    return name.lower().endswith(tuple(suffixes)) and not name.startswith(".")
 
 
 # Atomic writes. What an output is called while it is being written (see `temporary_file_beside`).

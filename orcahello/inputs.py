@@ -12,6 +12,7 @@ from vocabulary_orcahello import (
     AUDIO_SUFFIXES,
     PLAYLIST_SUFFIX,
     SEGMENT_SUFFIX,
+    is_audio_file_name,
     is_url,
 )
 
@@ -23,9 +24,8 @@ def recording_key(path: str) -> str:
 
 
 def is_audio_file(name: str) -> bool:
-    """A sound file or an HLS playlist, by its name. Hidden files are skipped: "._clip.wav" AppleDouble files, which
-    macOS leaves on SD cards, are not audio."""
-    return name.lower().endswith(AUDIO_SUFFIXES + (PLAYLIST_SUFFIX,)) and not name.startswith(".")
+    """A sound file or an HLS playlist, by its name (hidden files are not audio)."""
+    return is_audio_file_name(name, AUDIO_SUFFIXES + (PLAYLIST_SUFFIX,))
 
 
 def recordings_in_directory(directory: str, names: list[str]) -> list[str]:

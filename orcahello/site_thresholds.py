@@ -25,9 +25,9 @@ shell-style wildcards (`*`, `?`, `[...]`, as `fnmatch`):
 - a pattern with `/` is tried on the whole path, `/`-separated (`*` crosses folders there).
 
 Only parameters that decide from the window scores can be set per site: `local_threshold`,
-`global_count_threshold`, `aggregation`, `global_threshold`, `top_k_windows` (see the pipeline's
-`aggregate_windows`) and `min_global_confidence` (a floor on the file's global confidence, 0-1, see the pipeline's
-`apply_confidence_floor`). How recordings are cut into windows is the model's and stays the same everywhere.
+`global_count_threshold`, `aggregation`, `global_threshold`, `top_k_windows` (see
+`results_orcahello.aggregate_windows`) and `min_global_confidence` (a floor on the file's global confidence, 0-1,
+see `results_orcahello.apply_confidence_floor`). How recordings are cut into windows is the model's and stays the same everywhere.
 
 An entry may also hold `fit`: a mapping that says how its values were obtained (`orcahello calibrate` writes the
 counts, precision and data hash it fitted them on there). It is kept in the table for readers and never decides.
@@ -37,9 +37,10 @@ import fnmatch
 import json
 import os
 
-# The pipeline's file-level decision parameters and what each accepts. Kept here rather than imported from
-# pipeline_orcahello, so that reading a table never imports torch.
-AGGREGATION_STRATEGIES = ("orcahello", "mean_thresholded", "mean_top_k")
+from vocabulary_orcahello import AGGREGATION_STRATEGIES
+
+# The decision parameters a site may set (all of vocabulary_orcahello.DECISION_FIELDS but the preset's smoothing),
+# and what each accepts.
 SITE_PARAMETERS = (
     "local_threshold",
     "global_count_threshold",

@@ -11,9 +11,9 @@ import os
 import torch
 
 from audio_orcahello import AudioInputError, open_recording
+from vocabulary_orcahello import is_audio_file_name
 
 LABELS = {"negative": 0, "positive": 1}
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 # fastai_audio 0.1's tfm_mask_frequency(num_rows=30): production's training masked exactly this many mel rows.
 FASTAI_AUDIO_FREQUENCY_MASK_ROWS = 30
 # Windows featurized together: vectorizes resampling and STFTs without holding a whole data set of audio at once.
@@ -26,9 +26,8 @@ class TrainingDataError(ValueError):
 
 
 def is_audio_file(name):
-    """Whether a file name is a clip to train on: an audio extension, and not a hidden file."""
-    # Hidden files are skipped: "._clip.wav" AppleDouble files, which macOS leaves on SD cards, are not audio.
-    return name.lower().endswith(AUDIO_EXTENSIONS) and not name.startswith(".")
+    """Whether a file name is a clip to train on: an audio suffix, and not a hidden file."""
+    return is_audio_file_name(name)
 
 
 def is_saved_dataset(path):
