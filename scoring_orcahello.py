@@ -12,6 +12,7 @@ The bfloat16 fast mode keeps float32's decisions: `windows_to_rescore` says whic
 change one, given `BFLOAT16_LOGIT_MARGIN`, and `rescore_until_exact` scores those again in float32.
 """
 
+import copy
 import functools
 import gc
 import importlib
@@ -22,6 +23,7 @@ import warnings
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 try:
     from .vocabulary_orcahello import ENGINES, PRECISIONS, heap_reused_for_activations
@@ -273,6 +275,23 @@ def export_onnx(module, example_shape, path):
             dynamo=False,
         )
     gc.collect()
+
+
+def batch_norm_folded(model):
+    """
+    A copy of `model`, in eval mode, with each BatchNorm that follows a convolution folded into it (the
+    `convolution` -> `normalization` pairs of transformers' ResNet layers): the same float32 function, up to
+    rounding (|delta logit| ~5e-5, as OpenVINO's own fusion), and about 8% faster in PyTorch on CPU, which would
+    otherwise run each BatchNorm as a separate pass over its activations. About 100 MB more for ResNet50.
+    """
+    folded = copy.deepcopy(model).eval().requires_grad_(False)
+    for module in folded.modules():
+        convolution = getattr(module, "convolution", None)
+        normalization = getattr(module, "normalization", None)
+        if isinstance(convolution, nn.Conv2d) and isinstance(normalization, nn.BatchNorm2d):
+            module.convolution = fuse_conv_bn_eval(convolution, normalization)
+            module.normalization = nn.Identity()
+    return folded
 
 
 class TorchScorer:
@@ -537,22 +556,27 @@ def build_scorer(model, engine, example_shape, num_threads, precision="float32",
     A scorer (`input_features -> float32 logits on CPU or the model's device`) for `model` with the resolved
     `engine`. With `content_frames`, the graph skips the padding frames after them (see
     `PaddingSkippingClassifier`; the model must be in eval mode); inputs given to that scorer must have constant
-    padding there. The exported engines always compute the model in eval mode; PyTorch uses the model as it is.
+    padding there. The exported engines always compute the model in eval mode; PyTorch uses the model as it is (a
+    float32 model in eval mode with its BatchNorms folded: `batch_norm_folded`).
     `process_mmap_threshold`: the fixed glibc mmap threshold the calling process set, if any (see `TorchScorer`).
     """
 
-    def scoring_module():
+    def scoring_module(source):
         if content_frames is None:
-            return LogitsOnly(model)
-        return PaddingSkippingClassifier(model, example_shape[-2], example_shape[-1], content_frames, padding_value)
+            return LogitsOnly(source)
+        return PaddingSkippingClassifier(source, example_shape[-2], example_shape[-1], content_frames, padding_value)
 
     if engine == "torch":
-        device = next(model.parameters()).device
-        return TorchScorer(scoring_module(), device, precision, channels_last, process_mmap_threshold)
+        parameter = next(model.parameters())
+        # Folding needs BatchNorm's running statistics (eval mode); half-precision weights would round the folded
+        # ones. A model being trained is scored as it is.
+        foldable = not model.training and parameter.dtype == torch.float32
+        module = scoring_module(batch_norm_folded(model) if foldable else model)
+        return TorchScorer(module, parameter.device, precision, channels_last, process_mmap_threshold)
     was_training = model.training
     model.eval()
     try:
         scorer_class = OpenVinoScorer if engine == "openvino" else OnnxRuntimeScorer
-        return scorer_class(scoring_module().eval(), example_shape, num_threads, precision)
+        return scorer_class(scoring_module(model).eval(), example_shape, num_threads, precision)
     finally:
         model.train(was_training)

@@ -8,6 +8,7 @@ from conftest import LEGACY, legacy_wavs, tiny_config
 from modeling_orcahello import OrcaHelloForAudioClassification
 from scoring_orcahello import (
     PaddingSkippingClassifier,
+    batch_norm_folded,
     build_scorer,
     cpu_supports_bfloat16,
     padded_frames,
@@ -65,6 +66,33 @@ def test_padding_skipping_gives_the_full_models_logits(architecture, content_fra
         expected = model(input_features=features).logits
         actual = skipping(features)
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("architecture", list(ARCHITECTURES))
+def test_batch_norm_folding_keeps_the_models_logits_and_leaves_the_model_alone(architecture):
+    model = model_for(**ARCHITECTURES[architecture])
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    folded = batch_norm_folded(model)
+    features = spectrograms(3)
+    with torch.no_grad():
+        expected = model(input_features=features).logits
+        actual = folded(input_features=features).logits
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
+    # Every convolution's BatchNorm is gone from the copy (the head's BatchNorm1d follow no convolution)...
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in folded.modules())
+    # ... and the model itself, which training and embeddings use, is unchanged.
+    assert sum(isinstance(module, torch.nn.BatchNorm2d) for module in model.modules()) > 0
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+
+
+def test_the_torch_engine_scores_a_folded_copy_in_eval_mode_and_the_model_itself_in_training():
+    model = model_for(**ARCHITECTURES["tiny bottleneck"])
+    evaluation = build_scorer(model, "torch", (2, 1, NUM_MELS, NUM_FRAMES), 1, content_frames=CONTENT_FRAMES)
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in evaluation.module.modules())
+    model.train()
+    training = build_scorer(model, "torch", (2, 1, NUM_MELS, NUM_FRAMES), 1)
+    assert training.module.model is model
 
 
 def test_padding_skipping_computes_exactly_the_columns_the_content_reaches():
