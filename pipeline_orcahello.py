@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 from transformers.pipelines.base import ChunkPipeline
+from transformers.utils import logging
 
 try:
     from .audio_orcahello import (
@@ -29,7 +30,15 @@ try:
     from .configuration_orcahello import config_inference_settings, resolve_inference_settings
     from .feature_extraction_orcahello import OrcaHelloFeatureExtractor
     from .results_orcahello import DecisionParameters, build_file_result
-    from .scoring_orcahello import build_scorer, padded_frames, rescore_until_exact, resolve_engine, weights_version
+    from .scoring_orcahello import (
+        BFLOAT16_LOGIT_MARGINS,
+        build_scorer,
+        largest_logit_deviation,
+        padded_frames,
+        rescore_until_exact,
+        resolve_engine,
+        weights_version,
+    )
     from .vocabulary_orcahello import DEFAULT_BATCH_SIZE, ENGINES, PRECISIONS, fixed_mmap_threshold
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from audio_orcahello import (
@@ -44,8 +53,18 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
     from configuration_orcahello import config_inference_settings, resolve_inference_settings
     from feature_extraction_orcahello import OrcaHelloFeatureExtractor
     from results_orcahello import DecisionParameters, build_file_result
-    from scoring_orcahello import build_scorer, padded_frames, rescore_until_exact, resolve_engine, weights_version
+    from scoring_orcahello import (
+        BFLOAT16_LOGIT_MARGINS,
+        build_scorer,
+        largest_logit_deviation,
+        padded_frames,
+        rescore_until_exact,
+        resolve_engine,
+        weights_version,
+    )
     from vocabulary_orcahello import DEFAULT_BATCH_SIZE, ENGINES, PRECISIONS, fixed_mmap_threshold
+
+logger = logging.get_logger(__name__)
 
 
 def model_feature_extractor(model_path):
@@ -134,11 +153,13 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         precision (`str`, `"float32"`):
             `"bfloat16"` (CPUs with native bfloat16, avx512_bf16 or AMX, else refused; GPUs): the fast mode, with
             float32's decisions: every window is scored in bfloat16, then every window whose score could change a
-            local or global decision, given a proven bound on bfloat16's error
-            (`scoring_orcahello.BFLOAT16_LOGIT_MARGIN`), is scored again in float32
+            local or global decision, given a measured bound on bfloat16's error
+            (`scoring_orcahello.BFLOAT16_LOGIT_MARGINS`, per engine), is scored again in float32
             (`scoring_orcahello.windows_to_rescore`). The confidences of the windows not re-scored stay
             bfloat16-valued (within the margin of float32's), and each window's spectrogram is kept until its
-            file's end (about 160 kB a window). `"float16"` (GPUs): reduced precision without that guarantee.
+            file's end (about 160 kB a window). Every re-scored window checks the bound: if one deviates by more
+            than half the margin, the pipeline warns and scores in float32 from then on (and the whole file again,
+            if the margin itself was exceeded); `fast_mode_withdrawn` then says why. `"float16"` (GPUs): reduced precision without that guarantee.
             Production's numbers are float32.
 
     Default output: `[{"label": decision, "score": s}, {"label": other, "score": 1 - s}]`, the file-level decision
@@ -160,6 +181,10 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         if self._batch_size is None:
             self._batch_size = DEFAULT_BATCH_SIZE["cpu" if self.device.type == "cpu" else "other"]
         self._scorers = {}
+        # Why the bfloat16 fast mode was given up (its error bound failed a check), or None while it holds.
+        self.fast_mode_withdrawn = None
+        # The fraction of the last file's windows scored again in float32 by the fast mode (None outside it).
+        self.last_rescored_fraction = None
         # Convolutions run markedly faster on channels-last tensors on CUDA; the weights keep their values, and
         # save_pretrained still writes them normally. (On CPU the exported engines choose their own layouts.)
         self._channels_last = self.device.type == "cuda"
@@ -341,6 +366,8 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             recording.close()
 
     def _forward(self, model_inputs, engine="auto", precision="float32", progress_callback=None):
+        if precision == "bfloat16" and self.fast_mode_withdrawn:
+            precision = "float32"  # these windows are then exact as they are: postprocess re-scores none of them
         logits = self.window_logits(model_inputs["input_features"], engine=engine, precision=precision)
         if progress_callback is not None:
             info = model_inputs["recording"]
@@ -359,7 +386,9 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             features = model_inputs["input_features"]
             content = max(1, padded_frames(features, float(self.feature_extractor.padding_value)))
             outputs["rescoring_features"] = features[..., :content].to("cpu", torch.float32).clone()
-            outputs["rescoring_engine"] = torch.full((features.shape[0],), ENGINES.index(engine))
+            # The engine "auto" stood for: its margin applies, and it scores these windows again in float32.
+            resolved = resolve_engine(engine, self.device, getattr(self.model, "dtype", torch.float32), precision)
+            outputs["rescoring_engine"] = torch.full((features.shape[0],), ENGINES.index(resolved))
         return outputs
 
     def window_logits(self, input_features, engine="auto", precision="float32"):
@@ -406,7 +435,11 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
     def _rescored_in_float32(self, ordered_outputs, window_confidences, **decision_parameters):
         """The fast mode's window probabilities, float32 wherever bfloat16 could change a decision (see
         `scoring_orcahello.windows_to_rescore`); the others stay bfloat16-valued."""
-        engine = ENGINES[int(ordered_outputs[0]["rescoring_engine"].reshape(-1)[0])]
+        fast = [output for output in ordered_outputs if "rescoring_features" in output]
+        engine = ENGINES[int(fast[0]["rescoring_engine"].reshape(-1)[0])]
+        margin = BFLOAT16_LOGIT_MARGINS[engine]
+        # Windows of a batch scored after the fast mode was withdrawn are float32 already.
+        exact = np.array(["rescoring_features" not in output for output in ordered_outputs])
         extractor = self.feature_extractor
 
         def score_in_float32(indices):
@@ -421,7 +454,22 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
                 probabilities.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu())
             return torch.cat(probabilities).double().numpy()
 
-        probabilities, rescored = rescore_until_exact(window_confidences, score_in_float32, **decision_parameters)
+        probabilities, rescored = rescore_until_exact(window_confidences, score_in_float32, margin=margin,
+                                                      exact=exact, **decision_parameters)  # fmt: skip
+        # The margin is a measured bound, so check it wherever both scores exist: the windows nearest a threshold.
+        deviation = largest_logit_deviation(window_confidences[rescored], probabilities[rescored])
+        if deviation > margin / 2:
+            self.fast_mode_withdrawn = (
+                f"a window's bfloat16 logit deviated from float32's by {deviation:.2f}, more than half the fast "
+                f"mode's margin of {margin} for engine {engine!r}: these weights need a margin measured for them "
+                "(benchmarks/fast_mode_margin.py); scoring in float32 from now on"
+            )
+            logger.warning(self.fast_mode_withdrawn)
+            if deviation > margin:  # the bound itself failed: no bfloat16 score of this file can be trusted
+                remaining = np.flatnonzero(~rescored & ~exact)
+                if remaining.size:
+                    probabilities[remaining] = score_in_float32(remaining)
+                rescored[remaining] = True
         self.last_rescored_fraction = float(rescored.mean())
         return probabilities
 
@@ -433,7 +481,8 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         )
         silent_windows = sum(bool(output["window_is_silent"].reshape(-1)[0]) for output in model_outputs)
         decision = decision or DecisionParameters()
-        if "rescoring_features" in model_outputs[0]:
+        self.last_rescored_fraction = None
+        if any("rescoring_features" in output for output in model_outputs):
             window_confidences = self._rescored_in_float32(
                 [model_outputs[i] for i in order], window_confidences, **dataclasses.asdict(decision)
             )

@@ -227,6 +227,32 @@ def test_the_bfloat16_fast_mode_makes_float32s_decisions_on_every_recording(resn
         assert fast["global_prediction"] == reference["global_prediction"], path.name
         assert fast["label"] == reference["label"], path.name
     assert len(rescored) == len(recordings) and min(rescored) < 1.0
+    assert resnet50_pipeline.fast_mode_withdrawn is None  # the margin's premise held on every re-scored window
+
+
+def test_the_fast_mode_withdraws_itself_when_a_rescored_window_breaks_its_error_bound(resnet50_pipeline, monkeypatch):
+    scoring_orcahello = remote_code_module(resnet50_pipeline, "scoring_orcahello")  # the code this pipeline runs
+    if not scoring_orcahello.cpu_has_native_bfloat16():
+        pytest.skip("this CPU has no native bfloat16")
+    # Weights whose bfloat16 error the measured margin does not cover: every re-scored window reports a deviation
+    # of 10 logits (`largest_logit_deviation` itself is tested in test_scoring.py).
+    pipeline_module = remote_code_module(resnet50_pipeline, "pipeline_orcahello")
+    monkeypatch.setattr(pipeline_module, "largest_logit_deviation", lambda reduced, exact: 10.0)
+    path = str(REAL_AUDIO / "pos_srkw_orcasound_210825-1925_L-highlight.wav")
+    try:
+        reference = resnet50_pipeline(path, preset="fastai", return_timestamps=True)
+        fast = resnet50_pipeline(path, preset="fastai", return_timestamps=True, precision="bfloat16")
+        assert "more than half the fast mode's margin" in resnet50_pipeline.fast_mode_withdrawn
+        # The bound itself failed, so every window of that file was scored again in float32...
+        assert resnet50_pipeline.last_rescored_fraction == 1.0
+        np.testing.assert_allclose(fast["local_confidences"], reference["local_confidences"], rtol=0, atol=1e-5)
+        assert fast["local_predictions"] == reference["local_predictions"]
+        # ... and the next file is scored in float32 from the start: nothing left to re-score.
+        later = resnet50_pipeline(path, preset="fastai", return_timestamps=True, precision="bfloat16")
+        assert resnet50_pipeline.last_rescored_fraction is None
+        np.testing.assert_allclose(later["local_confidences"], reference["local_confidences"], rtol=0, atol=1e-5)
+    finally:
+        resnet50_pipeline.fast_mode_withdrawn = None
 
 
 # ---------------------------------------------------------------------------------------------------------------

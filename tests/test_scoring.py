@@ -11,6 +11,7 @@ from scoring_orcahello import (
     batch_norm_folded,
     build_scorer,
     cpu_supports_bfloat16,
+    largest_logit_deviation,
     padded_frames,
     rescore_until_exact,
     resnet_units,
@@ -348,3 +349,26 @@ def test_rescoring_until_exact_gives_float32_decisions_when_the_error_is_within_
         assert result["local_predictions"] == reference["local_predictions"]
         assert result["global_prediction"] == reference["global_prediction"]
         assert 0 < rescored.sum() < rescored.size
+
+
+def test_largest_logit_deviation_measures_logits_not_probabilities():
+    reduced_logits = np.array([0.0, 2.0, -3.0, 8.0])
+    float32_logits = np.array([0.5, 1.0, -3.25, 8.0])
+    assert largest_logit_deviation(sigmoid(reduced_logits), sigmoid(float32_logits)) == pytest.approx(1.0, abs=1e-6)
+    assert largest_logit_deviation([], []) == 0.0
+
+
+
+def test_windows_scored_in_float32_already_are_never_rescored():
+    # Windows 0 and 2 sit at the threshold but were scored in float32 (a batch after the fast mode was withdrawn).
+    probabilities = sigmoid(np.array([0.0, 0.01, -0.01, 5.0]))
+    calls = []
+
+    def score_in_float32(indices):
+        calls.append(indices.tolist())
+        return probabilities[indices]
+
+    _, rescored = rescore_until_exact(probabilities, score_in_float32, margin=0.5, exact=[True, False, True, False],
+                                      smoothing=False, global_count_threshold=99)  # fmt: skip
+    assert calls == [[1]]
+    assert rescored.tolist() == [False, True, False, False]
