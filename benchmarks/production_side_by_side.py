@@ -13,8 +13,10 @@ Production runs in its own interpreter, never in this process: its environment i
 
 Contenders: `production` (FastAIModel with the stand-in ResNet50 learner of ../shared/fixtures/legacy, production's
 thresholds), `ours-auto` (this project's pipeline, `engine="auto"`, preset `fastai`) and `ours-torch`
-(`engine="torch"`), on the same learner converted with conversion/convert_fastai.py (or `--model`). For each
-repeat and each thread count N (1 and 2) they run in turn, production, ours-auto, ours-torch, each in a fresh
+(`engine="torch"`), and, on CPUs with native bfloat16, `ours-fast` (`precision="bfloat16"`: the exact fast mode,
+with the fraction of windows it scored again in float32), on the same learner converted with
+orcahello.conversion.convert_fastai (or `--model`). For each
+repeat and each thread count N (1 and 2) they run in turn, production, then ours, each in a fresh
 process pinned with taskset to N cores, with N threads (torch.set_num_threads, OMP/MKL/OpenBLAS_NUM_THREADS). A
 process loads its model, predicts a 10-s warm-up clip (first-call costs: kernel selection, ONNX export), then times
 every recording. Reported per contender and thread count (medians over repeats):
@@ -76,8 +78,10 @@ PRODUCTION_RATE = 48000
 PRODUCTION_SURPLUS_SAMPLES = 512  # production's minutes are 2,880,512 samples (LEGACY_NOTES.md, 2)
 WINDOWS_PER_MINUTE = 59  # production's windows in a 60.01-s minute: floor(duration) - 1
 WARMUP_SECONDS = 10  # 9 windows: one full batch of 8 and a partial one
-CONTENDERS = ("production", "ours-auto", "ours-torch")
-OUR_ENGINES = {"ours-auto": "auto", "ours-torch": "torch"}
+CONTENDERS = ("production", "ours-auto", "ours-torch", "ours-fast")
+# Our contenders: (engine, precision). "ours-fast" (the exact bfloat16 fast mode) runs only on CPUs with native
+# bfloat16 (the pipeline refuses it elsewhere).
+OUR_SETTINGS = {"ours-auto": ("auto", "float32"), "ours-torch": ("torch", "float32"), "ours-fast": ("auto", "bfloat16")}
 # Recordings, in the order --recordings takes them: (file name, sources butted together) or a fixture minute.
 RECORDING_SOURCES = (
     ("real_kw_calls.wav", ("pos_srkw_orcasound_210825-1925_L-highlight.wav",
@@ -362,7 +366,7 @@ def child_ours(args):
     detector.window_logits = timed_window_logits
 
     def predict(path):
-        return detector(path, return_timestamps=True, engine=args.engine, preset="fastai")
+        return detector(path, return_timestamps=True, engine=args.engine, precision=args.precision, preset="fastai")
 
     started = time.perf_counter()
     predict(args.warmup)
@@ -378,6 +382,7 @@ def child_ours(args):
             "seconds": seconds,
             "model_seconds": clock["seconds"],
             "windows": len(result["windows"]),
+            "rescored_fraction": detector.last_rescored_fraction,  # the fast mode's windows scored again
             "local_predictions": [int(value) for value in result["local_predictions"]],
             "local_confidences": [float(value) for value in result["local_confidences"]],
             "global_prediction": int(result["global_prediction"]),
@@ -497,7 +502,7 @@ def contender_command(contender, threads, args, production_python, model, record
         return [production_python, DRIVER, "--legacy-src", LEGACY_SRC, "--model-dir", LEARNER_DIR, "--threads",
                 str(threads), "--warmup", warmup, "--recordings", *recordings]  # fmt: skip
     return [sys.executable, os.path.abspath(__file__), "--child", "ours", "--contender", contender, "--engine",
-            OUR_ENGINES[contender], "--threads", str(threads), "--model", model, "--warmup", warmup,
+            OUR_SETTINGS[contender][0], "--precision", OUR_SETTINGS[contender][1], "--threads", str(threads), "--model", model, "--warmup", warmup,
             "--paths", *recordings]  # fmt: skip
 
 
@@ -511,13 +516,13 @@ def run_figures(run):
     }
 
 
-def summarize(runs, machine, threads_list):
+def summarize(runs, machine, threads_list, contenders=CONTENDERS):
     """Medians per contender and thread count, ratios to production, GFLOP/s, agreement, capacity."""
     rows = []
     for threads in threads_list:
         production_runs = [run for run in runs if run["contender"] == "production" and run["threads"] == threads]
         production_median = None
-        for contender in CONTENDERS:
+        for contender in contenders:
             mine = [run for run in runs if run["contender"] == contender and run["threads"] == threads]
             if not mine:
                 continue
@@ -547,6 +552,10 @@ def summarize(runs, machine, threads_list):
             row["model_fraction_of_matmul_peak"] = row["model_gflops"] / row["matmul_peak_gflops"]
             if threads == 1:
                 row["hydrophones_per_core"] = hydrophones_per_core(median)
+            rescored = [item["rescored_fraction"] for run in mine for item in run["recordings"]
+                        if item.get("rescored_fraction") is not None]  # fmt: skip
+            if rescored:
+                row["rescored_fraction"] = statistics.mean(rescored)
             if contender != "production":
                 pairs = []
                 for run in mine:
@@ -563,15 +572,16 @@ def print_table(rows, report):
     print(f"{len(report['recordings'])} recordings of {report['seconds_per_recording']:.2f} s, "
           f"{report['repeats']} repeats; seconds per 60-s minute (59 windows), medians")
     print(f"{'contender':>11} {'engine':>9} {'thr':>3} {'s/min':>7} {'ratio':>6} {'model s':>7} {'GFLOP/s':>7} "
-          f"{'mm peak':>7} {'RSS MB':>6} {'agree s':>8} {'agree f':>7} {'hyd/core':>8}")
+          f"{'mm peak':>7} {'RSS MB':>6} {'agree s':>8} {'agree f':>7} {'hyd/core':>8} {'rescored':>8}")
     for row in rows:
         agreement = row.get("agreement_with_production")
         seconds = f"{agreement['local_fraction_identical']:.1%}" if agreement else "-"
         files = f"{agreement['global_fraction_identical']:.0%}" if agreement else "-"
         capacity = f"{row['hydrophones_per_core']:.1f}" if "hydrophones_per_core" in row else ""
+        rescored = f"{row['rescored_fraction']:.0%}" if "rescored_fraction" in row else ""
         print(f"{row['contender']:>11} {str(row['engine'])[:9]:>9} {row['threads']:>3} {row['s_per_minute']:>7.2f} "
               f"{row['ratio_production_over_this']:>6.2f} {row['model_s_per_minute']:>7.2f} {row['model_gflops']:>7.1f} "
-              f"{row['matmul_peak_gflops']:>7.1f} {row['peak_rss_mb']:>6.0f} {seconds:>8} {files:>7} {capacity:>8}")
+              f"{row['matmul_peak_gflops']:>7.1f} {row['peak_rss_mb']:>6.0f} {seconds:>8} {files:>7} {capacity:>8} {rescored:>8}")
 
 
 def main():
@@ -589,6 +599,7 @@ def main():
     parser.add_argument("--child", default=None, choices=sorted(CHILD_TASKS), help=argparse.SUPPRESS)
     parser.add_argument("--contender", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--engine", default="auto", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
     parser.add_argument("--warmup", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--paths", nargs="*", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--matmul-only", action="store_true", help=argparse.SUPPRESS)
@@ -611,6 +622,10 @@ def main():
 
     command_line = " ".join([os.path.relpath(sys.executable, REPO_ROOT), *sys.argv])
     production_python = ensure_production_env(args.production_env)
+    sys.path.insert(0, REPO_ROOT)
+    from scoring_orcahello import cpu_has_native_bfloat16
+
+    contenders = [contender for contender in CONTENDERS if contender != "ours-fast" or cpu_has_native_bfloat16()]
     work = tempfile.mkdtemp(prefix="orcahello-side-by-side-")
     try:
         recordings, warmup = make_recordings(work, args.recordings, args.seconds)
@@ -625,7 +640,7 @@ def main():
         runs = []
         for repeat in range(args.repeats):
             for threads in threads_list:
-                for contender in CONTENDERS:  # alternating: production, ours, production, ours...
+                for contender in contenders:  # alternating: production, ours, production, ours...
                     home = tempfile.mkdtemp(prefix="home-", dir=work)
                     command = contender_command(contender, threads, args, production_python, model, recordings,
                                                 warmup)  # fmt: skip
@@ -635,7 +650,7 @@ def main():
                     runs.append(run)
                     print(f"repeat {repeat + 1}/{args.repeats} threads {threads} {contender:>10}: "
                           f"{run_figures(run)['s_per_minute']:.2f} s per minute", flush=True)
-        rows = summarize(runs, machine, threads_list)
+        rows = summarize(runs, machine, threads_list, contenders)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
