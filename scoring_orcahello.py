@@ -31,10 +31,9 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
     from vocabulary_orcahello import ENGINES, PRECISIONS, heap_reused_for_activations
 
 # Per engine, the largest |bfloat16 - float32| deviation of a window's logit difference that the fast mode allows
-# for: at least twice the largest that `benchmarks/fast_mode_margin.py` measured with that engine over every fixture
-# and real recording, both presets (OpenVINO 1.58, PyTorch 1.85 logits; see `windows_to_rescore`). The pipeline
-# checks that premise on every window it re-scores (`largest_logit_deviation`) and stops using bfloat16 when half
-# the margin is exceeded.
+# for: at least twice the largest `benchmarks/fast_mode_margin.py` measured with it on every fixture and real
+# recording, both presets (OpenVINO 1.58, PyTorch 1.85; see `windows_to_rescore`). The pipeline checks this on every
+# window it re-scores (`largest_logit_deviation`) and stops using bfloat16 past half the margin.
 BFLOAT16_LOGIT_MARGINS = {"openvino": 3.2, "torch": 3.8}
 BFLOAT16_LOGIT_MARGIN = max(BFLOAT16_LOGIT_MARGINS.values())  # the default of the functions below
 
@@ -341,7 +340,7 @@ class OpenVinoScorer:
         import openvino
 
         core = openvino.Core()
-        if precision == "bfloat16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        if precision == "bfloat16" and not cpu_supports_bfloat16():
             raise ValueError("precision='bfloat16' needs a CPU with bfloat16 instructions (AVX512_BF16 or AMX)")
         if precision == "float16":
             raise ValueError("precision='float16' is for GPUs; on CPU use 'float32' or 'bfloat16'")
@@ -378,8 +377,7 @@ class OnnxRuntimeScorer:
         if precision != "float32":
             raise ValueError(f"engine='onnxruntime' runs float32 only; precision={precision!r} needs engine='openvino'")
         with tempfile.TemporaryDirectory(prefix="orcahello-onnx-") as folder:
-            # Through a file rather than bytes in memory: the exporter's graph is gone before ONNX Runtime loads
-            # the model, which keeps the process's peak memory lower.
+            # Through a file, not bytes: the exporter's graph is freed before ONNX Runtime loads (a lower peak).
             onnx_path = os.path.join(folder, "model.onnx")
             export_onnx(module, example_shape, onnx_path)
             options = onnxruntime.SessionOptions()
