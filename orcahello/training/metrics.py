@@ -7,26 +7,18 @@ precision, recall, F1 and accuracy of `P(call) > 0.5` (the pipeline's strict `>`
 
 import numpy as np
 
+from .. import evaluate
+
 DECISION_THRESHOLD = 0.5
 
 
 def average_precision(labels, scores):
     """
-    Area under the precision-recall curve as average precision, `sum_n (R_n - R_{n-1}) P_n` over the distinct
-    score thresholds (scikit-learn's `average_precision_score`, without interpolation; tied scores form one
-    threshold). NaN when there is no positive.
+    Area under the precision-recall curve as average precision (`orcahello.evaluate.average_precision`, which
+    `orcahello evaluate` reports), NaN rather than None when there is no positive: the Trainer logs floats.
     """
-    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if labels.size == 0 or labels.sum() == 0:
-        return float("nan")
-    order = np.argsort(-scores, kind="mergesort")
-    sorted_scores, sorted_labels = scores[order], labels[order]
-    threshold_ends = np.r_[np.flatnonzero(np.diff(sorted_scores)), labels.size - 1]
-    true_positives = np.cumsum(sorted_labels)[threshold_ends]
-    precision = true_positives / (threshold_ends + 1)
-    recall = true_positives / true_positives[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    value = evaluate.average_precision(np.asarray(labels).reshape(-1), np.asarray(scores).reshape(-1))
+    return float("nan") if value is None else value
 
 
 def positive_probabilities(logits):
