@@ -170,9 +170,11 @@ def test_a_model_folders_own_code_never_runs(tiny_model_folder, tmp_path):
 
 
 def test_ctrl_c_exits_130_with_one_line(tiny_model_folder, tmp_path):
+    # An hour: scoring it takes several times longer than loading on any machine here, so the signal below always
+    # arrives while the command runs, never while the interpreter is already shutting down (which ends with -2).
     long_recording = tmp_path / "long.wav"
     rng = np.random.default_rng(3)
-    soundfile.write(str(long_recording), (rng.standard_normal(1200 * 20000) * 2000).astype(np.int16), 20000)
+    soundfile.write(str(long_recording), rng.integers(-4000, 4000, 3600 * 20000, dtype=np.int16), 20000)
     process = subprocess.Popen(
         [sys.executable, "-m", "orcahello.cli", "detect", str(long_recording), "--model", str(tiny_model_folder),
          "--output-dir", str(tmp_path / "out")],
@@ -180,7 +182,7 @@ def test_ctrl_c_exits_130_with_one_line(tiny_model_folder, tmp_path):
         # As from a terminal: a shell's background job (CI runners) starts with Ctrl-C ignored, and Python keeps that.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
-    time.sleep(8)  # in the middle of loading or scoring
+    time.sleep(5)  # in the middle of loading or scoring
     assert process.poll() is None, "the run ended before it could be interrupted"
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
