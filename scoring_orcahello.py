@@ -141,9 +141,8 @@ class PaddingSkippingClassifier(nn.Module):
         parameter = next(model.parameters())
         padding_image = torch.full((1, model.config.num_channels, num_mels, num_frames), self.padding_value,
                                    dtype=parameter.dtype, device=parameter.device)
-        # On one thread: CPU convolution kernels round differently with the thread count, and the constant columns
-        # must be the same in every process (a batch job's 1-thread workers and a 2-thread pipeline give the same
-        # scores to 1e-6 only if they are).
+        # On one thread: CPU convolution kernels round differently with the thread count, and batch jobs' 1-thread
+        # workers and a 2-thread pipeline agree to 1e-6 only if the constant columns are the same in every process.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
@@ -238,7 +237,9 @@ def _importable(*module_names):
     try:
         for module_name in module_names:
             importlib.import_module(module_name)
-    except ImportError:
+    except ImportError as error:
+        if isinstance(error.__cause__, KeyboardInterrupt):  # Ctrl-C during a C extension's (pybind11's) set-up
+            raise error.__cause__ from None
         return False
     return True
 
@@ -413,8 +414,7 @@ def cpu_has_native_bfloat16():
 
 
 def _probability_bounds(probabilities, exact, margin):
-    """Per window, the interval that holds its float32 P(call), given a bfloat16 one whose logit difference is
-    within `margin` of float32's (a point for the windows in `exact`)."""
+    """Per window, the interval holding its float32 P(call), bfloat16 logit ± margin (a point where `exact`)."""
     clipped = np.clip(probabilities, 1e-300, 1.0 - 1e-16)
     logit = np.log(clipped) - np.log1p(-clipped)
     # 1e-6 more on each side: the pipeline's probabilities are float32 softmaxes, not exact sigmoids.

@@ -14,7 +14,7 @@ import sys
 
 from vocabulary_orcahello import PRECISIONS, return_large_buffers_to_the_system
 
-from . import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, __version__, detect, options, writers
+from . import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, __version__, detect, interruption, options, writers
 
 # The options detect, batch, embed and live share (each defined once, in options.SHARED_OPTIONS).
 DETECT_SHARED_OPTIONS = (
@@ -216,15 +216,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
-        return run_command(args, ["orcahello", *argv])
+        with interruption.watching_for_ctrl_c():
+            status = run_command(args, ["orcahello", *argv])
+            if not interruption.interrupted():
+                return status
     except KeyboardInterrupt:
-        # Every output is written through a temporary file and a rename: what is finished stays, the rest is
-        # done by the next run.
-        print(
-            "\nInterrupted: the finished results are kept; run the same command again to do the rest.",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
+        pass
+    # Every output is written through a temporary file and a rename: what is finished stays, the rest is done by
+    # the next run.
+    print("\nInterrupted: the finished results are kept; run the same command again to do the rest.", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

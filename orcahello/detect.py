@@ -43,6 +43,7 @@ from . import (
     EXIT_SOME_FILES_FAILED,
     __version__,
     inputs,
+    interruption,
     models,
     provenance,
     run_lock,
@@ -364,6 +365,7 @@ def detect(args: argparse.Namespace, command: list[str] | None = None) -> int:
     progress = {"windows_before": 0, "file_windows": 0}
 
     def on_windows(count, recording_windows):
+        interruption.raise_if_interrupted()  # a Ctrl-C whose KeyboardInterrupt was swallowed stops at the next batch
         if recording_windows is not None and not progress["file_windows"]:
             progress["file_windows"] = recording_windows
             progress_bar.total = progress["windows_before"] + recording_windows
