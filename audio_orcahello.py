@@ -78,7 +78,10 @@ def wav_declared_frames(header: bytes, bytes_per_frame: int) -> int | None:
         return None
     position = 12
     while position + 8 <= len(header):
-        chunk_id, chunk_size = header[position : position + 4], int.from_bytes(header[position + 4 : position + 8], "little")
+        chunk_id, chunk_size = (
+            header[position : position + 4],
+            int.from_bytes(header[position + 4 : position + 8], "little"),
+        )
         if chunk_id == b"data":
             if chunk_size in (0, 0xFFFFFFFF, 0x7FFFFFFF) or chunk_size % bytes_per_frame:
                 return None
@@ -222,7 +225,9 @@ class Recording:
         if array.dtype == object or array.dtype.kind not in "iuf":
             raise AudioInputError(f"{name}: unsupported sample type {array.dtype}")
         if array.ndim not in (1, 2):
-            raise AudioInputError(f"{name}: expected audio of shape (samples,) or (channels, samples), got {array.shape}")
+            raise AudioInputError(
+                f"{name}: expected audio of shape (samples,) or (channels, samples), got {array.shape}"
+            )
         if array.size == 0:
             raise AudioInputError(f"{name}: empty audio, no samples")
         if sampling_rate is None:
@@ -269,9 +274,7 @@ class Recording:
             self._hls_audio.close()
 
 
-def open_recording(
-    inputs: Any, sampling_rate: float | None = None, allow_other_hosts: bool = False
-) -> Recording:
+def open_recording(inputs: Any, sampling_rate: float | None = None, allow_other_hosts: bool = False) -> Recording:
     """
     Turn any input the pipeline accepts into a `Recording`. `allow_other_hosts`: an HLS playlist's segments (and
     redirects) may be on other hosts than the playlist's.
@@ -405,4 +408,3 @@ def featurize_windows(
     # Digital silence is scored as production would (a flat -100 dB image), but flagged.
     silent = [bool(np.all(window == window.flat[0])) for window in windows]
     return features, silent
-

@@ -133,9 +133,7 @@ def to_production_float32(waveform):
         scaled = np.rint(waveform.astype(np.float32).astype(np.float64) * 2.0**31)
         as_int32 = np.clip(scaled, -(2.0**31), 2.0**31 - 1)
         return as_int32.astype(np.float32) * np.float32(2.0**-31)
-    raise TypeError(
-        f"Unsupported sample type {waveform.dtype}: pass float (-1..1), int16, int32 or uint8 PCM samples"
-    )
+    raise TypeError(f"Unsupported sample type {waveform.dtype}: pass float (-1..1), int16, int32 or uint8 PCM samples")
 
 
 # Largest FFT output computed at once on CPU (see `OrcaHelloFeatureExtractor._mel_power_numpy`).
@@ -382,9 +380,7 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
             except ValueError as error:
                 raise ValueError(f"Window {index}: {error}") from None
         elif window.ndim != 1:
-            raise ValueError(
-                f"Window {index}: expected shape (samples,) or (channels, samples), got {window.shape}"
-            )
+            raise ValueError(f"Window {index}: expected shape (samples,) or (channels, samples), got {window.shape}")
         if window.shape[-1] == 0 or window.size == 0:
             raise ValueError(f"Window {index} is empty: no samples to score")
         if window.dtype.kind == "f" and not np.isfinite(window).all():
@@ -504,8 +500,15 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
                     continue
                 first_bin, last_bin = int(bins[0]), int(bins[-1]) + 1
                 interleaved_weights = weights[first_bin:last_bin].repeat_interleave(2, dim=0)
-                bands.append((first_filter, first_filter + weights.shape[1], 2 * first_bin, 2 * last_bin,
-                              interleaved_weights.contiguous().to(device)))
+                bands.append(
+                    (
+                        first_filter,
+                        first_filter + weights.shape[1],
+                        2 * first_bin,
+                        2 * last_bin,
+                        interleaved_weights.contiguous().to(device),
+                    )
+                )
             window = torch.hann_window(self.n_fft, periodic=True, device=device)
             self._mel_transforms[key] = (window, bands)
         return self._mel_transforms[key]

@@ -156,7 +156,7 @@ def check_numbers(samples, what):
     wrong = found - {int, float}
     if wrong:
         names = ", ".join(sorted("boolean" if kind is bool else kind.__name__ for kind in wrong))
-        raise ValueError(f"{what} must hold numbers only, found {names} (send 0.5, not \"0.5\" or true)")
+        raise ValueError(f'{what} must hold numbers only, found {names} (send 0.5, not "0.5" or true)')
 
 
 def samples_from_json(samples, what="'inputs'"):

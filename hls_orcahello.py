@@ -184,9 +184,7 @@ def import_av(name: str) -> Any:
     try:
         import av
     except ImportError:
-        raise HLSInputError(
-            f"{name}: HLS input needs PyAV, FFmpeg's libraries for Python: pip install av"
-        ) from None
+        raise HLSInputError(f"{name}: HLS input needs PyAV, FFmpeg's libraries for Python: pip install av") from None
     return av
 
 
@@ -205,8 +203,14 @@ class HLSAudio:
         max_segments (`int`, *optional*): refuse a playlist listing more segments (default `MAX_PLAYLIST_SEGMENTS`).
     """
 
-    def __init__(self, source: str | os.PathLike, name: str | None = None, timeout: float | None = None,
-                 allow_other_hosts: bool = False, max_segments: int = MAX_PLAYLIST_SEGMENTS) -> None:
+    def __init__(
+        self,
+        source: str | os.PathLike,
+        name: str | None = None,
+        timeout: float | None = None,
+        allow_other_hosts: bool = False,
+        max_segments: int = MAX_PLAYLIST_SEGMENTS,
+    ) -> None:
         self.source = os.fspath(source)
         self.name = name or self.source
         self.timeout = HTTP_TIMEOUT_SECONDS if timeout is None else float(timeout)
@@ -378,7 +382,11 @@ class HLSAudio:
         for segment in self.segments:
             if segment.marked_gap:
                 gap = record_gap(
-                    gaps, segment.first_sample, rate, previous.name if previous else None, segment.name,
+                    gaps,
+                    segment.first_sample,
+                    rate,
+                    previous.name if previous else None,
+                    segment.name,
                     f"{segment.name} is marked #EXT-X-GAP",
                 )
                 gap["_evidence"]["marked"] = gap["_evidence"].get("marked", 0.0) + (segment.duration or nominal)
@@ -420,7 +428,11 @@ class HLSAudio:
                         after = self.segments[self._packet_segments[index]]
                         where = "" if before is not after else f" inside {after.name}"
                         record_gap(
-                            gaps, first_sample, self.sampling_rate, before.name, after.name,
+                            gaps,
+                            first_sample,
+                            self.sampling_rate,
+                            before.name,
+                            after.name,
                             f"timestamps {'jump ahead' if jump > 0 else 'go back'} by {abs(jump):.3f} s{where}",
                         )
             first_sample += self._packet_samples[index]
@@ -591,7 +603,12 @@ def samples_from_chunks(
     return np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0].copy()
 
 
-def open_hls(source: str | os.PathLike, name: str | None = None, timeout: float | None = None,
-             allow_other_hosts: bool = False, max_segments: int = MAX_PLAYLIST_SEGMENTS) -> HLSAudio:
+def open_hls(
+    source: str | os.PathLike,
+    name: str | None = None,
+    timeout: float | None = None,
+    allow_other_hosts: bool = False,
+    max_segments: int = MAX_PLAYLIST_SEGMENTS,
+) -> HLSAudio:
     """Open an HLS input (see `HLSAudio`); raises `HLSInputError` with a one-line message when it cannot be read."""
     return HLSAudio(source, name=name, timeout=timeout, allow_other_hosts=allow_other_hosts, max_segments=max_segments)

@@ -41,6 +41,7 @@ PROGRAM_DATE_TIME = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$"
 )
 
+
 class HLSInputError(ValueError):
     """An HLS input that cannot be scored; the message is one line and starts with the input's name."""
 
@@ -56,7 +57,8 @@ def segment_files_in_folder(folder: str | os.PathLike) -> list[str]:
     names = [
         name
         for name in os.listdir(folder)
-        if name.lower().endswith(SEGMENT_SUFFIX) and not name.startswith(".")
+        if name.lower().endswith(SEGMENT_SUFFIX)
+        and not name.startswith(".")
         and os.path.isfile(os.path.join(folder, name))
     ]
     return sorted(names, key=segment_sort_key)
@@ -105,7 +107,6 @@ def parse_program_date_time(text: str) -> float:
             offset = -offset
     moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone(offset))
     return moment.timestamp() + fraction
-
 
 
 class Segment:

@@ -241,7 +241,11 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         preprocess_params = {
             name: settings[name]
             for name in (
-                "window_seconds", "hop_seconds", "whole_recording_frontend", "peak_normalize", "strict_segments"
+                "window_seconds",
+                "hop_seconds",
+                "whole_recording_frontend",
+                "peak_normalize",
+                "strict_segments",
             )
         }
         if sampling_rate is not None:
@@ -249,7 +253,9 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         if allow_other_hosts is not None:
             preprocess_params["allow_other_hosts"] = bool(allow_other_hosts)
 
-        floor = getattr(config, "min_global_confidence", 0.0) if min_global_confidence is None else min_global_confidence
+        floor = (
+            getattr(config, "min_global_confidence", 0.0) if min_global_confidence is None else min_global_confidence
+        )
         if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0.0 <= floor <= 1.0:
             raise ValueError(
                 f"min_global_confidence must be a number from 0 to 1 (global confidence / 100), got {floor!r}"
@@ -446,8 +452,11 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             probabilities = []
             for start in range(0, len(indices), self._batch_size):
                 chosen = [ordered_outputs[i]["rescoring_features"] for i in indices[start : start + self._batch_size]]
-                features = torch.full((len(chosen), 1, extractor.feature_size, extractor.num_frames),
-                                      float(extractor.padding_value), dtype=self.dtype or torch.float32)
+                features = torch.full(
+                    (len(chosen), 1, extractor.feature_size, extractor.num_frames),
+                    float(extractor.padding_value),
+                    dtype=self.dtype or torch.float32,
+                )
                 for row, content in enumerate(chosen):
                     features[row, ..., : content.shape[-1]] = content.reshape(features.shape[1:-1] + (-1,))
                 logits = self.window_logits(features.to(self.device), engine=engine, precision="float32")

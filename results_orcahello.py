@@ -315,4 +315,3 @@ def build_file_result(
     if timeline:
         output["source"] = timeline["source"]
     return output
-

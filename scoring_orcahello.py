@@ -139,8 +139,12 @@ class PaddingSkippingClassifier(nn.Module):
         self.num_mels, self.num_frames = int(num_mels), int(num_frames)
         units = resnet_units(model)
         parameter = next(model.parameters())
-        padding_image = torch.full((1, model.config.num_channels, num_mels, num_frames), self.padding_value,
-                                   dtype=parameter.dtype, device=parameter.device)
+        padding_image = torch.full(
+            (1, model.config.num_channels, num_mels, num_frames),
+            self.padding_value,
+            dtype=parameter.dtype,
+            device=parameter.device,
+        )
         # On one thread: CPU convolution kernels round differently with the thread count, and batch jobs' 1-thread
         # workers and a 2-thread pipeline agree to 1e-6 only if the constant columns are the same in every process.
         threads = torch.get_num_threads()
@@ -189,8 +193,10 @@ class PaddingSkippingClassifier(nn.Module):
         """Convolution multiply-adds of this forward over the model's own (reported by the benchmark)."""
         parameter = next(self.model.parameters())
         padding_image = torch.full(
-            (1, self.model.config.num_channels, self.num_mels, self.num_frames), self.padding_value,
-            dtype=parameter.dtype, device=parameter.device,
+            (1, self.model.config.num_channels, self.num_mels, self.num_frames),
+            self.padding_value,
+            dtype=parameter.dtype,
+            device=parameter.device,
         )
         counts = {"count": 0}
 
@@ -502,8 +508,9 @@ def windows_to_rescore(
     return rescore & ~exact
 
 
-def rescore_until_exact(window_probabilities, score_in_float32, margin=BFLOAT16_LOGIT_MARGIN, exact=None,
-                        **decision_parameters):
+def rescore_until_exact(
+    window_probabilities, score_in_float32, margin=BFLOAT16_LOGIT_MARGIN, exact=None, **decision_parameters
+):
     """
     The probabilities of a file's windows after scoring again in float32, with `score_in_float32(indices) ->
     probabilities`, every window that `windows_to_rescore` asks for, round after round until it asks for none: the
@@ -530,6 +537,7 @@ def largest_logit_deviation(reduced_probabilities, float32_probabilities):
     The largest |difference| between the logits of windows scored both ways, from their P(call): what the fast
     mode's margin must bound. The windows it re-scores are those nearest a threshold, where it matters most.
     """
+
     def logit(probabilities):
         clipped = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1.0 - 1e-7)  # float32 softmaxes
         return np.log(clipped) - np.log1p(-clipped)
@@ -567,8 +575,17 @@ def resolve_engine(engine, device, model_dtype, precision):
     return engine
 
 
-def build_scorer(model, engine, example_shape, num_threads, precision="float32", content_frames=None,
-                 padding_value=0.0, channels_last=False, process_mmap_threshold=None):
+def build_scorer(
+    model,
+    engine,
+    example_shape,
+    num_threads,
+    precision="float32",
+    content_frames=None,
+    padding_value=0.0,
+    channels_last=False,
+    process_mmap_threshold=None,
+):
     """
     A scorer (`input_features -> float32 logits on CPU or the model's device`) for `model` with the resolved
     `engine`. With `content_frames`, the graph skips the padding frames after them (see

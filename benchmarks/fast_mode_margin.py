@@ -40,7 +40,9 @@ def logit_differences(scorer, features, batch_size, clock=None, key=None):
 
     started = time.perf_counter()
     with torch.inference_mode():
-        logits = torch.cat([scorer(features[start : start + batch_size]) for start in range(0, len(features), batch_size)])
+        logits = torch.cat(
+            [scorer(features[start : start + batch_size]) for start in range(0, len(features), batch_size)]
+        )
     if clock is not None:
         clock[key] = clock.get(key, 0.0) + time.perf_counter() - started
     return (logits[:, 1] - logits[:, 0]).double()
@@ -75,17 +77,30 @@ def main():
                 continue  # shorter than one window of this preset: nothing to score
             features = torch.cat([chunk["input_features"] for chunk in detector.preprocess(path, **frontend)])
             reference_engine = "openvino" if "openvino" in engines else "torch"
-            reference = logit_differences(detector.scorer(features[: args.batch_size], engine=reference_engine),
-                                          features, args.batch_size, clock, f"{reference_engine} float32")
+            reference = logit_differences(
+                detector.scorer(features[: args.batch_size], engine=reference_engine),
+                features,
+                args.batch_size,
+                clock,
+                f"{reference_engine} float32",
+            )
             for engine in engines:  # float32's time with the other engines too, for the speed-ups below
                 if engine != reference_engine:
-                    logit_differences(detector.scorer(features[: args.batch_size], engine=engine), features,
-                                      args.batch_size, clock, f"{engine} float32")
+                    logit_differences(
+                        detector.scorer(features[: args.batch_size], engine=engine),
+                        features,
+                        args.batch_size,
+                        clock,
+                        f"{engine} float32",
+                    )
             row = {"recording": os.path.basename(path), "preset": preset, "windows": int(features.shape[0])}
             for engine in engines:
                 scorer = detector.scorer(features[: args.batch_size], engine=engine, precision="bfloat16")
-                deviation = float((logit_differences(scorer, features, args.batch_size, clock, f"{engine} bfloat16")
-                                   - reference).abs().max())
+                deviation = float(
+                    (logit_differences(scorer, features, args.batch_size, clock, f"{engine} bfloat16") - reference)
+                    .abs()
+                    .max()
+                )
                 row[f"max_abs_logit_deviation_{engine}"] = deviation
                 largest[engine] = max(largest[engine], deviation)
             rows.append(row)
@@ -98,14 +113,16 @@ def main():
         "max_abs_logit_deviation": largest,
         "max_abs_logit_deviation_overall": overall,
         "margin_in_use": {engine: BFLOAT16_LOGIT_MARGINS[engine] for engine in engines},
-        "margin_at_least_twice_the_deviation": all(BFLOAT16_LOGIT_MARGINS[engine] >= 2 * largest[engine]
-                                                   for engine in engines),  # fmt: skip
+        "margin_at_least_twice_the_deviation": all(
+            BFLOAT16_LOGIT_MARGINS[engine] >= 2 * largest[engine] for engine in engines
+        ),  # fmt: skip
         # Every window scored once in each precision, in this process (scorer construction excluded): the speed
         # bfloat16 would give if nothing needed re-scoring.
         "threads": args.threads,
         "seconds": clock,
-        "bfloat16_speedup_over_float32": {engine: clock[f"{engine} float32"] / clock[f"{engine} bfloat16"]
-                                          for engine in engines},
+        "bfloat16_speedup_over_float32": {
+            engine: clock[f"{engine} float32"] / clock[f"{engine} bfloat16"] for engine in engines
+        },
         "recordings": rows,
     }
     print(json.dumps({key: value for key, value in result.items() if key != "recordings"}, indent=1))

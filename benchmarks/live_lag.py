@@ -91,8 +91,9 @@ def main():
 
     work = tempfile.mkdtemp(prefix="orcahello-live-bench-")
     try:
-        wav = concatenate_wavs([os.path.join(REAL_AUDIO, name) for name in RECORDINGS],
-                               os.path.join(work, "stream.wav"), ffmpeg_cli)
+        wav = concatenate_wavs(
+            [os.path.join(REAL_AUDIO, name) for name in RECORDINGS], os.path.join(work, "stream.wav"), ffmpeg_cli
+        )
         encoded = {EPOCH: make_orcanode_hls(wav, os.path.join(work, "encoded"))}
         results = {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                                "python": platform.python_version()},
@@ -109,8 +110,13 @@ def main():
         status_path = os.path.join(work, "idle_out", "status.json")
         try:
             startup_wall, startup_cpu, _ = run_live(
-                args.model, [f"http://127.0.0.1:{port}/idle_node"], os.path.join(work, "idle_out"),
-                os.path.join(work, "idle.log"), args.core, lambda: os.path.exists(status_path), 300,
+                args.model,
+                [f"http://127.0.0.1:{port}/idle_node"],
+                os.path.join(work, "idle_out"),
+                os.path.join(work, "idle.log"),
+                args.core,
+                lambda: os.path.exists(status_path),
+                300,
             )
         finally:
             server.stop()

@@ -95,27 +95,32 @@ def main():
             started = time.perf_counter()
             result = model.predict(path)
             seconds = time.perf_counter() - started
-            recordings.append({
-                "recording": os.path.basename(path),
-                "seconds": seconds,
-                "model_seconds": clock.seconds,
-                "windows": clock.calls,
-                "local_predictions": plain(list(result["local_predictions"])),
-                "local_confidences": plain(list(result["local_confidences"])),
-                "global_prediction": plain(result["global_prediction"]),
-                "global_confidence": plain(result["global_confidence"]),
-            })
-    json.dump({
-        "contender": "production",
-        "threads": args.threads,
-        "torch_threads": torch.get_num_threads(),
-        "cores": len(os.sched_getaffinity(0)),
-        "load_seconds": load_seconds,
-        "warmup_seconds": warmup_seconds,
-        "recordings": recordings,
-        "peak_rss_mb": peak_rss_mb(),
-        "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "fastai": fastai.__version__},
-    }, json_out)
+            recordings.append(
+                {
+                    "recording": os.path.basename(path),
+                    "seconds": seconds,
+                    "model_seconds": clock.seconds,
+                    "windows": clock.calls,
+                    "local_predictions": plain(list(result["local_predictions"])),
+                    "local_confidences": plain(list(result["local_confidences"])),
+                    "global_prediction": plain(result["global_prediction"]),
+                    "global_confidence": plain(result["global_confidence"]),
+                }
+            )
+    json.dump(
+        {
+            "contender": "production",
+            "threads": args.threads,
+            "torch_threads": torch.get_num_threads(),
+            "cores": len(os.sched_getaffinity(0)),
+            "load_seconds": load_seconds,
+            "warmup_seconds": warmup_seconds,
+            "recordings": recordings,
+            "peak_rss_mb": peak_rss_mb(),
+            "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "fastai": fastai.__version__},
+        },
+        json_out,
+    )
     json_out.write("\n")
 
 

@@ -309,7 +309,9 @@ def convert_learner(folder):
         capture_output=True, text=True, cwd=REPO_ROOT,
     )  # fmt: skip
     if completed.returncode != 0:
-        raise SystemExit(f"converting the stand-in learner failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
+        raise SystemExit(
+            f"converting the stand-in learner failed ({completed.returncode}):\n{completed.stderr[-3000:]}"
+        )
     return folder
 
 
@@ -377,17 +379,19 @@ def child_ours(args):
         started = time.perf_counter()
         result = predict(path)
         seconds = time.perf_counter() - started
-        recordings.append({
-            "recording": os.path.basename(path),
-            "seconds": seconds,
-            "model_seconds": clock["seconds"],
-            "windows": len(result["windows"]),
-            "rescored_fraction": detector.last_rescored_fraction,  # the fast mode's windows scored again
-            "local_predictions": [int(value) for value in result["local_predictions"]],
-            "local_confidences": [float(value) for value in result["local_confidences"]],
-            "global_prediction": int(result["global_prediction"]),
-            "global_confidence": float(result["global_confidence"]),
-        })
+        recordings.append(
+            {
+                "recording": os.path.basename(path),
+                "seconds": seconds,
+                "model_seconds": clock["seconds"],
+                "windows": len(result["windows"]),
+                "rescored_fraction": detector.last_rescored_fraction,  # the fast mode's windows scored again
+                "local_predictions": [int(value) for value in result["local_predictions"]],
+                "local_confidences": [float(value) for value in result["local_confidences"]],
+                "global_prediction": int(result["global_prediction"]),
+                "global_confidence": float(result["global_confidence"]),
+            }
+        )
     scorer_names = sorted({scorer.name for scorer in detector._scorers.values()})
     print(json.dumps({
         "contender": args.contender,
@@ -418,7 +422,9 @@ def count_multiply_adds(model, input_features):
         else:
             counts["linear"] += output.numel() * layer.in_features
 
-    hooks = [layer.register_forward_hook(count) for layer in model.modules() if isinstance(layer, (nn.Conv2d, nn.Linear))]
+    hooks = [
+        layer.register_forward_hook(count) for layer in model.modules() if isinstance(layer, (nn.Conv2d, nn.Linear))
+    ]
     try:
         with torch.no_grad():
             model(input_features)
@@ -462,13 +468,17 @@ def child_machine(args):
     content = padded_frames(features, float(detector.feature_extractor.padding_value))
     skipping = PaddingSkippingClassifier(model, features.shape[-2], features.shape[-1], content)
     ours = count_multiply_adds(skipping, features)
-    print(json.dumps({
-        **figures,
-        "input_shape": list(features.shape),
-        "content_frames": content,
-        "multiply_adds_per_window_full": full["convolution"] + full["linear"],
-        "multiply_adds_per_window_ours": ours["convolution"] + ours["linear"],
-    }))
+    print(
+        json.dumps(
+            {
+                **figures,
+                "input_shape": list(features.shape),
+                "content_frames": content,
+                "multiply_adds_per_window_full": full["convolution"] + full["linear"],
+                "multiply_adds_per_window_ours": ours["convolution"] + ours["linear"],
+            }
+        )
+    )
 
 
 CHILD_TASKS = {"ours": child_ours, "machine": child_machine}
@@ -569,32 +579,45 @@ def summarize(runs, machine, threads_list, contenders=CONTENDERS):
 
 def print_table(rows, report):
     print(f"\n{report['cpu']['model_name']} ({', '.join(report['cpu']['vector_extensions'])})")
-    print(f"{len(report['recordings'])} recordings of {report['seconds_per_recording']:.2f} s, "
-          f"{report['repeats']} repeats; seconds per 60-s minute (59 windows), medians")
-    print(f"{'contender':>11} {'engine':>9} {'thr':>3} {'s/min':>7} {'ratio':>6} {'model s':>7} {'GFLOP/s':>7} "
-          f"{'mm peak':>7} {'RSS MB':>6} {'agree s':>8} {'agree f':>7} {'hyd/core':>8} {'rescored':>8}")
+    print(
+        f"{len(report['recordings'])} recordings of {report['seconds_per_recording']:.2f} s, "
+        f"{report['repeats']} repeats; seconds per 60-s minute (59 windows), medians"
+    )
+    print(
+        f"{'contender':>11} {'engine':>9} {'thr':>3} {'s/min':>7} {'ratio':>6} {'model s':>7} {'GFLOP/s':>7} "
+        f"{'mm peak':>7} {'RSS MB':>6} {'agree s':>8} {'agree f':>7} {'hyd/core':>8} {'rescored':>8}"
+    )
     for row in rows:
         agreement = row.get("agreement_with_production")
         seconds = f"{agreement['local_fraction_identical']:.1%}" if agreement else "-"
         files = f"{agreement['global_fraction_identical']:.0%}" if agreement else "-"
         capacity = f"{row['hydrophones_per_core']:.1f}" if "hydrophones_per_core" in row else ""
         rescored = f"{row['rescored_fraction']:.0%}" if "rescored_fraction" in row else ""
-        print(f"{row['contender']:>11} {str(row['engine'])[:9]:>9} {row['threads']:>3} {row['s_per_minute']:>7.2f} "
-              f"{row['ratio_production_over_this']:>6.2f} {row['model_s_per_minute']:>7.2f} {row['model_gflops']:>7.1f} "
-              f"{row['matmul_peak_gflops']:>7.1f} {row['peak_rss_mb']:>6.0f} {seconds:>8} {files:>7} {capacity:>8} {rescored:>8}")
+        print(
+            f"{row['contender']:>11} {str(row['engine'])[:9]:>9} {row['threads']:>3} {row['s_per_minute']:>7.2f} "
+            f"{row['ratio_production_over_this']:>6.2f} {row['model_s_per_minute']:>7.2f} {row['model_gflops']:>7.1f} "
+            f"{row['matmul_peak_gflops']:>7.1f} {row['peak_rss_mb']:>6.0f} {seconds:>8} {files:>7} {capacity:>8} {rescored:>8}"
+        )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="processes per contender and thread count (median)")
     parser.add_argument("--recordings", type=int, default=2, help=f"how many recordings (1-{len(RECORDING_SOURCES)})")
-    parser.add_argument("--seconds", type=float, default=30.0,
-                        help="length of each recording, before production's 512-sample surplus (default 30)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=30.0,
+        help="length of each recording, before production's 512-sample surplus (default 30)",
+    )
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
     parser.add_argument("--quick", action="store_true", help="1 recording, 1 repeat: a smoke test")
     parser.add_argument("--model", default=None, help="our model folder (default: the stand-in learner, converted)")
-    parser.add_argument("--production-env", default=default_production_env(),
-                        help="production's venv (built here if it has no .complete)")
+    parser.add_argument(
+        "--production-env",
+        default=default_production_env(),
+        help="production's venv (built here if it has no .complete)",
+    )
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="results JSON")
     parser.add_argument("--child", default=None, choices=sorted(CHILD_TASKS), help=argparse.SUPPRESS)
     parser.add_argument("--contender", default=None, help=argparse.SUPPRESS)
@@ -648,8 +671,11 @@ def main():
                     shutil.rmtree(home, ignore_errors=True)
                     run["repeat"] = repeat
                     runs.append(run)
-                    print(f"repeat {repeat + 1}/{args.repeats} threads {threads} {contender:>10}: "
-                          f"{run_figures(run)['s_per_minute']:.2f} s per minute", flush=True)
+                    print(
+                        f"repeat {repeat + 1}/{args.repeats} threads {threads} {contender:>10}: "
+                        f"{run_figures(run)['s_per_minute']:.2f} s per minute",
+                        flush=True,
+                    )
         rows = summarize(runs, machine, threads_list, contenders)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -661,8 +687,12 @@ def main():
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command_line,
-        "cpu": {**cpu, "cores_available": available, "machine": platform.machine(),
-                "torch_cpu_capability": machine["torch_config_cpu_capability"]},
+        "cpu": {
+            **cpu,
+            "cores_available": available,
+            "machine": platform.machine(),
+            "torch_cpu_capability": machine["torch_config_cpu_capability"],
+        },
         "versions": {"production": production_versions, "ours": our_versions},
         "recordings": [os.path.basename(path) for path in recordings],
         "seconds_per_recording": args.seconds + PRODUCTION_SURPLUS_SAMPLES / PRODUCTION_RATE,
@@ -690,8 +720,10 @@ def main():
         row["agreement_with_production"]["local_fraction_identical"] != 1.0
         or row["agreement_with_production"]["global_fraction_identical"] != 1.0)]  # fmt: skip
     if disagreeing:
-        raise SystemExit("decisions differ from production's for: "
-                         + ", ".join(f"{row['contender']} ({row['threads']} threads)" for row in disagreeing))
+        raise SystemExit(
+            "decisions differ from production's for: "
+            + ", ".join(f"{row['contender']} ({row['threads']} threads)" for row in disagreeing)
+        )
 
 
 if __name__ == "__main__":

@@ -46,9 +46,18 @@ def model_folder(path):
         return path
     folder = os.path.join(tempfile.mkdtemp(prefix="orcahello-bench-"), "resnet50")
     subprocess.run(
-        [sys.executable, "-m", "orcahello.conversion.convert_fastai", "--input", DEFAULT_LEARNER,
-         "--output-dir", folder],
-        cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "orcahello.conversion.convert_fastai",
+            "--input",
+            DEFAULT_LEARNER,
+            "--output-dir",
+            folder,
+        ],
+        cwd=REPO_ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     return folder
 
@@ -86,9 +95,24 @@ def median_seconds(function, repeats):
 
 def run_child(task, args, folder, threads, **extra):
     """Run one measurement in a fresh process (pinned to `threads` cores unless --no-pin); its JSON result."""
-    command = [sys.executable, os.path.abspath(__file__), "--child", task, "--model", folder, "--threads",
-               str(threads), "--batch-size", str(args.batch_size), "--repeats", str(args.repeats), "--wav", args.wav,
-               "--device", extra.pop("device", "cpu")]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        task,
+        "--model",
+        folder,
+        "--threads",
+        str(threads),
+        "--batch-size",
+        str(args.batch_size),
+        "--repeats",
+        str(args.repeats),
+        "--wav",
+        args.wav,
+        "--device",
+        extra.pop("device", "cpu"),
+    ]
     if args.no_pin:
         command.append("--no-pin")
     for name, value in extra.items():
@@ -139,8 +163,14 @@ def model_only_seconds(detector, features, batch_size, repeats, engine="auto", p
         scorer = detector.scorer(features[:batch_size], engine=engine, precision=precision)
     else:
         resolved = resolve_engine(engine, device, detector.model.dtype, precision)
-        scorer = build_scorer(detector.model, resolved, tuple(features[:batch_size].shape), torch.get_num_threads(),
-                              precision=precision, channels_last=detector._channels_last)
+        scorer = build_scorer(
+            detector.model,
+            resolved,
+            tuple(features[:batch_size].shape),
+            torch.get_num_threads(),
+            precision=precision,
+            channels_last=detector._channels_last,
+        )
 
     def forward():
         with torch.inference_mode():
@@ -172,18 +202,22 @@ def child_minute(args):
     end_to_end_seconds = median_seconds(end_to_end, args.repeats)
     features = window_features(detector, args.wav, args.preset)
     model_seconds, scorer = model_only_seconds(detector, features, args.batch_size, args.repeats, precision=precision)
-    print(json.dumps({
-        "preset": args.preset,
-        "engine": scorer.name,
-        "precision": precision,
-        "windows": windows,
-        "duration_s": duration,
-        "first_call_s": setup_seconds,
-        "end_to_end_s": end_to_end_seconds,
-        "model_only_s": model_seconds,
-        "peak_rss_mb": peak_rss_mb(),
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-    }))
+    print(
+        json.dumps(
+            {
+                "preset": args.preset,
+                "engine": scorer.name,
+                "precision": precision,
+                "windows": windows,
+                "duration_s": duration,
+                "first_call_s": setup_seconds,
+                "end_to_end_s": end_to_end_seconds,
+                "model_only_s": model_seconds,
+                "peak_rss_mb": peak_rss_mb(),
+                "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            }
+        )
+    )
 
 
 def child_engines(args):
@@ -200,8 +234,9 @@ def child_engines(args):
             rows.append({"engine": engine, "skip_padding": skip, "error": str(error)})
             continue
         rows.append({"engine": engine, "skip_padding": skip, "model_only_s": seconds, "windows": features.shape[0]})
-    skipping = PaddingSkippingClassifier(detector.model.eval(), features.shape[-2], features.shape[-1],
-                                         padded_frames(features, 0.0))
+    skipping = PaddingSkippingClassifier(
+        detector.model.eval(), features.shape[-2], features.shape[-1], padded_frames(features, 0.0)
+    )
     print(json.dumps({"rows": rows, "multiply_adds_fraction": skipping.multiply_adds_fraction()}))
 
 
@@ -231,21 +266,26 @@ def child_fast_mode(args):
         files_agree += int(exact["global_prediction"] == approximate["global_prediction"])
     features = window_features(detector, args.wav)
     float32_seconds, _ = model_only_seconds(detector, features, args.batch_size, args.repeats)
-    fast_seconds, scorer = model_only_seconds(detector, features, args.batch_size, args.repeats,
-                                              precision=args.precision)
-    print(json.dumps({
-        "precision": args.precision,
-        "engine": scorer.name,
-        "model_only_float32_s": float32_seconds,
-        "model_only_fast_s": fast_seconds,
-        "speedup": float32_seconds / fast_seconds,
-        "windows": features.shape[0],
-        "fixture_files": len(wavs),
-        "max_abs_delta_p": float(max(deltas)),
-        "local_decisions_agreeing": rows_agree,
-        "local_decisions": rows,
-        "file_decisions_agreeing": files_agree,
-    }))
+    fast_seconds, scorer = model_only_seconds(
+        detector, features, args.batch_size, args.repeats, precision=args.precision
+    )
+    print(
+        json.dumps(
+            {
+                "precision": args.precision,
+                "engine": scorer.name,
+                "model_only_float32_s": float32_seconds,
+                "model_only_fast_s": fast_seconds,
+                "speedup": float32_seconds / fast_seconds,
+                "windows": features.shape[0],
+                "fixture_files": len(wavs),
+                "max_abs_delta_p": float(max(deltas)),
+                "local_decisions_agreeing": rows_agree,
+                "local_decisions": rows,
+                "file_decisions_agreeing": files_agree,
+            }
+        )
+    )
 
 
 def child_long(args):
@@ -258,12 +298,16 @@ def child_long(args):
     setup_seconds = time.perf_counter() - start
     start = time.perf_counter()
     result = detector(args.wav, batch_size=args.batch_size, return_timestamps=True)
-    print(json.dumps({
-        "seconds": time.perf_counter() - start,
-        "setup_seconds": setup_seconds,
-        "windows": len(result["windows"]),
-        "peak_rss_mb": peak_rss_mb(),
-    }))
+    print(
+        json.dumps(
+            {
+                "seconds": time.perf_counter() - start,
+                "setup_seconds": setup_seconds,
+                "windows": len(result["windows"]),
+                "peak_rss_mb": peak_rss_mb(),
+            }
+        )
+    )
 
 
 CHILD_TASKS = {"minute": child_minute, "engines": child_engines, "fast": child_fast_mode, "long": child_long}
@@ -298,13 +342,17 @@ def minute_row(figures, threads, device):
 
 
 def print_minutes(rows):
-    print(f"\n{'device':>6} {'threads':>7} {'cores':>5} {'preset':>6} {'engine':>11} {'precision':>9} "
-          f"{'e2e s/min':>9} {'model s/min':>11} {'e2e/model':>9} {'win/s':>6} {'RTF':>6} {'RSS MB':>7}")
+    print(
+        f"\n{'device':>6} {'threads':>7} {'cores':>5} {'preset':>6} {'engine':>11} {'precision':>9} "
+        f"{'e2e s/min':>9} {'model s/min':>11} {'e2e/model':>9} {'win/s':>6} {'RTF':>6} {'RSS MB':>7}"
+    )
     for row in rows:
-        print(f"{row['device']:>6} {row['threads']:>7} {row['cores']:>5} {row['preset']:>6} {row['engine']:>11} "
-              f"{row['precision']:>9} {row['end_to_end_s_per_minute']:>9.2f} {row['model_only_s_per_minute']:>11.2f} "
-              f"{row['end_to_end_over_model_only']:>9.2f} {row['windows_per_s']:>6.1f} {row['real_time_factor']:>6.3f} "
-              f"{row['peak_rss_mb']:>7.0f}")
+        print(
+            f"{row['device']:>6} {row['threads']:>7} {row['cores']:>5} {row['preset']:>6} {row['engine']:>11} "
+            f"{row['precision']:>9} {row['end_to_end_s_per_minute']:>9.2f} {row['model_only_s_per_minute']:>11.2f} "
+            f"{row['end_to_end_over_model_only']:>9.2f} {row['windows_per_s']:>6.1f} {row['real_time_factor']:>6.3f} "
+            f"{row['peak_rss_mb']:>7.0f}"
+        )
 
 
 def main():
@@ -320,8 +368,13 @@ def main():
     parser.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
     parser.add_argument("--presets", nargs="+", default=["fastai"], help="inference presets to time (fastai, v1)")
     parser.add_argument("--preset", default="fastai", help=argparse.SUPPRESS)
-    parser.add_argument("--scaling-minutes", type=int, nargs="*", default=[],
-                        help="also score recordings this many minutes long, from a path, each in a fresh process")
+    parser.add_argument(
+        "--scaling-minutes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also score recordings this many minutes long, from a path, each in a fresh process",
+    )
     parser.add_argument("--output", default=None, help="write the results as JSON here")
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     parser.add_argument("--child", default=None, choices=sorted(CHILD_TASKS), help=argparse.SUPPRESS)
@@ -374,10 +427,14 @@ def main():
                     row["model_only_s_per_minute"] = per_minute(row.pop("model_only_s"), duration)
                 report["engines"].append(row)
                 shown = f"{row['model_only_s_per_minute']:.2f}" if "model_only_s_per_minute" in row else row["error"]
-                print(f"  threads={threads} {row['engine']:>11} {'skipping padding' if row['skip_padding'] else 'full':>16}"
-                      f"  {shown}")
-        print(f"  padding skipping computes {report['multiply_adds_fraction_with_skipping']:.1%} of the model's "
-              f"convolution multiply-adds")
+                print(
+                    f"  threads={threads} {row['engine']:>11} {'skipping padding' if row['skip_padding'] else 'full':>16}"
+                    f"  {shown}"
+                )
+        print(
+            f"  padding skipping computes {report['multiply_adds_fraction_with_skipping']:.1%} of the model's "
+            f"convolution multiply-adds"
+        )
 
     if args.fast_mode:
         report["fast_mode"] = []
@@ -388,13 +445,15 @@ def main():
             if "error" in figures:
                 print(f"\nfast mode (bfloat16), threads={threads}: {figures['error']}")
                 continue
-            print(f"\nfast mode (bfloat16, {figures['engine']}), threads={threads}: model only "
-                  f"{per_minute(figures['model_only_fast_s'], duration):.2f} s/min against "
-                  f"{per_minute(figures['model_only_float32_s'], duration):.2f} in float32 "
-                  f"({figures['speedup']:.2f}x); on the {figures['fixture_files']} fixture recordings: max |delta p| "
-                  f"{figures['max_abs_delta_p']:.4f}, one-second decisions agreeing "
-                  f"{figures['local_decisions_agreeing']}/{figures['local_decisions']}, file decisions agreeing "
-                  f"{figures['file_decisions_agreeing']}/{figures['fixture_files']}")
+            print(
+                f"\nfast mode (bfloat16, {figures['engine']}), threads={threads}: model only "
+                f"{per_minute(figures['model_only_fast_s'], duration):.2f} s/min against "
+                f"{per_minute(figures['model_only_float32_s'], duration):.2f} in float32 "
+                f"({figures['speedup']:.2f}x); on the {figures['fixture_files']} fixture recordings: max |delta p| "
+                f"{figures['max_abs_delta_p']:.4f}, one-second decisions agreeing "
+                f"{figures['local_decisions_agreeing']}/{figures['local_decisions']}, file decisions agreeing "
+                f"{figures['file_decisions_agreeing']}/{figures['fixture_files']}"
+            )
 
     if args.scaling_minutes:
         scaling = []
@@ -406,21 +465,27 @@ def main():
             long_args = argparse.Namespace(**{**vars(args), "wav": wav})
             figures = run_child("long", long_args, folder, threads)
             os.remove(wav)
-            scaling.append({
-                "minutes": minutes,
-                "threads": threads,
-                "seconds": round(figures["seconds"], 2),
-                "setup_seconds": round(figures["setup_seconds"], 2),
-                "s_per_minute": round(figures["seconds"] / minutes, 3),
-                "windows": figures["windows"],
-                "peak_rss_mb": round(figures["peak_rss_mb"], 1),
-            })
+            scaling.append(
+                {
+                    "minutes": minutes,
+                    "threads": threads,
+                    "seconds": round(figures["seconds"], 2),
+                    "setup_seconds": round(figures["setup_seconds"], 2),
+                    "s_per_minute": round(figures["seconds"] / minutes, 3),
+                    "windows": figures["windows"],
+                    "peak_rss_mb": round(figures["peak_rss_mb"], 1),
+                }
+            )
         report["scaling"] = scaling
-        print(f"\n{'minutes':>7} {'seconds':>8} {'s/min':>7} {'windows':>8} {'RSS MB':>8} {'set-up s':>9}"
-              f"   (threads={threads}, from a path, fresh process each)")
+        print(
+            f"\n{'minutes':>7} {'seconds':>8} {'s/min':>7} {'windows':>8} {'RSS MB':>8} {'set-up s':>9}"
+            f"   (threads={threads}, from a path, fresh process each)"
+        )
         for row in scaling:
-            print(f"{row['minutes']:>7} {row['seconds']:>8.1f} {row['s_per_minute']:>7.2f} {row['windows']:>8} "
-                  f"{row['peak_rss_mb']:>8.0f} {row['setup_seconds']:>9.1f}")
+            print(
+                f"{row['minutes']:>7} {row['seconds']:>8.1f} {row['s_per_minute']:>7.2f} {row['windows']:>8} "
+                f"{row['peak_rss_mb']:>8.0f} {row['setup_seconds']:>9.1f}"
+            )
     if args.output:
         with open(args.output, "w") as handle:
             json.dump(report, handle, indent=2)

@@ -83,16 +83,32 @@ def main():
     content_frames = padded_frames(features, float(detector.feature_extractor.padding_value))
 
     def scorer(engine, precision="float32"):
-        return build_scorer(model, engine, tuple(batches[0].shape), 1, precision=precision,
-                            content_frames=content_frames, process_mmap_threshold=threshold)
+        return build_scorer(
+            model,
+            engine,
+            tuple(batches[0].shape),
+            1,
+            precision=precision,
+            content_frames=content_frames,
+            process_mmap_threshold=threshold,
+        )
 
     openvino = scorer("openvino")
     torch_new = scorer("torch")
     previous = PaddingSkippingClassifier(model, features.shape[-2], features.shape[-1], content_frames)
     full_width = LogitsOnly(model)
     fast = scorer("openvino", "bfloat16") if cpu_has_native_bfloat16() else None
-    decisions = {name: INFERENCE_PRESETS["fastai"][name] for name in (
-        "aggregation", "local_threshold", "global_count_threshold", "global_threshold", "top_k_windows", "smoothing")}
+    decisions = {
+        name: INFERENCE_PRESETS["fastai"][name]
+        for name in (
+            "aggregation",
+            "local_threshold",
+            "global_count_threshold",
+            "global_threshold",
+            "top_k_windows",
+            "smoothing",
+        )
+    }
     rescored_fraction = []
 
     def fast_mode():
@@ -100,8 +116,16 @@ def main():
 
         def score_in_float32(indices):
             chosen = features[torch.as_tensor(indices)]
-            return torch.cat([torch.softmax(openvino(chosen[start : start + batch]), -1)[:, 1]
-                              for start in range(0, len(chosen), batch)]).double().numpy()
+            return (
+                torch.cat(
+                    [
+                        torch.softmax(openvino(chosen[start : start + batch]), -1)[:, 1]
+                        for start in range(0, len(chosen), batch)
+                    ]
+                )
+                .double()
+                .numpy()
+            )
 
         _, rescored = rescore_until_exact(probabilities, score_in_float32, **decisions)
         rescored_fraction.append(float(rescored.mean()))
@@ -130,23 +154,33 @@ def main():
                 function()
                 wall[name].append((time.perf_counter() - wall_start) / minutes)
                 cpu[name].append((time.process_time() - cpu_start) / minutes)
-            print(f"round {round_index + 1}: " + ", ".join(f"{name} {cpu[name][-1]:.2f}" for name in variants),
-                  "CPU s/min", flush=True)
+            print(
+                f"round {round_index + 1}: " + ", ".join(f"{name} {cpu[name][-1]:.2f}" for name in variants),
+                "CPU s/min",
+                flush=True,
+            )
 
     def ratios(times):
         best = {name: min(values) for name, values in times.items()}
         per_round = {
             f"{name}_over_openvino": [round(value / base, 3) for value, base in zip(times[name], times["openvino"])]
-            for name in times if name != "openvino"
+            for name in times
+            if name != "openvino"
         }
         per_round["torch_previous_over_torch_new"] = [
-            round(a / b, 3) for a, b in zip(times["torch_previous"], times["torch_new"])]
+            round(a / b, 3) for a, b in zip(times["torch_previous"], times["torch_new"])
+        ]
         per_round["production_like_over_torch_new"] = [
-            round(a / b, 3) for a, b in zip(times["production_like"], times["torch_new"])]
+            round(a / b, 3) for a, b in zip(times["production_like"], times["torch_new"])
+        ]
         if "fast_mode" in times:
             per_round["openvino_float32_over_fast_mode"] = [
-                round(a / b, 3) for a, b in zip(times["openvino"], times["fast_mode"])]
-        return {"best_s_per_minute": {name: round(value, 3) for name, value in best.items()}, "ratios_per_round": per_round}
+                round(a / b, 3) for a, b in zip(times["openvino"], times["fast_mode"])
+            ]
+        return {
+            "best_s_per_minute": {name: round(value, 3) for name, value in best.items()},
+            "ratios_per_round": per_round,
+        }
 
     result = {
         "cpu": cpu_name(),

@@ -18,12 +18,30 @@ from . import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, __version__, detect, interrupti
 
 # The options detect, batch, embed and live share (each defined once, in options.SHARED_OPTIONS).
 DETECT_SHARED_OPTIONS = (
-    "--model", "--device", "--batch-size", "--engine", "--preset", "--threshold", "--min-positive-seconds",
-    "--aggregation", "--min-global-confidence", "--site-thresholds", "--recursive", "--overwrite",
+    "--model",
+    "--device",
+    "--batch-size",
+    "--engine",
+    "--preset",
+    "--threshold",
+    "--min-positive-seconds",
+    "--aggregation",
+    "--min-global-confidence",
+    "--site-thresholds",
+    "--recursive",
+    "--overwrite",
 )
 BATCH_SHARED_OPTIONS = (
-    "--model", "--batch-size", "--preset", "--threshold", "--min-positive-seconds", "--aggregation", "--min-global-confidence",
-    "--site-thresholds", "--recursive", "--overwrite",
+    "--model",
+    "--batch-size",
+    "--preset",
+    "--threshold",
+    "--min-positive-seconds",
+    "--aggregation",
+    "--min-global-confidence",
+    "--site-thresholds",
+    "--recursive",
+    "--overwrite",
 )
 
 

@@ -181,8 +181,13 @@ def score_or_resume(
     if not resumed:
         extra = {} if progress_callback is None else {"progress_callback": progress_callback}
         result = pipe(
-            job.path, return_timestamps=True, batch_size=settings.batch_size, engine=settings.engine,
-            allow_other_hosts=settings.allow_other_hosts, **settings.parameters, **extra,
+            job.path,
+            return_timestamps=True,
+            batch_size=settings.batch_size,
+            engine=settings.engine,
+            allow_other_hosts=settings.allow_other_hosts,
+            **settings.parameters,
+            **extra,
         )
         document = build_document(job, result, settings)
         for kind in writers.OUTPUT_SUFFIXES:  # "json" comes first

@@ -264,8 +264,12 @@ def write_embeddings(
                     # The schema's metadata must be known before the first row group: everything in it is known once
                     # the recording is open.
                     summary = {key: value for key, value in block.recording.items() if key != "windows"}
-                    written = {**(metadata or {}), "recording": summary, "layer": layer,
-                               "num_windows": len(block.recording["windows"])}
+                    written = {
+                        **(metadata or {}),
+                        "recording": summary,
+                        "layer": layer,
+                        "num_windows": len(block.recording["windows"]),
+                    }
                     schema = embeddings_schema(embedder_dimension, written)
                     # Dictionary encoding only for the one repeated string: on the float vectors it makes the file
                     # 20% larger than the raw floats. zstd saves another ~10% on them.
@@ -381,8 +385,15 @@ def embed_files(
 
             try:
                 table_metadata = write_embeddings(
-                    pipe, job.path, output_path, layer=layer, batch_size=batch_size, file_name=job.path,
-                    metadata=metadata, progress=count, **pipeline_parameters,
+                    pipe,
+                    job.path,
+                    output_path,
+                    layer=layer,
+                    batch_size=batch_size,
+                    file_name=job.path,
+                    metadata=metadata,
+                    progress=count,
+                    **pipeline_parameters,
                 )
             except Exception as error:  # one bad recording never stops the others
                 reason = detect.failure_reason(error, job.path)
@@ -433,15 +444,21 @@ def add_embed_parser(commands):
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         # --preset: the windows (and frontend) of that inference behaviour, as for detect.
-        parents=[options.shared_options("--model", "--device", "--batch-size", "--preset", "--recursive", "--overwrite")],
+        parents=[
+            options.shared_options("--model", "--device", "--batch-size", "--preset", "--recursive", "--overwrite")
+        ],
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="as for detect: files, HLS playlists, folders, globs")
     parser.add_argument(
-        "--output-dir", metavar="DIR", default="orcahello_embeddings",
+        "--output-dir",
+        metavar="DIR",
+        default="orcahello_embeddings",
         help="where the tables go, mirroring the inputs' folders (default: ./orcahello_embeddings)",
     )
     parser.add_argument(
-        "--layer", choices=EMBEDDING_LAYERS, default=DEFAULT_LAYER,
+        "--layer",
+        choices=EMBEDDING_LAYERS,
+        default=DEFAULT_LAYER,
         help="pooled: the 4096 concat-pooled features (AutoModel's pooler_output, default); head: the 512 features "
         "the head's last layer classifies",
     )
@@ -465,8 +482,15 @@ def embed_command(args, command=None):
         print(f"ERROR: cannot load the model {model!r}: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     outcome = embed_files(
-        args.paths, args.output_dir, model=model, layer=args.layer, batch_size=args.batch_size,
-        recursive=args.recursive, overwrite=args.overwrite, pipe=pipe, command=command,
+        args.paths,
+        args.output_dir,
+        model=model,
+        layer=args.layer,
+        batch_size=args.batch_size,
+        recursive=args.recursive,
+        overwrite=args.overwrite,
+        pipe=pipe,
+        command=command,
         pipeline_parameters=None if args.preset is None else {"preset": args.preset},
     )
     skipped = ""

@@ -157,11 +157,19 @@ class LiveFollower:
         if resumed and self.next_window:
             logger.info(
                 "%s: resuming recording %s at window %d (decoding it again from segment %d, without scoring it)",
-                self.source.name, recording_id, self.next_window, first_segment,
+                self.source.name,
+                recording_id,
+                self.next_window,
+                first_segment,
             )
         else:
-            logger.info("%s: following recording %s from segment %d (%s)", self.source.name, recording_id,
-                        first_segment, playlist)
+            logger.info(
+                "%s: following recording %s from segment %d (%s)",
+                self.source.name,
+                recording_id,
+                first_segment,
+                playlist,
+            )
         self._save_state(finished=False)
         return True
 
@@ -171,8 +179,9 @@ class LiveFollower:
         self._score_ready(arrival=None)
         if self.pending:
             self._write_minute(final=True)
-        logger.info("%s: recording %s ended after %d windows", self.source.name, recording.recording_id,
-                    self.next_window)
+        logger.info(
+            "%s: recording %s ended after %d windows", self.source.name, recording.recording_id, self.next_window
+        )
         self._save_state(finished=True)
         self.recording = None
         self.arrivals.clear()
@@ -220,8 +229,9 @@ class LiveFollower:
         self.failures_in_a_row += 1
         self.last_error = str(error)
         delay = min(self.settings["poll_seconds"] * 2 ** (self.failures_in_a_row - 1), MAX_BACKOFF_SECONDS)
-        logger.warning("%s: %s (failure %d in a row; next try in %.1f s)", self.source.name, error,
-                       self.failures_in_a_row, delay)
+        logger.warning(
+            "%s: %s (failure %d in a row; next try in %.1f s)", self.source.name, error, self.failures_in_a_row, delay
+        )
         self.next_poll_at = time.monotonic() + delay
 
     def _step(self, stop_event):
@@ -233,8 +243,12 @@ class LiveFollower:
             if segment.number >= self.next_segment:
                 self.arrivals.setdefault(segment.number, now)
         if segments[0].number > self.next_segment:  # a sliding playlist dropped them before they were fetched
-            logger.warning("%s: segments %d-%d left the playlist before they were fetched: lost", self.source.name,
-                           self.next_segment, segments[0].number - 1)
+            logger.warning(
+                "%s: segments %d-%d left the playlist before they were fetched: lost",
+                self.source.name,
+                self.next_segment,
+                segments[0].number - 1,
+            )
             self.lost.update(range(self.next_segment, segments[0].number))
             self.next_segment = segments[0].number
         todo = [segment for segment in segments if segment.number >= self.next_segment]
@@ -266,13 +280,17 @@ class LiveFollower:
                         raise
                     # Lost when the stream went on without it: later segments listed, or a new stream folder.
                     moved_on = position < len(todo) - 1 or (
-                        self.source.kind == "node"
-                        and self.source.current_playlist()[0] != self.recording.recording_id
+                        self.source.kind == "node" and self.source.current_playlist()[0] != self.recording.recording_id
                     )
                     if not moved_on:
                         raise
-                    logger.warning("%s: segment %s failed %d times and the stream went on without it: lost (%s)",
-                                   self.source.name, segment.name, failures, error)
+                    logger.warning(
+                        "%s: segment %s failed %d times and the stream went on without it: lost (%s)",
+                        self.source.name,
+                        segment.name,
+                        failures,
+                        error,
+                    )
                     self.lost.add(segment.number)
                     self.next_segment = segment.number + 1
                     self._save_state(finished=False)
@@ -328,9 +346,15 @@ class LiveFollower:
                 self.lag_seconds_max = max(self.lag_seconds_max, self.lag_seconds)
             self._write_complete_minutes(window_samples, hop_samples)
         if self.next_window > written_before:
-            logger.info("%s: %s: windows %d-%d written (to %s), lag %s s", self.source.name, recording.recording_id,
-                        written_before, self.next_window - 1, self.last_window_utc,
-                        "-" if self.lag_seconds is None else f"{self.lag_seconds:.2f}")
+            logger.info(
+                "%s: %s: windows %d-%d written (to %s), lag %s s",
+                self.source.name,
+                recording.recording_id,
+                written_before,
+                self.next_window - 1,
+                self.last_window_utc,
+                "-" if self.lag_seconds is None else f"{self.lag_seconds:.2f}",
+            )
         keep_from = min(self.next_window, self.next_minute * self.minute_windows) * hop_samples
         recording.forget_before(keep_from)
 
@@ -403,8 +427,11 @@ class LiveFollower:
             "timeline": timeline,
         }
         result = build_file_result(
-            info, [entry["score"] for entry in entries], sum(entry["silent"] for entry in entries),
-            decision=self.settings["decision"], return_timestamps=True,
+            info,
+            [entry["score"] for entry in entries],
+            sum(entry["silent"] for entry in entries),
+            decision=self.settings["decision"],
+            return_timestamps=True,
         )
         document = {
             "source": self.source.source,
@@ -429,8 +456,12 @@ class LiveFollower:
         audio = recording.read(first_sample, last_sample) if result["global_prediction"] else None
         detection = self.outputs.write_minute(stem, document, audio, rate)
         if detection is not None:
-            logger.info("%s: POSITIVE minute %s (confidence %.1f)", self.source.name, detection["start_utc"],
-                        detection["global_confidence"])
+            logger.info(
+                "%s: POSITIVE minute %s (confidence %.1f)",
+                self.source.name,
+                detection["start_utc"],
+                detection["global_confidence"],
+            )
             if self.webhook is not None:
                 # Recording (an epoch) first: the spool sends the oldest first, across sources too.
                 self.webhook.enqueue(detection, f"{recording.recording_id}_{self.source.name}_{self.next_minute:05d}")
@@ -499,7 +530,13 @@ def positive_float(text):
 
 # The options live shares with detect (options.SHARED_OPTIONS).
 LIVE_SHARED_OPTIONS = (
-    "--model", "--device", "--batch-size", "--engine", "--threshold", "--min-positive-seconds", "--aggregation",
+    "--model",
+    "--device",
+    "--batch-size",
+    "--engine",
+    "--threshold",
+    "--min-positive-seconds",
+    "--aggregation",
 )
 
 
@@ -513,19 +550,40 @@ def add_live_parser(commands):
         parents=[options.shared_options(*LIVE_SHARED_OPTIONS)],
     )
     parser.add_argument(
-        "sources", nargs="+", metavar="SOURCE",
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
         help="nodes (http(s)://host/<node>, or a local folder holding latest.txt) or live .m3u8 playlists",
     )
     parser.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, help=f"default: ./{DEFAULT_OUTPUT_DIR}")
-    parser.add_argument("--stop-after", metavar="SECONDS", type=positive_float, default=None,
-                        help="stop (as on SIGTERM) after this many seconds; default: run until stopped")
-    parser.add_argument("--post", metavar="URL", default=None,
-                        help="POST each positive minute as JSON to URL (spooled on disk while it is down)")
-    parser.add_argument("--poll-seconds", metavar="S", type=positive_float, default=DEFAULT_POLL_SECONDS,
-                        help=f"how often a source that is caught up is polled (default {DEFAULT_POLL_SECONDS:g})")
-    parser.add_argument("--backlog-seconds", metavar="S", type=float, default=DEFAULT_BACKLOG_SECONDS,
-                        help="on first contact with a source, how much of its current recording to score "
-                        f"(default {DEFAULT_BACKLOG_SECONDS:g}; a large value scores it from its start)")
+    parser.add_argument(
+        "--stop-after",
+        metavar="SECONDS",
+        type=positive_float,
+        default=None,
+        help="stop (as on SIGTERM) after this many seconds; default: run until stopped",
+    )
+    parser.add_argument(
+        "--post",
+        metavar="URL",
+        default=None,
+        help="POST each positive minute as JSON to URL (spooled on disk while it is down)",
+    )
+    parser.add_argument(
+        "--poll-seconds",
+        metavar="S",
+        type=positive_float,
+        default=DEFAULT_POLL_SECONDS,
+        help=f"how often a source that is caught up is polled (default {DEFAULT_POLL_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--backlog-seconds",
+        metavar="S",
+        type=float,
+        default=DEFAULT_BACKLOG_SECONDS,
+        help="on first contact with a source, how much of its current recording to score "
+        f"(default {DEFAULT_BACKLOG_SECONDS:g}; a large value scores it from its start)",
+    )
     parser.add_argument("--no-plot", action="store_true", help="no spectrogram picture for positive minutes")
     return parser
 
@@ -569,8 +627,13 @@ def live_command(args, command=None):
     scorer = WindowScorer(pipe, args.batch_size or models.default_batch_size(pipe.device.type), engine=args.engine)
     try:
         followers = [
-            LiveFollower(source, SourceOutputs(os.path.join(args.output_dir, source.name), plot=not args.no_plot),
-                         scorer, settings, webhook)
+            LiveFollower(
+                source,
+                SourceOutputs(os.path.join(args.output_dir, source.name), plot=not args.no_plot),
+                scorer,
+                settings,
+                webhook,
+            )
             for source in sources
         ]
     except (LiveSourceError, ValueError) as error:

@@ -228,8 +228,9 @@ class SourceOutputs:
         if detection is not None:
             already = read_tail_lines(
                 self.detections_path,
-                lambda entry: entry.get("recording") == detection["recording"]
-                and entry.get("minute", -1) >= detection["minute"],
+                lambda entry: (
+                    entry.get("recording") == detection["recording"] and entry.get("minute", -1) >= detection["minute"]
+                ),
             )
             if not any(entry.get("minute") == detection["minute"] for entry in already):
                 append_lines(self.detections_path, [detection])

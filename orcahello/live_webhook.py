@@ -103,8 +103,9 @@ class WebhookSpool:
                 post_json(self.url, document)
             except WebhookError as error:
                 self.failures += 1
-                logger.warning("POST %s failed (%s); %d spooled, next try in %.0f s", names[0], error, len(names),
-                               backoff)
+                logger.warning(
+                    "POST %s failed (%s); %d spooled, next try in %.0f s", names[0], error, len(names), backoff
+                )
                 self._stop.wait(timeout=backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                 continue

@@ -21,8 +21,8 @@ COLOR_FLOOR_PERCENTILE = 5.0
 COLOR_CEILING_PERCENTILE = 99.8
 
 MATPLOTLIB_MISSING = (
-    "{option} needs matplotlib, which is not installed: pip install \"orcahello-srkw-detector[plot]\" "
-    "(or pip install \"matplotlib>=3.7\")"
+    '{option} needs matplotlib, which is not installed: pip install "orcahello-srkw-detector[plot]" '
+    '(or pip install "matplotlib>=3.7")'
 )
 
 

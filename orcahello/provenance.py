@@ -109,8 +109,15 @@ def scoring_parameters(
     )
     parameters = {
         name: settings[name]
-        for name in ("aggregation", "local_threshold", "global_count_threshold", "global_threshold", "top_k_windows",
-                     "window_seconds", "hop_seconds")
+        for name in (
+            "aggregation",
+            "local_threshold",
+            "global_count_threshold",
+            "global_threshold",
+            "top_k_windows",
+            "window_seconds",
+            "hop_seconds",
+        )
     }
     parameters["min_global_confidence"] = float(getattr(config, "min_global_confidence", 0.0))
     # The preset's other fields go into the parameters (and so into the resume hash) only when they are not

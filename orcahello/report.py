@@ -148,8 +148,14 @@ def write_clip_picture(clip_path, picture_path, detection_start_s, detection_end
     figure = Figure(figsize=(5.0, 2.0), dpi=64, layout="constrained")
     axis = figure.add_subplot()
     axis.imshow(
-        db, origin="lower", aspect="auto", extent=(0.0, duration_s, 0.0, top_frequency / 1000.0),
-        cmap="magma", vmin=floor, vmax=max(ceiling, floor + 1e-6), interpolation="nearest",
+        db,
+        origin="lower",
+        aspect="auto",
+        extent=(0.0, duration_s, 0.0, top_frequency / 1000.0),
+        cmap="magma",
+        vmin=floor,
+        vmax=max(ceiling, floor + 1e-6),
+        interpolation="nearest",
     )
     for seconds in (detection_start_s, detection_end_s):
         axis.axvline(seconds, color="#39ff14", linewidth=1.2)
@@ -188,7 +194,8 @@ def write_clips(audio_path, document, output_stem, reuse=True):
             audio = np.clip(recording.read(first, count), -1.0, 1.0)
             clip_path, picture_path = paths[index]
             _atomic(
-                clip_path, lambda path: soundfile.write(path, audio, recording.rate, subtype="PCM_16", format="WAV")  # noqa: B023
+                clip_path,
+                lambda path: soundfile.write(path, audio, recording.rate, subtype="PCM_16", format="WAV"),  # noqa: B023
             )
             write_clip_picture(clip_path, picture_path, detection["start"] - start_s, detection["end"] - start_s)
     return paths
@@ -216,7 +223,7 @@ def timeline_svg(document, anchor):
             f'<a href="#{anchor}-{index + 1}"><rect x="{x(left)}" y="{top}" '
             f'width="{float(x(right)) - float(x(left)):.2f}" height="{plot_height}" fill="#39d353" '
             f'fill-opacity="0.35"><title>detection {index + 1}: {left:.1f}-{right:.1f} s, max '
-            f'{detection["max_confidence"]:.3f}</title></rect></a>'
+            f"{detection['max_confidence']:.3f}</title></rect></a>"
         )
     for gap in document.get("gaps") or []:
         parts.append(
@@ -250,9 +257,15 @@ def timeline_svg(document, anchor):
 
 def output_links(output_stem, output_dir, formats):
     """Links to the outputs detect wrote for one recording."""
-    kinds = [("json", "JSON")] + [(kind, label) for kind, label in
-                                  (("csv", "CSV"), ("raven", "Raven table"), ("audacity", "Audacity labels"))
-                                  if kind in formats] + [("png", "plot")]
+    kinds = (
+        [("json", "JSON")]
+        + [
+            (kind, label)
+            for kind, label in (("csv", "CSV"), ("raven", "Raven table"), ("audacity", "Audacity labels"))
+            if kind in formats
+        ]
+        + [("png", "plot")]
+    )
     links = []
     for kind, label in kinds:
         path = writers.output_path(output_stem, kind)
@@ -262,7 +275,7 @@ def output_links(output_stem, output_dir, formats):
 
 
 def seconds_and_utc(seconds, utc):
-    return f"{seconds:.1f}" + (f'<br><small>{html.escape(utc)}</small>' if utc else "")
+    return f"{seconds:.1f}" + (f"<br><small>{html.escape(utc)}</small>" if utc else "")
 
 
 @dataclasses.dataclass
@@ -298,26 +311,28 @@ def review_recording(job, document, resumed, number, output_dir, formats):
                 f'<td><audio controls preload="metadata" src="{relative_link(clip_path, output_dir)}"></audio>'
                 f"<br><small>clip from {clip_start:.1f} s</small></td>"
             )
-        rows.append((
-            detection["max_confidence"],
-            f'<tr id="{anchor}-{index}" class="detection">'
-            f'<td><a href="#{anchor}">{escape(job.relative_path)}</a></td>'
-            f'<td class="number" data-value="{detection["start"]}">'
-            f'{seconds_and_utc(detection["start"], detection.get("start_utc"))}</td>'
-            f'<td class="number" data-value="{detection["end"]}">'
-            f'{seconds_and_utc(detection["end"], detection.get("end_utc"))}</td>'
-            f'<td class="number" data-value="{detection["max_confidence"]}">{detection["max_confidence"]:.3f}</td>'
-            f'<td class="number" data-value="{detection["mean_confidence"]}">{detection["mean_confidence"]:.3f}</td>'
-            f"{media}</tr>",
-        ))
+        rows.append(
+            (
+                detection["max_confidence"],
+                f'<tr id="{anchor}-{index}" class="detection">'
+                f'<td><a href="#{anchor}">{escape(job.relative_path)}</a></td>'
+                f'<td class="number" data-value="{detection["start"]}">'
+                f"{seconds_and_utc(detection['start'], detection.get('start_utc'))}</td>"
+                f'<td class="number" data-value="{detection["end"]}">'
+                f"{seconds_and_utc(detection['end'], detection.get('end_utc'))}</td>"
+                f'<td class="number" data-value="{detection["max_confidence"]}">{detection["max_confidence"]:.3f}</td>'
+                f'<td class="number" data-value="{detection["mean_confidence"]}">{detection["mean_confidence"]:.3f}</td>'
+                f"{media}</tr>",
+            )
+        )
     decision = "positive" if document["global_prediction"] else "negative"
     warnings = "".join(f'<li class="warning">{escape(warning)}</li>' for warning in document.get("warnings", []))
     start_utc = document.get("start_time_utc")
     section = (
         f'<section class="recording" id="{anchor}"><h2>{escape(job.relative_path)}</h2>'
         f'<p><span class="{decision}">{decision}</span>, global confidence {document["global_confidence"]:.2f}; '
-        f'{len(document["detections"])} detection(s), {writers.positive_seconds(document["detections"]):.0f} '
-        f'positive s of {document["duration_s"]:.1f} s'
+        f"{len(document['detections'])} detection(s), {writers.positive_seconds(document['detections']):.0f} "
+        f"positive s of {document['duration_s']:.1f} s"
         + (f"; starts {escape(start_utc)}" if start_utc else "")
         + f'</p><p class="links">{output_links(job.output_stem, output_dir, formats)}</p>'
         + (f"<ul>{warnings}</ul>" if warnings else "")

@@ -128,7 +128,9 @@ def test_the_batch_package_never_imports_the_command_line(module):
     graph = import_graph(top_level_only=False)
     batch_modules = [name for name in graph if name == module or name.startswith(module + ".")]
     assert len(batch_modules) > 3
-    assert {name: sorted(graph[name] & {"orcahello.cli"}) for name in batch_modules if "orcahello.cli" in graph[name]} == {}
+    assert {
+        name: sorted(graph[name] & {"orcahello.cli"}) for name in batch_modules if "orcahello.cli" in graph[name]
+    } == {}
 
 
 def test_the_package_never_runs_a_model_folders_code():

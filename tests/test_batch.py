@@ -229,7 +229,10 @@ def killed_and_resumed(ray_address, tiny_model_folder, tmp_path_factory):
     json_after_kill = {path: path.stat().st_mtime_ns for path in (output_dir / batch.JSON_FOLDER).rglob("*.json")}
     # What a kill in the middle of a write leaves (the kill above may or may not have hit one): temporary files.
     planted = [
-        output_dir / batch.WINDOWS_FOLDER / "long_10min_20k" / f".part-000000576.parquet.a1b2c3d4{writers.PARTIAL_SUFFIX}",
+        output_dir
+        / batch.WINDOWS_FOLDER
+        / "long_10min_20k"
+        / f".part-000000576.parquet.a1b2c3d4{writers.PARTIAL_SUFFIX}",
         output_dir / batch.JSON_FOLDER / f".long_10min_20k.orcahello.json.abcdefgh{writers.PARTIAL_SUFFIX}",
         output_dir / f".files.parquet.4242_xyz{writers.PARTIAL_SUFFIX}",
     ]
@@ -367,7 +370,9 @@ def test_folders_manifests_urls_and_bad_recordings(ray_address, tiny_model_folde
         (good_url, LEGACY / "audio" / "edge_44k1_6s.wav"),  # downloaded: the same samples as the file on disk
         (str(tmp_path / "listed" / SANCTSOUND_FILE), REAL_AUDIO / SANCTSOUND_FILE),
     ):
-        expected = tiny_pipeline(str(local_copy), return_timestamps=True, batch_size=vocabulary_orcahello.DEFAULT_BATCH_SIZE["cpu"])
+        expected = tiny_pipeline(
+            str(local_copy), return_timestamps=True, batch_size=vocabulary_orcahello.DEFAULT_BATCH_SIZE["cpu"]
+        )
         np.testing.assert_allclose(
             windows[recording]["p_positive"], [w["score"] for w in expected["windows"]], atol=SAME_SCORE_TOLERANCE
         )

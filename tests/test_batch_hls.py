@@ -117,7 +117,9 @@ def test_batch_windows_and_decisions_are_detects(detect_and_batch, stream_with_a
     assert len(batched["windows"]) == len(detected["windows"]) >= 48  # 50 s of audio left, less what AAC trims
     for ours, theirs in zip(batched["windows"], detected["windows"]):
         assert ours["score"] == pytest.approx(theirs["score"], abs=SAME_SCORE_TOLERANCE)
-        assert {key: ours[key] for key in ours if key != "score"} == {key: theirs[key] for key in theirs if key != "score"}
+        assert {key: ours[key] for key in ours if key != "score"} == {
+            key: theirs[key] for key in theirs if key != "score"
+        }
         assert ours["spans_gap"] is (ours["start"] < gap_start < ours["end"])
         later = lost_seconds if ours["start"] >= gap_start else 0.0
         assert parse_iso(ours["start_utc"]) == pytest.approx(EPOCH + ours["start"] + later, abs=1e-3)
@@ -153,7 +155,9 @@ def test_an_hls_streams_partitions_are_read_from_one_opening(stream_with_a_lost_
 
     playlist, _, _ = stream_with_a_lost_segment
     opened = []
-    monkeypatch.setattr(featurize, "open_source", lambda source: opened.append(source) or batch.sources.open_source(source))
+    monkeypatch.setattr(
+        featurize, "open_source", lambda source: opened.append(source) or batch.sources.open_source(source)
+    )
     settings = {"feature_extractor": OrcaHelloFeatureExtractor(), "block_windows": 16, "window_seconds": 2.0,
                 "hop_seconds": 1.0}  # fmt: skip
     num_samples = batch.sources.probe_source({"source_index": 0, "source": str(playlist)}, 2.0, 1.0)["num_samples"]

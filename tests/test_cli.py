@@ -28,8 +28,6 @@ PIPELINE_PARAMETERS = {"local_threshold": THRESHOLD, "global_count_threshold": M
 PER_FILE_OUTPUTS = ("json", "csv", "raven", "audacity", "png")
 
 
-
-
 @pytest.fixture(scope="module")
 def recordings(tmp_path_factory):
     """recordings/{legacy,real}/*.wav (copies: the shared fixtures are read-only) and a corrupt recordings/bad.wav."""
@@ -138,7 +136,10 @@ def test_json_and_csv_hold_the_pipelines_numbers(first_run, recordings, tiny_pip
         ]
         assert len(document["windows"]) == len(expected["windows"]) and document["warnings"] == expected["warnings"]
         assert document["parameters"] == {
-            **expected["parameters"], "batch_size": BATCH_SIZE, "device": "cpu", "engine": "auto"
+            **expected["parameters"],
+            "batch_size": BATCH_SIZE,
+            "device": "cpu",
+            "engine": "auto",
         }
         assert document["model"]["name_or_path"] == str(tiny_model_folder)
         assert len(document["model"]["weights_sha256"]) == 64
@@ -357,8 +358,11 @@ def test_find_audio_files(tmp_path):
     assert names(files) == ["notes.txt", "a.wav", "B.FLAC", "c.Mp3"]
     _, problems = inputs.find_audio_files([str(tmp_path / "site")])
     assert problems == [
-        (str(tmp_path / "site"), "no audio files (.wav, .flac, .ogg, .mp3, .m3u8) or .ts segments in this folder "
-         "(add --recursive to search its subfolders)")
+        (
+            str(tmp_path / "site"),
+            "no audio files (.wav, .flac, .ogg, .mp3, .m3u8) or .ts segments in this folder "
+            "(add --recursive to search its subfolders)",
+        )
     ]
 
 
@@ -425,7 +429,12 @@ def test_an_option_shared_by_commands_means_the_same_in_each(flag, commands):
     first, *others = [command_options(command)[flag] for command in commands]
     for action in others:
         assert (action.type, action.default, action.choices, action.help, action.metavar, action.nargs) == (
-            first.type, first.default, first.choices, first.help, first.metavar, first.nargs
+            first.type,
+            first.default,
+            first.choices,
+            first.help,
+            first.metavar,
+            first.nargs,
         )
 
 

@@ -90,8 +90,12 @@ def test_a_mistyped_model_is_named_as_a_missing_folder(given, message, tmp_path,
     assert "repo id" not in err.lower() and "repo_id" not in err
 
 
-PLANTED_CODE_FILES = ("configuration_orcahello.py", "modeling_orcahello.py", "feature_extraction_orcahello.py",
-                      "pipeline_orcahello.py")
+PLANTED_CODE_FILES = (
+    "configuration_orcahello.py",
+    "modeling_orcahello.py",
+    "feature_extraction_orcahello.py",
+    "pipeline_orcahello.py",
+)
 
 
 def plant_code(folder, marker):
@@ -226,8 +230,10 @@ def test_every_output_file_says_the_weights_are_the_standin(standin_folder, tmp_
     assert rows and all(row["model_weights"] == writers.STANDIN_VALUE for row in rows)
     raven_header = open(writers.output_path(stem, "raven")).readline().rstrip("\n").split("\t")
     assert raven_header[-1] == writers.RAVEN_STANDIN_COLUMN
-    assert open(writers.output_path(stem, "audacity")).readline().startswith(
-        f"0.000000\t0.000000\t{writers.STANDIN_VALUE}"
+    assert (
+        open(writers.output_path(stem, "audacity"))
+        .readline()
+        .startswith(f"0.000000\t0.000000\t{writers.STANDIN_VALUE}")
     )
     combined = open(output_dir / writers.COMBINED_RAVEN_TABLE).readline().rstrip("\n").split("\t")
     assert combined[-1] == writers.RAVEN_STANDIN_COLUMN

@@ -45,7 +45,8 @@ def test_start_script_follows_the_nodes_named_in_its_environment(tmp_path, tiny_
                 ORCAHELLO_POLL_SECONDS=0.3,
                 ORCAHELLO_BACKLOG_SECONDS=3600,
             ),
-            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "log.txt", "w"),
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp_path / "log.txt", "w"),
         )
 
         def both_finished():
@@ -71,7 +72,10 @@ def test_start_script_follows_the_nodes_named_in_its_environment(tmp_path, tiny_
 
 def test_start_script_without_nodes_says_what_is_missing(tmp_path):
     completed = subprocess.run(
-        [str(START_SCRIPT)], env=container_environment(ORCAHELLO_NODES=" , "), capture_output=True, text=True,
+        [str(START_SCRIPT)],
+        env=container_environment(ORCAHELLO_NODES=" , "),
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert completed.returncode == 2
@@ -83,7 +87,9 @@ def test_start_script_passes_its_options_on(tmp_path, tiny_model_folder):
     completed = subprocess.run(
         [str(START_SCRIPT)],
         env=container_environment(ORCAHELLO_NODES="http://127.0.0.1:9/rpi_x", ORCAHELLO_STOP_AFTER="-5"),
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert completed.returncode == 2
     assert "--stop-after: must be more than 0, got -5" in completed.stderr
@@ -96,7 +102,9 @@ def test_install_script_installs_the_pinned_cpu_torch_pair_and_this_checkout():
     completed = subprocess.run(
         [str(REPO_ROOT / "scripts" / "container_install.sh"), "--print-plan", "/opt/venv"],
         env={key: value for key, value in os.environ.items() if key != "TORCH_INDEX_URL"},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert completed.returncode == 0, completed.stderr
     pins = sorted(

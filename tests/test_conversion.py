@@ -394,9 +394,7 @@ def test_upload_validates_and_never_pushes_without_a_token(r18_conversion, tmp_p
     # A card without the weights' licence metadata, and a folder without weights, are refused with the reason.
     broken = tmp_path / "broken"
     shutil.copytree(folder, broken, ignore=shutil.ignore_patterns("model.safetensors"))
-    (broken / "README.md").write_text(
-        MODEL_CARD.replace("license: other", "license: mit").replace("license_link", "x")
-    )
+    (broken / "README.md").write_text(MODEL_CARD.replace("license: other", "license: mit").replace("license_link", "x"))
     with pytest.raises(upload.ModelFolderError) as refusal:
         upload.validate_model_folder(str(broken))
     message = str(refusal.value)

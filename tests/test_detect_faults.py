@@ -91,7 +91,9 @@ def test_killed_runs_resume_to_the_same_files(recordings, tiny_model_folder, tmp
         kill_when(process, output_dir, ready)
     # What a run killed while writing leaves (its partial files, hidden unique names), and a user's files that look
     # alike (one with the partial suffix but not one of detect's outputs).
-    (output_dir / f".edge_10s_48k.orcahello.csv.k1ll3d00{writers.PARTIAL_SUFFIX}").write_text("wav_filename\nhalf a row")
+    (output_dir / f".edge_10s_48k.orcahello.csv.k1ll3d00{writers.PARTIAL_SUFFIX}").write_text(
+        "wav_filename\nhalf a row"
+    )
     (output_dir / "notes.txt.tmp1234").write_text("the user's own")
     (output_dir / f".notes.txt.abcdefgh{writers.PARTIAL_SUFFIX}").write_text("the user's own too")
     assert (output_dir / run_lock.LOCK_FILE_NAME).exists()  # the last killed run's, never released

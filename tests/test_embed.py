@@ -97,7 +97,9 @@ def test_other_window_settings_give_the_pipelines_windows(tiny_pipeline, tmp_pat
     assert [(window["start"], window["end"]) for window in windows] == [(w["start"], w["end"]) for w in detected]
     np.testing.assert_allclose(scores, [window["score"] for window in detected], rtol=0, atol=1e-4)
     # Through embed_files too, where the setting is part of what a finished table must match.
-    outcome = embed.embed_files([TEN_SECONDS_WAV], tmp_path, pipe=tiny_pipeline, pipeline_parameters={"hop_seconds": 0.5})
+    outcome = embed.embed_files(
+        [TEN_SECONDS_WAV], tmp_path, pipe=tiny_pipeline, pipeline_parameters={"hop_seconds": 0.5}
+    )
     table = parquet.read_table(outcome["written"][0])
     assert table.column("start").to_pylist() == [window["start"] for window in detected]
     assert embed.read_embeddings_metadata(outcome["written"][0])["parameters"]["hop_seconds"] == 0.5
@@ -222,8 +224,13 @@ def test_a_write_that_fails_midway_leaves_neither_table_nor_temporary_file(tiny_
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        embed.write_embeddings(tiny_pipeline, str(TEN_SECONDS_WAV), tmp_path / "ten.parquet", batch_size=2,
-                               progress=fail_after_the_first_row_group)
+        embed.write_embeddings(
+            tiny_pipeline,
+            str(TEN_SECONDS_WAV),
+            tmp_path / "ten.parquet",
+            batch_size=2,
+            progress=fail_after_the_first_row_group,
+        )
     assert os.listdir(tmp_path) == []
 
 

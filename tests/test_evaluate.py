@@ -167,7 +167,9 @@ def test_bad_detections_and_ambiguous_names(results, tmp_path, capsys):
     broken.write_text(json.dumps({"file": "x.wav", "duration_s": 3, "global_prediction": 0, "submission": [{}]}))
     status, _, err = run_evaluate(capsys, broken, "--annotations", annotations, "--output", tmp_path / "m.json")
     assert status == 2 and "x.orcahello.json: not a detect result (bad duration_s or submission rows)" in err
-    status, _, err = run_evaluate(capsys, results / "rpi_y", "--annotations", annotations, "--output", broken / "m.json")
+    status, _, err = run_evaluate(
+        capsys, results / "rpi_y", "--annotations", annotations, "--output", broken / "m.json"
+    )
     assert status == 2 and err.startswith("ERROR: cannot write")
 
 

@@ -103,9 +103,9 @@ def test_stereo_is_downmixed_per_window_and_either_orientation_works(feature_ext
     channels_first = feature_extractor(stereo, sampling_rate=48000)["input_features"]
     samples_first = feature_extractor(stereo.T, sampling_rate=48000)["input_features"]
     np.testing.assert_array_equal(channels_first, samples_first)
-    mono_of_mean = feature_extractor(
-        (stereo.astype(np.float32) / 32768).mean(axis=0), sampling_rate=48000
-    )["input_features"]
+    mono_of_mean = feature_extractor((stereo.astype(np.float32) / 32768).mean(axis=0), sampling_rate=48000)[
+        "input_features"
+    ]
     np.testing.assert_allclose(channels_first, mono_of_mean, atol=1e-3)
     left_only = feature_extractor(stereo[0], sampling_rate=48000)["input_features"]
     assert np.abs(channels_first - left_only).max() > 1.0
@@ -155,8 +155,17 @@ def test_bad_input_is_refused_with_a_clear_message(feature_extractor, audio, sam
 
 @pytest.mark.parametrize(
     "num_samples, rate, expected_windows",
-    [(2880512, 48000, 59), (2880000, 48000, 59), (2879472, 48000, 58), (480000, 48000, 9), (120000, 48000, 1),
-     (96000, 48000, 1), (72000, 48000, 0), (264600, 44100, 5), (120000, 20000, 5)],
+    [
+        (2880512, 48000, 59),
+        (2880000, 48000, 59),
+        (2879472, 48000, 58),
+        (480000, 48000, 9),
+        (120000, 48000, 1),
+        (96000, 48000, 1),
+        (72000, 48000, 0),
+        (264600, 44100, 5),
+        (120000, 20000, 5),
+    ],
 )
 def test_window_bounds_follow_production(num_samples, rate, expected_windows):
     bounds = window_bounds(num_samples, rate)

@@ -467,7 +467,9 @@ def test_finding_recordings_takes_playlists_and_segment_folders_whole(tmp_path):
     url = "http://127.0.0.1:8000/bucket/node/hls/1600000000/live.m3u8"
     files, _ = inputs.find_audio_files([url, str(tmp_path / "node" / "clip.wav")])
     assert files == [url, str(tmp_path / "node" / "clip.wav")]
-    jobs = inputs.plan_jobs([url, str(tmp_path / "node" / "hls" / "1600000600"), str(tmp_path / "node" / "clip.wav")], "out")
+    jobs = inputs.plan_jobs(
+        [url, str(tmp_path / "node" / "hls" / "1600000600"), str(tmp_path / "node" / "clip.wav")], "out"
+    )
     assert [job.output_stem for job in jobs] == [
         os.path.join("out", "127.0.0.1_8000", "bucket", "node", "hls", "1600000000", "live"),
         os.path.join("out", "hls", "1600000600"),

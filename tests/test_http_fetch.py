@@ -66,7 +66,7 @@ class MisbehavingServer:
                     if path.startswith("/busy/") and count == 1:
                         return self.send(429, b"slow down", [("Retry-After", "1")])
                     if path.startswith("/away/"):
-                        return self.send(302, headers=[("Location", server.other + path[len("/away/"):])])
+                        return self.send(302, headers=[("Location", server.other + path[len("/away/") :])])
                     if path == "/to-file":
                         return self.send(302, headers=[("Location", "file:///etc/passwd")])
                     if path == "/drip":
@@ -199,7 +199,9 @@ def test_other_hosts_and_file_redirects_are_refused_unless_allowed(stream, tiny_
             (served / playlist).with_name("local_foreign.m3u8").write_text(foreign)
             with pytest.raises(ValueError, match="are not on this local playlist's folder"):
                 tiny_pipeline(str((served / playlist).with_name("local_foreign.m3u8")))
-            with pytest.raises(http_orcahello.HTTPFetchError, match=r"to-file: refused: a redirect to 'file:///etc/pass"):
+            with pytest.raises(
+                http_orcahello.HTTPFetchError, match=r"to-file: refused: a redirect to 'file:///etc/pass"
+            ):
                 http_orcahello.fetch(home.base + "to-file")
             with pytest.raises(http_orcahello.HTTPFetchError, match=r"^file:///etc/passwd: not an http\(s\) URL$"):
                 http_orcahello.fetch("file:///etc/passwd")

@@ -34,7 +34,10 @@ def start_live(log_path, *arguments):
     with open(log_path, "w") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "orcahello.cli", "live", *map(str, arguments)],
-            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=log, text=True,
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
         )
 
 
@@ -50,14 +53,20 @@ def encoded_streams(tmp_path_factory):
     """Two recordings of one node, encoded once: 63.6 s (7 segments) and 43.8 s (5 segments)."""
     folder = tmp_path_factory.mktemp("encoded")
     first = concatenate_wavs(
-        [REAL_AUDIO / "pos_kw_onc_folger_NRKW_Gclan_20120206T084546Z.wav",
-         REAL_AUDIO / "pos_kw_orcasound_someCalls_faint.wav"],
-        folder / "first.wav", ffmpeg_cli,
+        [
+            REAL_AUDIO / "pos_kw_onc_folger_NRKW_Gclan_20120206T084546Z.wav",
+            REAL_AUDIO / "pos_kw_orcasound_someCalls_faint.wav",
+        ],
+        folder / "first.wav",
+        ffmpeg_cli,
     )
     second = concatenate_wavs(
-        [REAL_AUDIO / "pos_kw_orcasound_someCalls_faint.wav",
-         REAL_AUDIO / "hardneg_humpback_song_sanctsound_HI01_20190216T045823Z.wav"],
-        folder / "second.wav", ffmpeg_cli,
+        [
+            REAL_AUDIO / "pos_kw_orcasound_someCalls_faint.wav",
+            REAL_AUDIO / "hardneg_humpback_song_sanctsound_HI01_20190216T045823Z.wav",
+        ],
+        folder / "second.wav",
+        ffmpeg_cli,
     )
     return {
         FIRST_EPOCH: make_orcanode_hls(first, folder / str(FIRST_EPOCH)),
@@ -76,9 +85,21 @@ def test_live_over_a_growing_stream_writes_every_window_once_as_detect_scores_th
     node_url = f"http://127.0.0.1:{port}/{NODE}"
     # Every minute positive (threshold 0): each gets its clip, picture, detection line and POST.
     live_arguments = [
-        node_url, "--model", tiny_model_folder, "--output-dir", output_dir, "--poll-seconds", 0.3,
-        "--backlog-seconds", 3600, "--threshold", 0.0, "--min-positive-seconds", 1,
-        "--post", f"http://127.0.0.1:{receiver_port}/detections",
+        node_url,
+        "--model",
+        tiny_model_folder,
+        "--output-dir",
+        output_dir,
+        "--poll-seconds",
+        0.3,
+        "--backlog-seconds",
+        3600,
+        "--threshold",
+        0.0,
+        "--min-positive-seconds",
+        1,
+        "--post",
+        f"http://127.0.0.1:{receiver_port}/detections",
     ]
     windows_path = output_dir / NODE / "windows.jsonl"
     live = None
@@ -140,8 +161,14 @@ def test_live_over_a_growing_stream_writes_every_window_once_as_detect_scores_th
     # What detect gives for the finished playlists (the lost segment is not in the second).
     detect_dir = tmp_path / "detect"
     completed = run_orcahello_cli(
-        node.playlist_path(FIRST_EPOCH), node.playlist_path(SECOND_EPOCH), "--model", tiny_model_folder,
-        "--output-dir", detect_dir, "--format", "json",
+        node.playlist_path(FIRST_EPOCH),
+        node.playlist_path(SECOND_EPOCH),
+        "--model",
+        tiny_model_folder,
+        "--output-dir",
+        detect_dir,
+        "--format",
+        "json",
     )
     assert completed.returncode == 0, completed.stderr
     windows = read_jsonl(windows_path)
@@ -154,18 +181,24 @@ def test_live_over_a_growing_stream_writes_every_window_once_as_detect_scores_th
         assert [entry["index"] for entry in live_windows] == list(range(len(expected["windows"]))), epoch
         for got, want in zip(live_windows, expected["windows"]):
             assert (got["start_utc"], got["end_utc"], got["spans_gap"]) == (
-                want["start_utc"], want["end_utc"], want["spans_gap"]
+                want["start_utc"],
+                want["end_utc"],
+                want["spans_gap"],
             ), (epoch, got["index"])
         np.testing.assert_allclose(
-            [entry["score"] for entry in live_windows], [entry["score"] for entry in expected["windows"]],
-            rtol=0, atol=1e-4, err_msg=str(epoch),
+            [entry["score"] for entry in live_windows],
+            [entry["score"] for entry in expected["windows"]],
+            rtol=0,
+            atol=1e-4,
+            err_msg=str(epoch),
         )
     # The lost segment is a gap, reported as detect reports it, and windows across it are flagged.
     second = json.loads(next(detect_dir.rglob(f"{SECOND_EPOCH}/live.orcahello.json")).read_text())
     assert len(second["gaps"]) == 1 and second["gaps"][0]["missing_s"] == pytest.approx(10.0, abs=0.1)
     # The gap falls at 20.011 s (after two 10.005-s segments): inside [19, 21) and [20, 22).
     assert [entry["index"] for entry in windows if entry["recording"] == str(SECOND_EPOCH) and entry["spans_gap"]] == [
-        19, 20
+        19,
+        20,
     ]
 
     # Per-minute results: production's rows from the windows starting in the minute.
@@ -263,9 +296,21 @@ def test_bad_sources_are_refused_with_one_line(tmp_path, tiny_model_folder):
     empty = tmp_path / "not_a_node"
     empty.mkdir()
     completed = subprocess.run(
-        [sys.executable, "-m", "orcahello.cli", "live", str(empty), "--model", str(tiny_model_folder),
-         "--output-dir", str(tmp_path / "out")],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "orcahello.cli",
+            "live",
+            str(empty),
+            "--model",
+            str(tiny_model_folder),
+            "--output-dir",
+            str(tmp_path / "out"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert completed.returncode == 2
     assert completed.stderr.strip().splitlines()[-1] == (
@@ -287,8 +332,17 @@ def test_a_listed_segment_that_never_downloads_is_declared_lost_and_the_rest_mat
     server = file_server(root, port).start()
     try:
         live = start_live(
-            tmp_path / "live.log", f"http://127.0.0.1:{port}/{NODE}", "--model", tiny_model_folder,
-            "--output-dir", output_dir, "--poll-seconds", 0.2, "--backlog-seconds", 3600, "--no-plot",
+            tmp_path / "live.log",
+            f"http://127.0.0.1:{port}/{NODE}",
+            "--model",
+            tiny_model_folder,
+            "--output-dir",
+            output_dir,
+            "--poll-seconds",
+            0.2,
+            "--backlog-seconds",
+            3600,
+            "--no-plot",
         )
 
         def finished():
@@ -311,8 +365,9 @@ def test_a_listed_segment_that_never_downloads_is_declared_lost_and_the_rest_mat
     lines = playlist.read_text().splitlines()
     missing = lines.index("live001.ts")
     playlist.write_text("\n".join(lines[: missing - 1] + lines[missing + 1 :]) + "\n")
-    completed = run_orcahello_cli(playlist, "--model", tiny_model_folder, "--output-dir", tmp_path / "detect",
-                                  "--format", "json")
+    completed = run_orcahello_cli(
+        playlist, "--model", tiny_model_folder, "--output-dir", tmp_path / "detect", "--format", "json"
+    )
     assert completed.returncode == 0, completed.stderr
     expected = json.loads(next((tmp_path / "detect").rglob("live.orcahello.json")).read_text())
     windows = read_jsonl(output_dir / NODE / "windows.jsonl")
@@ -320,8 +375,9 @@ def test_a_listed_segment_that_never_downloads_is_declared_lost_and_the_rest_mat
     assert [(entry["start_utc"], entry["end_utc"], entry["spans_gap"]) for entry in windows] == [
         (entry["start_utc"], entry["end_utc"], entry["spans_gap"]) for entry in expected["windows"]
     ]
-    np.testing.assert_allclose([entry["score"] for entry in windows],
-                               [entry["score"] for entry in expected["windows"]], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(
+        [entry["score"] for entry in windows], [entry["score"] for entry in expected["windows"]], rtol=0, atol=1e-4
+    )
     assert any(entry["spans_gap"] for entry in windows)
 
 
@@ -408,13 +464,26 @@ def test_killed_outright_and_started_again_every_window_is_written_once(tmp_path
     port = free_port()
     server = file_server(root, port).start()
     windows_path = output_dir / NODE / "windows.jsonl"
-    arguments = [f"http://127.0.0.1:{port}/{NODE}", "--model", tiny_model_folder, "--output-dir", output_dir,
-                 "--poll-seconds", 0.2, "--backlog-seconds", 3600, "--no-plot", "--batch-size", 2]
+    arguments = [
+        f"http://127.0.0.1:{port}/{NODE}",
+        "--model",
+        tiny_model_folder,
+        "--output-dir",
+        output_dir,
+        "--poll-seconds",
+        0.2,
+        "--backlog-seconds",
+        3600,
+        "--no-plot",
+        "--batch-size",
+        2,
+    ]
     try:
         live = start_live(tmp_path / "first.log", *arguments)
         try:
-            wait_until(lambda: windows_path.exists() and len(read_jsonl(windows_path)) >= 12, 180, 0.05,
-                       what="12 windows")
+            wait_until(
+                lambda: windows_path.exists() and len(read_jsonl(windows_path)) >= 12, 180, 0.05, what="12 windows"
+            )
         finally:
             live.kill()
             live.wait()

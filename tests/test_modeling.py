@@ -129,7 +129,11 @@ def test_saved_model_reloads_through_auto_classes_in_a_fresh_process(tiny_model_
         expected_pooled = model.orcahello(inputs).pooler_output
     result = subprocess.run(
         [sys.executable, "-c", FRESH_PROCESS_CHECK, str(tiny_model_folder), str(tmp_path / "inputs.pt")],
-        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""}, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": ""},
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = json.loads(result.stdout.strip().splitlines()[-1])

@@ -119,7 +119,9 @@ def test_same_result_for_every_input_form(tiny_pipeline):
     }
     for name, (audio, kwargs) in forms.items():
         result = tiny_pipeline(audio, return_timestamps=True, **kwargs)
-        np.testing.assert_allclose(confidences(result), confidences(reference), atol=SAME_WINDOWS_TOLERANCE, err_msg=name)
+        np.testing.assert_allclose(
+            confidences(result), confidences(reference), atol=SAME_WINDOWS_TOLERANCE, err_msg=name
+        )
 
 
 def test_batching_and_lists_do_not_change_results(tiny_pipeline):
@@ -133,7 +135,9 @@ def test_batching_and_lists_do_not_change_results(tiny_pipeline):
 def test_batch_size_sets_the_windows_per_forward_pass(tiny_pipeline):
     calls = []
     # On the head: the padding-skipping forward calls it, not the model's own forward.
-    hook = tiny_pipeline.model.classifier.register_forward_hook(lambda module, args, output: calls.append(output.shape[0]))
+    hook = tiny_pipeline.model.classifier.register_forward_hook(
+        lambda module, args, output: calls.append(output.shape[0])
+    )
     try:
         tiny_pipeline(str(LEGACY / "audio" / "edge_10s_48k.wav"), batch_size=4, engine="torch")  # 9 windows
     finally:
@@ -184,8 +188,12 @@ def test_timestamped_output_has_production_keys_windows_and_detections(tiny_pipe
     assert [(w["start"], w["end"]) for w in result["windows"]] == [(k, k + 2) for k in range(9)]
     assert len(result["local_confidences"]) == 10
     assert result["detections"] == [
-        {"start": 0, "end": 10, "max_confidence": pytest.approx(max(result["local_confidences"])),
-         "mean_confidence": pytest.approx(np.mean(result["local_confidences"]))}
+        {
+            "start": 0,
+            "end": 10,
+            "max_confidence": pytest.approx(max(result["local_confidences"])),
+            "mean_confidence": pytest.approx(np.mean(result["local_confidences"])),
+        }
     ]
     json.dumps(result)  # plain Python types only
 
@@ -203,8 +211,9 @@ def test_float16_and_bfloat16_run_close_to_float32(tiny_model_folder):
 
     path = str(LEGACY / "audio" / "edge_20k_6s.wav")
     reference = pipeline("audio-classification", model=str(tiny_model_folder), trust_remote_code=True)
-    bf16 = pipeline("audio-classification", model=str(tiny_model_folder), trust_remote_code=True,
-                    dtype=torch.bfloat16, device="cpu")
+    bf16 = pipeline(
+        "audio-classification", model=str(tiny_model_folder), trust_remote_code=True, dtype=torch.bfloat16, device="cpu"
+    )
     expected = confidences(reference(path, return_timestamps=True))
     np.testing.assert_allclose(confidences(bf16(path, return_timestamps=True)), expected, atol=0.05)
 
@@ -216,8 +225,11 @@ def test_the_bfloat16_fast_mode_makes_float32s_decisions_on_every_recording(resn
     if not cpu_has_native_bfloat16():
         pytest.skip("this CPU has no native bfloat16")
     window_seconds = resnet50_pipeline._sanitize_parameters(preset=preset)[0]["window_seconds"]
-    recordings = [path for path in legacy_wavs() + sorted(REAL_AUDIO.glob("*.wav"))
-                  if soundfile.info(str(path)).duration >= window_seconds]  # v1: 2.5 s is shorter than a window
+    recordings = [
+        path
+        for path in legacy_wavs() + sorted(REAL_AUDIO.glob("*.wav"))
+        if soundfile.info(str(path)).duration >= window_seconds
+    ]  # v1: 2.5 s is shorter than a window
     rescored = []
     for path in recordings:
         reference = resnet50_pipeline(str(path), preset=preset, return_timestamps=True)
@@ -356,7 +368,9 @@ def test_build_file_result_is_what_the_pipeline_returns(tiny_pipeline):
     recording = audio.open_recording(samples, sampling_rate=48000)
     info = audio.recording_info(recording, len(expected["windows"]))
     rebuilt = results.build_file_result(
-        info, [w["score"] for w in expected["windows"]], silent_windows=2,
+        info,
+        [w["score"] for w in expected["windows"]],
+        silent_windows=2,
         decision=results.DecisionParameters.from_mapping(expected["parameters"]),
         inference=expected["parameters"],  # the preset record the pipeline resolved
     )
@@ -405,7 +419,9 @@ def test_a_model_folder_whose_feature_extractor_settings_do_not_load_is_refused(
     with pytest.raises(ValueError) as raised:
         OrcaHelloAudioClassificationPipeline(model=model)  # no feature extractor given: the pipeline loads the folder's
     message = str(raised.value)
-    assert message.startswith(f"{folder}: cannot load the model's feature extractor settings (preprocessor_config.json)")
+    assert message.startswith(
+        f"{folder}: cannot load the model's feature extractor settings (preprocessor_config.json)"
+    )
     assert "\n" not in message
     # Through transformers too (the version installed may load the settings itself): the error names the file.
     from transformers import pipeline

@@ -389,7 +389,9 @@ def test_batch_with_preset_v1_scores_like_the_port(ray_address, resnet50_folder,
 def test_fetch_model_converts_the_hubs_settings(hub_folder, tmp_path, monkeypatch):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("fetch_model", Path(__file__).parents[1] / "scripts" / "fetch_model.py")
+    spec = importlib.util.spec_from_file_location(
+        "fetch_model", Path(__file__).parents[1] / "scripts" / "fetch_model.py"
+    )
     fetch_model = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fetch_model)
     monkeypatch.setattr(fetch_model, "HUB_FOLDER", str(tmp_path / "hub_converted"))

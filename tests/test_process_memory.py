@@ -40,7 +40,9 @@ print(libc.mallinfo2().hblks - before)
 
 def mapped_chunks_added(mode):
     completed = subprocess.run(
-        [sys.executable, "-c", MAPPED_AFTER_A_LARGE_FREE, mode, str(REPO_ROOT)], capture_output=True, text=True,
+        [sys.executable, "-c", MAPPED_AFTER_A_LARGE_FREE, mode, str(REPO_ROOT)],
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert completed.returncode == 0, completed.stderr

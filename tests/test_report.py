@@ -59,8 +59,9 @@ def recordings(tmp_path_factory):
 @pytest.fixture(scope="module")
 def report_run(recordings, resnet50_folder, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("report_run")
-    completed = run_orcahello_cli(recordings, "--recursive", "--output-dir", output_dir, "--model", resnet50_folder,
-                                  "--report")
+    completed = run_orcahello_cli(
+        recordings, "--recursive", "--output-dir", output_dir, "--model", resnet50_folder, "--report"
+    )
     return completed, output_dir
 
 
@@ -133,8 +134,10 @@ def test_page_opens_in_headless_chromium_with_every_detection_playable(report_ru
         rows = browser.evaluate(session, DESCRIBE_PAGE)
         assert browser.problems(session) == []
         assert len(rows) == len(clips)
-        by_clip = {os.path.relpath(clip, output_dir).replace(os.sep, "/"): (document, detection, picture)
-                   for document, detection, clip, picture in clips}
+        by_clip = {
+            os.path.relpath(clip, output_dir).replace(os.sep, "/"): (document, detection, picture)
+            for document, detection, clip, picture in clips
+        }
         for row in rows:
             document, detection, picture = by_clip[row["audio"]["src"]]
             assert row["missing"] == 0
@@ -180,8 +183,16 @@ def test_the_browser_check_sees_a_missing_clip_and_a_script_error(report_run, tm
 
 def test_rerun_keeps_clips_and_rescoring_replaces_them(recordings, tiny_model_folder, tmp_path):
     # Threshold 0: every second is positive, so the tiny random model gives one detection, the whole recording.
-    arguments = [recordings / "ten.wav", "--output-dir", tmp_path, "--model", tiny_model_folder, "--report",
-                 "--threshold", 0.0]
+    arguments = [
+        recordings / "ten.wav",
+        "--output-dir",
+        tmp_path,
+        "--model",
+        tiny_model_folder,
+        "--report",
+        "--threshold",
+        0.0,
+    ]
     assert run_orcahello_cli(*arguments).returncode == 0
     clips = sorted((tmp_path / f"ten{report.CLIPS_SUFFIX}").iterdir())
     assert clips

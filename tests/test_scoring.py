@@ -151,8 +151,15 @@ def test_torch_engine_in_the_gpu_configuration_runs_on_cpu():
         expected = model(input_features=features).logits
     float32 = build_scorer(model, "torch", tuple(features.shape), 1, content_frames=CONTENT_FRAMES, channels_last=True)
     torch.testing.assert_close(float32(features), expected, rtol=1e-4, atol=1e-4)
-    half = build_scorer(model, "torch", tuple(features.shape), 1, precision="bfloat16",
-                        content_frames=CONTENT_FRAMES, channels_last=True)
+    half = build_scorer(
+        model,
+        "torch",
+        tuple(features.shape),
+        1,
+        precision="bfloat16",
+        content_frames=CONTENT_FRAMES,
+        channels_last=True,
+    )
     with torch.no_grad():
         logits = half(features)
     assert logits.dtype == torch.float32
@@ -165,11 +172,13 @@ def test_openvino_bfloat16_fast_mode():
     features = spectrograms(4)
     if not cpu_supports_bfloat16():
         with pytest.raises(ValueError, match="bfloat16 instructions"):
-            build_scorer(model, "openvino", tuple(features.shape), 1, precision="bfloat16",
-                         content_frames=CONTENT_FRAMES)
+            build_scorer(
+                model, "openvino", tuple(features.shape), 1, precision="bfloat16", content_frames=CONTENT_FRAMES
+            )
         return
-    scorer = build_scorer(model, "openvino", tuple(features.shape), 1, precision="bfloat16",
-                          content_frames=CONTENT_FRAMES)
+    scorer = build_scorer(
+        model, "openvino", tuple(features.shape), 1, precision="bfloat16", content_frames=CONTENT_FRAMES
+    )
     runtime_precisions = {
         op.get_rt_info()["runtimePrecision"].astype(str)
         for op in scorer.compiled.get_runtime_model().get_ordered_ops()
@@ -343,8 +352,9 @@ def test_rescoring_until_exact_gives_float32_decisions_when_the_error_is_within_
         def score_in_float32(indices):
             return sigmoid(float32_logits[indices])
 
-        probabilities, rescored = rescore_until_exact(sigmoid(reduced_logits), score_in_float32, margin=0.4,
-                                                      smoothing=smoothing)
+        probabilities, rescored = rescore_until_exact(
+            sigmoid(reduced_logits), score_in_float32, margin=0.4, smoothing=smoothing
+        )
         result = aggregate_windows(probabilities, decision)
         assert result["local_predictions"] == reference["local_predictions"]
         assert result["global_prediction"] == reference["global_prediction"]
@@ -356,7 +366,6 @@ def test_largest_logit_deviation_measures_logits_not_probabilities():
     float32_logits = np.array([0.5, 1.0, -3.25, 8.0])
     assert largest_logit_deviation(sigmoid(reduced_logits), sigmoid(float32_logits)) == pytest.approx(1.0, abs=1e-6)
     assert largest_logit_deviation([], []) == 0.0
-
 
 
 def test_windows_scored_in_float32_already_are_never_rescored():

@@ -119,8 +119,6 @@ def test_load_json_and_yaml_in_file_order(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-
-
 def test_cli_gives_each_site_its_thresholds_and_records_them(tiny_model_folder, tmp_path):
     recordings = tmp_path / "recordings"
     for site in ("orcasound_lab", "bush_point"):

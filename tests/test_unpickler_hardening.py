@@ -121,9 +121,13 @@ def test_a_pickle_cannot_call_a_storage_or_layer_constructor():
     storage = b"\x80\x02ctorch\nFloatStorage\nJ" + struct.pack("<i", 600_000_000) + b"\x85R."
     with pytest.raises(UnsafePickleError, match="calls FloatStorage"):
         restricted_loads(storage)
-    layer = b"\x80\x02ctorch.nn.modules.linear\nLinear\nJ" + struct.pack("<i", 100_000) + b"J" + struct.pack(
-        "<i", 100_000
-    ) + b"\x86R."
+    layer = (
+        b"\x80\x02ctorch.nn.modules.linear\nLinear\nJ"
+        + struct.pack("<i", 100_000)
+        + b"J"
+        + struct.pack("<i", 100_000)
+        + b"\x86R."
+    )
     with pytest.raises(UnsafePickleError, match="calls Linear"):
         restricted_loads(layer)
 

@@ -22,8 +22,15 @@ def _block_row(source_index, partition_first_window, first_window, features, sil
 
 
 def featurize_partitions(
-    batch, feature_extractor, block_windows, window_seconds, hop_seconds, whole_recording_frontend=False,
-    strict_segments=True, peak_normalize=False, model_sampling_rate=20000,
+    batch,
+    feature_extractor,
+    block_windows,
+    window_seconds,
+    hop_seconds,
+    whole_recording_frontend=False,
+    strict_segments=True,
+    peak_normalize=False,
+    model_sampling_rate=20000,
 ):
     """
     Ray Data `map_batches` (a generator, so a long partition never sits in memory whole): each input row is one

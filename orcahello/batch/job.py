@@ -364,7 +364,7 @@ class BatchJob:
         # folder's files) sit in the object store: said once here so that nobody takes it for a failure.
         if os.path.isdir(self.model):
             self.log(
-                "NOTE: Ray may log \"Actor ... MapWorker(MapBatches(WindowScorer)) ... has constructor arguments in "
+                'NOTE: Ray may log "Actor ... MapWorker(MapBatches(WindowScorer)) ... has constructor arguments in '
                 "the object store and max_restarts > 0\": harmless, the job keeps the model's files there until it "
                 "ends, so a restarted model actor finds them"
             )

@@ -33,8 +33,11 @@ def scores_identity(model_info, parameters, feature_extractor):
         "window_seconds": parameters["window_seconds"],
         "hop_seconds": parameters["hop_seconds"],
         # the v1 preset's frontend (absent for production's, so that earlier runs' partitions are still reused)
-        **{name: parameters[name] for name in ("whole_recording_frontend", "peak_normalize", "strict_segments")
-           if name in parameters},
+        **{
+            name: parameters[name]
+            for name in ("whole_recording_frontend", "peak_normalize", "strict_segments")
+            if name in parameters
+        },
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
 

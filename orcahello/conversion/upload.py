@@ -131,7 +131,8 @@ def upload(folder, repo_id, token, commit_message=None):
         repo_id=repo_id,
         repo_type="model",
         allow_patterns=UPLOAD_PATTERNS,
-        commit_message=commit_message or "Upload OrcaHello model folder (converted with orcahello.conversion.convert_fastai)",
+        commit_message=commit_message
+        or "Upload OrcaHello model folder (converted with orcahello.conversion.convert_fastai)",
     )
     return getattr(commit, "commit_url", str(commit))
 
