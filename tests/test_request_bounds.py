@@ -92,7 +92,7 @@ def test_batch_size_is_capped(strict_handler):
         assert "'batch_size' must be from 1 to 16 on this endpoint" in message
     with_cap = strict_handler({"inputs": audio, "parameters": {"batch_size": 16}})
     assert with_cap == strict_handler({"inputs": audio})  # absent: the pipeline's default (8 on CPU)
-    assert strict_handler.pipeline._batch_size == 8
+    assert strict_handler.pipeline.batch_size == 8
 
 
 def test_windowing_that_multiplies_the_work_is_refused_unless_the_deployment_allows_it(
