@@ -17,15 +17,16 @@ refusing hosts other than the playlist's unless allowed). Decoding them, and the
 
 import os
 import re
+import threading
 import urllib.parse
 from datetime import datetime, timedelta, timezone
 
 try:
-    from .http_orcahello import HTTPFetchError, describe_origin, origin
+    from .http_orcahello import HTTP_RETRIES, HTTPFetchError, describe_origin, origin
     from .http_orcahello import fetch as http_fetch
     from .vocabulary_orcahello import PLAYLIST_SUFFIX, SEGMENT_SUFFIX, is_url
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
-    from http_orcahello import HTTPFetchError, describe_origin, origin
+    from http_orcahello import HTTP_RETRIES, HTTPFetchError, describe_origin, origin
     from http_orcahello import fetch as http_fetch
     from vocabulary_orcahello import PLAYLIST_SUFFIX, SEGMENT_SUFFIX, is_url
 
@@ -228,14 +229,22 @@ def resolve_uri(playlist_location: str, uri: str) -> str:
     return os.path.join(os.path.dirname(playlist_location), urllib.parse.unquote(uri))
 
 
-def fetch(url: str, name: str, timeout: float, allowed_origin: tuple | None = None) -> bytes:
+def fetch(
+    url: str,
+    name: str,
+    timeout: float,
+    allowed_origin: tuple | None = None,
+    retries: int = HTTP_RETRIES,
+    stop_event: threading.Event | None = None,
+) -> bytes:
     """
-    The bytes at `url`, through `http_orcahello.fetch` (timeouts, retries with backoff, a byte cap, an overall
+    The bytes at `url`, through `http_orcahello.fetch` (timeouts, `retries` with backoff, a byte cap, an overall
     deadline, checked redirects); any failure is a one-line `HLSInputError` starting with `name` and naming the URL.
-    `allowed_origin`: the only host `url` and its redirects may be on (None: any).
+    `allowed_origin`: the only host `url` and its redirects may be on (None: any). `stop_event`: once set, no
+    further attempt.
     """
     try:
-        return http_fetch(url, timeout=timeout, allowed_origin=allowed_origin)
+        return http_fetch(url, timeout=timeout, allowed_origin=allowed_origin, retries=retries, stop_event=stop_event)
     except HTTPFetchError as error:  # its message starts with the URL: said once when the URL is the name
         message = str(error)
         raise HLSInputError(message if message.startswith(f"{name}: ") else f"{name}: {message}") from None
