@@ -12,7 +12,8 @@ them. An HLS input is
 
 This module lists its segments with what the playlist says about each (duration, program date-time,
 discontinuities, segments marked missing) and fetches remote ones (through `http_orcahello`'s retries and bounds,
-refusing hosts other than the playlist's unless allowed). Decoding them, and the time line, are `hls_orcahello`'s.
+refusing hosts other than the playlist's unless allowed). Decoding them is `hls_stream_orcahello`'s, their time line
+`hls_timeline_orcahello`'s.
 """
 
 import os
@@ -130,6 +131,7 @@ class Segment:
         self.program_date_time = program_date_time  # Unix time, from EXT-X-PROGRAM-DATE-TIME
         self.discontinuity = discontinuity  # EXT-X-DISCONTINUITY before this segment
         self.marked_gap = marked_gap  # EXT-X-GAP: the playlist says this segment is missing
+        # Set by `hls_stream_orcahello.HLSStream` as it decodes the segment:
         self.first_sample = 0  # where its audio starts in the decoded stream
         self.num_samples = 0
 

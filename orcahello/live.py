@@ -15,14 +15,15 @@ finished playlist; each minute gets production's file-level result, and a positi
 spectrogram picture, a line in `detections.jsonl` and (`--post URL`) a POST. See `orcahello.live_outputs` for the
 files.
 
-Faults: each fetch is retried with backoff and a warning; a source whose server is away is tried again with a
-growing delay (up to 5 minutes) while the others go on; a segment the playlist lists but that cannot be fetched
+Faults: each fetch is retried with backoff; a source whose server is away is tried again with a growing delay (up
+to 5 minutes) and a warning while the others go on; a segment the playlist lists but that cannot be fetched
 after several tries is declared lost (a warning, and the gap it leaves is reported as `detect` reports it).
 SIGTERM or SIGINT finishes the segment at hand, writes everything and exits 0; a new run with the same
 `--output-dir` resumes at the first window not yet written.
 """
 
 import argparse
+import dataclasses
 import logging
 import math
 import os
@@ -31,13 +32,13 @@ import sys
 import threading
 import time
 
-from hls_orcahello import iso_utc, utc_at
-from hls_playlist_orcahello import HLSInputError, epoch_from_folder
+from hls_playlist_orcahello import HLSInputError
+from hls_timeline_orcahello import iso_utc, listed_segment_seconds, utc_at
 from results_orcahello import DecisionParameters
 
 from . import EXIT_CANNOT_RUN, EXIT_OK, __version__, detect, models, options, provenance
 from .live_outputs import SourceOutputs, write_json_atomically
-from .live_stream import LiveRecording, LiveSource, LiveSourceError, nominal_segment_seconds
+from .live_stream import SEGMENT_SECONDS_WHEN_UNLISTED, LiveSource, LiveSourceError
 from .live_webhook import SPOOL_FOLDER, WebhookSpool
 
 logger = logging.getLogger("orcahello.live")
@@ -55,7 +56,7 @@ STATUS_FILE = "status.json"
 
 
 class WindowScorer:
-    """Scores windows of a `LiveRecording` with the pipeline's own frontend and engine (`featurize_windows`,
+    """Scores windows of a recording (an `HLSStream`) with the pipeline's own frontend and engine (`featurize_windows`,
     `score_input_features`), `batch_size` windows at a time."""
 
     def __init__(self, pipe, batch_size, engine="auto", precision="float32"):
@@ -136,15 +137,13 @@ class LiveFollower:
         else:
             first_segment, lost, next_minute = segments[0].number, [], 0
             if not state:  # first contact with this source: begin near the live edge
-                nominal = nominal_segment_seconds(segments) or DEFAULT_POLL_SECONDS
+                nominal = listed_segment_seconds(segments) or SEGMENT_SECONDS_WHEN_UNLISTED
                 keep = max(1, math.ceil(self.settings["backlog_seconds"] / nominal))
                 if not info.get("ended"):
                     first_segment = segments[max(0, len(segments) - keep)].number
-        folder_epoch = int(recording_id) if recording_id.isdigit() else epoch_from_folder(playlist)
         from_first = [segment for segment in segments if segment.number >= first_segment]
-        self.recording = LiveRecording(
-            self.source.name, recording_id, folder_epoch, nominal_segment_seconds(from_first or segments)
-        )
+        self.recording = self.source.new_recording(recording_id, playlist, from_first or segments, info)
+        self.recording_id = recording_id
         self.playlist = playlist
         self.first_segment = first_segment
         self.next_segment = first_segment
@@ -179,16 +178,14 @@ class LiveFollower:
         self._score_ready(arrival=None)
         if self.pending:
             self._write_minute(final=True)
-        logger.info(
-            "%s: recording %s ended after %d windows", self.source.name, recording.recording_id, self.next_window
-        )
+        logger.info("%s: recording %s ended after %d windows", self.source.name, self.recording_id, self.next_window)
         self._save_state(finished=True)
         self.recording = None
         self.arrivals.clear()
 
     def _save_state(self, finished):
         self.state = {
-            "recording": self.recording.recording_id,
+            "recording": self.recording_id,
             "playlist": self.playlist,
             "first_segment": self.first_segment,
             "next_segment": self.next_segment,
@@ -280,7 +277,7 @@ class LiveFollower:
                         raise
                     # Lost when the stream went on without it: later segments listed, or a new stream folder.
                     moved_on = position < len(todo) - 1 or (
-                        self.source.kind == "node" and self.source.current_playlist()[0] != self.recording.recording_id
+                        self.source.kind == "node" and self.source.current_playlist()[0] != self.recording_id
                     )
                     if not moved_on:
                         raise
@@ -307,7 +304,7 @@ class LiveFollower:
         if info.get("ended"):
             self._finish_recording()
             self.done = self.source.kind == "playlist"
-        elif self.source.kind == "node" and self.source.current_playlist()[0] != self.recording.recording_id:
+        elif self.source.kind == "node" and self.source.current_playlist()[0] != self.recording_id:
             self._finish_recording()  # the node restarted: its old folder is complete, a new one has begun
             return True
         return False
@@ -349,7 +346,7 @@ class LiveFollower:
             logger.info(
                 "%s: %s: windows %d-%d written (to %s), lag %s s",
                 self.source.name,
-                recording.recording_id,
+                self.recording_id,
                 written_before,
                 self.next_window - 1,
                 self.last_window_utc,
@@ -371,14 +368,14 @@ class LiveFollower:
         end = start + self.window_seconds
         anchors, gaps = self.recording.anchors, self.recording.gaps
         return {
-            "recording": self.recording.recording_id,
+            "recording": self.recording_id,
             "index": index,
             "start": start,
             "end": end,
             "start_utc": iso_utc(utc_at(anchors, start)),
             "end_utc": iso_utc(utc_at(anchors, end, before=True)),
             "score": score,
-            "spans_gap": any(start < gap["start_s"] < end for gap in gaps),
+            "spans_gap": any(start < gap.start_s < end for gap in gaps),
             "silent": silent,
         }
 
@@ -405,19 +402,19 @@ class LiveFollower:
             [seconds - offset, utc] for seconds, utc in recording.anchors if offset < seconds < offset + clip_seconds
         ]
         gaps = [
-            dict(gap, start_s=gap["start_s"] - offset)
+            dataclasses.replace(gap, start_s=gap.start_s - offset)
             for gap in recording.gaps
-            if offset < gap["start_s"] < offset + clip_seconds
+            if offset < gap.start_s < offset + clip_seconds
         ]
         timeline = {
             "start_time_utc": start_utc,
             "anchors": anchors,
             "gaps": gaps,
-            "source": {"type": "hls-live", "uri": self.playlist, "recording": recording.recording_id},
+            "source": {"type": "hls-live", "uri": self.playlist, "recording": self.recording_id},
             "warnings": list(recording.warnings),
         }
         info = {
-            "name": f"{self.source.name}/{recording.recording_id}/{self.next_minute:05d}",
+            "name": f"{self.source.name}/{self.recording_id}/{self.next_minute:05d}",
             "sampling_rate": rate,
             "num_samples": last_sample - first_sample,
             "num_channels": recording.num_channels,
@@ -435,7 +432,7 @@ class LiveFollower:
         )
         document = {
             "source": self.source.source,
-            "recording": recording.recording_id,
+            "recording": self.recording_id,
             "minute": self.next_minute,
             "first_window": entries[0]["index"],
             "start_time_utc": result["start_time_utc"],
@@ -452,7 +449,7 @@ class LiveFollower:
             "run_hash": self.settings["run_hash"],
             "partial_minute": final and len(entries) < self.minute_windows,
         }
-        stem = self.outputs.minute_stem(recording.recording_id, self.next_minute, result["start_time_utc"])
+        stem = self.outputs.minute_stem(self.recording_id, self.next_minute, result["start_time_utc"])
         audio = recording.read(first_sample, last_sample) if result["global_prediction"] else None
         detection = self.outputs.write_minute(stem, document, audio, rate)
         if detection is not None:
@@ -464,7 +461,7 @@ class LiveFollower:
             )
             if self.webhook is not None:
                 # Recording (an epoch) first: the spool sends the oldest first, across sources too.
-                self.webhook.enqueue(detection, f"{recording.recording_id}_{self.source.name}_{self.next_minute:05d}")
+                self.webhook.enqueue(detection, f"{self.recording_id}_{self.source.name}_{self.next_minute:05d}")
         self.next_minute += 1
         self._save_state(finished=False)
 
@@ -472,7 +469,7 @@ class LiveFollower:
         return {
             "source": self.source.source,
             "name": self.source.name,
-            "recording": self.recording.recording_id if self.recording else self.state.get("recording"),
+            "recording": self.recording_id if self.recording else self.state.get("recording"),
             "next_segment": getattr(self, "next_segment", None),
             "next_window": getattr(self, "next_window", None),
             "last_window_end_utc": self.last_window_utc,

@@ -11,6 +11,7 @@ import os
 import re
 import urllib.parse
 
+from hls_timeline_orcahello import plain_timeline
 from http_orcahello import HTTPFetchError, fetch
 from vocabulary_orcahello import PLAYLIST_SUFFIX, is_url
 
@@ -168,7 +169,7 @@ def probe_source(
             timeline = recording.timeline  # None but for HLS
             if timeline is not None:
                 # JSON text: a Ray Data row holds it as one string column, whatever its nesting.
-                probed["timeline"] = json.dumps(timeline, sort_keys=True)
+                probed["timeline"] = json.dumps(plain_timeline(timeline), sort_keys=True)
                 if timeline["start_time_utc"] is not None:
                     start = datetime.datetime.fromtimestamp(timeline["start_time_utc"], tz=datetime.timezone.utc)
                     probed["start_utc"] = start.isoformat()
