@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 try:
-    from .hls_orcahello import iso_utc, utc_at
+    from .hls_timeline_orcahello import iso_utc, utc_at
     from .vocabulary_orcahello import (
         AGGREGATION_STRATEGIES,
         DECISION_FIELDS,
@@ -29,7 +29,7 @@ try:
         INFERENCE_PRESETS,
     )
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
-    from hls_orcahello import iso_utc, utc_at
+    from hls_timeline_orcahello import iso_utc, utc_at
     from vocabulary_orcahello import (
         AGGREGATION_STRATEGIES,
         DECISION_FIELDS,
@@ -239,7 +239,7 @@ def window_table(info: Mapping[str, Any], num_windows: int | None = None) -> lis
         start = index * hop
         row = {"start": start, "end": start + window}
         if timeline:
-            row["spans_gap"] = any(start < gap["start_s"] < start + window for gap in gaps)
+            row["spans_gap"] = any(start < gap.start_s < start + window for gap in gaps)
         if start_known:
             row["start_utc"] = _utc(timeline["anchors"], start)
             row["end_utc"] = _utc(timeline["anchors"], start + window, before=True)
@@ -257,13 +257,13 @@ def recording_summary(info: Mapping[str, Any], num_windows: int | None = None) -
     windows = window_table(info, num_windows)
     window = info["window_seconds"]
     timeline = info.get("timeline")
-    gaps = [dict(gap) for gap in timeline["gaps"]] if timeline else []
+    gaps = list(timeline["gaps"]) if timeline else []  # `hls_timeline_orcahello.Gap`s
     warnings = list(timeline["warnings"]) if timeline else []
     for gap in gaps:
-        spanning = sum(1 for row in windows if row["start"] < gap["start_s"] < row["start"] + window)
-        missing = "an unknown time" if gap["missing_s"] is None else f"{gap['missing_s']:.3f} s"
+        spanning = sum(1 for row in windows if row["start"] < gap.start_s < row["start"] + window)
+        missing = "an unknown time" if gap.missing_s is None else f"{gap.missing_s:.3f} s"
         warnings.append(
-            f"gap after segment {gap['after_segment']} at {gap['start_s']:.3f} s ({gap['reason']}): {missing} "
+            f"gap after segment {gap.after_segment} at {gap.start_s:.3f} s ({gap.reason}): {missing} "
             f"missing; the audio either side is butted together, as production's concatenation does, and "
             f"{spanning} window(s) spanning it are flagged spans_gap"
         )
@@ -272,7 +272,7 @@ def recording_summary(info: Mapping[str, Any], num_windows: int | None = None) -
         "windows": windows,
         "duration_s": info["num_samples"] / info["sampling_rate"],
         "start_time_utc": iso_utc(timeline["start_time_utc"]) if start_known else None,
-        "gaps": gaps,
+        "gaps": [gap.to_dict() for gap in gaps],
         "warnings": warnings,
         "sampling_rate": info["sampling_rate"],
         "num_channels": info["num_channels"],
@@ -318,7 +318,7 @@ def build_file_result(
     hop, window = info["hop_seconds"], info["window_seconds"]
     window_starts = [row["start"] for row in summary["windows"]]
     timeline = info.get("timeline")
-    gaps = summary["gaps"]
+    gaps = list(timeline["gaps"]) if timeline else []  # `hls_timeline_orcahello.Gap`s
     positive_score = result["global_confidence"] / 100.0 if aggregation == "orcahello" else result["global_confidence"]
     label = "positive" if result["global_prediction"] else "negative"
     scores = {"positive": positive_score, "negative": 1.0 - positive_score}
@@ -344,7 +344,7 @@ def build_file_result(
         return _utc(anchors, seconds, before=before)
 
     def spans_gap(start, end):
-        return any(start < gap["start_s"] < end for gap in gaps)
+        return any(start < gap.start_s < end for gap in gaps)
 
     windows = []
     for row, score in zip(summary["windows"], window_confidences):
@@ -383,7 +383,7 @@ def build_file_result(
         "detections": detections,
         "duration_s": summary["duration_s"],
         "start_time_utc": summary["start_time_utc"],
-        "gaps": gaps,
+        "gaps": summary["gaps"],
         "sampling_rate": summary["sampling_rate"],
         "num_channels": summary["num_channels"],
         "warnings": warnings,
