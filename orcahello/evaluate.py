@@ -263,7 +263,7 @@ def annotation_kind(label):
     return "negative" if name.split(":", 1)[0].strip() in NEGATIVE_LABELS else "positive"
 
 
-def _path_parts(path):
+def path_parts(path):
     return [part for part in os.fspath(path).replace("\\", "/").split("/") if part not in ("", ".")]
 
 
@@ -272,7 +272,7 @@ def match_recording(name, documents_by_parts):
     The result an annotation's `file` names: the one whose path ends with that file's path (whole folder/file names),
     or whose file name without extension is `name` when `name` has no extension. Raises on an ambiguous name.
     """
-    wanted = _path_parts(name)
+    wanted = path_parts(name)
     found = [
         index
         for index, parts in documents_by_parts.items()
@@ -290,7 +290,7 @@ def site_of(document):
     site = (document.get("site_thresholds") or {}).get("site")
     if site:
         return site
-    parts = _path_parts(document["file"])
+    parts = path_parts(document["file"])
     if "hls" in parts[:-1] and parts.index("hls") > 0:
         return parts[parts.index("hls") - 1]
     return parts[-2] if len(parts) > 1 else "(none)"
@@ -314,7 +314,7 @@ def evaluate(documents, annotations, positive_labels=None):
     of these labels (case-insensitive); the seconds of `unsure` annotations that no positive one marks are left out.
     """
     wanted = None if not positive_labels else {label.strip().lower() for label in positive_labels}
-    by_parts = {index: _path_parts(document["file"]) for index, document in enumerate(documents)}
+    by_parts = {index: path_parts(document["file"]) for index, document in enumerate(documents)}
     intervals = {index: [] for index in by_parts}
     unsure_intervals = {index: [] for index in by_parts}
     unmatched = set()
