@@ -86,7 +86,9 @@ def main():
 
     base_info = provenance.describe_model_config(pipe.model.config, options.model)
     base_results, adapted_results = output / "detect_base", output / "detect_adapted"
-    orcahello("detect", *paths, "--model", options.model, "--output-dir", base_results, "--format", "json", "--overwrite")
+    orcahello(
+        "detect", *paths, "--model", options.model, "--output-dir", base_results, "--format", "json", "--overwrite"
+    )
     folds = []
     for fold, head in enumerate(heads):
         held_out = [paths[i] for i in range(len(paths)) if assignment[i] == fold]
@@ -112,6 +114,18 @@ def main():
             "precision": metrics["seconds"]["precision"],
             "recall": metrics["seconds"]["recall"],
         }
+    per_recording = {}
+    for name, results in (("base", base_results), ("adapted", adapted_results)):
+        for path in sorted(results.rglob("*.orcahello.json")):
+            document = json.loads(path.read_text())
+            scores = [window["score"] for window in document["windows"]]
+            entry = per_recording.setdefault(os.path.basename(document["file"]), {})
+            entry[name] = {
+                "mean_window_score": round(sum(scores) / len(scores), 3),
+                "global_confidence": round(document["global_confidence"], 1),
+                "global_prediction": document["global_prediction"],
+            }
+    base_info = {**base_info, "name_or_path": os.path.relpath(base_info["name_or_path"], REPO_ROOT)}
     report = {
         "recordings": [path.name for path in recordings],
         "windows": {
@@ -123,6 +137,7 @@ def main():
         "regularization": options.regularization,
         "adapt_held_out_figures": figures,
         "evaluate_on_detect_results": measured,
+        "per_recording": dict(sorted(per_recording.items())),
         "base_model": base_info,
         "embedding_s": round(embedding_s, 1),
         "elapsed_s": round(time.monotonic() - started, 1),
