@@ -351,12 +351,13 @@ def held_out_figures(embedded, held_out_scores, annotations, decision_settings):
     figures = {"base_recall": base_recall}
     for name, (metrics, (labels, scores, _)) in measured.items():
         seconds = metrics["seconds"]
+        at_recall = precision_at_recall(labels, scores, base_recall)
         figures[name] = {
             "seconds_auprc": seconds["auprc"],
             "files_auprc": metrics["files"]["auprc"],
             "precision": seconds["precision"],
             "recall": seconds["recall"],
-            "precision_at_base_recall": evaluate._round(precision_at_recall(labels, scores, base_recall)),
+            "precision_at_base_recall": None if at_recall is None else round(at_recall, 6),
             "seconds": seconds["examples"],
             "annotated_seconds": seconds["positives"],
         }
