@@ -350,12 +350,6 @@ def check_embedding_layer(layer: str) -> None:
         raise ValueError(f"layer must be one of {EMBEDDING_LAYERS}, got {layer!r}")
 
 
-def embedding_size(config, layer: str) -> int:
-    """The length of a window's embedding at `layer` (see `layer_outputs`) for a model with `config`."""
-    check_embedding_layer(layer)
-    return config.pooled_size if layer == "pooled" else config.head_hidden_size
-
-
 def layer_outputs(model, input_features: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
     """
     `(embeddings, logits)` of a batch of model inputs from one forward pass of the PyTorch `model` (an

@@ -36,7 +36,6 @@ try:
     from .engines_orcahello import (
         ModelScorers,
         check_embedding_layer,
-        embedding_size,
         layer_outputs,
         resolve_engine,
     )
@@ -65,7 +64,6 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
     from engines_orcahello import (
         ModelScorers,
         check_embedding_layer,
-        embedding_size,
         layer_outputs,
         resolve_engine,
     )
@@ -376,7 +374,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
 
     def embedding_size(self, layer: str) -> int:
         """The length of a window's embedding at `layer` (see `score_features`): 4096 `"pooled"`, 512 `"head"`."""
-        return embedding_size(self.model.config, layer)
+        return self.model.config.layer_size(layer)
 
     def _open_windows(
         self,
