@@ -123,6 +123,11 @@ class ScoredWindows:
     windows: list[dict] | None = None
     recording: dict | None = None
 
+    @property
+    def scores(self) -> np.ndarray:
+        """P(call) of each window (float32): `probabilities[:, 1]`, the score results give a window."""
+        return self.probabilities[:, 1]
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # File-level aggregation

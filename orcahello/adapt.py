@@ -211,7 +211,7 @@ def embed_recordings(pipe, recordings, intervals, layer="pooled", batch_size=Non
                 recording=blocks[0].recording,
                 windows=windows,
                 embeddings=np.concatenate([block.embeddings for block in blocks]),
-                base_scores=np.concatenate([block.probabilities[:, 1] for block in blocks]).astype(np.float64),
+                base_scores=np.concatenate([block.scores for block in blocks]).astype(np.float64),
                 labels=window_labels(windows, intervals.get(index, []), unannotated),
             )
         )

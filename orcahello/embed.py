@@ -64,7 +64,7 @@ def iter_window_embeddings(pipe, source, layer=DEFAULT_LAYER, batch_size=None, *
     """
     Embed every window of one recording, batch by batch: yields the pipeline's `ScoredWindows`
     (`results_orcahello`), each with its windows' rows of the window table (`windows`), `window_indices`,
-    `silent`, `embeddings` (float32 `(windows, dimension)`), `probabilities` (P(call) is column 1) and the
+    `silent`, `embeddings` (float32 `(windows, dimension)`), `scores` (P(call)), `probabilities`, `logits` and the
     recording's summary (`recording`).
 
     `pipe` is the OrcaHello audio-classification pipeline (`orcahello.models.load_pipeline`, or the Hub's remote code);
@@ -87,7 +87,7 @@ def window_embeddings(pipe, source, layer=DEFAULT_LAYER, batch_size=None, **pipe
     for block in iter_window_embeddings(pipe, source, layer, batch_size, **pipeline_parameters):
         windows.extend(block.windows)
         embeddings.append(block.embeddings)
-        scores.append(block.probabilities[:, 1])
+        scores.append(block.scores)
     return windows, np.concatenate(embeddings), np.concatenate(scores)
 
 
@@ -125,7 +125,7 @@ def _record_batch(file_name, blocks, schema):
         "end_utc": [window.get("end_utc") for window in windows],
         "spans_gap": [bool(window.get("spans_gap", False)) for window in windows],
         "silent": [flag for block in blocks for flag in block.silent],
-        "score": np.concatenate([block.probabilities[:, 1] for block in blocks]).astype(np.float32),
+        "score": np.concatenate([block.scores for block in blocks]).astype(np.float32),
     }
     arrays = [pa.array(columns[field.name], type=field.type) for field in schema if field.name != "embedding"]
     arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1)), dimension))

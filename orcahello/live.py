@@ -64,7 +64,7 @@ class WindowScorer:
             recording, bounds, batch_size=self.batch_size, engine=self.engine, precision=self.precision
         )
         for block in blocks:
-            scores.extend(float(value) for value in block.probabilities[:, 1])
+            scores.extend(float(value) for value in block.scores)
             silent.extend(block.silent)
         return scores, silent
 
