@@ -109,6 +109,7 @@ def copy_segments(source_folder, destination, skip=(), rename=None):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 @pytest.mark.parametrize("stream", ["mono", "stereo"])
 def test_decoding_gives_the_samples_of_productions_wav(archive, stream, tmp_path):
     _, minute, stereo = archive
@@ -120,6 +121,7 @@ def test_decoding_gives_the_samples_of_productions_wav(archive, stream, tmp_path
     assert_same_samples_as_ffmpeg(samples, wav)
 
 
+@pytest.mark.needs_test_data
 @pytest.mark.parametrize("stream", ["mono minute, tiny model", "stereo, production ResNet50"])
 def test_scores_are_those_of_productions_wav(archive, stream, tiny_pipeline, resnet50_pipeline, tmp_path):
     _, minute, stereo = archive
@@ -141,6 +143,7 @@ def test_scores_are_those_of_productions_wav(archive, stream, tiny_pipeline, res
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 def test_folder_of_segments_playlist_and_single_segment_agree(archive, tiny_pipeline, tmp_path):
     _, minute, _ = archive
     from_playlist, _ = decode(minute / "live.m3u8")
@@ -156,6 +159,7 @@ def test_folder_of_segments_playlist_and_single_segment_agree(archive, tiny_pipe
     np.testing.assert_allclose(scores(by_folder), scores(by_playlist), rtol=0, atol=SAME_WINDOWS_TOLERANCE)
 
 
+@pytest.mark.needs_test_data
 def test_segments_are_ordered_by_the_number_in_their_names(archive, tmp_path):
     _, minute, _ = archive
     # live995.ts ... live1001.ts: sorted as text, live1000.ts and live1001.ts would come first.
@@ -166,6 +170,7 @@ def test_segments_are_ordered_by_the_number_in_their_names(archive, tmp_path):
     assert audio.gaps == []
 
 
+@pytest.mark.needs_test_data
 def test_playlist_served_over_http_agrees_with_the_local_one(archive, tiny_pipeline):
     root, minute, _ = archive
     with LocalHTTPServer(root) as server:
@@ -177,6 +182,7 @@ def test_playlist_served_over_http_agrees_with_the_local_one(archive, tiny_pipel
     assert from_url["start_time_utc"] == expected_iso(EPOCH)  # the URL's folder is named by the epoch too
 
 
+@pytest.mark.needs_test_data
 def test_reading_keeps_memory_bounded_and_can_go_back(archive):
     _, minute, _ = archive
     audio = hls_orcahello.open_hls(str(minute / "live.m3u8"))
@@ -195,6 +201,7 @@ def test_reading_keeps_memory_bounded_and_can_go_back(archive):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 def test_epoch_folder_name_gives_utc_times(archive, tiny_pipeline):
     _, minute, stereo = archive
     result = tiny_pipeline(str(minute / "live.m3u8"), return_timestamps=True, local_threshold=0.0)
@@ -219,6 +226,7 @@ def test_epoch_folder_name_gives_utc_times(archive, tiny_pipeline):
         assert "start_utc" not in result["windows"][0] and "start_time_utc" not in result["submission"][0]
 
 
+@pytest.mark.needs_test_data
 def test_program_date_time_gives_utc_and_its_jump_is_a_gap(archive, tiny_pipeline, tmp_path):
     _, minute, _ = archive
     folder = copy_segments(minute, tmp_path / "dated")  # not an epoch name: the time comes from the playlist
@@ -256,6 +264,7 @@ def test_program_date_time_gives_utc_and_its_jump_is_a_gap(archive, tiny_pipelin
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 def test_deleted_middle_segment_is_reported_as_a_gap(archive, tiny_pipeline, tmp_path):
     _, minute, _ = archive
     folder = copy_segments(minute, tmp_path / "rpi_orcasound_lab" / "hls" / str(EPOCH), skip={"live002.ts"})
@@ -285,6 +294,7 @@ def test_deleted_middle_segment_is_reported_as_a_gap(archive, tiny_pipeline, tmp
     assert any(warning.startswith("gap after segment live001.ts") for warning in result["warnings"])
 
 
+@pytest.mark.needs_test_data
 def test_discontinuity_gap_tag_and_dropped_entry_in_a_playlist(archive, tiny_pipeline, tmp_path):
     _, minute, _ = archive
     folder = copy_segments(minute, tmp_path / "edited", skip={"live005.ts"})  # #EXT-X-GAP: never fetched
@@ -329,6 +339,7 @@ def test_discontinuity_gap_tag_and_dropped_entry_in_a_playlist(archive, tiny_pip
     assert rows_after and all(row["start_time_utc"] is None for row in rows_after)
 
 
+@pytest.mark.needs_test_data
 def test_damaged_segment_is_skipped_where_it_does_not_decode_and_reported(archive, tmp_path):
     _, minute, _ = archive
     folder = copy_segments(minute, tmp_path / "damaged")
@@ -390,6 +401,7 @@ BAD_INPUTS = {
 }
 
 
+@pytest.mark.needs_test_data
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_hls_input_gets_a_one_line_error(archive, tiny_pipeline, tmp_path, case):
     _, minute, _ = archive
@@ -406,6 +418,7 @@ def closed_port():
         return probe.getsockname()[1]
 
 
+@pytest.mark.needs_test_data
 def test_http_failures_get_a_one_line_error(archive, tiny_pipeline, tmp_path):
     root, minute, _ = archive
     with LocalHTTPServer(root) as server:
@@ -432,6 +445,7 @@ def test_http_failures_get_a_one_line_error(archive, tiny_pipeline, tmp_path):
         tiny_pipeline("https://example.org/minute.wav")
 
 
+@pytest.mark.needs_test_data
 def test_missing_pyav_is_a_clear_error(archive, monkeypatch):
     _, minute, _ = archive
     monkeypatch.setitem(sys.modules, "av", None)  # what `import av` meets when PyAV is not installed
@@ -477,6 +491,7 @@ def test_finding_recordings_takes_playlists_and_segment_folders_whole(tmp_path):
     ]
 
 
+@pytest.mark.needs_test_data
 def test_cli_scores_playlists_segment_folders_and_urls_as_recordings(archive, tiny_model_folder, tmp_path):
     _, _, stereo = archive  # 6 s in 2-s segments: short streams keep the command's run short
     recordings = tmp_path / "recordings"
