@@ -30,6 +30,7 @@ import pyarrow.parquet  # noqa: E402
 import orcahello
 import vocabulary_orcahello
 from orcahello import batch, cli, writers  # noqa: E402
+from orcahello.batch.partitions import alignment_batch_size  # noqa: E402
 
 # The fixture WAV an HLS rendition is made of: a whole minute, so the rendition has several 10-s segments.
 HLS_SOURCE_WAV = "rec01_calls_quiet_bg.wav"
@@ -506,9 +507,14 @@ def test_start_times_are_taken_only_from_unambiguous_names():
 
 
 def test_blocks_and_partitions_start_where_the_command_lines_batches_do():
+    windows = range(600)  # a 10-minute recording's windows
     for batch_size in (1, 4, 5, 16, 20, 64, 100):
-        block = batch.windows_per_block(batch_size)
-        assert block % batch_size == 0 and block >= 32 and block < 32 + batch_size
+        detect_batch_starts = set(windows[::batch_size])
+        assert set(windows[:: batch.windows_per_block(batch_size)]) <= detect_batch_starts, batch_size
+    # Left to the actors' device, blocks start where the batches of either device's default batch size do.
+    block = batch.windows_per_block(alignment_batch_size(None))
+    for batch_size in vocabulary_orcahello.DEFAULT_BATCH_SIZE.values():
+        assert set(windows[::block]) <= set(windows[::batch_size]), (block, batch_size)
 
 
 def test_partitions_are_complete_when_every_window_is_in_not_when_enough_have_arrived():
