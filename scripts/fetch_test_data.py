@@ -6,8 +6,8 @@ labels (the groups, sources and licences are listed in tests/test_data.json, the
     python scripts/fetch_test_data.py                      # from the Hub dataset, at the manifest's revision
     python scripts/fetch_test_data.py --source DIR         # from a local copy (env ORCAHELLO_TEST_DATA_SOURCE)
 
-Every file is checked against the manifest's size and sha256, then the set is installed in `.test-data/` in the
-repository (env ORCAHELLO_TEST_DATA names another folder) all at once: built beside it (hard links where the source
+Every file is checked against the manifest's size and sha256, then the set is installed in `test-data/` in the
+repository (git-ignored; env ORCAHELLO_TEST_DATA names another folder) all at once: built beside it (hard links where the source
 is on the same file system, else copies), a `.complete` marker written last, and moved into place. Without the set,
 the tests that need it are skipped.
 
@@ -34,7 +34,9 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MANIFEST_PATH = REPO_ROOT / "tests" / "test_data.json"
-DEFAULT_DESTINATION = REPO_ROOT / ".test-data"
+# Not a hidden folder: pyarrow.dataset, pandas and Spark skip paths with a part starting with "." or "_", and the
+# batch tests read `orcahello batch`'s window tables, whose folders mirror the recordings' paths, that way.
+DEFAULT_DESTINATION = REPO_ROOT / "test-data"
 DESTINATION_VARIABLE = "ORCAHELLO_TEST_DATA"
 SOURCE_VARIABLE = "ORCAHELLO_TEST_DATA_SOURCE"
 COMPLETE_MARKER = ".complete"
@@ -119,7 +121,7 @@ def write_manifest(folder: Path, manifest_path: Path = MANIFEST_PATH) -> dict[st
 
 
 def destination_folder() -> Path:
-    """Where the set is installed: `$ORCAHELLO_TEST_DATA`, else `.test-data/` in the repository."""
+    """Where the set is installed: `$ORCAHELLO_TEST_DATA`, else `test-data/` in the repository."""
     return Path(os.environ.get(DESTINATION_VARIABLE) or DEFAULT_DESTINATION)
 
 
@@ -220,7 +222,7 @@ def download_set(manifest: dict[str, Any]) -> Path:
 
 
 def sibling(destination: Path, suffix: str) -> Path:
-    """A hidden path beside `destination` (`.test-data` -> `.test-data.lock`; `data` -> `.data.lock`)."""
+    """A hidden path beside `destination` (`test-data` -> `.test-data.lock`; `.data` -> `.data.lock`)."""
     return destination.with_name(f".{destination.name.lstrip('.')}{suffix}")
 
 
@@ -434,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         "--destination",
         type=Path,
         default=None,
-        help=f"where to install it (default: ${DESTINATION_VARIABLE}, else .test-data/ in the repository)",
+        help=f"where to install it (default: ${DESTINATION_VARIABLE}, else test-data/ in the repository)",
     )
     parser.add_argument("--manifest", type=Path, default=MANIFEST_PATH, help="the manifest (default: %(default)s)")
     maintainer = parser.add_mutually_exclusive_group()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command from a fresh machine to a working detector:
 #   1. a .venv with the exact versions of uv.lock (uv; ~1 minute, ~2.8 GB of CUDA-enabled torch wheels from PyPI),
-#   2. the test data in .test-data/ (scripts/fetch_test_data.py; optional: without it, its tests are skipped),
+#   2. the test data in test-data/ (scripts/fetch_test_data.py; optional: without it, its tests are skipped),
 #   3. a local model folder in models/ (the Hub weights when reachable, else the synthetic stand-in learner of the
 #      test data, else random weights of the production architecture: both marked synthetic in every output),
 #   4. the detector (the `orcahello` command) run on the bundled example clip, writing outputs/example/.

@@ -105,6 +105,13 @@ def test_the_committed_manifest_is_the_project_data_and_keeps_the_licences():
     assert all(len(entry["sha256"]) == 64 and entry["size"] > 0 for entry in TEST_DATA_MANIFEST["files"])
 
 
+def test_the_default_place_is_no_hidden_folder():
+    """pyarrow.dataset (and pandas, Spark) skip every path with a part starting with "." or "_": the batch tests
+    read window tables whose folders mirror the recordings' paths."""
+    relative = fetch_test_data.DEFAULT_DESTINATION.relative_to(REPO_ROOT)
+    assert relative.parts == ("test-data",)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Installing from a local folder
 # ---------------------------------------------------------------------------------------------------------------
@@ -112,7 +119,7 @@ def test_the_committed_manifest_is_the_project_data_and_keeps_the_licences():
 
 def test_a_local_source_is_installed_as_hard_links_checked_and_marked_complete(small_set, tmp_path):
     source, manifest_path, manifest = small_set
-    destination = tmp_path / "project" / ".test-data"
+    destination = tmp_path / "project" / "test-data"
     assert "it is not in" in fetch_test_data.missing_reason(destination, manifest_path)
     fetch_test_data.fetch(source, destination, manifest, log=quiet)
     installed = sorted(path.relative_to(destination).as_posix() for path in destination.rglob("*") if path.is_file())
@@ -120,7 +127,7 @@ def test_a_local_source_is_installed_as_hard_links_checked_and_marked_complete(s
     assert os.path.samefile(destination / "fixtures/small/abc.txt", source / "fixtures/small/abc.txt")
     assert fetch_test_data.missing_reason(destination, manifest_path) is None
     # Nothing left beside it but the lock; a second run finds it installed and changes nothing.
-    assert sorted(path.name for path in destination.parent.iterdir()) == [".test-data", ".test-data.lock"]
+    assert sorted(path.name for path in destination.parent.iterdir()) == [".test-data.lock", "test-data"]
     marker = (destination / ".complete").stat()
     messages = []
     fetch_test_data.fetch(source, destination, manifest, log=messages.append)
