@@ -11,10 +11,14 @@ once, in `orcahello.options`.
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from vocabulary_orcahello import PRECISIONS, return_large_buffers_to_the_system
 
 from . import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, __version__, detect, interruption, options, writers
+
+if TYPE_CHECKING:
+    from .search import WindowQuery
 
 # The options detect, batch, embed and live share (each defined once, in options.SHARED_OPTIONS).
 DETECT_SHARED_OPTIONS = (
@@ -64,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_parser(commands)
     evaluate.add_parser(commands)
     add_live_parser(commands)
+    add_adapt_parser(commands)
+    add_search_parser(commands)
     return parser
 
 
@@ -200,6 +206,105 @@ def add_batch_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentP
     return batch_parser
 
 
+def add_adapt_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`orcahello adapt`: its options; the run is `orcahello.adapt` (which needs the `adapt` extra)."""
+    from . import adapt
+
+    parser = commands.add_parser(
+        "adapt",
+        help="fit a head on a site's labelled windows and save it as a model folder, with held-out figures",
+        description=adapt.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[options.shared_options("--model", "--device", "--batch-size", "--recursive", "--overwrite")],
+    )
+    parser.add_argument(
+        "annotations", nargs="+", metavar="ANNOTATIONS", help="file,start_s,end_s[,label] CSVs or Raven tables"
+    )
+    parser.add_argument(
+        "--recordings",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="the labelled recordings: files, folders, glob patterns (as for detect)",
+    )
+    parser.add_argument("--output-dir", metavar="DIR", required=True, help="the adapted model folder to write")
+    parser.add_argument(
+        "--layer",
+        choices=("pooled", "head"),
+        default="pooled",
+        help="features the head reads: pooled (4096 concat-pooled, default) or head (the fastai head's 512)",
+    )
+    parser.add_argument(
+        "--folds",
+        metavar="N",
+        type=options.positive_integer,
+        default=adapt.DEFAULT_FOLDS,
+        help=f"groups of recordings, each held out once, for the held-out figures (default: {adapt.DEFAULT_FOLDS}; "
+        "at most one per recording)",
+    )
+    parser.add_argument(
+        "--regularization",
+        metavar="C",
+        type=float,
+        default=adapt.DEFAULT_REGULARIZATION,
+        help=f"the logistic regression's C: smaller is a simpler head (default: {adapt.DEFAULT_REGULARIZATION})",
+    )
+    parser.add_argument(
+        "--unannotated",
+        choices=adapt.UNANNOTATED_POLICIES,
+        default="negative",
+        help="what un-annotated time of a listed recording is: negative (default) or ignore (labels given to "
+        "detections only)",
+    )
+    return parser
+
+
+def window_query(text: str) -> "WindowQuery":
+    """`--query`'s value: `FILE@SECONDS`, a window of the tables."""
+    from .search import WindowQuery
+
+    try:
+        return WindowQuery.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_search_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`orcahello search`: its options; the run is `orcahello.search`."""
+    from . import search
+
+    parser = commands.add_parser(
+        "search",
+        help="the windows of embed's tables most similar (cosine) to a window or a clip",
+        description=search.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[options.shared_options("--model", "--device", "--recursive")],
+    )
+    parser.add_argument("tables", nargs="+", metavar="TABLES", help="embed's Parquet tables, or folders of them")
+    query = parser.add_mutually_exclusive_group(required=True)
+    query.add_argument(
+        "--query",
+        metavar="FILE@SECONDS",
+        type=window_query,
+        help="a window of the tables: its recording (as in the tables' file column, or its end) and a time in it",
+    )
+    query.add_argument(
+        "--query-clip", metavar="AUDIO", help="a clip, embedded by --model (the tables' model), its windows averaged"
+    )
+    parser.add_argument(
+        "--top", metavar="N", type=options.positive_integer, default=search.DEFAULT_TOP, help="hits to return"
+    )
+    parser.add_argument("--output", metavar="HITS.csv", default=None, help="write the hits as CSV (default: stdout)")
+    parser.add_argument(
+        "--report",
+        metavar="DIR",
+        default=None,
+        help="also write a review page of the hits in DIR (their clips and pictures; label them there; needs "
+        "matplotlib)",
+    )
+    return parser
+
+
 def run_command(args: argparse.Namespace, command: list[str]) -> int:
     """Run the parsed command `args` (`command` is the command line, recorded in the run files); its exit status.
     Each command's module is imported here: building the parser never loads torch or Ray."""
@@ -221,6 +326,39 @@ def run_command(args: argparse.Namespace, command: list[str]) -> int:
         from .evaluate import evaluate_command
 
         return evaluate_command(args)
+    if args.command == "adapt":
+        from .adapt import AdaptOptions, adapt_command
+
+        adapt_options = AdaptOptions(
+            annotations=tuple(args.annotations),
+            recordings=tuple(args.recordings),
+            output_dir=args.output_dir,
+            model=args.model,
+            layer=args.layer,
+            folds=args.folds,
+            regularization=args.regularization,
+            unannotated=args.unannotated,
+            recursive=args.recursive,
+            device=args.device,
+            batch_size=args.batch_size,
+            overwrite=args.overwrite,
+        )
+        return adapt_command(adapt_options, command=command)
+    if args.command == "search":
+        from .search import SearchOptions, search_command
+
+        search_options = SearchOptions(
+            tables=tuple(args.tables),
+            query=args.query,
+            query_clip=args.query_clip,
+            top=args.top,
+            output=args.output,
+            report_dir=args.report,
+            model=args.model,
+            device=args.device,
+            recursive=args.recursive,
+        )
+        return search_command(search_options)
     if args.command == "live":
         from .live import live_command
 
