@@ -139,8 +139,8 @@ def test_batching_and_lists_do_not_change_results(tiny_pipeline):
 @pytest.mark.needs_test_data
 def test_batch_size_sets_the_windows_per_forward_pass(tiny_pipeline):
     calls = []
-    # On the head: the padding-skipping forward calls it, not the model's own forward.
-    hook = tiny_pipeline.model.classifier.register_forward_hook(
+    # On the head's last layer: the padding-skipping forward calls it (`logits_from_pooled`), not the model's forward.
+    hook = tiny_pipeline.model.classifier.out_proj.register_forward_hook(
         lambda module, args, output: calls.append(output.shape[0])
     )
     try:
