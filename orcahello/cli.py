@@ -13,7 +13,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from vocabulary_orcahello import PRECISIONS, return_large_buffers_to_the_system
+from process_memory_orcahello import return_large_buffers_to_the_system
+from vocabulary_orcahello import PRECISIONS
 
 from . import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, __version__, detect, interruption, options, writers
 
