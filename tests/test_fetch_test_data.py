@@ -43,6 +43,13 @@ def make_source(folder):
     return folder
 
 
+@pytest.fixture(autouse=True)
+def no_source_from_the_environment(monkeypatch):
+    """CI exports ORCAHELLO_TEST_DATA_SOURCE (the set beside the clone); these tests name their own sources."""
+    monkeypatch.delenv("ORCAHELLO_TEST_DATA_SOURCE", raising=False)
+    monkeypatch.delenv("ORCAHELLO_TEST_DATA", raising=False)
+
+
 @pytest.fixture()
 def small_set(tmp_path):
     """`(source folder, manifest path, manifest)` for a small set whose manifest was written from the folder."""
