@@ -22,7 +22,7 @@ SIGTERM or SIGINT finishes the segment at hand, writes everything and exits 0; a
 `--output-dir` resumes at the first window not yet written.
 """
 
-import argparse
+import dataclasses
 import logging
 import math
 import os
@@ -30,12 +30,13 @@ import signal
 import sys
 import threading
 import time
+from typing import Any
 
 from hls_orcahello import iso_utc, utc_at
 from hls_playlist_orcahello import HLSInputError, epoch_from_folder
 from results_orcahello import DecisionParameters
 
-from . import EXIT_CANNOT_RUN, EXIT_OK, __version__, detect, models, options, provenance
+from . import EXIT_CANNOT_RUN, EXIT_OK, __version__, models, provenance, runs
 from .live_outputs import SourceOutputs, write_json_atomically
 from .live_stream import LiveRecording, LiveSource, LiveSourceError, nominal_segment_seconds
 from .live_webhook import SPOOL_FOLDER, WebhookSpool
@@ -52,6 +53,28 @@ SEGMENTS_PER_TURN = 6
 LOST_AFTER_FAILURES = 3
 MAX_BACKOFF_SECONDS = 300.0
 STATUS_FILE = "status.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class FollowerSettings:
+    """
+    What every source's `LiveFollower` scores with and records.
+
+    Args:
+        parameters (`dict`): every scoring parameter, resolved as `orcahello detect` resolves them.
+        decision (`DecisionParameters`): how a minute's window scores become its decision.
+        run_hash (`str`): what identifies the results (`provenance.run_hash`): a new run resumes only the same.
+        model_info (`dict`): the model's identity (`provenance.describe_model`).
+        backlog_seconds (`float`): on first contact with a source, how much of its current recording to score.
+        poll_seconds (`float`): how often a source that is caught up is polled.
+    """
+
+    parameters: dict[str, Any]
+    decision: DecisionParameters
+    run_hash: str
+    model_info: dict[str, Any]
+    backlog_seconds: float
+    poll_seconds: float
 
 
 class WindowScorer:
@@ -89,20 +112,19 @@ class LiveFollower:
         source (`LiveSource`): what to follow.
         outputs (`SourceOutputs`): where its results go.
         scorer (`WindowScorer`): the shared model.
-        settings (`dict`): `parameters` (scoring, as `orcahello detect`'s), `run_hash`, `model_info`,
-            `backlog_seconds`, `poll_seconds`.
+        settings (`FollowerSettings`): the scoring, the decision and what identifies the results.
         webhook (`WebhookSpool`, *optional*): where positive minutes are posted.
     """
 
     def __init__(self, source, outputs, scorer, settings, webhook=None):
         self.source, self.outputs, self.scorer, self.webhook = source, outputs, scorer, webhook
-        self.parameters = settings["parameters"]
+        self.parameters = settings.parameters
         self.settings = settings
         self.window_seconds = self.parameters["window_seconds"]
         self.hop_seconds = self.parameters["hop_seconds"]
         self.minute_windows = max(1, int(round(MINUTE_SECONDS / self.hop_seconds)))
         self.state = outputs.load_state() or {}
-        if self.state and self.state.get("run_hash") != settings["run_hash"]:
+        if self.state and self.state.get("run_hash") != settings.run_hash:
             raise LiveSourceError(
                 f"{outputs.folder}: written with another model or other scoring parameters; pass another --output-dir"
             )
@@ -137,7 +159,7 @@ class LiveFollower:
             first_segment, lost, next_minute = segments[0].number, [], 0
             if not state:  # first contact with this source: begin near the live edge
                 nominal = nominal_segment_seconds(segments) or DEFAULT_POLL_SECONDS
-                keep = max(1, math.ceil(self.settings["backlog_seconds"] / nominal))
+                keep = max(1, math.ceil(self.settings.backlog_seconds / nominal))
                 if not info.get("ended"):
                     first_segment = segments[max(0, len(segments) - keep)].number
         folder_epoch = int(recording_id) if recording_id.isdigit() else epoch_from_folder(playlist)
@@ -196,7 +218,7 @@ class LiveFollower:
             "next_minute": self.next_minute,
             "next_window": self.next_window,
             "finished": finished,
-            "run_hash": self.settings["run_hash"],
+            "run_hash": self.settings.run_hash,
             "source": self.source.source,
         }
         self.outputs.save_state(self.state)
@@ -211,7 +233,7 @@ class LiveFollower:
             more = self._step(stop_event)
             self.failures_in_a_row, self.last_error = 0, None
             if not more:
-                self.next_poll_at = time.monotonic() + self.settings["poll_seconds"]
+                self.next_poll_at = time.monotonic() + self.settings.poll_seconds
         except (HLSInputError, LiveSourceError) as error:
             self._back_off(error)
             more = False
@@ -228,7 +250,7 @@ class LiveFollower:
         """A failed turn: a warning, and the next try after a delay that doubles with each failure in a row."""
         self.failures_in_a_row += 1
         self.last_error = str(error)
-        delay = min(self.settings["poll_seconds"] * 2 ** (self.failures_in_a_row - 1), MAX_BACKOFF_SECONDS)
+        delay = min(self.settings.poll_seconds * 2 ** (self.failures_in_a_row - 1), MAX_BACKOFF_SECONDS)
         logger.warning(
             "%s: %s (failure %d in a row; next try in %.1f s)", self.source.name, error, self.failures_in_a_row, delay
         )
@@ -430,7 +452,7 @@ class LiveFollower:
             info,
             [entry["score"] for entry in entries],
             sum(entry["silent"] for entry in entries),
-            decision=self.settings["decision"],
+            decision=self.settings.decision,
             return_timestamps=True,
         )
         document = {
@@ -441,15 +463,15 @@ class LiveFollower:
             "start_time_utc": result["start_time_utc"],
             "end_time_utc": entries[-1]["end_utc"],
             "label": result["label"],
-            **{key: result[key] for key in detect.RESULT_KEYS if key != "start_time_utc"},
+            **{key: result[key] for key in runs.RESULT_KEYS if key != "start_time_utc"},
             "source_stream": result.get("source"),
             "duration_s": result["duration_s"],
             "sampling_rate": rate,
             "num_channels": recording.num_channels,
             "parameters": result["parameters"],
-            "model": self.settings["model_info"],
+            "model": self.settings.model_info,
             "version": __version__,
-            "run_hash": self.settings["run_hash"],
+            "run_hash": self.settings.run_hash,
             "partial_minute": final and len(entries) < self.minute_windows,
         }
         stem = self.outputs.minute_stem(recording.recording_id, self.next_minute, result["start_time_utc"])
@@ -521,79 +543,58 @@ def run_followers(followers, stop_event, output_dir, stop_after=None, poll_secon
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def positive_float(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
+@dataclasses.dataclass(frozen=True)
+class LiveOptions:
+    """
+    What `orcahello live` can be told (its command-line options; see `live_command`).
+
+    Args:
+        sources (`tuple[str, ...]`):
+            Nodes (`http(s)://host/<node>`, or a local folder holding `latest.txt`) or live `.m3u8` playlists.
+        output_dir (`str`, *optional*, defaults to `"orcahello_live"`):
+            Where each source's folder of results goes.
+        model (`str`, *optional*):
+            A model folder or Hub id; None: `models.default_model()`.
+        device (`str`, *optional*, defaults to `"auto"`):
+            `models.DEVICES`.
+        batch_size (`int`, *optional*):
+            Windows per forward pass; None: `models.default_batch_size` of the device.
+        engine (`str`, *optional*, defaults to `"auto"`):
+            What computes the model (`vocabulary_orcahello.ENGINES`).
+        scoring (`provenance.ScoringOptions`, *optional*):
+            The decision fields set for every source; by default the model's.
+        stop_after (`float`, *optional*):
+            Stop (as on SIGTERM) after this many seconds; None: run until stopped.
+        post (`str`, *optional*):
+            A URL to POST each positive minute to, as JSON (spooled on disk while it is down).
+        poll_seconds (`float`, *optional*, defaults to 10):
+            How often a source that is caught up is polled.
+        backlog_seconds (`float`, *optional*, defaults to 60):
+            On first contact with a source, how much of its current recording to score.
+        plot (`bool`, *optional*, defaults to `True`):
+            A spectrogram picture for each positive minute.
+    """
+
+    sources: tuple[str, ...]
+    output_dir: str = DEFAULT_OUTPUT_DIR
+    model: str | None = None
+    device: str = "auto"
+    batch_size: int | None = None
+    engine: str = "auto"
+    scoring: provenance.ScoringOptions = dataclasses.field(default_factory=provenance.ScoringOptions)
+    stop_after: float | None = None
+    post: str | None = None
+    poll_seconds: float = DEFAULT_POLL_SECONDS
+    backlog_seconds: float = DEFAULT_BACKLOG_SECONDS
+    plot: bool = True
 
 
-# The options live shares with detect (options.SHARED_OPTIONS).
-LIVE_SHARED_OPTIONS = (
-    "--model",
-    "--device",
-    "--batch-size",
-    "--engine",
-    "--threshold",
-    "--min-positive-seconds",
-    "--aggregation",
-)
-
-
-def add_live_parser(commands):
-    """`orcahello live`: its options."""
-    parser = commands.add_parser(
-        "live",
-        help="follow hydrophone streams continuously and score them as they grow",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[options.shared_options(*LIVE_SHARED_OPTIONS)],
-    )
-    parser.add_argument(
-        "sources",
-        nargs="+",
-        metavar="SOURCE",
-        help="nodes (http(s)://host/<node>, or a local folder holding latest.txt) or live .m3u8 playlists",
-    )
-    parser.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, help=f"default: ./{DEFAULT_OUTPUT_DIR}")
-    parser.add_argument(
-        "--stop-after",
-        metavar="SECONDS",
-        type=positive_float,
-        default=None,
-        help="stop (as on SIGTERM) after this many seconds; default: run until stopped",
-    )
-    parser.add_argument(
-        "--post",
-        metavar="URL",
-        default=None,
-        help="POST each positive minute as JSON to URL (spooled on disk while it is down)",
-    )
-    parser.add_argument(
-        "--poll-seconds",
-        metavar="S",
-        type=positive_float,
-        default=DEFAULT_POLL_SECONDS,
-        help=f"how often a source that is caught up is polled (default {DEFAULT_POLL_SECONDS:g})",
-    )
-    parser.add_argument(
-        "--backlog-seconds",
-        metavar="S",
-        type=float,
-        default=DEFAULT_BACKLOG_SECONDS,
-        help="on first contact with a source, how much of its current recording to score "
-        f"(default {DEFAULT_BACKLOG_SECONDS:g}; a large value scores it from its start)",
-    )
-    parser.add_argument("--no-plot", action="store_true", help="no spectrogram picture for positive minutes")
-    return parser
-
-
-def live_command(args, command=None):
-    """Run `orcahello live`; returns the exit status (0 after a signal or --stop-after)."""
+def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
+    """Run `orcahello live` with `options`; returns the exit status (0 after a signal or --stop-after)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     stop_event = threading.Event()
     try:
-        sources = [LiveSource(source, stop_event=stop_event) for source in args.sources]
+        sources = [LiveSource(source, stop_event=stop_event) for source in options.sources]
     except LiveSourceError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return EXIT_CANNOT_RUN
@@ -602,34 +603,37 @@ def live_command(args, command=None):
     if duplicates:
         print(f"ERROR: two sources would write to the same folder: {', '.join(duplicates)}", file=sys.stderr)
         return EXIT_CANNOT_RUN
-    model = args.model or models.default_model()
+    model = options.model or models.default_model()
     try:
-        device = models.resolve_device(args.device)
+        device = models.resolve_device(options.device)
         pipe = models.load_pipeline(model, device)
     except Exception as error:  # a missing folder, no Hub access, a broken config: nothing can be scored
         print(f"ERROR: cannot load the model {model!r}: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_CANNOT_RUN
-    detect.quiet_pipeline_warnings()  # each minute's warnings are in its outputs
-    parameters = provenance.scoring_parameters(args, pipe.model.config)
+    runs.quiet_pipeline_warnings()  # each minute's warnings are in its outputs
+    parameters = provenance.scoring_parameters(options.scoring, pipe.model.config)
     model_info = provenance.describe_model(pipe, model)
     # The decision as detect makes it: the preset's smoothing and the floor on the confidence included.
     inference = provenance.inference_record(parameters, pipe.model.config)
-    settings = {
-        "parameters": parameters,
-        "decision": DecisionParameters.from_mapping({**inference, **parameters}),
-        "run_hash": provenance.run_hash(parameters, model_info),
-        "model_info": model_info,
-        "backlog_seconds": args.backlog_seconds,
-        "poll_seconds": args.poll_seconds,
-    }
-    os.makedirs(args.output_dir, exist_ok=True)
-    webhook = WebhookSpool(args.post, os.path.join(args.output_dir, SPOOL_FOLDER)).start() if args.post else None
-    scorer = WindowScorer(pipe, args.batch_size or models.default_batch_size(pipe.device.type), engine=args.engine)
+    settings = FollowerSettings(
+        parameters=parameters,
+        decision=DecisionParameters.from_mapping({**inference, **parameters}),
+        run_hash=provenance.run_hash(parameters, model_info),
+        model_info=model_info,
+        backlog_seconds=options.backlog_seconds,
+        poll_seconds=options.poll_seconds,
+    )
+    os.makedirs(options.output_dir, exist_ok=True)
+    webhook = (
+        WebhookSpool(options.post, os.path.join(options.output_dir, SPOOL_FOLDER)).start() if options.post else None
+    )
+    batch_size = options.batch_size or models.default_batch_size(pipe.device.type)
+    scorer = WindowScorer(pipe, batch_size, engine=options.engine, precision=options.scoring.precision)
     try:
         followers = [
             LiveFollower(
                 source,
-                SourceOutputs(os.path.join(args.output_dir, source.name), plot=not args.no_plot),
+                SourceOutputs(os.path.join(options.output_dir, source.name), plot=options.plot),
                 scorer,
                 settings,
                 webhook,
@@ -646,9 +650,9 @@ def live_command(args, command=None):
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    logger.info("following %d source(s) into %s with %s (%s)", len(sources), args.output_dir, model, device)
+    logger.info("following %d source(s) into %s with %s (%s)", len(sources), options.output_dir, model, device)
     try:
-        run_followers(followers, stop_event, args.output_dir, args.stop_after, args.poll_seconds)
+        run_followers(followers, stop_event, options.output_dir, options.stop_after, options.poll_seconds)
     finally:
         if webhook is not None:
             webhook.stop()

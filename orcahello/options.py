@@ -1,8 +1,9 @@
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 The command-line options shared by the commands: their value types (argparse `type=` callables), and the options
-that several commands take with one meaning (`--model`, `--device`, `--batch-size`, the decision thresholds, ...),
+that several commands take with one meaning (`--model`, `--device`, `--batch-size`, the decision options, ...),
 each defined once in `SHARED_OPTIONS` and handed to a command's parser by `shared_options` (argparse `parents=`).
+Only the command line (`orcahello.cli`) imports this module: below it, options are typed dataclasses.
 """
 
 import argparse
@@ -16,10 +17,8 @@ from vocabulary_orcahello import (
     INFERENCE_PRESETS,
 )
 
-from . import (
-    models,
-    writers,
-)
+from . import models, writers
+from .provenance import DECISION_OPTIONS
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -60,6 +59,14 @@ def positive_integer(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A length of time above 0 (`--poll-seconds`)."""
+    value = float(text)
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
     return value
 
 
@@ -152,6 +159,15 @@ SHARED_OPTIONS: dict[str, dict[str, Any]] = {
         "model and parameters",
     ),
 }
+
+
+def option_flag(name: str) -> str:
+    """The command-line flag of the option `name` (`min_positive_seconds`: `--min-positive-seconds`)."""
+    return "--" + name.replace("_", "-")
+
+
+# The decision options (provenance.DECISION_OPTIONS), in that order: every command that decides takes them all.
+DECISION_FLAGS = tuple(option_flag(name) for name in DECISION_OPTIONS)
 
 
 def shared_options(*flags: str) -> argparse.ArgumentParser:

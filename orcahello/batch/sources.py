@@ -14,7 +14,7 @@ import urllib.request
 
 from vocabulary_orcahello import PLAYLIST_SUFFIX, is_url
 
-from .. import detect, inputs
+from .. import inputs, runs
 from .settings import BatchError
 
 URL_TIMEOUT_SECONDS = 120
@@ -168,5 +168,5 @@ def probe_source(
         finally:
             recording.close()
     except Exception as error:  # any reason a recording cannot be read is reported for it alone
-        probed["error"] = detect.failure_reason(error, row["source"])
+        probed["error"] = runs.failure_reason(error, row["source"])
     return probed
