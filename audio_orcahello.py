@@ -97,8 +97,8 @@ class Recording:
     `[start, stop)` as `(channels, samples)` in the source's own sample type (int16/int32 PCM stay integers; HLS
     gives int16, as the WAV production converts it to), which is what production's frontend saw.
 
-    `timeline` is None except for HLS: then a plain dict with `start_time_utc` (Unix time or None), `anchors` (the
-    UTC time line), `gaps`, `source` and `warnings` (see `hls_orcahello.HLSAudio.timeline`).
+    `timeline` is None except for HLS: then a dict with `start_time_utc` (Unix time or None), `anchors` (the UTC time
+    line), `gaps` (`hls_timeline_orcahello.Gap`s), `source` and `warnings` (see `hls_orcahello.HLSAudio.timeline`).
     """
 
     def __init__(

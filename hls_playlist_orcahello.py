@@ -12,20 +12,22 @@ them. An HLS input is
 
 This module lists its segments with what the playlist says about each (duration, program date-time,
 discontinuities, segments marked missing) and fetches remote ones (through `http_orcahello`'s retries and bounds,
-refusing hosts other than the playlist's unless allowed). Decoding them, and the time line, are `hls_orcahello`'s.
+refusing hosts other than the playlist's unless allowed). Decoding them is `hls_stream_orcahello`'s, their time line
+`hls_timeline_orcahello`'s.
 """
 
 import os
 import re
+import threading
 import urllib.parse
 from datetime import datetime, timedelta, timezone
 
 try:
-    from .http_orcahello import HTTPFetchError, describe_origin, origin
+    from .http_orcahello import HTTP_RETRIES, HTTPFetchError, describe_origin, origin
     from .http_orcahello import fetch as http_fetch
     from .vocabulary_orcahello import PLAYLIST_SUFFIX, SEGMENT_SUFFIX, is_url
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
-    from http_orcahello import HTTPFetchError, describe_origin, origin
+    from http_orcahello import HTTP_RETRIES, HTTPFetchError, describe_origin, origin
     from http_orcahello import fetch as http_fetch
     from vocabulary_orcahello import PLAYLIST_SUFFIX, SEGMENT_SUFFIX, is_url
 
@@ -129,6 +131,7 @@ class Segment:
         self.program_date_time = program_date_time  # Unix time, from EXT-X-PROGRAM-DATE-TIME
         self.discontinuity = discontinuity  # EXT-X-DISCONTINUITY before this segment
         self.marked_gap = marked_gap  # EXT-X-GAP: the playlist says this segment is missing
+        # Set by `hls_stream_orcahello.HLSStream` as it decodes the segment:
         self.first_sample = 0  # where its audio starts in the decoded stream
         self.num_samples = 0
 
@@ -228,14 +231,22 @@ def resolve_uri(playlist_location: str, uri: str) -> str:
     return os.path.join(os.path.dirname(playlist_location), urllib.parse.unquote(uri))
 
 
-def fetch(url: str, name: str, timeout: float, allowed_origin: tuple | None = None) -> bytes:
+def fetch(
+    url: str,
+    name: str,
+    timeout: float,
+    allowed_origin: tuple | None = None,
+    retries: int = HTTP_RETRIES,
+    stop_event: threading.Event | None = None,
+) -> bytes:
     """
-    The bytes at `url`, through `http_orcahello.fetch` (timeouts, retries with backoff, a byte cap, an overall
+    The bytes at `url`, through `http_orcahello.fetch` (timeouts, `retries` with backoff, a byte cap, an overall
     deadline, checked redirects); any failure is a one-line `HLSInputError` starting with `name` and naming the URL.
-    `allowed_origin`: the only host `url` and its redirects may be on (None: any).
+    `allowed_origin`: the only host `url` and its redirects may be on (None: any). `stop_event`: once set, no
+    further attempt.
     """
     try:
-        return http_fetch(url, timeout=timeout, allowed_origin=allowed_origin)
+        return http_fetch(url, timeout=timeout, allowed_origin=allowed_origin, retries=retries, stop_event=stop_event)
     except HTTPFetchError as error:  # its message starts with the URL: said once when the URL is the name
         message = str(error)
         raise HLSInputError(message if message.startswith(f"{name}: ") else f"{name}: {message}") from None

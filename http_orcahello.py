@@ -1,11 +1,12 @@
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
-HTTP downloads for OrcaHello's HLS input (playlists and segments) and for `orcahello live`: one `fetch` that
+OrcaHello's one HTTP client: every download (HLS playlists and segments, `orcahello batch`'s sound files,
+`orcahello live`'s `latest.txt`) goes through `fetch`, and live's webhook through `post`. `fetch`
 
 - waits at most `timeout` seconds for a connection and for each read;
 - retries with exponential backoff (urllib3's `Retry`: at once, then after 1 s, 2 s, 4 s) on connection errors,
   timeouts, HTTP 5xx and 429 (honouring `Retry-After`, capped), then gives up with a one-line `HTTPFetchError`
-  naming the URL;
+  naming the URL; each caller sets how many retries it wants (`retries`), and a `stop_event` cuts them short;
 - stops at a byte cap (`max_bytes`: a server sending an endless body) and an overall deadline (`deadline_seconds`,
   retries and backoff included: a server dripping one byte every few seconds never trips the per-read timeout);
 - follows at most `MAX_REDIRECTS` redirects itself, refusing any that leave http(s) (`file://` and the like) and,
@@ -31,6 +32,8 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 HTTP_MAX_BYTES = 64 * 1024 * 1024
 # One download, every retry and backoff included.
 HTTP_DEADLINE_SECONDS = 300.0
+# What a POST's answer may hold: an acknowledgement, not a download.
+POST_MAX_RESPONSE_BYTES = 1024 * 1024
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 READ_CHUNK_BYTES = 64 * 1024
@@ -77,7 +80,7 @@ def _pool_manager(urllib3):
         return _pool
 
 
-def _retry_policy(urllib3, retries, backoff_seconds):
+def _retry_policy(urllib3, method, retries, backoff_seconds):
     class BoundedRetry(urllib3.Retry):
         def get_retry_after(self, response):
             seconds = super().get_retry_after(response)
@@ -89,9 +92,9 @@ def _retry_policy(urllib3, retries, backoff_seconds):
         read=retries,
         status=retries,
         other=retries,
-        redirect=False,  # redirects are followed (and checked) by `fetch`
+        redirect=False,  # redirects are followed (and checked) by `_request`
         status_forcelist=RETRY_STATUSES,
-        allowed_methods=frozenset({"GET"}),
+        allowed_methods=frozenset({method}),
         backoff_factor=backoff_seconds,
         backoff_max=HTTP_BACKOFF_MAX_SECONDS,
         raise_on_status=False,
@@ -100,14 +103,15 @@ def _retry_policy(urllib3, retries, backoff_seconds):
 
 
 def fetch(
-    url,
-    timeout=HTTP_TIMEOUT_SECONDS,
-    max_bytes=HTTP_MAX_BYTES,
-    deadline_seconds=HTTP_DEADLINE_SECONDS,
-    retries=HTTP_RETRIES,
-    backoff_seconds=HTTP_BACKOFF_SECONDS,
-    allowed_origin=None,
-):
+    url: str,
+    timeout: float = HTTP_TIMEOUT_SECONDS,
+    max_bytes: int = HTTP_MAX_BYTES,
+    deadline_seconds: float = HTTP_DEADLINE_SECONDS,
+    retries: int = HTTP_RETRIES,
+    backoff_seconds: float = HTTP_BACKOFF_SECONDS,
+    allowed_origin: tuple | None = None,
+    stop_event: threading.Event | None = None,
+) -> bytes:
     """
     The body at `url` (bytes).
 
@@ -120,10 +124,53 @@ def fetch(
             and 429, waiting `backoff_seconds * 2 ** (n - 1)` (none before the first retry) or the server's
             `Retry-After`.
         allowed_origin (`tuple`, *optional*): `origin(...)` of the only host `url` and its redirects may be on.
+        stop_event (`threading.Event`, *optional*): once set (the process is stopping), no further attempt is made.
 
     Raises:
         `HTTPFetchError` with one line starting with the URL: what failed, after how many attempts.
     """
+    return _request(
+        "GET", url, None, {}, timeout, max_bytes, deadline_seconds, retries, backoff_seconds, allowed_origin, stop_event
+    )
+
+
+def post(
+    url: str,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    timeout: float = HTTP_TIMEOUT_SECONDS,
+    max_bytes: int = POST_MAX_RESPONSE_BYTES,
+    deadline_seconds: float = HTTP_DEADLINE_SECONDS,
+    retries: int = 0,
+    backoff_seconds: float = HTTP_BACKOFF_SECONDS,
+) -> bytes:
+    """
+    POST `body` to `url` (with `headers` besides the client's own); returns the answer's body (2xx). A POST is not
+    retried unless asked (`retries`: it may not be safe to repeat) and redirects are not followed; the arguments are
+    otherwise `fetch`'s.
+
+    Raises:
+        `HTTPFetchError` with one line starting with the URL.
+    """
+    return _request(
+        "POST", url, body, headers or {}, timeout, max_bytes, deadline_seconds, retries, backoff_seconds, None, None
+    )
+
+
+def _request(
+    method,
+    url,
+    body,
+    headers,
+    timeout,
+    max_bytes,
+    deadline_seconds,
+    retries,
+    backoff_seconds,
+    allowed_origin,
+    stop_event,
+):
+    """`fetch` and `post`: one request, its retries and (GET) redirects, its body read within the bounds."""
     urllib3 = _import_urllib3()
     # Attributes, not `from urllib3... import`: transformers requires every package a remote-code file imports
     # outside try/except, and a model loaded for local files must not need urllib3.
@@ -133,8 +180,9 @@ def fetch(
 
     deadline = time.monotonic() + deadline_seconds
     pool = _pool_manager(urllib3)
-    retry = _retry_policy(urllib3, retries, backoff_seconds)
+    retry = _retry_policy(urllib3, method, retries, backoff_seconds)
     current, redirects, attempts = url, 0, 0
+    headers = {**pool.headers, **headers}
 
     def fail(message):
         where = url if current == url else f"{url} (redirected to {current})"
@@ -157,11 +205,14 @@ def fetch(
     def back_off(error=None, response=None):
         """Count the failed attempt in `retry` (raises when exhausted), then wait its backoff within the deadline."""
         nonlocal retry
-        retry = retry.increment("GET", current, response=response, error=error)
+        retry = retry.increment(method, current, response=response, error=error)
         wait = (retry.get_retry_after(response) if response is not None else None) or retry.get_backoff_time()
         if time.monotonic() + wait >= deadline:
             raise fail(f"gave up: the {deadline_seconds:g}-s deadline would pass before the next attempt")
-        time.sleep(wait)
+        if stop_event is None:
+            time.sleep(wait)
+        elif stop_event.wait(wait):
+            raise fail("gave up: stopping, no further attempt")
 
     check_target(current)
     while True:
@@ -172,7 +223,7 @@ def fetch(
         attempts += 1
         try:
             response = pool.request(
-                "GET", current, retries=False, redirect=False, preload_content=False,
+                method, current, body=body, headers=headers, retries=False, redirect=False, preload_content=False,
                 timeout=urllib3.Timeout(connect=attempt_timeout, read=attempt_timeout),
             )  # fmt: skip
         except errors.LocationValueError as error:  # not a URL at all: nothing to retry
@@ -193,6 +244,8 @@ def fetch(
             if response.status in REDIRECT_STATUSES:
                 location = response.headers.get("Location")
                 response.drain_conn()
+                if method != "GET":
+                    raise fail(f"HTTP {response.status} redirect: not followed for a {method}")
                 if not location:
                     raise fail(f"HTTP {response.status} redirect without a Location")
                 redirects += 1

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 try:
-    from .hls_orcahello import iso_utc, utc_at
+    from .hls_timeline_orcahello import iso_utc, utc_at
     from .vocabulary_orcahello import (
         AGGREGATION_STRATEGIES,
         DECISION_FIELDS,
@@ -27,7 +27,7 @@ try:
         INFERENCE_PRESETS,
     )
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
-    from hls_orcahello import iso_utc, utc_at
+    from hls_timeline_orcahello import iso_utc, utc_at
     from vocabulary_orcahello import (
         AGGREGATION_STRATEGIES,
         DECISION_FIELDS,
@@ -213,16 +213,16 @@ def build_file_result(
     hop, window = info["hop_seconds"], info["window_seconds"]
     window_starts = [k * hop for k in range(len(window_confidences))]
     timeline = info.get("timeline")
-    gaps = [dict(gap) for gap in timeline["gaps"]] if timeline else []
+    gaps = list(timeline["gaps"]) if timeline else []  # `hls_timeline_orcahello.Gap`s
     if timeline:
         for message in timeline["warnings"]:
             warnings.append(message)
             logger.warning("%s: %s", info["name"], message)
         for gap in gaps:
-            spanning = sum(1 for start in window_starts if start < gap["start_s"] < start + window)
-            missing = "an unknown time" if gap["missing_s"] is None else f"{gap['missing_s']:.3f} s"
+            spanning = sum(1 for start in window_starts if start < gap.start_s < start + window)
+            missing = "an unknown time" if gap.missing_s is None else f"{gap.missing_s:.3f} s"
             warnings.append(
-                f"gap after segment {gap['after_segment']} at {gap['start_s']:.3f} s ({gap['reason']}): {missing} "
+                f"gap after segment {gap.after_segment} at {gap.start_s:.3f} s ({gap.reason}): {missing} "
                 f"missing; the audio either side is butted together, as production's concatenation does, and "
                 f"{spanning} window(s) spanning it are flagged spans_gap"
             )
@@ -252,7 +252,7 @@ def build_file_result(
         return iso_utc(utc_at(anchors, seconds, before=before))
 
     def spans_gap(start, end):
-        return any(start < gap["start_s"] < end for gap in gaps)
+        return any(start < gap.start_s < end for gap in gaps)
 
     windows = []
     for start, score in zip(window_starts, window_confidences):
@@ -293,7 +293,7 @@ def build_file_result(
         "detections": detections,
         "duration_s": info["num_samples"] / info["sampling_rate"],
         "start_time_utc": iso_utc(timeline["start_time_utc"]) if start_known else None,
-        "gaps": gaps,
+        "gaps": [gap.to_dict() for gap in gaps],
         "sampling_rate": info["sampling_rate"],
         "num_channels": info["num_channels"],
         "warnings": warnings,

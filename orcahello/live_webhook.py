@@ -3,9 +3,10 @@
 `orcahello live --post URL`: each positive minute POSTed as JSON, never dropped.
 
 A detection is first written to a spool folder (one JSON file each, atomically, named so that they sort in the
-order they were made); a background thread POSTs the oldest, deletes its file once the endpoint answers 2xx, and
-while the endpoint is down retries with exponential backoff, a warning per failure. Whatever is still spooled when
-the command stops is sent by the next run.
+order they were made); a background thread POSTs the oldest (`http_orcahello.post`), deletes its file once the
+endpoint answers 2xx, and while the endpoint is down tries again with exponential backoff up to 5 minutes, a warning
+per failure: an endpoint may be away for hours, longer than any one request's retries should wait. Whatever is still
+spooled when the command stops is sent by the next run.
 """
 
 import json
@@ -13,8 +14,8 @@ import logging
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
+
+from http_orcahello import HTTPFetchError, post
 
 from . import writers
 
@@ -31,22 +32,17 @@ class WebhookError(RuntimeError):
     """A POST that did not succeed; the message is one line."""
 
 
-def post_json(url, document, timeout=POST_TIMEOUT_SECONDS):
-    """POST `document` as JSON; returns the HTTP status, or raises `WebhookError` naming what went wrong."""
+def post_json(url: str, document: dict, timeout: float = POST_TIMEOUT_SECONDS) -> None:
+    """
+    POST `document` as JSON through `http_orcahello.post` (once: the spool, not the client, tries again, for as
+    long as it takes and across runs); raises `WebhookError` naming what went wrong.
+    """
     body = json.dumps(document).encode("utf-8")
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json", "User-Agent": USER_AGENT}
-    )
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read()
-            return response.status
-    except urllib.error.HTTPError as error:
-        raise WebhookError(f"{url}: HTTP error {error.code} ({error.reason})") from None
-    except urllib.error.URLError as error:
-        raise WebhookError(f"{url}: cannot reach it ({error.reason})") from None
-    except (OSError, ValueError) as error:
-        raise WebhookError(f"{url}: the request failed ({type(error).__name__}: {error})") from None
+        post(url, body, headers=headers, timeout=timeout, deadline_seconds=timeout)
+    except HTTPFetchError as error:
+        raise WebhookError(str(error)) from None
 
 
 class WebhookSpool:

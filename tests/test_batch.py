@@ -351,7 +351,7 @@ def test_folders_manifests_urls_and_bad_recordings(ray_address, tiny_model_folde
     short_error = f"ERROR {recordings / 'short.wav'}: 1.000 s of audio is shorter than one 2-second window"
     assert short_error in "\n".join(errors)
     assert f"ERROR {tmp_path / 'listed' / 'missing.wav'}: no such file" in errors
-    assert any(line.startswith(f"ERROR {missing_url}: cannot download (HTTP Error 404") for line in errors)
+    assert any(line.startswith(f"ERROR {missing_url}: cannot download (HTTP error 404") for line in errors)
     assert captured.out.startswith("7 recording(s): 3 ok, 4 failed. 3 partition(s) scored")
 
     files = files_table(output_dir)

@@ -45,6 +45,8 @@ MODEL_FOLDER_FILES = (
     "audio_orcahello.py",
     "hls_orcahello.py",
     "hls_playlist_orcahello.py",
+    "hls_stream_orcahello.py",
+    "hls_timeline_orcahello.py",
     "http_orcahello.py",
     "pipeline_orcahello.py",
     "results_orcahello.py",

@@ -21,6 +21,8 @@ from conftest import LEGACY, LocalHTTPServer, make_orcanode_hls, production_wav,
 
 import hls_orcahello
 import hls_playlist_orcahello
+from hls_stream_orcahello import HLSStream
+from hls_timeline_orcahello import listed_segment_seconds, utc_at
 from orcahello import inputs, writers
 
 EPOCH = 1600000000  # an Orcasound stream folder's name: the Unix time the node started the stream
@@ -267,26 +269,29 @@ def test_deleted_middle_segment_is_reported_as_a_gap(archive, tiny_pipeline, tmp
     before = read_int16(production_wav(kept[:2], tmp_path / "before.wav")).shape[1]  # live000 + live001
     missing = playlist_durations(minute / "live.m3u8")["live002.ts"]
     [gap] = audio.gaps
-    assert (gap["after_segment"], gap["next_segment"]) == ("live001.ts", "live003.ts")
-    assert gap["start_s"] == before / SAMPLE_RATE
-    assert "segment number(s) 2 missing" in gap["reason"] and "timestamps jump ahead" in gap["reason"]
-    assert gap["missing_s"] == pytest.approx(missing, abs=1e-3) and gap["missing_s_from"] == "timestamps"
-    assert parse_iso(gap["utc"]) == pytest.approx(EPOCH + gap["start_s"], abs=1e-3)
-    assert parse_iso(gap["resumes_utc"]) == pytest.approx(EPOCH + gap["start_s"] + missing, abs=1e-3)
+    assert (gap.after_segment, gap.next_segment) == ("live001.ts", "live003.ts")
+    assert gap.start_s == before / SAMPLE_RATE
+    assert "segment number(s) 2 missing" in gap.reason and "timestamps jump ahead" in gap.reason
+    assert gap.missing_s == pytest.approx(missing, abs=1e-3) and gap.missing_s_from == "timestamps"
+    assert parse_iso(gap.utc) == pytest.approx(EPOCH + gap.start_s, abs=1e-3)
+    assert parse_iso(gap.resumes_utc) == pytest.approx(EPOCH + gap.start_s + missing, abs=1e-3)
 
     result = tiny_pipeline(str(folder), return_timestamps=True)
-    assert result["gaps"] == audio.gaps
+    assert result["gaps"] == [gap.to_dict() for gap in audio.gaps]
     assert len(result["windows"]) == int(samples.shape[1] // SAMPLE_RATE) - 1
     for window in result["windows"]:
-        assert window["spans_gap"] is (window["start"] < gap["start_s"] < window["end"])
-        later = missing if window["start"] >= gap["start_s"] else 0.0
+        assert window["spans_gap"] is (window["start"] < gap.start_s < window["end"])
+        later = missing if window["start"] >= gap.start_s else 0.0
         assert parse_iso(window["start_utc"]) == pytest.approx(EPOCH + window["start"] + later, abs=1e-3)
     assert [window["start"] for window in result["windows"] if window["spans_gap"]] == [19.0, 20.0]
     assert any(warning.startswith("gap after segment live001.ts") for warning in result["warnings"])
 
 
-def test_discontinuity_gap_tag_and_dropped_entry_in_a_playlist(archive, tiny_pipeline, tmp_path):
-    _, minute, _ = archive
+def edited_playlist(minute, tmp_path):
+    """
+    `<tmp_path>/edited/edited.m3u8`: the minute dated, live002.ts dropped from the playlist, a discontinuity before
+    live004.ts, live005.ts marked #EXT-X-GAP (and absent). Returns it and the original EXTINF durations.
+    """
     folder = copy_segments(minute, tmp_path / "edited", skip={"live005.ts"})  # #EXT-X-GAP: never fetched
     durations = playlist_durations(minute / "live.m3u8")
     lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:11", "#EXT-X-MEDIA-SEQUENCE:0"]
@@ -301,6 +306,13 @@ def test_discontinuity_gap_tag_and_dropped_entry_in_a_playlist(archive, tiny_pip
             lines.append("#EXT-X-GAP")
         lines += [f"#EXTINF:{duration:.6f},", name]
     (folder / "edited.m3u8").write_text("\n".join(lines + ["#EXT-X-ENDLIST", ""]))
+    return folder / "edited.m3u8", durations
+
+
+def test_discontinuity_gap_tag_and_dropped_entry_in_a_playlist(archive, tiny_pipeline, tmp_path):
+    _, minute, _ = archive
+    playlist, durations = edited_playlist(minute, tmp_path)
+    folder = playlist.parent
 
     samples, audio = decode(folder / "edited.m3u8")
     names = ["live000.ts", "live001.ts", "live003.ts", "live004.ts", "live006.ts"]
@@ -308,25 +320,62 @@ def test_discontinuity_gap_tag_and_dropped_entry_in_a_playlist(archive, tiny_pip
         samples, read_int16(production_wav([folder / name for name in names], tmp_path / "production.wav"))
     )
     dropped, discontinuity, tagged = audio.gaps
-    assert (dropped["after_segment"], dropped["next_segment"]) == ("live001.ts", "live003.ts")
-    assert "timestamps jump ahead" in dropped["reason"]
-    assert dropped["missing_s"] == pytest.approx(durations["live002.ts"], abs=1e-3)
+    assert (dropped.after_segment, dropped.next_segment) == ("live001.ts", "live003.ts")
+    assert "timestamps jump ahead" in dropped.reason
+    assert dropped.missing_s == pytest.approx(durations["live002.ts"], abs=1e-3)
     # A discontinuity means the timestamps start afresh: how much is missing is unknown, and so is the time after it.
-    assert (discontinuity["after_segment"], discontinuity["next_segment"]) == ("live003.ts", "live004.ts")
-    assert "#EXT-X-DISCONTINUITY" in discontinuity["reason"] and discontinuity["missing_s"] is None
-    assert discontinuity["utc"] is not None and discontinuity["resumes_utc"] is None
-    assert (tagged["after_segment"], tagged["next_segment"]) == ("live004.ts", "live005.ts")
-    assert "#EXT-X-GAP" in tagged["reason"]
+    assert (discontinuity.after_segment, discontinuity.next_segment) == ("live003.ts", "live004.ts")
+    assert "#EXT-X-DISCONTINUITY" in discontinuity.reason and discontinuity.missing_s is None
+    assert discontinuity.utc is not None and discontinuity.resumes_utc is None
+    assert (tagged.after_segment, tagged.next_segment) == ("live004.ts", "live005.ts")
+    assert "#EXT-X-GAP" in tagged.reason
 
     result = tiny_pipeline(str(folder / "edited.m3u8"), return_timestamps=True)
     start = parse_iso("2021-08-25T19:25:00.000Z")
     for window in result["windows"]:
-        if window["start"] < dropped["start_s"]:
+        if window["start"] < dropped.start_s:
             assert parse_iso(window["start_utc"]) == pytest.approx(start + window["start"], abs=1e-3)
-        elif window["start"] >= discontinuity["start_s"]:
+        elif window["start"] >= discontinuity.start_s:
             assert window["start_utc"] is None  # never invented
-    rows_after = [row for row in result["submission"] if row["start_time_s"] >= discontinuity["start_s"]]
+    rows_after = [row for row in result["submission"] if row["start_time_s"] >= discontinuity.start_s]
     assert rows_after and all(row["start_time_utc"] is None for row in rows_after)
+
+
+def test_a_stream_fed_segment_by_segment_reads_and_times_what_the_finished_input_gives(archive, tmp_path):
+    """
+    `orcahello live`'s way (one `HLSStream` fed a segment at a time, each window read as soon as its audio is decoded,
+    what is scored let go of) against detect's (the finished playlist opened at once): the same samples, UTC times
+    and gaps, through a dropped entry, a discontinuity and an #EXT-X-GAP segment.
+    """
+    _, minute, _ = archive
+    playlist, _ = edited_playlist(minute, tmp_path)
+    finished = hls_orcahello.open_hls(str(playlist))
+    whole = finished.read(0, finished.num_samples)
+    segments, _ = hls_playlist_orcahello.parse_playlist(playlist.read_text(), str(playlist), "edited")
+    stream = HLSStream("edited", listed_segment_seconds(segments), folder_epoch=None, rewindable=False)
+    window, hop, next_window, gaps = 2 * SAMPLE_RATE, SAMPLE_RATE, 0, {}
+    for segment in segments:
+        if segment.marked_gap:
+            stream.add_marked_gap(segment)
+        else:
+            stream.add_segment(segment, (playlist.parent / segment.name).read_bytes())
+        if segment is segments[-1]:
+            stream.finish()
+        gaps.update({gap.start_s: gap for gap in stream.gaps})
+        while next_window * hop + window <= stream.num_samples:
+            start = next_window * hop
+            np.testing.assert_array_equal(stream.read(start, start + window), whole[:, start : start + window])
+            start_s, end_s = start / SAMPLE_RATE, (start + window) / SAMPLE_RATE
+            assert utc_at(stream.anchors, start_s) == utc_at(finished.anchors, start_s)
+            assert utc_at(stream.anchors, end_s, before=True) == utc_at(finished.anchors, end_s, before=True)
+            next_window += 1
+            stream.forget_before(next_window * hop)
+            assert stream.held_samples() <= window + 2048  # what is scored is let go of
+    assert stream.num_samples == finished.num_samples
+    assert next_window == (finished.num_samples - window) // hop + 1
+    assert list(gaps.values()) == finished.gaps and len(finished.gaps) == 3
+    with pytest.raises(hls_playlist_orcahello.HLSInputError, match=r"samples \[0, 10\) asked for"):
+        stream.read(0, 10)  # let go of for good
 
 
 def test_damaged_segment_is_skipped_where_it_does_not_decode_and_reported(archive, tmp_path):
@@ -336,8 +385,8 @@ def test_damaged_segment_is_skipped_where_it_does_not_decode_and_reported(archiv
     samples, audio = decode(folder)
     assert any("live001.ts do not decode" in warning for warning in audio.warnings)
     [gap] = audio.gaps  # what the cut removed shows as a timestamp jump before live002.ts
-    assert (gap["after_segment"], gap["next_segment"]) == ("live001.ts", "live002.ts")
-    assert "timestamps jump ahead" in gap["reason"] and gap["missing_s"] > 1.0
+    assert (gap.after_segment, gap.next_segment) == ("live001.ts", "live002.ts")
+    assert "timestamps jump ahead" in gap.reason and gap.missing_s > 1.0
     assert samples.shape[1] == audio.num_samples
 
 

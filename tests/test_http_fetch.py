@@ -213,3 +213,77 @@ def test_other_hosts_and_file_redirects_are_refused_unless_allowed(stream, tiny_
             allowed = run_orcahello_cli(home.base + "foreign.m3u8", "--output-dir", output_dir, "--model",
                                         tiny_pipeline.model.name_or_path, "--allow-other-hosts")  # fmt: skip
             assert allowed.returncode == 0, allowed.stderr
+
+
+def test_batch_downloads_a_sound_file_url_with_retries_and_a_byte_cap(tmp_path, monkeypatch):
+    """`orcahello batch`'s URLs of sound files go through the same client: a 503 is retried, a huge body refused."""
+    import numpy as np
+    import soundfile
+
+    from audio_orcahello import AudioInputError
+    from orcahello.batch import sources
+
+    samples = (np.sin(np.arange(48000) / 10.0) * 10000).astype(np.int16)
+    soundfile.write(str(tmp_path / "clip.wav"), samples, 48000)
+    with MisbehavingServer(tmp_path) as server:
+        recording = sources.open_source(server.base + "flaky/clip.wav")
+        try:
+            assert (recording.sampling_rate, recording.num_samples) == (48000, 48000)
+            np.testing.assert_array_equal(recording.read(0, 48000)[0], samples)
+        finally:
+            recording.close()
+        assert server.requests["/flaky/clip.wav"] == 2  # the 503, then the file
+        monkeypatch.setattr(sources, "URL_MAX_BYTES", 1000)
+        url = server.base + "clip.wav"
+        with pytest.raises(AudioInputError, match=r"^\S+/clip\.wav: cannot download \(refused: \d+ bytes announced"):
+            sources.open_source(url)
+        with pytest.raises(AudioInputError, match=r"/absent\.wav: cannot download \(HTTP error 404 \(Not Found\)\)$"):
+            sources.open_source(server.base + "absent.wav")
+
+
+def test_a_stop_event_ends_the_retries_at_once():
+    """`orcahello live` stopping (SIGTERM) does not wait out a download's backoff."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]  # nothing listens once the probe is closed
+    stop = threading.Event()
+    stop.set()
+    started = time.monotonic()
+    with pytest.raises(http_orcahello.HTTPFetchError, match="gave up: stopping, no further attempt"):
+        http_orcahello.fetch(f"http://127.0.0.1:{closed}/latest.txt", retries=5, backoff_seconds=5, stop_event=stop)
+    assert time.monotonic() - started < 2
+
+
+def test_post_sends_the_body_and_does_not_follow_redirects(tmp_path):
+    received = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *arguments):
+            pass
+
+        def do_POST(self):
+            received.append(
+                (self.path, self.headers["Content-Type"], self.rfile.read(int(self.headers["Content-Length"])))
+            )
+            status = 302 if self.path == "/moved" else 200
+            self.send_response(status)
+            if status == 302:
+                self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        answer = http_orcahello.post(base + "/hook", b'{"minute": 1}', headers={"Content-Type": "application/json"})
+        assert answer == b"ok"
+        with pytest.raises(http_orcahello.HTTPFetchError, match=r"/moved: HTTP 302 redirect: not followed for a POST$"):
+            http_orcahello.post(base + "/moved", b"{}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert received[0] == ("/hook", "application/json", b'{"minute": 1}')
+    assert [path for path, _, _ in received] == ["/hook", "/moved"]  # never /elsewhere

@@ -384,11 +384,11 @@ def test_a_listed_segment_that_never_downloads_is_declared_lost_and_the_rest_mat
 def test_memory_held_by_a_recording_stays_bounded(encoded_streams):
     """Decoding a long recording while letting go of what is scored holds about one segment, not the stream."""
     from hls_playlist_orcahello import parse_playlist
-    from orcahello.live_stream import LiveRecording, nominal_segment_seconds
+    from orcahello.live_stream import LiveSource
 
     folder = encoded_streams[FIRST_EPOCH]
-    segments, _ = parse_playlist((folder / "live.m3u8").read_text(), str(folder / "live.m3u8"), "test")
-    recording = LiveRecording("test", str(FIRST_EPOCH), FIRST_EPOCH, nominal_segment_seconds(segments))
+    segments, info = parse_playlist((folder / "live.m3u8").read_text(), str(folder / "live.m3u8"), "test")
+    recording = LiveSource(str(folder / "live.m3u8")).new_recording(str(FIRST_EPOCH), str(folder), segments, info)
     held = []
     for _repeat in range(4):  # the same segments again and again: a 4-times longer stream
         for segment in segments[:-1]:
@@ -405,9 +405,10 @@ def test_time_line_and_gaps_follow_detects_rules_segment_by_segment(tmp_path, en
     segment, a segment left out), decoded segment by segment as live does, gives HLSAudio's samples, UTC anchors
     and gaps exactly.
     """
-    from hls_orcahello import iso_utc, open_hls
+    from hls_orcahello import open_hls
     from hls_playlist_orcahello import parse_playlist
-    from orcahello.live_stream import LiveRecording, nominal_segment_seconds
+    from hls_timeline_orcahello import iso_utc
+    from orcahello.live_stream import LiveSource
 
     folder = tmp_path / str(FIRST_EPOCH)
     folder.mkdir()
@@ -435,8 +436,8 @@ def test_time_line_and_gaps_follow_detects_rules_segment_by_segment(tmp_path, en
     playlist.write_text("\n".join(lines) + "\n")
 
     expected = open_hls(str(playlist))
-    segments, _ = parse_playlist(playlist.read_text(), str(playlist), str(playlist))
-    recording = LiveRecording("live", str(FIRST_EPOCH), FIRST_EPOCH, nominal_segment_seconds(segments))
+    segments, info = parse_playlist(playlist.read_text(), str(playlist), str(playlist))
+    recording = LiveSource(str(playlist)).new_recording(str(FIRST_EPOCH), str(playlist), segments, info)
     for segment in segments:
         if segment.marked_gap:
             recording.add_marked_gap(segment)

@@ -1,9 +1,10 @@
 """
 The model card (README.md): its Hub metadata, read offline with `huggingface_hub.ModelCard.load` as the Hub reads it
-(`ModelCard.validate()` is not used: it posts the card to the Hub), its widget examples, and the sections users
-need.
+(`ModelCard.validate()` is not used: it posts the card to the Hub), its widget examples, its length and the order of
+its sections, the set-up commands, and the manual pages it links for deployment and tuning.
 """
 
+import re
 from urllib.parse import urlparse
 
 import pytest
@@ -14,6 +15,8 @@ from orcahello.conversion.upload import DEFAULT_REPO_ID, check_model_card
 README = REPO_ROOT / "README.md"
 # A widget example in this repository is linked as the Hub serves it: https://huggingface.co/<repo>/resolve/<rev>/path
 RESOLVE_PREFIX = f"/{DEFAULT_REPO_ID}/resolve/"
+# The card is what a Hub visitor reads first: the manual (docs/) holds the rest.
+MAX_CARD_LINES = 250
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +62,43 @@ def test_widget_examples_are_files_of_this_repository(metadata):
             assert 0.0 <= output["score"] <= 1.0
 
 
-def test_card_documents_endpoints_fine_tuning_and_per_site_thresholds():
+def card_sections():
+    """The card's second-level headings, in order, and the text under each."""
     text = README.read_text(encoding="utf-8")
-    for heading in ("### Inference Endpoints", "### Fine-tuning", "### Per-site thresholds", "## Licence"):
-        assert f"\n{heading}\n" in text, heading
-    # The files and modules those sections tell users to run exist.
-    for mention, path in (
-        ("handler.py", "handler.py"),
-        ("orcahello/training/finetune.py", "orcahello/training/finetune.py"),
-        ("orcahello.site_thresholds", "orcahello/site_thresholds.py"),
-    ):
-        assert mention in text and (REPO_ROOT / path).is_file(), path
+    parts = re.split(r"^## (.+)$", text, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def test_the_card_is_short_and_meets_a_hub_visitor_with_the_model_before_the_set_up():
+    assert len(README.read_text(encoding="utf-8").splitlines()) <= MAX_CARD_LINES
+    headings = list(card_sections())
+    # What it is and how to use it first, then the presets, the evaluation, limitations, licence, citation; the
+    # set-up of this repository (a contributor's concern) last.
+    expected = ["How to use", "Inference presets", "Evaluation", "Limitations", "Licence", "Citation", "Set-up"]
+    found = [next((heading for heading in headings if heading.startswith(name)), None) for name in expected]
+    assert None not in found, dict(zip(expected, found))
+    assert [headings.index(heading) for heading in found] == sorted(headings.index(heading) for heading in found)
+    assert found[-1] == headings[-1], "the set-up is the card's last section"
+
+
+def test_the_card_gives_the_two_set_up_commands_and_points_to_the_contributor_notes():
+    set_up = next(text for heading, text in card_sections().items() if heading.startswith("Set-up"))
+    assert "bash scripts/setup.sh" in set_up and (REPO_ROOT / "scripts" / "setup.sh").is_file()
+    assert ".venv/bin/python -m pytest -q" in set_up
+    assert "(CONTRIBUTING.md)" in set_up and (REPO_ROOT / "CONTRIBUTING.md").is_file()
+
+
+@pytest.mark.parametrize(
+    ("page", "mention", "path"),
+    [
+        ("docs/endpoints.md", "handler.py", "handler.py"),
+        ("docs/finetuning.md", "orcahello/training/finetune.py", "orcahello/training/finetune.py"),
+        ("docs/site_thresholds.md", "orcahello.site_thresholds", "orcahello/site_thresholds.py"),
+    ],
+)
+def test_the_card_links_the_manual_pages_users_deploy_and_tune_with(page, mention, path):
+    """Inference Endpoints, fine-tuning and per-site thresholds are on pages of the manual the card links to, and
+    the files and modules those pages tell users to run exist."""
+    assert f"]({page})" in README.read_text(encoding="utf-8"), f"the card does not link {page}"
+    assert mention in (REPO_ROOT / page).read_text(encoding="utf-8")
+    assert (REPO_ROOT / path).is_file(), path

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from hls_timeline_orcahello import timeline_from_plain
 from results_orcahello import DecisionParameters, build_file_result
 from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY, is_url
 
@@ -464,7 +465,7 @@ class BatchJob:
         info.update(name=state.source.source, window_seconds=self.window_seconds, hop_seconds=self.hop_seconds)
         # An HLS stream's time line (start, UTC anchors, gaps, their warnings), as the pipeline hands it to
         # `build_file_result` in `orcahello detect`; None for other recordings.
-        info["timeline"] = state.info.get("timeline")
+        info["timeline"] = timeline_from_plain(state.info.get("timeline"))
         inference = provenance.inference_record(state.settings.parameters, self.config)
         # The decision as detect makes it: the preset's smoothing, the recording's (site's) parameters and floor.
         decision = DecisionParameters.from_mapping({**inference, **state.settings.parameters})

@@ -10,14 +10,19 @@ import json
 import os
 import re
 import urllib.parse
-import urllib.request
 
+from hls_timeline_orcahello import plain_timeline
+from http_orcahello import HTTPFetchError, fetch
 from vocabulary_orcahello import PLAYLIST_SUFFIX, is_url
 
 from .. import inputs, runs
 from .settings import BatchError
 
+# A sound file given by URL is downloaded into memory whole (`http_orcahello.fetch`: retries with backoff, a byte cap,
+# an overall deadline). 4 GiB is a day of 24-kHz 16-bit mono; longer recordings are better downloaded first.
 URL_TIMEOUT_SECONDS = 120
+URL_MAX_BYTES = 4 << 30
+URL_DEADLINE_SECONDS = 3600.0
 # A UTC timestamp in a file name, ISO 8601 basic format (SanctSound, AudioMoth, many recorders): 20200423T164427Z.
 UTC_NAME_PATTERN = re.compile(r"(?<!\d)(\d{8}T\d{6})Z(?![0-9A-Za-z])")
 # Orcasound's HLS archive keeps each stream in a folder named by its start in Unix seconds: <node>/hls/<t>/live.m3u8.
@@ -118,16 +123,19 @@ def open_source(source):
     """
     Open one recording with the pipeline's `open_recording`, so that every format it reads (WAV, FLAC, OGG, MP3,
     and HLS where it supports it) is read the same way here. An http(s) URL of a sound file is downloaded into
-    memory first; a playlist URL (`.m3u8`) is handed to `open_recording` as it is.
+    memory first (through `http_orcahello.fetch`, as HLS playlists and segments are); a playlist URL (`.m3u8`) is
+    handed to `open_recording` as it is.
     """
     from audio_orcahello import AudioInputError, open_recording
 
     if is_url(source) and not urllib.parse.urlsplit(source).path.lower().endswith(PLAYLIST_SUFFIX):
         try:
-            with urllib.request.urlopen(source, timeout=URL_TIMEOUT_SECONDS) as response:
-                data = response.read()
-        except Exception as error:  # HTTP errors, refused connections, timeouts: the source cannot be read
-            raise AudioInputError(f"{source}: cannot download ({' '.join(str(error).split())})") from None
+            data = fetch(
+                source, timeout=URL_TIMEOUT_SECONDS, max_bytes=URL_MAX_BYTES, deadline_seconds=URL_DEADLINE_SECONDS
+            )
+        except HTTPFetchError as error:  # its message starts with the URL: said once
+            message = str(error).removeprefix(f"{source}: ")
+            raise AudioInputError(f"{source}: cannot download ({message})") from None
         return open_recording({"bytes": data, "path": source})
     return open_recording(source)
 
@@ -161,7 +169,7 @@ def probe_source(
             timeline = recording.timeline  # None but for HLS
             if timeline is not None:
                 # JSON text: a Ray Data row holds it as one string column, whatever its nesting.
-                probed["timeline"] = json.dumps(timeline, sort_keys=True)
+                probed["timeline"] = json.dumps(plain_timeline(timeline), sort_keys=True)
                 if timeline["start_time_utc"] is not None:
                     start = datetime.datetime.fromtimestamp(timeline["start_time_utc"], tz=datetime.timezone.utc)
                     probed["start_utc"] = start.isoformat()

@@ -87,7 +87,7 @@ def utc_milliseconds(recording, seconds):
     """
     timeline = recording.get("timeline")
     if timeline is not None:
-        from hls_orcahello import utc_at
+        from hls_timeline_orcahello import utc_at
 
         moments = (utc_at(timeline["anchors"], value) for value in seconds)
         return [None if moment is None else int(round(moment * 1000.0)) for moment in moments]
