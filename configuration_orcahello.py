@@ -12,6 +12,10 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
     from vocabulary_orcahello import AGGREGATION_STRATEGIES, DEFAULT_PRESET, INFERENCE_FIELDS, INFERENCE_PRESETS
 
 
+# The features an adapted head (`orcahello adapt`) may read, as `orcahello embed --layer` names them.
+ADAPTED_HEAD_LAYERS = ("pooled", "head")
+
+
 def preset_settings(name):
     """A copy of the fields of the preset called `name` (`"fastai"` or `"v1"`)."""
     if name not in INFERENCE_PRESETS:
@@ -150,6 +154,12 @@ class OrcaHelloConfig(PretrainedConfig):
             A floor on the recording's global confidence on a 0-1 scale (`"orcahello"`'s 0-100 value / 100): a
             recording is positive only when the rule above says so and its global confidence reaches this. 0 (the
             default) keeps production's decision; `orcahello calibrate` fits one per hydrophone.
+        adapted_head (`dict`, *optional*):
+            Set by `orcahello adapt`: the model's logits come from a linear head fitted to a site's labelled windows
+            instead of the fastai head. `"layer"` says what it reads: `"pooled"` (the concat-pooled features,
+            `pooled_size` wide) or `"head"` (the fastai head's last hidden layer, `head_hidden_size` wide); its
+            weights are `adapted_head.weight` and `adapted_head.bias` in the checkpoint. The other keys are its
+            provenance (the annotations' SHA-256, the held-out figures, the base model), kept for every output.
 
     Example:
 
@@ -161,6 +171,7 @@ class OrcaHelloConfig(PretrainedConfig):
     """
 
     model_type = "orcahello"
+    adapted_head = None
 
     def __init__(
         self,
@@ -187,6 +198,7 @@ class OrcaHelloConfig(PretrainedConfig):
         global_threshold=None,
         top_k_windows=None,
         min_global_confidence=0.0,
+        adapted_head=None,
         **kwargs,
     ):
         if layer_type not in ("basic", "bottleneck"):
@@ -194,6 +206,12 @@ class OrcaHelloConfig(PretrainedConfig):
         if not 0.0 <= min_global_confidence <= 1.0:
             raise ValueError(
                 f"min_global_confidence must be from 0 to 1 (global confidence / 100), got {min_global_confidence}"
+            )
+        if adapted_head is not None and (
+            not isinstance(adapted_head, dict) or adapted_head.get("layer") not in ADAPTED_HEAD_LAYERS
+        ):
+            raise ValueError(
+                f"adapted_head must be a dict whose 'layer' is one of {ADAPTED_HEAD_LAYERS}, got {adapted_head!r}"
             )
         given = {
             "window_seconds": window_seconds,
@@ -227,6 +245,8 @@ class OrcaHelloConfig(PretrainedConfig):
         for field, value in inference_settings.items():
             setattr(self, field, value)
         self.min_global_confidence = min_global_confidence
+        if adapted_head is not None:  # unset, it stays out of config.json (the class attribute answers None)
+            self.adapted_head = adapted_head
         # The two classes of the fastai learner (label_from_folder sorts them); P(call) = softmax(logits)[1].
         if "id2label" not in kwargs and "num_labels" not in kwargs:
             kwargs["id2label"] = {0: "negative", 1: "positive"}
@@ -242,3 +262,9 @@ class OrcaHelloConfig(PretrainedConfig):
     def pooled_size(self):
         """Width of the concatenated [max, average] pooled features the head receives (4096 for ResNet50)."""
         return 2 * self.hidden_sizes[-1]
+
+    def layer_size(self, layer):
+        """Width of the features at `layer`: `"pooled"` (`pooled_size`) or `"head"` (`head_hidden_size`)."""
+        if layer not in ADAPTED_HEAD_LAYERS:
+            raise ValueError(f"layer must be one of {ADAPTED_HEAD_LAYERS}, got {layer!r}")
+        return self.pooled_size if layer == "pooled" else self.head_hidden_size

@@ -156,11 +156,14 @@ class OrcaHelloClassificationHead(nn.Module):
         self.hidden_dropout = nn.Dropout(config.head_hidden_dropout)
         self.out_proj = nn.Linear(config.head_hidden_size, config.num_labels)
 
-    def forward(self, pooled_features):
+    def hidden_features(self, pooled_features):
+        """The features the last linear layer classifies (after the hidden ReLU, BatchNorm and dropout)."""
         hidden = self.pooled_dropout(self.pooled_norm(pooled_features))
         hidden = self.activation(self.dense(hidden))
-        hidden = self.hidden_dropout(self.hidden_norm(hidden))
-        return self.out_proj(hidden)
+        return self.hidden_dropout(self.hidden_norm(hidden))
+
+    def forward(self, pooled_features):
+        return self.out_proj(self.hidden_features(pooled_features))
 
 
 class OrcaHelloForAudioClassification(OrcaHelloPreTrainedModel):
@@ -169,6 +172,9 @@ class OrcaHelloForAudioClassification(OrcaHelloPreTrainedModel):
     probability that a 2-second window holds a killer-whale call.
 
     For whole recordings use the pipeline: `pipeline("audio-classification", model=..., trust_remote_code=True)`.
+
+    A folder made by `orcahello adapt` (`config.adapted_head` set) also has `adapted_head`, a linear layer fitted to
+    a site's labelled windows on the pooled features or the fastai head's hidden layer: its logits are the model's.
     """
 
     def __init__(self, config):
@@ -176,7 +182,24 @@ class OrcaHelloForAudioClassification(OrcaHelloPreTrainedModel):
         self.num_labels = config.num_labels
         self.orcahello = OrcaHelloModel(config)
         self.classifier = OrcaHelloClassificationHead(config)
+        adapted = getattr(config, "adapted_head", None)
+        self.adapted_head = (
+            nn.Linear(config.layer_size(adapted["layer"]), config.num_labels) if adapted is not None else None
+        )
         self.post_init()
+
+    def logits_from_pooled(self, pooled_features):
+        """
+        The logits of concat-pooled features: the fastai head's, or the adapted head's when the folder has one. The
+        fastai head always runs (a 4096 x 512 product, nothing beside the ResNet), so its layers' hooks see every
+        window, as `orcahello embed --layer head` needs. Engines that skip the padding call this too.
+        """
+        hidden = self.classifier.hidden_features(pooled_features)
+        logits = self.classifier.out_proj(hidden)
+        if self.adapted_head is None:
+            return logits
+        features = pooled_features if self.config.adapted_head["layer"] == "pooled" else hidden
+        return self.adapted_head(features)
 
     def forward(self, input_features, labels=None, output_hidden_states=None, return_dict=None, **kwargs):
         r"""
@@ -189,7 +212,7 @@ class OrcaHelloForAudioClassification(OrcaHelloPreTrainedModel):
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.orcahello(input_features, output_hidden_states=output_hidden_states, return_dict=True)
-        logits = self.classifier(outputs.pooler_output)
+        logits = self.logits_from_pooled(outputs.pooler_output)
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(logits.float(), labels.to(logits.device).view(-1).long())

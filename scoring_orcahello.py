@@ -187,7 +187,7 @@ class PaddingSkippingClassifier(nn.Module):
                 # over the constant (3-4% of the model's time); the same values.
                 hidden = torch.cat([hidden, constant.repeat(input_features.shape[0], 1, 1, 1)], dim=-1)
         pooled = self.model.orcahello.pooler(hidden)
-        return self.model.classifier(pooled)
+        return self.model.logits_from_pooled(pooled)  # the fastai head, or an `orcahello adapt` head
 
     def multiply_adds_fraction(self):
         """Convolution multiply-adds of this forward over the model's own (reported by the benchmark)."""

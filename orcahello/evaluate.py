@@ -9,7 +9,9 @@ DETECTIONS is a folder of `detect` results (every `*.orcahello.json` under it) o
 CSV `file,start_s,end_s,label` (label optional) or Raven selection tables (tab-separated, `Begin Time (s)`,
 `End Time (s)`, the recording in `Begin File` with `File Offset (s)` when the table spans several files, else the
 table's own name up to its first dot); `--annotations` may be repeated. A recording without annotations is negative
-throughout; annotations of a recording that has no result are listed in the output and left out.
+throughout; annotations of a recording that has no result are listed in the output and left out. An annotation marks
+positive seconds unless its label says otherwise: `not_srkw`, `not_srkw:<class>` or `negative` (what the review
+page writes for "no") mark nothing, and the seconds of an `unsure` one that no positive marks are left out.
 
 The one-second rule (score.py's `quantize_interval_to_seconds`): an interval from `start` to `end` marks the seconds
 `floor(start)` to `min(ceil(end), floor(duration))`, both included, of a recording with `ceil(duration)` seconds
@@ -42,12 +44,18 @@ RAVEN_BEGIN, RAVEN_END = "Begin Time (s)", "End Time (s)"
 RAVEN_FILE, RAVEN_OFFSET = "Begin File", "File Offset (s)"
 RAVEN_LABEL_COLUMNS = ("Label", "Annotation", "Class", "Species")
 CSV_COLUMNS = ("file", "start_s", "end_s")
+# The labels the review page writes (`orcahello detect --report`) and `orcahello adapt` reads: `srkw` for a call,
+# `not_srkw` or `not_srkw:<class>` (vessel, water, ...) for a detection that is not one, `unsure`. Any other label
+# (a Raven table's species, `call`, `SRKW`) marks a call.
+NEGATIVE_LABELS = ("not_srkw", "negative")
+UNSURE_LABEL = "unsure"
 PR_CURVE_SUFFIX = ".pr_curve.png"
 MATCHING_RULE = (
     "score.py's: an interval [start, end] marks seconds floor(start) .. min(ceil(end), floor(duration)) inclusive, "
     "of ceil(duration) seconds; annotations mark positive seconds; each second's score is the highest confidence of "
     "the detector's scoring rows marking it (0 if none), positive when above the recording's local_threshold; "
-    "seconds of all recordings pooled; auprc = average precision (as scikit-learn's average_precision_score). File "
+    "annotations labelled not_srkw[:class] or negative mark nothing, seconds of unsure ones (not marked positive) "
+    "are left out; seconds of all recordings pooled; auprc = average precision (as scikit-learn's average_precision_score). File "
     "level: positive when any second is annotated; score = global confidence / 100 (orcahello aggregation); "
     "decision = global_prediction."
 )
@@ -249,7 +257,18 @@ def read_annotations(path: str) -> list[tuple[str, float, float, str]]:
     return annotations
 
 
-def _path_parts(path):
+def annotation_kind(label):
+    """
+    What an annotation's label says: `"negative"` for `not_srkw`, `not_srkw:<class>` and `negative`, `"unsure"` for
+    `unsure` (any case), `"positive"` for anything else (an empty label included).
+    """
+    name = (label or "").strip().lower()
+    if name == UNSURE_LABEL:
+        return "unsure"
+    return "negative" if name.split(":", 1)[0].strip() in NEGATIVE_LABELS else "positive"
+
+
+def path_parts(path):
     return [part for part in os.fspath(path).replace("\\", "/").split("/") if part not in ("", ".")]
 
 
@@ -258,7 +277,7 @@ def match_recording(name: str, documents_by_parts: dict[int, list[str]]) -> int 
     The result an annotation's `file` names: the one whose path ends with that file's path (whole folder/file names),
     or whose file name without extension is `name` when `name` has no extension. Raises on an ambiguous name.
     """
-    wanted = _path_parts(name)
+    wanted = path_parts(name)
     found = [
         index
         for index, parts in documents_by_parts.items()
@@ -276,7 +295,7 @@ def site_of(document: dict[str, Any]) -> str:
     site = (document.get("site_thresholds") or {}).get("site")
     if site:
         return site
-    parts = _path_parts(document["file"])
+    parts = path_parts(document["file"])
     if "hls" in parts[:-1] and parts.index("hls") > 0:
         return parts[parts.index("hls") - 1]
     return parts[-2] if len(parts) > 1 else "(none)"
@@ -299,19 +318,24 @@ def evaluate(
     positive_labels: Iterable[str] | None = None,
 ) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """
-    The metrics of `documents` (detect results) against `annotations` (`[(file, start, end, label)]`); with
-    `positive_labels`, only annotations with those labels (case-insensitive) mark positive seconds.
+    The metrics of `documents` (detect results) against `annotations` (`[(file, start, end, label)]`): positive
+    seconds are those of annotations whose `annotation_kind` is positive, or with `positive_labels` those with one
+    of these labels (case-insensitive); the seconds of `unsure` annotations that no positive one marks are left out.
     """
     wanted = None if not positive_labels else {label.strip().lower() for label in positive_labels}
-    by_parts = {index: _path_parts(document["file"]) for index, document in enumerate(documents)}
+    by_parts = {index: path_parts(document["file"]) for index, document in enumerate(documents)}
     intervals = {index: [] for index in by_parts}
+    unsure_intervals = {index: [] for index in by_parts}
     unmatched = set()
     for name, start, end, label in annotations:
         index = match_recording(name, by_parts)
+        kind = annotation_kind(label)
         if index is None:
             unmatched.add(name)
-        elif wanted is None or label.lower() in wanted:
+        elif (kind == "positive") if wanted is None else (label.lower() in wanted):
             intervals[index].append((start, end))
+        elif kind == "unsure":
+            unsure_intervals[index].append((start, end))
 
     per_file, pooled, files = [], {"labels": [], "scores": [], "decisions": [], "sites": []}, []
     for index, document in enumerate(documents):
@@ -319,6 +343,8 @@ def evaluate(
         threshold = float((document.get("parameters") or {}).get("local_threshold", 0.5))
         scores = second_scores(document)
         labels = second_labels(intervals[index], duration)
+        kept = ~(second_labels(unsure_intervals[index], duration) & ~labels)
+        scores, labels = scores[kept], labels[kept]
         decisions = scores > threshold
         site = site_of(document)
         pooled["labels"].append(labels)
@@ -333,6 +359,7 @@ def evaluate(
                 "duration_s": duration,
                 "local_threshold": threshold,
                 "annotated_seconds": int(labels.sum()),
+                "unsure_seconds_left_out": int((~kept).sum()),
                 "global_prediction": int(bool(document["global_prediction"])),
                 "global_confidence": document.get("global_confidence"),
                 "seconds": scored_metrics(labels, scores, decisions),
@@ -355,7 +382,7 @@ def evaluate(
     return {
         "auprc": seconds["auprc"],
         "matching_rule": MATCHING_RULE,
-        "positive_labels": sorted(wanted) if wanted else "every annotation",
+        "positive_labels": sorted(wanted) if wanted else "every annotation but not_srkw[:class], negative, unsure",
         "thresholds_used": {
             "local_threshold": sorted({entry["local_threshold"] for entry in per_file}),
             "file_decision": f"each result's global_prediction (its decision fields: {', '.join(DECISION_FIELDS)})",

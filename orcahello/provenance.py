@@ -198,6 +198,14 @@ def describe_model_config(config: Any, model: str) -> dict[str, Any]:
         is_folder and os.path.basename(os.path.normpath(model)) == models.STANDIN_FOLDER_NAME
     ):
         info[SYNTHETIC_WEIGHTS_KEY] = True
+    # A folder made by `orcahello adapt`: every output says so, from which labels and with what held-out figures.
+    adapted = getattr(config, "adapted_head", None)
+    if adapted:
+        info["adapted_head"] = {
+            key: adapted[key]
+            for key in ("layer", "annotations", "held_out", "base_model", "created_at")
+            if key in adapted
+        }
     return info
 
 

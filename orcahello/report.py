@@ -28,7 +28,7 @@ import numpy as np
 
 from vocabulary_orcahello import temporary_file_beside
 
-from . import inputs, writers
+from . import inputs, labelling, writers
 from .plot import COLOR_CEILING_PERCENTILE, COLOR_FLOOR_PERCENTILE, MonoBlocks, spectrogram_db
 
 REPORT_FILE = "report.html"
@@ -313,19 +313,15 @@ def review_recording(
     rows = []
     for index, (detection, (clip_path, picture_path)) in enumerate(zip(document["detections"], clip_paths), 1):
         clip_start, _ = clip_bounds(detection, document["duration_s"])
-        if clip_path is None:
-            media = f'<td colspan="2" class="missing">no clip: {escape(clip_error)}</td>'
-        else:
-            media = (
-                f'<td><img class="spectrogram" src="{relative_link(picture_path, output_dir)}" '
-                f'alt="spectrogram of the clip from {clip_start:.1f} s" width="256" height="102"></td>'
-                f'<td><audio controls preload="metadata" src="{relative_link(clip_path, output_dir)}"></audio>'
-                f"<br><small>clip from {clip_start:.1f} s</small></td>"
-            )
+        media = media_cells(clip_path, picture_path, clip_start, output_dir, clip_error)
+        # The CSV of labels lists detections as the run scored them: recording `number`, then in time.
+        attributes = labelling.row_attributes(
+            document["file"], detection["start"], detection["end"], number * 1_000_000 + index
+        )
         rows.append(
             (
                 detection["max_confidence"],
-                f'<tr id="{anchor}-{index}" class="detection">'
+                f'<tr id="{anchor}-{index}" class="detection" {attributes}>'
                 f'<td><a href="#{anchor}">{escape(job.relative_path)}</a></td>'
                 f'<td class="number" data-value="{detection["start"]}">'
                 f"{seconds_and_utc(detection['start'], detection.get('start_utc'))}</td>"
@@ -333,7 +329,7 @@ def review_recording(
                 f"{seconds_and_utc(detection['end'], detection.get('end_utc'))}</td>"
                 f'<td class="number" data-value="{detection["max_confidence"]}">{detection["max_confidence"]:.3f}</td>'
                 f'<td class="number" data-value="{detection["mean_confidence"]}">{detection["mean_confidence"]:.3f}</td>'
-                f"{media}</tr>",
+                f"{media}{labelling.label_cell()}</tr>",
             )
         )
     decision = "positive" if document["global_prediction"] else "negative"
@@ -350,6 +346,36 @@ def review_recording(
         + f"{timeline_svg(document, anchor)}</section>"
     )
     return ReviewedRecording(detection_rows=rows, section=section)
+
+
+def media_cells(
+    clip_path: str | None, picture_path: str | None, clip_start: float, output_dir: str, clip_error: str | None = None
+) -> str:
+    """The spectrogram and audio cells of a row (one cell saying why when the clip could not be written)."""
+    if clip_path is None:
+        return f'<td colspan="2" class="missing">no clip: {html.escape(clip_error or "")}</td>'
+    return (
+        f'<td><img class="spectrogram" src="{relative_link(picture_path, output_dir)}" '
+        f'alt="spectrogram of the clip from {clip_start:.1f} s" width="256" height="102"></td>'
+        f'<td><audio controls preload="metadata" src="{relative_link(clip_path, output_dir)}"></audio>'
+        f"<br><small>clip from {clip_start:.1f} s</small></td>"
+    )
+
+
+def page(title: str, content: str, labels_key: str | None = None) -> str:
+    """
+    A whole review page around `content` (HTML): the style, the Content-Security-Policy, the sorting script and,
+    with `labels_key` (the run's hash), the labelling of its rows (`orcahello.labelling`).
+    """
+    body = f" {labelling.body_attributes(labels_key)}" if labels_key else ""
+    script = SCRIPT + (labelling.labelling_script() if labels_key else "")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{STYLE}{labelling.STYLE}</style></head><body{body}>"
+        f"{content}<script>{script}</script></body></html>\n"
+    )
 
 
 def render_report(
@@ -380,6 +406,13 @@ def render_report(
     model = f'<code title="{escape(model_path)}">{escape(model_name)}</code>'
     if fingerprint:
         model += f" ({escape(fingerprint[:12])})"
+    adapted = model_info.get("adapted_head")
+    if adapted:  # `orcahello adapt`: say so, with the held-out one-second AUPRC it reported
+        figures = adapted.get("held_out") or {}
+        auprc = [(figures.get(name) or {}).get("seconds_auprc") for name in ("base", "adapted")]
+        model += ", adapted to labelled recordings" + (
+            f" (held-out AUPRC {auprc[0]:.3f} -> {auprc[1]:.3f})" if None not in auprc else ""
+        )
     summary = (
         f"{len(recordings)} recording(s), {len(detection_rows)} detection(s)"
         + (f", {len(failures)} failed" if failures else "")
@@ -391,7 +424,7 @@ def render_report(
         '<table id="detections"><thead><tr>'
         '<th class="sortable">Recording</th><th class="sortable">Start (s)</th><th class="sortable">End (s)</th>'
         '<th class="sortable" aria-sort="descending">Max confidence</th><th class="sortable">Mean confidence</th>'
-        "<th>Spectrogram</th><th>Clip</th></tr></thead><tbody>"
+        "<th>Spectrogram</th><th>Clip</th><th>Label</th></tr></thead><tbody>"
         # Highest confidence first when the page opens, as the header's arrow says (a stable sort: ties keep the
         # recordings' order).
         + "".join(row for _, row in sorted(detection_rows, key=lambda item: -item[0]))
@@ -399,16 +432,14 @@ def render_report(
         if detection_rows
         else "<p>No detections in this run.</p>"
     )
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>OrcaHello detections</title><style>{STYLE}</style></head><body>"
+    content = (
         f'<h1>OrcaHello detections</h1><p>{summary}</p><p class="links">{run_links}</p>'
         + (f"<h2>Failed</h2><ul>{failure_items}</ul>" if failures else "")
-        + f"<h2>Detections</h2>{table}<h2>Recordings</h2>{''.join(recording.section for recording in recordings)}"
-        f"<script>{SCRIPT}</script></body></html>\n"
+        + "<h2>Detections</h2>"
+        + (labelling.labelling_bar() if detection_rows else "")
+        + f"{table}<h2>Recordings</h2>{''.join(recording.section for recording in recordings)}"
     )
+    return page("OrcaHello detections", content, labels_key=run_document.get("run_hash") if detection_rows else None)
 
 
 def write_report(

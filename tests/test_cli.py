@@ -456,7 +456,7 @@ def test_without_batch_size_the_device_chooses_it(command, source):
 def minimal_command_lines():
     """Each command's shortest command line, and the typed options it must give: its required values, every other
     option at the options class's own default (the parser's defaults and the class's are the same)."""
-    from orcahello import batch, calibrate, detect, embed, evaluate, live
+    from orcahello import adapt, batch, calibrate, detect, embed, evaluate, live, search
     from orcahello.conversion import convert_fastai, upload
     from orcahello.training import finetune
 
@@ -482,6 +482,14 @@ def minimal_command_lines():
             convert_fastai.ConvertOptions(input="model.pkl", output_dir="out"),
         ),
         "upload": (["folder"], upload.UploadOptions(folder="folder")),
+        "adapt": (
+            ["labels.csv", "--recordings", "a.wav", "--output-dir", "adapted"],
+            adapt.AdaptOptions(annotations=("labels.csv",), recordings=("a.wav",), output_dir="adapted"),
+        ),
+        "search": (
+            ["tables", "--query-clip", "clip.wav"],
+            search.SearchOptions(tables=("tables",), query_clip="clip.wav"),
+        ),
     }
 
 
@@ -503,6 +511,8 @@ def test_every_command_has_a_minimal_command_line_here():
         ("finetune", "orcahello.training.finetune.finetune_command"),
         ("convert", "orcahello.conversion.convert_fastai.convert_command"),
         ("upload", "orcahello.conversion.upload.upload_command"),
+        ("adapt", "orcahello.adapt.adapt_command"),
+        ("search", "orcahello.search.search_command"),
     ],
 )
 def test_each_command_runs_on_frozen_typed_options_built_from_its_command_line(command, run, monkeypatch):

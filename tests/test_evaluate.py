@@ -12,7 +12,7 @@ import pytest
 from conftest import LEGACY, run_orcahello_cli
 
 from orcahello import cli
-from orcahello.evaluate import EvaluationError, marked_seconds, read_annotations
+from orcahello.evaluate import EvaluationError, annotation_kind, marked_seconds, read_annotations
 
 
 def rows(*confidences):
@@ -112,6 +112,31 @@ def test_hand_worked_case(results, tmp_path, capsys):
     # Without --positive-label, c's "noise" annotation marks its second 0 (and 1) positive too.
     status, _, _ = run_evaluate(capsys, results, "--annotations", annotations, "--output", output)
     assert status == 0 and json.loads(output.read_text())["seconds"]["positives"] == 5
+
+
+def test_review_page_labels_no_marks_nothing_and_unsure_is_left_out(results, tmp_path, capsys):
+    """The labels `detect --report`'s page writes: srkw marks a call, not_srkw[:class] marks nothing, unsure seconds
+    (unless a positive marks them) are left out of every metric."""
+    annotations = tmp_path / "labels.csv"
+    annotations.write_text(
+        "file,start_s,end_s,label\n"
+        "a.wav,0.5,0.9,srkw\n"
+        "a.wav,3.2,3.5,unsure\n"  # a's seconds 3 and 4 left out
+        "rpi_y/b.wav,2.2,2.4,SRKW\n"
+        "rpi_y/b.wav,0.0,0.4,not_srkw:vessel\n"  # marks nothing: b's seconds 0 and 1 stay negative
+        "c.wav,0.0,0.5,unsure\n"  # c's seconds 0 and 1 left out: c has none left
+    )
+    output = tmp_path / "metrics.json"
+    status, _, err = run_evaluate(capsys, results, "--annotations", annotations, "--output", output)
+    assert status == 0, err
+    metrics = json.loads(output.read_text())
+    # Pooled (score, annotated): a (.9,1) (.9,1) (.6,0); b (.7,0) (.7,0) (.3,1). At .9 P=1 R=2/3; at .3 P=3/6 R=1.
+    assert (metrics["seconds"]["examples"], metrics["seconds"]["positives"]) == (6, 3)
+    assert metrics["auprc"] == pytest.approx(2 / 3 + 1 / 3 * 1 / 2, abs=1e-6)
+    per_file = {entry["file"].rsplit("/", 1)[1]: entry for entry in metrics["per_file"]}
+    assert [per_file[name]["unsure_seconds_left_out"] for name in ("a.wav", "b.wav", "c.wav")] == [2, 0, 2]
+    assert annotation_kind("Not_SRKW: water") == "negative" and annotation_kind("negative") == "negative"
+    assert annotation_kind(" UNSURE ") == "unsure" and annotation_kind("") == annotation_kind("call") == "positive"
 
 
 def test_raven_selection_tables_give_the_same_intervals(results, tmp_path, capsys):
