@@ -3,9 +3,9 @@
 The options of the `orcahello` commands: their value types (argparse `type=` callables); the options that several
 commands take with one meaning (`--model`, `--device`, `--batch-size`, the decision options, ...), each defined once
 in `SHARED_OPTIONS` and handed to a command's parser by `shared_options` (argparse `parents=`); and each command's
-own options (`add_<command>_options`; detect's are in `orcahello.cli`, the only importer of `orcahello.detect`),
-with the defaults of the command's module. `orcahello.cli` puts them
-together into the command line; only it imports this module: below it, options are typed dataclasses.
+own options (`add_<command>_options`, with the defaults of the command's module; detect's are in `orcahello.cli`,
+the only importer of `orcahello.detect`). `orcahello.cli` puts them together into the command line; only it imports
+this module: below it, options are typed dataclasses.
 """
 
 import argparse
