@@ -34,13 +34,16 @@ HUB_MODEL_REVISION = None
 MODEL_ENVIRONMENT_VARIABLE = "ORCAHELLO_MODEL"
 
 
-# What `python scripts/fetch_model.py` makes: the Hub weights converted, or the synthetic stand-in when offline.
+# What `python scripts/fetch_model.py` makes: the Hub weights converted, or the synthetic stand-in when offline,
+# or random weights when it has neither the Hub nor the test data.
 STANDIN_FOLDER_NAME = "standin-resnet50-synthetic-weights"
+RANDOM_FOLDER_NAME = "random-resnet50-synthetic-weights"
 
 
 LOCAL_MODEL_FOLDERS = (
     os.path.join("models", "orcahello-srkw-detector-v1"),
     os.path.join("models", STANDIN_FOLDER_NAME),
+    os.path.join("models", RANDOM_FOLDER_NAME),
 )
 
 

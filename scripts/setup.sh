@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One command from a fresh machine to a working detector:
 #   1. a .venv with the exact versions of uv.lock (uv; ~1 minute, ~2.8 GB of CUDA-enabled torch wheels from PyPI),
-#   2. a local model folder in models/ (the Hub weights when reachable, else the synthetic stand-in learner),
-#   3. the detector (the `orcahello` command) run on the bundled example clip, writing outputs/example/.
+#   2. the test data in test-data/ (scripts/fetch_test_data.py; optional: without it, its tests are skipped),
+#   3. a local model folder in models/ (the Hub weights when reachable, else the synthetic stand-in learner of the
+#      test data, else random weights of the production architecture: both marked synthetic in every output),
+#   4. the detector (the `orcahello` command) run on the bundled example clip, writing outputs/example/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +41,17 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "==> installing the exact versions in uv.lock and this package (editable, with every extra: tests, plots, fine-tuning, batch, embeddings)"
 UV_PROJECT_ENVIRONMENT=.venv "$UV" sync -q --locked --all-extras --compile-bytecode
+
+# The test data (tests/test_data.json): from $ORCAHELLO_TEST_DATA_SOURCE, else a copy of the set beside the checkout
+# (../shared, as this project's machines keep one), else the Hub dataset. Without it the detector still runs, and
+# the tests that need the data are skipped.
+if [ -z "${ORCAHELLO_TEST_DATA_SOURCE:-}" ] && [ -d ../shared/fixtures/legacy ]; then
+  export ORCAHELLO_TEST_DATA_SOURCE=../shared
+fi
+echo "==> getting the test data"
+if ! .venv/bin/python scripts/fetch_test_data.py; then
+  echo "==> no test data: the tests that need it will be skipped (get it later: .venv/bin/python scripts/fetch_test_data.py)"
+fi
 
 echo "==> getting a model"
 MODEL_DIR=$(.venv/bin/python scripts/fetch_model.py --print-path)

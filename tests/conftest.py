@@ -1,5 +1,13 @@
-"""Shared test set-up: offline Hub, a private module cache, paths to ../shared, and a tiny model folder."""
+"""
+Shared test set-up: offline Hub, a private module cache, the test-data set, and tiny model folders.
 
+The test-data set (`tests/test_data.json`: stand-in learners, WAVs and production's outputs, real recordings, the
+moderator labels) is installed by `python scripts/fetch_test_data.py` and found only through the names below. A test
+that reads it carries the `needs_test_data` mark (or uses `resnet50_folder`); without the set it is skipped with one
+line saying how to get it.
+"""
+
+import importlib.util
 import json
 import os
 import sys
@@ -9,14 +17,43 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
+
+
+def load_script(name):
+    """The module of `scripts/<name>.py` (the scripts folder is no package), registered under its name."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+fetch_test_data = load_script("fetch_test_data")
+TEST_DATA_MANIFEST = fetch_test_data.read_manifest()
+# The installed set, laid out as the project's shared folder: fixtures/, audio/real/, data/moderator_labels/.
+SHARED = fetch_test_data.destination_folder().absolute()
 LEGACY = SHARED / "fixtures" / "legacy"
 REAL_AUDIO = SHARED / "audio" / "real"
+MODERATOR_LABELS = SHARED / "data" / "moderator_labels"
+# None when the set is installed, else the one line a skipped test shows.
+TEST_DATA_MISSING = fetch_test_data.missing_reason(SHARED)
+# Fixtures that read the set: a test using one, directly or through another fixture, needs it.
+TEST_DATA_FIXTURES = frozenset({"resnet50_folder"})
 
 # Never reach the Hub, and keep remote-code module copies out of the user's cache.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="orcahello-hf-modules-"))
 sys.path.insert(0, str(REPO_ROOT))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without the test-data set, skip every test that needs it, each by name, with how to get the set."""
+    if TEST_DATA_MISSING is None:
+        return
+    for item in items:
+        if item.get_closest_marker("needs_test_data") or TEST_DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.skip(reason=f"{getattr(item, 'originalname', item.name)} {TEST_DATA_MISSING}"))
 
 
 def run_orcahello_cli(*arguments):
@@ -111,7 +148,12 @@ class LocalHTTPServer:
 
 
 def legacy_wavs():
-    return sorted((LEGACY / "audio").glob("*.wav"))
+    """The fixture WAVs, listed by the manifest: the same tests and test names whether or not the set is installed."""
+    return sorted(
+        SHARED / entry["path"]
+        for entry in TEST_DATA_MANIFEST["files"]
+        if entry["path"].startswith("fixtures/legacy/audio/") and entry["path"].endswith(".wav")
+    )
 
 
 def production_result(wav_path, learner="fastai_r50_legacy"):
@@ -148,19 +190,31 @@ def tiny_config(**overrides):
     return default_config(**settings)
 
 
-@pytest.fixture(scope="session")
-def tiny_model_folder(tmp_path_factory):
-    """A randomly initialised, tiny OrcaHello model saved as a complete custom-code model folder."""
+def save_random_model_folder(config, folder):
+    """A randomly initialised OrcaHello model (seed 0) with `config`, saved as a complete custom-code model folder."""
     import torch
 
     from modeling_orcahello import OrcaHelloForAudioClassification
     from orcahello.conversion.model_folder import save_model_folder
 
     torch.manual_seed(0)
-    model = OrcaHelloForAudioClassification(tiny_config()).eval()
-    folder = tmp_path_factory.mktemp("tiny_orcahello")
-    save_model_folder(model, str(folder))
+    save_model_folder(OrcaHelloForAudioClassification(config).eval(), str(folder))
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_folder(tmp_path_factory):
+    """A randomly initialised, tiny OrcaHello model saved as a complete custom-code model folder."""
+    return save_random_model_folder(tiny_config(), tmp_path_factory.mktemp("tiny_orcahello"))
+
+
+@pytest.fixture(scope="session")
+def random_resnet50_folder(tmp_path_factory):
+    """The production architecture (ResNet50) with random weights: for tests that need a full-size model (its
+    memory, its graph) but not the stand-in learner's weights, so they run without the test data."""
+    from orcahello.conversion.model_folder import default_config
+
+    return save_random_model_folder(default_config(), tmp_path_factory.mktemp("random_resnet50"))
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,7 @@ import pyarrow.parquet  # noqa: E402
 import orcahello
 import vocabulary_orcahello
 from orcahello import batch, cli, writers  # noqa: E402
+from orcahello.batch.partitions import alignment_batch_size  # noqa: E402
 
 # The fixture WAV an HLS rendition is made of: a whole minute, so the rendition has several 10-s segments.
 HLS_SOURCE_WAV = "rec01_calls_quiet_bg.wav"
@@ -114,6 +115,7 @@ def resnet50_batch(ray_address, resnet50_folder, tmp_path_factory):
     return run, output_dir, str(playlist), lines
 
 
+@pytest.mark.needs_test_data
 def test_every_window_score_equals_the_pipeline_and_file_results_equal_production(
     resnet50_batch, resnet50_results_on_legacy_wavs
 ):
@@ -152,6 +154,7 @@ def test_every_window_score_equals_the_pipeline_and_file_results_equal_productio
         assert row["run_hash"] == document["run_hash"]
 
 
+@pytest.mark.needs_test_data
 def test_the_json_is_the_document_orcahello_detect_writes(resnet50_batch, resnet50_folder, tmp_path):
     _, output_dir, _, _ = resnet50_batch
     wav = LEGACY / "audio" / "edge_10s_48k.wav"
@@ -163,6 +166,7 @@ def test_the_json_is_the_document_orcahello_detect_writes(resnet50_batch, resnet
     assert_same_document(from_batch, detected)
 
 
+@pytest.mark.needs_test_data
 def test_hls_rendition_is_scored_as_the_pipeline_reads_it(resnet50_batch, resnet50_pipeline):
     _, output_dir, playlist, lines = resnet50_batch
     row = files_table(output_dir)[playlist]
@@ -256,6 +260,7 @@ def killed_and_resumed(ray_address, tiny_model_folder, tmp_path_factory):
     }
 
 
+@pytest.mark.needs_test_data
 def test_rerun_after_a_kill_keeps_finished_partitions_and_completes_the_job(killed_and_resumed, tiny_pipeline):
     state = killed_and_resumed
     output_dir, after_kill, resumed = state["output_dir"], state["after_kill"], state["resumed"]
@@ -284,6 +289,7 @@ def test_rerun_after_a_kill_keeps_finished_partitions_and_completes_the_job(kill
         np.testing.assert_allclose(document["local_confidences"], expected["local_confidences"], atol=1e-6)
 
 
+@pytest.mark.needs_test_data
 def test_new_decision_parameters_rewrite_the_jsons_without_scoring_again(killed_and_resumed, tiny_pipeline):
     state = killed_and_resumed
     output_dir = state["output_dir"]
@@ -326,6 +332,7 @@ def audio_server():
         server.server_close()
 
 
+@pytest.mark.needs_test_data
 def test_folders_manifests_urls_and_bad_recordings(ray_address, tiny_model_folder, tiny_pipeline, audio_server,
                                                    tmp_path, capsys):  # fmt: skip
     recordings = tmp_path / "recordings"
@@ -389,6 +396,7 @@ def test_folders_manifests_urls_and_bad_recordings(ray_address, tiny_model_folde
     assert run["files"] == {"found": 7, "ok": 3, "failed": 4, "inputs_without_audio": 0}
 
 
+@pytest.mark.needs_test_data
 def test_the_parquet_tables_have_the_documented_schemas(killed_and_resumed):
     import pyarrow as pa
 
@@ -425,6 +433,7 @@ def test_the_core_package_never_imports_ray():
     assert "ray" not in completed.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.needs_test_data
 def test_a_missing_scale_extra_is_one_clear_line(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if Ray were not installed
     status = cli.main(["batch", str(LEGACY / "audio" / "edge_20k_6s.wav"), "--output-dir", str(tmp_path)])
@@ -500,9 +509,14 @@ def test_start_times_are_taken_only_from_unambiguous_names():
 
 
 def test_blocks_and_partitions_start_where_the_command_lines_batches_do():
+    windows = range(600)  # a 10-minute recording's windows
     for batch_size in (1, 4, 5, 16, 20, 64, 100):
-        block = batch.windows_per_block(batch_size)
-        assert block % batch_size == 0 and block >= 32 and block < 32 + batch_size
+        detect_batch_starts = set(windows[::batch_size])
+        assert set(windows[:: batch.windows_per_block(batch_size)]) <= detect_batch_starts, batch_size
+    # Left to the actors' device, blocks start where the batches of either device's default batch size do.
+    block = batch.windows_per_block(alignment_batch_size(None))
+    for batch_size in vocabulary_orcahello.DEFAULT_BATCH_SIZE.values():
+        assert set(windows[::block]) <= set(windows[::batch_size]), (block, batch_size)
 
 
 def test_partitions_are_complete_when_every_window_is_in_not_when_enough_have_arrived():
@@ -516,6 +530,7 @@ def test_partitions_are_complete_when_every_window_is_in_not_when_enough_have_ar
     assert is_new and complete[0].tolist() == [0.25, 0.5, 0.75] and complete[1].tolist() == [True, False, False]
 
 
+@pytest.mark.needs_test_data
 def test_more_actors_than_the_instance_holds_is_refused(ray_address, tiny_model_folder, tmp_path):
     wav = str(LEGACY / "audio" / "edge_20k_6s.wav")
     with pytest.raises(batch.BatchError, match=r"3 model actor\(s\) need 3 CPU\(s\); the Ray cluster has 2"):

@@ -135,6 +135,7 @@ def wav_for_any_path():
         server.server_close()
 
 
+@pytest.mark.needs_test_data
 def test_a_manifest_url_with_dot_dot_segments_writes_and_deletes_nothing_outside(
     ray_address, tiny_model_folder, wav_for_any_path, tmp_path
 ):
@@ -227,6 +228,7 @@ def partitions(output_dir):
     return list((output_dir / batch.WINDOWS_FOLDER).rglob("part-*.parquet"))
 
 
+@pytest.mark.needs_test_data
 def test_killed_at_several_points_and_run_again_gives_the_same_bytes(
     ray_address, tiny_model_folder, recordings, reference, tmp_path
 ):
@@ -276,6 +278,7 @@ def test_killed_at_several_points_and_run_again_gives_the_same_bytes(
     assert not different, f"different bytes from an uninterrupted run: {different}"
 
 
+@pytest.mark.needs_test_data
 def test_a_second_job_into_the_same_folder_is_refused(ray_address, tiny_model_folder, recordings, reference, tmp_path):
     output_dir = tmp_path / "results"
     output_dir.mkdir()
@@ -300,6 +303,7 @@ def test_a_second_job_into_the_same_folder_is_refused(ray_address, tiny_model_fo
     assert result_files(output_dir) == reference
 
 
+@pytest.mark.needs_test_data
 def test_a_resume_with_nothing_to_do_starts_no_ray(tiny_model_folder, recordings, reference, tmp_path):
     output_dir = tmp_path / "results"
     output_dir.mkdir()
@@ -317,6 +321,7 @@ def test_a_resume_with_nothing_to_do_starts_no_ray(tiny_model_folder, recordings
     assert result_files(output_dir) == reference
 
 
+@pytest.mark.needs_test_data
 def test_standin_results_say_so_in_every_batch_file(ray_address, tiny_model_folder, tmp_path):
     import pyarrow.parquet as pq
 
@@ -340,6 +345,7 @@ def test_standin_results_say_so_in_every_batch_file(ray_address, tiny_model_fold
     assert document["warnings"][0] == writers.STANDIN_WARNING
 
 
+@pytest.mark.needs_test_data
 def test_ctrl_c_stops_a_batch_job_with_one_line(ray_address, tiny_model_folder, recordings, tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "orcahello.cli", "batch", str(recordings), "--output-dir", str(tmp_path / "out"),
@@ -358,6 +364,7 @@ def test_ctrl_c_stops_a_batch_job_with_one_line(ray_address, tiny_model_folder, 
     assert err.strip().splitlines()[-1].startswith("Interrupted: the finished results are kept")
 
 
+@pytest.mark.needs_test_data
 def test_ray_prints_nothing_unexplained(ray_address, tiny_model_folder, tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "orcahello.cli", "batch", str(LEGACY / "audio" / "edge_20k_6s.wav"), "--output-dir",

@@ -23,6 +23,8 @@ import vocabulary_orcahello  # noqa: E402
 from orcahello import batch, cli, writers  # noqa: E402
 from orcahello.batch import featurize  # noqa: E402
 
+pytestmark = pytest.mark.needs_test_data  # every test here reads the test-data set
+
 EPOCH = 1600000000  # the stream folder's name: the Unix time its node started the stream
 MINUTE_WAV = LEGACY / "audio" / "rec01_calls_quiet_bg.wav"  # 60 s at 48 kHz, mono
 SAMPLE_RATE = 48000

@@ -8,7 +8,7 @@ import json
 import os
 
 import pytest
-from conftest import REPO_ROOT, SHARED
+from conftest import MODERATOR_LABELS, REPO_ROOT
 
 from orcahello import cli
 from orcahello.calibrate import CalibrationError, LabelledEvent, calibrate, read_labels
@@ -173,12 +173,11 @@ def reaches(scored, floor, target, minimum):
     return len(kept) >= minimum and sum(kept) / len(kept) >= target
 
 
+@pytest.mark.needs_test_data
 def test_shipped_table_is_the_lowest_floor_per_site_on_the_moderator_labels():
     """Checked against the moderator CSV with plain Python, independently of the fitting code."""
     shipped = REPO_ROOT / "site_thresholds" / "sites.json"
-    labels_path = SHARED / "data" / "moderator_labels" / "detections.csv"
-    if not labels_path.exists():
-        pytest.skip("../shared/data/moderator_labels is not on this machine")
+    labels_path = MODERATOR_LABELS / "detections.csv"
     table = load_site_thresholds(shipped)
     document = json.loads(shipped.read_text())
     with open(labels_path, newline="") as handle:

@@ -88,6 +88,7 @@ def read_tab_separated(path):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 def test_bad_file_is_reported_and_every_other_file_is_processed(first_run, recordings):
     completed, output_dir = first_run
     assert completed.returncode == 1, completed.stderr
@@ -118,6 +119,7 @@ def test_bad_file_is_reported_and_every_other_file_is_processed(first_run, recor
     assert run["started_at"] <= run["finished_at"]
 
 
+@pytest.mark.needs_test_data
 def test_json_and_csv_hold_the_pipelines_numbers(first_run, recordings, tiny_pipeline, tiny_model_folder):
     _, output_dir = first_run
     for recording in good_recordings(recordings):
@@ -157,6 +159,7 @@ def test_json_and_csv_hold_the_pipelines_numbers(first_run, recordings, tiny_pip
         np.testing.assert_allclose([float(row[3]) for row in rows[1:]], expected["local_confidences"], atol=1e-6)
 
 
+@pytest.mark.needs_test_data
 def test_raven_and_audacity_tables(first_run, recordings):
     _, output_dir = first_run
     combined_expected, offset = [], 0.0
@@ -197,6 +200,7 @@ def test_raven_and_audacity_tables(first_run, recordings):
         assert float(row[3]) == pytest.approx(file_start + detection["start"], abs=1e-3)
 
 
+@pytest.mark.needs_test_data
 def test_plot_is_a_picture(first_run, recordings):
     image = pytest.importorskip("matplotlib.image")
     _, output_dir = first_run
@@ -206,6 +210,7 @@ def test_plot_is_a_picture(first_run, recordings):
     assert pixels[..., :3].std() > 0.05  # a spectrogram, not a blank canvas
 
 
+@pytest.mark.needs_test_data
 def test_dataset_scores_equal_the_command_lines(first_run, recordings, tiny_pipeline):
     datasets = pytest.importorskip("datasets")
     from orcahello.datasets_utils import score_dataset
@@ -228,6 +233,7 @@ def test_dataset_scores_equal_the_command_lines(first_run, recordings, tiny_pipe
         np.testing.assert_allclose(row["local_confidences"], document["local_confidences"], rtol=0, atol=1e-6)
 
 
+@pytest.mark.needs_test_data
 def test_second_run_skips_finished_files(first_run, recordings, tiny_model_folder):
     # Runs after the tests that read the first run's outputs: it rewrites the run-level files.
     _, output_dir = first_run
@@ -252,6 +258,7 @@ def test_second_run_skips_finished_files(first_run, recordings, tiny_model_folde
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 def test_resume_rescoring_rules(tiny_model_folder, tmp_path, capsys):
     recording = tmp_path / "in" / "clip.wav"
     recording.parent.mkdir()
@@ -282,6 +289,7 @@ def test_resume_rescoring_rules(tiny_model_folder, tmp_path, capsys):
     assert sorted(path.name for path in output_dir.glob("clip.*")) == ["clip.orcahello.json"]
 
 
+@pytest.mark.needs_test_data
 def test_fast_mode_is_part_of_the_resume_check_and_the_engine_is_not(tiny_model_folder, tmp_path, capsys):
     from scoring_orcahello import cpu_supports_bfloat16
 
@@ -306,6 +314,7 @@ def test_fast_mode_is_part_of_the_resume_check_and_the_engine_is_not(tiny_model_
     assert len(fast["windows"]) == len(float32["windows"])
 
 
+@pytest.mark.needs_test_data
 def test_missing_inputs_are_errors_but_the_rest_runs(tiny_model_folder, tmp_path, capsys):
     arguments = [
         "detect",

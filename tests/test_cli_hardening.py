@@ -41,6 +41,7 @@ def run_cli(*arguments, env=None, cwd=REPO_ROOT, timeout=300):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 @pytest.mark.parametrize("command", ["detect", "batch", "live"])
 @pytest.mark.parametrize(
     "option, value, message",
@@ -59,6 +60,7 @@ def test_out_of_range_options_are_refused(command, option, value, message, capsy
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.needs_test_data
 def test_limits_themselves_are_accepted():
     args = cli.build_parser().parse_args(["detect", str(WAV), "--threshold", "1", "--min-positive-seconds", "0"])
     assert (args.threshold, args.min_positive_seconds) == (1.0, 0)
@@ -69,6 +71,7 @@ def test_limits_themselves_are_accepted():
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 @pytest.mark.parametrize(
     "given, message",
     [
@@ -155,6 +158,7 @@ def test_the_default_hub_model_loads_only_its_pinned_revision_and_never_its_code
     assert not marker.exists(), "the Hub snapshot's code ran"
 
 
+@pytest.mark.needs_test_data
 def test_a_model_folders_own_code_never_runs(tiny_model_folder, tmp_path):
     """The commands take weights and settings from a model folder, never code: its .py files are not imported."""
     marker = tmp_path / "pwned"
@@ -216,6 +220,7 @@ def standin_folder(tiny_model_folder, tmp_path):
     return folder
 
 
+@pytest.mark.needs_test_data
 def test_every_output_file_says_the_weights_are_the_standin(standin_folder, tmp_path):
     output_dir = tmp_path / "out"
     completed = run_cli("detect", WAV, "--model", standin_folder, "--output-dir", output_dir, "--plot")
@@ -242,6 +247,7 @@ def test_every_output_file_says_the_weights_are_the_standin(standin_folder, tmp_
     assert os.path.getsize(writers.output_path(stem, "png")) > 0
 
 
+@pytest.mark.needs_test_data
 def test_real_weights_get_no_marker(tiny_model_folder, tmp_path):
     output_dir = tmp_path / "out"
     assert cli.main(["detect", str(WAV), "--model", str(tiny_model_folder), "--output-dir", str(output_dir)]) == 0
@@ -256,6 +262,7 @@ def test_real_weights_get_no_marker(tiny_model_folder, tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 def test_the_pipeline_reports_progress_in_windows(tiny_pipeline):
     calls = []
     result = tiny_pipeline(str(WAV), return_timestamps=True, batch_size=2,
@@ -265,6 +272,7 @@ def test_the_pipeline_reports_progress_in_windows(tiny_pipeline):
     assert len(calls) == -(-len(result["windows"]) // 2)
 
 
+@pytest.mark.needs_test_data
 def test_the_progress_bar_counts_windows_inside_a_file(tiny_model_folder, tmp_path):
     main_side, terminal = pty.openpty()  # a terminal, where the bar is shown
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 200, 0, 0))  # 200 columns wide
@@ -290,6 +298,7 @@ def test_the_progress_bar_counts_windows_inside_a_file(tiny_model_folder, tmp_pa
     assert "5/5 [" in text and "window" in text, text[-2000:]
 
 
+@pytest.mark.needs_test_data
 def test_a_resume_with_nothing_to_do_never_loads_the_model(tiny_model_folder, tmp_path, monkeypatch, capsys):
     arguments = ["detect", str(WAV), "--model", str(tiny_model_folder), "--output-dir", str(tmp_path / "out")]
     assert cli.main(arguments) == 0
@@ -311,6 +320,7 @@ def test_a_resume_with_nothing_to_do_never_loads_the_model(tiny_model_folder, tm
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 def test_a_decoding_audio_column_is_scored_without_torchcodec(tiny_pipeline):
     datasets = pytest.importorskip("datasets")
     from orcahello.datasets_utils import score_dataset

@@ -62,6 +62,7 @@ def test_floor_with_the_port_aggregation_uses_its_0_to_1_confidence():
     assert build_file_result(info(3), windows, decision=decision(min_global_confidence=0.85))["global_prediction"] == 0
 
 
+@pytest.mark.needs_test_data
 def test_config_and_call_validate_the_floor(tiny_pipeline):
     assert OrcaHelloConfig().min_global_confidence == 0.0
     with pytest.raises(ValueError, match="min_global_confidence must be from 0 to 1"):
@@ -90,6 +91,7 @@ def test_site_table_sets_the_floor_and_keeps_its_fit_record_out_of_the_parameter
         check_site_thresholds({"sites": {"x": {"fit": 3}}})
 
 
+@pytest.mark.needs_test_data
 def test_cli_floor_from_the_site_table_and_the_command_line(tiny_model_folder, tmp_path):
     recordings = tmp_path / "recordings"
     for site in ("rpi_orcasound_lab", "rpi_bush_point"):

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from conftest import REAL_AUDIO, REPO_ROOT, make_orcanode_hls
 from live_helpers import GrowingNode, file_server, free_port, read_jsonl, wait_until
 
@@ -24,6 +25,7 @@ def container_environment(**variables):
     return environment
 
 
+@pytest.mark.needs_test_data
 def test_start_script_follows_the_nodes_named_in_its_environment(tmp_path, tiny_model_folder):
     encoded = make_orcanode_hls(REAL_AUDIO / "pos_kw_onc_folger_NRKW_Gclan_20120206T084546Z.wav", tmp_path / "enc")
     root = tmp_path / "bucket"

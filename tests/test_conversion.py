@@ -2,7 +2,7 @@
 Tests for the checkpoint converter (`orcahello.conversion.convert_fastai`), its restricted unpickler and the upload
 check.
 
-The two stand-in learners in ../shared/fixtures/legacy/ were exported by real fastai 1.0.61: the ResNet50 one in
+The two stand-in learners of the test data's fixtures/legacy/ were exported by real fastai 1.0.61: the ResNet50 one in
 torch's legacy non-zip format, the ResNet18 one in the zip format. Production's per-window probabilities for every
 fixture WAV are stored next to them, with the exact model inputs (spectrograms) of up to three windows per file.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import LEGACY, REPO_ROOT
 from safetensors.torch import load_file, save_file
 
 from modeling_orcahello import OrcaHelloForAudioClassification
@@ -28,9 +29,6 @@ from orcahello.conversion.learner_export import load_learner_export
 from orcahello.conversion.pickle_allow_list import UnsafePickleError
 from orcahello.conversion.restricted_unpickler import RESTRICTED_PICKLE_MODULE
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
-LEGACY = SHARED / "fixtures" / "legacy"
 OUTPUTS = LEGACY / "outputs"
 R50_LEARNER = LEGACY / "model_resnet50_legacy_format" / "model.pkl"
 R18_LEARNER = LEGACY / "model_resnet18_zip_format" / "model.pkl"
@@ -147,6 +145,7 @@ def r18_port_state_dict():
 # ----------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 def test_resnet50_legacy_learner_converts(r50_conversion):
     folder, report = r50_conversion
     assert report["file_format"] == "legacy" and report["content"] == "learner" and report["key_format"] == "fastai"
@@ -161,6 +160,7 @@ def test_resnet50_legacy_learner_converts(r50_conversion):
         assert (folder / name).is_file(), name
 
 
+@pytest.mark.needs_test_data
 def test_resnet18_zip_learner_converts(r18_conversion):
     folder, report = r18_conversion
     assert report["file_format"] == "zip" and report["content"] == "learner"
@@ -175,6 +175,7 @@ def test_resnet18_zip_learner_converts(r18_conversion):
     assert (folder / "README.md").read_text() == MODEL_CARD
 
 
+@pytest.mark.needs_test_data
 @pytest.mark.parametrize("learner", ["fastai_r50_legacy", "fastai_r18_zip"])
 def test_probabilities_match_production_on_every_stored_spectrogram(learner, request):
     # The ResNet18 run stored no spectrograms of its own: the frontend does not depend on the model, so the ResNet50
@@ -195,6 +196,7 @@ def test_probabilities_match_production_on_every_stored_spectrogram(learner, req
     print(f"{learner}: max |delta P(positive)| = {worst:.3g} over {checked} windows")
 
 
+@pytest.mark.needs_test_data
 def test_verification_catches_a_learner_that_computes_something_else(tmp_path, monkeypatch):
     # A learner whose blocks are not the ResNet blocks the converter assumes (here: no residual connection) has the
     # same keys and shapes, so only the forward-pass comparison can catch it.
@@ -215,6 +217,7 @@ def test_verification_catches_a_learner_that_computes_something_else(tmp_path, m
 # ----------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 def test_port_format_pt_and_safetensors_match_the_learner_conversion(r50_conversion, tmp_path):
     reference_folder, _ = r50_conversion
     state_dict = port_state_dict(R50_LEARNER)
@@ -228,6 +231,7 @@ def test_port_format_pt_and_safetensors_match_the_learner_conversion(r50_convers
         assert_same_weights(tmp_path / f"from_{source}", reference_folder)
 
 
+@pytest.mark.needs_test_data
 def test_fastai_and_own_key_formats_round_trip(r18_conversion, tmp_path):
     reference_folder, _ = r18_conversion
     learner = load_learner_export(str(R18_LEARNER))
@@ -281,6 +285,7 @@ def test_malicious_pickle_is_refused_without_running(zip_format, protocol, tmp_p
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.needs_test_data
 @pytest.mark.parametrize("learner", [R50_LEARNER, R18_LEARNER], ids=["legacy", "zip"])
 def test_truncated_learner_is_refused(learner, tmp_path):
     data = learner.read_bytes()
@@ -307,6 +312,7 @@ def test_non_learner_pickles_are_refused(tmp_path):
         convert(tmp_path / "notes.txt", tmp_path / "out")
 
 
+@pytest.mark.needs_test_data
 def test_state_dict_with_missing_key_is_refused(r18_port_state_dict, tmp_path):
     state_dict = dict(r18_port_state_dict)
     del state_dict["model.layer2.1.bn2.running_var"]
@@ -315,6 +321,7 @@ def test_state_dict_with_missing_key_is_refused(r18_port_state_dict, tmp_path):
         convert(tmp_path / "missing.pt", tmp_path / "out")
 
 
+@pytest.mark.needs_test_data
 def test_state_dict_with_extra_key_is_refused(r18_port_state_dict, tmp_path):
     state_dict = {**r18_port_state_dict, "model.fc.9.weight": torch.zeros(2, 2)}
     save_file(state_dict, str(tmp_path / "extra.safetensors"))
@@ -322,6 +329,7 @@ def test_state_dict_with_extra_key_is_refused(r18_port_state_dict, tmp_path):
         convert(tmp_path / "extra.safetensors", tmp_path / "out")
 
 
+@pytest.mark.needs_test_data
 def test_state_dict_with_mismatched_shape_is_refused(r18_port_state_dict, tmp_path):
     state_dict = {**r18_port_state_dict, "model.layer1.0.conv2.weight": torch.zeros(64, 64, 5, 5)}
     torch.save(state_dict, tmp_path / "shape.pt")
@@ -330,6 +338,7 @@ def test_state_dict_with_mismatched_shape_is_refused(r18_port_state_dict, tmp_pa
         convert(tmp_path / "shape.pt", tmp_path / "out")
 
 
+@pytest.mark.needs_test_data
 def test_three_class_checkpoint_is_refused(r18_port_state_dict, tmp_path):
     state_dict = {**r18_port_state_dict, "model.fc.7.weight": torch.zeros(3, 512), "model.fc.7.bias": torch.zeros(3)}
     torch.save(state_dict, tmp_path / "three.pt")
@@ -348,6 +357,7 @@ def test_unknown_key_format_is_refused(tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 def test_cli_converts_the_resnet18_learner(tmp_path):
     card = tmp_path / "README.md"
     card.write_text(MODEL_CARD)
@@ -378,6 +388,7 @@ def test_cli_reports_refusals_as_errors(tmp_path, capsys):
     assert "error: refusing to load" in capsys.readouterr().err
 
 
+@pytest.mark.needs_test_data
 def test_upload_validates_and_never_pushes_without_a_token(r18_conversion, tmp_path, monkeypatch, capsys):
     from orcahello.conversion import upload
 

@@ -71,6 +71,7 @@ def recordings(tmp_path_factory):
     return folder
 
 
+@pytest.mark.needs_test_data
 def test_killed_runs_resume_to_the_same_files(recordings, tiny_model_folder, tmp_path):
     reference = tmp_path / "uninterrupted"
     run_to_completion(recordings, reference, tiny_model_folder)
@@ -109,6 +110,7 @@ def test_killed_runs_resume_to_the_same_files(recordings, tiny_model_folder, tmp
         assert comparable(output_dir, relative) == comparable(reference, relative), relative
 
 
+@pytest.mark.needs_test_data
 def test_a_second_run_into_the_same_folder_is_refused(recordings, tiny_model_folder, tmp_path):
     output_dir = tmp_path / "shared"
     first = subprocess.Popen(detect_command(recordings, output_dir, tiny_model_folder), cwd=REPO_ROOT,

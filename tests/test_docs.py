@@ -22,7 +22,7 @@ BUILD_ENVIRONMENT = dict(os.environ, NO_MKDOCS_2_WARNING="1")
 # Files that may name ../shared: they fetch or set up the test data on a development machine.
 ALLOWED_TO_NAME_SHARED = ("scripts/", ".ci/")
 # Folders of a checkout that hold no tracked files (used when the repository is not a git checkout).
-UNTRACKED_FOLDERS = {".git", ".venv", "models", "outputs", "site", ".test-data", "node_modules", "__pycache__"}
+UNTRACKED_FOLDERS = {".git", ".venv", "models", "outputs", "site", "test-data", "node_modules", "__pycache__"}
 MARKDOWN_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
 

@@ -55,6 +55,7 @@ def automodel_features(folder, wav_path):
     return extractor(windows, sampling_rate=rate, return_tensors="pt")
 
 
+@pytest.mark.needs_test_data
 def test_pooled_embeddings_equal_automodels_pooler_output(resnet50_folder, resnet50_pipeline):
     from transformers import AutoModel
 
@@ -73,6 +74,7 @@ def test_pooled_embeddings_equal_automodels_pooler_output(resnet50_folder, resne
     np.testing.assert_allclose(scores, [window["score"] for window in detected["windows"]], rtol=0, atol=1e-4)
 
 
+@pytest.mark.needs_test_data
 def test_head_embeddings_are_what_the_last_linear_layer_classifies(tiny_model_folder, tiny_pipeline):
     from transformers import AutoModel, AutoModelForAudioClassification
 
@@ -89,6 +91,7 @@ def test_head_embeddings_are_what_the_last_linear_layer_classifies(tiny_model_fo
     np.testing.assert_allclose(scores, expected_scores.numpy(), rtol=0, atol=1e-5)
 
 
+@pytest.mark.needs_test_data
 def test_other_window_settings_give_the_pipelines_windows(tiny_pipeline, tmp_path):
     """The windows are the pipeline's own for any setting it takes (here a half-second hop): embed follows it."""
     windows, embeddings, scores = embed.window_embeddings(tiny_pipeline, str(TEN_SECONDS_WAV), hop_seconds=0.5)
@@ -106,6 +109,7 @@ def test_other_window_settings_give_the_pipelines_windows(tiny_pipeline, tmp_pat
     assert embed.embed_files([TEN_SECONDS_WAV], tmp_path, pipe=tiny_pipeline)["written"]  # the default hop: redone
 
 
+@pytest.mark.needs_test_data
 def test_unknown_layer_is_refused(tiny_pipeline):
     with pytest.raises(ValueError, match="layer must be one of"):
         next(embed.iter_window_embeddings(tiny_pipeline, str(SHORT_WAV), layer="logits"))
@@ -136,6 +140,7 @@ def test_windows_are_read_as_they_are_embedded(tiny_pipeline, monkeypatch):
     blocks.close()
 
 
+@pytest.mark.needs_test_data
 def test_table_rows_match_detect_and_resume(tiny_model_folder, tmp_path, monkeypatch):
     """The command line on files, an HLS stream (UTC from its epoch folder) and a bad file; the rows equal detect's
     windows; a rerun skips finished tables, a leftover temporary file is not a table, another layer redoes them."""
@@ -203,6 +208,7 @@ def test_table_rows_match_detect_and_resume(tiny_model_folder, tmp_path, monkeyp
     assert parquet.read_schema(tables["short"]).field("embedding").type.list_size == 512
 
 
+@pytest.mark.needs_test_data
 def test_row_groups_are_written_as_windows_come(tiny_pipeline, tmp_path, monkeypatch):
     monkeypatch.setattr(embed, "ROW_GROUP_WINDOWS", 4)
     output_path = tmp_path / "ten.parquet"
@@ -213,6 +219,7 @@ def test_row_groups_are_written_as_windows_come(tiny_pipeline, tmp_path, monkeyp
     assert os.listdir(tmp_path) == ["ten.parquet"]  # no temporary file left beside it
 
 
+@pytest.mark.needs_test_data
 def test_a_write_that_fails_midway_leaves_neither_table_nor_temporary_file(tiny_pipeline, tmp_path, monkeypatch):
     monkeypatch.setattr(embed, "ROW_GROUP_WINDOWS", 4)
     written_row_groups = []
@@ -242,6 +249,7 @@ def test_unreadable_input_leaves_no_table(tiny_pipeline, tmp_path):
     assert os.listdir(tmp_path) == ["short.wav"]
 
 
+@pytest.mark.needs_test_data
 def test_preset_v1_gives_detects_v1_windows(tiny_model_folder, tmp_path):
     """`--preset v1`: the port's 3-s windows every 2 s, the rows equal detect's with the same preset."""
     recordings = tmp_path / "recordings"

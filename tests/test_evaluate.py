@@ -204,6 +204,7 @@ def independent_average_precision(labels, scores):
     return float(np.mean([labels[scores >= score].mean() for score in scores[labels]]))
 
 
+@pytest.mark.needs_test_data
 def test_on_real_detect_output_against_an_independent_formula(tiny_model_folder, tmp_path, capsys):
     recordings = tmp_path / "recordings"
     recordings.mkdir()

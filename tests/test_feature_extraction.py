@@ -35,6 +35,7 @@ def feature_extractor():
     return OrcaHelloFeatureExtractor()
 
 
+@pytest.mark.needs_test_data
 def test_every_stored_production_window_is_reproduced(feature_extractor):
     cases = stored_windows()
     assert len(cases) >= 30, "expected 3 stored windows for most of the 11 fixture WAVs"

@@ -49,6 +49,7 @@ def assert_same_result(result, expected):
     assert result["parameters"] == expected["parameters"]
 
 
+@pytest.mark.needs_test_data
 def test_wav_bytes_and_base64_get_the_pipelines_numbers(handler, expected):
     wav_bytes = WAV_PATH.read_bytes()
     from_bytes = handler({"inputs": wav_bytes, "parameters": PARAMETERS})
@@ -67,6 +68,7 @@ def test_wav_bytes_and_base64_get_the_pipelines_numbers(handler, expected):
     assert expected["parameters"]["local_threshold"] == 0.3 and expected["parameters"]["global_count_threshold"] == 2
 
 
+@pytest.mark.needs_test_data
 def test_samples_with_their_rate_get_the_pipelines_numbers(handler, tiny_pipeline):
     samples, rate = soundfile.read(WAV_PATH, dtype="float32")
     expected = tiny_pipeline(samples, sampling_rate=rate, **PARAMETERS)
@@ -76,11 +78,21 @@ def test_samples_with_their_rate_get_the_pipelines_numbers(handler, tiny_pipelin
     assert_same_result(from_object, expected)
 
 
+@pytest.mark.needs_test_data
 def test_default_output_and_batches(handler, tiny_pipeline):
     wav_bytes = WAV_PATH.read_bytes()
     labels = handler({"inputs": wav_bytes})
     assert labels == tiny_pipeline(str(WAV_PATH))
-    assert [entry["label"] for entry in labels] in (["positive", "negative"], ["negative", "positive"])
+    # The widget format: the file's decision first, the positive score its global confidence on a 0..1 scale. With
+    # these thresholds the tiny model calls the file positive with a low confidence, so the decision comes first
+    # although its score is the lower one.
+    low_bar = {"local_threshold": 0.05, "global_count_threshold": 1}
+    file_result = handler({"inputs": wav_bytes, "parameters": {**low_bar, "return_timestamps": True}})
+    assert file_result["global_prediction"] == 1 and 0 < file_result["global_confidence"] < 50
+    widget = handler({"inputs": wav_bytes, "parameters": low_bar})
+    assert [entry["label"] for entry in widget] == ["positive", "negative"]
+    assert widget[0]["score"] == pytest.approx(file_result["global_confidence"] / 100)
+    assert widget[1]["score"] == pytest.approx(1 - widget[0]["score"])
     assert handler({"inputs": wav_bytes, "parameters": {"top_k": 1}}) == labels[:1]
     assert handler({"inputs": wav_bytes, "parameters": {"top_k": None, "local_threshold": None}}) == labels
 
@@ -126,6 +138,7 @@ def test_with_the_package_installed_the_handler_runs_its_classes(handler):
     assert type(handler.pipeline.model).__module__ == "modeling_orcahello"
 
 
+@pytest.mark.needs_test_data
 def test_handler_copied_next_to_a_model_folder_runs_on_its_own(tiny_model_folder, tmp_path, expected):
     """
     As on an endpoint: save_model_folder puts handler.py in the model folder, and Python runs it from there without

@@ -111,6 +111,7 @@ def copy_segments(source_folder, destination, skip=(), rename=None):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 @pytest.mark.parametrize("stream", ["mono", "stereo"])
 def test_decoding_gives_the_samples_of_productions_wav(archive, stream, tmp_path):
     _, minute, stereo = archive
@@ -122,6 +123,7 @@ def test_decoding_gives_the_samples_of_productions_wav(archive, stream, tmp_path
     assert_same_samples_as_ffmpeg(samples, wav)
 
 
+@pytest.mark.needs_test_data
 @pytest.mark.parametrize("stream", ["mono minute, tiny model", "stereo, production ResNet50"])
 def test_scores_are_those_of_productions_wav(archive, stream, tiny_pipeline, resnet50_pipeline, tmp_path):
     _, minute, stereo = archive
@@ -143,6 +145,7 @@ def test_scores_are_those_of_productions_wav(archive, stream, tiny_pipeline, res
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 def test_folder_of_segments_playlist_and_single_segment_agree(archive, tiny_pipeline, tmp_path):
     _, minute, _ = archive
     from_playlist, _ = decode(minute / "live.m3u8")
@@ -158,6 +161,7 @@ def test_folder_of_segments_playlist_and_single_segment_agree(archive, tiny_pipe
     np.testing.assert_allclose(scores(by_folder), scores(by_playlist), rtol=0, atol=SAME_WINDOWS_TOLERANCE)
 
 
+@pytest.mark.needs_test_data
 def test_segments_are_ordered_by_the_number_in_their_names(archive, tmp_path):
     _, minute, _ = archive
     # live995.ts ... live1001.ts: sorted as text, live1000.ts and live1001.ts would come first.
@@ -168,6 +172,7 @@ def test_segments_are_ordered_by_the_number_in_their_names(archive, tmp_path):
     assert audio.gaps == []
 
 
+@pytest.mark.needs_test_data
 def test_playlist_served_over_http_agrees_with_the_local_one(archive, tiny_pipeline):
     root, minute, _ = archive
     with LocalHTTPServer(root) as server:
@@ -179,6 +184,7 @@ def test_playlist_served_over_http_agrees_with_the_local_one(archive, tiny_pipel
     assert from_url["start_time_utc"] == expected_iso(EPOCH)  # the URL's folder is named by the epoch too
 
 
+@pytest.mark.needs_test_data
 def test_reading_keeps_memory_bounded_and_can_go_back(archive):
     _, minute, _ = archive
     audio = hls_orcahello.open_hls(str(minute / "live.m3u8"))
@@ -197,6 +203,7 @@ def test_reading_keeps_memory_bounded_and_can_go_back(archive):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 def test_epoch_folder_name_gives_utc_times(archive, tiny_pipeline):
     _, minute, stereo = archive
     result = tiny_pipeline(str(minute / "live.m3u8"), return_timestamps=True, local_threshold=0.0)
@@ -221,6 +228,7 @@ def test_epoch_folder_name_gives_utc_times(archive, tiny_pipeline):
         assert "start_utc" not in result["windows"][0] and "start_time_utc" not in result["submission"][0]
 
 
+@pytest.mark.needs_test_data
 def test_program_date_time_gives_utc_and_its_jump_is_a_gap(archive, tiny_pipeline, tmp_path):
     _, minute, _ = archive
     folder = copy_segments(minute, tmp_path / "dated")  # not an epoch name: the time comes from the playlist
@@ -258,6 +266,7 @@ def test_program_date_time_gives_utc_and_its_jump_is_a_gap(archive, tiny_pipelin
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 def test_deleted_middle_segment_is_reported_as_a_gap(archive, tiny_pipeline, tmp_path):
     _, minute, _ = archive
     folder = copy_segments(minute, tmp_path / "rpi_orcasound_lab" / "hls" / str(EPOCH), skip={"live002.ts"})
@@ -309,6 +318,7 @@ def edited_playlist(minute, tmp_path):
     return folder / "edited.m3u8", durations
 
 
+@pytest.mark.needs_test_data
 def test_discontinuity_gap_tag_and_dropped_entry_in_a_playlist(archive, tiny_pipeline, tmp_path):
     _, minute, _ = archive
     playlist, durations = edited_playlist(minute, tmp_path)
@@ -341,6 +351,7 @@ def test_discontinuity_gap_tag_and_dropped_entry_in_a_playlist(archive, tiny_pip
     assert rows_after and all(row["start_time_utc"] is None for row in rows_after)
 
 
+@pytest.mark.needs_test_data
 def test_a_stream_fed_segment_by_segment_reads_and_times_what_the_finished_input_gives(archive, tmp_path):
     """
     `orcahello live`'s way (one `HLSStream` fed a segment at a time, each window read as soon as its audio is decoded,
@@ -378,6 +389,7 @@ def test_a_stream_fed_segment_by_segment_reads_and_times_what_the_finished_input
         stream.read(0, 10)  # let go of for good
 
 
+@pytest.mark.needs_test_data
 def test_damaged_segment_is_skipped_where_it_does_not_decode_and_reported(archive, tmp_path):
     _, minute, _ = archive
     folder = copy_segments(minute, tmp_path / "damaged")
@@ -439,6 +451,7 @@ BAD_INPUTS = {
 }
 
 
+@pytest.mark.needs_test_data
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_hls_input_gets_a_one_line_error(archive, tiny_pipeline, tmp_path, case):
     _, minute, _ = archive
@@ -455,6 +468,7 @@ def closed_port():
         return probe.getsockname()[1]
 
 
+@pytest.mark.needs_test_data
 def test_http_failures_get_a_one_line_error(archive, tiny_pipeline, tmp_path):
     root, minute, _ = archive
     with LocalHTTPServer(root) as server:
@@ -481,6 +495,7 @@ def test_http_failures_get_a_one_line_error(archive, tiny_pipeline, tmp_path):
         tiny_pipeline("https://example.org/minute.wav")
 
 
+@pytest.mark.needs_test_data
 def test_missing_pyav_is_a_clear_error(archive, monkeypatch):
     _, minute, _ = archive
     monkeypatch.setitem(sys.modules, "av", None)  # what `import av` meets when PyAV is not installed
@@ -526,6 +541,7 @@ def test_finding_recordings_takes_playlists_and_segment_folders_whole(tmp_path):
     ]
 
 
+@pytest.mark.needs_test_data
 def test_cli_scores_playlists_segment_folders_and_urls_as_recordings(archive, tiny_model_folder, tmp_path):
     _, _, stereo = archive  # 6 s in 2-s segments: short streams keep the command's run short
     recordings = tmp_path / "recordings"

@@ -18,6 +18,8 @@ import hls_orcahello
 import hls_playlist_orcahello
 import http_orcahello
 
+pytestmark = pytest.mark.needs_test_data  # every test here reads the test-data set
+
 EPOCH = 1600000000
 STEREO_WAV = LEGACY / "audio" / "edge_stereo_48k_6s.wav"
 

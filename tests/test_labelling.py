@@ -89,6 +89,7 @@ def states(browser, session):
     return {row["file"].rsplit("/", 1)[1]: row for row in browser.evaluate(session, ROW_STATE)}
 
 
+@pytest.mark.needs_test_data
 @needs_chromium
 def test_labels_clicked_persist_across_a_reload_and_download_as_the_csv_evaluate_and_adapt_read(
     labelled_run, tiny_model_folder, tmp_path, capsys

@@ -1,6 +1,6 @@
 """
 `orcahello live` against a real local hydrophone: a node served by its own HTTP server process, its stream grown
-segment by segment (faster than real time) from the real recordings in ../shared/audio/real, encoded as an
+segment by segment (faster than real time) from the real recordings of the test data (audio/real), encoded as an
 Orcasound node encodes them; with a SIGTERM and a restart, a server outage, a node restart (new epoch in
 latest.txt) and a lost segment. What live wrote must be, window for window, what `orcahello detect` gives for the
 finished playlists.
@@ -74,6 +74,7 @@ def encoded_streams(tmp_path_factory):
     }
 
 
+@pytest.mark.needs_test_data
 def test_live_over_a_growing_stream_writes_every_window_once_as_detect_scores_the_finished_playlist(
     tmp_path, tiny_model_folder, encoded_streams
 ):
@@ -318,6 +319,7 @@ def test_bad_sources_are_refused_with_one_line(tmp_path, tiny_model_folder):
     )
 
 
+@pytest.mark.needs_test_data
 def test_a_listed_segment_that_never_downloads_is_declared_lost_and_the_rest_matches_detect(
     tmp_path, tiny_model_folder, encoded_streams
 ):
@@ -381,6 +383,7 @@ def test_a_listed_segment_that_never_downloads_is_declared_lost_and_the_rest_mat
     assert any(entry["spans_gap"] for entry in windows)
 
 
+@pytest.mark.needs_test_data
 def test_memory_held_by_a_recording_stays_bounded(encoded_streams):
     """Decoding a long recording while letting go of what is scored holds about one segment, not the stream."""
     from hls_playlist_orcahello import parse_playlist
@@ -399,6 +402,7 @@ def test_memory_held_by_a_recording_stays_bounded(encoded_streams):
     assert max(held) < 12 * 48000  # one 10-s segment and the second kept
 
 
+@pytest.mark.needs_test_data
 def test_time_line_and_gaps_follow_detects_rules_segment_by_segment(tmp_path, encoded_streams):
     """
     A playlist with every kind of time evidence (program date-times, a clock jump, a discontinuity, an #EXT-X-GAP
@@ -453,6 +457,7 @@ def test_time_line_and_gaps_follow_detects_rules_segment_by_segment(tmp_path, en
     assert len(expected.gaps) == 3  # the left-out segment, the marked one, the discontinuity
 
 
+@pytest.mark.needs_test_data
 def test_killed_outright_and_started_again_every_window_is_written_once(tmp_path, tiny_model_folder, encoded_streams):
     """SIGKILL (no chance to flush anything): the next run still writes each window exactly once."""
     from hls_orcahello import open_hls

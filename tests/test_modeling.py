@@ -33,13 +33,23 @@ def test_default_config_is_production_resnet50(resnet50):
     assert resnet50.config.label2id == {"negative": 0, "positive": 1}
 
 
+# torchvision's published parameter counts (ImageNet: 3 input channels, a 1000-class fully connected layer), less
+# that layer and the stem's two extra input channels: the backbones OrcaHello's 1-channel spectrograms go through.
+RESNET18_BACKBONE_PARAMETERS = 11_689_512 - (512 * 1000 + 1000) - 64 * 2 * 7 * 7
+RESNET101_BACKBONE_PARAMETERS = 44_549_160 - (2048 * 1000 + 1000) - 64 * 2 * 7 * 7
+
+
 def test_resnet18_and_resnet101_are_expressible():
     resnet18 = OrcaHelloForAudioClassification(
         OrcaHelloConfig(depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512], layer_type="basic")
     )
+    assert sum(parameter.numel() for parameter in resnet18.orcahello.parameters()) == RESNET18_BACKBONE_PARAMETERS
+    assert [len(stage.layers) for stage in resnet18.orcahello.resnet.encoder.stages] == [2, 2, 2, 2]
     assert resnet18.classifier.pooled_norm.num_features == 1024
-    resnet101 = OrcaHelloConfig(depths=[3, 4, 23, 3])
-    assert resnet101.pooled_size == 4096
+    resnet101 = OrcaHelloForAudioClassification(OrcaHelloConfig(depths=[3, 4, 23, 3]))
+    assert sum(parameter.numel() for parameter in resnet101.orcahello.parameters()) == RESNET101_BACKBONE_PARAMETERS
+    assert [len(stage.layers) for stage in resnet101.orcahello.resnet.encoder.stages] == [3, 4, 23, 3]
+    assert resnet101.classifier.pooled_norm.num_features == 4096
 
 
 def test_output_shapes_and_last_feature_map(resnet50):

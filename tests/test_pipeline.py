@@ -27,6 +27,7 @@ def audio_input_error(pipe):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 @pytest.mark.parametrize("learner", ["fastai_r50_legacy", "fastai_r18_zip"])
 @pytest.mark.parametrize("wav", legacy_wavs(), ids=lambda path: path.stem)
 def test_aggregation_reproduces_production_from_its_window_probabilities(wav, learner):
@@ -80,6 +81,7 @@ def test_detections_merge_consecutive_positive_rows():
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 def test_every_fixture_wav_matches_production(resnet50_results_on_legacy_wavs):
     wavs = legacy_wavs()
     assert len(wavs) == 11
@@ -103,6 +105,7 @@ def confidences(result):
 SAME_WINDOWS_TOLERANCE = 1e-5
 
 
+@pytest.mark.needs_test_data
 def test_same_result_for_every_input_form(tiny_pipeline):
     path = LEGACY / "audio" / "edge_stereo_48k_6s.wav"
     reference = tiny_pipeline(str(path), return_timestamps=True)
@@ -124,6 +127,7 @@ def test_same_result_for_every_input_form(tiny_pipeline):
         )
 
 
+@pytest.mark.needs_test_data
 def test_batching_and_lists_do_not_change_results(tiny_pipeline):
     paths = [str(LEGACY / "audio" / name) for name in ("edge_20k_6s.wav", "edge_44k1_6s.wav", "edge_10s_48k.wav")]
     one_by_one = [tiny_pipeline(path, return_timestamps=True, batch_size=1) for path in paths]
@@ -132,6 +136,7 @@ def test_batching_and_lists_do_not_change_results(tiny_pipeline):
         np.testing.assert_allclose(confidences(batched), confidences(single), atol=SAME_WINDOWS_TOLERANCE)
 
 
+@pytest.mark.needs_test_data
 def test_batch_size_sets_the_windows_per_forward_pass(tiny_pipeline):
     calls = []
     # On the head: the padding-skipping forward calls it, not the model's own forward.
@@ -157,6 +162,7 @@ def test_streamed_file_equals_in_memory_audio(tiny_pipeline, tmp_path):
     np.testing.assert_allclose(confidences(from_file), confidences(from_array), atol=SAME_WINDOWS_TOLERANCE)
 
 
+@pytest.mark.needs_test_data
 def test_real_recordings_at_mixed_rates_run(tiny_pipeline):
     paths = sorted(REAL_AUDIO.glob("pos_srkw_catalog_*.wav"))
     results = tiny_pipeline([str(path) for path in paths], return_timestamps=True)
@@ -171,6 +177,7 @@ def test_real_recordings_at_mixed_rates_run(tiny_pipeline):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 def test_default_output_is_the_widget_format_with_the_decision_first(resnet50_pipeline):
     # Production: edge_10s_48k is negative (2 positive rows) with global_confidence 74.67.
     result = resnet50_pipeline(str(LEGACY / "audio" / "edge_10s_48k.wav"))
@@ -181,6 +188,7 @@ def test_default_output_is_the_widget_format_with_the_decision_first(resnet50_pi
     assert positive == [{"label": "positive", "score": pytest.approx(0.7508, abs=1e-3)}]
 
 
+@pytest.mark.needs_test_data
 def test_timestamped_output_has_production_keys_windows_and_detections(tiny_pipeline):
     result = tiny_pipeline(str(LEGACY / "audio" / "edge_10s_48k.wav"), return_timestamps=True, local_threshold=0.0)
     for key in ("global_prediction", "global_confidence", "local_predictions", "local_confidences", "submission"):
@@ -198,6 +206,7 @@ def test_timestamped_output_has_production_keys_windows_and_detections(tiny_pipe
     json.dumps(result)  # plain Python types only
 
 
+@pytest.mark.needs_test_data
 def test_port_aggregation_and_custom_windows(tiny_pipeline):
     path = str(LEGACY / "audio" / "edge_10s_48k.wav")
     port = tiny_pipeline(path, return_timestamps=True, aggregation="mean_top_k")
@@ -206,6 +215,7 @@ def test_port_aggregation_and_custom_windows(tiny_pipeline):
     assert [(w["start"], w["end"]) for w in wide["windows"]] == [(0, 3), (2, 5), (4, 7), (6, 9)]
 
 
+@pytest.mark.needs_test_data
 def test_float16_and_bfloat16_run_close_to_float32(tiny_model_folder):
     from transformers import pipeline
 
@@ -218,6 +228,7 @@ def test_float16_and_bfloat16_run_close_to_float32(tiny_model_folder):
     np.testing.assert_allclose(confidences(bf16(path, return_timestamps=True)), expected, atol=0.05)
 
 
+@pytest.mark.needs_test_data
 @pytest.mark.parametrize("preset", ["fastai", "v1"])
 def test_the_bfloat16_fast_mode_makes_float32s_decisions_on_every_recording(resnet50_pipeline, preset):
     from scoring_orcahello import cpu_has_native_bfloat16
@@ -242,6 +253,7 @@ def test_the_bfloat16_fast_mode_makes_float32s_decisions_on_every_recording(resn
     assert resnet50_pipeline.fast_mode_withdrawn is None  # the margin's premise held on every re-scored window
 
 
+@pytest.mark.needs_test_data
 def test_the_fast_mode_withdraws_itself_when_a_rescored_window_breaks_its_error_bound(resnet50_pipeline, monkeypatch):
     scoring_orcahello = remote_code_module(resnet50_pipeline, "scoring_orcahello")  # the code this pipeline runs
     if not scoring_orcahello.cpu_has_native_bfloat16():
@@ -339,6 +351,7 @@ def test_unknown_engine_is_refused(tiny_pipeline):
         tiny_pipeline(np.zeros(96000, np.int16), sampling_rate=48000, precision="int4")
 
 
+@pytest.mark.needs_test_data
 def test_shared_featurization_and_score_input_features_reproduce_a_pipeline_call(tiny_pipeline):
     # `orcahello batch` featurizes with `featurize_windows` on CPU workers and scores with `score_input_features` in
     # model actors: together they must give the pipeline's own window scores and silence flags.

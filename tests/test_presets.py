@@ -120,6 +120,7 @@ def v1_pipeline(v1_folder):
     return pipeline("audio-classification", model=str(v1_folder), trust_remote_code=True)
 
 
+@pytest.mark.needs_test_data
 def test_hub_folder_is_upstreams_layout(hub_folder, hub_config):
     with open(hub_folder / "config.json") as handle:
         written = json.load(handle)
@@ -130,6 +131,7 @@ def test_hub_folder_is_upstreams_layout(hub_folder, hub_config):
     assert {"model.conv1.weight", "model.fc.1.running_var", "model.fc.7.bias"} <= keys and len(keys) == 332
 
 
+@pytest.mark.needs_test_data
 def test_converted_hub_folder_defaults_to_v1_with_the_folders_values(v1_folder):
     config = json.loads((v1_folder / "config.json").read_text())
     assert config["preset"] == "v1"
@@ -142,6 +144,7 @@ def test_converted_hub_folder_defaults_to_v1_with_the_folders_values(v1_folder):
     assert (preprocessor["sampling_rate"], preprocessor["n_fft"], preprocessor["hop_length"]) == (20000, 2560, 256)
 
 
+@pytest.mark.needs_test_data
 def test_model_v1_pt_converts_to_the_same_folder(hub_folder, v1_folder, tmp_path):
     source = tmp_path / "hub_pt"
     source.mkdir()
@@ -157,6 +160,7 @@ def test_model_v1_pt_converts_to_the_same_folder(hub_folder, v1_folder, tmp_path
     assert converted.keys() == reference.keys() and all(torch.equal(converted[k], reference[k]) for k in reference)
 
 
+@pytest.mark.needs_test_data
 @pytest.mark.parametrize(
     "section, key, value, message",
     [
@@ -175,6 +179,7 @@ def test_disagreeing_config_files_stop_the_conversion(hub_folder, tmp_path, sect
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.needs_test_data
 @pytest.mark.parametrize(
     "section, key, value, message",
     [
@@ -196,6 +201,7 @@ def test_settings_that_cannot_be_honoured_stop_the_conversion(hub_folder, tmp_pa
         convert(str(source), str(tmp_path / "out"))
 
 
+@pytest.mark.needs_test_data
 def test_conversion_command_line_names_the_problem(hub_folder, tmp_path, capsys):
     source = tmp_path / "hub"
     shutil.copytree(hub_folder, source)
@@ -211,6 +217,7 @@ def test_conversion_command_line_names_the_problem(hub_folder, tmp_path, capsys)
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 @pytest.mark.parametrize("wav", legacy_wavs(), ids=lambda path: path.stem)
 def test_hub_folder_scores_like_the_port_by_default(v1_pipeline, wav):
     expected = port_result(wav, "modelcfg")
@@ -227,6 +234,7 @@ def test_hub_folder_scores_like_the_port_by_default(v1_pipeline, wav):
     assert result["preset"] == "v1" and result["parameters"]["overridden"] == []
 
 
+@pytest.mark.needs_test_data
 @pytest.mark.parametrize("wav", legacy_wavs(), ids=lambda path: path.stem)
 def test_fastai_folder_with_v1_fields_scores_like_the_ports_test_configuration(resnet50_pipeline, wav):
     expected = port_result(wav, "testcfg")
@@ -250,6 +258,7 @@ def test_fastai_folder_with_v1_fields_scores_like_the_ports_test_configuration(r
     np.testing.assert_allclose([w["score"] for w in one_at_a_time["windows"]], scores, rtol=0, atol=1e-6)
 
 
+@pytest.mark.needs_test_data
 @pytest.mark.parametrize("wav", ["edge_44k1_6s.wav", "edge_stereo_48k_6s.wav", "rec03_boat_only.wav"])
 def test_hub_folder_with_the_fastai_preset_gives_productions_numbers(v1_pipeline, wav):
     result = v1_pipeline(str(LEGACY / "audio" / wav), return_timestamps=True, preset="fastai", batch_size=16)
@@ -257,6 +266,7 @@ def test_hub_folder_with_the_fastai_preset_gives_productions_numbers(v1_pipeline
     assert result["preset"] == "fastai" and result["parameters"]["overridden"] == []
 
 
+@pytest.mark.needs_test_data
 def test_port_aggregation_from_its_own_segment_probabilities():
     """No model: the port's segment probabilities through the v1 file-level rule give the port's decisions."""
     for path in sorted(PORT_OUTPUTS.glob("*.port_*_detect.json")):
@@ -307,6 +317,7 @@ def test_resolution_order_config_then_preset_then_fields():
         OrcaHelloConfig(hop_seconds=0)
 
 
+@pytest.mark.needs_test_data
 def test_every_result_records_the_preset_and_its_fields(resnet50_pipeline):
     wav = str(LEGACY / "audio" / "edge_20k_6s.wav")
     fastai = resnet50_pipeline(wav, return_timestamps=True)
@@ -323,6 +334,7 @@ def test_every_result_records_the_preset_and_its_fields(resnet50_pipeline):
         resnet50_pipeline(wav, preset="production")
 
 
+@pytest.mark.needs_test_data
 def test_hls_stream_with_the_v1_preset_scores_as_its_production_wav(resnet50_pipeline, tmp_path):
     from conftest import production_wav
 
@@ -338,6 +350,7 @@ def test_hls_stream_with_the_v1_preset_scores_as_its_production_wav(resnet50_pip
     )
 
 
+@pytest.mark.needs_test_data
 def test_handler_takes_the_preset(resnet50_folder):
     from handler import EndpointHandler
 
@@ -353,6 +366,7 @@ def test_handler_takes_the_preset(resnet50_folder):
         handler({"inputs": body["inputs"], "parameters": {"preset": "v2"}})
 
 
+@pytest.mark.needs_test_data
 def test_detect_command_line_with_preset_v1(resnet50_folder, tmp_path):
     from conftest import run_orcahello_cli
 
@@ -371,6 +385,7 @@ def test_detect_command_line_with_preset_v1(resnet50_folder, tmp_path):
     assert bad.returncode == 2 and "--preset: must be one of fastai, v1, got 'v2'" in bad.stderr
 
 
+@pytest.mark.needs_test_data
 def test_batch_with_preset_v1_scores_like_the_port(ray_address, resnet50_folder, tmp_path):
     pytest.importorskip("pyarrow")
     from orcahello import batch
@@ -386,6 +401,7 @@ def test_batch_with_preset_v1_scores_like_the_port(ray_address, resnet50_folder,
         assert_matches_port(document, port_result(wav, "modelcfg")["result"], wav.name)
 
 
+@pytest.mark.needs_test_data
 def test_fetch_model_converts_the_hubs_settings(hub_folder, tmp_path, monkeypatch):
     import importlib.util
 
@@ -404,6 +420,7 @@ def test_fetch_model_converts_the_hubs_settings(hub_folder, tmp_path, monkeypatc
         fetch_model.convert_hub_snapshot(str(broken))
 
 
+@pytest.mark.needs_test_data
 def test_settings_left_out_take_the_ports_defaults_or_stop(hub_folder, tmp_path):
     def converted_config(edit):
         source = tmp_path / f"hub{len(list(tmp_path.iterdir()))}"
@@ -424,6 +441,7 @@ def test_settings_left_out_take_the_ports_defaults_or_stop(hub_folder, tmp_path)
         converted_config(lambda config: config["audio"].pop("normalize"))
 
 
+@pytest.mark.needs_test_data
 def test_runtime_settings_missing_from_one_config_file_are_no_disagreement(hub_folder, tmp_path):
     source = tmp_path / "hub"
     shutil.copytree(hub_folder, source)

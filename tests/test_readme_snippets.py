@@ -55,9 +55,9 @@ def limit_data():
 
 
 @pytest.mark.parametrize(("document", "snippet"), SNIPPETS)
-def test_snippet_runs_within_bounded_memory(document, snippet, resnet50_folder, tmp_path):
+def test_snippet_runs_within_bounded_memory(document, snippet, random_resnet50_folder, tmp_path):
     assert vocabulary_orcahello.HUB_MODEL_ID in snippet, f"{document}: the example does not load the Hub model"
-    code = snippet.replace(f'"{vocabulary_orcahello.HUB_MODEL_ID}"', repr(str(resnet50_folder)))
+    code = snippet.replace(f'"{vocabulary_orcahello.HUB_MODEL_ID}"', repr(str(random_resnet50_folder)))
     minute = (np.random.default_rng(0).standard_normal(60 * 48000) * 0.1).astype(np.float32)
     soundfile.write(str(tmp_path / "hydrophone_minute.wav"), minute, 48000, subtype="PCM_16")
     np.save(tmp_path / "minute.npy", minute)

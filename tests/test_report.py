@@ -84,6 +84,7 @@ def expected_clips(output_dir):
     return found
 
 
+@pytest.mark.needs_test_data
 def test_clips_and_pictures_are_written_beside_each_recording(report_run, recordings):
     completed, output_dir = report_run
     assert completed.returncode == 1, completed.stderr  # bad.wav
@@ -107,6 +108,7 @@ def test_clips_and_pictures_are_written_beside_each_recording(report_run, record
     assert set(output_dir.rglob(f"*{report.CLIPS_SUFFIX}/*")) == clip_files
 
 
+@pytest.mark.needs_test_data
 def test_page_links_every_output_and_loads_nothing_from_the_network(report_run):
     _, output_dir = report_run
     page = (output_dir / "report.html").read_text()
@@ -125,6 +127,7 @@ def test_page_links_every_output_and_loads_nothing_from_the_network(report_run):
     assert "bad.wav" in page  # the failed input is listed
 
 
+@pytest.mark.needs_test_data
 @needs_chromium
 def test_page_opens_in_headless_chromium_with_every_detection_playable(report_run):
     _, output_dir = report_run
@@ -160,6 +163,7 @@ def test_page_opens_in_headless_chromium_with_every_detection_playable(report_ru
         assert browser.problems(session) == []
 
 
+@pytest.mark.needs_test_data
 @needs_chromium
 def test_the_browser_check_sees_a_missing_clip_and_a_script_error(report_run, tmp_path):
     """The checks above can fail: a page whose clip and picture are gone, and a script that throws, are caught."""
@@ -181,6 +185,7 @@ def test_the_browser_check_sees_a_missing_clip_and_a_script_error(report_run, tm
     assert len(broken) == 1 and broken[0]["picture"] is None and broken[0]["audio"] is None
 
 
+@pytest.mark.needs_test_data
 def test_rerun_keeps_clips_and_rescoring_replaces_them(recordings, tiny_model_folder, tmp_path):
     # Threshold 0: every second is positive, so the tiny random model gives one detection, the whole recording.
     arguments = [
@@ -207,6 +212,7 @@ def test_rerun_keeps_clips_and_rescoring_replaces_them(recordings, tiny_model_fo
     assert all(path.stat().st_mtime_ns != modified[path] for path in clips)
 
 
+@pytest.mark.needs_test_data
 def test_a_clip_write_that_fails_midway_leaves_no_clip_and_no_temporary_file(tmp_path, monkeypatch):
     def write_half_then_fail(path, *args, **kwargs):
         with open(path, "wb") as handle:

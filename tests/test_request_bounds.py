@@ -71,6 +71,7 @@ def test_a_header_saying_1_hz_is_refused_before_decoding(strict_handler, tiny_pi
         )
 
 
+@pytest.mark.needs_test_data
 def test_every_fixture_rate_stays_accepted(strict_handler, tiny_pipeline):
     assert soundfile.info(str(WAV_20K)).samplerate == 20000
     assert tiny_pipeline(str(WAV_20K), return_timestamps=True)["sampling_rate"] == 20000
@@ -85,6 +86,7 @@ def test_rates_above_the_endpoint_limit_are_refused(strict_handler):
     assert "sampled at 192000 Hz, above this endpoint's 96000 Hz" in message
 
 
+@pytest.mark.needs_test_data
 def test_batch_size_is_capped(strict_handler):
     audio = WAV_6S.read_bytes()
     for batch_size in (10**9, 17, 0):
@@ -95,6 +97,7 @@ def test_batch_size_is_capped(strict_handler):
     assert strict_handler.pipeline._batch_size == 8
 
 
+@pytest.mark.needs_test_data
 def test_windowing_that_multiplies_the_work_is_refused_unless_the_deployment_allows_it(
     strict_handler, tiny_model_folder
 ):
@@ -115,6 +118,7 @@ def test_windowing_that_multiplies_the_work_is_refused_unless_the_deployment_all
     assert len(dense["windows"]) == 9
 
 
+@pytest.mark.needs_test_data
 def test_duration_limit_is_read_from_the_header(strict_handler, tiny_model_folder, monkeypatch):
     ten_seconds = wav_bytes(np.zeros(10 * 20000, np.int16), 20000)  # 400 KB: under the payload limit
     message = refusal(strict_handler, {"inputs": ten_seconds})
@@ -139,6 +143,7 @@ def test_duration_limit_is_read_from_the_header(strict_handler, tiny_model_folde
         EndpointHandler(str(tiny_model_folder))
 
 
+@pytest.mark.needs_test_data
 def test_payload_limit_counts_bytes_base64_and_samples_before_decoding(strict_handler):
     audio = WAV_10S.read_bytes()  # 960 KB
     assert "more than this endpoint's 600000" in refusal(strict_handler, {"inputs": audio})

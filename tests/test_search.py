@@ -51,6 +51,7 @@ def run_search(capsys, *arguments):
     return status, captured.out, captured.err
 
 
+@pytest.mark.needs_test_data
 def test_a_window_finds_itself_first_and_the_ranking_is_the_cosine(tables, capsys):
     folder, table_folder = tables
     query_file = str(folder / "rec03_boat_only.wav")
@@ -66,6 +67,7 @@ def test_a_window_finds_itself_first_and_the_ranking_is_the_cosine(tables, capsy
     assert [(hit["file"], float(hit["start"])) for hit in hits][1:] == [keys[i] for i in expected][1:]
 
 
+@pytest.mark.needs_test_data
 def test_a_clip_of_a_window_finds_that_window(tables, tiny_model_folder, tmp_path, capsys):
     folder, table_folder = tables
     audio, rate = soundfile.read(folder / "rec01_calls_quiet_bg.wav", dtype="float32")
@@ -80,6 +82,7 @@ def test_a_clip_of_a_window_finds_that_window(tables, tiny_model_folder, tmp_pat
     assert float(first["similarity"]) > 0.9999
 
 
+@pytest.mark.needs_test_data
 def test_hits_page_rows_can_be_labelled(tables, tmp_path, capsys):
     _, table_folder = tables
     hits_csv = tmp_path / "hits.csv"
@@ -103,6 +106,7 @@ def test_hits_page_rows_can_be_labelled(tables, tmp_path, capsys):
     assert status_text == "1 of 5 labelled" and missing == 0 and len(json.loads(stored)) == 1
 
 
+@pytest.mark.needs_test_data
 @pytest.mark.parametrize(
     "query, message",
     [
@@ -116,6 +120,7 @@ def test_bad_queries_are_one_line_errors(tables, capsys, query, message):
     assert status == 2 and message in err and err.count("\n") == 1
 
 
+@pytest.mark.needs_test_data
 def test_a_query_without_a_time_is_refused_by_the_command_line(tables, capsys):
     _, table_folder = tables
     with pytest.raises(SystemExit) as exit_status:
@@ -123,6 +128,7 @@ def test_a_query_without_a_time_is_refused_by_the_command_line(tables, capsys):
     assert exit_status.value.code == 2 and "a window query is FILE@SECONDS" in capsys.readouterr().err
 
 
+@pytest.mark.needs_test_data
 def test_tables_of_another_layer_are_refused(tables, tiny_model_folder, tmp_path):
     folder, table_folder = tables
     head_tables = tmp_path / "head"

@@ -119,6 +119,7 @@ def test_load_json_and_yaml_in_file_order(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_test_data
 def test_cli_gives_each_site_its_thresholds_and_records_them(tiny_model_folder, tmp_path):
     recordings = tmp_path / "recordings"
     for site in ("orcasound_lab", "bush_point"):
@@ -171,6 +172,7 @@ def test_cli_gives_each_site_its_thresholds_and_records_them(tiny_model_folder, 
         assert document["parameters"]["local_threshold"] == 1.0 and document["global_prediction"] == 0
 
 
+@pytest.mark.needs_test_data
 def test_cli_refuses_a_bad_table_before_scoring(tiny_model_folder, tmp_path):
     table_path = tmp_path / "sites.json"
     table_path.write_text(json.dumps({"sites": {"lab": {"local_threshold": 7}}}))
