@@ -7,13 +7,25 @@
 from transformers import PretrainedConfig
 
 try:
-    from .vocabulary_orcahello import AGGREGATION_STRATEGIES, DEFAULT_PRESET, INFERENCE_FIELDS, INFERENCE_PRESETS
+    from .vocabulary_orcahello import (
+        AGGREGATION_STRATEGIES,
+        DEFAULT_PRESET,
+        EMBEDDING_LAYERS,
+        INFERENCE_FIELDS,
+        INFERENCE_PRESETS,
+    )
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
-    from vocabulary_orcahello import AGGREGATION_STRATEGIES, DEFAULT_PRESET, INFERENCE_FIELDS, INFERENCE_PRESETS
+    from vocabulary_orcahello import (
+        AGGREGATION_STRATEGIES,
+        DEFAULT_PRESET,
+        EMBEDDING_LAYERS,
+        INFERENCE_FIELDS,
+        INFERENCE_PRESETS,
+    )
 
 
-# The features an adapted head (`orcahello adapt`) may read, as `orcahello embed --layer` names them.
-ADAPTED_HEAD_LAYERS = ("pooled", "head")
+# The features an adapted head (`orcahello adapt`) may read: the layers `orcahello embed --layer` embeds.
+ADAPTED_HEAD_LAYERS = EMBEDDING_LAYERS
 
 
 def preset_settings(name):

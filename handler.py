@@ -4,8 +4,9 @@ Custom handler for Hugging Face Inference Endpoints: serves the OrcaHello detect
 
 Inference Endpoints import `EndpointHandler` from `handler.py` at the root of the model repository, construct it
 once with the repository's local folder, and call it with every request's deserialized body. This file imports only
-the standard library, numpy, torch, transformers (and soundfile, which the pipeline needs too, to read headers) and
-the shared names of `vocabulary_orcahello`. The model's own code (feature extractor, pipeline) is this package's when
+the standard library, numpy, torch, transformers (and soundfile, which the pipeline needs too, to read headers), the
+shared names of `vocabulary_orcahello` and the process's memory setting (`process_memory_orcahello`), both beside it
+in the model folder. The model's own code (feature extractor, pipeline) is this package's when
 the `orcahello` package is installed (as the `orcahello` commands load it), else the model folder's, through
 `trust_remote_code=True`: so the handler works wherever it sits next to a model folder (see `load_detector`).
 
@@ -50,7 +51,8 @@ import numpy as np
 import torch
 from transformers import pipeline
 
-from vocabulary_orcahello import DECISION_FIELD_TYPES, MIN_SAMPLING_RATE, return_large_buffers_to_the_system
+from process_memory_orcahello import return_large_buffers_to_the_system
+from vocabulary_orcahello import DECISION_FIELD_TYPES, MIN_SAMPLING_RATE
 
 # The pipeline's call parameters and their types. Everything else is refused, so that a typo ("treshold") is an
 # error instead of a silently ignored setting.
@@ -337,8 +339,8 @@ class EndpointHandler:
         # A named preset is one of the model's own behaviours: its windowing is the reference then (v1's 3-s windows
         # every 2 s cost less per second of audio than fastai's 2-s windows every second).
         preset = {"preset": parameters["preset"]} if parameters.get("preset") is not None else {}
-        defaults = self.pipeline._sanitize_parameters(**preset)[0]
-        requested = self.pipeline._sanitize_parameters(**pipeline_parameters)[0]
+        defaults = self.pipeline.resolve_parameters(**preset).preprocess
+        requested = self.pipeline.resolve_parameters(**pipeline_parameters).preprocess
         for name in sorted(set(defaults) | set(requested)):
             if not name.endswith("_seconds"):
                 continue

@@ -5,12 +5,17 @@ File-level OrcaHello detection as a transformers audio-classification pipeline.
 A recording (path, bytes, array, `datasets` row, or an HLS stream: `.m3u8` playlist or folder of `.ts` segments) is
 cut into 2-second windows every second, exactly as production OrcaHello does; the windows are featurized in blocks,
 scored in batches (across files too), and the per-window probabilities are aggregated into production's file-level
-decision. Reading the audio and cutting the windows is `audio_orcahello`'s job, building each recording's result
-`results_orcahello`'s; this module is the pipeline that runs them around the model.
+decision. Reading the audio and cutting the windows is `audio_orcahello`'s job, resolving a call's parameters
+`call_parameters_orcahello`'s, running the model `engines_orcahello`'s (with `padding_skipping_orcahello` and the
+bfloat16 `fast_mode_orcahello`), building each recording's result `results_orcahello`'s; this module is the pipeline
+that runs them around the model. Its `score_windows` is the one way to score a recording's windows outside a call
+(`orcahello embed`, `live`; `orcahello batch` scores its own featurized blocks with `score_features`).
 """
 
 import dataclasses
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,19 +32,24 @@ try:
         scoring_windows,
         whole_recording_audio,
     )
-    from .configuration_orcahello import config_inference_settings, resolve_inference_settings
-    from .feature_extraction_orcahello import OrcaHelloFeatureExtractor
-    from .results_orcahello import DecisionParameters, build_file_result
-    from .scoring_orcahello import (
-        BFLOAT16_LOGIT_MARGINS,
-        build_scorer,
-        largest_logit_deviation,
-        padded_frames,
-        rescore_until_exact,
+    from .call_parameters_orcahello import PipelineParameters, resolve_call_parameters
+    from .engines_orcahello import (
+        ModelScorers,
+        check_embedding_layer,
+        layer_outputs,
         resolve_engine,
-        weights_version,
     )
-    from .vocabulary_orcahello import DEFAULT_BATCH_SIZE, ENGINES, PRECISIONS, fixed_mmap_threshold
+    from .fast_mode_orcahello import BFLOAT16_LOGIT_MARGINS, largest_logit_deviation, rescore_until_exact
+    from .feature_extraction_orcahello import OrcaHelloFeatureExtractor
+    from .padding_skipping_orcahello import padded_frames
+    from .results_orcahello import (
+        DecisionParameters,
+        ScoredWindows,
+        WindowScores,
+        build_file_result,
+        recording_summary,
+    )
+    from .vocabulary_orcahello import DEFAULT_BATCH_SIZE, ENGINES
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from audio_orcahello import (
         FRONTEND_BLOCK_WINDOWS,
@@ -50,19 +60,24 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
         scoring_windows,
         whole_recording_audio,
     )
-    from configuration_orcahello import config_inference_settings, resolve_inference_settings
-    from feature_extraction_orcahello import OrcaHelloFeatureExtractor
-    from results_orcahello import DecisionParameters, build_file_result
-    from scoring_orcahello import (
-        BFLOAT16_LOGIT_MARGINS,
-        build_scorer,
-        largest_logit_deviation,
-        padded_frames,
-        rescore_until_exact,
+    from call_parameters_orcahello import PipelineParameters, resolve_call_parameters
+    from engines_orcahello import (
+        ModelScorers,
+        check_embedding_layer,
+        layer_outputs,
         resolve_engine,
-        weights_version,
     )
-    from vocabulary_orcahello import DEFAULT_BATCH_SIZE, ENGINES, PRECISIONS, fixed_mmap_threshold
+    from fast_mode_orcahello import BFLOAT16_LOGIT_MARGINS, largest_logit_deviation, rescore_until_exact
+    from feature_extraction_orcahello import OrcaHelloFeatureExtractor
+    from padding_skipping_orcahello import padded_frames
+    from results_orcahello import (
+        DecisionParameters,
+        ScoredWindows,
+        WindowScores,
+        build_file_result,
+        recording_summary,
+    )
+    from vocabulary_orcahello import DEFAULT_BATCH_SIZE, ENGINES
 
 logger = logging.get_logger(__name__)
 
@@ -149,13 +164,13 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             `"openvino"`, `"onnxruntime"`, `"torch"`, or `"auto"`: on CPU with a float32 model, OpenVINO when it is
             installed (the fastest faithful engine; probabilities within ~1e-5 of PyTorch), else ONNX Runtime, else
             PyTorch; PyTorch on GPUs. Every engine skips the work that the spectrogram's padding alone determines
-            (see `scoring_orcahello.PaddingSkippingClassifier`).
+            (see `padding_skipping_orcahello.PaddingSkippingClassifier`).
         precision (`str`, `"float32"`):
             `"bfloat16"` (CPUs with native bfloat16, avx512_bf16 or AMX, else refused; GPUs): the fast mode, with
             float32's decisions: every window is scored in bfloat16, then every window whose score could change a
             local or global decision, given a measured bound on bfloat16's error
-            (`scoring_orcahello.BFLOAT16_LOGIT_MARGINS`, per engine), is scored again in float32
-            (`scoring_orcahello.windows_to_rescore`). The confidences of the windows not re-scored stay
+            (`fast_mode_orcahello.BFLOAT16_LOGIT_MARGINS`, per engine), is scored again in float32
+            (`fast_mode_orcahello.windows_to_rescore`). The confidences of the windows not re-scored stay
             bfloat16-valued (within the margin of float32's), and each window's spectrogram is kept until its
             file's end (about 160 kB a window). Every re-scored window checks the bound: if one deviates by more
             than half the margin, the pipeline warns and scores in float32 from then on (and the whole file again,
@@ -166,6 +181,10 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
     first. The positive score is the file's global confidence on a 0..1 scale (production's `whaleFoundConfidence` /
     100 for `"orcahello"`), which can be high on a negative file whose positive seconds are fewer than
     `global_count_threshold`.
+
+    Window by window: `detector.score_windows(recording, layer=None)` yields the recording's windows in blocks, with
+    their probabilities and logits (or, with `layer="pooled"` or `"head"`, each window's embedding at that layer)
+    and their rows of the window table (`results_orcahello.ScoredWindows`).
     """
 
     _load_processor = False
@@ -180,7 +199,6 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             self.feature_extractor = model_feature_extractor(self.model.name_or_path)
         if self._batch_size is None:
             self._batch_size = DEFAULT_BATCH_SIZE["cpu" if self.device.type == "cpu" else "other"]
-        self._scorers = {}
         # Why the bfloat16 fast mode was given up (its error bound failed a check), or None while it holds.
         self.fast_mode_withdrawn = None
         # The fraction of the last file's windows scored again in float32 by the fast mode (None outside it).
@@ -190,115 +208,153 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         self._channels_last = self.device.type == "cuda"
         if self._channels_last:
             self.model.to(memory_format=torch.channels_last)
+        padding_value = self.feature_extractor.padding_value
+        self._scorers = ModelScorers(self.model, self.device, padding_value, channels_last=self._channels_last)
 
-    def _sanitize_parameters(
-        self,
-        sampling_rate=None,
-        preset=None,
-        window_seconds=None,
-        hop_seconds=None,
-        whole_recording_frontend=None,
-        peak_normalize=None,
-        strict_segments=None,
-        smoothing=None,
-        aggregation=None,
-        local_threshold=None,
-        global_count_threshold=None,
-        global_threshold=None,
-        top_k_windows=None,
-        min_global_confidence=None,
-        return_timestamps=None,
-        top_k=None,
-        function_to_apply=None,
-        engine=None,
-        precision=None,
-        allow_other_hosts=None,
-        progress_callback=None,
-        **kwargs,
-    ):
-        if kwargs:
-            raise TypeError(f"Unknown argument(s) for the OrcaHello pipeline: {sorted(kwargs)}")
-        if function_to_apply not in (None, "softmax"):
-            raise ValueError("The OrcaHello pipeline scores windows with softmax; function_to_apply must be 'softmax'")
-        config = self.model.config
-        # The inference fields: the model folder's config (its preset, as saved), replaced whole by a `preset` given
-        # with the call, then each field given with the call (see `configuration_orcahello.INFERENCE_PRESETS`).
-        preset_name, settings, overridden = resolve_inference_settings(
-            config_inference_settings(config),
-            preset=preset,
-            window_seconds=window_seconds,
-            hop_seconds=hop_seconds,
-            whole_recording_frontend=whole_recording_frontend,
-            peak_normalize=peak_normalize,
-            strict_segments=strict_segments,
-            smoothing=smoothing,
-            aggregation=aggregation,
-            local_threshold=local_threshold,
-            global_count_threshold=global_count_threshold,
-            global_threshold=global_threshold,
-            top_k_windows=top_k_windows,
-        )
-        preprocess_params = {
-            name: settings[name]
-            for name in (
-                "window_seconds",
-                "hop_seconds",
-                "whole_recording_frontend",
-                "peak_normalize",
-                "strict_segments",
-            )
-        }
-        if sampling_rate is not None:
-            preprocess_params["sampling_rate"] = sampling_rate
-        if allow_other_hosts is not None:
-            preprocess_params["allow_other_hosts"] = bool(allow_other_hosts)
+    def resolve_parameters(self, **parameters: Any) -> PipelineParameters:
+        """
+        A call's `parameters` (the class docstring lists them) as the pipeline's three steps take them, the model
+        config's preset and floor for those left out, validated: what a call with them would do (see
+        `call_parameters_orcahello.resolve_call_parameters`). Raises `TypeError` for an unknown parameter and
+        `ValueError` for a bad value.
+        """
+        return resolve_call_parameters(self.model.config, **parameters)
 
-        floor = (
-            getattr(config, "min_global_confidence", 0.0) if min_global_confidence is None else min_global_confidence
-        )
-        if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0.0 <= floor <= 1.0:
-            raise ValueError(
-                f"min_global_confidence must be a number from 0 to 1 (global confidence / 100), got {floor!r}"
-            )
-        postprocess_params = {
-            "decision": DecisionParameters.from_mapping({**settings, "min_global_confidence": float(floor)}),
-            "return_timestamps": False,
-            "top_k": None,
-            "inference": {"preset": preset_name, "overridden": overridden, **settings},
-        }
-        for name, value in (("return_timestamps", return_timestamps), ("top_k", top_k)):
-            if value is not None:
-                postprocess_params[name] = value
-        forward_params = {}
-        if engine is not None:
-            if engine not in ENGINES:
-                raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-            forward_params["engine"] = engine
-        if precision is not None:
-            if precision not in PRECISIONS:
-                raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-            forward_params["precision"] = precision
-        if progress_callback is not None:  # called with (windows just scored, the recording's windows)
-            forward_params["progress_callback"] = progress_callback
-        return preprocess_params, forward_params, postprocess_params
+    def _sanitize_parameters(self, **parameters):
+        # transformers' hook for the call parameters: `resolve_parameters` is its public form.
+        return tuple(self.resolve_parameters(**parameters))
+
+    @property
+    def batch_size(self) -> int:
+        """Windows per forward pass when a call names none: the pipeline's `batch_size` (8 on CPU, 32 on GPUs)."""
+        return self._batch_size
+
+    @property
+    def scorers(self) -> list:
+        """The scorers built so far (see `scorer`), one per engine, precision, thread count and padding geometry."""
+        return list(self._scorers.built.values())
 
     def get_inference_context(self):
         return torch.inference_mode
 
-    def score_input_features(self, input_features, engine=None, precision=None):
+    # ------------------------------------------------------------------------------------------------------------
+    # Scoring windows: one path for the pipeline's call, `orcahello embed`, `live` and `batch`
+    # ------------------------------------------------------------------------------------------------------------
+
+    def score_windows(
+        self, inputs: Any, *, layer: str | None = None, batch_size: int | None = None, **parameters: Any
+    ) -> Iterator[ScoredWindows]:
         """
-        Per-window `[P(negative), P(positive)]` of a batch of model inputs (`(windows, 1, 256, 312)`, as
-        `featurize_windows` makes them), as a float32 `(windows, 2)` CPU tensor, scored in one forward pass by the
-        engine the pipeline itself uses (`engine`, `precision` as the call parameters; the pipeline's own settings
-        when None). `orcahello batch` scores through this, so that it always runs whatever engine a pipeline call
-        would.
+        Score every window of a recording, in order, a block of `batch_size` windows at a time: the windows, their
+        preprocessing and their scoring are those of a pipeline call with the same `parameters`, read and
+        featurized a few blocks ahead, so memory does not grow with the recording's length.
+
+        Args:
+            inputs: a recording, as a pipeline call takes it (a path, an HLS playlist or segment folder, bytes, an
+                array with `sampling_rate=`, a `datasets` row).
+            layer (`str`, *optional*):
+                None: each window's probabilities and logits, from the engine a call would run (`engine`,
+                `precision`). `"pooled"` or `"head"` (`vocabulary_orcahello.EMBEDDING_LAYERS`): also each window's
+                embedding at that layer, with the probabilities of the same forward pass of the PyTorch model (see
+                `score_features`).
+            batch_size (`int`, *optional*): windows per forward pass; the pipeline's `batch_size` when None.
+            parameters: the call parameters that choose the windows and the engine (`preset`, `window_seconds`,
+                `hop_seconds`, `sampling_rate`, `engine`, `precision`...; see the class docstring).
+
+        Yields:
+            `results_orcahello.ScoredWindows`, with the blocks' rows of the recording's window table (`windows`:
+            start, end, spans_gap, UTC where known) and its `recording_summary` (`recording`). Raises
+            `AudioInputError` for input the pipeline cannot score; stopping early closes the recording.
         """
+        if layer is not None:
+            check_embedding_layer(layer)  # before the recording is opened
+        resolved = self.resolve_parameters(**parameters)
+        engine, precision = resolved.forward.get("engine"), resolved.forward.get("precision")
+        recording, bounds, info = self._open_windows(inputs, **resolved.preprocess)
+        blocks = self.score_window_bounds(
+            recording, bounds, layer=layer, batch_size=batch_size, engine=engine, precision=precision
+        )
+        summary = None
+        try:
+            for block in blocks:
+                summary = summary or recording_summary(info)
+                block.windows = [summary["windows"][index] for index in block.window_indices]
+                block.recording = summary
+                yield block
+        finally:
+            blocks.close()  # stops the frontend's thread before the recording it reads is closed
+            recording.close()
+
+    def score_window_bounds(
+        self,
+        recording: Any,
+        bounds: list[tuple[int, int]],
+        *,
+        first_window: int = 0,
+        layer: str | None = None,
+        batch_size: int | None = None,
+        engine: str | None = None,
+        precision: str | None = None,
+    ) -> Iterator[ScoredWindows]:
+        """
+        Score the windows `bounds` (sample ranges `[(start, end), ...]`, as `audio_orcahello.scoring_windows` gives
+        them) of an open `recording` (`audio_orcahello.open_recording`'s, or any object with its `read`) as
+        `score_windows` does, for callers that cut the windows themselves (`orcahello live`, on a stream still
+        being recorded). `first_window` is the index of the first window (the blocks' `window_indices`); the
+        recording is left open, and the blocks carry no window table (`windows` and `recording` are None).
+        """
+        batch_size = int(batch_size or self.batch_size)
+        blocks = self._featurized_blocks(recording, bounds)
+        held_features, held_silent, next_window = [], [], first_window
+        try:
+            for block_start, features, silent in blocks:
+                held_features.append(features)
+                held_silent.extend(silent)
+                last_block = block_start + len(silent) == len(bounds)
+                # Batches of `batch_size` consecutive windows whatever the frontend's blocks, the last one shorter.
+                while len(held_silent) >= batch_size or (last_block and held_silent):
+                    batch = torch.cat(held_features) if len(held_features) > 1 else held_features[0]
+                    count = min(batch_size, len(held_silent))
+                    scores = self.score_features(batch[:count], layer=layer, engine=engine, precision=precision)
+                    indices = list(range(next_window, next_window + count))
+                    yield ScoredWindows(
+                        indices, held_silent[:count], scores.probabilities, scores.logits, scores.embeddings
+                    )
+                    held_features, held_silent = [batch[count:]], held_silent[count:]
+                    next_window += count
+        finally:
+            blocks.close()
+
+    def score_features(
+        self,
+        input_features: torch.Tensor | np.ndarray,
+        layer: str | None = None,
+        engine: str | None = None,
+        precision: str | None = None,
+    ) -> WindowScores:
+        """
+        What the model gives for a batch of model inputs (`(windows, 1, 256, 312)`, as
+        `audio_orcahello.featurize_windows` makes them) in one forward pass: each window's `[P(negative),
+        P(positive)]` and logits, from the engine a pipeline call runs (`engine`, `precision` as its call parameters;
+        the pipeline's own settings when None). With `layer` (`vocabulary_orcahello.EMBEDDING_LAYERS`), also each
+        window's embedding at that layer, with the probabilities of the same forward pass of the PyTorch model in
+        its own dtype (the exported engines give logits only, so `engine` and `precision` are then refused).
+        `score_windows` scores each batch with it; `orcahello batch`'s model actors call it on the blocks its CPU
+        workers featurized. `precision="bfloat16"` gives bfloat16 scores: the fast mode's float32 decisions need a
+        whole file (a pipeline call).
+        """
+        if layer is not None and (engine, precision) != (None, None):
+            raise ValueError("a layer's embedding comes from the PyTorch model in its own dtype: leave engine and "
+                             f"precision out (got engine={engine!r}, precision={precision!r})")  # fmt: skip
         input_features = torch.as_tensor(input_features)
         if self.dtype is not None:
             input_features = input_features.to(self.dtype)
         count = input_features.shape[0]
-        forward_params = dict(self._forward_params)
-        forward_params.update(self._sanitize_parameters(engine=engine, precision=precision)[1])
+        if layer is None:
+            forward_params = dict(self._forward_params)
+            forward_params.update(self.resolve_parameters(engine=engine, precision=precision).forward)
+        else:
+            forward_params = {"layer": layer}
         # `forward` places the inputs on the device under the inference context, then `_forward` scores them; the
         # per-window bookkeeping it carries through for `postprocess` is not needed here, so it gets placeholders.
         model_inputs = {
@@ -308,9 +364,19 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             "recording": None,
             "is_last": False,
         }
-        return self.forward(model_inputs, **forward_params)["probabilities"]
+        outputs = self.forward(model_inputs, **forward_params)
+        embeddings = outputs.get("embeddings")
+        return WindowScores(
+            probabilities=outputs["probabilities"].numpy(),
+            logits=outputs["logits"].numpy(),
+            embeddings=None if embeddings is None else embeddings.numpy(),
+        )
 
-    def preprocess(
+    def embedding_size(self, layer: str) -> int:
+        """The length of a window's embedding at `layer` (see `score_features`): 4096 `"pooled"`, 512 `"head"`."""
+        return self.model.config.layer_size(layer)
+
+    def _open_windows(
         self,
         inputs,
         sampling_rate=None,
@@ -321,6 +387,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         strict_segments=True,
         allow_other_hosts=False,
     ):
+        """`(recording, bounds, info)`: `inputs` opened, the sample bounds of its windows, what its result needs."""
         recording = open_recording(inputs, sampling_rate=sampling_rate, allow_other_hosts=allow_other_hosts)
         try:
             bounds = scoring_windows(
@@ -336,8 +403,13 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             raise
         if whole_recording_frontend:
             recording = whole_recording_audio(recording, self.feature_extractor, peak_normalize=peak_normalize)
-        info = recording_info(recording, len(bounds), window_seconds, hop_seconds)
+        return recording, bounds, recording_info(recording, len(bounds), window_seconds, hop_seconds)
 
+    def _featurized_blocks(self, recording, bounds):
+        """
+        `(first window, input_features, silent)` for consecutive blocks of the windows `bounds` of `recording`,
+        each featurized (`featurize_windows`) while the caller works on the one before. Leaves the recording open.
+        """
         # On a GPU the STFT and the mel filterbank run there too (resampling stays with scipy, as production's).
         frontend_device = self.device if self.device.type != "cpu" else None
 
@@ -345,8 +417,10 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             block = bounds[block_starts[position] : block_starts[position + 1]]
             return featurize_windows(recording, block, self.feature_extractor, dtype=self.dtype, device=frontend_device)
 
+        if not bounds:
+            return
         # Small blocks: the model starts on its first batch soon, and every buffer stays small (see
-        # `vocabulary_orcahello.return_large_buffers_to_the_system`). Each window is featurized on its own: how
+        # `process_memory_orcahello.return_large_buffers_to_the_system`). Each window is featurized on its own: how
         # windows are grouped does not change a single value.
         block_starts = list(range(0, len(bounds), FRONTEND_BLOCK_WINDOWS)) + [len(bounds)]
         # The next block is featurized in a background thread while the model scores this one: resampling, the
@@ -358,6 +432,15 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
                 features, silent = pending.result()
                 if position + 2 < len(block_starts):
                     pending = executor.submit(featurize, position + 1)
+                yield block_start, features, silent
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def preprocess(self, inputs, **preprocess_params):
+        recording, bounds, info = self._open_windows(inputs, **preprocess_params)
+        blocks = self._featurized_blocks(recording, bounds)
+        try:
+            for block_start, features, silent in blocks:
                 for offset in range(features.shape[0]):
                     window_index = block_start + offset
                     yield {
@@ -368,25 +451,32 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
                         "is_last": window_index == len(bounds) - 1,
                     }
         finally:
-            executor.shutdown(wait=True, cancel_futures=True)
+            blocks.close()
             recording.close()
 
-    def _forward(self, model_inputs, engine="auto", precision="float32", progress_callback=None):
+    def _forward(self, model_inputs, engine="auto", precision="float32", progress_callback=None, layer=None):
         if precision == "bfloat16" and self.fast_mode_withdrawn:
             precision = "float32"  # these windows are then exact as they are: postprocess re-scores none of them
-        logits = self.window_logits(model_inputs["input_features"], engine=engine, precision=precision)
+        embeddings = None
+        if layer is None:
+            logits = self.window_logits(model_inputs["input_features"], engine=engine, precision=precision)
+        else:  # a layer's output: only the PyTorch model gives one (see `score_features`)
+            embeddings, logits = layer_outputs(self.model, model_inputs["input_features"], layer)
         if progress_callback is not None:
             info = model_inputs["recording"]
             info = info[0] if isinstance(info, (list, tuple)) else info
             progress_callback(int(logits.shape[0]), info["num_windows"] if isinstance(info, dict) else None)
         outputs = {
             "probabilities": torch.softmax(logits.float(), dim=-1),
+            "logits": logits.float(),
             "window_index": model_inputs["window_index"],
             "window_is_silent": model_inputs["window_is_silent"],
             "recording": model_inputs["recording"],
             "is_last": model_inputs["is_last"],
         }
-        if precision == "bfloat16":
+        if embeddings is not None:
+            outputs["embeddings"] = embeddings.float()
+        if precision == "bfloat16" and layer is None:
             # The fast mode keeps each window's spectrogram up to its padding (about 160 kB) until the file's
             # decisions are known: postprocess scores again in float32 those that could change one.
             features = model_inputs["input_features"]
@@ -402,45 +492,12 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         return self.scorer(input_features, engine=engine, precision=precision)(input_features)
 
     def scorer(self, input_features, engine="auto", precision="float32"):
-        """
-        The scorer for batches shaped like `input_features`: built on first use (an ONNX export for OpenVINO and
-        ONNX Runtime takes a few seconds for ResNet50), kept per engine, precision, thread count and padding
-        geometry, and built again when the weights have changed in place since (e.g. fine-tuning).
-        """
-        model_dtype = getattr(self.model, "dtype", torch.float32)
-        engine = resolve_engine(engine, self.device, model_dtype, precision)
-        content_frames = None
-        if not self.model.training:
-            # Padding is skipped when the batch has some: always, for 2-second windows from the feature extractor.
-            frames = padded_frames(input_features, float(self.feature_extractor.padding_value))
-            if frames < input_features.shape[-1]:
-                content_frames = frames
-        threads = torch.get_num_threads()
-        key = (engine, precision, tuple(input_features.shape[1:]), threads, content_frames is not None)
-        scorer = self._scorers.get(key)
-        version = weights_version(self.model)
-        # A scorer that skips the padding after frame n serves any batch whose padding starts at n or earlier.
-        covers = scorer is not None and (content_frames is None or content_frames <= scorer.content_frames)
-        if not covers or scorer.weights_version != version:
-            scorer = build_scorer(
-                self.model,
-                engine,
-                tuple(input_features.shape),
-                threads,
-                precision=precision,
-                content_frames=content_frames,
-                padding_value=float(self.feature_extractor.padding_value),
-                channels_last=self._channels_last,
-                process_mmap_threshold=fixed_mmap_threshold(),
-            )
-            scorer.weights_version = version
-            scorer.content_frames = content_frames
-            self._scorers[key] = scorer
-        return scorer
+        """The scorer for batches shaped like `input_features` (see `engines_orcahello.ModelScorers`)."""
+        return self._scorers.scorer(input_features, engine=engine, precision=precision)
 
     def _rescored_in_float32(self, ordered_outputs, window_confidences, **decision_parameters):
         """The fast mode's window probabilities, float32 wherever bfloat16 could change a decision (see
-        `scoring_orcahello.windows_to_rescore`); the others stay bfloat16-valued."""
+        `fast_mode_orcahello.windows_to_rescore`); the others stay bfloat16-valued."""
         fast = [output for output in ordered_outputs if "rescoring_features" in output]
         engine = ENGINES[int(fast[0]["rescoring_engine"].reshape(-1)[0])]
         margin = BFLOAT16_LOGIT_MARGINS[engine]

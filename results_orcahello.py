@@ -6,7 +6,9 @@ A recording's result from its window scores: production's file-level decision an
 thresholds, the confidence floor); `aggregate_windows` applies production's rule (or the upstream port's),
 `apply_confidence_floor` a site's floor, and `build_file_result` writes the pipeline's answer: the
 `[{"label", "score"}]` list, or production's result dict with windows, rows, merged detections, UTC times, gaps and
-warnings. The pipeline, `orcahello batch`, `orcahello live` and `orcahello embed` all build results here. Torch-free.
+warnings. `window_table` and `recording_summary` are the parts of it that do not depend on the scores, and
+`WindowScores`/`ScoredWindows` what the pipeline's `score_features`/`score_windows` give for blocks of windows. The
+pipeline, `orcahello batch`, `orcahello live` and `orcahello embed` all build results here. Torch-free.
 """
 
 import dataclasses
@@ -83,6 +85,48 @@ class DecisionParameters:
 
 # Production's decision, what every function here uses when it is given none.
 DEFAULT_DECISION = DecisionParameters()
+
+
+@dataclasses.dataclass
+class WindowScores:
+    """
+    What the model gives for a batch of windows (`OrcaHelloAudioClassificationPipeline.score_features`).
+
+    probabilities: `(windows, 2)` float32, `[P(negative), P(positive)]` of each window (the softmax of `logits`).
+    logits: `(windows, 2)` float32, the classifier's logits.
+    embeddings: `(windows, dimension)` float32, the named layer's output of each window; None when none was asked for.
+    """
+
+    probabilities: np.ndarray
+    logits: np.ndarray
+    embeddings: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class ScoredWindows:
+    """
+    One block of consecutive windows of a recording, scored (`OrcaHelloAudioClassificationPipeline.score_windows`).
+
+    window_indices: the windows' indices in the recording, in order.
+    silent: per window, whether it is digital silence (constant samples).
+    probabilities, logits, embeddings: as `WindowScores`.
+    windows: the block's rows of the recording's `window_table` (start, end, spans_gap, UTC); None when the windows
+        were given as sample bounds (`score_window_bounds`).
+    recording: the recording's `recording_summary` (the same dict for every block); None as for `windows`.
+    """
+
+    window_indices: list[int]
+    silent: list[bool]
+    probabilities: np.ndarray
+    logits: np.ndarray
+    embeddings: np.ndarray | None = None
+    windows: list[dict] | None = None
+    recording: dict | None = None
+
+    @property
+    def scores(self) -> np.ndarray:
+        """P(call) of each window (float32): `probabilities[:, 1]`, the score results give a window."""
+        return self.probabilities[:, 1]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -179,6 +223,69 @@ def apply_confidence_floor(
     return int(bool(global_prediction) and score >= decision.min_global_confidence)
 
 
+def _utc(anchors: Any, seconds: float, before: bool = False) -> str | None:
+    return iso_utc(utc_at(anchors, seconds, before=before))
+
+
+def window_table(info: Mapping[str, Any], num_windows: int | None = None) -> list[dict]:
+    """
+    A recording's windows as its result lists them, without their scores: `start` and `end` (seconds from the
+    start), for HLS inputs `spans_gap` (the window spans a gap in the stream), and `start_utc`/`end_utc` when the
+    input says when it started. `info` as `audio_orcahello.recording_info` gives it; `num_windows` defaults to its
+    `num_windows`.
+    """
+    count = info["num_windows"] if num_windows is None else num_windows
+    hop, window = info["hop_seconds"], info["window_seconds"]
+    timeline = info.get("timeline")
+    gaps = timeline["gaps"] if timeline else []
+    start_known = bool(timeline) and timeline["start_time_utc"] is not None
+    rows = []
+    for index in range(count):
+        start = index * hop
+        row = {"start": start, "end": start + window}
+        if timeline:
+            row["spans_gap"] = any(start < gap.start_s < start + window for gap in gaps)
+        if start_known:
+            row["start_utc"] = _utc(timeline["anchors"], start)
+            row["end_utc"] = _utc(timeline["anchors"], start + window, before=True)
+        rows.append(row)
+    return rows
+
+
+def recording_summary(info: Mapping[str, Any], num_windows: int | None = None) -> dict:
+    """
+    What a recording's result says about it apart from its scores: `windows` (its `window_table`), `duration_s`,
+    `start_time_utc` (ISO 8601, None when the input does not say), `gaps`, `warnings` (the stream's, and for each
+    gap how many windows span it), `sampling_rate`, `num_channels`, `window_seconds` and `hop_seconds`. `info` and
+    `num_windows` as `window_table` takes them.
+    """
+    windows = window_table(info, num_windows)
+    window = info["window_seconds"]
+    timeline = info.get("timeline")
+    gaps = list(timeline["gaps"]) if timeline else []  # `hls_timeline_orcahello.Gap`s
+    warnings = list(timeline["warnings"]) if timeline else []
+    for gap in gaps:
+        spanning = sum(1 for row in windows if row["start"] < gap.start_s < row["start"] + window)
+        missing = "an unknown time" if gap.missing_s is None else f"{gap.missing_s:.3f} s"
+        warnings.append(
+            f"gap after segment {gap.after_segment} at {gap.start_s:.3f} s ({gap.reason}): {missing} "
+            f"missing; the audio either side is butted together, as production's concatenation does, and "
+            f"{spanning} window(s) spanning it are flagged spans_gap"
+        )
+    start_known = bool(timeline) and timeline["start_time_utc"] is not None
+    return {
+        "windows": windows,
+        "duration_s": info["num_samples"] / info["sampling_rate"],
+        "start_time_utc": iso_utc(timeline["start_time_utc"]) if start_known else None,
+        "gaps": [gap.to_dict() for gap in gaps],
+        "warnings": warnings,
+        "sampling_rate": info["sampling_rate"],
+        "num_channels": info["num_channels"],
+        "window_seconds": info["window_seconds"],
+        "hop_seconds": info["hop_seconds"],
+    }
+
+
 def build_file_result(
     info: Mapping[str, Any],
     window_confidences: Sequence[float] | np.ndarray,
@@ -203,30 +310,20 @@ def build_file_result(
     result["global_prediction"] = apply_confidence_floor(
         result["global_prediction"], result["global_confidence"], decision
     )
+    summary = recording_summary(info, len(window_confidences))
     warnings = []
     if silent_windows:
         warnings.append(
             f"{silent_windows} of {len(window_confidences)} windows are digital silence (constant samples): their "
             f"scores say nothing about whales; check the hydrophone or the recording chain"
         )
-        logger.warning("%s: %s", info["name"], warnings[-1])
+    warnings.extend(summary["warnings"])
+    for message in warnings:
+        logger.warning("%s: %s", info["name"], message)
     hop, window = info["hop_seconds"], info["window_seconds"]
-    window_starts = [k * hop for k in range(len(window_confidences))]
+    window_starts = [row["start"] for row in summary["windows"]]
     timeline = info.get("timeline")
     gaps = list(timeline["gaps"]) if timeline else []  # `hls_timeline_orcahello.Gap`s
-    if timeline:
-        for message in timeline["warnings"]:
-            warnings.append(message)
-            logger.warning("%s: %s", info["name"], message)
-        for gap in gaps:
-            spanning = sum(1 for start in window_starts if start < gap.start_s < start + window)
-            missing = "an unknown time" if gap.missing_s is None else f"{gap.missing_s:.3f} s"
-            warnings.append(
-                f"gap after segment {gap.after_segment} at {gap.start_s:.3f} s ({gap.reason}): {missing} "
-                f"missing; the audio either side is butted together, as production's concatenation does, and "
-                f"{spanning} window(s) spanning it are flagged spans_gap"
-            )
-            logger.warning("%s: %s", info["name"], warnings[-1])
     positive_score = result["global_confidence"] / 100.0 if aggregation == "orcahello" else result["global_confidence"]
     label = "positive" if result["global_prediction"] else "negative"
     scores = {"positive": positive_score, "negative": 1.0 - positive_score}
@@ -246,21 +343,19 @@ def build_file_result(
         row_ends = [start + window for start in window_starts]
     name = info["name"]
     anchors = timeline["anchors"] if timeline else None
-    start_known = bool(timeline) and timeline["start_time_utc"] is not None
+    start_known = summary["start_time_utc"] is not None
 
     def utc(seconds, before=False):
-        return iso_utc(utc_at(anchors, seconds, before=before))
+        return _utc(anchors, seconds, before=before)
 
     def spans_gap(start, end):
         return any(start < gap.start_s < end for gap in gaps)
 
     windows = []
-    for start, score in zip(window_starts, window_confidences):
-        entry = {"start": start, "end": start + window, "score": float(score)}
-        if timeline:
-            entry["spans_gap"] = spans_gap(start, start + window)
-        if start_known:
-            entry["start_utc"], entry["end_utc"] = utc(start), utc(start + window, before=True)
+    for row, score in zip(summary["windows"], window_confidences):
+        # The score right after start and end: the key order results have always had.
+        entry = {"start": row["start"], "end": row["end"], "score": float(score)}
+        entry.update((key, value) for key, value in row.items() if key not in entry)
         windows.append(entry)
     submission = []
     for start, end, confidence in zip(row_starts, row_ends, result["local_confidences"]):
@@ -291,11 +386,11 @@ def build_file_result(
         "submission": submission,
         "windows": windows,
         "detections": detections,
-        "duration_s": info["num_samples"] / info["sampling_rate"],
-        "start_time_utc": iso_utc(timeline["start_time_utc"]) if start_known else None,
-        "gaps": [gap.to_dict() for gap in gaps],
-        "sampling_rate": info["sampling_rate"],
-        "num_channels": info["num_channels"],
+        "duration_s": summary["duration_s"],
+        "start_time_utc": summary["start_time_utc"],
+        "gaps": summary["gaps"],
+        "sampling_rate": summary["sampling_rate"],
+        "num_channels": summary["num_channels"],
         "warnings": warnings,
         "parameters": {
             "aggregation": aggregation,

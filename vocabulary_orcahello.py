@@ -4,17 +4,10 @@ The names and defaults every part of OrcaHello shares, in one torch-free place.
 
 The Hub's custom code (configuration, feature extractor, pipeline, HLS), the `orcahello` package (command line,
 batch, live, writers) and the endpoint handler all read these: a name written here is written nowhere else. The
-module imports the standard library only, so the command line can parse its options and validate its inputs
-before it loads torch. It also holds the one process-wide setting every entry point makes first
-(`return_large_buffers_to_the_system`).
+module imports nothing, so the command line can parse its options and validate its inputs before it loads torch,
+and it does nothing when it is imported: names and values only. (Writing files atomically is
+`orcahello.atomic_files`'s job; the process's memory settings are `process_memory_orcahello`'s.)
 """
-
-import contextlib
-import ctypes
-import functools
-import os
-import sys
-import tempfile
 
 HUB_MODEL_ID = "orcasound/orcahello-srkw-detector-v1"
 WEIGHTS_FILE = "model.safetensors"
@@ -26,6 +19,9 @@ AGGREGATION_STRATEGIES = ("orcahello", "mean_thresholded", "mean_top_k")
 # What runs the model: `"auto"` is the fastest faithful engine installed (OpenVINO, ONNX Runtime, then PyTorch).
 ENGINES = ("auto", "openvino", "onnxruntime", "torch")
 PRECISIONS = ("float32", "bfloat16", "float16")
+# The layers whose output can be had as a window's embedding (`engines_orcahello.layer_outputs`): the body's
+# concat-pooled features, or what the head's last linear layer classifies.
+EMBEDDING_LAYERS = ("pooled", "head")
 
 # The two inference behaviours of the same weights, as named sets of the inference fields. This is the one place
 # that defines them: the config, the pipeline, the command line, the handler and the converter all read it.
@@ -109,126 +105,3 @@ def is_audio_file_name(name, suffixes=AUDIO_SUFFIXES):
     ("._clip.wav" AppleDouble files, which macOS leaves on SD cards, are not audio).
     """
     return name.lower().endswith(tuple(suffixes)) and not name.startswith(".")
-
-
-# Atomic writes. What an output is called while it is being written (see `temporary_file_beside`).
-PARTIAL_SUFFIX = ".orcahello-partial"
-# The process's umask (read once, at import: setting it back is not thread-safe later).
-PROCESS_UMASK = os.umask(0o022)
-os.umask(PROCESS_UMASK)
-
-
-@contextlib.contextmanager
-def temporary_file_beside(path):
-    """
-    A new, uniquely named file beside `path` to write before renaming it to `path` (`tempfile.mkstemp`: never a name
-    someone else's file has): `.<name>.<random>.orcahello-partial`, hidden. Removed when the block fails, so that
-    an interrupted run never leaves a half-written output that looks finished.
-    """
-    folder, name = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary_path = tempfile.mkstemp(prefix=f".{name}.", suffix=PARTIAL_SUFFIX, dir=folder)
-    os.close(handle)
-    os.chmod(temporary_path, 0o666 & ~PROCESS_UMASK)  # mkstemp makes it private; outputs get the usual mode
-    try:
-        yield temporary_path
-    finally:
-        if os.path.exists(temporary_path):
-            os.remove(temporary_path)
-
-
-def write_atomically(path, data):
-    """
-    Write `data` (str as UTF-8, or bytes) to `path` through a temporary file beside it, fsync and a rename: readers
-    see the old file or the new one, never half of one, even after a power loss.
-    """
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    with temporary_file_beside(path) as temporary_path:
-        with open(temporary_path, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())  # the rename must not reach the disk before the content
-        os.replace(temporary_path, path)
-
-
-def replace_atomically(temporary_path, path):
-    """Move a finished temporary file (from `temporary_file_beside`) over `path`, its content flushed to disk first."""
-    with open(temporary_path, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary_path, path)
-
-
-# Process memory. Buffers of this size and more are handed straight back to the system when they are freed (see
-# `return_large_buffers_to_the_system`).
-MMAP_THRESHOLD_BYTES = 1 << 20
-_fixed_mmap_threshold = None  # set by return_large_buffers_to_the_system
-
-
-def return_large_buffers_to_the_system() -> None:
-    """
-    Make glibc hand buffers of `MMAP_THRESHOLD_BYTES` and more straight back to the system when they are freed.
-
-    Scoring allocates and frees buffers of tens of MB for every block of windows. glibc's default raises its mmap
-    threshold after each such free, so later buffers come from the heap and fragment it: a process scoring a
-    60-minute file ended 330 MB above one scoring a 10-minute file, and a live process scoring one minute after
-    another would keep growing. With the threshold fixed at 1 MB, peak memory is the same for 5 and 20 minutes of
-    audio (at 4 or 16 MB it still grew, by 230 MB from 5 to 20 minutes: the per-window results kept until the end
-    of a file sit between the freed buffers). The frontend keeps its per-window buffers under 1 MB, so that they are
-    reused rather than mapped and page-faulted in again for every window. This is a process-wide setting
-    (`mallopt`), so the processes' entry points make it (the command line, the endpoint handler, batch workers),
-    never a library call; it is a no-op where glibc is not the C library.
-    """
-    global _fixed_mmap_threshold
-    libc = _glibc()
-    if libc is not None:
-        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-        _fixed_mmap_threshold = MMAP_THRESHOLD_BYTES
-
-
-def fixed_mmap_threshold() -> int | None:
-    """The mmap threshold `return_large_buffers_to_the_system` fixed in this process; None when it was not called."""
-    return _fixed_mmap_threshold
-
-
-# glibc's mallopt parameters (malloc.h) and the values glibc's own adaptive mode reaches after large frees.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_DEFAULT_TRIM_THRESHOLD_BYTES = 128 * 1024
-_ADAPTIVE_MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's ceiling on 64-bit systems
-_ADAPTIVE_TRIM_THRESHOLD_BYTES = 2 * _ADAPTIVE_MMAP_THRESHOLD_BYTES
-
-
-@functools.cache
-def _glibc():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt  # noqa: B018  (musl and others: AttributeError)
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
-@contextlib.contextmanager
-def heap_reused_for_activations(process_mmap_threshold):
-    """
-    Within the block, let PyTorch's CPU activation buffers (up to 32 MB) come from the heap and stay there when
-    freed, as glibc's adaptive defaults do; afterwards, put back the fixed `process_mmap_threshold` that a process
-    set to keep its memory flat (`return_large_buffers_to_the_system`), and glibc's default trim
-    threshold that goes with it. Does nothing when `process_mmap_threshold` is None or glibc is not the C library.
-
-    Under that fixed 1 MB threshold every activation of every batch is a fresh `mmap`, page-faulted in and unmapped
-    again: the eager ResNet50 spent about 40% of its time on it (1.37 s against 0.86 s CPU time for 8 windows, 1
-    thread). The heap kept between batches is the forward pass's own peak, which the process reaches anyway.
-    """
-    libc = _glibc() if process_mmap_threshold is not None else None
-    if libc is None:
-        yield
-        return
-    libc.mallopt(_M_MMAP_THRESHOLD, _ADAPTIVE_MMAP_THRESHOLD_BYTES)
-    libc.mallopt(_M_TRIM_THRESHOLD, _ADAPTIVE_TRIM_THRESHOLD_BYTES)
-    try:
-        yield
-    finally:
-        libc.mallopt(_M_MMAP_THRESHOLD, int(process_mmap_threshold))
-        libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD_BYTES)

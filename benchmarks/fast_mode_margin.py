@@ -2,7 +2,7 @@
 The error bound of the bfloat16 fast mode: the largest |bfloat16 - float32| deviation of the logit difference
 (logit of "call" minus logit of "no call", whose sigmoid is P(call)) over every window of every fixture recording
 and every real recording in ../shared, with both inference presets' windows and every bfloat16 engine this machine
-runs. `scoring_orcahello.BFLOAT16_LOGIT_MARGINS`, the margin per engine within which the fast mode re-scores a
+runs. `fast_mode_orcahello.BFLOAT16_LOGIT_MARGINS`, the margin per engine within which the fast mode re-scores a
 window in float32, must be at least twice the largest deviation measured here with that engine.
 
     python benchmarks/fast_mode_margin.py --model models/standin-resnet50-synthetic-weights --output margin.json
@@ -61,8 +61,9 @@ def main():
     import torch
     from transformers.utils import logging
 
+    from engines_orcahello import openvino_is_available
+    from fast_mode_orcahello import BFLOAT16_LOGIT_MARGINS
     from orcahello import models
-    from scoring_orcahello import BFLOAT16_LOGIT_MARGINS, openvino_is_available
 
     logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
@@ -71,7 +72,7 @@ def main():
     engines = ["torch"] + (["openvino"] if openvino_is_available() else [])
     rows, largest, clock = [], {engine: 0.0 for engine in engines}, {}
     for preset in args.presets:
-        frontend = detector._sanitize_parameters(preset=preset)[0]
+        frontend = detector.resolve_parameters(preset=preset).preprocess
         for path in RECORDINGS:
             if soundfile.info(path).duration < frontend["window_seconds"]:
                 continue  # shorter than one window of this preset: nothing to score

@@ -26,7 +26,7 @@ every recording. Reported per contender and thread count (medians over repeats):
 - model-only seconds per minute: time inside the network (production: forward hooks on the fastai model; ours:
   the pipeline's `window_logits`), and the model's achieved GFLOP/s: 2 x multiply-adds per window x windows /
   model time, counting only what each side computes (ours skips the columns the spectrogram's constant padding
-  determines, see scoring_orcahello.py), against a float32 matrix-multiply peak (torch.mm) measured in the same
+  determines, see padding_skipping_orcahello.py), against a float32 matrix-multiply peak (torch.mm) measured in the same
   run on the same pinned cores;
 - peak resident memory of the process (VmHWM);
 - per-second decision agreement with production: production's per-second `local_predictions` and its
@@ -338,7 +338,7 @@ def load_detector(model, threads):
     from transformers.utils import logging
 
     from orcahello import models
-    from vocabulary_orcahello import return_large_buffers_to_the_system
+    from process_memory_orcahello import return_large_buffers_to_the_system
 
     logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
@@ -392,7 +392,7 @@ def child_ours(args):
                 "global_confidence": float(result["global_confidence"]),
             }
         )
-    scorer_names = sorted({scorer.name for scorer in detector._scorers.values()})
+    scorer_names = sorted({scorer.name for scorer in detector.scorers})
     print(json.dumps({
         "contender": args.contender,
         "engine": scorer_names[0] if len(scorer_names) == 1 else scorer_names,
@@ -438,7 +438,8 @@ def child_machine(args):
     """The float32 matrix-multiply peak on these cores, and the model's multiply-adds per window, full and ours."""
     import torch
 
-    from scoring_orcahello import LogitsOnly, PaddingSkippingClassifier, padded_frames
+    from engines_orcahello import LogitsOnly
+    from padding_skipping_orcahello import PaddingSkippingClassifier, padded_frames
 
     torch.set_num_threads(args.threads)
     size = 2048
@@ -461,7 +462,7 @@ def child_machine(args):
         print(json.dumps(figures))
         return
     detector = load_detector(args.model, args.threads)
-    frontend = detector._sanitize_parameters(preset="fastai")[0]  # the preset's windowing and frontend
+    frontend = detector.resolve_parameters(preset="fastai").preprocess  # the preset's windowing and frontend
     features = torch.cat([chunk["input_features"] for chunk in detector.preprocess(args.warmup, **frontend)])[:1]
     model = detector.model.eval()
     full = count_multiply_adds(LogitsOnly(model), features)
@@ -646,7 +647,7 @@ def main():
     command_line = " ".join([os.path.relpath(sys.executable, REPO_ROOT), *sys.argv])
     production_python = ensure_production_env(args.production_env)
     sys.path.insert(0, REPO_ROOT)
-    from scoring_orcahello import cpu_has_native_bfloat16
+    from engines_orcahello import cpu_has_native_bfloat16
 
     contenders = [contender for contender in CONTENDERS if contender != "ours-fast" or cpu_has_native_bfloat16()]
     work = tempfile.mkdtemp(prefix="orcahello-side-by-side-")

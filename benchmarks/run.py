@@ -147,7 +147,7 @@ def load_detector(args):
 def window_features(detector, wav, preset="fastai"):
     import torch
 
-    frontend = detector._sanitize_parameters(preset=preset)[0]  # the preset's windowing and frontend
+    frontend = detector.resolve_parameters(preset=preset).preprocess  # the preset's windowing and frontend
     return torch.cat([chunk["input_features"] for chunk in detector.preprocess(wav, **frontend)])
 
 
@@ -155,7 +155,7 @@ def model_only_seconds(detector, features, batch_size, repeats, engine="auto", p
     """A bare batched forward over `features` with the pipeline's scorer (built before the clock starts)."""
     import torch
 
-    from scoring_orcahello import build_scorer, resolve_engine
+    from engines_orcahello import build_scorer, resolve_engine
 
     device = detector.device
     features = features.to(device)
@@ -169,7 +169,7 @@ def model_only_seconds(detector, features, batch_size, repeats, engine="auto", p
             tuple(features[:batch_size].shape),
             torch.get_num_threads(),
             precision=precision,
-            channels_last=detector._channels_last,
+            channels_last=device.type == "cuda",  # as the pipeline runs PyTorch
         )
 
     def forward():
@@ -222,7 +222,7 @@ def child_minute(args):
 
 def child_engines(args):
     """Model-only time of every engine, with and without padding skipping, on the same windows."""
-    from scoring_orcahello import PaddingSkippingClassifier, padded_frames
+    from padding_skipping_orcahello import PaddingSkippingClassifier, padded_frames
 
     detector = load_detector(args)
     features = window_features(detector, args.wav)

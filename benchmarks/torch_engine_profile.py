@@ -50,21 +50,16 @@ def main():
     import torch
     from transformers.utils import logging
 
+    from engines_orcahello import LogitsOnly, build_scorer, cpu_has_native_bfloat16
+    from fast_mode_orcahello import rescore_until_exact
     from orcahello import models
-    from scoring_orcahello import (
-        LogitsOnly,
-        PaddingSkippingClassifier,
-        build_scorer,
-        cpu_has_native_bfloat16,
-        padded_frames,
-        rescore_until_exact,
-    )
-    from vocabulary_orcahello import (
-        INFERENCE_PRESETS,
+    from padding_skipping_orcahello import PaddingSkippingClassifier, padded_frames
+    from process_memory_orcahello import (
         fixed_mmap_threshold,
         heap_reused_for_activations,
         return_large_buffers_to_the_system,
     )
+    from vocabulary_orcahello import INFERENCE_PRESETS
 
     logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
@@ -72,7 +67,7 @@ def main():
     return_large_buffers_to_the_system()  # the fixed 1 MB threshold, as the command line's entry point sets it
     detector = models.load_pipeline(args.model, "cpu")  # this package's classes, as the command line
     threshold = fixed_mmap_threshold()
-    frontend = detector._sanitize_parameters(preset="fastai")[0]
+    frontend = detector.resolve_parameters(preset="fastai").preprocess
     features = torch.cat([chunk["input_features"] for chunk in detector.preprocess(args.wav, **frontend)])
     minutes = soundfile.info(args.wav).duration / 60.0
     batch = args.batch_size

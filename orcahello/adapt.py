@@ -34,9 +34,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from vocabulary_orcahello import PARTIAL_SUFFIX, SYNTHETIC_WEIGHTS_KEY
+from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY
 
 from . import evaluate, writers
+from .atomic_files import PARTIAL_SUFFIX
 
 SUMMARY_FILE = "adaptation_summary.json"
 DEFAULT_FOLDS = 5

@@ -16,7 +16,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from vocabulary_orcahello import PRECISIONS, return_large_buffers_to_the_system
+from process_memory_orcahello import return_large_buffers_to_the_system
+from vocabulary_orcahello import PRECISIONS
 
 from . import (
     EXIT_CANNOT_RUN,

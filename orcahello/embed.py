@@ -6,8 +6,8 @@ to cluster what it heard (vessels, other whales, the squeak that fools it) or to
     orcahello embed recordings/ --recursive --output-dir embeddings
     orcahello embed archive/rpi_orcasound_lab/hls/1600000000/live.m3u8 --layer head --output-dir embeddings
 
-The inputs and windows are `detect`'s: the same files, folders, globs and HLS streams, cut and featurized by the
-loaded pipeline's own `preprocess` (so whatever window settings the pipeline applies apply here too). Each
+The inputs and windows are `detect`'s: the same files, folders, globs and HLS streams, cut, featurized and scored by
+the loaded pipeline's own `score_windows` (so whatever window settings the pipeline applies apply here too). Each
 recording gets `<stem>.orcahello.embeddings.parquet`, one row per window:
 
 - `file` (the recording as given), `window_index`, `start` and `end` (seconds), `start_utc` and `end_utc` (ISO 8601,
@@ -36,9 +36,10 @@ import time
 
 import numpy as np
 
-from vocabulary_orcahello import temporary_file_beside
+from vocabulary_orcahello import EMBEDDING_LAYERS
 
-EMBEDDING_LAYERS = ("pooled", "head")
+from .atomic_files import temporary_file_beside
+
 DEFAULT_LAYER = "pooled"
 DEFAULT_OUTPUT_DIR = "orcahello_embeddings"
 EMBEDDINGS_SUFFIX = ".orcahello.embeddings.parquet"
@@ -61,122 +62,21 @@ def require_pyarrow():
         raise ImportError(PYARROW_MISSING) from None
 
 
-class WindowEmbedder:
-    """
-    Embeddings and P(call) of a batch of model inputs from one forward pass of the PyTorch classifier.
-
-    Args:
-        model ([`OrcaHelloForAudioClassification`]):
-            The classifier (a pipeline's `model`), in eval mode.
-        layer (`str`, *optional*, defaults to `"pooled"`):
-            `"pooled"`: the body's concat-pooled features (`OrcaHelloModel`'s `pooler_output`, 4096 for ResNet50);
-            `"head"`: the input of the head's last linear layer (512), read with a forward pre-hook.
-    """
-
-    def __init__(self, model, layer=DEFAULT_LAYER):
-        if layer not in EMBEDDING_LAYERS:
-            raise ValueError(f"layer must be one of {EMBEDDING_LAYERS}, got {layer!r}")
-        self.model = model
-        self.layer = layer
-
-    @property
-    def dimension(self):
-        config = self.model.config
-        return config.pooled_size if self.layer == "pooled" else config.head_hidden_size
-
-    def __call__(self, input_features):
-        """`(embeddings, scores)` as float32 numpy arrays `(windows, dimension)` and `(windows,)`."""
-        import torch
-
-        parameter = next(self.model.parameters())
-        captured = {}
-        if self.layer == "head":
-            hook = self.model.classifier.out_proj.register_forward_pre_hook(
-                lambda module, inputs: captured.__setitem__("embedding", inputs[0])
-            )
-        else:
-            hook = self.model.orcahello.pooler.register_forward_hook(
-                lambda module, inputs, output: captured.__setitem__("embedding", output)
-            )
-        try:
-            with torch.inference_mode():
-                logits = self.model(input_features=input_features.to(parameter.device, parameter.dtype)).logits
-        finally:
-            hook.remove()
-        scores = torch.softmax(logits.float(), dim=-1)[:, 1]
-        return captured["embedding"].float().cpu().numpy(), scores.cpu().numpy()
-
-
-@dataclasses.dataclass
-class EmbeddedWindows:
-    """One batch of consecutive windows of a recording with their embeddings."""
-
-    windows: list  # detect's window entries: start, end, and for HLS spans_gap and start_utc/end_utc
-    window_indices: list
-    silent: list
-    embeddings: np.ndarray  # (windows, dimension) float32
-    scores: np.ndarray  # (windows,) float32
-    recording: dict  # what `recording_summary` says about the whole recording
-
-
-def recording_summary(info):
-    """
-    What detect's result says about a recording apart from its scores: its `windows` table (start, end, and for
-    HLS spans_gap and UTC), `duration_s`, `start_time_utc`, `gaps` and `warnings`. Taken from the pipeline's own
-    `build_file_result`, so the rows are detect's windows by construction; none of these depend on the scores,
-    for which placeholders stand in.
-    """
-    from results_orcahello import build_file_result
-
-    placeholder_scores = np.zeros(info["num_windows"])
-    result = build_file_result(info, placeholder_scores, return_timestamps=True)
-    keys = ("windows", "duration_s", "start_time_utc", "gaps", "warnings", "sampling_rate", "num_channels")
-    summary = {key: result[key] for key in keys}
-    summary["windows"] = [
-        {key: value for key, value in window.items() if key != "score"} for window in result["windows"]
-    ]
-    summary["window_seconds"], summary["hop_seconds"] = info["window_seconds"], info["hop_seconds"]
-    return summary
-
-
 def iter_window_embeddings(pipe, source, layer=DEFAULT_LAYER, batch_size=None, **pipeline_parameters):
     """
-    Embed every window of one recording, batch by batch: yields `EmbeddedWindows`.
+    Embed every window of one recording, batch by batch: yields the pipeline's `ScoredWindows`
+    (`results_orcahello`), each with its windows' rows of the window table (`windows`), `window_indices`,
+    `silent`, `embeddings` (float32 `(windows, dimension)`), `scores` (P(call)), `probabilities`, `logits` and the
+    recording's summary (`recording`).
 
     `pipe` is the OrcaHello audio-classification pipeline (`orcahello.models.load_pipeline`, or the Hub's remote code);
     `source` anything it accepts (a path, an HLS playlist or segment folder, bytes, an array with `sampling_rate=`);
     `pipeline_parameters` its call parameters that choose the windows (`window_seconds`, `hop_seconds`,
-    `sampling_rate`): the windows are read and featurized by the pipeline's own `preprocess`, a few blocks at a
-    time, so memory does not grow with the recording's length. Raises the pipeline's `AudioInputError` for input it
-    cannot score.
+    `sampling_rate`): the windows are the pipeline's own, scored by its `score_windows` with `layer`, a few blocks
+    at a time, so memory does not grow with the recording's length. Raises the pipeline's `AudioInputError` for
+    input it cannot score.
     """
-    import torch
-
-    embedder = WindowEmbedder(pipe.model, layer)
-    batch_size = int(batch_size or pipe._batch_size or 8)
-    preprocess_parameters = pipe._sanitize_parameters(**pipeline_parameters)[0]
-    model_inputs = pipe.preprocess(source, **preprocess_parameters)
-    summary, batch = None, []
-    try:
-        for model_input in model_inputs:
-            if summary is None:
-                summary = recording_summary(model_input["recording"])
-            batch.append(model_input)
-            if len(batch) < batch_size and not model_input["is_last"]:
-                continue
-            indices = [int(item["window_index"].reshape(-1)[0]) for item in batch]
-            embeddings, scores = embedder(torch.cat([item["input_features"] for item in batch]))
-            yield EmbeddedWindows(
-                windows=[summary["windows"][index] for index in indices],
-                window_indices=indices,
-                silent=[bool(item["window_is_silent"].reshape(-1)[0]) for item in batch],
-                embeddings=embeddings,
-                scores=scores,
-                recording=summary,
-            )
-            batch = []
-    finally:
-        model_inputs.close()  # stops the frontend's thread and closes the recording, also when the caller stops
+    yield from pipe.score_windows(source, layer=layer, batch_size=batch_size, **pipeline_parameters)
 
 
 def window_embeddings(pipe, source, layer=DEFAULT_LAYER, batch_size=None, **pipeline_parameters):
@@ -256,7 +156,7 @@ def write_embeddings(
 
     if file_name is None:
         file_name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<input>"
-    embedder_dimension = WindowEmbedder(pipe.model, layer).dimension
+    embedding_dimension = pipe.embedding_size(layer)
     with temporary_file_beside(output_path) as temporary_path:
         writer, pending, pending_windows, total_windows, written = None, [], 0, 0, None
         try:
@@ -271,7 +171,7 @@ def write_embeddings(
                         "layer": layer,
                         "num_windows": len(block.recording["windows"]),
                     }
-                    schema = embeddings_schema(embedder_dimension, written)
+                    schema = embeddings_schema(embedding_dimension, written)
                     # Dictionary encoding only for the one repeated string: on the float vectors it makes the file
                     # 20% larger than the raw floats. zstd saves another ~10% on them.
                     writer = parquet.ParquetWriter(temporary_path, schema, use_dictionary=["file"], compression="zstd")
@@ -362,7 +262,7 @@ def embed_files(
     # The windows are the pipeline's: whatever its preprocessing parameters are (from the model's config), they
     # are part of what a finished table must match.
     pipeline_parameters = dict(pipeline_parameters or {})
-    parameters = {**pipe._sanitize_parameters(**pipeline_parameters)[0], "layer": layer}
+    parameters = {**pipe.resolve_parameters(**pipeline_parameters).preprocess, "layer": layer}
     model_info = provenance.describe_model_config(pipe.model.config, model)
     run_hash = provenance.run_hash(parameters, model_info)
     metadata = {"model": model_info, "parameters": parameters, "run_hash": run_hash, "version": __version__}

@@ -4,8 +4,7 @@ atomic save (a killed run never leaves half a PNG)."""
 
 import os
 
-from vocabulary_orcahello import temporary_file_beside
-
+from .atomic_files import temporary_file_beside
 from .plot import require_matplotlib
 
 

@@ -48,8 +48,8 @@ STATUS_FILE = "status.json"
 
 
 class WindowScorer:
-    """Scores windows of a recording (an `HLSStream`) with the pipeline's own frontend and engine (`featurize_windows`,
-    `score_input_features`), `batch_size` windows at a time."""
+    """Scores windows of a recording (an `HLSStream`) as the pipeline scores a recording's windows (its
+    `score_window_bounds`: the same frontend and engine), `batch_size` windows at a time."""
 
     def __init__(self, pipe, batch_size, engine="auto", precision="float32"):
         self.pipe = pipe
@@ -59,18 +59,13 @@ class WindowScorer:
 
     def score(self, recording, bounds):
         """`(P(call) per window, digital silence per window)` for the sample `bounds` of `recording`."""
-        # Imported here, as orcahello.batch does: building the command line parser never loads torch.
-        from audio_orcahello import featurize_windows
-
         scores, silent = [], []
-        for first in range(0, len(bounds), self.batch_size):
-            block = bounds[first : first + self.batch_size]
-            features, block_silent = featurize_windows(
-                recording, block, self.pipe.feature_extractor, dtype=self.pipe.dtype
-            )
-            probabilities = self.pipe.score_input_features(features, engine=self.engine, precision=self.precision)
-            scores.extend(float(value) for value in probabilities[:, 1])
-            silent.extend(block_silent)
+        blocks = self.pipe.score_window_bounds(
+            recording, bounds, batch_size=self.batch_size, engine=self.engine, precision=self.precision
+        )
+        for block in blocks:
+            scores.extend(float(value) for value in block.scores)
+            silent.extend(block.silent)
         return scores, silent
 
 

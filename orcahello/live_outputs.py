@@ -19,9 +19,8 @@ import logging
 import os
 import wave
 
-from vocabulary_orcahello import temporary_file_beside
-
 from . import writers
+from .atomic_files import temporary_file_beside
 
 logger = logging.getLogger("orcahello.live")
 

@@ -186,7 +186,7 @@ def plot_detections(audio_path, document, output_path, title=None, allow_other_h
         default_title = f"SYNTHETIC STAND-IN WEIGHTS (scores mean nothing) - {default_title}"
     spectrogram_axis.set_title(title or default_title, fontsize="medium")
     # Through a temporary file, as the other outputs: a half-written PNG must not count as done on resume.
-    from vocabulary_orcahello import temporary_file_beside
+    from .atomic_files import temporary_file_beside
 
     with temporary_file_beside(output_path) as temporary_path:
         figure.savefig(temporary_path, format="png")

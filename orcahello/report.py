@@ -26,9 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from vocabulary_orcahello import temporary_file_beside
-
 from . import inputs, labelling, writers
+from .atomic_files import temporary_file_beside
 from .plot import COLOR_CEILING_PERCENTILE, COLOR_FLOOR_PERCENTILE, MonoBlocks, spectrogram_db
 
 REPORT_FILE = "report.html"

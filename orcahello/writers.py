@@ -18,7 +18,7 @@ import json
 import os
 import re
 
-from vocabulary_orcahello import PARTIAL_SUFFIX, write_atomically
+from .atomic_files import PARTIAL_SUFFIX, write_atomically
 
 OUTPUT_FORMATS = ("json", "csv", "raven", "audacity")
 OUTPUT_SUFFIXES = {

@@ -7,6 +7,8 @@ and one identity (the package never loads a model folder's code).
 
 import ast
 import os
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -192,6 +194,104 @@ def test_the_vocabulary_imports_the_standard_library_only():
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imported.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and not node.level:
-            imported.add(node.module.split(".")[0])
-    assert imported <= {"contextlib", "ctypes", "functools", "os", "sys", "tempfile"}, imported
+        elif isinstance(node, ast.ImportFrom):
+            imported.add("." if node.level else node.module.split(".")[0])
+    assert imported <= set(sys.stdlib_module_names), imported
+
+
+# Calls a module may make at its top level and still have no effect when imported: building values.
+PURE_BUILTINS = {"tuple", "list", "dict", "set", "frozenset", "max", "min", "sorted", "len"}
+
+
+def effects_at_import(path):
+    """The top-level statements of the module at `path` that do something when it is imported (beyond defining
+    names and values): any call but a pure builtin's, decorators, loops, conditionals, bare expressions."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    effects = []
+    for index, node in enumerate(tree.body):
+        if index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # the docstring
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.decorator_list:
+            defaults = node.args.defaults + node.args.kw_defaults if isinstance(node, ast.FunctionDef) else []
+            if not any(isinstance(call, ast.Call) for default in defaults if default for call in ast.walk(default)):
+                continue
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.Import, ast.ImportFrom)):
+            calls = [call for call in ast.walk(node) if isinstance(call, ast.Call)]
+            if all(isinstance(call.func, ast.Name) and call.func.id in PURE_BUILTINS for call in calls):
+                continue
+        effects.append(f"line {node.lineno}: {ast.unparse(node).splitlines()[0]}")
+    return effects
+
+
+def test_the_vocabulary_does_nothing_when_imported():
+    """Names and values only (it once read the umask at import, by setting it: `os.umask`)."""
+    assert effects_at_import(REPO_ROOT / "vocabulary_orcahello.py") == []
+
+
+def test_the_import_effect_finder_finds_effects(tmp_path):
+    module = tmp_path / "module.py"
+    module.write_text(
+        '"""Doc."""\nimport os\nNAMES = tuple(sorted({"b", "a"}))\nUMASK = os.umask(0o022)\nos.umask(UMASK)\n'
+        "def pure(value=NAMES):\n    return os.getcwd()\n"
+    )
+    assert effects_at_import(module) == ["line 4: UMASK = os.umask(18)", "line 5: os.umask(UMASK)"]
+
+
+# What reaching into a pipeline's internals looks like: a private attribute of a variable holding one.
+PRIVATE_PIPELINE_ATTRIBUTE = re.compile(
+    r"\b(?:\w*pipe(?:line)?|detector|self\.pipe(?:line)?)\._[a-z]\w*|\._sanitize_parameters\b"
+)
+
+
+def python_files_outside_the_pipeline():
+    """Every Python file of the project, tests and benchmarks included, but the pipeline's own and this one."""
+    files = (
+        list(source_files())
+        + sorted((REPO_ROOT / "tests").glob("*.py"))
+        + sorted((REPO_ROOT / "benchmarks").glob("*.py"))
+    )
+    return [path for path in files if path.name != "pipeline_orcahello.py" and path != Path(__file__).resolve()]
+
+
+def test_nothing_outside_the_pipeline_uses_its_private_attributes():
+    """The pipeline's public methods (`resolve_parameters`, `batch_size`, `score_windows`, `score_features`...)
+    are the way in: `_sanitize_parameters`, `_batch_size`, `_scorers`... are its own business."""
+    uses = []
+    for path in python_files_outside_the_pipeline():
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if PRIVATE_PIPELINE_ATTRIBUTE.search(line):
+                uses.append(f"{path.relative_to(REPO_ROOT)}:{number}: {line.strip()}")
+    assert uses == []
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "batch_size = int(batch_size or pipe._batch_size or 8)",
+        "preprocess_parameters = pipe._sanitize_parameters(**pipeline_parameters)[0]",
+        "defaults = self.pipeline._sanitize_parameters(**preset)[0]",
+        "assert {scorer.name for scorer in detector._scorers.values()} == set(ENGINES)",
+        "assert any(scorer.content_frames is None for scorer in tiny_pipeline._scorers.values())",
+        "frontend = resnet50_pipeline._sanitize_parameters(preset=preset)[0]",
+    ],
+)
+def test_the_private_attribute_finder_finds_them(line):
+    assert PRIVATE_PIPELINE_ATTRIBUTE.search(line)
+
+
+def test_the_private_attribute_finder_leaves_public_names_and_other_objects_alone():
+    for line in ("pipe.resolve_parameters(preset=preset).preprocess", "self._scorers = ModelScorers(...)",
+                 "pipe.score_windows(source)", "pipeline_module = remote_code_module(pipe, 'x')"):  # fmt: skip
+        assert not PRIVATE_PIPELINE_ATTRIBUTE.search(line), line
+
+
+def test_every_hub_module_goes_into_model_folders_and_the_package():
+    """A flat `*_orcahello.py` module left out of a model folder breaks remote code loading (transformers copies the
+    files a module imports from the folder); left out of `py-modules`, an installed package lacks it."""
+    tomllib = pytest.importorskip("tomllib")
+    from orcahello.conversion.model_folder import CUSTOM_CODE_FILES
+
+    hub_modules = {path.name for path in REPO_ROOT.glob("*_orcahello.py")}
+    assert set(CUSTOM_CODE_FILES) == hub_modules
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert {f"{name}.py" for name in project["tool"]["setuptools"]["py-modules"]} == hub_modules

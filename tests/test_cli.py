@@ -291,7 +291,7 @@ def test_resume_rescoring_rules(tiny_model_folder, tmp_path, capsys):
 
 @pytest.mark.needs_test_data
 def test_fast_mode_is_part_of_the_resume_check_and_the_engine_is_not(tiny_model_folder, tmp_path, capsys):
-    from scoring_orcahello import cpu_supports_bfloat16
+    from engines_orcahello import cpu_supports_bfloat16
 
     recording = LEGACY / "audio" / "edge_20k_6s.wav"
     output_dir = tmp_path / "out"

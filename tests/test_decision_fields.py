@@ -23,6 +23,26 @@ def test_decision_parameters_are_the_vocabulary_fields_with_their_types():
     assert tuple(DECISION_FIELD_TYPES) == DECISION_FIELDS
 
 
+def test_every_decision_field_is_a_call_parameter_of_the_pipeline_that_reaches_its_decision():
+    from call_parameters_orcahello import resolve_call_parameters
+    from configuration_orcahello import OrcaHelloConfig
+
+    # None of them production's: each must arrive as given.
+    given = {
+        "smoothing": False,
+        "aggregation": "mean_top_k",
+        "local_threshold": 0.7,
+        "global_count_threshold": 2,
+        "global_threshold": 0.8,
+        "top_k_windows": 2,
+        "min_global_confidence": 0.4,
+    }
+    assert tuple(given) == DECISION_FIELDS  # a new field: give it a value that is not production's here
+    resolved = resolve_call_parameters(OrcaHelloConfig(), **given)
+    assert resolved.postprocess["decision"] == DecisionParameters(**given)
+    assert all(value != getattr(DEFAULT_DECISION, name) for name, value in given.items())
+
+
 def test_every_decision_field_is_a_parameter_of_the_endpoint_with_its_type():
     import handler
 

@@ -16,7 +16,7 @@ import torch
 from conftest import LEGACY, REPO_ROOT, make_orcanode_hls, run_orcahello_cli
 
 from orcahello import embed
-from vocabulary_orcahello import PARTIAL_SUFFIX
+from orcahello.atomic_files import PARTIAL_SUFFIX
 
 pytest.importorskip("pyarrow")
 import pyarrow.parquet as parquet  # noqa: E402

@@ -99,9 +99,9 @@ def test_a_ctrl_c_during_a_c_extensions_set_up_is_not_read_as_a_missing_library(
     )
     (tmp_path / "orcahello_missing_dependency.py").write_text('raise ImportError("No module named foo")\n')
     monkeypatch.syspath_prepend(str(tmp_path))
-    import scoring_orcahello
+    import engines_orcahello
 
     with pytest.raises(KeyboardInterrupt):
-        scoring_orcahello._importable("orcahello_interrupted_binding")
-    assert scoring_orcahello._importable("orcahello_missing_dependency") is False
+        engines_orcahello._importable("orcahello_interrupted_binding")
+    assert engines_orcahello._importable("orcahello_missing_dependency") is False
     sys.modules.pop("orcahello_interrupted_binding", None)

@@ -139,8 +139,8 @@ def test_batching_and_lists_do_not_change_results(tiny_pipeline):
 @pytest.mark.needs_test_data
 def test_batch_size_sets_the_windows_per_forward_pass(tiny_pipeline):
     calls = []
-    # On the head: the padding-skipping forward calls it, not the model's own forward.
-    hook = tiny_pipeline.model.classifier.register_forward_hook(
+    # On the head's last layer: the padding-skipping forward calls it (`logits_from_pooled`), not the model's forward.
+    hook = tiny_pipeline.model.classifier.out_proj.register_forward_hook(
         lambda module, args, output: calls.append(output.shape[0])
     )
     try:
@@ -231,11 +231,11 @@ def test_float16_and_bfloat16_run_close_to_float32(tiny_model_folder):
 @pytest.mark.needs_test_data
 @pytest.mark.parametrize("preset", ["fastai", "v1"])
 def test_the_bfloat16_fast_mode_makes_float32s_decisions_on_every_recording(resnet50_pipeline, preset):
-    from scoring_orcahello import cpu_has_native_bfloat16
+    from engines_orcahello import cpu_has_native_bfloat16
 
     if not cpu_has_native_bfloat16():
         pytest.skip("this CPU has no native bfloat16")
-    window_seconds = resnet50_pipeline._sanitize_parameters(preset=preset)[0]["window_seconds"]
+    window_seconds = resnet50_pipeline.resolve_parameters(preset=preset).preprocess["window_seconds"]
     recordings = [
         path
         for path in legacy_wavs() + sorted(REAL_AUDIO.glob("*.wav"))
@@ -255,8 +255,8 @@ def test_the_bfloat16_fast_mode_makes_float32s_decisions_on_every_recording(resn
 
 @pytest.mark.needs_test_data
 def test_the_fast_mode_withdraws_itself_when_a_rescored_window_breaks_its_error_bound(resnet50_pipeline, monkeypatch):
-    scoring_orcahello = remote_code_module(resnet50_pipeline, "scoring_orcahello")  # the code this pipeline runs
-    if not scoring_orcahello.cpu_has_native_bfloat16():
+    engines_orcahello = remote_code_module(resnet50_pipeline, "engines_orcahello")  # the code this pipeline runs
+    if not engines_orcahello.cpu_has_native_bfloat16():
         pytest.skip("this CPU has no native bfloat16")
     # Weights whose bfloat16 error the measured margin does not cover: every re-scored window reports a deviation
     # of 10 logits (`largest_logit_deviation` itself is tested in test_scoring.py).
@@ -352,8 +352,8 @@ def test_unknown_engine_is_refused(tiny_pipeline):
 
 
 @pytest.mark.needs_test_data
-def test_shared_featurization_and_score_input_features_reproduce_a_pipeline_call(tiny_pipeline):
-    # `orcahello batch` featurizes with `featurize_windows` on CPU workers and scores with `score_input_features` in
+def test_shared_featurization_and_score_features_reproduce_a_pipeline_call(tiny_pipeline):
+    # `orcahello batch` featurizes with `featurize_windows` on CPU workers and scores with `score_features` in
     # model actors: together they must give the pipeline's own window scores and silence flags.
     audio = remote_code_module(tiny_pipeline, "audio_orcahello")
     path = str(LEGACY / "audio" / "edge_10s_48k.wav")
@@ -363,13 +363,15 @@ def test_shared_featurization_and_score_input_features_reproduce_a_pipeline_call
     features, silent = audio.featurize_windows(recording, bounds, tiny_pipeline.feature_extractor)
     recording.close()
     assert features.shape == (9, 1, 256, 312) and silent == [False] * 9
-    probabilities = torch.cat([tiny_pipeline.score_input_features(features[k : k + 4]) for k in range(0, 9, 4)])
+    probabilities = torch.cat(
+        [torch.from_numpy(tiny_pipeline.score_features(features[k : k + 4]).probabilities) for k in range(0, 9, 4)]
+    )
     assert probabilities.shape == (9, 2) and probabilities.dtype == torch.float32
     np.testing.assert_array_equal(probabilities[:, 1].double().numpy(), [w["score"] for w in expected["windows"]])
-    with_torch = tiny_pipeline.score_input_features(features[:4], engine="torch")
-    np.testing.assert_allclose(with_torch.numpy(), probabilities[:4].numpy(), atol=1e-4)
+    with_torch = tiny_pipeline.score_features(features[:4], engine="torch").probabilities
+    np.testing.assert_allclose(with_torch, probabilities[:4].numpy(), atol=1e-4)
     with pytest.raises(ValueError, match="engine must be one of"):
-        tiny_pipeline.score_input_features(features[:1], engine="tensorrt")
+        tiny_pipeline.score_features(features[:1], engine="tensorrt")
 
 
 def test_build_file_result_is_what_the_pipeline_returns(tiny_pipeline):

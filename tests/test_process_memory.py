@@ -1,5 +1,5 @@
 """
-glibc's mmap threshold (`vocabulary_orcahello.return_large_buffers_to_the_system`): what it does to a process, and
+glibc's mmap threshold (`process_memory_orcahello.return_large_buffers_to_the_system`): what it does to a process, and
 that the processes' entry points set it (the command line, the endpoint handler), never the pipeline (a library).
 """
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gl
 MAPPED_AFTER_A_LARGE_FREE = """
 import ctypes, sys
 sys.path.insert(0, sys.argv[2])
-from vocabulary_orcahello import return_large_buffers_to_the_system
+from process_memory_orcahello import return_large_buffers_to_the_system
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in

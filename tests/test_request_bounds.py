@@ -94,7 +94,7 @@ def test_batch_size_is_capped(strict_handler):
         assert "'batch_size' must be from 1 to 16 on this endpoint" in message
     with_cap = strict_handler({"inputs": audio, "parameters": {"batch_size": 16}})
     assert with_cap == strict_handler({"inputs": audio})  # absent: the pipeline's default (8 on CPU)
-    assert strict_handler.pipeline._batch_size == 8
+    assert strict_handler.pipeline.batch_size == 8
 
 
 @pytest.mark.needs_test_data

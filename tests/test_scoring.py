@@ -6,19 +6,10 @@ import torch
 from conftest import LEGACY, legacy_wavs, tiny_config
 
 from configuration_orcahello import OrcaHelloConfig
+from engines_orcahello import batch_norm_folded, build_scorer, cpu_supports_bfloat16, resolve_engine
+from fast_mode_orcahello import largest_logit_deviation, rescore_until_exact, windows_to_rescore
 from modeling_orcahello import OrcaHelloForAudioClassification
-from scoring_orcahello import (
-    PaddingSkippingClassifier,
-    batch_norm_folded,
-    build_scorer,
-    cpu_supports_bfloat16,
-    largest_logit_deviation,
-    padded_frames,
-    rescore_until_exact,
-    resnet_units,
-    resolve_engine,
-    windows_to_rescore,
-)
+from padding_skipping_orcahello import PaddingSkippingClassifier, padded_frames, resnet_units
 
 NUM_MELS, NUM_FRAMES, CONTENT_FRAMES = 256, 312, 157  # a 2-second window: 157 frames of content, 155 of padding
 
@@ -225,9 +216,9 @@ def test_pipeline_engines_agree_and_openvino_is_the_cpu_default(tiny_model_folde
     path = str(LEGACY / "audio" / "edge_10s_48k.wav")
     scores = {engine: window_scores(detector(path, return_timestamps=True, engine=engine)) for engine in ENGINES}
     default = window_scores(detector(path, return_timestamps=True))
-    assert {scorer.name for scorer in detector._scorers.values()} == set(ENGINES)
+    assert {scorer.name for scorer in detector.scorers} == set(ENGINES)
     # The pipeline's spectrograms always end in padding: every scorer it built skips it.
-    assert {scorer.content_frames for scorer in detector._scorers.values()} == {CONTENT_FRAMES}
+    assert {scorer.content_frames for scorer in detector.scorers} == {CONTENT_FRAMES}
     np.testing.assert_array_equal(default, scores["openvino"])
     for engine in ("onnxruntime", "torch"):
         np.testing.assert_allclose(scores[engine], scores["openvino"], atol=1e-5, err_msg=engine)
@@ -237,11 +228,11 @@ def test_pipeline_engines_agree_and_openvino_is_the_cpu_default(tiny_model_folde
 def test_spectrograms_without_constant_padding_use_the_full_model(tiny_pipeline):
     features = spectrograms(3)
     features[..., -1] = 1.5  # content in the last frame: nothing to skip
-    probabilities = tiny_pipeline.score_input_features(features)
+    probabilities = torch.from_numpy(tiny_pipeline.score_features(features).probabilities)
     with torch.no_grad():
         expected = torch.softmax(tiny_pipeline.model(input_features=features).logits, dim=-1)
     torch.testing.assert_close(probabilities, expected, rtol=1e-4, atol=1e-5)
-    assert any(scorer.content_frames is None for scorer in tiny_pipeline._scorers.values())
+    assert any(scorer.content_frames is None for scorer in tiny_pipeline.scorers)
 
 
 @pytest.mark.needs_test_data
@@ -276,7 +267,7 @@ def test_production_spectrograms_score_as_production_with_every_engine(resnet50_
     features = torch.from_numpy(np.stack(inputs)).float()
     assert padded_frames(features, 0.0) == CONTENT_FRAMES
     for engine in ENGINES:
-        probabilities = resnet50_pipeline.score_input_features(features, engine=engine)[:, 1].numpy()
+        probabilities = resnet50_pipeline.score_features(features, engine=engine).probabilities[:, 1]
         np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-4, err_msg=engine)
 
 

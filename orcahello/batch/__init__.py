@@ -13,7 +13,7 @@ The job runs in stages:
    opens it); the driver cuts each into partitions of `--partition-windows` consecutive windows.
 3. CPU tasks read and featurize each partition's windows block by block (`featurize_windows`, the pipeline's own
    frontend); model actors (one GPU each when the cluster has GPUs, else `--cpus-per-worker` CPUs each) score the
-   blocks `--batch-size` windows at a time through the pipeline's `score_input_features`, i.e. with whatever engine
+   blocks `--batch-size` windows at a time through the pipeline's `score_features`, i.e. with whatever engine
    the pipeline itself uses; the blocks start at multiples of the batch size, so every forward pass holds the same
    windows as in `orcahello detect`.
 4. The driver writes each partition's window scores as one Parquet file (through a temporary file and a rename)

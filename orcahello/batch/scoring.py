@@ -8,14 +8,15 @@ from .model_cache import materialize_model_folder
 class WindowScorer:
     """
     A Ray Data model actor: loads the OrcaHello pipeline once and scores featurized blocks with the pipeline's own
-    `score_input_features`, `batch_size` windows per forward pass. One output row per window.
+    `score_features` (the piece its `score_windows` scores each batch with), `batch_size` windows per forward pass.
+    One output row per window.
     """
 
     def __init__(self, model, device, batch_size, threads):
         import ray
         import torch
 
-        from vocabulary_orcahello import return_large_buffers_to_the_system
+        from process_memory_orcahello import return_large_buffers_to_the_system
 
         if isinstance(model, dict):  # a local folder, sent through Ray's object store
             model = materialize_model_folder(model["name"], ray.get(model["files"]))
@@ -47,7 +48,7 @@ class WindowScorer:
                 scores = []
                 for start in range(0, features.shape[0], self.batch_size):
                     chunk = torch.from_numpy(np.ascontiguousarray(features[start : start + self.batch_size]))
-                    scores.extend(self.pipe.score_input_features(chunk)[:, 1].tolist())
+                    scores.extend(self.pipe.score_features(chunk).probabilities[:, 1].tolist())
             columns["source_index"].extend([source_index] * len(windows))
             columns["partition_first_window"].extend([partition] * len(windows))
             columns["window_index"].extend(windows)

@@ -8,9 +8,8 @@ import datetime
 import json
 import os
 
-from vocabulary_orcahello import temporary_file_beside
-
 from .. import writers
+from ..atomic_files import temporary_file_beside
 from .settings import JSON_FOLDER, PARQUET_METADATA_KEY
 
 

@@ -21,8 +21,12 @@ CUSTOM_CODE_FILES = (
     "hls_timeline_orcahello.py",
     "http_orcahello.py",
     "pipeline_orcahello.py",
+    "call_parameters_orcahello.py",
     "results_orcahello.py",
-    "scoring_orcahello.py",
+    "engines_orcahello.py",
+    "padding_skipping_orcahello.py",
+    "fast_mode_orcahello.py",
+    "process_memory_orcahello.py",
     "vocabulary_orcahello.py",
 )
 # Not loaded by transformers: the Inference Endpoints entry point (`EndpointHandler`), which serves the folder's
