@@ -52,18 +52,14 @@ import torch
 from transformers import pipeline
 
 from process_memory_orcahello import return_large_buffers_to_the_system
-from vocabulary_orcahello import MIN_SAMPLING_RATE
+from vocabulary_orcahello import DECISION_FIELD_TYPES, MIN_SAMPLING_RATE
 
 # The pipeline's call parameters and their types. Everything else is refused, so that a typo ("treshold") is an
 # error instead of a silently ignored setting.
 PARAMETER_TYPES = {
     "return_timestamps": bool,
-    "local_threshold": float,
-    "global_count_threshold": int,
-    "aggregation": str,
-    "global_threshold": float,
-    "top_k_windows": int,
-    "min_global_confidence": float,
+    # Every decision field (thresholds, aggregation, smoothing, the confidence floor), as the vocabulary types it.
+    **DECISION_FIELD_TYPES,
     "top_k": int,
     "function_to_apply": str,
     "window_seconds": float,
@@ -73,7 +69,6 @@ PARAMETER_TYPES = {
     "whole_recording_frontend": bool,
     "peak_normalize": bool,
     "strict_segments": bool,
-    "smoothing": bool,
     "sampling_rate": int,
     "batch_size": int,
     "engine": str,

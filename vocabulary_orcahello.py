@@ -60,16 +60,19 @@ DEFAULT_PRESET = "fastai"
 # The fields a preset sets, in the order they are documented and recorded.
 INFERENCE_FIELDS = tuple(INFERENCE_PRESETS[DEFAULT_PRESET])
 # The fields that turn window probabilities into decisions (the rest say how the windows are cut and featurized),
-# plus the floor on a positive file's confidence, which no preset sets (0: off).
-DECISION_FIELDS = (
-    "smoothing",
-    "aggregation",
-    "local_threshold",
-    "global_count_threshold",
-    "global_threshold",
-    "top_k_windows",
-    "min_global_confidence",
-)
+# plus the floor on a positive file's confidence, which no preset sets (0: off), and the type of each. This is their
+# one definition: `results_orcahello.DecisionParameters`, the endpoint handler's parameters, the command line's
+# options, the per-site tables and the run records all take the fields from here.
+DECISION_FIELD_TYPES = {
+    "smoothing": bool,
+    "aggregation": str,
+    "local_threshold": float,
+    "global_count_threshold": int,
+    "global_threshold": float,
+    "top_k_windows": int,
+    "min_global_confidence": float,
+}
+DECISION_FIELDS = tuple(DECISION_FIELD_TYPES)
 DEFAULT_MIN_GLOBAL_CONFIDENCE = 0.0
 
 # Windows per forward pass when the caller gives none. On CPU small batches are as fast per window as large ones

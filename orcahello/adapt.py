@@ -199,7 +199,7 @@ def embed_recordings(pipe, recordings, intervals, layer="pooled", batch_size=Non
         try:
             blocks = list(iter_window_embeddings(pipe, path, layer=layer, batch_size=batch_size))
         except Exception as error:  # the pipeline's AudioInputError, an unreadable file: say which, in one line
-            from .detect import failure_reason
+            from .runs import failure_reason
 
             raise AdaptationError(f"{path}: {failure_reason(error, path)}") from None
         if not blocks:
@@ -451,7 +451,8 @@ def adapt(options: AdaptOptions, command: Sequence[str] | None = None, log: Call
     device = models.resolve_device(options.device)
     pipe = models.load_pipeline(model, device)
     base_info = provenance.describe_model_config(pipe.model.config, model)
-    decision_settings = {**pipe.model.config.inference_settings(), "min_global_confidence": 0.0}
+    # The preset's fields and no confidence floor (`DecisionParameters`' default): the model's own decision.
+    decision_settings = pipe.model.config.inference_settings()
     embedded = embed_recordings(
         pipe, recordings, intervals, options.layer, options.batch_size, options.unannotated, log=log
     )

@@ -32,7 +32,9 @@ import hashlib
 import math
 import os
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from . import site_thresholds, writers
 
@@ -42,6 +44,8 @@ DEFAULT_LABEL_COLUMN = "Category"
 DEFAULT_POSITIVE_LABELS = ("resident",)
 DEFAULT_SCORE_SCALE = 100.0
 DEFAULT_MIN_FLAGGED = 10
+# The decision field (vocabulary_orcahello.DECISION_FIELDS) this command fits per site: the floor on the confidence.
+FITTED_FIELD = "min_global_confidence"
 # The floor of a site where no floor reaches the target: above every confidence the detector can give but 100.
 FLAGS_NOTHING_FLOOR = 1.0
 # The thresholds of the report's curves: every hundredth of the 0-1 scale.
@@ -70,7 +74,7 @@ class LabelledEvent:
     positive: bool
 
 
-def file_sha256(path):
+def file_sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -79,13 +83,13 @@ def file_sha256(path):
 
 
 def read_labels(
-    path,
-    site_column=DEFAULT_SITE_COLUMN,
-    score_column=DEFAULT_SCORE_COLUMN,
-    label_column=DEFAULT_LABEL_COLUMN,
-    positive_labels=DEFAULT_POSITIVE_LABELS,
-    score_scale=DEFAULT_SCORE_SCALE,
-):
+    path: str,
+    site_column: str = DEFAULT_SITE_COLUMN,
+    score_column: str = DEFAULT_SCORE_COLUMN,
+    label_column: str = DEFAULT_LABEL_COLUMN,
+    positive_labels: Iterable[str] = DEFAULT_POSITIVE_LABELS,
+    score_scale: float = DEFAULT_SCORE_SCALE,
+) -> list[LabelledEvent]:
     """
     The labelled events of the CSV `path`: a `LabelledEvent` per row, its score divided by `score_scale` (100 for
     production's 0-100 confidence, 1 for a 0-1 one). Labels are compared case-insensitively. Raises
@@ -137,13 +141,13 @@ def _event(path, line, row, site_column, score_column, label_column, positives, 
     return LabelledEvent(site=site, score=score, label=label, positive=label.lower() in positives)
 
 
-def precision_at(events, floor):
+def precision_at(events: list[LabelledEvent], floor: float) -> tuple[int, int]:
     """`(flagged, positives flagged)` among `events` whose score reaches `floor` (the pipeline's `>=` rule)."""
     flagged = [event for event in events if event.score is not None and event.score >= floor]
     return len(flagged), sum(event.positive for event in flagged)
 
 
-def false_positive_classes(events, floor):
+def false_positive_classes(events: list[LabelledEvent], floor: float) -> dict[str, int]:
     """The classes of the negative events still flagged at `floor`, most frequent first."""
     negatives = Counter(
         event.label or "(none)"
@@ -153,11 +157,11 @@ def false_positive_classes(events, floor):
     return dict(sorted(negatives.items(), key=lambda item: (-item[1], item[0])))
 
 
-def ratio(numerator, denominator):
+def ratio(numerator: float, denominator: float) -> float | None:
     return None if denominator == 0 else numerator / denominator
 
 
-def fit_site(events, target_precision, min_flagged):
+def fit_site(events: list[LabelledEvent], target_precision: float, min_flagged: int) -> tuple[float, dict[str, Any]]:
     """
     The floor of one site's `events` and what it was fitted on (see the module docstring). Returns
     `(min_global_confidence, fit)`.
@@ -200,14 +204,21 @@ def _round(value, digits=4):
     return None if value is None else round(value, digits)
 
 
-def sites_of(events):
+def sites_of(events: Iterable[LabelledEvent]) -> dict[str, list[LabelledEvent]]:
     by_site = {}
     for event in events:
         by_site.setdefault(event.site, []).append(event)
     return dict(sorted(by_site.items()))
 
 
-def calibrate(events, target_precision, min_flagged=DEFAULT_MIN_FLAGGED, source=None, data_sha256=None, options=None):
+def calibrate(
+    events: list[LabelledEvent],
+    target_precision: float,
+    min_flagged: int = DEFAULT_MIN_FLAGGED,
+    source: str | None = None,
+    data_sha256: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """
     The `--site-thresholds` table fitted on `events`: every site's `min_global_confidence` and its `fit`
     (`source`, `data_sha256` and `options`, the reading options, are recorded in each fit). Sites absent from the
@@ -221,7 +232,7 @@ def calibrate(events, target_precision, min_flagged=DEFAULT_MIN_FLAGGED, source=
     for site, site_events in sites_of(events).items():
         floor, fit = fit_site(site_events, target_precision, min_flagged)
         fit["data"] = {"file": os.path.basename(source) if source else None, "sha256": data_sha256, **(options or {})}
-        sites[site] = {"min_global_confidence": floor, "fit": fit}
+        sites[site] = {FITTED_FIELD: floor, "fit": fit}
     nothing = sum(entry["fit"]["flags_nothing"] for entry in sites.values())
     table = {
         "description": (
@@ -238,7 +249,7 @@ def calibrate(events, target_precision, min_flagged=DEFAULT_MIN_FLAGGED, source=
     return table
 
 
-def curve_rows(events, thresholds=CURVE_THRESHOLDS):
+def curve_rows(events: list[LabelledEvent], thresholds: Iterable[float] = CURVE_THRESHOLDS) -> list[dict[str, Any]]:
     """The report's curves: per site and threshold, flagged events, precision, flagged share and labelled recall."""
     rows = []
     for site, site_events in sites_of(events).items():
@@ -260,7 +271,7 @@ def curve_rows(events, thresholds=CURVE_THRESHOLDS):
     return rows
 
 
-def report_paths(output):
+def report_paths(output: str) -> dict[str, str]:
     stem = os.path.splitext(os.fspath(output))[0]
     return {kind: stem + suffix for kind, suffix in REPORT_SUFFIXES.items()}
 
@@ -270,14 +281,14 @@ def _csv_text(header, rows):
     return writers._delimited_text(header, cells, ",")
 
 
-def write_report(table, events, output, plot=True):
+def write_report(table: dict[str, Any], events: list[LabelledEvent], output: str, plot: bool = True) -> dict[str, str]:
     """Write the report files beside the table `output` (see `REPORT_SUFFIXES`); returns their paths."""
     paths = report_paths(output)
     rows = curve_rows(events)
     writers.write_atomically(paths["curves_csv"], _csv_text(CURVE_COLUMNS, rows))
     false_positive_rows = []
     for site, entry in table["sites"].items():
-        floor = entry["min_global_confidence"]
+        floor = entry[FITTED_FIELD]
         at_floor = {} if entry["fit"]["flags_nothing"] else false_positive_classes(sites_of(events)[site], floor)
         negatives = entry["fit"]["flagged_events"] - entry["fit"]["positives_flagged"]
         for label, count in entry["fit"]["false_positives_without_floor"].items():
@@ -301,7 +312,7 @@ def write_report(table, events, output, plot=True):
     return paths
 
 
-def plot_curves(table, rows, path, start=0.0):
+def plot_curves(table: dict[str, Any], rows: list[dict[str, Any]], path: str, start: float = 0.0) -> None:
     """Precision and flagged share against the floor from `start`, one curve per site; the fitted floors marked."""
     from .figures import new_figure, save_figure
 
@@ -315,7 +326,7 @@ def plot_curves(table, rows, path, start=0.0):
         share_axes.plot(thresholds, shares, color=line.get_color(), label=site)
         if not entry["fit"]["flags_nothing"]:
             # A floor of 0 (production's decision kept) is drawn at the left edge.
-            marker = ([max(start, entry["min_global_confidence"])], [entry["fit"]["precision_at_floor"]])
+            marker = ([max(start, entry[FITTED_FIELD])], [entry["fit"]["precision_at_floor"]])
             precision_axes.plot(*marker, "o", color=line.get_color())
     target = next(iter(table["sites"].values()))["fit"]["target_precision"] if table["sites"] else None
     if target is not None:
@@ -336,7 +347,7 @@ def _cell(value, digits=2):
     return "" if value is None else f"{value:.{digits}f}"
 
 
-def report_markdown(table, paths):
+def report_markdown(table: dict[str, Any], paths: dict[str, str]) -> str:
     """A human-readable summary of the fitted table."""
     lines = [
         "# Per-site confidence floors",
@@ -349,7 +360,7 @@ def report_markdown(table, paths):
     ]
     for site, entry in table["sites"].items():
         fit = entry["fit"]
-        floor = "flags nothing" if fit["flags_nothing"] else f"{entry['min_global_confidence']:.4f}"
+        floor = "flags nothing" if fit["flags_nothing"] else f"{entry[FITTED_FIELD]:.4f}"
         top_classes = list(fit["false_positives_without_floor"].items())[:3]
         classes = ", ".join(f"{label} {count}" for label, count in top_classes)
         lines.append(
@@ -375,82 +386,56 @@ def report_markdown(table, paths):
     return "\n".join(lines)
 
 
-def add_parser(commands):
-    """`orcahello calibrate`'s options, on the CLI's sub-command parsers `commands`."""
-    import argparse
+@dataclass(frozen=True)
+class CalibrateOptions:
+    """
+    What `orcahello calibrate` can be told (its command-line options; see `read_labels` and `calibrate`).
 
-    parser = commands.add_parser(
-        "calibrate",
-        help="fit a confidence floor per hydrophone from labelled detections (a --site-thresholds table + report)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("labels", metavar="LABELS.csv", help="one labelled event per row (site, score, class)")
-    parser.add_argument(
-        "--target-precision",
-        metavar="P",
-        type=float,
-        required=True,
-        help="the share of flagged events that must be positive at the fitted floor, in (0, 1]",
-    )
-    parser.add_argument(
-        "--output", metavar="SITES.json", required=True, help="the table to write; the report goes beside it"
-    )
-    parser.add_argument(
-        "--min-flagged",
-        metavar="N",
-        type=int,
-        default=DEFAULT_MIN_FLAGGED,
-        help=f"flagged events a floor must keep to count (default: {DEFAULT_MIN_FLAGGED})",
-    )
-    parser.add_argument("--site-column", default=DEFAULT_SITE_COLUMN, help=f"default: {DEFAULT_SITE_COLUMN}")
-    parser.add_argument("--score-column", default=DEFAULT_SCORE_COLUMN, help=f"default: {DEFAULT_SCORE_COLUMN}")
-    parser.add_argument("--label-column", default=DEFAULT_LABEL_COLUMN, help=f"default: {DEFAULT_LABEL_COLUMN}")
-    parser.add_argument(
-        "--positive-label",
-        metavar="CLASS",
-        action="append",
-        default=None,
-        help=f"a class that counts as positive; may be repeated (default: {', '.join(DEFAULT_POSITIVE_LABELS)})",
-    )
-    parser.add_argument(
-        "--score-scale",
-        metavar="MAX",
-        type=float,
-        default=DEFAULT_SCORE_SCALE,
-        help="what a score of certainty is in the CSV: 100 for production's confidence (default), 1 for a 0-1 score",
-    )
-    return parser
+    Args:
+        labels (`str`): the CSV of labelled events, one per row (site, score, class).
+        target_precision (`float`): the share of flagged events that must be positive at the fitted floor, in (0, 1].
+        output (`str`): the table to write; the report goes beside it.
+        min_flagged (`int`, *optional*, defaults to 10): flagged events a floor must keep to count.
+        site_column (`str`, *optional*, defaults to `"NodeName"`): the column naming each event's site.
+        score_column (`str`, *optional*, defaults to `"Confidence"`): the detector's confidence, empty when it did
+            not flag the event.
+        label_column (`str`, *optional*, defaults to `"Category"`): the class people gave the event.
+        positive_labels (`tuple[str, ...]`, *optional*, defaults to `("resident",)`): the classes that are positive.
+        score_scale (`float`, *optional*, defaults to 100): what a score of certainty is in the CSV.
+    """
+
+    labels: str
+    target_precision: float
+    output: str
+    min_flagged: int = DEFAULT_MIN_FLAGGED
+    site_column: str = DEFAULT_SITE_COLUMN
+    score_column: str = DEFAULT_SCORE_COLUMN
+    label_column: str = DEFAULT_LABEL_COLUMN
+    positive_labels: tuple[str, ...] = DEFAULT_POSITIVE_LABELS
+    score_scale: float = DEFAULT_SCORE_SCALE
 
 
-def calibrate_command(args):
-    """Run `orcahello calibrate` with the parsed `args`; returns the exit status (0, or 2 with an error line)."""
+def calibrate_command(options: CalibrateOptions) -> int:
+    """Run `orcahello calibrate` with `options`; returns the exit status (0, or 2 with an error line)."""
     import json
     import sys
 
+    reading = {
+        "site_column": options.site_column,
+        "score_column": options.score_column,
+        "label_column": options.label_column,
+        "positive_labels": list(options.positive_labels),
+        "score_scale": options.score_scale,
+    }
     try:
-        events = read_labels(
-            args.labels,
-            site_column=args.site_column,
-            score_column=args.score_column,
-            label_column=args.label_column,
-            positive_labels=args.positive_label or DEFAULT_POSITIVE_LABELS,
-            score_scale=args.score_scale,
-        )
-        options = {
-            "site_column": args.site_column,
-            "score_column": args.score_column,
-            "label_column": args.label_column,
-            "positive_labels": list(args.positive_label or DEFAULT_POSITIVE_LABELS),
-            "score_scale": args.score_scale,
-        }
+        events = read_labels(options.labels, **reading)
         table = calibrate(
             events,
-            args.target_precision,
-            args.min_flagged,
-            source=args.labels,
-            data_sha256=file_sha256(args.labels),
-            options=options,
+            options.target_precision,
+            options.min_flagged,
+            source=options.labels,
+            data_sha256=file_sha256(options.labels),
+            options=reading,
         )
     except CalibrationError as error:
         print(f"ERROR: {error}", file=sys.stderr)
@@ -464,20 +449,22 @@ def calibrate_command(args):
         plot = False
         print("NOTE: matplotlib is not installed: the report has no PNG (pip install matplotlib)", file=sys.stderr)
     try:
-        writers.write_atomically(args.output, json.dumps(table, indent=2) + "\n")
-        paths = write_report(table, events, args.output, plot=plot)
+        writers.write_atomically(options.output, json.dumps(table, indent=2) + "\n")
+        paths = write_report(table, events, options.output, plot=plot)
     except OSError as error:
-        print(f"ERROR: cannot write {error.filename or args.output}: {error.strerror or error}", file=sys.stderr)
+        print(f"ERROR: cannot write {error.filename or options.output}: {error.strerror or error}", file=sys.stderr)
         return 2
     for site, entry in table["sites"].items():
         fit = entry["fit"]
         if fit["flags_nothing"]:
-            decision = f"flags nothing (no floor reaches precision {args.target_precision:g} with {args.min_flagged}+)"
+            decision = (
+                f"flags nothing (no floor reaches precision {options.target_precision:g} with {options.min_flagged}+)"
+            )
         else:
             decision = (
-                f"floor {entry['min_global_confidence']:.4f}: {fit['flagged_at_floor']} of {fit['flagged_events']} "
+                f"floor {entry[FITTED_FIELD]:.4f}: {fit['flagged_at_floor']} of {fit['flagged_events']} "
                 f"flagged, precision {fit['precision_at_floor']:.2f}"
             )
         print(f"{site}: {decision}")
-    print(f"Table: {args.output}; report: {paths['report_md']}")
+    print(f"Table: {options.output}; report: {paths['report_md']}")
     return 0

@@ -20,22 +20,14 @@ exit status is 0 when every recording was scored, 1 otherwise. Re-running into t
 recordings already scored with the same model and parameters (`--overwrite` redoes them).
 """
 
-import argparse
 import dataclasses
-import json
-import logging
 import os
 import sys
 import time
-import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from vocabulary_orcahello import (
-    SYNTHETIC_WEIGHTS_KEY,
-    is_url,
-)
+from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY
 
 from . import (
     EXIT_CANNOT_RUN,
@@ -50,115 +42,69 @@ from . import (
     site_thresholds,
     writers,
 )
+from .runs import (
+    RunSettings,
+    build_document,
+    failure_reason,
+    is_finished,
+    load_finished_document,
+    quiet_pipeline_warnings,
+    settings_for_recording,
+)
 
 DEFAULT_OUTPUT_DIR = "orcahello_results"
 
 
-DEFAULT_FORMATS = "json,csv,raven,audacity"
+@dataclasses.dataclass(frozen=True)
+class DetectOptions:
+    """
+    What `orcahello detect` can be told (its command-line options; see `detect`).
 
+    Args:
+        paths (`tuple[str, ...]`):
+            Audio files, HLS playlists (paths or http(s) URLs), folders or glob patterns (`inputs.find_audio_files`).
+        output_dir (`str`, *optional*, defaults to `"orcahello_results"`):
+            Where the outputs go, mirroring the inputs' folders.
+        formats (`tuple[str, ...]`, *optional*, defaults to every one of `writers.OUTPUT_FORMATS`):
+            The per-recording outputs; the JSON is always written (the resume check reads it).
+        model (`str`, *optional*):
+            A model folder or Hub id; None: `models.default_model()`.
+        device (`str`, *optional*, defaults to `"auto"`):
+            `models.DEVICES`.
+        batch_size (`int`, *optional*):
+            Windows per forward pass; None: `models.default_batch_size` of the device.
+        engine (`str`, *optional*, defaults to `"auto"`):
+            What computes the model (`vocabulary_orcahello.ENGINES`).
+        scoring (`provenance.ScoringOptions`, *optional*):
+            The preset, the decision fields set for the whole run and the precision; by default the model's.
+        site_thresholds (`str`, *optional*):
+            A per-site table of decision parameters (`orcahello.site_thresholds`), under `scoring`'s.
+        recursive (`bool`, *optional*, defaults to `False`):
+            Also search the subfolders of folders, and let `**` in patterns cross folders.
+        overwrite (`bool`, *optional*, defaults to `False`):
+            Score again the recordings a previous run into `output_dir` finished with this model and these parameters.
+        plot (`bool`, *optional*, defaults to `False`):
+            Also a spectrogram picture per recording (needs matplotlib).
+        report (`bool`, *optional*, defaults to `False`):
+            Also `report.html` (`orcahello.report`; needs matplotlib).
+        allow_other_hosts (`bool`, *optional*, defaults to `False`):
+            HLS over HTTP: fetch segments (and follow redirects) on hosts other than the playlist's.
+    """
 
-# The pipeline's result keys stored in each file's JSON: production's five, then the port's extras.
-RESULT_KEYS = (
-    "global_prediction",
-    "global_confidence",
-    "local_predictions",
-    "local_confidences",
-    "submission",
-    "windows",
-    "detections",
-    "warnings",
-    "start_time_utc",
-    "gaps",
-)
-
-
-@dataclass
-class RunSettings:
-    """How a detect run scores each recording and what identifies its results (the resume check's `run_hash`)."""
-
-    parameters: dict
-    batch_size: int
-    device: str
-    formats: tuple
-    plot: bool
-    overwrite: bool
-    model_info: dict
-    run_hash: str
+    paths: tuple[str, ...]
+    output_dir: str = DEFAULT_OUTPUT_DIR
+    formats: tuple[str, ...] = writers.OUTPUT_FORMATS
+    model: str | None = None
+    device: str = "auto"
+    batch_size: int | None = None
     engine: str = "auto"
-    site_thresholds_file: str | None = None  # the --site-thresholds table, when one is used
-    site: str | None = None  # the table's site pattern that gave this recording's parameters (None: its default)
-    allow_other_hosts: bool = False  # HLS over HTTP: segments and redirects on hosts other than the playlist's
-
-
-def settings_for_recording(
-    job: inputs.AudioJob, settings: RunSettings, args: argparse.Namespace, config: Any, site_table: dict | None
-) -> RunSettings:
-    """
-    The run's settings with `job`'s own parameters when a per-site table is used: its site's entry, and the hash of
-    those parameters, so that resuming rescores exactly the recordings whose site entry changed.
-    """
-    if site_table is None:
-        return settings
-    # The absolute path, so that site folders above the folder given on the command line match too; a URL's path
-    # names the node (`.../rpi_orcasound_lab/hls/...`).
-    path = urllib.parse.urlsplit(job.path).path if is_url(job.path) else os.path.abspath(job.path)
-    parameters = provenance.scoring_parameters(args, config, site_thresholds.parameters_for(path, site_table))
-    return dataclasses.replace(
-        settings,
-        parameters=parameters,
-        run_hash=provenance.run_hash(parameters, settings.model_info),
-        site=site_thresholds.match_site(path, site_table),
-    )
-
-
-def is_finished(job: inputs.AudioJob, settings: RunSettings) -> bool:
-    """Whether a previous run scored `job` with this model and these parameters (its JSON says so): then
-    `score_or_resume` needs no model, it writes any missing output from the JSON."""
-    json_path = writers.output_path(job.output_stem, "json")
-    return not settings.overwrite and load_finished_document(json_path, settings.run_hash) is not None
-
-
-def load_finished_document(json_path: str, expected_hash: str) -> dict[str, Any] | None:
-    """The JSON a previous run wrote for this recording, if it used the same model and parameters; else None."""
-    try:
-        with open(json_path, encoding="utf-8") as handle:
-            document = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return document if isinstance(document, dict) and document.get("run_hash") == expected_hash else None
-
-
-def build_document(job: inputs.AudioJob, result: dict[str, Any], settings: RunSettings) -> dict[str, Any]:
-    """The `<stem>.orcahello.json` content: the pipeline's result, the model, the version and every parameter."""
-    document = {"file": job.path, "label": result["label"]}
-    document.update({key: result[key] for key in RESULT_KEYS})
-    document["preset"] = result.get("preset")  # the inference preset; its resolved fields are in "parameters"
-    if "source" in result:  # HLS: the playlist or folder, its segments, where the start time came from
-        document["source"] = result["source"]
-    document.update(
-        {
-            "duration_s": result["duration_s"],
-            "sampling_rate": result["sampling_rate"],
-            "num_channels": result["num_channels"],
-            "parameters": {
-                **result["parameters"],
-                # The fast mode, when asked for (it changes the numbers; float32 is the default and stays implicit).
-                **{name: settings.parameters[name] for name in ("precision",) if name in settings.parameters},
-                "batch_size": settings.batch_size,
-                "device": settings.device,
-                "engine": settings.engine,
-            },
-            "model": settings.model_info,
-            "version": __version__,
-            "run_hash": settings.run_hash,
-            "created_at": provenance.now_iso(),
-        }
-    )
-    if settings.site_thresholds_file is not None:
-        document["site_thresholds"] = {"file": settings.site_thresholds_file, "site": settings.site}
-    if settings.model_info.get(SYNTHETIC_WEIGHTS_KEY):
-        document["warnings"] = [writers.STANDIN_WARNING] + list(document["warnings"])
-    return document
+    scoring: provenance.ScoringOptions = dataclasses.field(default_factory=provenance.ScoringOptions)
+    site_thresholds: str | None = None
+    recursive: bool = False
+    overwrite: bool = False
+    plot: bool = False
+    report: bool = False
+    allow_other_hosts: bool = False
 
 
 def score_or_resume(
@@ -224,31 +170,6 @@ def score_or_resume(
     return document, resumed
 
 
-def failure_reason(error: BaseException, path: str) -> str:
-    """One line saying why `path` failed, without repeating the path the pipeline's messages start with."""
-    # Imported here: building the command line's parser never loads torch (the pipeline's module does).
-    from audio_orcahello import AudioInputError
-
-    message = str(error).strip() or type(error).__name__
-    if message.startswith(f"{path}: "):
-        message = message[len(path) + 2 :]
-    # AudioInputError messages say what is wrong with the audio; anything else is unexpected: name its type.
-    if not isinstance(error, AudioInputError):
-        message = f"{type(error).__name__}: {message}"
-    return " ".join(message.split())
-
-
-def quiet_pipeline_warnings() -> None:
-    """
-    Leave a recording's warnings (digital silence, gaps) to the command, which prints each once with the recording's
-    path and keeps them in the outputs: the pipeline also logs them, for library users, from the module that builds
-    its results.
-    """
-    import results_orcahello
-
-    logging.getLogger(results_orcahello.__name__).setLevel(logging.ERROR)
-
-
 def summary_row(job: inputs.AudioJob, document: dict[str, Any]) -> dict[str, Any]:
     """The recording's row of summary.csv (`writers.write_summary_csv`)."""
     return {
@@ -265,58 +186,58 @@ def summary_row(job: inputs.AudioJob, document: dict[str, Any]) -> dict[str, Any
     }
 
 
-def detect_command(args: argparse.Namespace, command: list[str] | None = None) -> int:
+def detect_command(options: DetectOptions, command: list[str] | None = None) -> int:
     """
-    `orcahello detect` with the parsed `args`, holding its output folder (one run per folder: a second one would
+    `orcahello detect` with `options`, holding its output folder (one run per folder: a second one would
     rewrite the same files under the first); returns the exit status. `command` is recorded in the run file.
     """
-    folder_was_there = os.path.exists(args.output_dir)
+    folder_was_there = os.path.exists(options.output_dir)
     try:
-        with run_lock.OutputFolderLock(args.output_dir, "orcahello detect") as lock:
+        with run_lock.OutputFolderLock(options.output_dir, "orcahello detect") as lock:
             if lock.stale_holder:  # a killed run held it: its half-written files go
-                writers.remove_partial_outputs(args.output_dir)
-            return detect(args, command=command)
+                writers.remove_partial_outputs(options.output_dir)
+            return detect(options, command=command)
     except run_lock.OutputFolderBusy as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     finally:
         # The lock made the folder: a run that wrote nothing (refused options, no model) leaves none behind.
-        if not folder_was_there and os.path.isdir(args.output_dir) and not os.listdir(args.output_dir):
-            os.rmdir(args.output_dir)
+        if not folder_was_there and os.path.isdir(options.output_dir) and not os.listdir(options.output_dir):
+            os.rmdir(options.output_dir)
 
 
-def detect(args: argparse.Namespace, command: list[str] | None = None) -> int:
-    """Run `orcahello detect` with the parsed `args` (its output folder already held, see `detect_command`); returns
+def detect(options: DetectOptions, command: list[str] | None = None) -> int:
+    """Run `orcahello detect` with `options` (its output folder already held, see `detect_command`); returns
     the exit status. `command` is recorded in the run file."""
     from tqdm.auto import tqdm
 
     started, started_at = time.monotonic(), provenance.now_iso()
-    if args.plot or args.report:
+    if options.plot or options.report:
         from .plot import require_matplotlib
 
         try:
-            require_matplotlib("--plot" if args.plot else "--report")
+            require_matplotlib("--plot" if options.plot else "--report")
         except ImportError as error:
             print(f"ERROR: {error}", file=sys.stderr)
             return EXIT_CANNOT_RUN
 
     site_table = None
-    if args.site_thresholds:
+    if options.site_thresholds:
         try:
-            site_table = site_thresholds.load_site_thresholds(args.site_thresholds)
+            site_table = site_thresholds.load_site_thresholds(options.site_thresholds)
         except site_thresholds.SiteThresholdsError as error:
             print(f"ERROR: {error}", file=sys.stderr)
             return EXIT_CANNOT_RUN
 
-    paths, input_problems = inputs.find_audio_files(args.paths, recursive=args.recursive)
+    paths, input_problems = inputs.find_audio_files(options.paths, recursive=options.recursive)
     for path, reason in input_problems:
         print(f"ERROR {path}: {reason}", file=sys.stderr)
     if not paths:
         print("No audio files to score.", file=sys.stderr)
         return EXIT_SOME_FILES_FAILED
-    model = args.model or models.default_model()
+    model = options.model or models.default_model()
     try:
-        device = models.resolve_device(args.device)
+        device = models.resolve_device(options.device)
         # The config first: with it the resume check runs, and a run with nothing left to do never loads the
         # weights (seconds) or the engines.
         config = models.load_config(model)
@@ -329,7 +250,7 @@ def detect(args: argparse.Namespace, command: list[str] | None = None) -> int:
     # Warnings about a recording (digital silence) are in its JSON and printed below, once, with its path.
     quiet_pipeline_warnings()
 
-    parameters = provenance.scoring_parameters(args, config)
+    parameters = provenance.scoring_parameters(options.scoring, config)
     model_info = provenance.describe_model_config(config, model)
     if model_info.get(SYNTHETIC_WEIGHTS_KEY):
         print(f"NOTE: {model}: {writers.STANDIN_WARNING} (every output file says so)", file=sys.stderr)
@@ -337,21 +258,23 @@ def detect(args: argparse.Namespace, command: list[str] | None = None) -> int:
     run_identity = parameters if site_table is None else {**parameters, "site_thresholds": site_table}
     settings = RunSettings(
         parameters=parameters,
-        batch_size=args.batch_size or models.default_batch_size(device),
+        batch_size=options.batch_size or models.default_batch_size(device),
         device=device,
-        formats=args.format,
-        plot=args.plot,
-        overwrite=args.overwrite,
+        formats=options.formats,
+        plot=options.plot,
+        overwrite=options.overwrite,
         model_info=model_info,
         run_hash=provenance.run_hash(run_identity, model_info),
-        engine=args.engine,
-        site_thresholds_file=os.path.abspath(args.site_thresholds) if site_table is not None else None,
-        allow_other_hosts=args.allow_other_hosts,
+        engine=options.engine,
+        site_thresholds_file=os.path.abspath(options.site_thresholds) if site_table is not None else None,
+        allow_other_hosts=options.allow_other_hosts,
     )
-    output_dir = args.output_dir
+    output_dir = options.output_dir
     jobs = inputs.plan_jobs(paths, output_dir)
     pipe = None
-    if any(not is_finished(job, settings_for_recording(job, settings, args, config, site_table)) for job in jobs):
+    if any(
+        not is_finished(job, settings_for_recording(job, settings, options.scoring, config, site_table)) for job in jobs
+    ):
         try:
             pipe = models.load_pipeline(model, device)
         except Exception as error:  # weights missing or broken
@@ -383,7 +306,7 @@ def detect(args: argparse.Namespace, command: list[str] | None = None) -> int:
             progress_bar.set_postfix_str(os.path.basename(job.path))
             progress["file_windows"] = 0
             try:
-                job_settings = settings_for_recording(job, settings, args, config, site_table)
+                job_settings = settings_for_recording(job, settings, options.scoring, config, site_table)
                 document, resumed = score_or_resume(job, pipe, job_settings, progress_callback=on_windows)
             except Exception as error:  # one bad recording never stops the batch
                 reason = failure_reason(error, job.path)
@@ -402,10 +325,12 @@ def detect(args: argparse.Namespace, command: list[str] | None = None) -> int:
                     progress_bar.write(f"WARNING {job.path}: {warning}", file=sys.stderr)
             summary_rows.append(summary_row(job, document))
             combined_raven.append((job.relative_path, document["duration_s"], document["detections"]))
-            if args.report:
+            if options.report:
                 from .report import review_recording
 
-                reviewed.append(review_recording(job, document, resumed, len(reviewed) + 1, output_dir, args.format))
+                reviewed.append(
+                    review_recording(job, document, resumed, len(reviewed) + 1, output_dir, options.formats)
+                )
     finally:
         progress_bar.close()
 
@@ -425,23 +350,19 @@ def detect(args: argparse.Namespace, command: list[str] | None = None) -> int:
         "inference": provenance.inference_record(parameters, config),  # the preset and every field it resolves to
         "site_thresholds": None if site_table is None else {"file": settings.site_thresholds_file, "table": site_table},
         "options": {
-            "paths": list(args.paths),
+            "paths": list(options.paths),
             "output_dir": os.path.abspath(output_dir),
             "format": list(settings.formats),
             "batch_size": settings.batch_size,
-            "device": args.device,
+            "device": options.device,
             "resolved_device": device,
-            "threshold": args.threshold,
-            "min_positive_seconds": args.min_positive_seconds,
-            "aggregation": args.aggregation,
-            "min_global_confidence": args.min_global_confidence,
-            "preset": args.preset,
-            "site_thresholds": args.site_thresholds,
-            "recursive": args.recursive,
+            **options.scoring.record(),
+            "site_thresholds": options.site_thresholds,
+            "recursive": options.recursive,
             "model": model,
-            "plot": args.plot,
-            "overwrite": args.overwrite,
-            "report": args.report,
+            "plot": options.plot,
+            "overwrite": options.overwrite,
+            "report": options.report,
         },
         "command": command,
         "started_at": started_at,
@@ -450,7 +371,7 @@ def detect(args: argparse.Namespace, command: list[str] | None = None) -> int:
         "files": {"found": len(jobs), **counts, "inputs_without_audio": len(input_problems)},
     }
     writers.write_json(os.path.join(output_dir, writers.RUN_PARAMETERS_JSON), run_document)
-    if args.report:
+    if options.report:
         from .report import write_report
 
         failures = [(row["path"], row["error"]) for row in summary_rows if row["status"] == "error"]

@@ -28,6 +28,7 @@ From Python: `iter_window_embeddings` (streaming), `window_embeddings` (one reco
 `write_embeddings` (one table) and `embed_files` (what the command does).
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -40,6 +41,7 @@ from vocabulary_orcahello import EMBEDDING_LAYERS
 from .atomic_files import temporary_file_beside
 
 DEFAULT_LAYER = "pooled"
+DEFAULT_OUTPUT_DIR = "orcahello_embeddings"
 EMBEDDINGS_SUFFIX = ".orcahello.embeddings.parquet"
 RUN_FILE = "orcahello_embed_run.json"
 METADATA_KEY = b"orcahello"
@@ -239,7 +241,7 @@ def embed_files(
     """
     from tqdm.auto import tqdm
 
-    from . import __version__, detect, inputs, models, provenance, writers
+    from . import __version__, inputs, models, provenance, runs, writers
 
     require_pyarrow()
     if layer not in EMBEDDING_LAYERS:
@@ -295,7 +297,7 @@ def embed_files(
                     **pipeline_parameters,
                 )
             except Exception as error:  # one bad recording never stops the others
-                reason = detect.failure_reason(error, job.path)
+                reason = runs.failure_reason(error, job.path)
                 progress_bar.write(f"ERROR {job.path}: {reason}", file=sys.stderr)
                 failed.append((job.path, reason))
                 continue
@@ -331,41 +333,45 @@ def embed_files(
     return {"written": written, "skipped": skipped, "failed": failed, "windows": windows_embedded, "run_file": run_file}
 
 
-def add_embed_parser(commands):
-    """`orcahello embed` and its options."""
-    import argparse
+@dataclasses.dataclass(frozen=True)
+class EmbedOptions:
+    """
+    What `orcahello embed` can be told (its command-line options; see `embed_files`).
 
-    from . import options
+    Args:
+        paths (`tuple[str, ...]`):
+            As for detect: files, HLS playlists, folders, glob patterns.
+        output_dir (`str`, *optional*, defaults to `"orcahello_embeddings"`):
+            Where the tables go, mirroring the inputs' folders.
+        model (`str`, *optional*):
+            A model folder or Hub id; None: `models.default_model()`.
+        device (`str`, *optional*, defaults to `"auto"`):
+            `models.DEVICES`.
+        batch_size (`int`, *optional*):
+            Windows per forward pass; None: `models.default_batch_size` of the device.
+        preset (`str`, *optional*):
+            The inference preset whose windows (and frontend) are embedded; None: the model folder's.
+        layer (`str`, *optional*, defaults to `"pooled"`):
+            `EMBEDDING_LAYERS`: the concat-pooled features, or the features the head's last layer classifies.
+        recursive (`bool`, *optional*, defaults to `False`):
+            Also search the subfolders of folders, and let `**` in patterns cross folders.
+        overwrite (`bool`, *optional*, defaults to `False`):
+            Make again the tables an earlier run made with the same model, layer and windows.
+    """
 
-    parser = commands.add_parser(
-        "embed",
-        help="write each window's embedding (what the network makes of it) to a Parquet table per recording",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        # --preset: the windows (and frontend) of that inference behaviour, as for detect.
-        parents=[
-            options.shared_options("--model", "--device", "--batch-size", "--preset", "--recursive", "--overwrite")
-        ],
-    )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="as for detect: files, HLS playlists, folders, globs")
-    parser.add_argument(
-        "--output-dir",
-        metavar="DIR",
-        default="orcahello_embeddings",
-        help="where the tables go, mirroring the inputs' folders (default: ./orcahello_embeddings)",
-    )
-    parser.add_argument(
-        "--layer",
-        choices=EMBEDDING_LAYERS,
-        default=DEFAULT_LAYER,
-        help="pooled: the 4096 concat-pooled features (AutoModel's pooler_output, default); head: the 512 features "
-        "the head's last layer classifies",
-    )
-    return parser
+    paths: tuple[str, ...]
+    output_dir: str = DEFAULT_OUTPUT_DIR
+    model: str | None = None
+    device: str = "auto"
+    batch_size: int | None = None
+    preset: str | None = None
+    layer: str = DEFAULT_LAYER
+    recursive: bool = False
+    overwrite: bool = False
 
 
-def embed_command(args, command=None):
-    """Run `orcahello embed` with the parsed `args`; returns the exit status."""
+def embed_command(options: EmbedOptions, command: list[str] | None = None) -> int:
+    """Run `orcahello embed` with `options`; returns the exit status. `command` is recorded in the run file."""
     from . import EXIT_CANNOT_RUN, EXIT_OK, EXIT_SOME_FILES_FAILED, models
 
     try:
@@ -373,30 +379,30 @@ def embed_command(args, command=None):
     except ImportError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return EXIT_CANNOT_RUN
-    model = args.model or models.default_model()
+    model = options.model or models.default_model()
     try:
-        device = models.resolve_device(args.device)
+        device = models.resolve_device(options.device)
         pipe = models.load_pipeline(model, device)
     except Exception as error:  # a missing folder, no Hub access, a broken config: nothing can be embedded
         print(f"ERROR: cannot load the model {model!r}: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     outcome = embed_files(
-        args.paths,
-        args.output_dir,
+        options.paths,
+        options.output_dir,
         model=model,
-        layer=args.layer,
-        batch_size=args.batch_size,
-        recursive=args.recursive,
-        overwrite=args.overwrite,
+        layer=options.layer,
+        batch_size=options.batch_size,
+        recursive=options.recursive,
+        overwrite=options.overwrite,
         pipe=pipe,
         command=command,
-        pipeline_parameters=None if args.preset is None else {"preset": args.preset},
+        pipeline_parameters=None if options.preset is None else {"preset": options.preset},
     )
     skipped = ""
     if outcome["skipped"]:
         skipped = f", {len(outcome['skipped'])} skipped (already embedded; --overwrite redoes them)"
     print(
         f"{len(outcome['written'])} table(s) written{skipped}, {len(outcome['failed'])} failed; "
-        f"{outcome['windows']} windows embedded. Tables in {args.output_dir}"
+        f"{outcome['windows']} windows embedded. Tables in {options.output_dir}"
     )
     return EXIT_OK if not outcome["failed"] else EXIT_SOME_FILES_FAILED

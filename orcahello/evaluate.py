@@ -26,12 +26,17 @@ score is its global confidence (0-1) and its decision the detector's `global_pre
 """
 
 import csv
+import dataclasses
 import io
 import json
 import math
 import os
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
+
+from vocabulary_orcahello import DECISION_FIELDS
 
 from . import writers
 
@@ -65,7 +70,7 @@ class EvaluationError(ValueError):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def precision_recall_curve(labels, scores):
+def precision_recall_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     `(precision, recall, thresholds)` at each distinct score, from the highest: a sample is called positive when its
     score is `>=` the threshold. Needs at least one positive label.
@@ -81,7 +86,7 @@ def precision_recall_curve(labels, scores):
     return true_positives / called, true_positives / true_positives[-1], scores[last_of_run]
 
 
-def average_precision(labels, scores):
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float | None:
     """The area under the precision-recall curve as average precision; None when no label is positive."""
     if not np.any(np.asarray(labels)):
         return None
@@ -89,7 +94,7 @@ def average_precision(labels, scores):
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def decision_metrics(labels, decisions):
+def decision_metrics(labels: np.ndarray, decisions: np.ndarray) -> dict[str, Any]:
     """Counts, precision, recall and F1 of binary `decisions` against `labels` (None where undefined)."""
     labels = np.asarray(labels, dtype=bool)
     decisions = np.asarray(decisions, dtype=bool)
@@ -114,7 +119,7 @@ def decision_metrics(labels, decisions):
     }
 
 
-def scored_metrics(labels, scores, decisions):
+def scored_metrics(labels: np.ndarray, scores: np.ndarray, decisions: np.ndarray) -> dict[str, Any]:
     """`decision_metrics` plus `auprc` over `scores`."""
     metrics = decision_metrics(labels, decisions)
     auprc = average_precision(labels, scores) if len(labels) else None
@@ -134,13 +139,13 @@ def _round(value, digits=6):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def marked_seconds(start, end, duration):
+def marked_seconds(start: float, end: float, duration: float) -> range:
     """The seconds an interval marks (see the module docstring), within the recording's `ceil(duration)` seconds."""
     last = min(math.ceil(end), math.floor(duration), math.ceil(duration) - 1)
     return range(max(0, math.floor(start)), last + 1)
 
 
-def second_scores(document):
+def second_scores(document: dict[str, Any]) -> np.ndarray:
     """Per second of a `detect` result: the highest confidence of the scoring rows marking it (0 where none does)."""
     duration = float(document["duration_s"])
     scores = np.zeros(math.ceil(duration), dtype=np.float64)
@@ -151,7 +156,7 @@ def second_scores(document):
     return scores
 
 
-def second_labels(intervals, duration):
+def second_labels(intervals: Sequence[tuple[float, float]], duration: float) -> np.ndarray:
     labels = np.zeros(math.ceil(duration), dtype=bool)
     for start, end in intervals:
         for second in marked_seconds(start, end, duration):
@@ -164,7 +169,7 @@ def second_labels(intervals, duration):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def load_detections(paths):
+def load_detections(paths: Iterable[str]) -> list[dict[str, Any]]:
     """The `detect` results under `paths` (folders searched recursively for `*.orcahello.json`, or such files)."""
     suffix = writers.OUTPUT_SUFFIXES["json"]
     files = []
@@ -212,7 +217,7 @@ def _number(text, where, column):
     return value
 
 
-def read_annotations(path):
+def read_annotations(path: str) -> list[tuple[str, float, float, str]]:
     """`[(file, start_s, end_s, label)]` from a `file,start_s,end_s[,label]` CSV or a Raven selection table."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
@@ -267,7 +272,7 @@ def path_parts(path):
     return [part for part in os.fspath(path).replace("\\", "/").split("/") if part not in ("", ".")]
 
 
-def match_recording(name, documents_by_parts):
+def match_recording(name: str, documents_by_parts: dict[int, list[str]]) -> int | None:
     """
     The result an annotation's `file` names: the one whose path ends with that file's path (whole folder/file names),
     or whose file name without extension is `name` when `name` has no extension. Raises on an ambiguous name.
@@ -284,7 +289,7 @@ def match_recording(name, documents_by_parts):
     return found[0] if found else None
 
 
-def site_of(document):
+def site_of(document: dict[str, Any]) -> str:
     """The site a result belongs to: its `--site-thresholds` site, else the folder above `hls` in an archive path,
     else its folder's name."""
     site = (document.get("site_thresholds") or {}).get("site")
@@ -296,7 +301,7 @@ def site_of(document):
     return parts[-2] if len(parts) > 1 else "(none)"
 
 
-def file_score(document):
+def file_score(document: dict[str, Any]) -> float:
     confidence = float(document.get("global_confidence") or 0.0)
     aggregation = (document.get("parameters") or {}).get("aggregation", "orcahello")
     return confidence / 100.0 if aggregation == "orcahello" else confidence
@@ -307,7 +312,11 @@ def file_score(document):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def evaluate(documents, annotations, positive_labels=None):
+def evaluate(
+    documents: Sequence[dict[str, Any]],
+    annotations: Iterable[tuple[str, float, float, str]],
+    positive_labels: Iterable[str] | None = None,
+) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """
     The metrics of `documents` (detect results) against `annotations` (`[(file, start, end, label)]`): positive
     seconds are those of annotations whose `annotation_kind` is positive, or with `positive_labels` those with one
@@ -376,7 +385,7 @@ def evaluate(documents, annotations, positive_labels=None):
         "positive_labels": sorted(wanted) if wanted else "every annotation but not_srkw[:class], negative, unsure",
         "thresholds_used": {
             "local_threshold": sorted({entry["local_threshold"] for entry in per_file}),
-            "file_decision": "each result's global_prediction (its aggregation, thresholds and min_global_confidence)",
+            "file_decision": f"each result's global_prediction (its decision fields: {', '.join(DECISION_FIELDS)})",
         },
         "seconds": seconds,
         "files": scored_metrics(*file_columns),
@@ -386,7 +395,7 @@ def evaluate(documents, annotations, positive_labels=None):
     }, (labels, scores, sites)
 
 
-def plot_pr_curves(labels, scores, sites, path):
+def plot_pr_curves(labels: np.ndarray, scores: np.ndarray, sites: np.ndarray, path: str) -> None:
     """Precision against recall at one-second resolution: all recordings, and each site with annotated seconds."""
     from .figures import new_figure, save_figure
 
@@ -412,57 +421,41 @@ def plot_pr_curves(labels, scores, sites, path):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def add_parser(commands):
-    """`orcahello evaluate`'s options, on the CLI's sub-command parsers `commands`."""
-    import argparse
+@dataclasses.dataclass(frozen=True)
+class EvaluateOptions:
+    """
+    What `orcahello evaluate` can be told (its command-line options; see `evaluate`).
 
-    parser = commands.add_parser(
-        "evaluate",
-        help="score detect results against annotations at one-second and file level (AUPRC, precision, recall, F1)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "detections", nargs="+", metavar="DETECTIONS", help="folders of detect results, or their JSON files"
-    )
-    parser.add_argument(
-        "--annotations",
-        metavar="ANN.csv",
-        action="append",
-        required=True,
-        help="file,start_s,end_s[,label] CSV or a Raven selection table; may be repeated",
-    )
-    parser.add_argument("--output", metavar="metrics.json", required=True, help="where the metrics go")
-    parser.add_argument(
-        "--positive-label",
-        metavar="LABEL",
-        action="append",
-        default=None,
-        help="only annotations with this label mark positive seconds; may be repeated (default: every annotation)",
-    )
-    parser.add_argument(
-        "--plot",
-        metavar="PNG",
-        default=None,
-        help=f"the precision-recall picture (default: beside --output, <name>{PR_CURVE_SUFFIX}; needs matplotlib)",
-    )
-    return parser
+    Args:
+        detections (`tuple[str, ...]`): folders of detect results, or their JSON files.
+        annotations (`tuple[str, ...]`): `file,start_s,end_s[,label]` CSVs or Raven selection tables.
+        output (`str`): where the metrics go (JSON).
+        positive_labels (`tuple[str, ...]`, *optional*): only annotations with these labels mark positive seconds;
+            None: every annotation.
+        plot (`str`, *optional*): the precision-recall picture; None: beside `output`, `<name>.pr_curve.png`.
+    """
+
+    detections: tuple[str, ...]
+    annotations: tuple[str, ...]
+    output: str
+    positive_labels: tuple[str, ...] | None = None
+    plot: str | None = None
 
 
-def evaluate_command(args):
-    """Run `orcahello evaluate` with the parsed `args`; returns the exit status (0, or 2 with an error line)."""
+def evaluate_command(options: EvaluateOptions) -> int:
+    """Run `orcahello evaluate` with `options`; returns the exit status (0, or 2 with an error line)."""
     import sys
 
     try:
-        documents = load_detections(args.detections)
-        annotations = [row for path in args.annotations for row in read_annotations(path)]
-        metrics, (labels, scores, sites) = evaluate(documents, annotations, args.positive_label)
+        documents = load_detections(options.detections)
+        annotations = [row for path in options.annotations for row in read_annotations(path)]
+        metrics, (labels, scores, sites) = evaluate(documents, annotations, options.positive_labels)
     except EvaluationError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 2
     for name in metrics["annotations_without_results"]:
         print(f"WARNING: annotations of {name!r} match no detect result; left out", file=sys.stderr)
-    plot_path = args.plot or os.path.splitext(args.output)[0] + PR_CURVE_SUFFIX
+    plot_path = options.plot or os.path.splitext(options.output)[0] + PR_CURVE_SUFFIX
     metrics["pr_curve_png"] = None
     try:
         if labels.any():
@@ -473,9 +466,9 @@ def evaluate_command(args):
                 print(f"NOTE: no precision-recall picture: {error}", file=sys.stderr)
         else:
             print("NOTE: no annotated second: no AUPRC and no precision-recall picture", file=sys.stderr)
-        writers.write_json(args.output, metrics)
+        writers.write_json(options.output, metrics)
     except OSError as error:
-        print(f"ERROR: cannot write {error.filename or args.output}: {error.strerror or error}", file=sys.stderr)
+        print(f"ERROR: cannot write {error.filename or options.output}: {error.strerror or error}", file=sys.stderr)
         return 2
     seconds, files = metrics["seconds"], metrics["files"]
     print(
@@ -483,7 +476,7 @@ def evaluate_command(args):
         f"AUPRC {_show(seconds['auprc'])}, precision {_show(seconds['precision'])}, "
         f"recall {_show(seconds['recall'])}, F1 {_show(seconds['f1'])}; "
         f"files: precision {_show(files['precision'])}, recall {_show(files['recall'])}. "
-        f"Metrics in {args.output}"
+        f"Metrics in {options.output}"
     )
     return 0
 

@@ -22,7 +22,7 @@ SIGTERM or SIGINT finishes the segment at hand, writes everything and exits 0; a
 `--output-dir` resumes at the first window not yet written.
 """
 
-import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -33,8 +33,8 @@ import time
 from hls_timeline_orcahello import iso_utc
 from results_orcahello import DecisionParameters
 
-from . import EXIT_CANNOT_RUN, EXIT_OK, detect, models, options, provenance
-from .live_follower import LiveFollower
+from . import EXIT_CANNOT_RUN, EXIT_OK, models, provenance, runs
+from .live_follower import FollowerSettings, LiveFollower
 from .live_outputs import SourceOutputs, write_json_atomically
 from .live_stream import LiveSource, LiveSourceError
 from .live_webhook import SPOOL_FOLDER, WebhookSpool
@@ -99,79 +99,58 @@ def run_followers(followers, stop_event, output_dir, stop_after=None, poll_secon
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def positive_float(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
+@dataclasses.dataclass(frozen=True)
+class LiveOptions:
+    """
+    What `orcahello live` can be told (its command-line options; see `live_command`).
+
+    Args:
+        sources (`tuple[str, ...]`):
+            Nodes (`http(s)://host/<node>`, or a local folder holding `latest.txt`) or live `.m3u8` playlists.
+        output_dir (`str`, *optional*, defaults to `"orcahello_live"`):
+            Where each source's folder of results goes.
+        model (`str`, *optional*):
+            A model folder or Hub id; None: `models.default_model()`.
+        device (`str`, *optional*, defaults to `"auto"`):
+            `models.DEVICES`.
+        batch_size (`int`, *optional*):
+            Windows per forward pass; None: `models.default_batch_size` of the device.
+        engine (`str`, *optional*, defaults to `"auto"`):
+            What computes the model (`vocabulary_orcahello.ENGINES`).
+        scoring (`provenance.ScoringOptions`, *optional*):
+            The decision fields set for every source; by default the model's.
+        stop_after (`float`, *optional*):
+            Stop (as on SIGTERM) after this many seconds; None: run until stopped.
+        post (`str`, *optional*):
+            A URL to POST each positive minute to, as JSON (spooled on disk while it is down).
+        poll_seconds (`float`, *optional*, defaults to 10):
+            How often a source that is caught up is polled.
+        backlog_seconds (`float`, *optional*, defaults to 60):
+            On first contact with a source, how much of its current recording to score.
+        plot (`bool`, *optional*, defaults to `True`):
+            A spectrogram picture for each positive minute.
+    """
+
+    sources: tuple[str, ...]
+    output_dir: str = DEFAULT_OUTPUT_DIR
+    model: str | None = None
+    device: str = "auto"
+    batch_size: int | None = None
+    engine: str = "auto"
+    scoring: provenance.ScoringOptions = dataclasses.field(default_factory=provenance.ScoringOptions)
+    stop_after: float | None = None
+    post: str | None = None
+    poll_seconds: float = DEFAULT_POLL_SECONDS
+    backlog_seconds: float = DEFAULT_BACKLOG_SECONDS
+    plot: bool = True
 
 
-# The options live shares with detect (options.SHARED_OPTIONS).
-LIVE_SHARED_OPTIONS = (
-    "--model",
-    "--device",
-    "--batch-size",
-    "--engine",
-    "--threshold",
-    "--min-positive-seconds",
-    "--aggregation",
-)
-
-
-def add_live_parser(commands):
-    """`orcahello live`: its options."""
-    parser = commands.add_parser(
-        "live",
-        help="follow hydrophone streams continuously and score them as they grow",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[options.shared_options(*LIVE_SHARED_OPTIONS)],
-    )
-    parser.add_argument(
-        "sources",
-        nargs="+",
-        metavar="SOURCE",
-        help="nodes (http(s)://host/<node>, or a local folder holding latest.txt) or live .m3u8 playlists",
-    )
-    parser.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, help=f"default: ./{DEFAULT_OUTPUT_DIR}")
-    parser.add_argument(
-        "--stop-after",
-        metavar="SECONDS",
-        type=positive_float,
-        default=None,
-        help="stop (as on SIGTERM) after this many seconds; default: run until stopped",
-    )
-    parser.add_argument(
-        "--post",
-        metavar="URL",
-        default=None,
-        help="POST each positive minute as JSON to URL (spooled on disk while it is down)",
-    )
-    parser.add_argument(
-        "--poll-seconds",
-        metavar="S",
-        type=positive_float,
-        default=DEFAULT_POLL_SECONDS,
-        help=f"how often a source that is caught up is polled (default {DEFAULT_POLL_SECONDS:g})",
-    )
-    parser.add_argument(
-        "--backlog-seconds",
-        metavar="S",
-        type=float,
-        default=DEFAULT_BACKLOG_SECONDS,
-        help="on first contact with a source, how much of its current recording to score "
-        f"(default {DEFAULT_BACKLOG_SECONDS:g}; a large value scores it from its start)",
-    )
-    parser.add_argument("--no-plot", action="store_true", help="no spectrogram picture for positive minutes")
-    return parser
-
-
-def live_command(args, command=None):
-    """Run `orcahello live`; returns the exit status (0 after a signal or --stop-after)."""
+def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
+    """Run `orcahello live` with `options`; returns the exit status (0 after a signal or --stop-after)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     stop_event = threading.Event()
     try:
-        sources = [LiveSource(source, stop_event=stop_event) for source in args.sources]
+        sources = [LiveSource(source, stop_event=stop_event) for source in options.sources]
     except LiveSourceError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return EXIT_CANNOT_RUN
@@ -180,34 +159,37 @@ def live_command(args, command=None):
     if duplicates:
         print(f"ERROR: two sources would write to the same folder: {', '.join(duplicates)}", file=sys.stderr)
         return EXIT_CANNOT_RUN
-    model = args.model or models.default_model()
+    model = options.model or models.default_model()
     try:
-        device = models.resolve_device(args.device)
+        device = models.resolve_device(options.device)
         pipe = models.load_pipeline(model, device)
     except Exception as error:  # a missing folder, no Hub access, a broken config: nothing can be scored
         print(f"ERROR: cannot load the model {model!r}: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_CANNOT_RUN
-    detect.quiet_pipeline_warnings()  # each minute's warnings are in its outputs
-    parameters = provenance.scoring_parameters(args, pipe.model.config)
+    runs.quiet_pipeline_warnings()  # each minute's warnings are in its outputs
+    parameters = provenance.scoring_parameters(options.scoring, pipe.model.config)
     model_info = provenance.describe_model(pipe, model)
     # The decision as detect makes it: the preset's smoothing and the floor on the confidence included.
     inference = provenance.inference_record(parameters, pipe.model.config)
-    settings = {
-        "parameters": parameters,
-        "decision": DecisionParameters.from_mapping({**inference, **parameters}),
-        "run_hash": provenance.run_hash(parameters, model_info),
-        "model_info": model_info,
-        "backlog_seconds": args.backlog_seconds,
-        "poll_seconds": args.poll_seconds,
-    }
-    os.makedirs(args.output_dir, exist_ok=True)
-    webhook = WebhookSpool(args.post, os.path.join(args.output_dir, SPOOL_FOLDER)).start() if args.post else None
-    scorer = WindowScorer(pipe, args.batch_size or models.default_batch_size(pipe.device.type), engine=args.engine)
+    settings = FollowerSettings(
+        parameters=parameters,
+        decision=DecisionParameters.from_mapping({**inference, **parameters}),
+        run_hash=provenance.run_hash(parameters, model_info),
+        model_info=model_info,
+        backlog_seconds=options.backlog_seconds,
+        poll_seconds=options.poll_seconds,
+    )
+    os.makedirs(options.output_dir, exist_ok=True)
+    webhook = (
+        WebhookSpool(options.post, os.path.join(options.output_dir, SPOOL_FOLDER)).start() if options.post else None
+    )
+    batch_size = options.batch_size or models.default_batch_size(pipe.device.type)
+    scorer = WindowScorer(pipe, batch_size, engine=options.engine, precision=options.scoring.precision)
     try:
         followers = [
             LiveFollower(
                 source,
-                SourceOutputs(os.path.join(args.output_dir, source.name), plot=not args.no_plot),
+                SourceOutputs(os.path.join(options.output_dir, source.name), plot=options.plot),
                 scorer,
                 settings,
                 webhook,
@@ -224,9 +206,9 @@ def live_command(args, command=None):
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    logger.info("following %d source(s) into %s with %s (%s)", len(sources), args.output_dir, model, device)
+    logger.info("following %d source(s) into %s with %s (%s)", len(sources), options.output_dir, model, device)
     try:
-        run_followers(followers, stop_event, args.output_dir, args.stop_after, args.poll_seconds)
+        run_followers(followers, stop_event, options.output_dir, options.stop_after, options.poll_seconds)
     finally:
         if webhook is not None:
             webhook.stop()

@@ -9,11 +9,13 @@ import dataclasses
 import logging
 import math
 import time
+from typing import Any
 
 from hls_playlist_orcahello import HLSInputError
 from hls_timeline_orcahello import iso_utc, listed_segment_seconds, utc_at
+from results_orcahello import DecisionParameters
 
-from . import __version__, detect
+from . import __version__, runs
 from .live_stream import SEGMENT_SECONDS_WHEN_UNLISTED, LiveSourceError
 
 logger = logging.getLogger("orcahello.live")
@@ -26,6 +28,28 @@ LOST_AFTER_FAILURES = 3
 MAX_BACKOFF_SECONDS = 300.0
 
 
+@dataclasses.dataclass(frozen=True)
+class FollowerSettings:
+    """
+    What every source's `LiveFollower` scores with and records.
+
+    Args:
+        parameters (`dict`): every scoring parameter, resolved as `orcahello detect` resolves them.
+        decision (`DecisionParameters`): how a minute's window scores become its decision.
+        run_hash (`str`): what identifies the results (`provenance.run_hash`): a new run resumes only the same.
+        model_info (`dict`): the model's identity (`provenance.describe_model`).
+        backlog_seconds (`float`): on first contact with a source, how much of its current recording to score.
+        poll_seconds (`float`): how often a source that is caught up is polled.
+    """
+
+    parameters: dict[str, Any]
+    decision: DecisionParameters
+    run_hash: str
+    model_info: dict[str, Any]
+    backlog_seconds: float
+    poll_seconds: float
+
+
 class LiveFollower:
     """
     One source followed: its recording in progress, the windows and minutes written, its faults and lag.
@@ -34,20 +58,19 @@ class LiveFollower:
         source (`LiveSource`): what to follow.
         outputs (`SourceOutputs`): where its results go.
         scorer (`WindowScorer`): the shared model.
-        settings (`dict`): `parameters` (scoring, as `orcahello detect`'s), `run_hash`, `model_info`,
-            `backlog_seconds`, `poll_seconds`.
+        settings (`FollowerSettings`): the scoring, the decision and what identifies the results.
         webhook (`WebhookSpool`, *optional*): where positive minutes are posted.
     """
 
     def __init__(self, source, outputs, scorer, settings, webhook=None):
         self.source, self.outputs, self.scorer, self.webhook = source, outputs, scorer, webhook
-        self.parameters = settings["parameters"]
+        self.parameters = settings.parameters
         self.settings = settings
         self.window_seconds = self.parameters["window_seconds"]
         self.hop_seconds = self.parameters["hop_seconds"]
         self.minute_windows = max(1, int(round(MINUTE_SECONDS / self.hop_seconds)))
         self.state = outputs.load_state() or {}
-        if self.state and self.state.get("run_hash") != settings["run_hash"]:
+        if self.state and self.state.get("run_hash") != settings.run_hash:
             raise LiveSourceError(
                 f"{outputs.folder}: written with another model or other scoring parameters; pass another --output-dir"
             )
@@ -82,7 +105,7 @@ class LiveFollower:
             first_segment, lost, next_minute = segments[0].number, [], 0
             if not state:  # first contact with this source: begin near the live edge
                 nominal = listed_segment_seconds(segments) or SEGMENT_SECONDS_WHEN_UNLISTED
-                keep = max(1, math.ceil(self.settings["backlog_seconds"] / nominal))
+                keep = max(1, math.ceil(self.settings.backlog_seconds / nominal))
                 if not info.get("ended"):
                     first_segment = segments[max(0, len(segments) - keep)].number
         from_first = [segment for segment in segments if segment.number >= first_segment]
@@ -137,7 +160,7 @@ class LiveFollower:
             "next_minute": self.next_minute,
             "next_window": self.next_window,
             "finished": finished,
-            "run_hash": self.settings["run_hash"],
+            "run_hash": self.settings.run_hash,
             "source": self.source.source,
         }
         self.outputs.save_state(self.state)
@@ -152,7 +175,7 @@ class LiveFollower:
             more = self._step(stop_event)
             self.failures_in_a_row, self.last_error = 0, None
             if not more:
-                self.next_poll_at = time.monotonic() + self.settings["poll_seconds"]
+                self.next_poll_at = time.monotonic() + self.settings.poll_seconds
         except (HLSInputError, LiveSourceError) as error:
             self._back_off(error)
             more = False
@@ -169,7 +192,7 @@ class LiveFollower:
         """A failed turn: a warning, and the next try after a delay that doubles with each failure in a row."""
         self.failures_in_a_row += 1
         self.last_error = str(error)
-        delay = min(self.settings["poll_seconds"] * 2 ** (self.failures_in_a_row - 1), MAX_BACKOFF_SECONDS)
+        delay = min(self.settings.poll_seconds * 2 ** (self.failures_in_a_row - 1), MAX_BACKOFF_SECONDS)
         logger.warning(
             "%s: %s (failure %d in a row; next try in %.1f s)", self.source.name, error, self.failures_in_a_row, delay
         )
@@ -371,7 +394,7 @@ class LiveFollower:
             info,
             [entry["score"] for entry in entries],
             sum(entry["silent"] for entry in entries),
-            decision=self.settings["decision"],
+            decision=self.settings.decision,
             return_timestamps=True,
         )
         document = {
@@ -382,15 +405,15 @@ class LiveFollower:
             "start_time_utc": result["start_time_utc"],
             "end_time_utc": entries[-1]["end_utc"],
             "label": result["label"],
-            **{key: result[key] for key in detect.RESULT_KEYS if key != "start_time_utc"},
+            **{key: result[key] for key in runs.RESULT_KEYS if key != "start_time_utc"},
             "source_stream": result.get("source"),
             "duration_s": result["duration_s"],
             "sampling_rate": rate,
             "num_channels": recording.num_channels,
             "parameters": result["parameters"],
-            "model": self.settings["model_info"],
+            "model": self.settings.model_info,
             "version": __version__,
-            "run_hash": self.settings["run_hash"],
+            "run_hash": self.settings.run_hash,
             "partial_minute": final and len(entries) < self.minute_windows,
         }
         stem = self.outputs.minute_stem(self.recording_id, self.next_minute, result["start_time_utc"])

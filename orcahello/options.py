@@ -1,12 +1,16 @@
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
-The command-line options shared by the commands: their value types (argparse `type=` callables), and the options
-that several commands take with one meaning (`--model`, `--device`, `--batch-size`, the decision thresholds, ...),
-each defined once in `SHARED_OPTIONS` and handed to a command's parser by `shared_options` (argparse `parents=`).
+The options of the `orcahello` commands: their value types (argparse `type=` callables); the options that several
+commands take with one meaning (`--model`, `--device`, `--batch-size`, the decision options, ...), each defined once
+in `SHARED_OPTIONS` and handed to a command's parser by `shared_options` (argparse `parents=`); and each command's
+own options (`add_<command>_options`, with the defaults of the command's module; detect's are in `orcahello.cli`,
+the only importer of `orcahello.detect`). `orcahello.cli` puts them together into the command line; only it imports
+this module: below it, options are typed dataclasses.
 """
 
 import argparse
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
 from vocabulary_orcahello import (
     AGGREGATION_STRATEGIES,
@@ -16,10 +20,12 @@ from vocabulary_orcahello import (
     INFERENCE_PRESETS,
 )
 
-from . import (
-    models,
-    writers,
-)
+from . import adapt, batch, calibrate, embed, evaluate, live, models, search, writers
+from .provenance import DECISION_OPTIONS
+from .training import finetune
+
+if TYPE_CHECKING:
+    from .search import WindowQuery
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -63,6 +69,14 @@ def positive_integer(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """A length of time above 0 (`--poll-seconds`)."""
+    value = float(text)
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
 def unit_fraction(text: str) -> float:
     """A global-confidence floor on the 0-1 scale (production's 0-100 value / 100)."""
     try:
@@ -80,6 +94,16 @@ def preset_name(value: str) -> str:
     if value not in names:
         raise argparse.ArgumentTypeError(f"must be one of {', '.join(names)}, got {value!r}")
     return value
+
+
+def window_query(text: str) -> "WindowQuery":
+    """`--query`'s value: `FILE@SECONDS`, a window of embed's tables (`orcahello.search.WindowQuery`)."""
+    from .search import WindowQuery
+
+    try:
+        return WindowQuery.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 # The options several commands take, each with one meaning wherever it is given: a command's parser gets those it
@@ -154,9 +178,357 @@ SHARED_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+def option_flag(name: str) -> str:
+    """The command-line flag of the option `name` (`min_positive_seconds`: `--min-positive-seconds`)."""
+    return "--" + name.replace("_", "-")
+
+
+# The decision options (provenance.DECISION_OPTIONS), in that order: every command that decides takes them all.
+DECISION_FLAGS = tuple(option_flag(name) for name in DECISION_OPTIONS)
+
+
 def shared_options(*flags: str) -> argparse.ArgumentParser:
     """A parent parser (argparse `parents=[...]`) holding the `SHARED_OPTIONS` named by `flags`, in that order."""
     parent = argparse.ArgumentParser(add_help=False)
     for flag in flags:
         parent.add_argument(flag, **SHARED_OPTIONS[flag])
     return parent
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Each command's own options
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def add_embed_options(parser: argparse.ArgumentParser) -> None:
+    """`orcahello embed`'s own options (the run is `orcahello.embed`)."""
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="as for detect: files, HLS playlists, folders, globs")
+    parser.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        default=embed.DEFAULT_OUTPUT_DIR,
+        help=f"where the tables go, mirroring the inputs' folders (default: ./{embed.DEFAULT_OUTPUT_DIR})",
+    )
+    parser.add_argument(
+        "--layer",
+        choices=embed.EMBEDDING_LAYERS,
+        default=embed.DEFAULT_LAYER,
+        help="pooled: the 4096 concat-pooled features (AutoModel's pooler_output, default); head: the 512 features "
+        "the head's last layer classifies",
+    )
+
+
+def add_batch_options(parser: argparse.ArgumentParser) -> None:
+    """`orcahello batch`'s own options (the job is `orcahello.batch`, which needs the `scale` extra)."""
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="SOURCE",
+        help="audio files, HLS playlists (.m3u8), folders, glob patterns (quote them) or http(s) URLs",
+    )
+    parser.add_argument(
+        "--manifest",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="a text file listing one recording (path or URL) per line; relative paths are relative to the file; "
+        "may be repeated",
+    )
+    parser.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        default=batch.DEFAULT_OUTPUT_DIR,
+        help=f"where the Parquet tables and JSONs go (default: ./{batch.DEFAULT_OUTPUT_DIR}); on the driver's machine",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="ADDRESS",
+        default=None,
+        help="join this Ray cluster (auto: the one this machine belongs to, or its head's HOST:PORT) instead of "
+        "starting a local instance",
+    )
+    parser.add_argument(
+        "--num-cpus",
+        metavar="N",
+        type=positive_integer,
+        default=None,
+        help="CPUs of the local Ray instance (default: this machine's cores)",
+    )
+    parser.add_argument(
+        "--num-workers",
+        metavar="N",
+        type=positive_integer,
+        default=None,
+        help="model actors (default: one per GPU of the cluster, else one per --cpus-per-worker CPUs)",
+    )
+    parser.add_argument(
+        "--cpus-per-worker",
+        metavar="N",
+        type=positive_integer,
+        default=1,
+        help="CPUs (and threads) each CPU model actor reserves (default: 1)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="model actors on GPUs (cuda) or CPUs; auto: GPUs when the cluster has any",
+    )
+    parser.add_argument(
+        "--partition-windows",
+        metavar="N",
+        type=positive_integer,
+        default=batch.DEFAULT_PARTITION_WINDOWS,
+        help="windows per partition, the unit of work and of resuming (default: "
+        f"{batch.DEFAULT_PARTITION_WINDOWS}, rounded up to a multiple of the featurization block)",
+    )
+
+
+def add_calibrate_options(parser: argparse.ArgumentParser) -> None:
+    """`orcahello calibrate`'s options (the run is `orcahello.calibrate`)."""
+    parser.add_argument("labels", metavar="LABELS.csv", help="one labelled event per row (site, score, class)")
+    parser.add_argument(
+        "--target-precision",
+        metavar="P",
+        type=float,
+        required=True,
+        help="the share of flagged events that must be positive at the fitted floor, in (0, 1]",
+    )
+    parser.add_argument(
+        "--output", metavar="SITES.json", required=True, help="the table to write; the report goes beside it"
+    )
+    parser.add_argument(
+        "--min-flagged",
+        metavar="N",
+        type=int,
+        default=calibrate.DEFAULT_MIN_FLAGGED,
+        help=f"flagged events a floor must keep to count (default: {calibrate.DEFAULT_MIN_FLAGGED})",
+    )
+    for flag, default in (
+        ("--site-column", calibrate.DEFAULT_SITE_COLUMN),
+        ("--score-column", calibrate.DEFAULT_SCORE_COLUMN),
+        ("--label-column", calibrate.DEFAULT_LABEL_COLUMN),
+    ):
+        parser.add_argument(flag, default=default, help=f"default: {default}")
+    parser.add_argument(
+        "--positive-label",
+        metavar="CLASS",
+        action="append",
+        default=None,
+        help="a class that counts as positive; may be repeated (default: "
+        f"{', '.join(calibrate.DEFAULT_POSITIVE_LABELS)})",
+    )
+    parser.add_argument(
+        "--score-scale",
+        metavar="MAX",
+        type=float,
+        default=calibrate.DEFAULT_SCORE_SCALE,
+        help="what a score of certainty is in the CSV: 100 for production's confidence (default), 1 for a 0-1 score",
+    )
+
+
+def add_evaluate_options(parser: argparse.ArgumentParser) -> None:
+    """`orcahello evaluate`'s options (the run is `orcahello.evaluate`)."""
+    parser.add_argument(
+        "detections", nargs="+", metavar="DETECTIONS", help="folders of detect results, or their JSON files"
+    )
+    parser.add_argument(
+        "--annotations",
+        metavar="ANN.csv",
+        action="append",
+        required=True,
+        help="file,start_s,end_s[,label] CSV or a Raven selection table; may be repeated",
+    )
+    parser.add_argument("--output", metavar="metrics.json", required=True, help="where the metrics go")
+    parser.add_argument(
+        "--positive-label",
+        metavar="LABEL",
+        action="append",
+        default=None,
+        help="only annotations with this label mark positive seconds; may be repeated (default: every annotation)",
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="PNG",
+        default=None,
+        help="the precision-recall picture (default: beside --output, "
+        f"<name>{evaluate.PR_CURVE_SUFFIX}; needs matplotlib)",
+    )
+
+
+def add_live_options(parser: argparse.ArgumentParser) -> None:
+    """`orcahello live`'s own options (the run is `orcahello.live`)."""
+    parser.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="nodes (http(s)://host/<node>, or a local folder holding latest.txt) or live .m3u8 playlists",
+    )
+    parser.add_argument("--output-dir", default=live.DEFAULT_OUTPUT_DIR, help=f"default: ./{live.DEFAULT_OUTPUT_DIR}")
+    parser.add_argument(
+        "--stop-after",
+        metavar="SECONDS",
+        type=positive_float,
+        default=None,
+        help="stop (as on SIGTERM) after this many seconds; default: run until stopped",
+    )
+    parser.add_argument(
+        "--post",
+        metavar="URL",
+        default=None,
+        help="POST each positive minute as JSON to URL (spooled on disk while it is down)",
+    )
+    parser.add_argument(
+        "--poll-seconds",
+        metavar="S",
+        type=positive_float,
+        default=live.DEFAULT_POLL_SECONDS,
+        help=f"how often a source that is caught up is polled (default {live.DEFAULT_POLL_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--backlog-seconds",
+        metavar="S",
+        type=float,
+        default=live.DEFAULT_BACKLOG_SECONDS,
+        help="on first contact with a source, how much of its current recording to score "
+        f"(default {live.DEFAULT_BACKLOG_SECONDS:g}; a large value scores it from its start)",
+    )
+    parser.add_argument("--no-plot", action="store_true", help="no spectrogram picture for positive minutes")
+
+
+def add_finetune_options(parser: argparse.ArgumentParser) -> None:
+    """`orcahello finetune`'s options (the run is `orcahello.training.finetune`, which needs the `train` extra)."""
+    parser.add_argument("--model", required=True, help="model folder (or Hub id) to start from")
+    parser.add_argument("--train", required=True, metavar="DATA", help="positive/negative folder tree or saved dataset")
+    parser.add_argument("--eval", required=True, metavar="DATA", help="held-out clips, same forms as --train")
+    parser.add_argument("--output-dir", required=True, metavar="OUT", help="where the fine-tuned model folder goes")
+    for flag, default in (("--epochs", finetune.DEFAULT_EPOCHS), ("--batch-size", finetune.DEFAULT_BATCH_SIZE)):
+        parser.add_argument(flag, type=positive_integer, default=default, help="default: %(default)s")
+    parser.add_argument(
+        "--learning-rate", type=float, default=finetune.DEFAULT_LEARNING_RATE, help="peak; default: %(default)s"
+    )
+    parser.add_argument(
+        "--weight-decay", type=float, default=finetune.DEFAULT_WEIGHT_DECAY, help="default: %(default)s"
+    )
+    parser.add_argument(
+        "--warmup-ratio",
+        type=float,
+        default=finetune.DEFAULT_WARMUP_RATIO,
+        help="share of steps warming up; default: %(default)s",
+    )
+    parser.add_argument(
+        "--freeze-backbone", action="store_true", help="train the head only (backbone BatchNorm frozen)"
+    )
+    parser.add_argument(
+        "--train-batch-norm",
+        action="store_true",
+        help="with --freeze-backbone: keep the backbone's BatchNorm layers trainable and updating (fastai's train_bn)",
+    )
+    parser.add_argument(
+        "--freq-mask-max-bins",
+        type=non_negative_integer,
+        default=finetune.FASTAI_AUDIO_FREQUENCY_MASK_ROWS,
+        help="widest frequency mask, in mel rows (0: no masking); default: %(default)s, fastai_audio's",
+    )
+    parser.add_argument(
+        "--freq-mask-min-bins",
+        type=non_negative_integer,
+        default=None,
+        help="narrowest frequency mask (default: the maximum, a fixed width as fastai_audio; 0 for SpecAugment's)",
+    )
+    parser.add_argument("--seed", type=int, default=42, help="default: %(default)s")
+    parser.add_argument("--num-workers", type=non_negative_integer, default=0, help="data loader workers")
+    parser.add_argument("--keep-checkpoints", action="store_true", help=f"keep OUT/{finetune.CHECKPOINTS_FOLDER}")
+
+
+def add_convert_options(parser: argparse.ArgumentParser) -> None:
+    """`orcahello convert`'s options (the run is `orcahello.conversion.convert_fastai`, loaded only to run)."""
+    parser.add_argument(
+        "--input",
+        required=True,
+        help="model.pkl (learner export), .pt/.pth or .safetensors state_dict, or a folder in upstream's Hub layout "
+        "(config.json + config.yaml + model.safetensors or model_v1.pt): converted with preset v1 as its default",
+    )
+    parser.add_argument("--output-dir", required=True, help="folder to write (created if needed)")
+    parser.add_argument("--card", help="model card (README.md) to copy into the folder")
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the forward-pass comparison (the key and shape checks still run)",
+    )
+
+
+def add_upload_options(parser: argparse.ArgumentParser) -> None:
+    """`orcahello upload`'s options (the run is `orcahello.conversion.upload`, loaded only to run)."""
+    parser.add_argument("folder", help="model folder written by orcahello convert")
+    parser.add_argument("--repo-id", default=HUB_MODEL_ID, help=f"Hub model repo (default {HUB_MODEL_ID})")
+    parser.add_argument("--token", default=os.environ.get("HF_TOKEN"), help="Hub write token (default: $HF_TOKEN)")
+    parser.add_argument("--commit-message", help="commit message on the Hub")
+    parser.add_argument("--dry-run", action="store_true", help="validate only; never contact the Hub")
+
+
+def add_adapt_options(parser: argparse.ArgumentParser) -> None:
+    """`orcahello adapt`'s own options (the run is `orcahello.adapt`, which needs the `adapt` extra)."""
+    parser.add_argument(
+        "annotations", nargs="+", metavar="ANNOTATIONS", help="file,start_s,end_s[,label] CSVs or Raven tables"
+    )
+    parser.add_argument(
+        "--recordings",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="the labelled recordings: files, folders, glob patterns (as for detect)",
+    )
+    parser.add_argument("--output-dir", metavar="DIR", required=True, help="the adapted model folder to write")
+    parser.add_argument(
+        "--layer",
+        choices=embed.EMBEDDING_LAYERS,
+        default=embed.DEFAULT_LAYER,
+        help="features the head reads: pooled (4096 concat-pooled, default) or head (the fastai head's 512)",
+    )
+    parser.add_argument(
+        "--folds",
+        metavar="N",
+        type=positive_integer,
+        default=adapt.DEFAULT_FOLDS,
+        help=f"groups of recordings, each held out once, for the held-out figures (default: {adapt.DEFAULT_FOLDS}; "
+        "at most one per recording)",
+    )
+    parser.add_argument(
+        "--regularization",
+        metavar="C",
+        type=float,
+        default=adapt.DEFAULT_REGULARIZATION,
+        help=f"the logistic regression's C: smaller is a simpler head (default: {adapt.DEFAULT_REGULARIZATION})",
+    )
+    parser.add_argument(
+        "--unannotated",
+        choices=adapt.UNANNOTATED_POLICIES,
+        default=adapt.UNANNOTATED_POLICIES[0],
+        help="what un-annotated time of a listed recording is: negative (default) or ignore (labels given to "
+        "detections only)",
+    )
+
+
+def add_search_options(parser: argparse.ArgumentParser) -> None:
+    """`orcahello search`'s own options (the run is `orcahello.search`)."""
+    parser.add_argument("tables", nargs="+", metavar="TABLES", help="embed's Parquet tables, or folders of them")
+    query = parser.add_mutually_exclusive_group(required=True)
+    query.add_argument(
+        "--query",
+        metavar="FILE@SECONDS",
+        type=window_query,
+        help="a window of the tables: its recording (as in the tables' file column, or its end) and a time in it",
+    )
+    query.add_argument(
+        "--query-clip", metavar="AUDIO", help="a clip, embedded by --model (the tables' model), its windows averaged"
+    )
+    parser.add_argument("--top", metavar="N", type=positive_integer, default=search.DEFAULT_TOP, help="hits to return")
+    parser.add_argument("--output", metavar="HITS.csv", default=None, help="write the hits as CSV (default: stdout)")
+    parser.add_argument(
+        "--report",
+        metavar="DIR",
+        default=None,
+        help="also write a review page of the hits in DIR (their clips and pictures; label them there; needs "
+        "matplotlib)",
+    )

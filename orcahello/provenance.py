@@ -1,22 +1,139 @@
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
-"""Where a run's results come from: the model's identity (files, hashes, git revision), the parameters and the hash
-that decides whether a finished result can be reused."""
+"""
+Where a run's results come from: the model's identity (files, hashes, git revision), the parameters (the run's
+`ScoringOptions` over the model's config and a site table, each decision value checked by `check_decision_value`)
+and the hash that decides whether a finished result can be reused.
+"""
 
-import argparse
+import dataclasses
 import datetime
 import hashlib
 import json
 import os
 import sys
 import types
+from collections.abc import Mapping
 from typing import Any
 
 from vocabulary_orcahello import (
+    AGGREGATION_STRATEGIES,
+    DECISION_FIELD_TYPES,
+    DECISION_FIELDS,
+    PRECISIONS,
     SYNTHETIC_WEIGHTS_KEY,
     WEIGHTS_FILE,
 )
 
 from . import REPO_ROOT, models
+
+DEFAULT_PRECISION = PRECISIONS[0]  # float32: production's numbers
+# The scoring parameters every run has recorded (and hashed) since the first release, whatever they are: results
+# scored then still resume. The other inference fields are recorded only where they differ from production's.
+RECORDED_SINCE_THE_FIRST_RELEASE = (
+    "aggregation",
+    "local_threshold",
+    "global_count_threshold",
+    "global_threshold",
+    "top_k_windows",
+    "window_seconds",
+    "hop_seconds",
+)
+# The decision fields (`vocabulary_orcahello.DECISION_FIELDS`) that a run's options set, by the option's name:
+# production's names where they differ from the field's. The command line's flags are these names
+# (`--min-positive-seconds`), and run records keep the options under them. The other decision fields come from the
+# preset or the model's config (and a site table) only.
+DECISION_OPTIONS = {
+    "threshold": "local_threshold",
+    "min_positive_seconds": "global_count_threshold",
+    "aggregation": "aggregation",
+    "min_global_confidence": "min_global_confidence",
+}
+
+
+# What a decision field of each type may hold, beyond its type: every number with a fraction is a threshold on a
+# 0-1 confidence; a count is at least 0 (top_k_windows: at least 1 window); a string is one of a fixed set.
+COUNT_MINIMUMS = {"top_k_windows": 1}
+STRING_CHOICES = {"aggregation": AGGREGATION_STRATEGIES}
+
+
+def check_decision_value(field: str, value: Any, name: str | None = None) -> bool | str | float | int:
+    """
+    `value` for the decision field `field` (`vocabulary_orcahello.DECISION_FIELD_TYPES`), in the field's type; a
+    one-line `ValueError` calling it `name` (default: the field) when it is not one the decision can use.
+    """
+    name = name or field
+    kind = DECISION_FIELD_TYPES[field]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, got {value!r}")
+        return value
+    if kind is str:
+        if value not in STRING_CHOICES[field]:
+            raise ValueError(f"{name} must be one of {', '.join(STRING_CHOICES[field])}, got {value!r}")
+        return value
+    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if kind is float:
+        if not number or not 0.0 <= value <= 1.0:  # also refuses nan
+            raise ValueError(f"{name} must be a number from 0 to 1, got {value!r}")
+        return float(value)
+    minimum = COUNT_MINIMUMS.get(field, 0)
+    if not number or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoringOptions:
+    """
+    What a run's options change in the numbers the model's config gives (`scoring_parameters` resolves them).
+
+    Args:
+        preset (`str`, *optional*):
+            The inference preset (`vocabulary_orcahello.INFERENCE_PRESETS`) replacing the model folder's; None: the
+            folder's.
+        decision (`dict[str, bool | str | float | int]`, *optional*):
+            Decision fields (`vocabulary_orcahello.DECISION_FIELDS`) set for every recording of the run, over the
+            preset's, the model's and a site table's values: only the fields given.
+        precision (`str`, *optional*, defaults to `"float32"`):
+            The opt-in fast mode (`vocabulary_orcahello.PRECISIONS`).
+    """
+
+    preset: str | None = None
+    decision: dict[str, bool | str | float | int] = dataclasses.field(default_factory=dict)
+    precision: str = DEFAULT_PRECISION
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.decision) - set(DECISION_FIELDS))
+        if unknown:
+            raise ValueError(f"not decision fields: {', '.join(unknown)}; they are {', '.join(DECISION_FIELDS)}")
+        # In each field's type (a threshold given as 1 is 1.0), as the run's hash must see it.
+        checked = {field: check_decision_value(field, value) for field, value in self.decision.items()}
+        object.__setattr__(self, "decision", checked)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+    @classmethod
+    def from_options(
+        cls, preset: str | None = None, precision: str = DEFAULT_PRECISION, **options: Any
+    ) -> "ScoringOptions":
+        """
+        From the options as the command line names them (`DECISION_OPTIONS`: `threshold`, `min_positive_seconds`,
+        ...; None or absent: not given). Raises `TypeError` for a name that is not one of them.
+        """
+        unknown = sorted(set(options) - set(DECISION_OPTIONS))
+        if unknown:
+            raise TypeError(f"unknown option(s) {', '.join(unknown)}; the options are {', '.join(DECISION_OPTIONS)}")
+        given = {name: value for name, value in options.items() if value is not None}
+        for name, value in given.items():  # said with the option's name
+            check_decision_value(DECISION_OPTIONS[name], value, name)
+        decision = {DECISION_OPTIONS[name]: value for name, value in given.items()}
+        return cls(preset=preset, decision=decision, precision=precision)
+
+    def record(self) -> dict[str, Any]:
+        """The options as a run records them, by their command-line names (None: not given)."""
+        fields = {field: name for name, field in DECISION_OPTIONS.items()}
+        given = {fields.get(field, field): value for field, value in self.decision.items()}
+        return {**{name: None for name in DECISION_OPTIONS}, **given, "preset": self.preset}
 
 
 def git_revision(folder: str) -> str | None:
@@ -103,31 +220,26 @@ def inference_presets_module() -> types.ModuleType:
 
 
 def scoring_parameters(
-    args: argparse.Namespace, config: Any, site_parameters: dict[str, Any] | None = None
+    options: ScoringOptions, config: Any, site_parameters: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """
-    Every parameter that changes the numbers, resolved: the command line's, else the recording's entry in the
-    `--site-thresholds` table (`site_parameters`), else the model config's. An option given on the command line
-    applies to every recording: it is the explicit request, the table holds standing defaults.
+    Every parameter that changes the numbers, resolved: the run's `options`, else the recording's entry in the
+    `--site-thresholds` table (`site_parameters`), else the model config's. An option given for the run applies to
+    every recording: it is the explicit request, the table holds standing defaults.
     """
     presets = inference_presets_module()
     # The model folder's preset and fields, or `--preset`'s (configuration_orcahello.INFERENCE_PRESETS).
     preset, settings, _ = presets.resolve_inference_settings(
-        presets.config_inference_settings(config), preset=getattr(args, "preset", None)
+        presets.config_inference_settings(config), preset=options.preset
     )
-    parameters = {
-        name: settings[name]
-        for name in (
-            "aggregation",
-            "local_threshold",
-            "global_count_threshold",
-            "global_threshold",
-            "top_k_windows",
-            "window_seconds",
-            "hop_seconds",
-        )
-    }
-    parameters["min_global_confidence"] = float(getattr(config, "min_global_confidence", 0.0))
+    parameters = {name: settings[name] for name in RECORDED_SINCE_THE_FIRST_RELEASE}
+    # The decision fields no preset sets (the confidence floor): the model config's, else production's.
+    from results_orcahello import DEFAULT_DECISION
+
+    for name in DECISION_FIELDS:
+        if name not in settings:
+            value = getattr(config, name, None)
+            parameters[name] = DECISION_FIELD_TYPES[name](getattr(DEFAULT_DECISION, name) if value is None else value)
     # The preset's other fields go into the parameters (and so into the resume hash) only when they are not
     # production's, so that results scored before presets existed still resume. Every JSON records them all.
     fastai = presets.preset_settings("fastai")
@@ -135,18 +247,11 @@ def scoring_parameters(
     if preset != "fastai" or any(settings[field] != fastai[field] for field in other_fields):
         parameters.update(preset=preset, **{field: settings[field] for field in other_fields})
     parameters.update(site_parameters or {})
-    if args.aggregation:
-        parameters["aggregation"] = args.aggregation
-    if args.threshold is not None:
-        parameters["local_threshold"] = float(args.threshold)
-    if args.min_positive_seconds is not None:
-        parameters["global_count_threshold"] = int(args.min_positive_seconds)
-    if getattr(args, "min_global_confidence", None) is not None:
-        parameters["min_global_confidence"] = float(args.min_global_confidence)
+    parameters.update(options.decision)
     # Reduced precision changes the numbers, so it is part of what a resumed result must match; float32, the
     # default, stays out of the parameters so that results scored before the option existed still resume.
-    if getattr(args, "precision", "float32") != "float32":
-        parameters["precision"] = args.precision
+    if options.precision != DEFAULT_PRECISION:
+        parameters["precision"] = options.precision
     return parameters
 
 

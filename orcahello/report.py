@@ -21,10 +21,12 @@ import dataclasses
 import html
 import os
 import urllib.parse
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from . import labelling, writers
+from . import inputs, labelling, writers
 from .atomic_files import temporary_file_beside
 from .plot import COLOR_CEILING_PERCENTILE, COLOR_FLOOR_PERCENTILE, MonoBlocks, spectrogram_db
 
@@ -110,20 +112,20 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-def relative_link(path, output_dir):
+def relative_link(path: str, output_dir: str) -> str:
     """A URL to `path` relative to the report in `output_dir`, percent-encoded."""
     relative = os.path.relpath(os.path.abspath(path), os.path.abspath(output_dir))
     return urllib.parse.quote(relative.replace(os.sep, "/"))
 
 
-def clip_bounds(detection, duration_s):
+def clip_bounds(detection: dict[str, Any], duration_s: float) -> tuple[float, float]:
     """`(start, end)` in seconds of a detection's clip: the detection and some context, within the recording."""
     start = max(0.0, detection["start"] - CLIP_CONTEXT_SECONDS)
     end = min(duration_s, detection["end"] + CLIP_CONTEXT_SECONDS, start + MAX_CLIP_SECONDS)
     return start, end
 
 
-def clip_stem(clips_folder, detection):
+def clip_stem(clips_folder: str, detection: dict[str, Any]) -> str:
     """A clip's path minus its suffix, named by its detection's bounds so that a clip is never taken for another's."""
     return os.path.join(clips_folder, f"detection_{detection['start']:.2f}-{detection['end']:.2f}s")
 
@@ -138,7 +140,7 @@ def _atomic(path, write):
         os.replace(temporary_path, path)
 
 
-def write_clip_picture(clip_path, picture_path, detection_start_s, detection_end_s):
+def write_clip_picture(clip_path: str, picture_path: str, detection_start_s: float, detection_end_s: float) -> None:
     """A small spectrogram PNG of a clip, the detection's own span marked by two lines."""
     from matplotlib.figure import Figure
 
@@ -164,7 +166,9 @@ def write_clip_picture(clip_path, picture_path, detection_start_s, detection_end
     _atomic(picture_path, lambda path: figure.savefig(path, format="png"))
 
 
-def write_clips(audio_path, document, output_stem, reuse=True):
+def write_clips(
+    audio_path: str, document: dict[str, Any], output_stem: str, reuse: bool = True
+) -> list[tuple[str, str]]:
     """
     Write the clip (WAV) and picture (PNG) of every detection of one recording into `<output_stem>.orcahello.clips/`
     and remove any other clip there (left by an earlier scoring). With `reuse`, clips already there are kept.
@@ -200,7 +204,7 @@ def write_clips(audio_path, document, output_stem, reuse=True):
     return paths
 
 
-def timeline_svg(document, anchor):
+def timeline_svg(document: dict[str, Any], anchor: str) -> str:
     """The per-second confidences of one recording as an inline SVG, detections linked to their table rows."""
     duration = max(float(document["duration_s"]), 1e-9)
     width, height, top, bottom = TIMELINE_WIDTH, TIMELINE_HEIGHT, 8, 20
@@ -254,7 +258,7 @@ def timeline_svg(document, anchor):
     return "".join(parts)
 
 
-def output_links(output_stem, output_dir, formats):
+def output_links(output_stem: str, output_dir: str, formats: Sequence[str]) -> str:
     """Links to the outputs detect wrote for one recording."""
     kinds = (
         [("json", "JSON")]
@@ -273,7 +277,7 @@ def output_links(output_stem, output_dir, formats):
     return " ".join(links)
 
 
-def seconds_and_utc(seconds, utc):
+def seconds_and_utc(seconds: float, utc: str | None) -> str:
     return f"{seconds:.1f}" + (f"<br><small>{html.escape(utc)}</small>" if utc else "")
 
 
@@ -286,7 +290,14 @@ class ReviewedRecording:
     section: str
 
 
-def review_recording(job, document, resumed, number, output_dir, formats):
+def review_recording(
+    job: inputs.AudioJob,
+    document: dict[str, Any],
+    resumed: bool,
+    number: int,
+    output_dir: str,
+    formats: Sequence[str],
+) -> ReviewedRecording:
     """
     Write the clips and pictures of one recording's detections (see `write_clips`; a resumed recording keeps those it
     has) and render its part of the page. `number` (1, 2, ...) names its anchors. A clip that cannot be written (an
@@ -336,7 +347,9 @@ def review_recording(job, document, resumed, number, output_dir, formats):
     return ReviewedRecording(detection_rows=rows, section=section)
 
 
-def media_cells(clip_path, picture_path, clip_start, output_dir, clip_error=None):
+def media_cells(
+    clip_path: str | None, picture_path: str | None, clip_start: float, output_dir: str, clip_error: str | None = None
+) -> str:
     """The spectrogram and audio cells of a row (one cell saying why when the clip could not be written)."""
     if clip_path is None:
         return f'<td colspan="2" class="missing">no clip: {html.escape(clip_error or "")}</td>'
@@ -348,7 +361,7 @@ def media_cells(clip_path, picture_path, clip_start, output_dir, clip_error=None
     )
 
 
-def page(title, content, labels_key=None):
+def page(title: str, content: str, labels_key: str | None = None) -> str:
     """
     A whole review page around `content` (HTML): the style, the Content-Security-Policy, the sorting script and,
     with `labels_key` (the run's hash), the labelling of its rows (`orcahello.labelling`).
@@ -364,7 +377,12 @@ def page(title, content, labels_key=None):
     )
 
 
-def render_report(output_dir, recordings, failures, run_document):
+def render_report(
+    output_dir: str,
+    recordings: Sequence[ReviewedRecording],
+    failures: Sequence[tuple[str, str]],
+    run_document: dict[str, Any],
+) -> str:
     """The page's HTML from `ReviewedRecording`s and `(path, reason)` for the inputs that gave no result."""
     escape = html.escape
     detection_rows = [row for recording in recordings for row in recording.detection_rows]
@@ -423,7 +441,12 @@ def render_report(output_dir, recordings, failures, run_document):
     return page("OrcaHello detections", content, labels_key=run_document.get("run_hash") if detection_rows else None)
 
 
-def write_report(output_dir, recordings, failures, run_document):
+def write_report(
+    output_dir: str,
+    recordings: Sequence[ReviewedRecording],
+    failures: Sequence[tuple[str, str]],
+    run_document: dict[str, Any],
+) -> str:
     """Write the run's `report.html` into `output_dir` (see `render_report`); returns its path."""
     path = os.path.join(output_dir, REPORT_FILE)
     writers.write_atomically(path, render_report(output_dir, recordings, failures, run_document))

@@ -24,10 +24,10 @@ shell-style wildcards (`*`, `?`, `[...]`, as `fnmatch`):
   `orcasound_lab.wav`; `bush_point*` matches `bush_point_20210825T1925.flac`;
 - a pattern with `/` is tried on the whole path, `/`-separated (`*` crosses folders there).
 
-Only parameters that decide from the window scores can be set per site: `local_threshold`,
-`global_count_threshold`, `aggregation`, `global_threshold`, `top_k_windows` (see
-`results_orcahello.aggregate_windows`) and `min_global_confidence` (a floor on the file's global confidence, 0-1,
-see `results_orcahello.apply_confidence_floor`). How recordings are cut into windows is the model's and stays the same everywhere.
+Only parameters that decide from the window scores can be set per site: every decision field
+(`vocabulary_orcahello.DECISION_FIELDS`: the aggregation and thresholds of `results_orcahello.aggregate_windows`, the
+confidence floor of `results_orcahello.apply_confidence_floor`) but the preset's smoothing. How recordings are cut
+into windows is the model's and stays the same everywhere.
 
 An entry may also hold `fit`: a mapping that says how its values were obtained (`orcahello calibrate` writes the
 counts, precision and data hash it fitted them on there). It is kept in the table for readers and never decides.
@@ -36,19 +36,15 @@ counts, precision and data hash it fitted them on there). It is kept in the tabl
 import fnmatch
 import json
 import os
+from typing import Any
 
-from vocabulary_orcahello import AGGREGATION_STRATEGIES
+from vocabulary_orcahello import DECISION_FIELDS
 
-# The decision parameters a site may set (all of vocabulary_orcahello.DECISION_FIELDS but the preset's smoothing),
-# and what each accepts.
-SITE_PARAMETERS = (
-    "local_threshold",
-    "global_count_threshold",
-    "aggregation",
-    "global_threshold",
-    "top_k_windows",
-    "min_global_confidence",
-)
+from .provenance import check_decision_value
+
+# The decision parameters a site may set: every decision field but smoothing, which is how the preset turns windows
+# into rows (a site with other rows would be another preset).
+SITE_PARAMETERS = tuple(name for name in DECISION_FIELDS if name != "smoothing")
 # An entry's record of how it was fitted (orcahello calibrate): informative, never a decision parameter.
 FIT_KEY = "fit"
 TABLE_KEYS = ("default", "sites", "description")
@@ -59,19 +55,7 @@ class SiteThresholdsError(ValueError):
     """A per-site thresholds table that cannot be read or holds a parameter the detector cannot use."""
 
 
-def _check_fraction(name, value, where):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        raise SiteThresholdsError(f"{where}: {name} must be a number from 0 to 1, got {value!r}")
-    return float(value)
-
-
-def _check_count(name, value, where, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SiteThresholdsError(f"{where}: {name} must be a whole number >= {minimum}, got {value!r}")
-    return value
-
-
-def check_site_parameters(parameters, where):
+def check_site_parameters(parameters: Any, where: str) -> dict[str, Any]:
     """Validate one entry (`default` or a site's) and return it with numbers in their canonical types."""
     if not isinstance(parameters, dict):
         raise SiteThresholdsError(f"{where}: expected a mapping of parameters, got {type(parameters).__name__}")
@@ -86,22 +70,15 @@ def check_site_parameters(parameters, where):
             if not isinstance(value, dict):
                 raise SiteThresholdsError(f"{where}: {FIT_KEY} must be a mapping describing the fit, got {value!r}")
             checked[name] = value
-        elif name in ("local_threshold", "global_threshold", "min_global_confidence"):
-            checked[name] = _check_fraction(name, value, where)
-        elif name == "global_count_threshold":
-            checked[name] = _check_count(name, value, where, minimum=0)
-        elif name == "top_k_windows":
-            checked[name] = _check_count(name, value, where, minimum=1)
-        elif name == "aggregation":
-            if value not in AGGREGATION_STRATEGIES:
-                raise SiteThresholdsError(
-                    f"{where}: aggregation must be one of {', '.join(AGGREGATION_STRATEGIES)}, got {value!r}"
-                )
-            checked[name] = value
+            continue
+        try:
+            checked[name] = check_decision_value(name, value)
+        except ValueError as error:
+            raise SiteThresholdsError(f"{where}: {error}") from None
     return checked
 
 
-def check_site_thresholds(table, source="site thresholds"):
+def check_site_thresholds(table: Any, source: str = "site thresholds") -> dict[str, Any]:
     """
     Validate a table already parsed from JSON/YAML; returns `{"default": {...}, "sites": {pattern: {...}}}` with the
     sites in the table's order (the order in which they are tried). Raises `SiteThresholdsError` naming the
@@ -128,7 +105,7 @@ def check_site_thresholds(table, source="site thresholds"):
     }
 
 
-def load_site_thresholds(path):
+def load_site_thresholds(path: str | os.PathLike) -> dict[str, Any]:
     """
     Read and validate the per-site thresholds table at `path`: JSON, or YAML for a `.yaml`/`.yml` file (needs
     PyYAML). Returns the validated table (see `check_site_thresholds`).
@@ -158,7 +135,7 @@ def load_site_thresholds(path):
     return check_site_thresholds(table, source=path)
 
 
-def path_candidates(path_or_name):
+def path_candidates(path_or_name: str | os.PathLike) -> tuple[str, list[str]]:
     """The strings a pattern without `/` is tried on: every part of the path, and the file name's stem."""
     normalized = os.fspath(path_or_name).replace("\\", "/")
     parts = [part for part in normalized.split("/") if part not in ("", ".", "..")]
@@ -170,7 +147,7 @@ def path_candidates(path_or_name):
     return normalized, candidates
 
 
-def match_site(path_or_name, table):
+def match_site(path_or_name: str | os.PathLike, table: dict[str, Any]) -> str | None:
     """The first site pattern of `table` matching `path_or_name` (see the module docstring), or None."""
     normalized, candidates = path_candidates(path_or_name)
     normalized = normalized.lower()
@@ -185,7 +162,7 @@ def match_site(path_or_name, table):
     return None
 
 
-def parameters_for(path_or_name, table):
+def parameters_for(path_or_name: str | os.PathLike, table: dict[str, Any]) -> dict[str, Any]:
     """
     The decision parameters `table` gives the recording `path_or_name` (a path, or a hydrophone's name): its
     `default`, overridden by the first matching site's entry. Parameters the table does not set are absent: the

@@ -1,7 +1,8 @@
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 The shape of the code (README, "Architecture"): modules of one job under 600 lines, no import circles, the batch
-sub-package free of the command line, and one identity (the package never loads a model folder's code).
+sub-package free of the command line, the command line's parsing kept in the command line (typed options below it),
+and one identity (the package never loads a model folder's code).
 """
 
 import ast
@@ -69,6 +70,17 @@ def imported_modules(path, module, known, top_level_only):
     return found
 
 
+def imported_modules_of(path):
+    """Every module `path` imports, by its top-level name (the standard library's and third parties' included)."""
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            imported.add(node.module.split(".")[0])
+    return imported
+
+
 def import_graph(top_level_only=True):
     files = {module_name(path): path for path in source_files()}
     known = set(files)
@@ -133,6 +145,33 @@ def test_the_batch_package_never_imports_the_command_line(module):
     assert {
         name: sorted(graph[name] & {"orcahello.cli"}) for name in batch_modules if "orcahello.cli" in graph[name]
     } == {}
+
+
+def test_argparse_ends_at_the_command_line():
+    """Only `orcahello.cli` and `orcahello.options` parse arguments; everything below them takes typed options."""
+    importers = sorted(
+        str(path.relative_to(REPO_ROOT))
+        for path in source_files()
+        if path.relative_to(REPO_ROOT).parts[0] != "scripts"  # stand-alone scripts have their own small parsers
+        and "argparse" in imported_modules_of(path)
+    )
+    assert importers == ["orcahello/cli.py", "orcahello/options.py"]
+
+
+def test_only_the_command_line_imports_the_detect_command_and_the_option_definitions():
+    """What several commands share lives in modules of its own (`orcahello.runs`), not in a command's."""
+    graph = import_graph(top_level_only=False)
+    importers = {
+        target: sorted(module for module, imported in graph.items() if target in imported)
+        for target in ("orcahello.detect", "orcahello.options")
+    }
+    assert importers == {"orcahello.detect": ["orcahello.cli"], "orcahello.options": ["orcahello.cli"]}
+
+
+def test_the_architecture_checks_see_what_they_check():
+    assert "argparse" in imported_modules_of(REPO_ROOT / "orcahello" / "cli.py")
+    graph = import_graph(top_level_only=False)
+    assert "orcahello.runs" in graph["orcahello.batch.sources"]  # `from .. import inputs, runs`
 
 
 def test_the_package_never_runs_a_model_folders_code():

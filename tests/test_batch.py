@@ -454,11 +454,13 @@ def test_a_missing_scale_extra_is_one_clear_line(monkeypatch, capsys, tmp_path):
         ({"threshold": 1.5}, "threshold must be a number from 0 to 1"),
         ({"threshold": float("nan")}, "threshold must be a number from 0 to 1"),
         ({"min_positive_seconds": -1}, "min_positive_seconds must be a whole number of at least 0"),
+        ({"aggregation": "max"}, "aggregation must be one of orcahello, mean_thresholded, mean_top_k, got 'max'"),
+        ({"treshold": 0.5}, r"unknown option\(s\) treshold"),
     ],
 )
 def test_bad_options_are_refused_before_anything_runs(options, message):
     with pytest.raises(batch.BatchError, match=message):
-        batch.BatchOptions(**options).check()
+        batch.BatchOptions.from_keywords(**options).check()
 
 
 def test_sources_from_folders_globs_urls_and_manifests(tmp_path):

@@ -5,6 +5,9 @@ files, resuming, and scoring a `datasets.Dataset` with the same numbers.
 
 import argparse
 import csv
+import dataclasses
+import importlib
+import inspect
 import json
 import os
 import shutil
@@ -428,7 +431,7 @@ def command_options(command):
         ("--threshold", ("detect", "batch", "live")),
         ("--min-positive-seconds", ("detect", "batch", "live")),
         ("--aggregation", ("detect", "batch", "live")),
-        ("--min-global-confidence", ("detect", "batch")),
+        ("--min-global-confidence", ("detect", "batch", "live")),
         ("--site-thresholds", ("detect", "batch")),
         ("--recursive", ("detect", "batch", "embed")),
         ("--overwrite", ("detect", "batch", "embed")),
@@ -452,3 +455,114 @@ def test_without_batch_size_the_device_chooses_it(command, source):
     """`--batch-size` left out is None: the command takes models.default_batch_size of the device it runs on."""
     assert cli.build_parser().parse_args([command, source]).batch_size is None
     assert (models.default_batch_size("cpu"), models.default_batch_size("cuda")) == (8, 32)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Typed options: the command line ends in cli.py
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def minimal_command_lines():
+    """Each command's shortest command line, and the typed options it must give: its required values, every other
+    option at the options class's own default (the parser's defaults and the class's are the same)."""
+    from orcahello import adapt, batch, calibrate, detect, embed, evaluate, live, search
+    from orcahello.conversion import convert_fastai, upload
+    from orcahello.training import finetune
+
+    return {
+        "detect": (["a.wav"], detect.DetectOptions(paths=("a.wav",))),
+        "embed": (["a.wav"], embed.EmbedOptions(paths=("a.wav",))),
+        "batch": (["a.wav"], batch.BatchOptions(inputs=("a.wav",))),
+        "calibrate": (
+            ["labels.csv", "--target-precision", "0.5", "--output", "sites.json"],
+            calibrate.CalibrateOptions(labels="labels.csv", target_precision=0.5, output="sites.json"),
+        ),
+        "evaluate": (
+            ["results", "--annotations", "a.csv", "--output", "m.json"],
+            evaluate.EvaluateOptions(detections=("results",), annotations=("a.csv",), output="m.json"),
+        ),
+        "live": (["http://host/node"], live.LiveOptions(sources=("http://host/node",))),
+        "finetune": (
+            ["--model", "m", "--train", "t", "--eval", "e", "--output-dir", "o"],
+            finetune.FinetuneOptions(model="m", train="t", eval="e", output_dir="o"),
+        ),
+        "convert": (
+            ["--input", "model.pkl", "--output-dir", "out"],
+            convert_fastai.ConvertOptions(input="model.pkl", output_dir="out"),
+        ),
+        "upload": (["folder"], upload.UploadOptions(folder="folder")),
+        "adapt": (
+            ["labels.csv", "--recordings", "a.wav", "--output-dir", "adapted"],
+            adapt.AdaptOptions(annotations=("labels.csv",), recordings=("a.wav",), output_dir="adapted"),
+        ),
+        "search": (
+            ["tables", "--query-clip", "clip.wav"],
+            search.SearchOptions(tables=("tables",), query_clip="clip.wav"),
+        ),
+    }
+
+
+def test_every_command_has_a_minimal_command_line_here():
+    commands = {}
+    cli.build_parser(commands)
+    assert sorted(commands) == sorted(minimal_command_lines())
+
+
+@pytest.mark.parametrize(
+    "command, run",
+    [
+        ("detect", "orcahello.detect.detect_command"),
+        ("embed", "orcahello.embed.embed_command"),
+        ("batch", "orcahello.batch.command.batch_command"),
+        ("calibrate", "orcahello.calibrate.calibrate_command"),
+        ("evaluate", "orcahello.evaluate.evaluate_command"),
+        ("live", "orcahello.live.live_command"),
+        ("finetune", "orcahello.training.finetune.finetune_command"),
+        ("convert", "orcahello.conversion.convert_fastai.convert_command"),
+        ("upload", "orcahello.conversion.upload.upload_command"),
+        ("adapt", "orcahello.adapt.adapt_command"),
+        ("search", "orcahello.search.search_command"),
+    ],
+)
+def test_each_command_runs_on_frozen_typed_options_built_from_its_command_line(command, run, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    arguments, expected = minimal_command_lines()[command]
+    typed = cli.command_options(cli.build_parser().parse_args([command, *arguments]))
+    assert typed == expected
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(typed, dataclasses.fields(typed)[0].name, None)
+    assert not any(isinstance(getattr(typed, field.name), list) for field in dataclasses.fields(typed))
+    module, _, name = run.rpartition(".")
+    parameters = list(inspect.signature(getattr(importlib.import_module(module), name)).parameters.values())
+    assert parameters[0].annotation is type(typed)
+
+
+def test_an_option_missing_from_the_typed_options_is_an_error():
+    """Every field of a command's options comes from its command line: none is left to a silent default."""
+    args = cli.build_parser().parse_args(["upload", "folder"])
+    del args.dry_run
+    with pytest.raises(TypeError, match="UploadOptions: no argument gives dry_run"):
+        cli.command_options(args)
+
+
+def test_contradicting_options_end_as_argparse_errors(capsys):
+    from orcahello.training import finetune
+
+    arguments = ["--model", "m", "--train", "t", "--eval", "e", "--output-dir", "o", "--train-batch-norm"]
+    with pytest.raises(SystemExit) as exit_status:
+        finetune.main(arguments)  # the module's entry point is `orcahello finetune`
+    assert exit_status.value.code == 2
+    error = capsys.readouterr().err
+    assert "usage: orcahello finetune" in error
+    assert "error: --train-batch-norm only applies with --freeze-backbone" in error
+
+
+def test_building_the_command_line_loads_no_framework():
+    code = (
+        "import sys, orcahello.cli\n"
+        "orcahello.cli.build_parser()\n"
+        "print(sorted(name for name in ('torch', 'transformers', 'ray', 'pyarrow') if name in sys.modules))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip().splitlines()[-1] == "[]"

@@ -32,11 +32,11 @@ them only inside the functions that need them, and nothing else in the package i
 The job's modules: `settings` (options, errors, output names), `sources` (finding, naming and probing the
 recordings), `partitions` (blocks, partitions, the resume key), `tables` (the Parquet tables), `cluster` (Ray),
 `dataflow`, `featurize` and `scoring` (the Ray Data pipeline and its stages), `model_cache` (the model folder on the
-workers), `job` (`BatchJob`, `run_batch`) and `command` (`orcahello batch`'s run and summary).
+workers), `job` (`BatchJob`, `run_batch`, `run_job`) and `command` (`orcahello batch`'s run and summary).
 """
 
 from .command import batch_command
-from .job import BatchJob, output_folder_lock, run_batch
+from .job import BatchJob, output_folder_lock, run_batch, run_job
 from .model_cache import folder_holds, materialize_model_folder, model_cache_root, read_model_folder
 from .partitions import PartitionAssembly, RecordingState, scores_identity, windows_per_block
 from .settings import (
@@ -80,6 +80,7 @@ __all__ = [
     "read_model_folder",
     "require_scale_extra",
     "run_batch",
+    "run_job",
     "scores_identity",
     "start_utc_from_name",
     "windows_per_block",

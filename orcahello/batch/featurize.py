@@ -4,7 +4,7 @@ The CPU stage of an `orcahello batch` job (Ray tasks): read the windows of the p
 them with the pipeline's own frontend, block by block, for the model actors (`orcahello.batch.scoring`).
 """
 
-from .. import detect
+from .. import runs
 from .sources import open_source
 
 
@@ -73,7 +73,7 @@ def featurize_partitions(
                     yield _block_row(source_index, first, first + offset, features.numpy(), silent)
         except Exception as error:  # reported on this recording's row; the job goes on with the others
             empty = np.zeros((0, 1, 1, 1), dtype=np.float32)
-            yield _block_row(source_index, first, first, empty, [], error=detect.failure_reason(error, str(source)))
+            yield _block_row(source_index, first, first, empty, [], error=runs.failure_reason(error, str(source)))
         finally:
             if recording is not None:
                 recording.close()

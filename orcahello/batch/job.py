@@ -4,20 +4,20 @@ One run of `orcahello batch` (`BatchJob`, `run_batch`): the driver's side of the
 from the inputs to the run document.
 """
 
-import argparse
 import contextlib
-import dataclasses
 import glob
 import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from hls_timeline_orcahello import timeline_from_plain
 from results_orcahello import DecisionParameters, build_file_result
 from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY, is_url
 
-from .. import __version__, detect, inputs, models, provenance, run_lock, site_thresholds, writers
+from .. import __version__, inputs, models, provenance, run_lock, runs, site_thresholds, writers
 from .cluster import connect_ray, quiet_ray_data, worker_runtime_env
 from .dataflow import scoring_dataset, work_rows
 from .partitions import PartitionAssembly, RecordingState, alignment_batch_size, scores_identity, windows_per_block
@@ -48,7 +48,7 @@ from .tables import (
 
 
 @contextlib.contextmanager
-def output_folder_lock(output_dir):
+def output_folder_lock(output_dir: str) -> Iterator[None]:
     """
     Hold the output folder's run lock (`orcahello.run_lock`, the one `detect` takes) for the job, or refuse at once
     with a clear message: two jobs writing one folder would delete each other's temporary files and partitions. The
@@ -67,7 +67,9 @@ def output_folder_lock(output_dir):
 class BatchJob:
     """One run of `orcahello batch`; `run()` does it all (see the module's description for the stages)."""
 
-    def __init__(self, options, log=None, command=None):
+    def __init__(
+        self, options: BatchOptions, log: Callable[[str], None] | None = None, command: list[str] | None = None
+    ):
         options.check()
         require_scale_extra()
         self.options = options
@@ -97,16 +99,9 @@ class BatchJob:
         except Exception as error:  # no Hub access, a broken config
             raise BatchError(f"cannot load the model {self.model!r}: {' '.join(str(error).split())}") from None
         self.model_info = provenance.describe_model_config(self.config, self.model)
-        # The command line's own resolution of the decision parameters (model config < site table < options).
-        self.parameter_options = argparse.Namespace(
-            aggregation=options.aggregation,
-            threshold=options.threshold,
-            min_positive_seconds=options.min_positive_seconds,
-            min_global_confidence=options.min_global_confidence,
-            preset=options.preset,
-        )
+        # The decision parameters as detect resolves them (model config < site table < options).
         try:
-            self.parameters = provenance.scoring_parameters(self.parameter_options, self.config)
+            self.parameters = provenance.scoring_parameters(options.scoring, self.config)
         except ValueError as error:
             raise BatchError(str(error)) from None
         self.window_seconds, self.hop_seconds = self.parameters["window_seconds"], self.parameters["hop_seconds"]
@@ -128,7 +123,7 @@ class BatchJob:
         run_identity = dict(self.parameters)
         if self.site_table is not None:  # as detect: the run's hash covers the table
             run_identity["site_thresholds"] = self.site_table
-        self.run_settings = detect.RunSettings(
+        self.run_settings = runs.RunSettings(
             parameters=self.parameters,
             batch_size=options.batch_size,  # resolved with the actors' device
             device=None,  # the actors' device, known once the cluster is
@@ -142,8 +137,8 @@ class BatchJob:
         self.states = []
         for source in plan_outputs(sources):
             job = self.audio_job(source)
-            settings = detect.settings_for_recording(
-                job, self.run_settings, self.parameter_options, self.config, self.site_table
+            settings = runs.settings_for_recording(
+                job, self.run_settings, options.scoring, self.config, self.site_table
             )
             self.states.append(RecordingState(source=source, settings=settings))
 
@@ -188,7 +183,7 @@ class BatchJob:
 
     # -- the stages -------------------------------------------------------------------------------------------
 
-    def run(self):
+    def run(self) -> dict[str, Any]:
         """Run the job; returns its run document (also written to `orcahello_batch_run.json`)."""
         for given, reason in self.input_problems:
             self.log(f"ERROR {given}: {reason}")
@@ -225,7 +220,7 @@ class BatchJob:
         """Every partition and the JSON of this recording were written by earlier runs, with these parameters."""
         if self.options.overwrite or not state.partitions or state.reused != set(state.partitions):
             return False
-        return detect.load_finished_document(self.json_path(state), state.settings.run_hash) is not None
+        return runs.load_finished_document(self.json_path(state), state.settings.run_hash) is not None
 
     def finalize_finished(self):
         for state in self.states:
@@ -462,7 +457,7 @@ class BatchJob:
         state.silent_windows = int(silent.sum())
         previous = None
         if not self.options.overwrite:
-            previous = detect.load_finished_document(self.json_path(state), state.settings.run_hash)
+            previous = runs.load_finished_document(self.json_path(state), state.settings.run_hash)
         if previous is not None and state.reused == set(state.partitions):
             state.document = previous
             return
@@ -477,7 +472,7 @@ class BatchJob:
         result = build_file_result(
             info, scores, state.silent_windows, decision=decision, return_timestamps=True, inference=inference
         )
-        state.document = detect.build_document(self.audio_job(state.source), result, state.settings)
+        state.document = runs.build_document(self.audio_job(state.source), result, state.settings)
         # The one field of `orcahello detect`'s document that changes from run to run: left out, so that a job
         # killed and run again writes the same bytes as one that was not (the run document has the times).
         state.document.pop("created_at", None)
@@ -497,7 +492,7 @@ class BatchJob:
         )
         write_table_atomically(os.path.join(self.output_dir, FILES_TABLE), files_table)
         failed = sum(state.error is not None for state in self.states)
-        options = dataclasses.asdict(self.options)
+        options = self.options.record()
         options.update(output_dir=os.path.abspath(self.output_dir), model=self.model, num_workers=self.num_workers,
                        resolved_device=self.actor_device, partition_windows=self.partition_windows,
                        batch_size=self.batch_size)  # fmt: skip
@@ -532,24 +527,36 @@ class BatchJob:
         return run_document
 
 
-def run_batch(inputs=(), output_dir=DEFAULT_OUTPUT_DIR, log=None, command=None, **options):
+def run_batch(
+    inputs: Sequence[str] = (),
+    output_dir: str = DEFAULT_OUTPUT_DIR,
+    log: Callable[[str], None] | None = None,
+    command: list[str] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
     """
     Run `orcahello batch` from Python: `inputs` (paths, folders, globs, URLs) into `output_dir`, with the command's
-    options as keyword arguments (`manifests`, `recursive`, `model`, `address`, `num_cpus`, `num_workers`,
-    `cpus_per_worker`, `device`, `batch_size`, `partition_windows`, `threshold`, `min_positive_seconds`,
-    `aggregation`, `min_global_confidence`, `preset`, `site_thresholds`, `overwrite`). Returns the run document
-    (`orcahello_batch_run.json`).
-
-    Uses the calling process's Ray connection when there is one, else joins `address` or starts a local instance of
-    `num_cpus` CPUs (and stops what it started). Raises `BatchError` when nothing can run; a recording that cannot
-    be scored is reported through `log` (default: a line on stderr), counted as failed, and never stops the job.
+    options as keyword arguments by their command-line names (`BatchOptions.from_keywords`: `manifests`,
+    `recursive`, `model`, `address`, `num_cpus`, `num_workers`, `cpus_per_worker`, `device`, `batch_size`,
+    `partition_windows`, `site_thresholds`, `overwrite`, and the preset and decision options, `preset`, `threshold`,
+    ...). Returns the run document (`orcahello_batch_run.json`); `run_job` does the same with a `BatchOptions`.
     """
-    unknown = sorted(set(options) - {field.name for field in dataclasses.fields(BatchOptions)})
-    if unknown:
-        raise TypeError(f"run_batch got unknown option(s) {', '.join(unknown)}")
-    batch_options = BatchOptions(inputs=tuple(inputs), output_dir=output_dir, **options)
-    batch_options.manifests = tuple(batch_options.manifests)
-    return BatchJob(batch_options, log=log, command=command).run()
+    batch_options = BatchOptions.from_keywords(inputs=tuple(inputs), output_dir=os.fspath(output_dir), **options)
+    return run_job(batch_options, log=log, command=command)
+
+
+def run_job(
+    options: BatchOptions, log: Callable[[str], None] | None = None, command: list[str] | None = None
+) -> dict[str, Any]:
+    """
+    Run the job `options` describe; returns its run document (`orcahello_batch_run.json`).
+
+    Uses the calling process's Ray connection when there is one, else joins `options.address` or starts a local
+    instance of `options.num_cpus` CPUs (and stops what it started). Raises `BatchError` when nothing can run; a
+    recording that cannot be scored is reported through `log` (default: a line on stderr), counted as failed, and
+    never stops the job. `command` is recorded in the run document.
+    """
+    return BatchJob(options, log=log, command=command).run()
 
 
 def _isoformat(moment):

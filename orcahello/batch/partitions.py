@@ -11,7 +11,7 @@ import math
 
 from vocabulary_orcahello import DEFAULT_BATCH_SIZE
 
-from .. import detect
+from .. import runs
 from .sources import Source
 
 
@@ -73,7 +73,7 @@ class RecordingState:
     """What the driver knows about one recording during the job."""
 
     source: Source
-    settings: detect.RunSettings  # its decision parameters (per site with a site table) and run hash
+    settings: runs.RunSettings  # its decision parameters (per site with a site table) and run hash
     # sampling_rate, num_samples, num_channels, num_windows, window/hop seconds, start_utc; an HLS stream's timeline
     info: dict = None
     partitions: dict = dataclasses.field(default_factory=dict)  # first window -> number of windows

@@ -2,6 +2,9 @@
 """What an `orcahello batch` job can be told (`BatchOptions`), its one-line error, and the names of its outputs."""
 
 import dataclasses
+from typing import Any
+
+from ..provenance import DECISION_OPTIONS, ScoringOptions
 
 SCALE_EXTRA_HINT = 'pip install "orcahello-srkw-detector[scale]"'
 DEFAULT_OUTPUT_DIR = "orcahello_batch_results"
@@ -22,7 +25,7 @@ class BatchError(RuntimeError):
     """The job cannot run at all (Ray missing, the model does not load, a bad option); one line for the user."""
 
 
-def require_scale_extra():
+def require_scale_extra() -> None:
     """Import Ray (with Ray Data) and pyarrow, or say in one line how to install them."""
     try:
         import pyarrow  # noqa: F401
@@ -34,46 +37,78 @@ def require_scale_extra():
         ) from None
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class BatchOptions:
-    """Everything `orcahello batch` can be told (see `run_batch`)."""
+    """
+    Everything `orcahello batch` can be told (see `run_batch`).
 
-    inputs: tuple = ()
+    Args:
+        inputs (`tuple[str, ...]`): paths, folders, glob patterns or http(s) URLs of recordings.
+        output_dir (`str`): where the Parquet tables and JSONs go, on the driver's machine.
+        manifests (`tuple[str, ...]`): text files listing one recording (path or URL) per line.
+        recursive (`bool`): also search the subfolders of folders, and let `**` in patterns cross folders.
+        model (`str`, *optional*): a model folder or Hub id; None: `models.default_model()`.
+        address (`str`, *optional*): the Ray cluster to join (`auto`, or its head's HOST:PORT); None: a local one.
+        num_cpus (`int`, *optional*): CPUs of the local Ray instance; None: this machine's.
+        num_workers (`int`, *optional*): model actors; None: one per GPU, else one per `cpus_per_worker` CPUs.
+        cpus_per_worker (`int`): CPUs (and threads) each CPU model actor reserves.
+        device (`str`): `auto`, `cpu` or `cuda`: where the model actors run (auto: GPUs when the cluster has any).
+        batch_size (`int`, *optional*): windows per forward pass; None: `models.default_batch_size` of the actors'
+            device (8 on CPU, 32 on GPU).
+        partition_windows (`int`): windows per partition, the unit of work and of resuming.
+        scoring (`provenance.ScoringOptions`): the preset and the decision fields set for the whole job.
+        site_thresholds (`str`, *optional*): a per-site table of decision parameters (`orcahello.site_thresholds`).
+        overwrite (`bool`): ignore what earlier runs wrote.
+    """
+
+    inputs: tuple[str, ...] = ()
     output_dir: str = DEFAULT_OUTPUT_DIR
-    manifests: tuple = ()
+    manifests: tuple[str, ...] = ()
     recursive: bool = False
-    model: str = None
-    address: str = None
-    num_cpus: int = None
-    num_workers: int = None
+    model: str | None = None
+    address: str | None = None
+    num_cpus: int | None = None
+    num_workers: int | None = None
     cpus_per_worker: int = 1
     device: str = "auto"
-    # Windows per forward pass; None: `models.default_batch_size` of the model actors' device (8 on CPU, 32 on GPU).
-    batch_size: int = None
+    batch_size: int | None = None
     partition_windows: int = DEFAULT_PARTITION_WINDOWS
-    threshold: float = None
-    min_positive_seconds: int = None
-    aggregation: str = None
-    min_global_confidence: float = None
-    preset: str = None
-    site_thresholds: str = None
+    scoring: ScoringOptions = dataclasses.field(default_factory=ScoringOptions)
+    site_thresholds: str | None = None
     overwrite: bool = False
 
-    def check(self):
+    @classmethod
+    def from_keywords(cls, **options: Any) -> "BatchOptions":
+        """
+        The options as `run_batch` takes them: this class's fields, with the scoring options by their command-line
+        names (`preset`, `threshold`, `min_positive_seconds`, ...: `provenance.DECISION_OPTIONS`) rather than as
+        `scoring`. Raises `BatchError` naming an unknown or out-of-range one.
+        """
+        scoring_names = {"preset", *DECISION_OPTIONS}
+        fields = {field.name for field in dataclasses.fields(cls)} - {"scoring"}
+        unknown = sorted(set(options) - fields - scoring_names)
+        if unknown:
+            raise BatchError(f"unknown option(s) {', '.join(unknown)}")
+        scoring = {name: options.pop(name) for name in scoring_names & set(options)}
+        for name in ("inputs", "manifests"):
+            if name in options:
+                options[name] = tuple(options[name])
+        try:
+            return cls(scoring=ScoringOptions.from_options(**scoring), **options)
+        except ValueError as error:
+            raise BatchError(str(error)) from None
+
+    def record(self) -> dict[str, Any]:
+        """The options as the run document records them: by their command-line names, the scoring ones included."""
+        fields = [field.name for field in dataclasses.fields(self) if field.name != "scoring"]
+        return {**{name: getattr(self, name) for name in fields}, **self.scoring.record()}
+
+    def check(self) -> None:
         """Raise `BatchError` naming the first option that is out of range."""
         if self.address and self.num_cpus:
             raise BatchError("--num-cpus sizes a local Ray instance; a cluster given with --address has its own CPUs")
         if self.device not in ("auto", "cpu", "cuda"):
             raise BatchError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        if self.threshold is not None and not (isinstance(self.threshold, (int, float)) and 0 <= self.threshold <= 1):
-            raise BatchError(f"threshold must be a number from 0 to 1, got {self.threshold!r}")
-        if self.min_positive_seconds is not None and (
-            not isinstance(self.min_positive_seconds, int) or isinstance(self.min_positive_seconds, bool)
-            or self.min_positive_seconds < 0
-        ):  # fmt: skip
-            raise BatchError(
-                f"min_positive_seconds must be a whole number of at least 0, got {self.min_positive_seconds!r}"
-            )
         for name in ("batch_size", "partition_windows", "cpus_per_worker", "num_workers", "num_cpus"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):

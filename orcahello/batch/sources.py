@@ -15,7 +15,7 @@ from hls_timeline_orcahello import plain_timeline
 from http_orcahello import HTTPFetchError, fetch
 from vocabulary_orcahello import PLAYLIST_SUFFIX, is_url
 
-from .. import detect, inputs
+from .. import inputs, runs
 from .settings import BatchError
 
 # A sound file given by URL is downloaded into memory whole (`http_orcahello.fetch`: retries with backoff, a byte cap,
@@ -176,5 +176,5 @@ def probe_source(
         finally:
             recording.close()
     except Exception as error:  # any reason a recording cannot be read is reported for it alone
-        probed["error"] = detect.failure_reason(error, row["source"])
+        probed["error"] = runs.failure_reason(error, row["source"])
     return probed

@@ -33,15 +33,17 @@ of `learner_export.py` for a learner), its key formats (`key_formats.py`), mappi
 Usage:
 
 ```bash
-python -m orcahello.conversion.convert_fastai --input model.pkl --output-dir orcahello-srkw-detector-v1 --card README.md
+orcahello convert --input model.pkl --output-dir orcahello-srkw-detector-v1 --card README.md
+python -m orcahello.conversion.convert_fastai --input model.pkl --output-dir orcahello-srkw-detector-v1   # the same
 ```
 """
 
-import argparse
+import dataclasses
 import json
 import os
 import sys
 import time
+from typing import Any
 
 import torch
 
@@ -122,7 +124,9 @@ _FILE_FORMAT_NAMES = {
 }
 
 
-def convert(input_path, output_dir, verify=True, model_card=None):
+def convert(
+    input_path: str | os.PathLike, output_dir: str | os.PathLike, verify: bool = True, model_card: str | None = None
+) -> dict[str, Any]:
     """
     Convert the checkpoint at `input_path` (see the module docstring for the formats) into a complete model folder
     at `output_dir`, and return a report dict (source format, architecture, tensor count, class names,
@@ -223,36 +227,46 @@ def convert(input_path, output_dir, verify=True, model_card=None):
     return report
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description="Convert an OrcaHello fastai learner export or state_dict into a Transformers model folder."
-    )
-    parser.add_argument(
-        "--input",
-        required=True,
-        help="model.pkl (learner export), .pt/.pth or .safetensors state_dict, or a folder in upstream's Hub layout "
-        "(config.json + config.yaml + model.safetensors or model_v1.pt): converted with preset v1 as its default",
-    )
-    parser.add_argument("--output-dir", required=True, help="folder to write (created if needed)")
-    parser.add_argument("--card", help="model card (README.md) to copy into the folder")
-    parser.add_argument(
-        "--no-verify",
-        action="store_true",
-        help="skip the forward-pass comparison (the key and shape checks still run)",
-    )
-    args = parser.parse_args(argv)
+@dataclasses.dataclass(frozen=True)
+class ConvertOptions:
+    """
+    What `orcahello convert` can be told (its command-line options; see `convert`).
 
+    Args:
+        input (`str`): a learner export (`model.pkl`), a state_dict (`.pt`, `.pth`, `.safetensors`) or a folder in
+            upstream's Hub layout.
+        output_dir (`str`): the model folder to write (created if needed).
+        card (`str`, *optional*): a model card (README.md) to copy into the folder.
+        verify (`bool`, *optional*, defaults to `True`): compare the converted model's forward pass with the
+            learner's (the key and shape checks always run).
+    """
+
+    input: str
+    output_dir: str
+    card: str | None = None
+    verify: bool = True
+
+
+def convert_command(options: ConvertOptions) -> int:
+    """`orcahello convert` with `options`: prints the conversion report; returns the exit status (1 on a refusal)."""
     model_card = None
-    if args.card:
-        with open(args.card, encoding="utf-8") as handle:
+    if options.card:
+        with open(options.card, encoding="utf-8") as handle:
             model_card = handle.read()
     try:
-        report = convert(args.input, args.output_dir, verify=not args.no_verify, model_card=model_card)
+        report = convert(options.input, options.output_dir, verify=options.verify, model_card=model_card)
     except (ConversionError, UnsafePickleError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(json.dumps(report, indent=2))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m orcahello.conversion.convert_fastai ...`: `orcahello convert ...`; returns the exit status."""
+    from ..cli import main as command_line
+
+    return command_line(["convert", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

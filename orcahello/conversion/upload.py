@@ -15,19 +15,22 @@ a featurized window. Its README.md must be a model card whose metadata declares 
 Usage:
 
 ```bash
-python -m orcahello.conversion.upload orcahello-srkw-detector-v1 --dry-run
-python -m orcahello.conversion.upload orcahello-srkw-detector-v1 --repo-id orcasound/orcahello-srkw-detector-v1 --token hf_...
+orcahello upload orcahello-srkw-detector-v1 --dry-run
+orcahello upload orcahello-srkw-detector-v1 --repo-id orcasound/orcahello-srkw-detector-v1 --token hf_...
 ```
 """
 
-import argparse
+import dataclasses
 import json
 import os
 import sys
+from typing import Any
+
+from vocabulary_orcahello import HUB_MODEL_ID
 
 from .model_folder import CUSTOM_CODE_FILES, ENDPOINT_HANDLER_FILES
 
-DEFAULT_REPO_ID = "orcasound/orcahello-srkw-detector-v1"
+DEFAULT_REPO_ID = HUB_MODEL_ID  # the repo the commands load by default
 REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md") + tuple(
     CUSTOM_CODE_FILES
 )
@@ -41,7 +44,7 @@ class ModelFolderError(ValueError):
     """The folder is not a complete, loadable OrcaHello model folder with a valid model card."""
 
 
-def check_model_card(readme_path):
+def check_model_card(readme_path: str) -> list[str]:
     """The problems with the model card's metadata (an empty list when it is complete)."""
     from huggingface_hub import ModelCard
 
@@ -62,7 +65,7 @@ def check_model_card(readme_path):
     return problems
 
 
-def check_loads(folder):
+def check_loads(folder: str) -> dict[str, Any]:
     """
     Load the folder through the Auto classes with remote code, as users will, and score one featurized 2-second
     window of silence. Returns a summary dict; raises `ModelFolderError` when any step fails.
@@ -98,7 +101,7 @@ def check_loads(folder):
     }
 
 
-def validate_model_folder(folder):
+def validate_model_folder(folder: str) -> dict[str, Any]:
     """
     Check that `folder` is a complete model folder with a valid card and that it loads and runs; returns a summary
     dict. Raises `ModelFolderError` listing every problem found before loading anything.
@@ -122,7 +125,7 @@ def validate_model_folder(folder):
     return check_loads(folder)
 
 
-def upload(folder, repo_id, token, commit_message=None):
+def upload(folder: str, repo_id: str, token: str, commit_message: str | None = None) -> str:
     """Push the folder's model files to the existing Hub repo `repo_id`; returns the commit URL."""
     from huggingface_hub import HfApi
 
@@ -137,29 +140,51 @@ def upload(folder, repo_id, token, commit_message=None):
     return getattr(commit, "commit_url", str(commit))
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Validate an OrcaHello model folder and upload it to the Hub.")
-    parser.add_argument("folder", help="model folder written by orcahello.conversion.convert_fastai")
-    parser.add_argument("--repo-id", default=DEFAULT_REPO_ID, help=f"Hub model repo (default {DEFAULT_REPO_ID})")
-    parser.add_argument("--token", default=os.environ.get("HF_TOKEN"), help="Hub write token (default: $HF_TOKEN)")
-    parser.add_argument("--commit-message", help="commit message on the Hub")
-    parser.add_argument("--dry-run", action="store_true", help="validate only; never contact the Hub")
-    args = parser.parse_args(argv)
+@dataclasses.dataclass(frozen=True)
+class UploadOptions:
+    """
+    What `orcahello upload` can be told (its command-line options).
 
+    Args:
+        folder (`str`): the model folder `orcahello convert` wrote.
+        repo_id (`str`, *optional*, defaults to `"orcasound/orcahello-srkw-detector-v1"`): the Hub model repo.
+        token (`str`, *optional*): a Hub write token; None: nothing is pushed.
+        commit_message (`str`, *optional*): the commit message on the Hub.
+        dry_run (`bool`, *optional*, defaults to `False`): validate only; never contact the Hub.
+    """
+
+    folder: str
+    repo_id: str = DEFAULT_REPO_ID
+    token: str | None = None
+    commit_message: str | None = None
+    dry_run: bool = False
+
+
+def upload_command(options: UploadOptions) -> int:
+    """`orcahello upload` with `options`: validate the folder, then push it; returns the exit status."""
     try:
-        summary = validate_model_folder(args.folder)
+        summary = validate_model_folder(options.folder)
     except ModelFolderError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(json.dumps({"folder": os.path.abspath(args.folder), "valid": True, **summary}, indent=2, default=str))
-    if args.dry_run:
-        print(f"dry run: {args.folder} is valid; nothing was pushed to {args.repo_id}")
+    print(json.dumps({"folder": os.path.abspath(options.folder), "valid": True, **summary}, indent=2, default=str))
+    if options.dry_run:
+        print(f"dry run: {options.folder} is valid; nothing was pushed to {options.repo_id}")
         return 0
-    if not args.token:
-        print(f"no token given (--token or HF_TOKEN): {args.folder} is valid; nothing was pushed to {args.repo_id}")
+    if not options.token:
+        print(
+            f"no token given (--token or HF_TOKEN): {options.folder} is valid; nothing was pushed to {options.repo_id}"
+        )
         return 0
-    print(f"pushed: {upload(args.folder, args.repo_id, args.token, args.commit_message)}")
+    print(f"pushed: {upload(options.folder, options.repo_id, options.token, options.commit_message)}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m orcahello.conversion.upload ...`: `orcahello upload ...`; returns the exit status."""
+    from ..cli import main as command_line
+
+    return command_line(["upload", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Fine-tune an OrcaHello model folder on labelled clips with transformers' `Trainer`, and save the result as a model
 folder that `pipeline("audio-classification", model=OUT, trust_remote_code=True)` loads.
 
-    python -m orcahello.training.finetune --model models/orcahello-srkw-detector-v1 \
+    orcahello finetune --model models/orcahello-srkw-detector-v1 \
         --train data/train --eval data/eval --output-dir models/finetuned [--epochs 10] [--freeze-backbone]
 
 `--train` and `--eval` each name either
@@ -45,30 +45,16 @@ fine-tuning and after every epoch, the best epoch). The Trainer's checkpoints go
 are deleted at the end unless `--keep-checkpoints` is given.
 """
 
-import argparse
+import dataclasses
 import json
 import os
 import shutil
 import sys
 import time
-
-import torch
+from typing import Any
 
 from .. import models
-from ..conversion.model_folder import save_model_folder
-from ..options import positive_integer
-from .finetuned_card import model_card
-from .labelled_clips import (
-    FASTAI_AUDIO_FREQUENCY_MASK_ROWS,
-    LABELS,
-    FrequencyMask,
-    SpectrogramDataset,
-    TrainingDataError,
-    featurize_clips,
-    find_clips,
-)
-from .metrics import DECISION_THRESHOLD
-from .trainer_setup import build_trainer, epoch_metrics, freeze_backbone, unprefixed
+from . import FASTAI_AUDIO_FREQUENCY_MASK_ROWS
 
 BEST_MODEL_METRIC = "auprc"
 CHECKPOINTS_FOLDER = "checkpoints"
@@ -81,87 +67,97 @@ DEFAULT_WEIGHT_DECAY = 0.01
 DEFAULT_WARMUP_RATIO = 0.3
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Command line
-# ----------------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class FinetuneOptions:
+    """
+    What a fine-tuning can be told (`orcahello finetune`'s options; see the module's description). Options that
+    contradict each other raise a one-line `ValueError`.
+
+    Args:
+        model (`str`): the model folder (or Hub id) to start from.
+        train (`str`): the training clips: a positive/negative folder tree or a saved `datasets.Dataset`.
+        eval (`str`): held-out clips, in the same forms.
+        output_dir (`str`): where the fine-tuned model folder goes.
+        epochs (`int`, *optional*, defaults to 10): training epochs.
+        batch_size (`int`, *optional*, defaults to 64): clips per step (training and evaluation).
+        learning_rate (`float`, *optional*, defaults to 1e-3): the peak learning rate, above 0.
+        weight_decay (`float`, *optional*, defaults to 0.01): AdamW's weight decay.
+        warmup_ratio (`float`, *optional*, defaults to 0.3): the share of the steps warming up, from 0 up to 1.
+        freeze_backbone (`bool`, *optional*, defaults to `False`): train the head only (backbone BatchNorm frozen).
+        train_batch_norm (`bool`, *optional*, defaults to `False`): with `freeze_backbone`, keep the backbone's
+            BatchNorm layers trainable and updating (fastai's `train_bn`).
+        freq_mask_max_bins (`int`, *optional*, defaults to 30): the widest frequency mask, in mel rows (0: none).
+        freq_mask_min_bins (`int`, *optional*): the narrowest one; None: the widest (a fixed width, as fastai_audio).
+        seed (`int`, *optional*, defaults to 42): the seed of the run.
+        num_workers (`int`, *optional*, defaults to 0): data loader workers.
+        keep_checkpoints (`bool`, *optional*, defaults to `False`): keep `<output_dir>/checkpoints`.
+    """
+
+    model: str
+    train: str
+    eval: str
+    output_dir: str
+    epochs: int = DEFAULT_EPOCHS
+    batch_size: int = DEFAULT_BATCH_SIZE
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    weight_decay: float = DEFAULT_WEIGHT_DECAY
+    warmup_ratio: float = DEFAULT_WARMUP_RATIO
+    freeze_backbone: bool = False
+    train_batch_norm: bool = False
+    freq_mask_max_bins: int = FASTAI_AUDIO_FREQUENCY_MASK_ROWS
+    freq_mask_min_bins: int | None = None
+    seed: int = 42
+    num_workers: int = 0
+    keep_checkpoints: bool = False
+
+    def __post_init__(self) -> None:
+        if self.train_batch_norm and not self.freeze_backbone:
+            raise ValueError("--train-batch-norm only applies with --freeze-backbone (otherwise every layer trains)")
+        if self.freq_mask_min_bins is not None and self.freq_mask_min_bins > self.freq_mask_max_bins:
+            raise ValueError("--freq-mask-min-bins must not exceed --freq-mask-max-bins")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError("--warmup-ratio is a share of the training steps: from 0 up to (not including) 1")
+        if self.learning_rate <= 0:
+            raise ValueError("--learning-rate must be positive")
 
 
-def non_negative_integer(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="finetune.py",
-        description="Fine-tune an OrcaHello model folder on labelled 2-second clips.",
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--model", required=True, help="model folder (or Hub id) to start from")
-    parser.add_argument("--train", required=True, metavar="DATA", help="positive/negative folder tree or saved dataset")
-    parser.add_argument("--eval", required=True, metavar="DATA", help="held-out clips, same forms as --train")
-    parser.add_argument("--output-dir", required=True, metavar="OUT", help="where the fine-tuned model folder goes")
-    parser.add_argument("--epochs", type=positive_integer, default=DEFAULT_EPOCHS, help="default: %(default)s")
-    parser.add_argument("--batch-size", type=positive_integer, default=DEFAULT_BATCH_SIZE, help="default: %(default)s")
-    parser.add_argument("--learning-rate", type=float, default=DEFAULT_LEARNING_RATE, help="peak; default: %(default)s")
-    parser.add_argument("--weight-decay", type=float, default=DEFAULT_WEIGHT_DECAY, help="default: %(default)s")
-    parser.add_argument(
-        "--warmup-ratio",
-        type=float,
-        default=DEFAULT_WARMUP_RATIO,
-        help="share of steps warming up; default: %(default)s",
-    )
-    parser.add_argument(
-        "--freeze-backbone", action="store_true", help="train the head only (backbone BatchNorm frozen)"
-    )
-    parser.add_argument(
-        "--train-batch-norm",
-        action="store_true",
-        help="with --freeze-backbone: keep the backbone's BatchNorm layers trainable and updating (fastai's train_bn)",
-    )
-    parser.add_argument(
-        "--freq-mask-max-bins",
-        type=non_negative_integer,
-        default=FASTAI_AUDIO_FREQUENCY_MASK_ROWS,
-        help="widest frequency mask, in mel rows (0: no masking); default: %(default)s, fastai_audio's",
-    )
-    parser.add_argument(
-        "--freq-mask-min-bins",
-        type=non_negative_integer,
-        default=None,
-        help="narrowest frequency mask (default: the maximum, a fixed width as fastai_audio; 0 for SpecAugment's)",
-    )
-    parser.add_argument("--seed", type=int, default=42, help="default: %(default)s")
-    parser.add_argument("--num-workers", type=non_negative_integer, default=0, help="data loader workers")
-    parser.add_argument("--keep-checkpoints", action="store_true", help=f"keep OUT/{CHECKPOINTS_FOLDER}")
-    return parser
-
-
-def finetune(args):
-    """Run a fine-tuning described by parsed `args`; returns the summary written to `training_summary.json`."""
+def finetune(options: FinetuneOptions) -> dict[str, Any]:
+    """Run the fine-tuning `options` describe; returns the summary written to `training_summary.json`."""
+    # Imported here: building the command line's parser never loads torch or transformers.
+    import torch
     from transformers import TrainingArguments, set_seed
+
+    from ..conversion.model_folder import save_model_folder
+    from .finetuned_card import model_card
+    from .labelled_clips import (
+        LABELS,
+        FrequencyMask,
+        SpectrogramDataset,
+        TrainingDataError,
+        featurize_clips,
+        find_clips,
+    )
+    from .metrics import DECISION_THRESHOLD
+    from .trainer_setup import build_trainer, epoch_metrics, freeze_backbone, unprefixed
 
     started = time.monotonic()
     frequency_mask = None
-    if args.freq_mask_max_bins > 0:
-        frequency_mask = FrequencyMask(max_bins=args.freq_mask_max_bins, min_bins=args.freq_mask_min_bins)
-    set_seed(args.seed)
+    if options.freq_mask_max_bins > 0:
+        frequency_mask = FrequencyMask(max_bins=options.freq_mask_max_bins, min_bins=options.freq_mask_min_bins)
+    set_seed(options.seed)
 
     # As the commands load it: this package's classes, a folder read without the Hub, the default Hub repo only at
     # its pinned revision.
-    model, feature_extractor = models.load_model(args.model)
+    model, feature_extractor = models.load_model(options.model)
     label2id = {name.lower(): index for name, index in model.config.label2id.items()}
     if label2id != LABELS:
         raise TrainingDataError(
-            f"{args.model}: expected labels {LABELS} (class 1 = call), the config has {model.config.label2id}"
+            f"{options.model}: expected labels {LABELS} (class 1 = call), the config has {model.config.label2id}"
         )
     window_seconds = float(getattr(model.config, "window_seconds", 2.0))
 
     datasets_by_split, data_summary = {}, {}
-    for split, path in (("train", args.train), ("eval", args.eval)):
+    for split, path in (("train", options.train), ("eval", options.eval)):
         clips = find_clips(path)
         features, labels, longer = featurize_clips(clips, feature_extractor, window_seconds)
         augment = frequency_mask if split == "train" else None
@@ -179,17 +175,17 @@ def finetune(args):
             flush=True,
         )
 
-    frozen_modules = freeze_backbone(model, args.train_batch_norm) if args.freeze_backbone else []
-    checkpoints = os.path.join(args.output_dir, CHECKPOINTS_FOLDER)
+    frozen_modules = freeze_backbone(model, options.train_batch_norm) if options.freeze_backbone else []
+    checkpoints = os.path.join(options.output_dir, CHECKPOINTS_FOLDER)
     training_args = TrainingArguments(
         output_dir=checkpoints,
-        num_train_epochs=args.epochs,
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        weight_decay=args.weight_decay,
+        num_train_epochs=options.epochs,
+        per_device_train_batch_size=options.batch_size,
+        per_device_eval_batch_size=options.batch_size,
+        learning_rate=options.learning_rate,
+        weight_decay=options.weight_decay,
         lr_scheduler_type="cosine",
-        warmup_steps=args.warmup_ratio,  # a float below 1 is a share of the training steps
+        warmup_steps=options.warmup_ratio,  # a float below 1 is a share of the training steps
         eval_strategy="epoch",
         save_strategy="epoch",
         logging_strategy="epoch",
@@ -198,8 +194,8 @@ def finetune(args):
         greater_is_better=True,
         save_total_limit=1,
         save_only_model=True,
-        seed=args.seed,
-        dataloader_num_workers=args.num_workers,
+        seed=options.seed,
+        dataloader_num_workers=options.num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
         remove_unused_columns=False,
         report_to="none",
@@ -219,20 +215,20 @@ def finetune(args):
     if isinstance(best_epoch, float) and best_epoch.is_integer():
         best_epoch = int(best_epoch)
     summary = {
-        "base_model": args.model,
+        "base_model": options.model,
         "data": data_summary,
         "options": {
-            "epochs": args.epochs,
-            "batch_size": args.batch_size,
-            "learning_rate": args.learning_rate,
-            "weight_decay": args.weight_decay,
-            "warmup_ratio": args.warmup_ratio,
-            "freeze_backbone": args.freeze_backbone,
-            "train_batch_norm": args.train_batch_norm,
+            "epochs": options.epochs,
+            "batch_size": options.batch_size,
+            "learning_rate": options.learning_rate,
+            "weight_decay": options.weight_decay,
+            "warmup_ratio": options.warmup_ratio,
+            "freeze_backbone": options.freeze_backbone,
+            "train_batch_norm": options.train_batch_norm,
             "frequency_mask": None
             if frequency_mask is None
             else {"min_bins": frequency_mask.min_bins, "max_bins": frequency_mask.max_bins, "value": "mean"},
-            "seed": args.seed,
+            "seed": options.seed,
             "window_seconds": window_seconds,
             "decision_threshold": DECISION_THRESHOLD,
         },
@@ -245,17 +241,17 @@ def finetune(args):
     model = trainer.model.eval()
     model.requires_grad_(True)
     save_model_folder(
-        model, args.output_dir, feature_extractor=feature_extractor, model_card=model_card(args.model, summary)
+        model, options.output_dir, feature_extractor=feature_extractor, model_card=model_card(options.model, summary)
     )
-    if not args.keep_checkpoints:
+    if not options.keep_checkpoints:
         shutil.rmtree(checkpoints, ignore_errors=True)
     summary["elapsed_s"] = round(time.monotonic() - started, 1)
-    with open(os.path.join(args.output_dir, SUMMARY_FILE), "w", encoding="utf-8") as handle:
+    with open(os.path.join(options.output_dir, SUMMARY_FILE), "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=2)
         handle.write("\n")
     print(
-        f"AUPRC on {args.eval}: {initial_eval['auprc']:.4f} before, {final_eval['auprc']:.4f} after (epoch "
-        f"{summary['best_epoch']}). Model folder: {args.output_dir}",
+        f"AUPRC on {options.eval}: {initial_eval['auprc']:.4f} before, {final_eval['auprc']:.4f} after (epoch "
+        f"{summary['best_epoch']}). Model folder: {options.output_dir}",
         flush=True,
     )
     if final_eval["auprc"] < initial_eval["auprc"]:
@@ -263,24 +259,23 @@ def finetune(args):
     return summary
 
 
-def main(argv=None):
-    """The command line; returns the exit status (2 for unusable options, data or model, with a message on stderr)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.train_batch_norm and not args.freeze_backbone:
-        parser.error("--train-batch-norm only applies with --freeze-backbone (otherwise every layer trains)")
-    if args.freq_mask_min_bins is not None and args.freq_mask_min_bins > args.freq_mask_max_bins:
-        parser.error("--freq-mask-min-bins must not exceed --freq-mask-max-bins")
-    if not 0.0 <= args.warmup_ratio < 1.0:
-        parser.error("--warmup-ratio is a share of the training steps: from 0 up to (not including) 1")
-    if args.learning_rate <= 0:
-        parser.error("--learning-rate must be positive")
+def finetune_command(options: FinetuneOptions) -> int:
+    """`orcahello finetune` with `options`; returns the exit status (2 for unusable data or model, with a message)."""
+    from .labelled_clips import TrainingDataError
+
     try:
-        finetune(args)
+        finetune(options)
     except (TrainingDataError, models.ModelNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m orcahello.training.finetune ...`: `orcahello finetune ...`; returns the exit status."""
+    from ..cli import main as command_line
+
+    return command_line(["finetune", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

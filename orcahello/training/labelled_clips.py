@@ -13,9 +13,9 @@ import torch
 from audio_orcahello import AudioInputError, open_recording
 from vocabulary_orcahello import is_audio_file_name
 
+from . import FASTAI_AUDIO_FREQUENCY_MASK_ROWS
+
 LABELS = {"negative": 0, "positive": 1}
-# fastai_audio 0.1's tfm_mask_frequency(num_rows=30): production's training masked exactly this many mel rows.
-FASTAI_AUDIO_FREQUENCY_MASK_ROWS = 30
 # Windows featurized together: vectorizes resampling and STFTs without holding a whole data set of audio at once.
 FEATURIZE_BLOCK_SIZE = 64
 MAX_LISTED_PROBLEMS = 10

@@ -1,0 +1,168 @@
+# Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
+"""
+What the commands that score recordings (`detect`, `batch`, `live`, `embed`) share about a run: its settings and the
+per-recording ones a site table gives (`RunSettings`), the OrcaHello JSON of a recording (`build_document`), the check
+that a previous run already finished a recording (`load_finished_document`), the one line that says why a recording
+failed, and the pipeline's warnings left to the command.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY, is_url
+
+from . import __version__, inputs, provenance, site_thresholds, writers
+
+# The pipeline's result keys stored in each file's JSON: production's five, then the port's extras.
+RESULT_KEYS = (
+    "global_prediction",
+    "global_confidence",
+    "local_predictions",
+    "local_confidences",
+    "submission",
+    "windows",
+    "detections",
+    "warnings",
+    "start_time_utc",
+    "gaps",
+)
+
+
+@dataclass
+class RunSettings:
+    """
+    How a run scores each recording and what identifies its results (the resume check's `run_hash`).
+
+    Args:
+        parameters (`dict`): every scoring parameter, resolved (`provenance.scoring_parameters`).
+        batch_size (`int`): windows per forward pass (`orcahello batch` sets it once the actors' device is known).
+        device (`str`): where the model runs (`orcahello batch`: the actors' device, set with the batch size).
+        formats (`tuple[str, ...]`): the per-recording outputs written (`writers.OUTPUT_FORMATS`).
+        plot (`bool`): also a spectrogram picture per recording.
+        overwrite (`bool`): score every recording again, even one a previous run finished.
+        model_info (`dict`): the model's identity (`provenance.describe_model_config`).
+        run_hash (`str`): the hash of the parameters and the model (`provenance.run_hash`).
+        engine (`str`): what computes the model (`vocabulary_orcahello.ENGINES`).
+        site_thresholds_file (`str`, *optional*): the `--site-thresholds` table, when one is used.
+        site (`str`, *optional*): the table's site pattern that gave this recording's parameters (None: its default).
+        allow_other_hosts (`bool`): HLS over HTTP: segments and redirects on hosts other than the playlist's.
+    """
+
+    parameters: dict[str, Any]
+    batch_size: int | None
+    device: str | None
+    formats: tuple[str, ...]
+    plot: bool
+    overwrite: bool
+    model_info: dict[str, Any]
+    run_hash: str
+    engine: str = "auto"
+    site_thresholds_file: str | None = None
+    site: str | None = None
+    allow_other_hosts: bool = False
+
+
+def settings_for_recording(
+    job: inputs.AudioJob,
+    settings: RunSettings,
+    scoring: provenance.ScoringOptions,
+    config: Any,
+    site_table: dict[str, Any] | None,
+) -> RunSettings:
+    """
+    The run's settings with `job`'s own parameters when a per-site table is used: its site's entry under the run's
+    `scoring` options, and the hash of those parameters, so that resuming rescores exactly the recordings whose site
+    entry changed.
+    """
+    if site_table is None:
+        return settings
+    # The absolute path, so that site folders above the folder given on the command line match too; a URL's path
+    # names the node (`.../rpi_orcasound_lab/hls/...`).
+    path = urllib.parse.urlsplit(job.path).path if is_url(job.path) else os.path.abspath(job.path)
+    parameters = provenance.scoring_parameters(scoring, config, site_thresholds.parameters_for(path, site_table))
+    return dataclasses.replace(
+        settings,
+        parameters=parameters,
+        run_hash=provenance.run_hash(parameters, settings.model_info),
+        site=site_thresholds.match_site(path, site_table),
+    )
+
+
+def is_finished(job: inputs.AudioJob, settings: RunSettings) -> bool:
+    """Whether a previous run scored `job` with this model and these parameters (its JSON says so): then its outputs
+    can be made from that JSON, with no model."""
+    json_path = writers.output_path(job.output_stem, "json")
+    return not settings.overwrite and load_finished_document(json_path, settings.run_hash) is not None
+
+
+def load_finished_document(json_path: str, expected_hash: str) -> dict[str, Any] | None:
+    """The JSON a previous run wrote for this recording, if it used the same model and parameters; else None."""
+    try:
+        with open(json_path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) and document.get("run_hash") == expected_hash else None
+
+
+def build_document(job: inputs.AudioJob, result: dict[str, Any], settings: RunSettings) -> dict[str, Any]:
+    """The `<stem>.orcahello.json` content: the pipeline's result, the model, the version and every parameter."""
+    document = {"file": job.path, "label": result["label"]}
+    document.update({key: result[key] for key in RESULT_KEYS})
+    document["preset"] = result.get("preset")  # the inference preset; its resolved fields are in "parameters"
+    if "source" in result:  # HLS: the playlist or folder, its segments, where the start time came from
+        document["source"] = result["source"]
+    document.update(
+        {
+            "duration_s": result["duration_s"],
+            "sampling_rate": result["sampling_rate"],
+            "num_channels": result["num_channels"],
+            "parameters": {
+                **result["parameters"],
+                # The fast mode, when asked for (it changes the numbers; float32 is the default and stays implicit).
+                **{name: settings.parameters[name] for name in ("precision",) if name in settings.parameters},
+                "batch_size": settings.batch_size,
+                "device": settings.device,
+                "engine": settings.engine,
+            },
+            "model": settings.model_info,
+            "version": __version__,
+            "run_hash": settings.run_hash,
+            "created_at": provenance.now_iso(),
+        }
+    )
+    if settings.site_thresholds_file is not None:
+        document["site_thresholds"] = {"file": settings.site_thresholds_file, "site": settings.site}
+    if settings.model_info.get(SYNTHETIC_WEIGHTS_KEY):
+        document["warnings"] = [writers.STANDIN_WARNING] + list(document["warnings"])
+    return document
+
+
+def failure_reason(error: BaseException, path: str) -> str:
+    """One line saying why `path` failed, without repeating the path the pipeline's messages start with."""
+    # Imported here: building the command line's parser never loads torch (the pipeline's module does).
+    from audio_orcahello import AudioInputError
+
+    message = str(error).strip() or type(error).__name__
+    if message.startswith(f"{path}: "):
+        message = message[len(path) + 2 :]
+    # AudioInputError messages say what is wrong with the audio; anything else is unexpected: name its type.
+    if not isinstance(error, AudioInputError):
+        message = f"{type(error).__name__}: {message}"
+    return " ".join(message.split())
+
+
+def quiet_pipeline_warnings() -> None:
+    """
+    Leave a recording's warnings (digital silence, gaps) to the command, which prints each once with the recording's
+    path and keeps them in the outputs: the pipeline also logs them, for library users, from the module that builds
+    its results.
+    """
+    import results_orcahello
+
+    logging.getLogger(results_orcahello.__name__).setLevel(logging.ERROR)
