@@ -318,3 +318,16 @@ def test_detect_with_a_raised_site_config_turns_a_recording_between_the_threshol
     assert completed.returncode == 0, completed.stderr
     overridden = json.loads(next(output_dir.glob("*.orcahello.json")).read_text())
     assert overridden["parameters"]["aggregation"] == "mean_thresholded"
+
+
+@pytest.mark.parametrize("script", ["convert_fastai.py", "convert_hub_v1.py"])
+def test_conversion_scripts_run_from_the_repository_root(script):
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    completed = subprocess.run([sys.executable, f"conversion/{script}", "--help"], cwd=REPO_ROOT, capture_output=True,
+                               text=True, timeout=300)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert "--input" in completed.stdout and "--output-dir" in completed.stdout
