@@ -50,6 +50,7 @@ def reaggregate(saved, output_dir, *options):
 
 
 @pytest.mark.needs_test_data
+@pytest.mark.timeout(2400)  # several model runs on a shared 2-core machine
 def test_reaggregate_equals_a_fresh_detect_on_every_fixture(resnet50_folder, tmp_path):
     wavs = legacy_wavs()
     saved = detect(wavs, resnet50_folder, tmp_path / "saved")
@@ -68,6 +69,7 @@ def test_reaggregate_equals_a_fresh_detect_on_every_fixture(resnet50_folder, tmp
 
 
 @pytest.mark.needs_test_data
+@pytest.mark.timeout(2400)  # several model runs on a shared 2-core machine
 def test_reaggregate_with_a_hydrophone_config_equals_a_fresh_detect_with_it(resnet50_folder, tmp_path):
     wavs = [wav for wav in legacy_wavs() if wav.name != "edge_2p5s_48k.wav"]  # shorter than a v1 window
     saved = detect(wavs, resnet50_folder, tmp_path / "saved", "--preset", "v1", "--aggregation", "orcahello")
