@@ -64,10 +64,10 @@ def test_every_form_of_hydrophone_config_reads_as_its_sites_decision():
     table = both.site_table()
     assert table["sites"] == {
         "rpi_quiet_site": {"global_threshold": 0.6},
-        "rpi_squeaky_site": {"global_threshold": 0.9},
+        "rpi_squeaky_site": {"global_threshold": 0.95},
     }
     assert site_thresholds.parameters_for("https://bucket/rpi_squeaky_site/hls/1/live.m3u8", table) == {
-        "global_threshold": 0.9
+        "global_threshold": 0.95
     }
     fastai = read_hydrophone_config(CONFIGS / "fastai_era_configmap.yaml")
     assert fastai.preset == "fastai"
