@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO_ROOT, legacy_wavs, run_orcahello_cli
+from conftest import REPO_ROOT, legacy_wavs
 from test_upstream_config import CONFIGS
 
 from orcahello import writers
@@ -36,17 +36,21 @@ def assert_same_outputs(redecided, fresh):
         assert runs[0][key] == runs[1][key], key
 
 
+def orcahello(*arguments):
+    """`orcahello ARGUMENTS` in a subprocess, as a user runs it (eleven recordings take minutes on a loaded machine)."""
+    return subprocess.run([sys.executable, "-m", "orcahello.cli", *map(str, arguments)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=1200)  # fmt: skip
+
+
 def detect(wavs, model, output_dir, *options):
-    completed = run_orcahello_cli(*wavs, "--model", model, "--output-dir", output_dir, *options)
+    completed = orcahello("detect", *wavs, "--model", model, "--output-dir", output_dir, *options)
     assert completed.returncode == 0, completed.stderr
     return output_dir
 
 
 def reaggregate(saved, output_dir, *options):
-    """`orcahello reaggregate SAVED --output-dir OUTPUT_DIR OPTIONS` in a subprocess, as a user runs it."""
-    arguments = ["reaggregate", saved, "--output-dir", output_dir, *options]
-    return subprocess.run([sys.executable, "-m", "orcahello.cli", *map(str, arguments)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    """`orcahello reaggregate SAVED --output-dir OUTPUT_DIR OPTIONS`."""
+    return orcahello("reaggregate", saved, "--output-dir", output_dir, *options)
 
 
 @pytest.mark.needs_test_data
