@@ -13,6 +13,8 @@ try:
         EMBEDDING_LAYERS,
         INFERENCE_FIELDS,
         INFERENCE_PRESETS,
+        MAX_WINDOW_SECONDS,
+        MIN_HOP_SECONDS,
     )
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from vocabulary_orcahello import (
@@ -21,6 +23,8 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
         EMBEDDING_LAYERS,
         INFERENCE_FIELDS,
         INFERENCE_PRESETS,
+        MAX_WINDOW_SECONDS,
+        MIN_HOP_SECONDS,
     )
 
 
@@ -37,10 +41,15 @@ def preset_settings(name):
 
 def check_inference_settings(settings):
     """Raise a one-line ValueError naming the first field of `settings` (all of `INFERENCE_FIELDS`) that is wrong."""
+    # The same bounds for every source of settings (see `MIN_HOP_SECONDS`); NaN and infinity fail both comparisons.
     for name in ("window_seconds", "hop_seconds"):
         value = settings[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+        if not MIN_HOP_SECONDS <= value <= MAX_WINDOW_SECONDS:
+            raise ValueError(
+                f"{name} must be from {MIN_HOP_SECONDS:g} to {MAX_WINDOW_SECONDS:g} seconds, got {value!r}"
+            )
     for name in ("whole_recording_frontend", "peak_normalize", "strict_segments", "smoothing"):
         if not isinstance(settings[name], bool):
             raise ValueError(f"{name} must be true or false, got {settings[name]!r}")

@@ -23,6 +23,7 @@ try:
     from .hls_timeline_orcahello import iso_utc, utc_at
     from .vocabulary_orcahello import (
         AGGREGATION_STRATEGIES,
+        DECISION_FIELD_TYPES,
         DECISION_FIELDS,
         DEFAULT_MIN_GLOBAL_CONFIDENCE,
         DEFAULT_PRESET,
@@ -32,6 +33,7 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
     from hls_timeline_orcahello import iso_utc, utc_at
     from vocabulary_orcahello import (
         AGGREGATION_STRATEGIES,
+        DECISION_FIELD_TYPES,
         DECISION_FIELDS,
         DEFAULT_MIN_GLOBAL_CONFIDENCE,
         DEFAULT_PRESET,
@@ -43,6 +45,38 @@ logger = logging.getLogger(__name__)
 
 # The defaults of the decision fields: production's (the default preset), and no confidence floor.
 _DEFAULT_DECISION = INFERENCE_PRESETS[DEFAULT_PRESET]
+
+# What a decision field of each type may hold, beyond its type (the one rule every source of a decision goes
+# through: the command line, a site table, a model's config, the pipeline's and the endpoint's parameters): every number with a fraction is a threshold on a
+# 0-1 confidence; a count is at least 0 (top_k_windows: at least 1 window); a string is one of a fixed set.
+COUNT_MINIMUMS = {"top_k_windows": 1}
+STRING_CHOICES = {"aggregation": AGGREGATION_STRATEGIES}
+
+
+def check_decision_value(field: str, value: Any, name: str | None = None) -> bool | str | float | int:
+    """
+    `value` for the decision field `field` (`vocabulary_orcahello.DECISION_FIELD_TYPES`), in the field's type; a
+    one-line `ValueError` calling it `name` (default: the field) when it is not one the decision can use.
+    """
+    name = name or field
+    kind = DECISION_FIELD_TYPES[field]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, got {value!r}")
+        return value
+    if kind is str:
+        if value not in STRING_CHOICES[field]:
+            raise ValueError(f"{name} must be one of {', '.join(STRING_CHOICES[field])}, got {value!r}")
+        return value
+    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if kind is float:
+        if not number or not 0.0 <= value <= 1.0:  # also refuses nan
+            raise ValueError(f"{name} must be a number from 0 to 1, got {value!r}")
+        return float(value)
+    minimum = COUNT_MINIMUMS.get(field, 0)
+    if not number or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +93,9 @@ class DecisionParameters:
     top_k_windows: `"mean_top_k"`: how many of the highest windows are averaged.
     min_global_confidence: the floor on a positive file's global confidence, 0-1 (see `apply_confidence_floor`).
 
-    The values are kept as given (no conversion), so that a result records them exactly as they were set.
+    The values are kept as given (no conversion), so that a result records them exactly as they were set; each is
+    checked by `check_decision_value` (a negative threshold or a NaN one is a one-line `ValueError`, never a detector
+    that says yes, or no, to everything).
     """
 
     smoothing: bool = _DEFAULT_DECISION["smoothing"]
@@ -81,6 +117,10 @@ class DecisionParameters:
         if missing:
             raise ValueError(f"decision parameters without a value: {', '.join(missing)}")
         return cls(**given)
+
+    def __post_init__(self) -> None:
+        for field in DECISION_FIELDS:
+            check_decision_value(field, getattr(self, field))
 
 
 # Production's decision, what every function here uses when it is given none.

@@ -88,6 +88,13 @@ DEFAULT_BATCH_SIZE = {"cpu": 8, "other": 32}
 # byte of input: a WAV whose header says 1 Hz made 2,000 samples into 1,999 windows.
 MIN_SAMPLING_RATE = 20000
 
+# The windowing any source of settings may ask for (a model's config, a preset, the command line, a call): the work
+# per second of audio grows as 1 / hop, so a hop of a microsecond in a hostile config was a million windows a second.
+# 10 ms is 100 times production's windows per second; a window longer than a minute is nothing a 2-s-trained model
+# scores.
+MIN_HOP_SECONDS = 0.01
+MAX_WINDOW_SECONDS = 60.0
+
 # Inputs: audio files soundfile reads, and Orcasound's HLS streams (an `.m3u8` playlist, or `.ts` segments).
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 PLAYLIST_SUFFIX = ".m3u8"
