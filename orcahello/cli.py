@@ -303,11 +303,14 @@ def written_folders(name: str, typed: Any) -> list[str]:
     """
     The folders the command `name` writes into with its `typed` options, which it holds while it runs
     (`run_lock.holding_output_folders`). `detect`, `batch` and `live` take their folder's lock themselves (they also
-    clean up what a killed holder left); `upload` writes nothing local.
+    clean up what a killed holder left); `upload` writes nothing local. A model folder (`adapt`, `finetune`,
+    `convert`) is held through the folder it is in: it may be written beside itself and renamed into place, and its
+    own listing must not show the lock.
     """
-    if name in ("embed", "adapt", "finetune", "convert"):
+    if name == "embed":
         return [typed.output_dir]
-    files = [getattr(typed, field, None) for field in ("output", "plot")]
+    model_folder = [typed.output_dir] if name in ("adapt", "finetune", "convert") else []
+    files = model_folder + [getattr(typed, field, None) for field in ("output", "plot")]
     folders = [os.path.dirname(os.path.abspath(path)) for path in files if path]
     report_dir = getattr(typed, "report_dir", None)
     return folders + ([report_dir] if report_dir else [])

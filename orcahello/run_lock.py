@@ -83,6 +83,16 @@ class OutputFolderLock:
         self._descriptor = None
 
     def acquire(self):
+        try:
+            return self._acquire()
+        except OutputFolderRefused:
+            raise
+        except OSError as error:  # a read-only disk, a folder we may not write, a file where the folder should be
+            raise OutputFolderRefused(
+                f"cannot write into {self.folder}: {error.strerror or error}; choose another output folder"
+            ) from None
+
+    def _acquire(self):
         os.makedirs(self.folder, exist_ok=True)
         while True:
             descriptor = open_output(self.path, os.O_RDWR | os.O_CREAT)

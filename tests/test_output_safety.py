@@ -69,7 +69,7 @@ def test_a_model_folder_is_written_around_symlinks(tmp_path, victim):
         ["calibrate", "labels.csv", "--target-precision", "0.9", "--output", "{folder}/sites.json"],
         ["evaluate", "results", "--annotations", "a.csv", "--output", "{folder}/metrics.json"],
         ["search", "tables", "--query-clip", "clip.wav", "--output", "{folder}/hits.csv"],
-        ["adapt", "a.csv", "--recordings", "r", "--output-dir", "{folder}"],
+        ["adapt", "a.csv", "--recordings", "r", "--output-dir", "{folder}/adapted"],
     ],
     ids=lambda arguments: arguments[0],
 )
@@ -94,3 +94,14 @@ def test_a_folder_the_lock_created_is_removed_when_the_run_writes_nothing(tmp_pa
     with run_lock.holding_output_folders([folder, str(folder)], "orcahello embed") as locks:
         assert len(locks) == 1 and (folder / run_lock.LOCK_FILE_NAME).exists()
     assert not folder.exists()
+
+
+def test_an_output_folder_that_cannot_be_written_is_a_one_line_refusal(tmp_path, capsys):
+    # F13/N12: an unwritable output folder (here a file where the folder would be) was a traceback.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(run_lock.OutputFolderRefused, match=r"^cannot write into .*a-file/out: Not a directory; choose"):
+        run_lock.OutputFolderLock(blocker / "out", "orcahello detect").acquire()
+    assert cli.main(["embed", "clip.wav", "--output-dir", str(blocker / "out")]) == EXIT_CANNOT_RUN
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("ERROR: cannot write into") and "\n" not in message
