@@ -79,6 +79,9 @@ DEFAULT_MIN_GLOBAL_CONFIDENCE = 0.0
 # (OpenVINO, ResNet50: 24-25 ms a window at 2 threads from 4 to 32) and hold less memory (about 35 MB a window of
 # activations); GPUs need larger batches to be kept busy.
 DEFAULT_BATCH_SIZE = {"cpu": 8, "other": 32}
+# The most windows per forward pass a command line may ask for: 256 windows hold about 9 GB of ResNet50 activations
+# on CPU, 8x a GPU's default; `--batch-size 100000` took 7 GB before failing.
+MAX_BATCH_SIZE = 256
 
 # The lowest sample rate scored. The model sees 0-10 kHz: production resamples every window to 20 kHz and its mel
 # filterbank, built for 16 kHz, spreads its filters over the whole 0-10 kHz of that audio (SPEC.md section 1, step
