@@ -140,3 +140,23 @@ def test_the_pipeline_refuses_work_multiplying_or_constant_settings(tiny_pipelin
     # The same rules for a call of the pipeline (the command line and a model's config resolve through them too).
     with pytest.raises(ValueError, match="^" + expected.replace("(", r"\(").replace(")", r"\)")):
         tiny_pipeline.resolve_parameters(**settings)
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("hop_seconds", 1e-6, "hop_seconds must be from 0.01 to 60 seconds"),
+        ("window_seconds", 1e9, "window_seconds must be from 0.01 to 60 seconds"),
+        ("local_threshold", float("nan"), "local_threshold must be a number from 0 to 1, got nan"),
+        ("global_threshold", -1.0, "global_threshold must be a number from 0 to 1, got -1.0"),
+    ],
+)
+def test_a_hostile_model_config_is_refused_before_any_work(field, value, expected):
+    # N10: a model folder's config with a microsecond hop took over 6 GB at detect; a NaN threshold made the detector
+    # always or never positive, with no error. The config's values resolve through the same checks as a call's.
+    from conftest import tiny_config
+
+    from call_parameters_orcahello import resolve_call_parameters
+
+    with pytest.raises(ValueError, match=expected.replace("(", r"\(")):
+        resolve_call_parameters(tiny_config(**{field: value}))
