@@ -201,8 +201,8 @@ def load_detections(paths: Iterable[str]) -> list[dict[str, Any]]:
             rows_ok = False
         if not rows_ok or not is_duration(document["duration_s"]):
             raise EvaluationError(
-                f"{path}: not a detect result (bad duration_s or submission rows; a duration is a number of seconds "
-                f"from 0 to {MAX_RECORDING_SECONDS})"
+                f"{path}: not a detect result (bad duration_s or submission rows): a duration is a number of seconds "
+                f"from 0 to {MAX_RECORDING_SECONDS}"
             )
         documents.append(document)
     if not documents:
