@@ -8,18 +8,21 @@
 
 A SOURCE is a node (`http(s)://host/<node>`, or a local folder, holding `latest.txt` that names the current stream
 folder `hls/<epoch>/live.m3u8`) or one live `.m3u8` playlist. All sources share one model in one process; each is
-polled in turn, and its new segments are decoded onto one continuous recording per stream folder (a node restart,
-a new folder in `latest.txt`, starts a new recording). Every 2-second window is scored once as soon as its audio is
+followed on its own thread, and its new segments are decoded onto one continuous recording per stream folder (a
+newer folder in `latest.txt`, a node restart, starts a new recording; an older one is never followed again). Every 2-second window is scored once as soon as its audio is
 there, windows spanning segment boundaries included, with the UTC and the gaps `orcahello detect` gives for the
 finished playlist; each minute gets production's file-level result, and a positive minute its WAV clip, its
 spectrogram picture, a line in `detections.jsonl` and (`--post URL`) a POST. See `orcahello.live_outputs` for the
 files.
 
-Faults: each fetch is retried with backoff; a source whose server is away is tried again with a growing delay (up
-to 5 minutes) and a warning while the others go on; a segment the playlist lists but that cannot be fetched
-after several tries is declared lost (a warning, and the gap it leaves is reported as `detect` reports it).
-SIGTERM or SIGINT finishes the segment at hand, writes everything and exits 0; a new run with the same
-`--output-dir` resumes at the first window not yet written.
+Faults: each fetch is retried with backoff and has a deadline; a source whose server is away, stalls or trickles is
+tried again with a growing delay (up to 5 minutes) and a warning while the others go on; a segment the playlist
+lists but that cannot be fetched after several tries is declared lost (a warning, and the gap it leaves is
+reported as `detect` reports it). Only each source's own host is ever asked (segments and redirects elsewhere are
+refused unless `--allow-other-hosts`). SIGTERM or SIGINT finishes the segment at hand, writes everything and exits
+0 within seconds; a new run with the same `--output-dir` resumes at the first window not yet written, and a second
+run into a folder in use is refused. `--metrics-port`: Prometheus metrics and health checks
+(`orcahello.live_metrics`).
 """
 
 import dataclasses
@@ -33,18 +36,23 @@ import time
 from hls_timeline_orcahello import iso_utc
 from results_orcahello import DecisionParameters
 
-from . import EXIT_CANNOT_RUN, EXIT_OK, models, provenance, runs
+from . import EXIT_CANNOT_RUN, EXIT_OK, __version__, models, provenance, runs
 from .live_follower import FollowerSettings, LiveFollower
-from .live_outputs import SourceOutputs, write_json_atomically
+from .live_metrics import DEFAULT_METRICS_HOST, DEFAULT_READY_SECONDS
+from .live_outputs import STATUS_FILE, SourceOutputs, write_json_atomically
 from .live_stream import LiveSource, LiveSourceError
-from .live_webhook import SPOOL_FOLDER, WebhookSpool
+from .live_webhook import SPOOL_FOLDER, WebhookError, WebhookSpool, check_webhook_url
+from .run_lock import OutputFolderBusy, OutputFolderLock
 
 logger = logging.getLogger("orcahello.live")
 
 DEFAULT_OUTPUT_DIR = "orcahello_live"
 DEFAULT_POLL_SECONDS = 10.0  # Orcasound's segment length: a new segment every 10 s
 DEFAULT_BACKLOG_SECONDS = 60.0
-STATUS_FILE = "status.json"
+# How often the command's own thread writes status.json and checks for a stop.
+STATUS_SECONDS = 1.0
+# On a stop, how long the sources' threads get to finish the segment at hand.
+STOP_GRACE_SECONDS = 10.0
 
 
 class WindowScorer:
@@ -56,42 +64,74 @@ class WindowScorer:
         self.batch_size = batch_size
         self.engine = engine
         self.precision = precision
+        # The sources' threads share the model: one batch at a time (the engine uses every core for it).
+        self._lock = threading.Lock()
 
     def score(self, recording, bounds):
         """`(P(call) per window, digital silence per window)` for the sample `bounds` of `recording`."""
         scores, silent = [], []
-        blocks = self.pipe.score_window_bounds(
-            recording, bounds, batch_size=self.batch_size, engine=self.engine, precision=self.precision
-        )
-        for block in blocks:
-            scores.extend(float(value) for value in block.scores)
-            silent.extend(block.silent)
+        with self._lock:
+            blocks = self.pipe.score_window_bounds(
+                recording, bounds, batch_size=self.batch_size, engine=self.engine, precision=self.precision
+            )
+            for block in blocks:
+                scores.extend(float(value) for value in block.scores)
+                silent.extend(block.silent)
         return scores, silent
 
 
-def run_followers(followers, stop_event, output_dir, stop_after=None, poll_seconds=DEFAULT_POLL_SECONDS):
-    """Turn by turn over the sources until `stop_event` (a signal, `stop_after`) or every playlist has ended."""
-    deadline = None if stop_after is None else time.monotonic() + stop_after
-    while not stop_event.is_set():
-        more = False
-        for follower in followers:
-            more = follower.step(stop_event) or more
-            if stop_event.is_set():
-                break
-        write_json_atomically(
-            os.path.join(output_dir, STATUS_FILE),
-            {"updated_at": iso_utc(time.time()), "sources": [follower.status() for follower in followers]},
+def follow_one(follower, stop_event):
+    """One source's thread: its turns, each when it is due, until the command stops or its playlist has ended."""
+    while not stop_event.is_set() and not follower.done:
+        if not follower.step(stop_event):
+            stop_event.wait(timeout=max(0.05, follower.next_poll_at - time.monotonic()))
+
+
+def run_followers(followers, stop_event, output_dir, stop_after=None, poll_seconds=DEFAULT_POLL_SECONDS, metrics=None):
+    """
+    Follow every source, each on its own thread, until `stop_event` (a signal), `stop_after` or every playlist
+    has ended. A source whose server stalls or trickles holds up only its own thread (each fetch has its own
+    deadline); the model is shared (`WindowScorer` scores one batch at a time). This thread writes `status.json`
+    every `STATUS_SECONDS` and tells `metrics` (`LiveMetrics`) that the command is alive. On a stop, each source
+    finishes the segment at hand; one still blocked on a fetch after `STOP_GRACE_SECONDS` is left behind (what
+    it wrote is whole, and the next run resumes it), so that stopping takes seconds.
+    """
+    threads = [
+        threading.Thread(
+            target=follow_one, args=(follower, stop_event), name=f"orcahello-live-{follower.source.name}", daemon=True
         )
-        if all(follower.done for follower in followers):
-            break
-        if deadline is not None and time.monotonic() >= deadline:
-            break
-        if not more:
-            next_poll = min(follower.next_poll_at for follower in followers if not follower.done)
-            wait = max(0.05, min(next_poll - time.monotonic(), poll_seconds))
-            if deadline is not None:
-                wait = min(wait, max(deadline - time.monotonic(), 0.0))
-            stop_event.wait(timeout=wait)
+        for follower in followers
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = None if stop_after is None else time.monotonic() + stop_after
+    try:
+        while True:
+            if metrics is not None:
+                metrics.turned()
+            write_status(followers, output_dir)
+            if not any(thread.is_alive() for thread in threads):
+                break
+            wait = STATUS_SECONDS if deadline is None else min(STATUS_SECONDS, deadline - time.monotonic())
+            if wait <= 0 or stop_event.wait(timeout=wait):
+                break
+    finally:
+        stop_event.set()
+        grace_ends = time.monotonic() + STOP_GRACE_SECONDS
+        for thread in threads:
+            thread.join(timeout=max(grace_ends - time.monotonic(), 0.0))
+        stuck = [thread.name for thread in threads if thread.is_alive()]
+        if stuck:
+            logger.warning("%s: still busy after %g s; stopping without them", ", ".join(stuck), STOP_GRACE_SECONDS)
+        write_status(followers, output_dir)
+
+
+def write_status(followers, output_dir):
+    """`<output dir>/status.json`: every source's last status (each source's own thread updates it)."""
+    write_json_atomically(
+        os.path.join(output_dir, STATUS_FILE),
+        {"updated_at": iso_utc(time.time()), "sources": [follower.last_status for follower in followers]},
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -129,6 +169,14 @@ class LiveOptions:
             On first contact with a source, how much of its current recording to score.
         plot (`bool`, *optional*, defaults to `True`):
             A spectrogram picture for each positive minute.
+        allow_other_hosts (`bool`, *optional*, defaults to `False`):
+            Fetch segments and follow redirects on hosts other than each source's (refused by default).
+        metrics_port (`int`, *optional*):
+            Serve `/metrics`, `/healthz` and `/readyz` on this port (`orcahello.live_metrics`); None: no server.
+        metrics_host (`str`, *optional*, defaults to `"127.0.0.1"`):
+            The address the metrics server listens on (`0.0.0.0` in a container).
+        ready_seconds (`float`, *optional*, defaults to 120):
+            `/readyz`: a source is ready while it wrote a window within this many seconds and its lag is under it.
     """
 
     sources: tuple[str, ...]
@@ -143,6 +191,10 @@ class LiveOptions:
     poll_seconds: float = DEFAULT_POLL_SECONDS
     backlog_seconds: float = DEFAULT_BACKLOG_SECONDS
     plot: bool = True
+    allow_other_hosts: bool = False
+    metrics_port: int | None = None
+    metrics_host: str = DEFAULT_METRICS_HOST
+    ready_seconds: float = DEFAULT_READY_SECONDS
 
 
 def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
@@ -150,8 +202,13 @@ def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     stop_event = threading.Event()
     try:
-        sources = [LiveSource(source, stop_event=stop_event) for source in options.sources]
-    except LiveSourceError as error:
+        if options.post:
+            check_webhook_url(options.post)
+        sources = [
+            LiveSource(source, stop_event=stop_event, allow_other_hosts=options.allow_other_hosts)
+            for source in options.sources
+        ]
+    except (LiveSourceError, WebhookError) as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     names = [source.name for source in sources]
@@ -179,10 +236,37 @@ def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
         backlog_seconds=options.backlog_seconds,
         poll_seconds=options.poll_seconds,
     )
-    os.makedirs(options.output_dir, exist_ok=True)
-    webhook = (
-        WebhookSpool(options.post, os.path.join(options.output_dir, SPOOL_FOLDER)).start() if options.post else None
-    )
+    # One run per output folder: a second would write every window and POST every detection twice.
+    lock = OutputFolderLock(options.output_dir, "orcahello live")
+    try:
+        lock.acquire()
+    except OutputFolderBusy as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    metrics = server = None
+    try:
+        if options.metrics_port is not None:
+            from .live_metrics import LiveMetrics, MetricsServer
+
+            metrics = LiveMetrics(ready_seconds=options.ready_seconds)
+            metrics.describe(model, model_info, pipe.model.config.to_dict(), parameters, settings.run_hash, __version__)
+            try:
+                server = MetricsServer(metrics, options.metrics_port, options.metrics_host).start()
+            except OSError as error:
+                where = f"{options.metrics_host}:{options.metrics_port}"
+                print(f"ERROR: --metrics-port: cannot listen on {where} ({error.strerror})", file=sys.stderr)
+                return EXIT_CANNOT_RUN
+        return follow(options, sources, pipe, settings, model, device, stop_event, metrics)
+    finally:
+        if server is not None:
+            server.stop()
+        lock.release()
+
+
+def follow(options, sources, pipe, settings, model, device, stop_event, metrics=None):
+    """`live_command` once its output folder is locked: follow `sources` until stopped; the exit status."""
+    spool_folder = os.path.join(options.output_dir, SPOOL_FOLDER)
+    webhook = WebhookSpool(options.post, spool_folder, metrics=metrics).start() if options.post else None
     batch_size = options.batch_size or models.default_batch_size(pipe.device.type)
     scorer = WindowScorer(pipe, batch_size, engine=options.engine, precision=options.scoring.precision)
     try:
@@ -193,6 +277,7 @@ def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
                 scorer,
                 settings,
                 webhook,
+                metrics,
             )
             for source in sources
         ]
@@ -208,7 +293,7 @@ def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     logger.info("following %d source(s) into %s with %s (%s)", len(sources), options.output_dir, model, device)
     try:
-        run_followers(followers, stop_event, options.output_dir, options.stop_after, options.poll_seconds)
+        run_followers(followers, stop_event, options.output_dir, options.stop_after, options.poll_seconds, metrics)
     finally:
         if webhook is not None:
             webhook.stop()

@@ -7,71 +7,33 @@ finished playlists.
 """
 
 import json
-import signal
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
-from conftest import REAL_AUDIO, REPO_ROOT, ffmpeg_cli, make_orcanode_hls, run_orcahello_cli
+from conftest import REPO_ROOT, run_orcahello_cli
 from live_helpers import (
+    FIRST_EPOCH,
+    NODE,
+    SECOND_EPOCH,
     GrowingNode,
-    concatenate_wavs,
+    encode_test_streams,
     file_server,
     free_port,
     read_jsonl,
+    start_live,
+    stop_live,
     wait_until,
     webhook_receiver,
 )
-
-FIRST_EPOCH, SECOND_EPOCH = 1600000000, 1600000600
-NODE = "rpi_test_node"
-
-
-def start_live(log_path, *arguments):
-    """`orcahello live ARGUMENTS` in its own process, its log (stderr) going to `log_path`."""
-    with open(log_path, "w") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "orcahello.cli", "live", *map(str, arguments)],
-            cwd=REPO_ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            text=True,
-        )
-
-
-def stop_live(process, log_path, timeout=120):
-    """SIGTERM, then its exit status and log."""
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=timeout)
-    return process.returncode, log_path.read_text()
 
 
 @pytest.fixture(scope="module")
 def encoded_streams(tmp_path_factory):
     """Two recordings of one node, encoded once: 63.6 s (7 segments) and 43.8 s (5 segments)."""
-    folder = tmp_path_factory.mktemp("encoded")
-    first = concatenate_wavs(
-        [
-            REAL_AUDIO / "pos_kw_onc_folger_NRKW_Gclan_20120206T084546Z.wav",
-            REAL_AUDIO / "pos_kw_orcasound_someCalls_faint.wav",
-        ],
-        folder / "first.wav",
-        ffmpeg_cli,
-    )
-    second = concatenate_wavs(
-        [
-            REAL_AUDIO / "pos_kw_orcasound_someCalls_faint.wav",
-            REAL_AUDIO / "hardneg_humpback_song_sanctsound_HI01_20190216T045823Z.wav",
-        ],
-        folder / "second.wav",
-        ffmpeg_cli,
-    )
-    return {
-        FIRST_EPOCH: make_orcanode_hls(first, folder / str(FIRST_EPOCH)),
-        SECOND_EPOCH: make_orcanode_hls(second, folder / str(SECOND_EPOCH)),
-    }
+    return encode_test_streams(tmp_path_factory.mktemp("encoded"))
 
 
 @pytest.mark.needs_test_data
