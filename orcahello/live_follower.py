@@ -87,7 +87,9 @@ class LiveFollower:
         self.dropped_ranges = []  # the last few `[first, last]` runs of segments that left the playlist unfetched
         self.arrivals = {}  # segment number -> when it was first listed (Unix time)
         self.lag_seconds, self.lag_seconds_max = None, 0.0
-        self.gaps_counted = 0  # gaps of the recording in progress already counted in the metrics
+        # The start (seconds) of the last gap counted in the metrics: the recording lets go of gaps it has passed
+        # (`forget_before`), so they are counted by where they start, never by how many it holds.
+        self.gaps_counted_until = -math.inf
         self.windows_written = 0
         self.segments_behind = 0
         self.last_window_utc = None
@@ -119,7 +121,7 @@ class LiveFollower:
                     first_segment = segments[max(0, len(segments) - keep)].number
         from_first = [segment for segment in segments if segment.number >= first_segment]
         self.recording = self.source.new_recording(recording_id, playlist, from_first or segments, info)
-        self.gaps_counted = 0
+        self.gaps_counted_until = -math.inf
         self.recording_id = recording_id
         self.playlist = playlist
         self.first_segment = first_segment
@@ -349,8 +351,10 @@ class LiveFollower:
             if self.metrics is not None:
                 positive = sum(score > self.settings.decision.local_threshold for score in scores)
                 self.metrics.windows_written(self.source.name, count, positive, self.lag_seconds)
-                self._count("gaps", amount=len(recording.gaps) - self.gaps_counted)
-                self.gaps_counted = len(recording.gaps)
+                new_gaps = [gap.start_s for gap in recording.gaps if gap.start_s > self.gaps_counted_until]
+                if new_gaps:
+                    self._count("gaps", amount=len(new_gaps))
+                    self.gaps_counted_until = max(new_gaps)
             self._write_complete_minutes(window_samples, hop_samples)
         if self.next_window > written_before:
             logger.info(

@@ -46,6 +46,8 @@ HTTP_DEADLINE_SECONDS = 60.0
 # Quick retries of one request inside a poll (`http_orcahello.fetch`'s backoff: at once, then after 1 s); beyond
 # these, the follower polls again later, with its own growing delay.
 FETCH_RETRIES = 2
+# The recording id of a playlist source whose folder is not named by its epoch (`.../<epoch>/live.m3u8`).
+PLAYLIST_RECORDING = "stream"
 # Orcasound's segment length: the mean segment duration of a playlist that gives no EXTINF.
 SEGMENT_SECONDS_WHEN_UNLISTED = 10.0
 
@@ -160,7 +162,9 @@ class LiveSource:
     def current_playlist(self) -> tuple[str, str]:
         """`(recording id, playlist location)` of the stream now: for a node, the folder `latest.txt` names."""
         if self.kind == "playlist":
-            return self.source, self.source
+            # A name, not the location: it names the recording's folder of minutes and its spooled detections.
+            epoch = epoch_from_folder(self.source)
+            return (str(epoch) if epoch is not None else PLAYLIST_RECORDING), self.source
         text = self.read(self.location(LATEST_FILE)).decode("utf-8", errors="replace").strip()
         epoch = text.split()[0] if text else ""
         if not epoch.isdigit():

@@ -321,3 +321,46 @@ def test_a_trickling_source_holds_up_only_itself_and_sigterm_stops_within_second
     assert returncode == 0, log
     assert stopped_in < 20, log[-2000:]
     assert not (output_dir / "rpi_slow" / "windows.jsonl").exists()
+
+
+@pytest.mark.needs_test_data
+def test_a_local_playlist_source_writes_its_minutes_and_posts_its_detections(
+    tmp_path, tiny_model_folder, encoded_streams
+):
+    node = GrowingNode(tmp_path / "bucket", NODE, encoded_streams)
+    for number in range(node.segment_count(FIRST_EPOCH)):
+        node.publish(FIRST_EPOCH, number)
+    node.end(FIRST_EPOCH)
+    port = free_port()
+    receiver = webhook_receiver(port, tmp_path / "received").start()
+    output_dir = tmp_path / "live"
+    try:
+        live = start_live(
+            tmp_path / "live.log",
+            node.playlist_path(FIRST_EPOCH).absolute(),  # an absolute path: it must not become a path of the outputs
+            "--model",
+            tiny_model_folder,
+            "--output-dir",
+            output_dir,
+            "--backlog-seconds",
+            3600,
+            "--threshold",
+            0.0,
+            "--min-positive-seconds",
+            1,
+            "--no-plot",
+            "--post",
+            f"http://127.0.0.1:{port}/detections",
+        )
+        live.wait(timeout=240)  # the playlist has ended: the command stops by itself
+    finally:
+        if live.poll() is None:
+            live.kill()
+        receiver.stop()
+    log = (tmp_path / "live.log").read_text()
+    assert live.returncode == 0, log
+    [folder] = [path for path in output_dir.iterdir() if path.is_dir() and path.name != "webhook_spool"]
+    minutes = sorted(path.name for path in (folder / "minutes" / str(FIRST_EPOCH)).glob("*.orcahello.json"))
+    assert len(minutes) == 2, log[-3000:]
+    posted = sorted(document["minute"] for document in received_documents(tmp_path / "received"))
+    assert posted == [0, 1]
