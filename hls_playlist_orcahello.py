@@ -23,11 +23,11 @@ import urllib.parse
 from datetime import datetime, timedelta, timezone
 
 try:
-    from .http_orcahello import HTTP_RETRIES, HTTPFetchError, describe_origin, origin
+    from .http_orcahello import HTTP_DEADLINE_SECONDS, HTTP_RETRIES, HTTPFetchError, describe_origin, origin
     from .http_orcahello import fetch as http_fetch
     from .vocabulary_orcahello import PLAYLIST_SUFFIX, SEGMENT_SUFFIX, is_url
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
-    from http_orcahello import HTTP_RETRIES, HTTPFetchError, describe_origin, origin
+    from http_orcahello import HTTP_DEADLINE_SECONDS, HTTP_RETRIES, HTTPFetchError, describe_origin, origin
     from http_orcahello import fetch as http_fetch
     from vocabulary_orcahello import PLAYLIST_SUFFIX, SEGMENT_SUFFIX, is_url
 
@@ -241,15 +241,23 @@ def fetch(
     allowed_origin: tuple | None = None,
     retries: int = HTTP_RETRIES,
     stop_event: threading.Event | None = None,
+    deadline_seconds: float = HTTP_DEADLINE_SECONDS,
 ) -> bytes:
     """
     The bytes at `url`, through `http_orcahello.fetch` (timeouts, `retries` with backoff, a byte cap, an overall
     deadline, checked redirects); any failure is a one-line `HLSInputError` starting with `name` and naming the URL.
     `allowed_origin`: the only host `url` and its redirects may be on (None: any). `stop_event`: once set, no
-    further attempt.
+    further attempt. `deadline_seconds`: the most one attempt may take, its body included (a trickling server).
     """
     try:
-        return http_fetch(url, timeout=timeout, allowed_origin=allowed_origin, retries=retries, stop_event=stop_event)
+        return http_fetch(
+            url,
+            timeout=timeout,
+            allowed_origin=allowed_origin,
+            retries=retries,
+            stop_event=stop_event,
+            deadline_seconds=deadline_seconds,
+        )
     except HTTPFetchError as error:  # its message starts with the URL: said once when the URL is the name
         message = str(error)
         raise HLSInputError(message if message.startswith(f"{name}: ") else f"{name}: {message}") from None

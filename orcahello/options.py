@@ -420,6 +420,32 @@ def add_live_options(parser: argparse.ArgumentParser) -> None:
         f"(default {live.DEFAULT_BACKLOG_SECONDS:g}; a large value scores it from its start)",
     )
     parser.add_argument("--no-plot", action="store_true", help="no spectrogram picture for positive minutes")
+    parser.add_argument(
+        "--allow-other-hosts",
+        action="store_true",
+        help="fetch segments (and follow redirects) on hosts other than each source's, which are refused by default",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        metavar="PORT",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics on /metrics and health checks on /healthz and /readyz at this port",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        metavar="ADDRESS",
+        default=live.DEFAULT_METRICS_HOST,
+        help=f"the address the metrics server listens on (default {live.DEFAULT_METRICS_HOST}; 0.0.0.0 in a container)",
+    )
+    parser.add_argument(
+        "--ready-seconds",
+        metavar="S",
+        type=positive_float,
+        default=live.DEFAULT_READY_SECONDS,
+        help="/readyz: a source is ready while it wrote a window within S seconds and its lag is under S "
+        f"(default {live.DEFAULT_READY_SECONDS:g})",
+    )
 
 
 def add_reaggregate_options(parser: argparse.ArgumentParser) -> None:

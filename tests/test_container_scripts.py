@@ -110,6 +110,26 @@ def test_start_script_passes_its_options_on(tmp_path, tiny_model_folder):
     assert "--stop-after: must be more than 0, got -5" in completed.stderr
 
 
+def test_start_script_passes_the_hydrophone_config_and_the_metrics_server_on(tmp_path):
+    """
+    With a hydrophone config, no node list is needed (the config's hls_hydrophone_id names the node); a metrics port
+    comes with the address a pod's probes and Prometheus reach (0.0.0.0). A bad port reaches `orcahello live`, which
+    refuses it by name.
+    """
+    completed = subprocess.run(
+        [str(START_SCRIPT)],
+        env=container_environment(ORCAHELLO_HYDROPHONE_CONFIG="/config/config.yml", ORCAHELLO_METRICS_PORT="x"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 2
+    announced = completed.stderr.splitlines()[0]
+    assert "--hydrophone-config /config/config.yml" in announced
+    assert "--metrics-port x --metrics-host 0.0.0.0" in announced
+    assert "--metrics-port: invalid int value: 'x'" in completed.stderr
+
+
 def test_install_script_installs_the_pinned_cpu_torch_pair_and_this_checkout():
     """The install step's plan (what the image's build runs): the torch pair of uv.lock."""
     import tomllib
