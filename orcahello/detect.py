@@ -50,6 +50,7 @@ from .runs import (
     load_finished_document,
     quiet_pipeline_warnings,
     settings_for_recording,
+    standin_note,
 )
 
 DEFAULT_OUTPUT_DIR = "orcahello_results"
@@ -252,8 +253,8 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
 
     parameters = provenance.scoring_parameters(options.scoring, config)
     model_info = provenance.describe_model_config(config, model)
-    if model_info.get(SYNTHETIC_WEIGHTS_KEY):
-        print(f"NOTE: {model}: {writers.STANDIN_WARNING} (every output file says so)", file=sys.stderr)
+    if standin_note(model, model_info):
+        print(standin_note(model, model_info), file=sys.stderr)
     # With a site table the run's hash covers the table; each recording's JSON holds the hash of its own parameters.
     run_identity = parameters if site_table is None else {**parameters, "site_thresholds": site_table}
     settings = RunSettings(

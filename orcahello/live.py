@@ -169,6 +169,8 @@ def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
     runs.quiet_pipeline_warnings()  # each minute's warnings are in its outputs
     parameters = provenance.scoring_parameters(options.scoring, pipe.model.config)
     model_info = provenance.describe_model(pipe, model)
+    if runs.standin_note(model, model_info):
+        print(runs.standin_note(model, model_info), file=sys.stderr)
     # The decision as detect makes it: the preset's smoothing and the floor on the confidence included.
     inference = provenance.inference_record(parameters, pipe.model.config)
     settings = FollowerSettings(

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY
+
 from . import inputs, labelling, writers
 from .atomic_files import temporary_file_beside
 from .plot import COLOR_CEILING_PERCENTILE, COLOR_FLOOR_PERCENTILE, MonoBlocks, spectrogram_db
@@ -361,6 +363,20 @@ def media_cells(
     )
 
 
+def standin_banner(model_info: dict[str, Any]) -> str:
+    """
+    A review page's line saying that the model's weights are the synthetic stand-in (`model_info` as
+    `provenance.describe_model_config` gives it), above everything else: its scores mean nothing on real recordings.
+    Empty for any other model.
+    """
+    if not model_info.get(SYNTHETIC_WEIGHTS_KEY):
+        return ""
+    return (
+        f'<p class="warning standin"><strong>{html.escape(writers.STANDIN_VALUE)} weights</strong>: '
+        f"{html.escape(writers.STANDIN_WARNING)}</p>"
+    )
+
+
 def page(title: str, content: str, labels_key: str | None = None) -> str:
     """
     A whole review page around `content` (HTML): the style, the Content-Security-Policy, the sorting script and,
@@ -432,7 +448,7 @@ def render_report(
         else "<p>No detections in this run.</p>"
     )
     content = (
-        f'<h1>OrcaHello detections</h1><p>{summary}</p><p class="links">{run_links}</p>'
+        f'<h1>OrcaHello detections</h1>{standin_banner(model_info)}<p>{summary}</p><p class="links">{run_links}</p>'
         + (f"<h2>Failed</h2><ul>{failure_items}</ul>" if failures else "")
         + "<h2>Detections</h2>"
         + (labelling.labelling_bar() if detection_rows else "")

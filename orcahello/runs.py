@@ -138,7 +138,9 @@ def build_document(job: inputs.AudioJob, result: dict[str, Any], settings: RunSe
     )
     if settings.site_thresholds_file is not None:
         document["site_thresholds"] = {"file": settings.site_thresholds_file, "site": settings.site}
-    if settings.model_info.get(SYNTHETIC_WEIGHTS_KEY):
+    # The pipeline's results say so when the config marks the stand-in; a folder known by its name only, or scores
+    # built without the pipeline (`orcahello batch`), get it here: once, first.
+    if settings.model_info.get(SYNTHETIC_WEIGHTS_KEY) and writers.STANDIN_WARNING not in document["warnings"]:
         document["warnings"] = [writers.STANDIN_WARNING] + list(document["warnings"])
     return document
 
@@ -155,6 +157,14 @@ def failure_reason(error: BaseException, path: str) -> str:
     if not isinstance(error, AudioInputError):
         message = f"{type(error).__name__}: {message}"
     return " ".join(message.split())
+
+
+def standin_note(model: str, model_info: dict[str, Any]) -> str | None:
+    """The line `detect`, `batch` and `live` print when the model's weights are the synthetic stand-in (`model_info`
+    as `provenance.describe_model` gives it); None for any other model."""
+    if not model_info.get(SYNTHETIC_WEIGHTS_KEY):
+        return None
+    return f"NOTE: {model}: {writers.STANDIN_WARNING} (every output file says so)"
 
 
 def quiet_pipeline_warnings() -> None:

@@ -71,7 +71,7 @@ def write_hits_page(output_dir, hits, index, options):
     )
     model = escape(str(index.model.get("name_or_path", "")))
     content = (
-        f"<h1>OrcaHello search</h1><p>{len(hits)} window(s) most similar (cosine) to the {query}, of {len(index)} "
+        f"<h1>OrcaHello search</h1>{report.standin_banner(index.model)}<p>{len(hits)} window(s) most similar (cosine) to the {query}, of {len(index)} "
         f"windows ({escape(str(index.layer))} embeddings of <code>{model}</code>)</p><h2>Hits</h2>"
         + (labelling.labelling_bar() if hits else "")
         + '<table id="detections"><thead><tr><th class="sortable" aria-sort="ascending">Rank</th>'

@@ -18,6 +18,8 @@ import json
 import os
 import re
 
+from vocabulary_orcahello import SYNTHETIC_WEIGHTS_WARNING
+
 from .atomic_files import PARTIAL_SUFFIX, write_atomically
 
 OUTPUT_FORMATS = ("json", "csv", "raven", "audacity")
@@ -51,10 +53,7 @@ DETECTION_LABEL = "positive"
 # What every output says when the model's weights are the synthetic stand-in (`scripts/fetch_model.py` offline):
 # a column in the tables (a value on every row, so the header says it even without rows), a first label in
 # Audacity's, a warning in the JSON and the summary.
-STANDIN_WARNING = (
-    "the model's weights are the SYNTHETIC stand-in (trained on synthetic audio, for testing): these scores mean "
-    "nothing on real recordings"
-)
+STANDIN_WARNING = SYNTHETIC_WEIGHTS_WARNING
 STANDIN_COLUMN = "model_weights"
 RAVEN_STANDIN_COLUMN = "Model Weights"
 STANDIN_VALUE = "SYNTHETIC stand-in"

@@ -490,7 +490,7 @@ def minimal_command_lines():
             ["--input", "model.pkl", "--output-dir", "out"],
             convert_fastai.ConvertOptions(input="model.pkl", output_dir="out"),
         ),
-        "upload": (["folder"], upload.UploadOptions(folder="folder")),
+        "upload": (["folder", "--repo-id", "you/test"], upload.UploadOptions(folder="folder", repo_id="you/test")),
         "adapt": (
             ["labels.csv", "--recordings", "a.wav", "--output-dir", "adapted"],
             adapt.AdaptOptions(annotations=("labels.csv",), recordings=("a.wav",), output_dir="adapted"),
@@ -539,7 +539,7 @@ def test_each_command_runs_on_frozen_typed_options_built_from_its_command_line(c
 
 def test_an_option_missing_from_the_typed_options_is_an_error():
     """Every field of a command's options comes from its command line: none is left to a silent default."""
-    args = cli.build_parser().parse_args(["upload", "folder"])
+    args = cli.build_parser().parse_args(["upload", "folder", "--repo-id", "you/test"])
     del args.dry_run
     with pytest.raises(TypeError, match="UploadOptions: no argument gives dry_run"):
         cli.command_options(args)

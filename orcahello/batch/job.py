@@ -15,7 +15,7 @@ from typing import Any
 
 from hls_timeline_orcahello import timeline_from_plain
 from results_orcahello import DecisionParameters, build_file_result
-from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY, is_url
+from vocabulary_orcahello import is_url
 
 from .. import __version__, inputs, models, provenance, run_lock, runs, site_thresholds, writers
 from .cluster import connect_ray, quiet_ray_data, worker_runtime_env
@@ -187,8 +187,8 @@ class BatchJob:
         """Run the job; returns its run document (also written to `orcahello_batch_run.json`)."""
         for given, reason in self.input_problems:
             self.log(f"ERROR {given}: {reason}")
-        if self.model_info.get(SYNTHETIC_WEIGHTS_KEY):
-            self.log(f"NOTE: {self.model}: {writers.STANDIN_WARNING} (every output file says so)")
+        if runs.standin_note(self.model, self.model_info):
+            self.log(runs.standin_note(self.model, self.model_info))
         os.makedirs(self.output_dir, exist_ok=True)
         with output_folder_lock(self.output_dir):
             self.remove_partial_files()
