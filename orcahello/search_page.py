@@ -76,7 +76,7 @@ def write_hits_page(output_dir, hits, index, options):
         + (labelling.labelling_bar() if hits else "")
         + '<table id="detections"><thead><tr><th class="sortable" aria-sort="ascending">Rank</th>'
         '<th class="sortable">Recording</th><th class="sortable">Start (s)</th><th class="sortable">End (s)</th>'
-        '<th class="sortable">Similarity</th><th class="sortable">P(call)</th><th>Spectrogram</th><th>Clip</th>'
+        '<th class="sortable">Similarity</th><th class="sortable">P(call)</th><th>Clip</th>'
         f"<th>Label</th></tr></thead><tbody>{rows}</tbody></table>"
     )
     path = os.path.join(output_dir, report.REPORT_FILE)
