@@ -25,6 +25,7 @@ try:
     )
     from .hls_orcahello import HLSAudio, open_hls
     from .hls_playlist_orcahello import HLSInputError, is_hls_input
+    from .hls_timeline_orcahello import file_name_timeline
     from .vocabulary_orcahello import MIN_SAMPLING_RATE, is_url
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from feature_extraction_orcahello import (
@@ -35,6 +36,7 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
     )
     from hls_orcahello import HLSAudio, open_hls
     from hls_playlist_orcahello import HLSInputError, is_hls_input
+    from hls_timeline_orcahello import file_name_timeline
     from vocabulary_orcahello import MIN_SAMPLING_RATE, is_url
 
 
@@ -97,8 +99,10 @@ class Recording:
     `[start, stop)` as `(channels, samples)` in the source's own sample type (int16/int32 PCM stay integers; HLS
     gives int16, as the WAV production converts it to), which is what production's frontend saw.
 
-    `timeline` is None except for HLS: then a dict with `start_time_utc` (Unix time or None), `anchors` (the UTC time
-    line), `gaps` (`hls_timeline_orcahello.Gap`s), `source` and `warnings` (see `hls_orcahello.HLSAudio.timeline`).
+    `timeline` is, for HLS, a dict with `start_time_utc` (Unix time or None), `anchors` (the UTC time line), `gaps`
+    (`hls_timeline_orcahello.Gap`s), `source` and `warnings` (see `hls_orcahello.HLSAudio.timeline`); for a file whose
+    name says when it started (`...20240131T235959Z...`, AudioMoth's `20240131_235959.WAV`), the same with that
+    start and no gaps (`hls_timeline_orcahello.file_name_timeline`); else None.
     """
 
     def __init__(
@@ -120,7 +124,7 @@ class Recording:
         self._sound_file = sound_file
         self._read_dtype = read_dtype
         self._hls_audio = hls_audio
-        self.timeline = hls_audio.timeline() if hls_audio is not None else None
+        self.timeline = hls_audio.timeline() if hls_audio is not None else file_name_timeline(name)
 
     @property
     def duration_seconds(self) -> float:

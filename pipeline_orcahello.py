@@ -49,7 +49,7 @@ try:
         build_file_result,
         recording_summary,
     )
-    from .vocabulary_orcahello import DEFAULT_BATCH_SIZE, ENGINES
+    from .vocabulary_orcahello import DEFAULT_BATCH_SIZE, ENGINES, SYNTHETIC_WEIGHTS_KEY, SYNTHETIC_WEIGHTS_WARNING
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from audio_orcahello import (
         FRONTEND_BLOCK_WINDOWS,
@@ -77,7 +77,7 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
         build_file_result,
         recording_summary,
     )
-    from vocabulary_orcahello import DEFAULT_BATCH_SIZE, ENGINES
+    from vocabulary_orcahello import DEFAULT_BATCH_SIZE, ENGINES, SYNTHETIC_WEIGHTS_KEY, SYNTHETIC_WEIGHTS_WARNING
 
 logger = logging.get_logger(__name__)
 
@@ -208,6 +208,12 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         self._channels_last = self.device.type == "cuda"
         if self._channels_last:
             self.model.to(memory_format=torch.channels_last)
+        # What every result says about the model itself: its weights are the synthetic stand-in
+        # (`scripts/fetch_model.py` offline marks its config so). Said once here too, for the plain label list.
+        self.model_warnings = []
+        if getattr(self.model.config, SYNTHETIC_WEIGHTS_KEY, False):
+            self.model_warnings.append(SYNTHETIC_WEIGHTS_WARNING)
+            logger.warning("%s: %s", self.model.name_or_path or "the model", SYNTHETIC_WEIGHTS_WARNING)
         padding_value = self.feature_extractor.padding_value
         self._scorers = ModelScorers(self.model, self.device, padding_value, channels_last=self._channels_last)
 
@@ -560,4 +566,5 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             return_timestamps=return_timestamps,
             top_k=top_k,
             inference=inference,
+            model_warnings=self.model_warnings,
         )

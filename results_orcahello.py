@@ -317,6 +317,7 @@ def build_file_result(
     return_timestamps: bool = True,
     top_k: int | None = None,
     inference: Mapping[str, Any] | None = None,
+    model_warnings: Sequence[str] = (),
 ) -> dict | list[dict]:
     """
     The pipeline's answer for one recording from its window scores: `info` as `audio_orcahello.recording_info`
@@ -324,7 +325,8 @@ def build_file_result(
     silence, `decision` the rule (production's when none is given; `DecisionParameters.from_mapping(settings)`
     from a run's settings). With `return_timestamps`, production's result dict plus windows, detections, warnings
     and parameters; else the `[{"label", "score"}]` list, decision first. `inference` (`{"preset", "overridden",
-    **fields}`, as the pipeline resolves them) is recorded in `parameters` and as `preset`.
+    **fields}`, as the pipeline resolves them) is recorded in `parameters` and as `preset`. `model_warnings` are
+    what the model itself calls for (its weights are the synthetic stand-in): first in `warnings`, not logged again.
     """
     window_confidences = np.asarray(window_confidences, dtype=np.float64)
     aggregation = decision.aggregation
@@ -342,6 +344,7 @@ def build_file_result(
     warnings.extend(summary["warnings"])
     for message in warnings:
         logger.warning("%s: %s", info["name"], message)
+    warnings = list(model_warnings) + warnings
     hop, window = info["hop_seconds"], info["window_seconds"]
     window_starts = [row["start"] for row in summary["windows"]]
     timeline = info.get("timeline")

@@ -13,6 +13,11 @@ HUB_MODEL_ID = "orcasound/orcahello-srkw-detector-v1"
 WEIGHTS_FILE = "model.safetensors"
 # The config key set on a model folder whose weights are the synthetic stand-in (`scripts/fetch_model.py` offline).
 SYNTHETIC_WEIGHTS_KEY = "synthetic_weights"
+# What every result and output made with such weights says (the pipeline's results, every file the commands write).
+SYNTHETIC_WEIGHTS_WARNING = (
+    "the model's weights are the SYNTHETIC stand-in (trained on synthetic audio, for testing): these scores mean "
+    "nothing on real recordings"
+)
 
 # How per-window probabilities become a file's decision: production's (`"orcahello"`) or the upstream port's.
 AGGREGATION_STRATEGIES = ("orcahello", "mean_thresholded", "mean_top_k")

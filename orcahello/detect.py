@@ -25,7 +25,7 @@ import os
 import sys
 import time
 
-from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY
+from vocabulary_orcahello import is_url
 
 from . import (
     EXIT_CANNOT_RUN,
@@ -41,6 +41,7 @@ from . import (
     upstream_config,
     writers,
 )
+from .progress import RunProgress, estimated_windows
 from .runs import (
     RunSettings,
     failure_reason,
@@ -49,6 +50,7 @@ from .runs import (
     quiet_pipeline_warnings,
     score_or_resume,
     settings_for_recording,
+    standin_note,
     summary_row,
     table_records,
     write_run_tables,
@@ -136,8 +138,6 @@ def detect_command(options: DetectOptions, command: list[str] | None = None) -> 
 def detect(options: DetectOptions, command: list[str] | None = None) -> int:
     """Run `orcahello detect` with `options` (its output folder already held, see `detect_command`); returns
     the exit status. `command` is recorded in the run file."""
-    from tqdm.auto import tqdm
-
     started, started_at = time.monotonic(), provenance.now_iso()
     if options.plot or options.report:
         from .plot import require_matplotlib
@@ -177,8 +177,8 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
 
     parameters = provenance.scoring_parameters(options.scoring, config)
     model_info = provenance.describe_model_config(config, model)
-    if model_info.get(SYNTHETIC_WEIGHTS_KEY):
-        print(f"NOTE: {model}: {writers.STANDIN_WARNING} (every output file says so)", file=sys.stderr)
+    if standin_note(model, model_info):
+        print(standin_note(model, model_info), file=sys.stderr)
     # With a site table the run's hash covers the table; each recording's JSON holds the hash of its own parameters.
     run_identity = parameters if site_table is None else {**parameters, "site_thresholds": site_table}
     settings = RunSettings(
@@ -197,9 +197,12 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
     output_dir = options.output_dir
     jobs = inputs.plan_jobs(paths, output_dir)
     pipe = None
-    if any(
-        not is_finished(job, settings_for_recording(job, settings, options.scoring, config, site_table)) for job in jobs
-    ):
+    finished = {
+        job.path
+        for job in jobs
+        if is_finished(job, settings_for_recording(job, settings, options.scoring, config, site_table))
+    }
+    if len(finished) < len(jobs):
         try:
             pipe = models.load_pipeline(model, device)
         except Exception as error:  # weights missing or broken
@@ -211,45 +214,53 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
     reviewed = []  # --report: what the page shows of each recording (its clips are written as the run goes)
     counts = {"scored": 0, "skipped": 0, "failed": 0}
 
-    # disable=None: a bar on a terminal, none in logs and pipes (where it would be a wall of carriage returns). It
-    # counts windows, so that a long recording moves it too; its total grows as each recording's length is known.
-    progress_bar = tqdm(total=0, desc="OrcaHello", unit="window", file=sys.stderr, disable=None)
-    windows_scored = 0
-    progress = {"windows_before": 0, "file_windows": 0}
+    # In windows, so that a long recording moves it too: a bar on a terminal, a line every half minute elsewhere, and
+    # one ETA for the run from the recordings' headers (each estimate replaced by the count once the file is open).
+    window_seconds = float(parameters.get("window_seconds") or 2.0)
+    hop_seconds = float(parameters.get("hop_seconds") or 1.0)
+    estimates = {
+        job.path: 0
+        if is_url(job.path) or job.path in finished
+        else estimated_windows(job.path, window_seconds, hop_seconds)
+        for job in jobs
+    }
+    progress = RunProgress("OrcaHello", estimates)
+    file_windows = {}
 
     def on_windows(count, recording_windows):
         interruption.raise_if_interrupted()  # a Ctrl-C whose KeyboardInterrupt was swallowed stops at the next batch
-        if recording_windows is not None and not progress["file_windows"]:
-            progress["file_windows"] = recording_windows
-            progress_bar.total = progress["windows_before"] + recording_windows
-            progress_bar.refresh()
-        progress_bar.update(count)
+        if recording_windows is not None and file_windows.get("known") != recording_windows:
+            file_windows["known"] = recording_windows
+            progress.set_windows(file_windows["path"], recording_windows)
+        file_windows["done"] += count
+        progress.update(count)
 
     try:
         for number, job in enumerate(jobs, start=1):
-            progress_bar.set_description(f"OrcaHello file {number}/{len(jobs)}")
-            progress_bar.set_postfix_str(os.path.basename(job.path))
-            progress["file_windows"] = 0
+            progress.set_postfix(f"file {number}/{len(jobs)} {os.path.basename(job.path)}")
+            file_windows.update(path=job.path, known=None, done=0)
             try:
                 job_settings = settings_for_recording(job, settings, options.scoring, config, site_table)
                 document, resumed = score_or_resume(job, pipe, job_settings, progress_callback=on_windows)
             except Exception as error:  # one bad recording never stops the batch
                 reason = failure_reason(error, job.path)
-                progress_bar.write(f"ERROR {job.path}: {reason}", file=sys.stderr)
+                progress.write(f"ERROR {job.path}: {reason}")
+                progress.set_windows(job.path, file_windows["done"])
                 summary_rows.append({"path": job.path, "status": "error", "error": reason})
                 counts["failed"] += 1
                 continue
             counts["skipped" if resumed else "scored"] += 1
+            # Counted from the results: with the exported engines the PyTorch model never runs a forward. A resumed
+            # recording's windows are none of the run's work (nor of its rate).
+            progress.set_windows(job.path, 0 if resumed else len(document["windows"]))
             if not resumed:
-                # Counted from the results: with the exported engines the PyTorch model never runs a forward.
-                windows_scored += len(document["windows"])
-                progress["windows_before"] += len(document["windows"])
-                progress_bar.total, progress_bar.n = progress["windows_before"], progress["windows_before"]
-                progress_bar.set_postfix_str(f"{windows_scored} windows scored")
+                progress.update(len(document["windows"]) - file_windows["done"])
                 for warning in document["warnings"]:
-                    progress_bar.write(f"WARNING {job.path}: {warning}", file=sys.stderr)
+                    progress.write(f"WARNING {job.path}: {warning}")
             summary_rows.append(summary_row(job, document))
-            combined_raven.append((job.relative_path, document["duration_s"], document["detections"]))
+            combined_raven.append(
+                (job.relative_path, document["duration_s"], document["detections"], writers.begin_path(job.path))
+            )
             if options.report:
                 from .report import review_recording
 
@@ -257,7 +268,7 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
                     review_recording(job, document, resumed, len(reviewed) + 1, output_dir, options.formats)
                 )
     finally:
-        progress_bar.close()
+        progress.close()
 
     write_run_tables(output_dir, settings, combined_raven, summary_rows)
     run_document = {

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from vocabulary_orcahello import DECISION_FIELDS
+from vocabulary_orcahello import DECISION_FIELDS, SYNTHETIC_WEIGHTS_KEY
 
 from . import writers
 
@@ -324,6 +324,17 @@ def site_of(document: dict[str, Any]) -> str:
     return parts[-2] if len(parts) > 1 else "(none)"
 
 
+def results_models(documents: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The models that made `documents` (each result's `model`, as detect records it), each once, in order of first
+    appearance; a result without one counts as `{}`."""
+    models = []
+    for document in documents:
+        model = document.get("model") or {}
+        if model not in models:
+            models.append(model)
+    return models
+
+
 def file_score(document: dict[str, Any]) -> float:
     confidence = float(document.get("global_confidence") or 0.0)
     aggregation = (document.get("parameters") or {}).get("aggregation", "orcahello")
@@ -402,8 +413,12 @@ def evaluate(
             "seconds": scored_metrics(labels[in_site], scores[in_site], decisions[in_site]),
             "files": scored_metrics(*(column[file_mask] for column in file_columns)),
         }
+    models = results_models(documents)
     return {
         "auprc": seconds["auprc"],
+        # Whose results these are: figures of one model say nothing of another, and the stand-in's say nothing.
+        "models": models,
+        "warnings": [writers.STANDIN_WARNING] if any(model.get(SYNTHETIC_WEIGHTS_KEY) for model in models) else [],
         "matching_rule": MATCHING_RULE,
         "positive_labels": sorted(wanted) if wanted else "every annotation but not_srkw[:class], negative, unsure",
         "thresholds_used": {
@@ -476,6 +491,11 @@ def evaluate_command(options: EvaluateOptions) -> int:
     except EvaluationError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 2
+    for warning in metrics["warnings"]:
+        print(f"NOTE: {warning}", file=sys.stderr)
+    if len(metrics["models"]) > 1:
+        print(f"WARNING: the results were made by {len(metrics['models'])} models; the metrics pool them",
+              file=sys.stderr)  # fmt: skip
     for name in metrics["annotations_without_results"]:
         print(f"WARNING: annotations of {name!r} match no detect result; left out", file=sys.stderr)
     plot_path = options.plot or os.path.splitext(options.output)[0] + PR_CURVE_SUFFIX

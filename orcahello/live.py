@@ -302,6 +302,8 @@ def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
         return EXIT_CANNOT_RUN
     runs.quiet_pipeline_warnings()  # each minute's warnings are in its outputs
     model_info = provenance.describe_model(pipe, model)
+    if runs.standin_note(model, model_info):
+        print(runs.standin_note(model, model_info), file=sys.stderr)
     site_table = None if options.hydrophone_config is None else options.hydrophone_config.site_table()
     settings = {
         source.name: follower_settings(options, source, pipe.model.config, model_info, site_table) for source in sources

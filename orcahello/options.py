@@ -531,10 +531,15 @@ def add_convert_options(parser: argparse.ArgumentParser) -> None:
 def add_upload_options(parser: argparse.ArgumentParser) -> None:
     """`orcahello upload`'s options (the run is `orcahello.conversion.upload`, loaded only to run)."""
     parser.add_argument("folder", help="model folder written by orcahello convert")
-    parser.add_argument("--repo-id", default=HUB_MODEL_ID, help=f"Hub model repo (default {HUB_MODEL_ID})")
+    parser.add_argument("--repo-id", required=True, help="Hub model repo to push to (no default: name it)")
     parser.add_argument("--token", default=os.environ.get("HF_TOKEN"), help="Hub write token (default: $HF_TOKEN)")
     parser.add_argument("--commit-message", help="commit message on the Hub")
     parser.add_argument("--dry-run", action="store_true", help="validate only; never contact the Hub")
+    parser.add_argument(
+        "--allow-derived-weights",
+        action="store_true",
+        help="accept synthetic stand-in or adapted weights (refused otherwise)",
+    )
 
 
 def add_adapt_options(parser: argparse.ArgumentParser) -> None:

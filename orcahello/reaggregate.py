@@ -224,7 +224,9 @@ def reaggregate_command(options: ReaggregateOptions, command: list[str] | None =
             continue
         document, _ = score_or_resume(job, SavedResult(result), settings)
         summary_rows.append(summary_row(job, document))
-        combined_raven.append((job.relative_path, document["duration_s"], document["detections"]))
+        combined_raven.append(
+            (job.relative_path, document["duration_s"], document["detections"], writers.begin_path(job.path))
+        )
     if settings is None:
         return EXIT_SOME_FILES_FAILED
     write_run_tables(options.output_dir, settings, combined_raven, summary_rows)

@@ -185,7 +185,9 @@ def build_document(job: inputs.AudioJob, result: dict[str, Any], settings: RunSe
         document["site_thresholds"] = {"file": settings.site_thresholds_file, "site": settings.site}
     if settings.hydrophone_config is not None:  # the file (and its hash), the location and the overrides applied
         document["hydrophone_config"] = settings.hydrophone_config
-    if settings.model_info.get(SYNTHETIC_WEIGHTS_KEY):
+    # The pipeline's results say so when the config marks the stand-in; a folder known by its name only, or scores
+    # built without the pipeline (`orcahello batch`), get it here: once, first.
+    if settings.model_info.get(SYNTHETIC_WEIGHTS_KEY) and writers.STANDIN_WARNING not in document["warnings"]:
         document["warnings"] = [writers.STANDIN_WARNING] + list(document["warnings"])
     return document
 
@@ -202,6 +204,14 @@ def failure_reason(error: BaseException, path: str) -> str:
     if not isinstance(error, AudioInputError):
         message = f"{type(error).__name__}: {message}"
     return " ".join(message.split())
+
+
+def standin_note(model: str, model_info: dict[str, Any]) -> str | None:
+    """The line `detect`, `batch` and `live` print when the model's weights are the synthetic stand-in (`model_info`
+    as `provenance.describe_model` gives it); None for any other model."""
+    if not model_info.get(SYNTHETIC_WEIGHTS_KEY):
+        return None
+    return f"NOTE: {model}: {writers.STANDIN_WARNING} (every output file says so)"
 
 
 def quiet_pipeline_warnings() -> None:
@@ -249,26 +259,8 @@ def score_or_resume(
             if os.path.exists(stale_path):
                 os.remove(stale_path)
 
-    def needs(kind):
-        return not resumed or not os.path.exists(writers.output_path(job.output_stem, kind))
-
-    synthetic = bool(document["model"].get(SYNTHETIC_WEIGHTS_KEY))
-    if "csv" in settings.formats and needs("csv"):
-        writers.write_scoring_csv(
-            writers.output_path(job.output_stem, "csv"), document["submission"], synthetic_weights=synthetic
-        )
-    if "raven" in settings.formats and needs("raven"):
-        writers.write_raven_table(
-            writers.output_path(job.output_stem, "raven"),
-            document["detections"],
-            with_utc=document.get("start_time_utc") is not None,
-            synthetic_weights=synthetic,
-        )
-    if "audacity" in settings.formats and needs("audacity"):
-        writers.write_audacity_labels(
-            writers.output_path(job.output_stem, "audacity"), document["detections"], synthetic_weights=synthetic
-        )
-    if settings.plot and needs("png"):
+    writers.write_recording_tables(job.output_stem, document, settings.formats, job.path, only_missing=resumed)
+    if settings.plot and (not resumed or not os.path.exists(writers.output_path(job.output_stem, "png"))):
         from .plot import plot_detections
 
         png_path = writers.output_path(job.output_stem, "png")

@@ -165,6 +165,30 @@ def test_page_opens_in_headless_chromium_with_every_detection_playable(report_ru
 
 @pytest.mark.needs_test_data
 @needs_chromium
+def test_on_a_1280_px_screen_every_player_is_in_view_and_the_pictures_are_sharp(report_run):
+    """Issue 29: at 1280 px the audio players were off-screen and the thumbnails' axes unreadable."""
+    _, output_dir = report_run
+    with HeadlessChromium() as browser:
+        session = browser.open((output_dir / "report.html").as_uri())
+        metrics = {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False}
+        browser.send("Emulation.setDeviceMetricsOverride", metrics, session_id=session)
+        layout = browser.evaluate(
+            session,
+            """(() => ({
+              viewport: window.innerWidth, page: document.documentElement.scrollWidth,
+              players: Array.from(document.querySelectorAll('#detections audio'))
+                .map(audio => audio.getBoundingClientRect().right),
+              pictures: Array.from(document.querySelectorAll('#detections img.spectrogram'))
+                .map(image => [image.naturalWidth, image.getBoundingClientRect().width])}))()""",
+        )
+    assert layout["players"] and max(layout["players"]) <= layout["viewport"]
+    assert layout["page"] <= layout["viewport"]  # nothing to scroll sideways to
+    # Twice as many pixels as shown: sharp on a high-density screen, its 10-pt labels legible at 1x.
+    assert all(natural >= 2 * shown > 0 for natural, shown in layout["pictures"])
+
+
+@pytest.mark.needs_test_data
+@needs_chromium
 def test_the_browser_check_sees_a_missing_clip_and_a_script_error(report_run, tmp_path):
     """The checks above can fail: a page whose clip and picture are gone, and a script that throws, are caught."""
     _, output_dir = report_run

@@ -13,7 +13,24 @@ DEFAULT_OUTPUT_DIR = "orcahello_batch_results"
 # much work per running task; big enough that a one-minute recording is one partition (one file to write).
 DEFAULT_PARTITION_WINDOWS = 640
 WINDOWS_FOLDER = "windows"
+# pyarrow.dataset and pandas skip every path part that starts with "." or "_" (hidden and metadata files): the
+# windows folder's parts, which copy the recordings' paths, have such a first character percent-encoded instead, so
+# that `pyarrow.dataset.dataset("results/windows")` reads every recording's windows.
+DATASET_IGNORED_PREFIXES = (".", "_")
+
+
+def dataset_folder_name(part: str) -> str:
+    """`part` of a recording's path as a folder of the windows table: `.x` -> `%2Ex`, `_x` -> `%5Fx`, `%` -> `%25`
+    (so that no two parts meet), anything else as it is."""
+    part = part.replace("%", "%25")
+    if part.startswith(DATASET_IGNORED_PREFIXES):
+        return f"%{ord(part[0]):02X}{part[1:]}"
+    return part
+
+
 JSON_FOLDER = "json"
+# The tables written beside each recording's JSON, as `orcahello detect` writes them (bioacoustics tools read these).
+TABLE_FORMATS = ("csv", "raven")
 FILES_TABLE = "files.parquet"
 RUN_DOCUMENT = "orcahello_batch_run.json"
 PARTITION_FILE_PATTERN = "part-{first_window:09d}.parquet"

@@ -11,7 +11,7 @@ import os
 import re
 import urllib.parse
 
-from hls_timeline_orcahello import plain_timeline
+from hls_timeline_orcahello import plain_timeline, start_utc_from_file_name
 from http_orcahello import HTTPFetchError, fetch, origin
 from vocabulary_orcahello import PLAYLIST_SUFFIX, is_url
 
@@ -24,7 +24,6 @@ URL_TIMEOUT_SECONDS = 120
 URL_MAX_BYTES = 4 << 30
 URL_DEADLINE_SECONDS = 3600.0
 # A UTC timestamp in a file name, ISO 8601 basic format (SanctSound, AudioMoth, many recorders): 20200423T164427Z.
-UTC_NAME_PATTERN = re.compile(r"(?<!\d)(\d{8}T\d{6})Z(?![0-9A-Za-z])")
 # Orcasound's HLS archive keeps each stream in a folder named by its start in Unix seconds: <node>/hls/<t>/live.m3u8.
 UNIX_TIME_FOLDER_PATTERN = re.compile(r"^\d{10}$")
 
@@ -103,16 +102,14 @@ def plan_outputs(sources):
 def start_utc_from_name(source):
     """
     The recording's start in UTC when its name says so unambiguously, else None: a `YYYYMMDDTHHMMSSZ` timestamp in
-    the file name, or an HLS playlist in a folder named by a 10-digit Unix time (Orcasound's archive layout).
+    the file name or AudioMoth's `YYYYMMDD_HHMMSS` name (`hls_timeline_orcahello.start_utc_from_file_name`), or an HLS
+    playlist in a folder named by a 10-digit Unix time (Orcasound's archive layout).
     """
     path = urllib.parse.urlsplit(source).path if is_url(source) else source
     name = os.path.basename(path)
-    match = UTC_NAME_PATTERN.search(name)
-    if match:
-        try:
-            return datetime.datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=datetime.timezone.utc)
-        except ValueError:
-            return None
+    from_name = start_utc_from_file_name(path)
+    if from_name is not None:
+        return datetime.datetime.fromtimestamp(from_name, tz=datetime.timezone.utc)
     folder = os.path.basename(os.path.dirname(path))
     if name.lower().endswith(PLAYLIST_SUFFIX) and UNIX_TIME_FOLDER_PATTERN.match(folder):
         return datetime.datetime.fromtimestamp(int(folder), tz=datetime.timezone.utc)
