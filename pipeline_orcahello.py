@@ -30,7 +30,6 @@ try:
         open_recording,
         recording_info,
         scoring_windows,
-        whole_recording_audio,
     )
     from .call_parameters_orcahello import PipelineParameters, resolve_call_parameters
     from .engines_orcahello import (
@@ -50,6 +49,7 @@ try:
         recording_summary,
     )
     from .vocabulary_orcahello import DEFAULT_BATCH_SIZE, ENGINES
+    from .whole_recording_orcahello import whole_recording_audio
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from audio_orcahello import (
         FRONTEND_BLOCK_WINDOWS,
@@ -58,7 +58,6 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
         open_recording,
         recording_info,
         scoring_windows,
-        whole_recording_audio,
     )
     from call_parameters_orcahello import PipelineParameters, resolve_call_parameters
     from engines_orcahello import (
@@ -78,6 +77,7 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
         recording_summary,
     )
     from vocabulary_orcahello import DEFAULT_BATCH_SIZE, ENGINES
+    from whole_recording_orcahello import whole_recording_audio
 
 logger = logging.get_logger(__name__)
 
