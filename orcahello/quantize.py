@@ -80,10 +80,14 @@ def calibration_windows(
     detector, paths: tuple[str, ...], preset: str, count: int = CALIBRATION_WINDOWS
 ) -> torch.Tensor:
     """`count` spectrograms spread evenly over every window of `paths` under `preset`."""
+    import soundfile
+
     frontend = detector.resolve_parameters(preset=preset).preprocess
     features = []
     for path in paths:
-        features.extend(chunk["input_features"] for chunk in detector.preprocess(path, **frontend))
+        if soundfile.info(str(path)).duration < frontend["window_seconds"]:
+            continue  # shorter than one window of this preset: nothing to calibrate on
+        features.extend(chunk["input_features"] for chunk in detector.preprocess(str(path), **frontend))
     if not features:
         raise ValueError(f"no window to calibrate on: the recordings are all shorter than a {preset} window")
     every_window = torch.cat(features)
