@@ -50,6 +50,7 @@ def test_int8_without_a_quantized_model_says_how_to_make_one(tiny_pipeline):
 
 
 @pytest.mark.needs_test_data
+@pytest.mark.timeout(2400)  # two NNCF quantizations of ResNet50, then every recording scored three ways
 def test_int8_makes_float32s_decisions_on_every_recording(resnet50_folder, tmp_path):
     """The stand-in quantized on the fixtures' and real recordings' windows, then every one of them scored in int8:
     every decision equals float32's, under both presets."""
