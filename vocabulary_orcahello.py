@@ -27,7 +27,11 @@ EMBEDDING_LAYERS = ("pooled", "head")
 # that defines them: the config, the pipeline, the command line, the handler and the converter all read it.
 #
 # "fastai": production OrcaHello 2020-2026 (fastai v1 + fastai_audio), reproduced to the fixtures' numbers.
-# "v1": upstream's pure-PyTorch port with the `config.yaml` it ships on the Hub (upstream's live system since 2026).
+# "v1": upstream's pure-PyTorch port as its live system runs it since 2026-03: the windows of the `config.yaml` it
+#   ships on the Hub and the file-level rule of `InferenceSystem/model/config.yaml` (orcasound/orcahello at
+#   423ff5b3): `global_prediction` with `mean_top_k` 2, a window positive above 0.5, the file at a mean of 0.6.
+#   The port's earlier count rule (3 positive windows) stays selectable by its fields (aggregation "orcahello",
+#   smoothing off).
 INFERENCE_PRESETS = {
     "fastai": {
         "window_seconds": 2.0,
@@ -49,11 +53,11 @@ INFERENCE_PRESETS = {
         "peak_normalize": True,
         "strict_segments": True,
         "smoothing": False,
-        "aggregation": "orcahello",
+        "aggregation": "mean_top_k",
         "local_threshold": 0.5,
         "global_count_threshold": 3,
         "global_threshold": 0.6,
-        "top_k_windows": 3,
+        "top_k_windows": 2,
     },
 }
 DEFAULT_PRESET = "fastai"
@@ -74,6 +78,52 @@ DECISION_FIELD_TYPES = {
 }
 DECISION_FIELDS = tuple(DECISION_FIELD_TYPES)
 DEFAULT_MIN_GLOBAL_CONFIDENCE = 0.0
+
+# What a setting may hold beyond its type, for every source of settings alike (the command line, a model folder's
+# config, upstream's Hub layout, a site table, a hydrophone config): `check_setting` is the one check. Every
+# decision number with a fraction is a threshold on a 0-1 confidence; a count is at least its minimum; the window
+# and hop are bounded so that a typo (a hop of 1e-6 s: a million windows a second) is refused rather than run.
+SETTING_CHOICES = {"aggregation": AGGREGATION_STRATEGIES}
+COUNT_MINIMUMS = {"top_k_windows": 1}
+# The most windows a count can usefully name: a day of 1-s hops. Larger is a typo, not a rule.
+MAX_COUNT = 86400
+SECONDS_RANGES = {"window_seconds": (0.5, 60.0), "hop_seconds": (0.1, 60.0)}
+
+
+def check_setting(field, value, name=None):
+    """
+    `value` for the inference or decision field `field` (`INFERENCE_FIELDS`, `DECISION_FIELDS`) in the field's
+    type, when it is one the model and the decision can use; else a one-line `ValueError` calling it `name`
+    (default: the field), e.g. "config.yaml: global_prediction.pred_global_threshold must be a number from 0 to 1,
+    got 1.5". NaN, infinities, negative and out-of-range values are refused.
+    """
+    name = name or field
+    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if field in SECONDS_RANGES:
+        low, high = SECONDS_RANGES[field]
+        if not number or not low <= value <= high:  # also refuses nan
+            raise ValueError(f"{name} must be a number of seconds from {low:g} to {high:g}, got {value!r}")
+        return float(value)
+    kind = DECISION_FIELD_TYPES.get(field, bool)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, got {value!r}")
+        return value
+    if kind is str:
+        if value not in SETTING_CHOICES[field]:
+            raise ValueError(f"{name} must be one of {', '.join(SETTING_CHOICES[field])}, got {value!r}")
+        return value
+    if kind is float:
+        if not number or not 0.0 <= value <= 1.0:  # also refuses nan
+            raise ValueError(f"{name} must be a number from 0 to 1, got {value!r}")
+        return float(value)
+    minimum = COUNT_MINIMUMS.get(field, 0)
+    if not number or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}")
+    if value > MAX_COUNT:
+        raise ValueError(f"{name} must be a whole number of at most {MAX_COUNT}, got {value!r}")
+    return value
+
 
 # Windows per forward pass when the caller gives none. On CPU small batches are as fast per window as large ones
 # (OpenVINO, ResNet50: 24-25 ms a window at 2 threads from 4 to 32) and hold less memory (about 35 MB a window of

@@ -33,6 +33,7 @@ from . import (
     live,
     options,
     provenance,
+    reaggregate,
     search,
     writers,
 )
@@ -43,15 +44,19 @@ from .training import finetune
 DETECT_SHARED_OPTIONS = (
     ("--model", "--device", "--batch-size", "--engine", "--preset")
     + options.DECISION_FLAGS
-    + ("--site-thresholds", "--recursive", "--overwrite")
+    + ("--site-thresholds", "--hydrophone-config", "--recursive", "--overwrite")
 )
 # Not the shared --device: the actors' device is the cluster's (no MPS), chosen per actor.
 BATCH_SHARED_OPTIONS = (
     ("--model", "--batch-size", "--preset")
     + options.DECISION_FLAGS
-    + ("--site-thresholds", "--recursive", "--overwrite")
+    + ("--site-thresholds", "--hydrophone-config", "--recursive", "--overwrite")
 )
-LIVE_SHARED_OPTIONS = ("--model", "--device", "--batch-size", "--engine") + options.DECISION_FLAGS
+LIVE_SHARED_OPTIONS = (
+    ("--model", "--device", "--batch-size", "--engine") + options.DECISION_FLAGS + ("--hydrophone-config",)
+)
+# The decision options of detect: --preset only for its decision fields (its windows must be the saved ones).
+REAGGREGATE_SHARED_OPTIONS = ("--preset",) + options.DECISION_FLAGS + ("--site-thresholds", "--hydrophone-config")
 # --preset: the windows (and frontend) of that inference behaviour, as for detect.
 EMBED_SHARED_OPTIONS = ("--model", "--device", "--batch-size", "--preset", "--recursive", "--overwrite")
 ADAPT_SHARED_OPTIONS = ("--model", "--device", "--batch-size", "--recursive", "--overwrite")
@@ -168,6 +173,13 @@ COMMANDS = (
         LIVE_SHARED_OPTIONS,
     ),
     Command(
+        "reaggregate",
+        "decide saved detect, batch or live results again under other decision options, without the model",
+        reaggregate.__doc__,
+        options.add_reaggregate_options,
+        REAGGREGATE_SHARED_OPTIONS,
+    ),
+    Command(
         "finetune",
         "fine-tune a model folder on labelled 2-second clips (needs the train extra)",
         "Fine-tune an OrcaHello model folder on labelled 2-second clips.",
@@ -237,11 +249,35 @@ def build_parser(commands: dict[str, argparse.ArgumentParser] | None = None) -> 
 
 
 def scoring_options(
-    args: argparse.Namespace, preset: str | None = None, precision: str = provenance.DEFAULT_PRECISION
+    args: argparse.Namespace,
+    preset: str | None = None,
+    precision: str = provenance.DEFAULT_PRECISION,
+    hydrophone_config: Any = None,
 ) -> provenance.ScoringOptions:
-    """The preset, precision and decision options (`provenance.DECISION_OPTIONS`, which every scoring command takes)."""
+    """
+    The preset, precision and decision options (`provenance.DECISION_OPTIONS`, which every scoring command takes).
+    Without `--preset`, a `--hydrophone-config`'s preset (v1, or fastai for the FastAI-era form).
+    """
     decision = {name: vars(args)[name] for name in provenance.DECISION_OPTIONS}
+    if preset is None and hydrophone_config is not None:
+        preset = hydrophone_config.preset
     return provenance.ScoringOptions.from_options(preset=preset, precision=precision, **decision)
+
+
+def hydrophone_config(args: argparse.Namespace) -> Any:
+    """
+    `--hydrophone-config`'s file read (`upstream_config.read_hydrophone_config`), its notes printed once on stderr;
+    None without the option. Raises `ValueError` (one line naming the file and key) for a file that cannot be used.
+    """
+    path = getattr(args, "hydrophone_config", None)
+    if path is None:
+        return None
+    from .upstream_config import read_hydrophone_config
+
+    config = read_hydrophone_config(path)
+    for note in config.notes:
+        print(f"WARNING: {note}", file=sys.stderr)
+    return config
 
 
 def from_arguments(options_class: type, args: argparse.Namespace, **converted: Any) -> Any:
@@ -266,17 +302,22 @@ def command_options(args: argparse.Namespace) -> Any:
     loads torch.
     """
     if args.command == "detect":
-        scoring = scoring_options(args, preset=args.preset, precision=args.precision)
-        return from_arguments(detect.DetectOptions, args, formats=tuple(args.format), scoring=scoring)
+        hydrophone = hydrophone_config(args)
+        scoring = scoring_options(args, preset=args.preset, precision=args.precision, hydrophone_config=hydrophone)
+        return from_arguments(
+            detect.DetectOptions, args, formats=tuple(args.format), scoring=scoring, hydrophone_config=hydrophone
+        )
     if args.command == "embed":
         return from_arguments(embed.EmbedOptions, args)
     if args.command == "batch":
+        hydrophone = hydrophone_config(args)
         return from_arguments(
             batch.BatchOptions,
             args,
             inputs=tuple(args.paths),
             manifests=tuple(args.manifest),
-            scoring=scoring_options(args, preset=args.preset),
+            scoring=scoring_options(args, preset=args.preset, hydrophone_config=hydrophone),
+            hydrophone_config=hydrophone,
         )
     if args.command == "calibrate":
         positive_labels = tuple(args.positive_label or calibrate.DEFAULT_POSITIVE_LABELS)
@@ -285,7 +326,23 @@ def command_options(args: argparse.Namespace) -> Any:
         positive_labels = None if args.positive_label is None else tuple(args.positive_label)
         return from_arguments(evaluate.EvaluateOptions, args, positive_labels=positive_labels)
     if args.command == "live":
-        return from_arguments(live.LiveOptions, args, scoring=scoring_options(args), plot=not args.no_plot)
+        hydrophone = hydrophone_config(args)
+        return from_arguments(
+            live.LiveOptions,
+            args,
+            scoring=scoring_options(args, hydrophone_config=hydrophone),
+            plot=not args.no_plot,
+            hydrophone_config=hydrophone,
+        )
+    if args.command == "reaggregate":
+        hydrophone = hydrophone_config(args)
+        return from_arguments(
+            reaggregate.ReaggregateOptions,
+            args,
+            formats=tuple(args.format),
+            scoring=scoring_options(args, preset=args.preset, hydrophone_config=hydrophone),
+            hydrophone_config=hydrophone,
+        )
     if args.command == "finetune":
         return from_arguments(finetune.FinetuneOptions, args)
     if args.command == "adapt":
@@ -322,6 +379,8 @@ def run_command(name: str, typed: Any, command: list[str]) -> int:
         return evaluate.evaluate_command(typed)
     if name == "live":
         return live.live_command(typed, command=command)
+    if name == "reaggregate":
+        return reaggregate.reaggregate_command(typed, command=command)
     if name == "finetune":
         return finetune.finetune_command(typed)
     if name == "adapt":

@@ -24,8 +24,6 @@ import dataclasses
 import os
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
 
 from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY
 
@@ -40,16 +38,20 @@ from . import (
     provenance,
     run_lock,
     site_thresholds,
+    upstream_config,
     writers,
 )
 from .runs import (
     RunSettings,
-    build_document,
     failure_reason,
     is_finished,
-    load_finished_document,
+    load_decision_table,
     quiet_pipeline_warnings,
+    score_or_resume,
     settings_for_recording,
+    summary_row,
+    table_records,
+    write_run_tables,
 )
 
 DEFAULT_OUTPUT_DIR = "orcahello_results"
@@ -79,6 +81,9 @@ class DetectOptions:
             The preset, the decision fields set for the whole run and the precision; by default the model's.
         site_thresholds (`str`, *optional*):
             A per-site table of decision parameters (`orcahello.site_thresholds`), under `scoring`'s.
+        hydrophone_config (`upstream_config.HydrophoneConfig`, *optional*):
+            Upstream's hydrophone config (`--hydrophone-config`): its locations' decisions, as a site table is
+            used (not with `site_thresholds`); its preset is `scoring`'s unless that names one.
         recursive (`bool`, *optional*, defaults to `False`):
             Also search the subfolders of folders, and let `**` in patterns cross folders.
         overwrite (`bool`, *optional*, defaults to `False`):
@@ -100,90 +105,12 @@ class DetectOptions:
     engine: str = "auto"
     scoring: provenance.ScoringOptions = dataclasses.field(default_factory=provenance.ScoringOptions)
     site_thresholds: str | None = None
+    hydrophone_config: upstream_config.HydrophoneConfig | None = None
     recursive: bool = False
     overwrite: bool = False
     plot: bool = False
     report: bool = False
     allow_other_hosts: bool = False
-
-
-def score_or_resume(
-    job: inputs.AudioJob,
-    pipe: Any,
-    settings: RunSettings,
-    progress_callback: Callable[[int, int | None], None] | None = None,
-) -> tuple[dict[str, Any], bool]:
-    """
-    Score `job` (or take a previous run's result for it) and write its outputs. Returns `(document, resumed)`.
-
-    A resumed recording is not scored again; outputs missing from its earlier run (another `--format`, `--plot`)
-    are written from its JSON. A recording scored again first loses every output of its earlier scoring, the JSON
-    first, and gets its new JSON last: so whenever a JSON exists, every output beside it was made from it, even
-    after an interrupted run.
-    """
-    json_path = writers.output_path(job.output_stem, "json")
-    document = None if settings.overwrite else load_finished_document(json_path, settings.run_hash)
-    resumed = document is not None
-    if not resumed:
-        extra = {} if progress_callback is None else {"progress_callback": progress_callback}
-        result = pipe(
-            job.path,
-            return_timestamps=True,
-            batch_size=settings.batch_size,
-            engine=settings.engine,
-            allow_other_hosts=settings.allow_other_hosts,
-            **settings.parameters,
-            **extra,
-        )
-        document = build_document(job, result, settings)
-        for kind in writers.OUTPUT_SUFFIXES:  # "json" comes first
-            stale_path = writers.output_path(job.output_stem, kind)
-            if os.path.exists(stale_path):
-                os.remove(stale_path)
-
-    def needs(kind):
-        return not resumed or not os.path.exists(writers.output_path(job.output_stem, kind))
-
-    synthetic = bool(document["model"].get(SYNTHETIC_WEIGHTS_KEY))
-    if "csv" in settings.formats and needs("csv"):
-        writers.write_scoring_csv(
-            writers.output_path(job.output_stem, "csv"), document["submission"], synthetic_weights=synthetic
-        )
-    if "raven" in settings.formats and needs("raven"):
-        writers.write_raven_table(
-            writers.output_path(job.output_stem, "raven"),
-            document["detections"],
-            with_utc=document.get("start_time_utc") is not None,
-            synthetic_weights=synthetic,
-        )
-    if "audacity" in settings.formats and needs("audacity"):
-        writers.write_audacity_labels(
-            writers.output_path(job.output_stem, "audacity"), document["detections"], synthetic_weights=synthetic
-        )
-    if settings.plot and needs("png"):
-        from .plot import plot_detections
-
-        png_path = writers.output_path(job.output_stem, "png")
-        plot_detections(job.path, document, png_path, allow_other_hosts=settings.allow_other_hosts)
-    if not resumed:
-        writers.write_json(json_path, document)
-    return document, resumed
-
-
-def summary_row(job: inputs.AudioJob, document: dict[str, Any]) -> dict[str, Any]:
-    """The recording's row of summary.csv (`writers.write_summary_csv`)."""
-    return {
-        "path": job.path,
-        "status": "ok",
-        "global_prediction": document["global_prediction"],
-        "global_confidence": document["global_confidence"],
-        "positive_seconds": writers.positive_seconds(document["detections"]),
-        "duration_s": document["duration_s"],
-        "start_time_utc": document.get("start_time_utc") or "",
-        "gaps": len(document.get("gaps") or []),
-        "warnings": "; ".join(document["warnings"]),
-        "error": "",
-    }
 
 
 def detect_command(options: DetectOptions, command: list[str] | None = None) -> int:
@@ -221,13 +148,11 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
             print(f"ERROR: {error}", file=sys.stderr)
             return EXIT_CANNOT_RUN
 
-    site_table = None
-    if options.site_thresholds:
-        try:
-            site_table = site_thresholds.load_site_thresholds(options.site_thresholds)
-        except site_thresholds.SiteThresholdsError as error:
-            print(f"ERROR: {error}", file=sys.stderr)
-            return EXIT_CANNOT_RUN
+    try:
+        site_table, table_source = load_decision_table(options.site_thresholds, options.hydrophone_config)
+    except site_thresholds.SiteThresholdsError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
 
     paths, input_problems = inputs.find_audio_files(options.paths, recursive=options.recursive)
     for path, reason in input_problems:
@@ -266,8 +191,8 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
         model_info=model_info,
         run_hash=provenance.run_hash(run_identity, model_info),
         engine=options.engine,
-        site_thresholds_file=os.path.abspath(options.site_thresholds) if site_table is not None else None,
         allow_other_hosts=options.allow_other_hosts,
+        **table_source,
     )
     output_dir = options.output_dir
     jobs = inputs.plan_jobs(paths, output_dir)
@@ -334,21 +259,14 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
     finally:
         progress_bar.close()
 
-    os.makedirs(output_dir, exist_ok=True)
-    if "raven" in settings.formats:
-        writers.write_combined_raven_table(
-            os.path.join(output_dir, writers.COMBINED_RAVEN_TABLE),
-            combined_raven,
-            synthetic_weights=bool(model_info.get(SYNTHETIC_WEIGHTS_KEY)),
-        )
-    writers.write_summary_csv(os.path.join(output_dir, writers.SUMMARY_CSV), summary_rows)
+    write_run_tables(output_dir, settings, combined_raven, summary_rows)
     run_document = {
         "version": __version__,
         "model": model_info,
         "run_hash": settings.run_hash,
         "parameters": parameters,
         "inference": provenance.inference_record(parameters, config),  # the preset and every field it resolves to
-        "site_thresholds": None if site_table is None else {"file": settings.site_thresholds_file, "table": site_table},
+        **table_records(settings, site_table),
         "options": {
             "paths": list(options.paths),
             "output_dir": os.path.abspath(output_dir),
@@ -358,6 +276,7 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
             "resolved_device": device,
             **options.scoring.record(),
             "site_thresholds": options.site_thresholds,
+            "hydrophone_config": None if options.hydrophone_config is None else options.hydrophone_config.path,
             "recursive": options.recursive,
             "model": model,
             "plot": options.plot,

@@ -29,11 +29,12 @@ import signal
 import sys
 import threading
 import time
+from typing import Any
 
 from hls_timeline_orcahello import iso_utc
 from results_orcahello import DecisionParameters
 
-from . import EXIT_CANNOT_RUN, EXIT_OK, models, provenance, runs
+from . import EXIT_CANNOT_RUN, EXIT_OK, models, provenance, runs, site_thresholds, upstream_config
 from .live_follower import FollowerSettings, LiveFollower
 from .live_outputs import SourceOutputs, write_json_atomically
 from .live_stream import LiveSource, LiveSourceError
@@ -42,6 +43,10 @@ from .live_webhook import SPOOL_FOLDER, WebhookSpool
 logger = logging.getLogger("orcahello.live")
 
 DEFAULT_OUTPUT_DIR = "orcahello_live"
+# Where upstream's orchestrator finds a hydrophone's stream: its public bucket `audio-orcasound-net`, at the URL
+# InferenceSystem/src/LiveInferenceOrchestratorV1.py (orcasound/orcahello at 1cff7a68) builds; a node's stream is
+# <URL>/<node>/hls/<epoch>/live.m3u8 with <URL>/<node>/latest.txt naming the epoch.
+ORCASOUND_BUCKET_URL = "https://s3-us-west-2.amazonaws.com/audio-orcasound-net"
 DEFAULT_POLL_SECONDS = 10.0  # Orcasound's segment length: a new segment every 10 s
 DEFAULT_BACKLOG_SECONDS = 60.0
 STATUS_FILE = "status.json"
@@ -129,6 +134,11 @@ class LiveOptions:
             On first contact with a source, how much of its current recording to score.
         plot (`bool`, *optional*, defaults to `True`):
             A spectrogram picture for each positive minute.
+        hydrophone_config (`upstream_config.HydrophoneConfig`, *optional*):
+            Upstream's hydrophone config: each source takes the decision of its location (matched by node name, as
+            a site table is), and without `sources` its locations' nodes are followed under `node_base_url`.
+        node_base_url (`str`, *optional*):
+            Where the nodes of `hydrophone_config` are: `<node_base_url>/<node>/hls/<epoch>/live.m3u8`.
     """
 
     sources: tuple[str, ...]
@@ -140,9 +150,76 @@ class LiveOptions:
     scoring: provenance.ScoringOptions = dataclasses.field(default_factory=provenance.ScoringOptions)
     stop_after: float | None = None
     post: str | None = None
-    poll_seconds: float = DEFAULT_POLL_SECONDS
+    poll_seconds: float | None = None
     backlog_seconds: float = DEFAULT_BACKLOG_SECONDS
     plot: bool = True
+    hydrophone_config: upstream_config.HydrophoneConfig | None = None
+    node_base_url: str = ORCASOUND_BUCKET_URL
+
+
+def hydrophone_sources(options: LiveOptions) -> tuple[str, ...]:
+    """
+    The sources to follow: `options.sources`, else the node of each location of `options.hydrophone_config` under
+    `options.node_base_url`. Raises `ValueError` (one line) when there are none, or for a location live cannot run
+    as upstream's orchestrator does.
+    """
+    config = options.hydrophone_config
+    if config is not None:
+        for location in config.locations:
+            if location.stream_type != "LiveHLS":
+                raise ValueError(
+                    f"{config.path}: location {location.location_id}: hls_stream_type {location.stream_type} is an "
+                    f"archive's time range: score it with orcahello detect or batch"
+                )
+            if location.segment_seconds != upstream_config.LIVE_SEGMENT_SECONDS:
+                raise ValueError(
+                    f"{config.path}: location {location.location_id}: inference_segment_size "
+                    f"{location.segment_seconds:g}: orcahello live decides each minute (60)"
+                )
+    if options.sources:
+        return tuple(options.sources)
+    if config is None:
+        raise ValueError("no SOURCE to follow: name nodes or playlists, or give --hydrophone-config")
+    missing = [location.location_id for location in config.locations if not location.hydrophone_id]
+    if missing:
+        raise ValueError(f"{config.path}: no hls_hydrophone_id for location(s) {', '.join(missing)}: name SOURCEs")
+    base = options.node_base_url.rstrip("/")
+    return tuple(f"{base}/{location.hydrophone_id}" for location in config.locations)
+
+
+def follower_settings(
+    options: LiveOptions, source: LiveSource, config: Any, model_info: dict, site_table: dict | None
+) -> FollowerSettings:
+    """
+    What `source` is scored and decided with: the run's options over its location's decision (`--hydrophone-config`,
+    matched by node as `orcahello detect` matches a site) over the model's, and its poll interval.
+    """
+    overrides, location, poll_seconds = {}, None, options.poll_seconds
+    if site_table is not None:
+        overrides = site_thresholds.parameters_for(source.source, site_table)
+        location = site_thresholds.match_site(source.source, site_table)
+        located = [
+            entry
+            for entry in options.hydrophone_config.locations
+            if location in (entry.hydrophone_id, entry.location_id)
+        ] or list(options.hydrophone_config.locations[:1])
+        if poll_seconds is None:
+            poll_seconds = located[0].poll_seconds
+    parameters = provenance.scoring_parameters(options.scoring, config, overrides)
+    # The decision as detect makes it: the preset's smoothing and the floor on the confidence included.
+    inference = provenance.inference_record(parameters, config)
+    record = None
+    if options.hydrophone_config is not None:
+        record = {**options.hydrophone_config.record(), "location": location, "overrides": overrides}
+    return FollowerSettings(
+        parameters=parameters,
+        decision=DecisionParameters.from_mapping({**inference, **parameters}),
+        run_hash=provenance.run_hash(parameters, model_info),
+        model_info=model_info,
+        backlog_seconds=options.backlog_seconds,
+        poll_seconds=poll_seconds or DEFAULT_POLL_SECONDS,
+        hydrophone_config=record,
+    )
 
 
 def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
@@ -150,8 +227,8 @@ def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     stop_event = threading.Event()
     try:
-        sources = [LiveSource(source, stop_event=stop_event) for source in options.sources]
-    except LiveSourceError as error:
+        sources = [LiveSource(source, stop_event=stop_event) for source in hydrophone_sources(options)]
+    except (LiveSourceError, ValueError) as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     names = [source.name for source in sources]
@@ -167,18 +244,11 @@ def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
         print(f"ERROR: cannot load the model {model!r}: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     runs.quiet_pipeline_warnings()  # each minute's warnings are in its outputs
-    parameters = provenance.scoring_parameters(options.scoring, pipe.model.config)
     model_info = provenance.describe_model(pipe, model)
-    # The decision as detect makes it: the preset's smoothing and the floor on the confidence included.
-    inference = provenance.inference_record(parameters, pipe.model.config)
-    settings = FollowerSettings(
-        parameters=parameters,
-        decision=DecisionParameters.from_mapping({**inference, **parameters}),
-        run_hash=provenance.run_hash(parameters, model_info),
-        model_info=model_info,
-        backlog_seconds=options.backlog_seconds,
-        poll_seconds=options.poll_seconds,
-    )
+    site_table = None if options.hydrophone_config is None else options.hydrophone_config.site_table()
+    settings = {
+        source.name: follower_settings(options, source, pipe.model.config, model_info, site_table) for source in sources
+    }
     os.makedirs(options.output_dir, exist_ok=True)
     webhook = (
         WebhookSpool(options.post, os.path.join(options.output_dir, SPOOL_FOLDER)).start() if options.post else None
@@ -191,7 +261,7 @@ def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
                 source,
                 SourceOutputs(os.path.join(options.output_dir, source.name), plot=options.plot),
                 scorer,
-                settings,
+                settings[source.name],
                 webhook,
             )
             for source in sources
@@ -208,7 +278,8 @@ def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     logger.info("following %d source(s) into %s with %s (%s)", len(sources), options.output_dir, model, device)
     try:
-        run_followers(followers, stop_event, options.output_dir, options.stop_after, options.poll_seconds)
+        poll_seconds = min(follower_settings.poll_seconds for follower_settings in settings.values())
+        run_followers(followers, stop_event, options.output_dir, options.stop_after, poll_seconds)
     finally:
         if webhook is not None:
             webhook.stop()

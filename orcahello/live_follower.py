@@ -40,6 +40,8 @@ class FollowerSettings:
         model_info (`dict`): the model's identity (`provenance.describe_model`).
         backlog_seconds (`float`): on first contact with a source, how much of its current recording to score.
         poll_seconds (`float`): how often a source that is caught up is polled.
+        hydrophone_config (`dict`, *optional*): `--hydrophone-config`'s record for this source (the file, its hash,
+            the location and the overrides it applied), which every minute's JSON carries.
     """
 
     parameters: dict[str, Any]
@@ -48,6 +50,7 @@ class FollowerSettings:
     model_info: dict[str, Any]
     backlog_seconds: float
     poll_seconds: float
+    hydrophone_config: dict[str, Any] | None = None
 
 
 class LiveFollower:
@@ -416,6 +419,8 @@ class LiveFollower:
             "run_hash": self.settings.run_hash,
             "partial_minute": final and len(entries) < self.minute_windows,
         }
+        if self.settings.hydrophone_config is not None:
+            document["hydrophone_config"] = self.settings.hydrophone_config
         stem = self.outputs.minute_stem(self.recording_id, self.next_minute, result["start_time_utc"])
         audio = recording.read(first_sample, last_sample) if result["global_prediction"] else None
         detection = self.outputs.write_minute(stem, document, audio, rate)

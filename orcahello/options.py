@@ -166,6 +166,14 @@ SHARED_OPTIONS: dict[str, dict[str, Any]] = {
         help="JSON (or YAML) table of decision parameters per hydrophone, matched by name or glob pattern against "
         "each recording's path; options given on the command line override it (see orcahello/site_thresholds.py)",
     ),
+    "--hydrophone-config": dict(
+        metavar="FILE",
+        default=None,
+        help="upstream's hydrophone config (its Kubernetes ConfigMap, the bare config.yml, or the multi-location "
+        "orchestrator_config + location_config form): each location's model_config_overrides decide its "
+        "recordings (the v1 preset, or fastai for the FastAI-era form); options given here apply last (see "
+        "docs/upstream.md)",
+    ),
     "--recursive": dict(
         action="store_true",
         help="also search the subfolders of folders, and let ** in patterns cross folders",
@@ -360,9 +368,17 @@ def add_live_options(parser: argparse.ArgumentParser) -> None:
     """`orcahello live`'s own options (the run is `orcahello.live`)."""
     parser.add_argument(
         "sources",
-        nargs="+",
+        nargs="*",
         metavar="SOURCE",
-        help="nodes (http(s)://host/<node>, or a local folder holding latest.txt) or live .m3u8 playlists",
+        help="nodes (http(s)://host/<node>, or a local folder holding latest.txt) or live .m3u8 playlists; none: "
+        "the nodes of --hydrophone-config's locations (hls_hydrophone_id) under --node-base-url",
+    )
+    parser.add_argument(
+        "--node-base-url",
+        metavar="URL",
+        default=live.ORCASOUND_BUCKET_URL,
+        help="where --hydrophone-config's nodes are, as <URL>/<node>/hls/<epoch>/live.m3u8 (default: Orcasound's "
+        f"public bucket, {live.ORCASOUND_BUCKET_URL}, as upstream's orchestrator reads it)",
     )
     parser.add_argument("--output-dir", default=live.DEFAULT_OUTPUT_DIR, help=f"default: ./{live.DEFAULT_OUTPUT_DIR}")
     parser.add_argument(
@@ -382,8 +398,9 @@ def add_live_options(parser: argparse.ArgumentParser) -> None:
         "--poll-seconds",
         metavar="S",
         type=positive_float,
-        default=live.DEFAULT_POLL_SECONDS,
-        help=f"how often a source that is caught up is polled (default {live.DEFAULT_POLL_SECONDS:g})",
+        default=None,
+        help=f"how often a source that is caught up is polled (default {live.DEFAULT_POLL_SECONDS:g}, or "
+        "--hydrophone-config's hls_polling_interval)",
     )
     parser.add_argument(
         "--backlog-seconds",
@@ -394,6 +411,24 @@ def add_live_options(parser: argparse.ArgumentParser) -> None:
         f"(default {live.DEFAULT_BACKLOG_SECONDS:g}; a large value scores it from its start)",
     )
     parser.add_argument("--no-plot", action="store_true", help="no spectrogram picture for positive minutes")
+
+
+def add_reaggregate_options(parser: argparse.ArgumentParser) -> None:
+    """`orcahello reaggregate`'s own options (the run is `orcahello.reaggregate`)."""
+    parser.add_argument(
+        "results",
+        nargs="+",
+        metavar="RESULTS",
+        help="saved results: detect's or batch's *.orcahello.json, live's minute JSONs, or folders of them",
+    )
+    parser.add_argument("--output-dir", metavar="DIR", required=True, help="where the re-decided outputs go")
+    parser.add_argument(
+        "--format",
+        metavar="LIST",
+        default=writers.OUTPUT_FORMATS,
+        type=parse_formats,
+        help=f"comma-separated outputs among {','.join(writers.OUTPUT_FORMATS)} (default: all), as for detect",
+    )
 
 
 def add_finetune_options(parser: argparse.ArgumentParser) -> None:

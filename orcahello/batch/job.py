@@ -80,12 +80,10 @@ class BatchJob:
         self.counts = {"partitions_reused": 0, "partitions_scored": 0, "windows_scored": 0}
         self.output_dir = os.fspath(options.output_dir)
 
-        self.site_table = None
-        if options.site_thresholds:
-            try:
-                self.site_table = site_thresholds.load_site_thresholds(options.site_thresholds)
-            except site_thresholds.SiteThresholdsError as error:
-                raise BatchError(str(error)) from None
+        try:
+            self.site_table, table_source = runs.load_decision_table(options.site_thresholds, options.hydrophone_config)
+        except site_thresholds.SiteThresholdsError as error:
+            raise BatchError(str(error)) from None
         self.model = options.model or models.default_model()
         try:
             from feature_extraction_orcahello import OrcaHelloFeatureExtractor
@@ -132,7 +130,7 @@ class BatchJob:
             overwrite=options.overwrite,
             model_info=self.model_info,
             run_hash=provenance.run_hash(run_identity, self.model_info),
-            site_thresholds_file=os.path.abspath(options.site_thresholds) if self.site_table is not None else None,
+            **table_source,
         )
         self.states = []
         for source in plan_outputs(sources):
@@ -496,7 +494,6 @@ class BatchJob:
         options.update(output_dir=os.path.abspath(self.output_dir), model=self.model, num_workers=self.num_workers,
                        resolved_device=self.actor_device, partition_windows=self.partition_windows,
                        batch_size=self.batch_size)  # fmt: skip
-        site_table = self.site_table
         run_document = {
             "version": __version__,
             "model": self.model_info,
@@ -504,9 +501,7 @@ class BatchJob:
             "run_hash": self.run_settings.run_hash,
             "parameters": self.parameters,
             "inference": self.inference,  # the preset and every field it resolves to
-            "site_thresholds": (
-                None if site_table is None else {"file": self.run_settings.site_thresholds_file, "table": site_table}
-            ),
+            **runs.table_records(self.run_settings, self.site_table),
             "options": options,
             "cluster": self.cluster,
             "command": self.command,

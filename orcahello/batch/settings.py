@@ -5,6 +5,7 @@ import dataclasses
 from typing import Any
 
 from ..provenance import DECISION_OPTIONS, ScoringOptions
+from ..upstream_config import HydrophoneConfig
 
 SCALE_EXTRA_HINT = 'pip install "orcahello-srkw-detector[scale]"'
 DEFAULT_OUTPUT_DIR = "orcahello_batch_results"
@@ -58,6 +59,8 @@ class BatchOptions:
         partition_windows (`int`): windows per partition, the unit of work and of resuming.
         scoring (`provenance.ScoringOptions`): the preset and the decision fields set for the whole job.
         site_thresholds (`str`, *optional*): a per-site table of decision parameters (`orcahello.site_thresholds`).
+        hydrophone_config (`upstream_config.HydrophoneConfig`, *optional*): upstream's hydrophone config, used as
+            a site table is (`orcahello.upstream_config`; not with `site_thresholds`).
         overwrite (`bool`): ignore what earlier runs wrote.
     """
 
@@ -75,6 +78,7 @@ class BatchOptions:
     partition_windows: int = DEFAULT_PARTITION_WINDOWS
     scoring: ScoringOptions = dataclasses.field(default_factory=ScoringOptions)
     site_thresholds: str | None = None
+    hydrophone_config: HydrophoneConfig | None = None
     overwrite: bool = False
 
     @classmethod
@@ -100,8 +104,15 @@ class BatchOptions:
 
     def record(self) -> dict[str, Any]:
         """The options as the run document records them: by their command-line names, the scoring ones included."""
-        fields = [field.name for field in dataclasses.fields(self) if field.name != "scoring"]
-        return {**{name: getattr(self, name) for name in fields}, **self.scoring.record()}
+        fields = [
+            field.name for field in dataclasses.fields(self) if field.name not in ("scoring", "hydrophone_config")
+        ]
+        hydrophone_config = None if self.hydrophone_config is None else self.hydrophone_config.path
+        return {
+            **{name: getattr(self, name) for name in fields},
+            "hydrophone_config": hydrophone_config,
+            **self.scoring.record(),
+        }
 
     def check(self) -> None:
         """Raise `BatchError` naming the first option that is out of range."""
