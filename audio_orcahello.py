@@ -330,7 +330,7 @@ def scoring_windows(
 
     With `whole_recording_frontend` (the v1 port), the bounds are the port's millisecond segments of the recording
     once resampled to `model_sampling_rate` (`resample_poly` gives `ceil(samples * up / down)` samples), in samples
-    of that audio: the recording `whole_recording_audio` makes.
+    of that audio: the recording `whole_recording_orcahello.whole_recording_audio` makes.
     """
     if whole_recording_frontend:
         divisor = math.gcd(model_sampling_rate, recording.sampling_rate)
@@ -347,29 +347,6 @@ def scoring_windows(
             f"{window_seconds:g}-second window; nothing to score ({rule})"
         )
     return bounds
-
-
-def whole_recording_audio(
-    recording: Recording, feature_extractor: OrcaHelloFeatureExtractor, peak_normalize: bool = True
-) -> Recording:
-    """
-    The v1 port's whole-recording frontend: `recording` read whole, downmixed, resampled to the model's rate,
-    optionally peak-normalised and quantised to int16 (`OrcaHelloFeatureExtractor.prepare_whole_recording`),
-    as an in-memory `Recording` that `scoring_windows(..., whole_recording_frontend=True)` bounds index. Closes
-    `recording`. The whole recording is held in memory (about 40 KB a second at 20 kHz), as the port holds it.
-    """
-    try:
-        audio = feature_extractor.prepare_whole_recording(
-            recording.read(0, recording.num_samples), recording.sampling_rate, peak_normalize=peak_normalize
-        )
-    finally:
-        recording.close()
-    prepared = Recording.from_array(audio, feature_extractor.sampling_rate, name=recording.name)
-    prepared.timeline = recording.timeline  # HLS anchors are in seconds: they hold for the resampled audio too
-    prepared.num_channels = recording.num_channels  # reported as the source's
-    prepared.source_sampling_rate = recording.sampling_rate
-    prepared.source_num_samples = recording.num_samples
-    return prepared
 
 
 def recording_info(

@@ -254,26 +254,43 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
         in one `resample_poly` call, divided by its peak |x| when `peak_normalize` (and the peak is > 0), and
         written as 16-bit PCM: the result is that int16 audio, from which segments are cut. Its windows then go
         through `__call__` unchanged (on the int16 grid at the model's rate, both round trips are identities).
+        This holds the whole recording; `whole_recording_orcahello.WholeRecordingAudio` gives the same samples
+        streamed.
         """
         sampling_rate = self._check_sampling_rate(sampling_rate)
-        samples = np.asarray(waveform)
-        if samples.ndim == 1:
-            samples = samples[None, :]
-        # soundfile's float32 read: integer PCM scaled exactly as `to_production_float32` does, floats as they are
-        samples = samples.astype(np.float32) if samples.dtype.kind == "f" else to_production_float32(samples)
-        if samples.shape[0] > 1:
-            mono = torch.from_numpy(np.ascontiguousarray(samples)).mean(dim=0).numpy()
-        else:
-            mono = samples[0]
+        mono = self.whole_recording_mono(waveform)
         divisor = math.gcd(self.sampling_rate, sampling_rate)
         up, down = self.sampling_rate // divisor, sampling_rate // divisor
         if up != down:
             mono = resample_poly(mono, up, down, axis=-1).astype(np.float32)
-        if peak_normalize:
-            peak = np.abs(mono).max() if mono.size else 0.0
-            if peak > 0:
-                mono = mono / peak
-        return (quantize_int16(mono) * np.float32(32768.0)).astype(np.int16)
+        peak = np.abs(mono).max() if peak_normalize and mono.size else None
+        return self.whole_recording_int16(mono, peak)
+
+    @staticmethod
+    def whole_recording_mono(waveform):
+        """
+        The v1 port's reading of `waveform` (`(channels, samples)` or `(samples,)`, the source's sample type):
+        float32 as soundfile reads it (integer PCM scaled exactly as `to_production_float32` does, floats as they
+        are), downmixed to the mean over channels. Sample by sample, so a block of a recording gives the samples
+        the whole recording would.
+        """
+        samples = np.asarray(waveform)
+        if samples.ndim == 1:
+            samples = samples[None, :]
+        samples = samples.astype(np.float32) if samples.dtype.kind == "f" else to_production_float32(samples)
+        if samples.shape[0] > 1:
+            return torch.from_numpy(np.ascontiguousarray(samples)).mean(dim=0).numpy()
+        return samples[0]
+
+    @staticmethod
+    def whole_recording_int16(resampled, peak=None):
+        """
+        The v1 port's temporary WAV from its float32 audio at the model's rate: divided by the recording's `peak`
+        |x| (no division when it is None or 0), written as 16-bit PCM. Sample by sample, as `whole_recording_mono`.
+        """
+        if peak is not None and peak > 0:
+            resampled = resampled / peak
+        return (quantize_int16(resampled) * np.float32(32768.0)).astype(np.int16)
 
     def spectrogram(self, waveforms, device=None):
         """

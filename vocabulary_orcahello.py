@@ -23,7 +23,7 @@ SYNTHETIC_WEIGHTS_WARNING = (
 AGGREGATION_STRATEGIES = ("orcahello", "mean_thresholded", "mean_top_k")
 # What runs the model: `"auto"` is the fastest faithful engine installed (OpenVINO, ONNX Runtime, then PyTorch).
 ENGINES = ("auto", "openvino", "onnxruntime", "torch")
-PRECISIONS = ("float32", "bfloat16", "float16")
+PRECISIONS = ("float32", "bfloat16", "float16", "int8")
 # The layers whose output can be had as a window's embedding (`engines_orcahello.layer_outputs`): the body's
 # concat-pooled features, or what the head's last linear layer classifies.
 EMBEDDING_LAYERS = ("pooled", "head")

@@ -201,6 +201,12 @@ COMMANDS = (
         options.add_upload_options,
     ),
     Command(
+        "quantize",
+        "quantize a model folder to int8 for --precision int8 (NNCF, calibrated on recordings; the int8 extra)",
+        "Quantize a model folder to int8 (NNCF post-training quantization) for --precision int8.",
+        options.add_quantize_options,
+    ),
+    Command(
         "adapt",
         "fit a head on a site's labelled windows and save it as a model folder, with held-out figures",
         adapt.__doc__,
@@ -353,6 +359,10 @@ def command_options(args: argparse.Namespace) -> Any:
         from .conversion import upload
 
         return from_arguments(upload.UploadOptions, args)
+    if args.command == "quantize":
+        from . import quantize
+
+        return from_arguments(quantize.QuantizeOptions, args)
     raise ValueError(f"unknown command {args.command!r}")
 
 
@@ -417,6 +427,10 @@ def run_unlocked_command(name: str, typed: Any, command: list[str]) -> int:
         from .conversion import upload
 
         return upload.upload_command(typed)
+    if name == "quantize":
+        from . import quantize
+
+        return quantize.quantize_command(typed)
     return EXIT_CANNOT_RUN
 
 

@@ -542,6 +542,32 @@ def add_upload_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_quantize_options(parser: argparse.ArgumentParser) -> None:
+    """`orcahello quantize`'s options (the run is `orcahello.quantize`, which needs the `int8` extra)."""
+    parser.add_argument("model", help="the model folder to quantize; the int8 models are written into it")
+    parser.add_argument(
+        "--calibration",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="recordings whose windows calibrate the quantization (real hydrophone audio, as the site's)",
+    )
+    parser.add_argument(
+        "--presets",
+        nargs="+",
+        choices=tuple(INFERENCE_PRESETS),
+        default=tuple(INFERENCE_PRESETS),
+        help="the presets whose windows get an int8 model (default: all)",
+    )
+    parser.add_argument(
+        "--calibration-windows",
+        type=int,
+        default=300,
+        metavar="N",
+        help="windows calibrating each model, spread evenly over the recordings' (default: 300, NNCF's default)",
+    )
+
+
 def add_adapt_options(parser: argparse.ArgumentParser) -> None:
     """`orcahello adapt`'s own options (the run is `orcahello.adapt`, which needs the `adapt` extra)."""
     parser.add_argument(

@@ -29,6 +29,7 @@ CUSTOM_CODE_FILES = (
     "fast_mode_orcahello.py",
     "process_memory_orcahello.py",
     "vocabulary_orcahello.py",
+    "whole_recording_orcahello.py",
 )
 # Not loaded by transformers: the Inference Endpoints entry point (`EndpointHandler`), which serves the folder's
 # pipeline when it is deployed as a custom-handler endpoint. It belongs wherever the model goes.
