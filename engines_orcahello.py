@@ -234,6 +234,9 @@ def resolve_engine(engine: str, device: torch.device, model_dtype: torch.dtype, 
     if device.type == "cpu" and precision == "bfloat16" and not cpu_has_native_bfloat16():
         # Emulated bfloat16 is slower than float32: the fast mode would be neither fast nor exact for free.
         raise ValueError("precision='bfloat16' needs a CPU with native bfloat16 (avx512_bf16 or amx_bf16 flags)")
+    if device.type == "cpu" and precision == "float16":
+        # No CPU engine computes float16 natively: PyTorch emulates it, about 3x a float32 request's CPU time.
+        raise ValueError("precision='float16' is for GPUs; on CPU use 'float32' or 'bfloat16'")
     exportable = device.type == "cpu" and model_dtype == torch.float32
     if engine == "auto":
         if exportable and openvino_is_available() and (precision == "float32" or cpu_supports_bfloat16()):

@@ -35,6 +35,9 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
 # A day of Orcasound's 10-s segments. The packets of every segment are kept while a recording is open (~40 MB an
 # hour), so a playlist listing a million segments is refused before anything is fetched.
 MAX_PLAYLIST_SEGMENTS = 8640
+# The segments' bytes kept at once: twice a day of Orcasound's audio. 8,640 segments of up to 64 MB each (the fetch's
+# cap) took over 5 GB before this bound.
+MAX_STREAM_BYTES = 2 * 1024**3
 # Orcasound names each stream's folder by the Unix time it started: 10 digits covers 2001 to 2286.
 EPOCH_FOLDER_NAME = re.compile(r"\d{10}")
 # The number in a segment's name that orders it: the last run of digits (`live007.ts`, `segment_12.ts`).

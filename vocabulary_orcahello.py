@@ -87,6 +87,8 @@ SETTING_CHOICES = {"aggregation": AGGREGATION_STRATEGIES}
 COUNT_MINIMUMS = {"top_k_windows": 1}
 # The most windows a count can usefully name: a day of 1-s hops. Larger is a typo, not a rule.
 MAX_COUNT = 86400
+# 0.1 s is ten times production's windows per second; a window longer than a minute is nothing a 2-s-trained model
+# scores.
 SECONDS_RANGES = {"window_seconds": (0.5, 60.0), "hop_seconds": (0.1, 60.0)}
 
 
@@ -129,6 +131,9 @@ def check_setting(field, value, name=None):
 # (OpenVINO, ResNet50: 24-25 ms a window at 2 threads from 4 to 32) and hold less memory (about 35 MB a window of
 # activations); GPUs need larger batches to be kept busy.
 DEFAULT_BATCH_SIZE = {"cpu": 8, "other": 32}
+# The most windows per forward pass a command line may ask for: 256 windows hold about 9 GB of ResNet50 activations
+# on CPU, 8x a GPU's default; `--batch-size 100000` took 7 GB before failing.
+MAX_BATCH_SIZE = 256
 
 # The lowest sample rate scored. The model sees 0-10 kHz: production resamples every window to 20 kHz and its mel
 # filterbank, built for 16 kHz, spreads its filters over the whole 0-10 kHz of that audio (SPEC.md section 1, step

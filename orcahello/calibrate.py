@@ -115,6 +115,8 @@ def read_labels(
         raise CalibrationError(f"{path}: cannot read the labels ({error.strerror or error})") from None
     except UnicodeDecodeError:
         raise CalibrationError(f"{path}: not a UTF-8 text CSV") from None
+    except csv.Error as error:  # a field over the csv module's limit, a NUL byte...
+        raise CalibrationError(f"{path}: not a readable CSV ({error})") from None
     if not events:
         raise CalibrationError(f"{path}: no labelled events")
     if not any(event.score is not None for event in events):

@@ -12,6 +12,7 @@ defined once, in `orcahello.options`.
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +35,7 @@ from . import (
     options,
     provenance,
     reaggregate,
+    run_lock,
     search,
     writers,
 )
@@ -354,9 +356,39 @@ def command_options(args: argparse.Namespace) -> Any:
     raise ValueError(f"unknown command {args.command!r}")
 
 
+def written_folders(name: str, typed: Any) -> list[str]:
+    """
+    The folders the command `name` writes into with its `typed` options, which it holds while it runs
+    (`run_lock.holding_output_folders`). `detect`, `batch` and `live` take their folder's lock themselves (they also
+    clean up what a killed holder left); `upload` writes nothing local. A model folder (`adapt`, `finetune`,
+    `convert`) is held through the folder it is in: it may be written beside itself and renamed into place, and its
+    own listing must not show the lock.
+    """
+    if name == "embed":
+        return [typed.output_dir]
+    model_folder = [typed.output_dir] if name in ("adapt", "finetune", "convert") else []
+    files = model_folder + [getattr(typed, field, None) for field in ("output", "plot")]
+    folders = [os.path.dirname(os.path.abspath(path)) for path in files if path]
+    report_dir = getattr(typed, "report_dir", None)
+    return folders + ([report_dir] if report_dir else [])
+
+
 def run_command(name: str, typed: Any, command: list[str]) -> int:
     """Run the command `name` with its `typed` options; its exit status. `command` (the command line) goes into the
-    run files of the commands that write one."""
+    run files of the commands that write one. Every command that writes holds its folders' locks while it runs: a
+    second run into the same folder is refused with a message naming the first, as a planted symbolic link is."""
+    if name in ("detect", "batch", "live", "upload"):
+        return run_unlocked_command(name, typed, command)
+    try:
+        with run_lock.holding_output_folders(written_folders(name, typed), f"orcahello {name}"):
+            return run_unlocked_command(name, typed, command)
+    except run_lock.OutputFolderRefused as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+
+
+def run_unlocked_command(name: str, typed: Any, command: list[str]) -> int:
+    """`run_command` once the folders the command writes are held (or for the commands that hold their own)."""
     if name == "detect":
         return detect.detect_command(typed, command=command)
     if name == "embed":

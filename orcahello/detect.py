@@ -124,7 +124,7 @@ def detect_command(options: DetectOptions, command: list[str] | None = None) -> 
             if lock.stale_holder:  # a killed run held it: its half-written files go
                 writers.remove_partial_outputs(options.output_dir)
             return detect(options, command=command)
-    except run_lock.OutputFolderBusy as error:
+    except run_lock.OutputFolderRefused as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     finally:

@@ -199,12 +199,25 @@ def load_detections(paths: Iterable[str]) -> list[dict[str, Any]]:
             )
         except (KeyError, TypeError):
             rows_ok = False
-        if not rows_ok or not isinstance(document["duration_s"], (int, float)):
-            raise EvaluationError(f"{path}: not a detect result (bad duration_s or submission rows)")
+        if not rows_ok or not is_duration(document["duration_s"]):
+            raise EvaluationError(
+                f"{path}: not a detect result (bad duration_s or submission rows): a duration is a number of seconds "
+                f"from 0 to {MAX_RECORDING_SECONDS}"
+            )
         documents.append(document)
     if not documents:
         raise EvaluationError(f"no detect results (*{suffix}) in {', '.join(map(str, paths))}")
     return documents
+
+
+# The longest recording evaluated: its seconds are arrays (a few bytes each), so a `duration_s` of 3e9 in a hostile
+# result file took over 6 GB. 31 days is far beyond any recording a detect run scores in one piece.
+MAX_RECORDING_SECONDS = 31 * 24 * 3600
+
+
+def is_duration(value: Any) -> bool:
+    """Whether `value` is a recording's duration in seconds: a number (not a boolean) from 0 to the bound above."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value <= MAX_RECORDING_SECONDS
 
 
 def _number(text, where, column):
@@ -224,6 +237,16 @@ def read_annotations(path: str) -> list[tuple[str, float, float, str]]:
             text = handle.read()
     except OSError as error:
         raise EvaluationError(f"{path}: cannot read the annotations ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise EvaluationError(f"{path}: not a UTF-8 text file") from None
+    try:
+        return _annotation_rows(path, text)
+    except csv.Error as error:  # a field over the csv module's limit, a NUL byte...
+        raise EvaluationError(f"{path}: not a readable CSV ({error})") from None
+
+
+def _annotation_rows(path: str, text: str) -> list[tuple[str, float, float, str]]:
+    """`read_annotations`'s rows from the file's `text`."""
     first_line = text.split("\n", 1)[0]
     raven = "\t" in first_line and RAVEN_BEGIN in first_line
     reader = csv.DictReader(io.StringIO(text), delimiter="\t" if raven else ",")

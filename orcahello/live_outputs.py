@@ -21,6 +21,7 @@ import wave
 
 from . import writers
 from .atomic_files import temporary_file_beside
+from .run_lock import open_output
 
 logger = logging.getLogger("orcahello.live")
 
@@ -51,7 +52,7 @@ def drop_partial_last_line(path):
     """A line cut short by a crash (no final newline) is removed: the window it held is scored again."""
     if not os.path.exists(path):
         return
-    with open(path, "rb+") as handle:
+    with os.fdopen(open_output(path, os.O_RDWR), "rb+") as handle:  # never through a planted symbolic link
         handle.seek(0, os.SEEK_END)
         size = handle.tell()
         if size == 0:
@@ -78,7 +79,7 @@ def append_lines(path, entries):
     if not entries:
         return
     text = "".join(json.dumps(entry, separators=(",", ":")) + "\n" for entry in entries)
-    with open(path, "a", encoding="utf-8") as handle:
+    with os.fdopen(open_output(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())

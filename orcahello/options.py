@@ -18,6 +18,7 @@ from vocabulary_orcahello import (
     ENGINES,
     HUB_MODEL_ID,
     INFERENCE_PRESETS,
+    MAX_BATCH_SIZE,
 )
 
 from . import adapt, batch, calibrate, embed, evaluate, live, models, search, writers
@@ -66,6 +67,14 @@ def positive_integer(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def batch_size(text: str) -> int:
+    """Windows per forward pass (`--batch-size`): from 1 to `MAX_BATCH_SIZE`, whose memory grows with it."""
+    value = positive_integer(text)
+    if value > MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_BATCH_SIZE} (memory grows with it), got {value}")
     return value
 
 
@@ -118,7 +127,7 @@ SHARED_OPTIONS: dict[str, dict[str, Any]] = {
     "--device": dict(choices=models.DEVICES, default="auto", help="default: auto"),
     "--batch-size": dict(
         metavar="N",
-        type=positive_integer,
+        type=batch_size,
         default=None,  # models.default_batch_size of the device the model runs on
         help=f"windows per forward pass (default: {DEFAULT_BATCH_SIZE['cpu']} on CPU, "
         f"{DEFAULT_BATCH_SIZE['other']} on a GPU)",

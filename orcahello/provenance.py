@@ -15,13 +15,13 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
+from results_orcahello import check_decision_value
 from vocabulary_orcahello import (
     DECISION_FIELD_TYPES,
     DECISION_FIELDS,
     PRECISIONS,
     SYNTHETIC_WEIGHTS_KEY,
     WEIGHTS_FILE,
-    check_setting,
 )
 
 from . import REPO_ROOT, models
@@ -48,17 +48,6 @@ DECISION_OPTIONS = {
     "aggregation": "aggregation",
     "min_global_confidence": "min_global_confidence",
 }
-
-
-def check_decision_value(field: str, value: Any, name: str | None = None) -> bool | str | float | int:
-    """
-    `value` for the decision field `field` (`vocabulary_orcahello.DECISION_FIELD_TYPES`), in the field's type; a
-    one-line `ValueError` calling it `name` (default: the field) when it is not one the decision can use. The check
-    is `vocabulary_orcahello.check_setting`, the one every source of settings goes through.
-    """
-    if field not in DECISION_FIELD_TYPES:
-        raise ValueError(f"not a decision field: {field}")
-    return check_setting(field, value, name)
 
 
 @dataclasses.dataclass(frozen=True)

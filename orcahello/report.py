@@ -17,7 +17,9 @@ mono, 16-bit WAV at the recording's own rate) and its picture are written beside
 scores again. Needs matplotlib for the pictures (`pip install "orcahello-srkw-detector[plot]"`).
 """
 
+import base64
 import dataclasses
+import hashlib
 import html
 import os
 import urllib.parse
@@ -105,11 +107,19 @@ SCRIPT = """
 })();
 """
 
-# Nothing but this file and the files beside it: no network, no plug-ins, no frames.
+# Nothing but this file and the files beside it: no network, no plug-ins, no frames; the one script the page was
+# written with runs (its sha256 in `script-src`, which browsers honour from file:// too), nothing else: an injected
+# `<script>` or a handler attribute (`<img onerror>`) in some value written into the page never runs.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; img-src 'self' file: data:; media-src 'self' file:; "
-    "style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+    "style-src 'unsafe-inline'; script-src 'sha256-{script_sha256}'"
 )
+
+
+def content_security_policy(script: str) -> str:
+    """The page's policy (`CONTENT_SECURITY_POLICY`) allowing exactly the inline `script`, by its hash."""
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+    return CONTENT_SECURITY_POLICY.format(script_sha256=digest)
 
 
 def relative_link(path: str, output_dir: str) -> str:
@@ -370,7 +380,7 @@ def page(title: str, content: str, labels_key: str | None = None) -> str:
     script = SCRIPT + (labelling.labelling_script() if labels_key else "")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy(script)}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title><style>{STYLE}{labelling.STYLE}</style></head><body{body}>"
         f"{content}<script>{script}</script></body></html>\n"
@@ -415,7 +425,7 @@ def render_report(
     summary = (
         f"{len(recordings)} recording(s), {len(detection_rows)} detection(s)"
         + (f", {len(failures)} failed" if failures else "")
-        + f"; model {model}; threshold {parameters.get('local_threshold', '')}, "
+        + f"; model {model}; threshold {escape(str(parameters.get('local_threshold', '')))}, "
         f"aggregation {escape(str(parameters.get('aggregation', '')))}; "
         f"finished {escape(str(run_document.get('finished_at', '')))}"
     )

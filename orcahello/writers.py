@@ -129,11 +129,27 @@ def format_score(value):
     return f"{value:.6f}"
 
 
+# What makes a spreadsheet read a text cell as a formula (or split it into one): a file name, label or site copied
+# from someone else's input into a CSV must stay text (OWASP's "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value):
+    """`value` as a CSV cell no spreadsheet runs: text starting like a formula gets a leading `'`; numbers stay."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
+        return value
+    try:
+        float(value)  # "-0.5" is a number, written as one
+        return value
+    except ValueError:
+        return "'" + value
+
+
 def _delimited_text(header, rows, delimiter):
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerows([spreadsheet_cell(cell) for cell in row] for row in rows)
     return buffer.getvalue()
 
 

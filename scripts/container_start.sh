@@ -28,8 +28,9 @@ else
   PYTHON=python3
 fi
 
-# shellcheck disable=SC2206  # the node list is split on spaces on purpose
-arguments=(live $NODES --output-dir "${ORCAHELLO_OUTPUT_DIR:-orcahello_live}")
+# Split on spaces into an array, never expanded as a glob pattern (a node named `*` stays `*`).
+read -r -a nodes <<<"$NODES"
+arguments=(live "${nodes[@]}" --output-dir "${ORCAHELLO_OUTPUT_DIR:-orcahello_live}")
 [ -n "${ORCAHELLO_MODEL:-}" ] && arguments+=(--model "$ORCAHELLO_MODEL")
 [ -n "${ORCAHELLO_POST_URL:-}" ] && arguments+=(--post "$ORCAHELLO_POST_URL")
 [ -n "${ORCAHELLO_STOP_AFTER:-}" ] && arguments+=(--stop-after "$ORCAHELLO_STOP_AFTER")

@@ -84,6 +84,19 @@ def test_start_script_without_nodes_says_what_is_missing(tmp_path):
     assert completed.stderr.startswith("ERROR: ORCAHELLO_NODES is empty")
 
 
+def test_start_script_never_expands_a_node_as_a_glob_pattern(tmp_path):
+    # N14: `$NODES` was expanded unquoted, so a node `*` became every file of the checkout.
+    printer = tmp_path / "print_arguments"
+    printer.write_text('#!/bin/sh\nfor argument in "$@"; do echo "$argument"; done\n')
+    printer.chmod(0o755)
+    environment = container_environment(ORCAHELLO_NODES="* http://127.0.0.1:9/rpi_x,pyproject.tom?")
+    environment["ORCAHELLO_PYTHON"] = str(printer)
+    completed = subprocess.run([str(START_SCRIPT)], env=environment, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    arguments = completed.stdout.splitlines()
+    assert arguments[:6] == ["-m", "orcahello.cli", "live", "*", "http://127.0.0.1:9/rpi_x", "pyproject.tom?"]
+
+
 def test_start_script_passes_its_options_on(tmp_path, tiny_model_folder):
     """A bad option value from the environment reaches `orcahello live`, which refuses it by name."""
     completed = subprocess.run(

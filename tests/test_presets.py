@@ -328,7 +328,7 @@ def test_resolution_order_config_then_preset_then_fields():
         resolve_inference_settings(base, preset="v2")
     with pytest.raises(ValueError, match="peak_normalize=True needs whole_recording_frontend=True"):
         resolve_inference_settings(base, preset="fastai", peak_normalize=True)
-    with pytest.raises(ValueError, match="hop_seconds must be a positive number"):
+    with pytest.raises(ValueError, match="hop_seconds must be a number of seconds from 0.1 to 60"):
         OrcaHelloConfig(hop_seconds=0)
 
 

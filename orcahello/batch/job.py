@@ -56,7 +56,7 @@ def output_folder_lock(output_dir: str) -> Iterator[None]:
     """
     try:
         lock = run_lock.OutputFolderLock(output_dir, "orcahello batch").acquire()
-    except run_lock.OutputFolderBusy as error:
+    except run_lock.OutputFolderRefused as error:
         raise BatchError(f"another orcahello run is writing into {output_dir}: {error}") from None
     try:
         yield

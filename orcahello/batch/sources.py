@@ -12,7 +12,7 @@ import re
 import urllib.parse
 
 from hls_timeline_orcahello import plain_timeline
-from http_orcahello import HTTPFetchError, fetch
+from http_orcahello import HTTPFetchError, fetch, origin
 from vocabulary_orcahello import PLAYLIST_SUFFIX, is_url
 
 from .. import inputs, runs
@@ -130,8 +130,14 @@ def open_source(source):
 
     if is_url(source) and not urllib.parse.urlsplit(source).path.lower().endswith(PLAYLIST_SUFFIX):
         try:
+            # Redirects stay on the URL's own scheme, host and port: a file server must not send batch to another
+            # service (an internal one on another port) whose answer would be read as audio.
             data = fetch(
-                source, timeout=URL_TIMEOUT_SECONDS, max_bytes=URL_MAX_BYTES, deadline_seconds=URL_DEADLINE_SECONDS
+                source,
+                timeout=URL_TIMEOUT_SECONDS,
+                max_bytes=URL_MAX_BYTES,
+                deadline_seconds=URL_DEADLINE_SECONDS,
+                allowed_origin=origin(source),
             )
         except HTTPFetchError as error:  # its message starts with the URL: said once
             message = str(error).removeprefix(f"{source}: ")

@@ -3,13 +3,13 @@
 import json
 import os
 import re
-import shutil
 
 from configuration_orcahello import OrcaHelloConfig
 from feature_extraction_orcahello import OrcaHelloFeatureExtractor
 from modeling_orcahello import OrcaHelloForAudioClassification
 
 from .. import REPO_ROOT
+from ..atomic_files import write_atomically
 
 CUSTOM_CODE_FILES = (
     "configuration_orcahello.py",
@@ -76,9 +76,8 @@ def save_feature_extractor(feature_extractor, output_dir):
     with open(preprocessor_path) as handle:
         preprocessor = json.load(handle)
     preprocessor["auto_map"] = dict(FEATURE_EXTRACTOR_AUTO_MAP)
-    with open(preprocessor_path, "w") as handle:
-        json.dump(preprocessor, handle, indent=2, sort_keys=True)
-        handle.write("\n")
+    # Every file here is written through a temporary file and a rename: never through a symbolic link at its name.
+    write_atomically(preprocessor_path, json.dumps(preprocessor, indent=2, sort_keys=True) + "\n")
 
 
 def save_model_folder(model, output_dir, feature_extractor=None, model_card=None):
@@ -93,15 +92,21 @@ def save_model_folder(model, output_dir, feature_extractor=None, model_card=None
     model.save_pretrained(output_dir)
     save_feature_extractor(feature_extractor or OrcaHelloFeatureExtractor(), output_dir)
     for name in CUSTOM_CODE_FILES + ENDPOINT_HANDLER_FILES + EXAMPLE_FILES:
-        os.makedirs(os.path.dirname(os.path.join(output_dir, name)), exist_ok=True)
-        shutil.copyfile(os.path.join(REPO_ROOT, name), os.path.join(output_dir, name))
+        copy_from_repository(name, output_dir)
     if model_card is not None:
-        with open(os.path.join(output_dir, "README.md"), "w") as handle:
-            handle.write(model_card)
+        write_atomically(os.path.join(output_dir, "README.md"), model_card)
         for name in card_linked_files(model_card):
-            os.makedirs(os.path.dirname(os.path.join(output_dir, name)) or output_dir, exist_ok=True)
-            shutil.copyfile(os.path.join(REPO_ROOT, name), os.path.join(output_dir, name))
+            copy_from_repository(name, output_dir)
     return output_dir
+
+
+def copy_from_repository(name, output_dir):
+    """
+    Write this checkout's file `name` (a relative path) into `output_dir` at the same path, through a temporary file
+    and a rename: never through a symbolic link at its name.
+    """
+    with open(os.path.join(REPO_ROOT, name), "rb") as handle:
+        write_atomically(os.path.join(output_dir, name), handle.read())
 
 
 def card_linked_files(model_card: str) -> list[str]:
@@ -140,8 +145,7 @@ def refresh_custom_code(output_dir):
             with open(target, "rb") as handle:
                 current = handle.read()
         if current != wanted:
-            with open(target, "wb") as handle:
-                handle.write(wanted)
+            write_atomically(target, wanted)
             rewritten.append(name)
     return rewritten
 
