@@ -198,7 +198,7 @@ def reaggregate_command(options: ReaggregateOptions, command: list[str] | None =
             run_parameters = provenance.scoring_parameters(options.scoring, config)
             run_identity = run_parameters if site_table is None else {**run_parameters, "site_thresholds": site_table}
             saved_parameters = document["parameters"]
-            settings = RunSettings(
+            run_settings = RunSettings(
                 parameters=run_parameters,
                 batch_size=saved_parameters.get("batch_size"),
                 device=saved_parameters.get("device"),
@@ -210,7 +210,7 @@ def reaggregate_command(options: ReaggregateOptions, command: list[str] | None =
                 engine=saved_parameters.get("engine", "auto"),
                 **table_source,
             )
-            settings = settings_for_recording(job, settings, options.scoring, config, site_table)
+            settings = settings_for_recording(job, run_settings, options.scoring, config, site_table)
             inference = provenance.inference_record(settings.parameters, config)
             check_same_windows(document, inference, path)
             result = redecided_result(document, settings.parameters, inference)
@@ -229,6 +229,7 @@ def reaggregate_command(options: ReaggregateOptions, command: list[str] | None =
         )
     if settings is None:
         return EXIT_SOME_FILES_FAILED
+    settings = run_settings  # the run's, not the last recording's (a site or location changes those)
     write_run_tables(options.output_dir, settings, combined_raven, summary_rows)
     run_document = {
         "version": __version__,
