@@ -84,7 +84,7 @@ def add_detect_options(parser: argparse.ArgumentParser) -> None:
         "--format",
         metavar="LIST",
         default=writers.OUTPUT_FORMATS,
-        type=options.parse_formats,
+        type=options.parse_formats,  # re-exported from orcahello.option_values
         help=f"comma-separated outputs among {','.join(writers.OUTPUT_FORMATS)} (default: all); the JSON is "
         "always written, the resume check reads it",
     )

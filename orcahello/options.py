@@ -1,6 +1,6 @@
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
-The options of the `orcahello` commands: their value types (argparse `type=` callables); the options that several
+The options of the `orcahello` commands: their value types (argparse `type=` callables, `orcahello.option_values`); the options that several
 commands take with one meaning (`--model`, `--device`, `--batch-size`, the decision options, ...), each defined once
 in `SHARED_OPTIONS` and handed to a command's parser by `shared_options` (argparse `parents=`); and each command's
 own options (`add_<command>_options`, with the defaults of the command's module; detect's are in `orcahello.cli`,
@@ -10,7 +10,7 @@ this module: below it, options are typed dataclasses.
 
 import argparse
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vocabulary_orcahello import (
     AGGREGATION_STRATEGIES,
@@ -18,102 +18,22 @@ from vocabulary_orcahello import (
     ENGINES,
     HUB_MODEL_ID,
     INFERENCE_PRESETS,
-    MAX_BATCH_SIZE,
 )
 
 from . import adapt, batch, calibrate, embed, evaluate, live, models, search, writers
+from .option_values import (
+    batch_size,
+    non_negative_integer,
+    parse_formats,
+    positive_float,
+    positive_integer,
+    preset_name,
+    probability,
+    unit_fraction,
+    window_query,
+)
 from .provenance import DECISION_OPTIONS
 from .training import finetune
-
-if TYPE_CHECKING:
-    from .search import WindowQuery
-
-
-def parse_formats(text: str) -> tuple[str, ...]:
-    """`--format`'s value: comma-separated output kinds of `writers.OUTPUT_FORMATS`, each once, in the order given."""
-    formats = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
-    unknown = [name for name in formats if name not in writers.OUTPUT_FORMATS]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown format(s) {', '.join(unknown)}; choose from {','.join(writers.OUTPUT_FORMATS)}"
-        )
-    return formats
-
-
-def probability(text: str) -> float:
-    """A threshold on confidences: a number from 0 to 1 (`nan` and `1.5` are refused)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text}")
-    return value
-
-
-def non_negative_integer(text: str) -> int:
-    """A count that may be 0 (`--min-positive-seconds`)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, got {value}")
-    return value
-
-
-def positive_integer(text: str) -> int:
-    """A count of at least 1 (`--batch-size`)."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def batch_size(text: str) -> int:
-    """Windows per forward pass (`--batch-size`): from 1 to `MAX_BATCH_SIZE`, whose memory grows with it."""
-    value = positive_integer(text)
-    if value > MAX_BATCH_SIZE:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_BATCH_SIZE} (memory grows with it), got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """A length of time above 0 (`--poll-seconds`)."""
-    value = float(text)
-    if not value > 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
-
-
-def unit_fraction(text: str) -> float:
-    """A global-confidence floor on the 0-1 scale (production's 0-100 value / 100)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1 (global confidence / 100), got {text}")
-    return value
-
-
-def preset_name(value: str) -> str:
-    """argparse type of `--preset`: a name of `vocabulary_orcahello.INFERENCE_PRESETS`."""
-    names = tuple(INFERENCE_PRESETS)
-    if value not in names:
-        raise argparse.ArgumentTypeError(f"must be one of {', '.join(names)}, got {value!r}")
-    return value
-
-
-def window_query(text: str) -> "WindowQuery":
-    """`--query`'s value: `FILE@SECONDS`, a window of embed's tables (`orcahello.search.WindowQuery`)."""
-    from .search import WindowQuery
-
-    try:
-        return WindowQuery.parse(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
 
 # The options several commands take, each with one meaning wherever it is given: a command's parser gets those it
 # takes from `shared_options`. (`orcahello batch` has its own --device, for a Ray cluster, and --batch-size.)

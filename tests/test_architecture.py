@@ -148,14 +148,15 @@ def test_the_batch_package_never_imports_the_command_line(module):
 
 
 def test_argparse_ends_at_the_command_line():
-    """Only `orcahello.cli` and `orcahello.options` parse arguments; everything below them takes typed options."""
+    """Only `orcahello.cli` and `orcahello.options` (with its value types, `orcahello.option_values`) parse
+    arguments; everything below them takes typed options."""
     importers = sorted(
         str(path.relative_to(REPO_ROOT))
         for path in source_files()
         if path.relative_to(REPO_ROOT).parts[0] != "scripts"  # stand-alone scripts have their own small parsers
         and "argparse" in imported_modules_of(path)
     )
-    assert importers == ["orcahello/cli.py", "orcahello/options.py"]
+    assert importers == ["orcahello/cli.py", "orcahello/option_values.py", "orcahello/options.py"]
 
 
 def test_only_the_command_line_imports_the_detect_command_and_the_option_definitions():
@@ -163,9 +164,13 @@ def test_only_the_command_line_imports_the_detect_command_and_the_option_definit
     graph = import_graph(top_level_only=False)
     importers = {
         target: sorted(module for module, imported in graph.items() if target in imported)
-        for target in ("orcahello.detect", "orcahello.options")
+        for target in ("orcahello.detect", "orcahello.options", "orcahello.option_values")
     }
-    assert importers == {"orcahello.detect": ["orcahello.cli"], "orcahello.options": ["orcahello.cli"]}
+    assert importers == {
+        "orcahello.detect": ["orcahello.cli"],
+        "orcahello.options": ["orcahello.cli"],
+        "orcahello.option_values": ["orcahello.options"],
+    }
 
 
 def test_the_architecture_checks_see_what_they_check():

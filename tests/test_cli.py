@@ -469,7 +469,7 @@ def test_without_batch_size_the_device_chooses_it(command, source):
 def minimal_command_lines():
     """Each command's shortest command line, and the typed options it must give: its required values, every other
     option at the options class's own default (the parser's defaults and the class's are the same)."""
-    from orcahello import adapt, batch, calibrate, detect, embed, evaluate, live, search
+    from orcahello import adapt, batch, calibrate, detect, embed, evaluate, live, quantize, reaggregate, search
     from orcahello.conversion import convert_fastai, upload
     from orcahello.training import finetune
 
@@ -503,6 +503,14 @@ def minimal_command_lines():
             ["tables", "--query-clip", "clip.wav"],
             search.SearchOptions(tables=("tables",), query_clip="clip.wav"),
         ),
+        "reaggregate": (
+            ["results", "--output-dir", "out"],
+            reaggregate.ReaggregateOptions(results=("results",), output_dir="out"),
+        ),
+        "quantize": (
+            ["folder", "--calibration", "a.wav"],
+            quantize.QuantizeOptions(model="folder", calibration=("a.wav",)),
+        ),
     }
 
 
@@ -526,6 +534,8 @@ def test_every_command_has_a_minimal_command_line_here():
         ("upload", "orcahello.conversion.upload.upload_command"),
         ("adapt", "orcahello.adapt.adapt_command"),
         ("search", "orcahello.search.search_command"),
+        ("reaggregate", "orcahello.reaggregate.reaggregate_command"),
+        ("quantize", "orcahello.quantize.quantize_command"),
     ],
 )
 def test_each_command_runs_on_frozen_typed_options_built_from_its_command_line(command, run, monkeypatch):
