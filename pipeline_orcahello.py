@@ -125,7 +125,9 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
 
     Inputs: a file path (WAV, FLAC, OGG, MP3), the bytes of such a file, a numpy array or torch tensor with
     `sampling_rate=`, a dict `{"array" or "raw", "sampling_rate"}` (a `datasets` Audio row), or a list of any of
-    these. Any sample rate from 20 kHz up (`MIN_SAMPLING_RATE`), mono or multichannel, integer or float samples.
+    these. Any sample rate from 8 kHz up (`MIN_SAMPLING_RATE`), mono or multichannel, integer or float samples; below
+    20 kHz (`FULL_BAND_SAMPLING_RATE`) with a warning in `warnings` naming the band of the model's 0-10 kHz the
+    recording cannot carry (`results_orcahello.missing_band_warning`).
 
     HLS (what Orcasound hydrophones stream; needs `pip install av`): an `.m3u8` playlist (a path or an http(s) URL),
     a folder of `.ts` segments (ordered by the number in their names) or one `.ts` segment. The segments are decoded
@@ -167,7 +169,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         top_k (`int`, *optional*):
             Keep only the first `top_k` entries of the label list (`top_k=1`: the decision alone).
         sampling_rate (`int`):
-            Sample rate of array inputs. Every input must be sampled at `MIN_SAMPLING_RATE` (20 kHz) or more.
+            Sample rate of array inputs. Every input must be sampled at `MIN_SAMPLING_RATE` (8 kHz) or more.
         allow_other_hosts (`bool`, False):
             HLS over HTTP: fetch segments, and follow redirects, on hosts other than the playlist's (refused by
             default: a playlist must not make us fetch from anywhere it likes).

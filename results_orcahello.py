@@ -27,6 +27,7 @@ try:
         DECISION_FIELDS,
         DEFAULT_MIN_GLOBAL_CONFIDENCE,
         DEFAULT_PRESET,
+        FULL_BAND_SAMPLING_RATE,
         INFERENCE_PRESETS,
         check_setting,
     )
@@ -38,6 +39,7 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
         DECISION_FIELDS,
         DEFAULT_MIN_GLOBAL_CONFIDENCE,
         DEFAULT_PRESET,
+        FULL_BAND_SAMPLING_RATE,
         INFERENCE_PRESETS,
         check_setting,
     )
@@ -314,11 +316,26 @@ def window_table(info: Mapping[str, Any], num_windows: int | None = None) -> lis
     return rows
 
 
+def missing_band_warning(sampling_rate: float) -> str | None:
+    """
+    What a result says of a recording sampled at `sampling_rate` Hz, below `FULL_BAND_SAMPLING_RATE`: the band of
+    the model's 0-10 kHz that it cannot carry (nothing above `sampling_rate / 2`). None from 20 kHz up.
+    """
+    if sampling_rate >= FULL_BAND_SAMPLING_RATE:
+        return None
+    nyquist_khz = sampling_rate / 2000
+    return (
+        f"sampled at {sampling_rate:g} Hz, the recording carries nothing above {nyquist_khz:g} kHz: the model hears "
+        f"0-10 kHz and the {nyquist_khz:g}-10 kHz band is silent to it (the audio is upsampled, as production did); "
+        f"calls with energy there may score lower than in a recording made at {FULL_BAND_SAMPLING_RATE} Hz or more"
+    )
+
+
 def recording_summary(info: Mapping[str, Any], num_windows: int | None = None) -> dict:
     """
     What a recording's result says about it apart from its scores: `windows` (its `window_table`), `duration_s`,
-    `start_time_utc` (ISO 8601, None when the input does not say), `gaps`, `warnings` (the stream's, and for each
-    gap how many windows span it), `sampling_rate`, `num_channels`, `window_seconds` and `hop_seconds`. `info` and
+    `start_time_utc` (ISO 8601, None when the input does not say), `gaps`, `warnings` (the band a recording below
+    20 kHz cannot carry, the stream's, and for each gap how many windows span it), `sampling_rate`, `num_channels`, `window_seconds` and `hop_seconds`. `info` and
     `num_windows` as `window_table` takes them.
     """
     windows = window_table(info, num_windows)
@@ -334,6 +351,9 @@ def recording_summary(info: Mapping[str, Any], num_windows: int | None = None) -
             f"missing; the audio either side is butted together, as production's concatenation does, and "
             f"{spanning} window(s) spanning it are flagged spans_gap"
         )
+    band_warning = missing_band_warning(info["sampling_rate"])
+    if band_warning:
+        warnings.insert(0, band_warning)
     start_known = bool(timeline) and timeline["start_time_utc"] is not None
     return {
         "windows": windows,
