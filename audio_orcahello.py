@@ -54,11 +54,14 @@ class AudioInputError(ValueError):
 
 
 def check_sampling_rate(sampling_rate: float, name: str) -> None:
-    """Refuse a rate below `MIN_SAMPLING_RATE` (see there why) with a one-line `AudioInputError`."""
+    """
+    Refuse a rate below `MIN_SAMPLING_RATE` (see there why) with a one-line `AudioInputError`. Rates from there to
+    `FULL_BAND_SAMPLING_RATE` are scored, with a warning in the result (`results_orcahello.recording_summary`).
+    """
     if sampling_rate < MIN_SAMPLING_RATE:
         raise AudioInputError(
-            f"{name}: sampled at {sampling_rate:g} Hz, below the {MIN_SAMPLING_RATE} Hz the model's 0-10 kHz band "
-            f"needs; score recordings made at {MIN_SAMPLING_RATE} Hz or more"
+            f"{name}: sampled at {sampling_rate:g} Hz, below the {MIN_SAMPLING_RATE} Hz OrcaHello scores at the "
+            f"least (the model hears 0-10 kHz); score recordings made at {MIN_SAMPLING_RATE} Hz or more"
         )
 
 
@@ -237,7 +240,7 @@ class Recording:
         if sampling_rate is None:
             raise AudioInputError(
                 f"{name}: an array needs its sampling_rate (e.g. pipe(audio, sampling_rate=48000) or "
-                f"{{'array': audio, 'sampling_rate': 48000}}); OrcaHello accepts rates from 20 kHz up"
+                f"{{'array': audio, 'sampling_rate': 48000}}); OrcaHello accepts rates from 8 kHz up"
             )
         if not float(sampling_rate).is_integer() or sampling_rate <= 0:
             raise AudioInputError(f"{name}: sampling_rate must be a positive whole number of Hz, got {sampling_rate!r}")

@@ -28,7 +28,8 @@ checked against limits the deployment sets (constructor arguments, else environm
 below): its decoded samples (`max_decoded_samples`: channels x rate x seconds from each header, all inputs together;
 `max_whole_recording_samples` when its settings read each recording whole, as the v1 preset does), its payload (`max_payload_bytes`: file bytes, base64 text, or samples counted as float32), its total
 audio duration (`max_audio_seconds`, read from each file's header with `soundfile.info`, or samples / rate), each
-input's sample rate (at least the pipeline's `MIN_SAMPLING_RATE`, 20 kHz, at most `max_sampling_rate`) and
+input's sample rate (at least `FULL_BAND_SAMPLING_RATE`, 20 kHz, stricter than the pipeline's 8-kHz floor: an
+endpoint answers for full-band audio only; at most `max_sampling_rate`) and
 `batch_size` (at most `max_batch_size`; the pipeline's default, 8 on CPU and 32 on GPUs, when absent); every other
 parameter is checked as the pipeline resolves it, by the rules every source of settings goes through. Parameters
 that multiply the work per second of audio beyond the model's own windowing (a hop shorter than the model's, any
@@ -54,7 +55,7 @@ import torch
 from transformers import pipeline
 
 from process_memory_orcahello import return_large_buffers_to_the_system
-from vocabulary_orcahello import DECISION_FIELD_TYPES, MIN_SAMPLING_RATE
+from vocabulary_orcahello import DECISION_FIELD_TYPES, FULL_BAND_SAMPLING_RATE
 
 # The pipeline's call parameters and their types. Everything else is refused, so that a typo ("treshold") is an
 # error instead of a silently ignored setting.
@@ -342,8 +343,9 @@ class EndpointHandler:
         return_large_buffers_to_the_system()  # process-wide (mallopt): the endpoint process's to make
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.pipeline = load_detector(path or ".", device)
-        # The floor is the pipeline's own (its module says why): one number, checked here before decoding.
-        self.min_sampling_rate = MIN_SAMPLING_RATE
+        # Stricter than the pipeline's floor (it scores 8-20 kHz with a warning): an endpoint's callers get answers
+        # for the model's whole 0-10 kHz band or a refusal; checked here before decoding.
+        self.min_sampling_rate = FULL_BAND_SAMPLING_RATE
 
     def check_parameters(self, parameters):
         """

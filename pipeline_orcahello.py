@@ -125,7 +125,9 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
 
     Inputs: a file path (WAV, FLAC, OGG, MP3), the bytes of such a file, a numpy array or torch tensor with
     `sampling_rate=`, a dict `{"array" or "raw", "sampling_rate"}` (a `datasets` Audio row), or a list of any of
-    these. Any sample rate from 20 kHz up (`MIN_SAMPLING_RATE`), mono or multichannel, integer or float samples.
+    these. Any sample rate from 8 kHz up (`MIN_SAMPLING_RATE`), mono or multichannel, integer or float samples; below
+    20 kHz (`FULL_BAND_SAMPLING_RATE`) with a warning in `warnings` naming the band of the model's 0-10 kHz the
+    recording cannot carry (`results_orcahello.missing_band_warning`).
 
     HLS (what Orcasound hydrophones stream; needs `pip install av`): an `.m3u8` playlist (a path or an http(s) URL),
     a folder of `.ts` segments (ordered by the number in their names) or one `.ts` segment. The segments are decoded
@@ -165,9 +167,9 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             does not say when it started) and `gaps` (empty but for HLS); when the start is known, windows,
             submission rows and detections carry UTC times too (`start_utc`/`end_utc`, `start_time_utc`).
         top_k (`int`, *optional*):
-            Keep only the first `top_k` entries of the label list.
+            Keep only the first `top_k` entries of the label list (`top_k=1`: the decision alone).
         sampling_rate (`int`):
-            Sample rate of array inputs. Every input must be sampled at `MIN_SAMPLING_RATE` (20 kHz) or more.
+            Sample rate of array inputs. Every input must be sampled at `MIN_SAMPLING_RATE` (8 kHz) or more.
         allow_other_hosts (`bool`, False):
             HLS over HTTP: fetch segments, and follow redirects, on hosts other than the playlist's (refused by
             default: a playlist must not make us fetch from anywhere it likes).
@@ -193,10 +195,11 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             `"float16"` (GPUs): reduced precision without that guarantee.
             Production's numbers are float32.
 
-    Default output: `[{"label": decision, "score": s}, {"label": other, "score": 1 - s}]`, the file-level decision
-    first. The positive score is the file's global confidence on a 0..1 scale (production's `whaleFoundConfidence` /
-    100 for `"orcahello"`), which can be high on a negative file whose positive seconds are fewer than
-    `global_count_threshold`.
+    Default output: `[{"label": decision, "score": s}, {"label": other, "score": 1 - s}]`, sorted by score with the
+    file-level decision first (`s >= 0.5`), so `result[0]` and `top_k=1` are the decision. A positive file's `s` is
+    its global confidence on a 0..1 scale (production's `whaleFoundConfidence` / 100 for `"orcahello"`), at least
+    0.5; a negative file's positive score is half of how far it got to the rule's bar (e.g. 2 of the 3 positive
+    seconds needed: 1/3, however confident they were); see `results_orcahello.decision_label_scores`.
 
     Window by window: `detector.score_windows(recording, layer=None)` yields the recording's windows in blocks, with
     their probabilities and logits (or, with `layer="pooled"` or `"head"`, each window's embedding at that layer)

@@ -27,6 +27,7 @@ try:
         DECISION_FIELDS,
         DEFAULT_MIN_GLOBAL_CONFIDENCE,
         DEFAULT_PRESET,
+        FULL_BAND_SAMPLING_RATE,
         INFERENCE_PRESETS,
         check_setting,
     )
@@ -38,6 +39,7 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
         DECISION_FIELDS,
         DEFAULT_MIN_GLOBAL_CONFIDENCE,
         DEFAULT_PRESET,
+        FULL_BAND_SAMPLING_RATE,
         INFERENCE_PRESETS,
         check_setting,
     )
@@ -241,8 +243,48 @@ def apply_confidence_floor(
     (production's 0-100 `global_confidence` / 100), is `>= decision.min_global_confidence`. The default floor, 0,
     changes nothing.
     """
-    score = global_confidence / 100.0 if decision.aggregation == "orcahello" else global_confidence
-    return int(bool(global_prediction) and score >= decision.min_global_confidence)
+    return int(
+        bool(global_prediction) and _unit_confidence(global_confidence, decision) >= decision.min_global_confidence
+    )
+
+
+def _unit_confidence(global_confidence: float, decision: DecisionParameters) -> float:
+    # The count rule's global confidence is production's 0-100 value; the port's mean rules' is 0-1 already.
+    return global_confidence / 100.0 if decision.aggregation == "orcahello" else global_confidence
+
+
+def decision_label_scores(result: Mapping[str, Any], decision: DecisionParameters = DEFAULT_DECISION) -> list[dict]:
+    """
+    A file's `[{"label", "score"}]` list from its decided result (`aggregate_windows`'s, with the floor applied):
+    the decision first, sorted by score (highest first, as every audio-classification pipeline's), the two scores
+    summing to 1, so that `result[0]` (and `top_k=1`) is the decision. The positive score is the evidence the rule
+    weighed, on a 0-1 scale with the rule's bar at 0.5:
+
+    - a positive file: its global confidence on a 0-1 scale (production's `whaleFoundConfidence` / 100 under the
+      count rule; the port's mean under `mean_thresholded`/`mean_top_k`), raised to 0.5 where a threshold below
+      0.5 made a file positive with less;
+    - a negative file: half of how far the file got to the rule's bar, the least of (each at most 1) its positive
+      rows / `global_count_threshold` (the count rule), its global confidence / `global_threshold` (the port's mean
+      rules) and its global confidence / `min_global_confidence` (a floor, when set). A file with no positive row
+      scores 0; one with 2 of the 3 positive seconds production needs scores 1/3 however confident those two
+      seconds were: the count decided, not the confidence (which `global_confidence` still gives).
+    """
+    confidence = _unit_confidence(result["global_confidence"], decision)
+    if result["global_prediction"]:
+        positive_score = max(confidence, 0.5)
+    else:
+        progress = [1.0]
+        if decision.aggregation == "orcahello":
+            if decision.global_count_threshold > 0:
+                progress.append(sum(result["local_predictions"]) / decision.global_count_threshold)
+        elif decision.global_threshold > 0:
+            progress.append(confidence / decision.global_threshold)
+        if decision.min_global_confidence > 0:
+            progress.append(confidence / decision.min_global_confidence)
+        positive_score = 0.5 * min(progress)
+    positive = {"label": "positive", "score": positive_score}
+    negative = {"label": "negative", "score": 1.0 - positive_score}
+    return [positive, negative] if result["global_prediction"] else [negative, positive]
 
 
 def _utc(anchors: Any, seconds: float, before: bool = False) -> str | None:
@@ -274,11 +316,26 @@ def window_table(info: Mapping[str, Any], num_windows: int | None = None) -> lis
     return rows
 
 
+def missing_band_warning(sampling_rate: float) -> str | None:
+    """
+    What a result says of a recording sampled at `sampling_rate` Hz, below `FULL_BAND_SAMPLING_RATE`: the band of
+    the model's 0-10 kHz that it cannot carry (nothing above `sampling_rate / 2`). None from 20 kHz up.
+    """
+    if sampling_rate >= FULL_BAND_SAMPLING_RATE:
+        return None
+    nyquist_khz = sampling_rate / 2000
+    return (
+        f"sampled at {sampling_rate:g} Hz, the recording carries nothing above {nyquist_khz:g} kHz: the model hears "
+        f"0-10 kHz and the {nyquist_khz:g}-10 kHz band is silent to it (the audio is upsampled, as production did); "
+        f"calls with energy there may score lower than in a recording made at {FULL_BAND_SAMPLING_RATE} Hz or more"
+    )
+
+
 def recording_summary(info: Mapping[str, Any], num_windows: int | None = None) -> dict:
     """
     What a recording's result says about it apart from its scores: `windows` (its `window_table`), `duration_s`,
-    `start_time_utc` (ISO 8601, None when the input does not say), `gaps`, `warnings` (the stream's, and for each
-    gap how many windows span it), `sampling_rate`, `num_channels`, `window_seconds` and `hop_seconds`. `info` and
+    `start_time_utc` (ISO 8601, None when the input does not say), `gaps`, `warnings` (the band a recording below
+    20 kHz cannot carry, the stream's, and for each gap how many windows span it), `sampling_rate`, `num_channels`, `window_seconds` and `hop_seconds`. `info` and
     `num_windows` as `window_table` takes them.
     """
     windows = window_table(info, num_windows)
@@ -294,6 +351,9 @@ def recording_summary(info: Mapping[str, Any], num_windows: int | None = None) -
             f"missing; the audio either side is butted together, as production's concatenation does, and "
             f"{spanning} window(s) spanning it are flagged spans_gap"
         )
+    band_warning = missing_band_warning(info["sampling_rate"])
+    if band_warning:
+        warnings.insert(0, band_warning)
     start_known = bool(timeline) and timeline["start_time_utc"] is not None
     return {
         "windows": windows,
@@ -324,7 +384,7 @@ def build_file_result(
     gives it, `window_confidences` the P(call) of every window in order, `silent_windows` how many are digital
     silence, `decision` the rule (production's when none is given; `DecisionParameters.from_mapping(settings)`
     from a run's settings). With `return_timestamps`, production's result dict plus windows, detections, warnings
-    and parameters; else the `[{"label", "score"}]` list, decision first. `inference` (`{"preset", "overridden",
+    and parameters; else the `[{"label", "score"}]` list, decision first (`decision_label_scores`). `inference` (`{"preset", "overridden",
     **fields}`, as the pipeline resolves them) is recorded in `parameters` and as `preset`. `model_warnings` are
     what the model itself calls for (its weights are the synthetic stand-in): first in `warnings`, not logged again.
     """
@@ -349,11 +409,9 @@ def build_file_result(
     window_starts = [row["start"] for row in summary["windows"]]
     timeline = info.get("timeline")
     gaps = list(timeline["gaps"]) if timeline else []  # `hls_timeline_orcahello.Gap`s
-    positive_score = result["global_confidence"] / 100.0 if aggregation == "orcahello" else result["global_confidence"]
-    label = "positive" if result["global_prediction"] else "negative"
-    scores = {"positive": positive_score, "negative": 1.0 - positive_score}
-    labels = [label, "negative" if label == "positive" else "positive"]
-    label_scores = [{"label": name, "score": scores[name]} for name in labels]
+    label_scores = decision_label_scores(result, decision)
+    label = label_scores[0]["label"]
+    scores = {entry["label"]: entry["score"] for entry in label_scores}
     if top_k is not None:
         label_scores = label_scores[: max(1, int(top_k))]
     if not return_timestamps:

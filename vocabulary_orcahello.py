@@ -140,13 +140,17 @@ DEFAULT_BATCH_SIZE = {"cpu": 8, "other": 32}
 # on CPU, 8x a GPU's default; `--batch-size 100000` took 7 GB before failing.
 MAX_BATCH_SIZE = 256
 
-# The lowest sample rate scored. The model sees 0-10 kHz: production resamples every window to 20 kHz and its mel
-# filterbank, built for 16 kHz, spreads its filters over the whole 0-10 kHz of that audio (SPEC.md section 1, step
-# 6). A recording below 20 kHz carries nothing above its Nyquist frequency, so the top filters see only resampling's
-# zeros (of the 238 filters that are not empty by design, 19 lie wholly above 8 kHz, 76 above 4 kHz, and more are
-# cut): spectrograms the model never saw, and scores that mean nothing. Refusing them also bounds the work per
-# byte of input: a WAV whose header says 1 Hz made 2,000 samples into 1,999 windows.
-MIN_SAMPLING_RATE = 20000
+# The sample rate that carries the whole band the model sees. The model sees 0-10 kHz: production resamples every
+# window to 20 kHz and its mel filterbank, built for 16 kHz, spreads its filters over the whole 0-10 kHz of that audio
+# (SPEC.md section 1, step 6). A recording below 20 kHz carries nothing above its Nyquist frequency (R / 2), so the
+# top filters see only resampling's zeros (of the 238 filters that are not empty by design, 19 lie wholly above
+# 8 kHz, 76 above 4 kHz): such a recording is scored (production upsampled and scored 8- and 16-kHz audio, as
+# BirdNET-Analyzer and OpenSoundscape do) with a warning naming the band the model cannot hear. The endpoint handler
+# refuses it (its stricter limit).
+FULL_BAND_SAMPLING_RATE = 20000
+# The lowest sample rate scored at all: it bounds the work per byte of input (a WAV whose header says 1 Hz made 2,000
+# samples into 1,999 windows), and below 8 kHz a recording carries less than the lowest 4 kHz of the model's band.
+MIN_SAMPLING_RATE = 8000
 
 # Inputs: audio files soundfile reads, and Orcasound's HLS streams (an `.m3u8` playlist, or `.ts` segments).
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")

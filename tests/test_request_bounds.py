@@ -1,16 +1,18 @@
 """
 The work one request can cause is bounded (issue 19): the handler refuses, before decoding anything, payloads,
 durations, sample rates and batch sizes above its limits, windowing that multiplies the work, and samples that are
-not numbers; the pipeline refuses sample rates below what carries the model's 0-10 kHz band (files and arrays).
+not numbers, and rates below the 20 kHz that carries the model's 0-10 kHz band; the pipeline scores 8-20 kHz with a
+warning naming the band lost and refuses anything lower (files and arrays).
 """
 
 import base64
 import io
+import json
 
 import numpy as np
 import pytest
 import soundfile
-from conftest import LEGACY
+from conftest import LEGACY, run_orcahello_cli
 
 from handler import EndpointHandler
 
@@ -57,18 +59,39 @@ def test_a_header_saying_1_hz_is_refused_before_decoding(strict_handler, tiny_pi
     attack = with_header_rate(wav_bytes(np.zeros(2000, np.int16), 48000), 1)
     assert len(attack) < 4100 and soundfile.info(io.BytesIO(attack)).samplerate == 1
     assert "sampled at 1 Hz, below the 20000 Hz" in refusal(strict_handler, {"inputs": attack})
-    # The pipeline itself refuses it too, as a path and as bytes, and 16 kHz and 8 kHz arrays.
+    # The pipeline itself refuses it too, as a path and as bytes, and anything below its 8-kHz floor.
     path = tmp_path / "one_hz.wav"
     path.write_bytes(attack)
     for source in (str(path), attack):
-        with pytest.raises(ValueError, match="sampled at 1 Hz, below the 20000 Hz the model's 0-10 kHz band needs"):
+        with pytest.raises(ValueError, match="sampled at 1 Hz, below the 8000 Hz OrcaHello scores at the least"):
             tiny_pipeline(source)
+    with pytest.raises(ValueError, match="sampled at 7999 Hz, below the 8000 Hz"):
+        tiny_pipeline(np.zeros(7999 * 4, np.float32), sampling_rate=7999)
+    # The endpoint keeps its stricter limit: full-band audio (20 kHz) or a refusal.
     for rate in (8000, 16000, 19999):
-        with pytest.raises(ValueError, match=f"sampled at {rate} Hz, below the 20000 Hz"):
-            tiny_pipeline(np.zeros(rate * 4, np.float32), sampling_rate=rate)
-        assert f"sampled at {rate} Hz" in refusal(
+        assert f"sampled at {rate} Hz, below the 20000 Hz" in refusal(
             strict_handler, {"inputs": [0.0] * (rate * 4), "parameters": {"sampling_rate": rate}}
         )
+
+
+@pytest.mark.parametrize(("rate", "silent_band"), [(8000, "4-10 kHz"), (16000, "8-10 kHz"), (19999, "9.9995-10 kHz")])
+def test_8_and_16_khz_recordings_are_scored_with_a_warning_naming_the_band_lost(
+    tiny_pipeline, tmp_path, rate, silent_band
+):
+    # Production upsampled and scored them (as BirdNET-Analyzer and OpenSoundscape do); the result says what the
+    # model cannot hear: a recording at R Hz carries nothing above R / 2.
+    samples = np.random.default_rng(rate).normal(0, 0.1, rate * 4).astype(np.float32)
+    path = tmp_path / f"clip_{rate}.wav"
+    soundfile.write(str(path), samples, rate, subtype="PCM_16")
+    for source, kwargs in ((samples, {"sampling_rate": rate}), (str(path), {})):
+        result = tiny_pipeline(source, return_timestamps=True, **kwargs)
+        assert result["sampling_rate"] == rate and len(result["windows"]) == 3
+        assert all(0.0 <= window["score"] <= 1.0 for window in result["windows"])
+        band = [message for message in result["warnings"] if "silent to it" in message]
+        assert len(band) == 1 and f"the {silent_band} band is silent to it" in band[0], result["warnings"]
+        assert f"carries nothing above {rate / 2000:g} kHz" in band[0]
+    full_band = tiny_pipeline(np.zeros(20000 * 4, np.float32), sampling_rate=20000, return_timestamps=True)
+    assert not [message for message in full_band["warnings"] if "silent to it" in message]
 
 
 @pytest.mark.needs_test_data
@@ -171,3 +194,12 @@ def test_samples_must_be_numbers(strict_handler, samples, found):
     ):
         message = refusal(strict_handler, body)
         assert f"must hold numbers only, found {found}" in message
+
+
+def test_detect_writes_the_band_warning_into_its_outputs(tiny_model_folder, tmp_path):
+    path = tmp_path / "recorder_16k.wav"
+    soundfile.write(str(path), np.random.default_rng(0).normal(0, 0.1, 16000 * 4), 16000, subtype="PCM_16")
+    completed = run_orcahello_cli(path, "--model", tiny_model_folder, "--output-dir", tmp_path / "out")
+    assert completed.returncode == 0, completed.stderr
+    document = json.loads((tmp_path / "out" / "recorder_16k.orcahello.json").read_text())
+    assert any("the 8-10 kHz band is silent to it" in warning for warning in document["warnings"])
