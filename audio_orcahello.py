@@ -101,6 +101,10 @@ class Recording:
     line), `gaps` (`hls_timeline_orcahello.Gap`s), `source` and `warnings` (see `hls_orcahello.HLSAudio.timeline`).
     """
 
+    # Only on a whole recording resampled for the v1 frontend (`whole_recording_audio`): the source's rate and length.
+    source_sampling_rate: int
+    source_num_samples: int
+
     def __init__(
         self,
         name: str,

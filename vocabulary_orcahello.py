@@ -9,6 +9,8 @@ and it does nothing when it is imported: names and values only. (Writing files a
 `orcahello.atomic_files`'s job; the process's memory settings are `process_memory_orcahello`'s.)
 """
 
+from collections.abc import Iterable
+
 HUB_MODEL_ID = "orcasound/orcahello-srkw-detector-v1"
 WEIGHTS_FILE = "model.safetensors"
 # The config key set on a model folder whose weights are the synthetic stand-in (`scripts/fetch_model.py` offline).
@@ -94,12 +96,12 @@ PLAYLIST_SUFFIX = ".m3u8"
 SEGMENT_SUFFIX = ".ts"
 
 
-def is_url(source):
+def is_url(source: object) -> bool:
     """Whether `source` names an HTTP(S) resource (the only URLs OrcaHello fetches)."""
     return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
 
 
-def is_audio_file_name(name, suffixes=AUDIO_SUFFIXES):
+def is_audio_file_name(name: str, suffixes: Iterable[str] = AUDIO_SUFFIXES) -> bool:
     """
     Whether a file called `name` is audio OrcaHello reads: one of `suffixes` (any case), and not a hidden file
     ("._clip.wav" AppleDouble files, which macOS leaves on SD cards, are not audio).
