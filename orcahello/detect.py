@@ -25,7 +25,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY
 
@@ -51,6 +51,9 @@ from .runs import (
     quiet_pipeline_warnings,
     settings_for_recording,
 )
+
+if TYPE_CHECKING:
+    from .report import ReviewedRecording
 
 DEFAULT_OUTPUT_DIR = "orcahello_results"
 
@@ -124,7 +127,7 @@ def score_or_resume(
     json_path = writers.output_path(job.output_stem, "json")
     document = None if settings.overwrite else load_finished_document(json_path, settings.run_hash)
     resumed = document is not None
-    if not resumed:
+    if document is None:  # not resumed
         extra = {} if progress_callback is None else {"progress_callback": progress_callback}
         result = pipe(
             job.path,
@@ -266,7 +269,9 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
         model_info=model_info,
         run_hash=provenance.run_hash(run_identity, model_info),
         engine=options.engine,
-        site_thresholds_file=os.path.abspath(options.site_thresholds) if site_table is not None else None,
+        site_thresholds_file=(
+            os.path.abspath(options.site_thresholds) if options.site_thresholds and site_table is not None else None
+        ),
         allow_other_hosts=options.allow_other_hosts,
     )
     output_dir = options.output_dir
@@ -283,7 +288,9 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
 
     summary_rows = [{"path": path, "status": "error", "error": reason} for path, reason in input_problems]
     combined_raven = []
-    reviewed = []  # --report: what the page shows of each recording (its clips are written as the run goes)
+    reviewed: list[
+        ReviewedRecording
+    ] = []  # --report: what the page shows of each recording (its clips are written as the run goes)
     counts = {"scored": 0, "skipped": 0, "failed": 0}
 
     # disable=None: a bar on a terminal, none in logs and pipes (where it would be a wall of carriage returns). It

@@ -305,6 +305,7 @@ def review_recording(
     """
     escape = html.escape
     anchor = f"recording-{number}"
+    clip_paths: list[tuple[str, str]] | list[tuple[None, None]]
     try:
         clip_paths, clip_error = write_clips(job.path, document, job.output_stem, reuse=resumed), None
     except Exception as error:  # the result stands; only its clips are missing
@@ -351,7 +352,7 @@ def media_cells(
     clip_path: str | None, picture_path: str | None, clip_start: float, output_dir: str, clip_error: str | None = None
 ) -> str:
     """The spectrogram and audio cells of a row (one cell saying why when the clip could not be written)."""
-    if clip_path is None:
+    if clip_path is None or picture_path is None:  # both, or neither
         return f'<td colspan="2" class="missing">no clip: {html.escape(clip_error or "")}</td>'
     return (
         f'<td><img class="spectrogram" src="{relative_link(picture_path, output_dir)}" '

@@ -15,12 +15,15 @@ up what that run left half-done (its partial output files).
         ...
 """
 
+from __future__ import annotations
+
 import datetime
 import errno
 import fcntl
 import json
 import os
 import socket
+from typing import Any
 
 LOCK_FILE_NAME = ".orcahello.lock"
 
@@ -43,14 +46,14 @@ class OutputFolderLock:
             lock (`{"pid", "host", "command", "started_at"}`), else None.
     """
 
-    def __init__(self, folder, command):
+    def __init__(self, folder: str | os.PathLike[str], command: str) -> None:
         self.folder = os.fspath(folder)
         self.command = command
         self.path = os.path.join(self.folder, LOCK_FILE_NAME)
-        self.stale_holder = None
-        self._descriptor = None
+        self.stale_holder: dict[str, Any] | None = None
+        self._descriptor: int | None = None
 
-    def acquire(self):
+    def acquire(self) -> OutputFolderLock:
         os.makedirs(self.folder, exist_ok=True)
         while True:
             descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -83,7 +86,7 @@ class OutputFolderLock:
         self._descriptor = descriptor
         return self
 
-    def release(self):
+    def release(self) -> None:
         if self._descriptor is None:
             return
         # Removed while still locked, so that no other run can lock the file after we let go of it and before it
@@ -102,7 +105,7 @@ class OutputFolderLock:
         self.release()
 
 
-def read_holder(descriptor):
+def read_holder(descriptor: int) -> dict[str, Any] | None:
     """The record in the lock file (a dict), or None when it is empty or unreadable."""
     try:
         text = os.pread(descriptor, 4096, 0).decode("utf-8", "replace").strip()
@@ -112,7 +115,7 @@ def read_holder(descriptor):
     return record if isinstance(record, dict) else None
 
 
-def busy_message(folder, holder):
+def busy_message(folder: str, holder: dict[str, Any] | None) -> str:
     if not holder:
         return f"{folder} is in use by another orcahello run; wait for it to finish or choose another output folder"
     where = "" if holder.get("host") == socket.gethostname() else f" on {holder.get('host')}"
