@@ -13,6 +13,7 @@ between `config.json` and `config.yaml`, each with a one-line error naming it.
 import json
 import math
 import os
+from typing import Any
 
 # The weight files upstream's layout may hold, in the order they are preferred.
 HUB_WEIGHT_FILES = ("model.safetensors", "model_v1.pt")
@@ -38,7 +39,7 @@ class HubLayoutError(ValueError):
     """The folder's settings cannot be read, disagree with each other, or ask for something this model cannot do."""
 
 
-def is_hub_v1_folder(path):
+def is_hub_v1_folder(path: str | os.PathLike[str]) -> bool:
     """Whether `path` is a folder with the port's nested `config.json` (or only its `config.yaml`)."""
     if not os.path.isdir(path):
         return False
@@ -53,7 +54,7 @@ def is_hub_v1_folder(path):
     return os.path.isfile(os.path.join(path, "config.yaml"))
 
 
-def hub_weights_path(folder):
+def hub_weights_path(folder: str | os.PathLike[str]) -> str:
     """The folder's weight file (`model.safetensors`, else `model_v1.pt`); HubLayoutError when it has none."""
     for name in HUB_WEIGHT_FILES:
         path = os.path.join(folder, name)
@@ -111,7 +112,7 @@ def _same(first, second):
     return first == second
 
 
-def read_hub_v1_settings(folder):
+def read_hub_v1_settings(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """
     The `v1` preset fields (`OrcaHelloConfig` arguments, `preset="v1"` included) and the `OrcaHelloFeatureExtractor`
     arguments that reproduce the folder's settings exactly, plus notes on the runtime settings that are not stored:
