@@ -51,10 +51,13 @@ import os
 import shutil
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import models
 from . import FASTAI_AUDIO_FREQUENCY_MASK_ROWS
+
+if TYPE_CHECKING:
+    from modeling_orcahello import OrcaHelloForAudioClassification
 
 BEST_MODEL_METRIC = "auprc"
 CHECKPOINTS_FOLDER = "checkpoints"
@@ -149,6 +152,7 @@ def finetune(options: FinetuneOptions) -> dict[str, Any]:
     # As the commands load it: this package's classes, a folder read without the Hub, the default Hub repo only at
     # its pinned revision.
     model, feature_extractor = models.load_model(options.model)
+    assert model.config.label2id is not None  # every OrcaHelloConfig has its two labels
     label2id = {name.lower(): index for name, index in model.config.label2id.items()}
     if label2id != LABELS:
         raise TrainingDataError(
@@ -238,7 +242,7 @@ def finetune(options: FinetuneOptions) -> dict[str, Any]:
         "final_eval": final_eval,
     }
 
-    model = trainer.model.eval()
+    model = cast("OrcaHelloForAudioClassification", trainer.model).eval()  # the model the trainer was given
     model.requires_grad_(True)
     save_model_folder(
         model, options.output_dir, feature_extractor=feature_extractor, model_card=model_card(options.model, summary)
