@@ -22,6 +22,8 @@ SIGTERM or SIGINT finishes the segment at hand, writes everything and exits 0; a
 `--output-dir` resumes at the first window not yet written.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import logging
 import os
@@ -29,6 +31,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from hls_timeline_orcahello import iso_utc
 from results_orcahello import DecisionParameters
@@ -38,6 +42,10 @@ from .live_follower import FollowerSettings, LiveFollower
 from .live_outputs import SourceOutputs, write_json_atomically
 from .live_stream import LiveSource, LiveSourceError
 from .live_webhook import SPOOL_FOLDER, WebhookSpool
+
+if TYPE_CHECKING:
+    from hls_stream_orcahello import HLSStream
+    from pipeline_orcahello import OrcaHelloAudioClassificationPipeline
 
 logger = logging.getLogger("orcahello.live")
 
@@ -51,15 +59,22 @@ class WindowScorer:
     """Scores windows of a recording (an `HLSStream`) as the pipeline scores a recording's windows (its
     `score_window_bounds`: the same frontend and engine), `batch_size` windows at a time."""
 
-    def __init__(self, pipe, batch_size, engine="auto", precision="float32"):
+    def __init__(
+        self,
+        pipe: OrcaHelloAudioClassificationPipeline,
+        batch_size: int,
+        engine: str = "auto",
+        precision: str = "float32",
+    ) -> None:
         self.pipe = pipe
         self.batch_size = batch_size
         self.engine = engine
         self.precision = precision
 
-    def score(self, recording, bounds):
+    def score(self, recording: HLSStream, bounds: list[tuple[int, int]]) -> tuple[list[float], list[bool]]:
         """`(P(call) per window, digital silence per window)` for the sample `bounds` of `recording`."""
-        scores, silent = [], []
+        scores: list[float] = []
+        silent: list[bool] = []
         blocks = self.pipe.score_window_bounds(
             recording, bounds, batch_size=self.batch_size, engine=self.engine, precision=self.precision
         )
@@ -69,7 +84,13 @@ class WindowScorer:
         return scores, silent
 
 
-def run_followers(followers, stop_event, output_dir, stop_after=None, poll_seconds=DEFAULT_POLL_SECONDS):
+def run_followers(
+    followers: Sequence[LiveFollower],
+    stop_event: threading.Event,
+    output_dir: str,
+    stop_after: float | None = None,
+    poll_seconds: float = DEFAULT_POLL_SECONDS,
+) -> None:
     """Turn by turn over the sources until `stop_event` (a signal, `stop_after`) or every playlist has ended."""
     deadline = None if stop_after is None else time.monotonic() + stop_after
     while not stop_event.is_set():

@@ -9,11 +9,14 @@ per failure: an endpoint may be away for hours, longer than any one request's re
 spooled when the command stops is sent by the next run.
 """
 
+from __future__ import annotations
+
 import json
 import logging
 import os
 import threading
 import time
+from typing import Any
 
 from http_orcahello import HTTPFetchError, post
 
@@ -54,7 +57,7 @@ class WebhookSpool:
         folder (`str`): the spool folder (`<output dir>/webhook_spool`).
     """
 
-    def __init__(self, url, folder):
+    def __init__(self, url: str, folder: str) -> None:
         self.url = url
         self.folder = folder
         os.makedirs(folder, exist_ok=True)
@@ -64,14 +67,14 @@ class WebhookSpool:
         self.failures = 0
         self._thread = threading.Thread(target=self._run, name="orcahello-webhook", daemon=True)
 
-    def start(self):
+    def start(self) -> WebhookSpool:
         self._thread.start()
         return self
 
-    def pending(self):
+    def pending(self) -> list[str]:
         return sorted(name for name in os.listdir(self.folder) if name.endswith(".json"))
 
-    def enqueue(self, detection, name):
+    def enqueue(self, detection: dict[str, Any], name: str) -> None:
         """
         Spool one detection (atomically) as `<name>.json`; the sender picks it up. The same name spooled again
         (a minute written again after an interruption) replaces the unsent copy rather than adding one.
@@ -109,7 +112,7 @@ class WebhookSpool:
             self.sent += 1
             backoff = FIRST_BACKOFF_SECONDS
 
-    def stop(self, drain_seconds=3.0):
+    def stop(self, drain_seconds: float = 3.0) -> None:
         """Give the sender up to `drain_seconds` to empty the spool, then stop it; what is left waits on disk."""
         deadline = time.monotonic() + drain_seconds
         while self.pending() and time.monotonic() < deadline:
