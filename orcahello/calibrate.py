@@ -3,7 +3,7 @@
 `orcahello calibrate`: fit a per-hydrophone confidence floor (`min_global_confidence`) from labelled detections and
 write it as a `--site-thresholds` table, with a report beside it.
 
-    orcahello calibrate ../shared/data/moderator_labels/detections.csv --target-precision 0.5 --output sites.json
+    orcahello calibrate test-data/data/moderator_labels/detections.csv --target-precision 0.5 --output sites.json
 
 The input is a CSV with one row per event heard at a hydrophone: its site, the detector's file-level confidence when
 the detector flagged it (empty when only people reported it) and the class people gave it. The defaults read

@@ -207,3 +207,28 @@ def test_bad_input_is_a_one_line_error(recordings, tiny_model_folder, tmp_path, 
     )  # fmt: skip
     assert status == 2 and "exists and is not empty" in capsys.readouterr().err
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+
+
+def test_batch_with_the_adapted_folder_scores_with_the_head(
+    adapted_folder, recordings, tiny_model_folder, ray_address, tmp_path
+):
+    pyarrow_dataset = pytest.importorskip("pyarrow.dataset")
+    from orcahello import batch
+
+    wav = recordings / "rec2.wav"
+    output_dir = tmp_path / "out"
+    status = cli.main(
+        ["batch", str(wav), "--output-dir", str(output_dir), "--model", str(adapted_folder), "--num-workers", "1"]
+    )
+    assert status == 0
+    table = pyarrow_dataset.dataset(str(output_dir / batch.WINDOWS_FOLDER), format="parquet").to_table()
+    batch_scores = np.array(table.sort_by("window_index")["p_positive"].to_pylist())
+    # The adapted pipeline's own scores are pinned to scikit-learn's in the test above.
+    expected = models.load_pipeline(str(adapted_folder), "cpu")(str(wav), return_timestamps=True)
+    adapted_scores = [window["score"] for window in expected["windows"]]
+    np.testing.assert_allclose(batch_scores, adapted_scores, atol=1e-4)
+    # ... and they are not the base model's: a batch that dropped the head would fail above.
+    base = models.load_pipeline(str(tiny_model_folder), "cpu")(str(wav), return_timestamps=True)
+    assert np.abs(np.array(adapted_scores) - [window["score"] for window in base["windows"]]).max() > 0.05
+    document = json.loads(next((output_dir / "json").rglob("rec2.orcahello.json")).read_text())
+    assert document["model"]["adapted_head"]["held_out"]["folds"] == 4

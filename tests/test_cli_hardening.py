@@ -24,7 +24,7 @@ from conftest import LEGACY, REPO_ROOT
 
 import orcahello
 import vocabulary_orcahello
-from orcahello import cli, models, writers
+from orcahello import cli, models, run_lock, writers
 
 WAV = LEGACY / "audio" / "edge_20k_6s.wav"
 
@@ -190,7 +190,13 @@ def test_ctrl_c_exits_130_with_one_line(tiny_model_folder, tmp_path):
         # As from a terminal: a shell's background job (CI runners) starts with Ctrl-C ignored, and Python keeps that.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
-    time.sleep(5)  # in the middle of loading or scoring
+    # Once the run holds its folder's lock, main() is running and its Ctrl-C handling is in place (a fixed sleep
+    # could land in the interpreter's start-up on a loaded machine, where Python's own KeyboardInterrupt ends it).
+    lock = tmp_path / "out" / run_lock.LOCK_FILE_NAME
+    deadline = time.monotonic() + 300
+    while not lock.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)  # in the middle of loading or scoring
     assert process.poll() is None, "the run ended before it could be interrupted"
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)

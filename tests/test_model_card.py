@@ -102,3 +102,28 @@ def test_the_card_links_the_manual_pages_users_deploy_and_tune_with(page, mentio
     assert f"]({page})" in README.read_text(encoding="utf-8"), f"the card does not link {page}"
     assert mention in (REPO_ROOT / page).read_text(encoding="utf-8")
     assert (REPO_ROOT / path).is_file(), path
+
+
+def test_every_link_of_the_card_works_in_the_model_folder_and_is_uploaded(tmp_path):
+    """On the Hub the card is read from the model folder: each relative link must name a file the folder holds and the
+    upload sends, and each page of the manual the folder holds must link only to files that are there too."""
+    from fnmatch import fnmatch
+
+    from conftest import save_random_model_folder, tiny_config
+
+    from modeling_orcahello import OrcaHelloForAudioClassification
+    from orcahello.conversion.model_folder import save_model_folder
+    from orcahello.conversion.upload import UPLOAD_PATTERNS
+
+    card = README.read_text()
+    model = OrcaHelloForAudioClassification.from_pretrained(save_random_model_folder(tiny_config(), tmp_path / "tiny"))
+    folder = tmp_path / "folder"
+    save_model_folder(model, folder, model_card=card)
+    pages = [folder / "README.md", *sorted((folder / "docs").glob("*.md"))]
+    assert len(pages) > 10, "the manual did not come with the card"
+    for page in pages:
+        for target in re.findall(r"\]\((?!https?://|mailto:|#)([^)#\s]+)", page.read_text()):
+            linked = (page.parent / target).resolve()
+            assert linked.is_file(), f"{page.relative_to(folder)} links to {target}, not in the folder"
+            name = linked.relative_to(folder.resolve()).as_posix()
+            assert any(fnmatch(name, pattern) for pattern in UPLOAD_PATTERNS), f"{name} would not be uploaded"

@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 
 
 def windows_per_block(batch_size: int, frontend_block_windows: int = 32) -> int:
-    """Windows featurized together and sent to an actor as one block: the pipeline's 32, rounded up to a multiple of
-    the batch size, so that blocks (and partitions, made of blocks) start where `orcahello detect`'s batches do."""
+    """Windows featurized together and sent to an actor as one block: `frontend_block_windows` (32: larger than the
+    pipeline's own frontend block of `audio_orcahello.FRONTEND_BLOCK_WINDOWS`, since each block is one Ray object)
+    rounded up to a multiple of the batch size, so that blocks (and partitions, made of blocks) start where
+    `orcahello detect`'s batches do."""
     return batch_size * max(1, -(-frontend_block_windows // batch_size))
 
 

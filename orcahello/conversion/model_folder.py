@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 from typing import Any, TypeVar
 
@@ -37,6 +38,12 @@ CUSTOM_CODE_FILES = (
 ENDPOINT_HANDLER_FILES = ("handler.py",)
 # The card's widget plays this clip from the model repo; its licence note goes with it.
 EXAMPLE_FILES = ("examples/pos_srkw_orcasound_210825-1925_L-highlight.wav", "examples/SOURCES.md")
+# The repository's manual and per-site tables, which the repository's own card (README.md) links to: a folder whose
+# card is that card carries them, so that the links work on the Hub as on GitHub. The manual's pages link each other,
+# so it goes whole.
+CARD_FOLDERS = ("docs", "site_thresholds")
+# A Markdown link or image to a relative path: `](path)` or `](path#anchor)`.
+RELATIVE_LINK = re.compile(r"\]\((?!https?://|mailto:|#)([^)#\s]+)")
 AUTO_MAP = {
     "AutoConfig": "configuration_orcahello.OrcaHelloConfig",
     "AutoModel": "modeling_orcahello.OrcaHelloModel",
@@ -102,7 +109,31 @@ def save_model_folder(
     if model_card is not None:
         with open(os.path.join(output_dir, "README.md"), "w") as handle:
             handle.write(model_card)
+        for name in card_linked_files(model_card):
+            os.makedirs(os.path.dirname(os.path.join(output_dir, name)) or output_dir, exist_ok=True)
+            shutil.copyfile(os.path.join(REPO_ROOT, name), os.path.join(output_dir, name))
     return output_dir
+
+
+def card_linked_files(model_card: str) -> list[str]:
+    """
+    The repository files a model card links to by relative path and that the folder does not otherwise hold, plus
+    every file of a `CARD_FOLDERS` folder it links into: what the folder needs for the card's links to work on the
+    Hub. A link to a file this checkout does not have is left alone (a card of another origin).
+    """
+    linked: set[str] = set()
+    for target in RELATIVE_LINK.findall(model_card):
+        name = os.path.normpath(target)
+        if name.startswith("..") or os.path.isabs(name) or not os.path.isfile(os.path.join(REPO_ROOT, name)):
+            continue
+        top = name.split(os.sep)[0]
+        if top in CARD_FOLDERS:
+            for folder, _, files in os.walk(os.path.join(REPO_ROOT, top)):
+                linked.update(os.path.relpath(os.path.join(folder, file), REPO_ROOT) for file in files)
+        else:
+            linked.add(name)
+    own = set(CUSTOM_CODE_FILES + ENDPOINT_HANDLER_FILES + EXAMPLE_FILES) | {"README.md"}
+    return sorted(linked - own)
 
 
 def refresh_custom_code(output_dir: str) -> list[str]:

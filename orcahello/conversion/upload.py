@@ -28,7 +28,7 @@ from typing import Any
 
 from vocabulary_orcahello import HUB_MODEL_ID
 
-from .model_folder import CUSTOM_CODE_FILES, ENDPOINT_HANDLER_FILES
+from .model_folder import CARD_FOLDERS, CUSTOM_CODE_FILES, ENDPOINT_HANDLER_FILES
 
 DEFAULT_REPO_ID = HUB_MODEL_ID  # the repo the commands load by default
 REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md") + tuple(
@@ -36,7 +36,12 @@ REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json"
 )
 # The files a model repo revision consists of; anything else in the folder (caches, notes, checkpoints in other
 # formats) is left out of the upload.
-UPLOAD_PATTERNS = list(REQUIRED_FILES) + list(ENDPOINT_HANDLER_FILES) + ["*.md", "examples/*"]
+UPLOAD_PATTERNS = (
+    list(REQUIRED_FILES)
+    + list(ENDPOINT_HANDLER_FILES)
+    + ["*.md", "examples/*"]
+    + [f"{folder}/*" for folder in CARD_FOLDERS]  # the pages and tables the card links to
+)
 REQUIRED_CARD_METADATA = {"library_name": "transformers", "pipeline_tag": "audio-classification", "license": "other"}
 
 
