@@ -62,7 +62,8 @@ class OrcaHelloPreTrainedModel(PreTrainedModel):
     config_class = OrcaHelloConfig
     base_model_prefix = "orcahello"
     main_input_name = "input_features"
-    input_modalities = "audio"
+    # A tuple, as transformers' own audio models give it (its annotation says `str | list[str]`).
+    input_modalities = ("audio",)  # type: ignore[assignment]
     _no_split_modules = ["ResNetConvLayer", "ResNetShortCut"]
 
     def _init_weights(self, module):
