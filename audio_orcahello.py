@@ -25,6 +25,7 @@ try:
     )
     from .hls_orcahello import HLSAudio, open_hls
     from .hls_playlist_orcahello import HLSInputError, is_hls_input
+    from .hls_timeline_orcahello import file_name_timeline
     from .vocabulary_orcahello import MIN_SAMPLING_RATE, is_url
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from feature_extraction_orcahello import (
@@ -35,6 +36,7 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
     )
     from hls_orcahello import HLSAudio, open_hls
     from hls_playlist_orcahello import HLSInputError, is_hls_input
+    from hls_timeline_orcahello import file_name_timeline
     from vocabulary_orcahello import MIN_SAMPLING_RATE, is_url
 
 
@@ -97,8 +99,10 @@ class Recording:
     `[start, stop)` as `(channels, samples)` in the source's own sample type (int16/int32 PCM stay integers; HLS
     gives int16, as the WAV production converts it to), which is what production's frontend saw.
 
-    `timeline` is None except for HLS: then a dict with `start_time_utc` (Unix time or None), `anchors` (the UTC time
-    line), `gaps` (`hls_timeline_orcahello.Gap`s), `source` and `warnings` (see `hls_orcahello.HLSAudio.timeline`).
+    `timeline` is, for HLS, a dict with `start_time_utc` (Unix time or None), `anchors` (the UTC time line), `gaps`
+    (`hls_timeline_orcahello.Gap`s), `source` and `warnings` (see `hls_orcahello.HLSAudio.timeline`); for a file whose
+    name says when it started (`...20240131T235959Z...`, AudioMoth's `20240131_235959.WAV`), the same with that
+    start and no gaps (`hls_timeline_orcahello.file_name_timeline`); else None.
     """
 
     # Only on a whole recording resampled for the v1 frontend (`whole_recording_audio`): the source's rate and length.
@@ -124,7 +128,7 @@ class Recording:
         self._sound_file = sound_file
         self._read_dtype = read_dtype
         self._hls_audio = hls_audio
-        self.timeline = hls_audio.timeline() if hls_audio is not None else None
+        self.timeline = hls_audio.timeline() if hls_audio is not None else file_name_timeline(name)
 
     @property
     def duration_seconds(self) -> float:
@@ -330,7 +334,7 @@ def scoring_windows(
 
     With `whole_recording_frontend` (the v1 port), the bounds are the port's millisecond segments of the recording
     once resampled to `model_sampling_rate` (`resample_poly` gives `ceil(samples * up / down)` samples), in samples
-    of that audio: the recording `whole_recording_audio` makes.
+    of that audio: the recording `whole_recording_orcahello.whole_recording_audio` makes.
     """
     if whole_recording_frontend:
         divisor = math.gcd(model_sampling_rate, recording.sampling_rate)
@@ -347,29 +351,6 @@ def scoring_windows(
             f"{window_seconds:g}-second window; nothing to score ({rule})"
         )
     return bounds
-
-
-def whole_recording_audio(
-    recording: Recording, feature_extractor: OrcaHelloFeatureExtractor, peak_normalize: bool = True
-) -> Recording:
-    """
-    The v1 port's whole-recording frontend: `recording` read whole, downmixed, resampled to the model's rate,
-    optionally peak-normalised and quantised to int16 (`OrcaHelloFeatureExtractor.prepare_whole_recording`),
-    as an in-memory `Recording` that `scoring_windows(..., whole_recording_frontend=True)` bounds index. Closes
-    `recording`. The whole recording is held in memory (about 40 KB a second at 20 kHz), as the port holds it.
-    """
-    try:
-        audio = feature_extractor.prepare_whole_recording(
-            recording.read(0, recording.num_samples), recording.sampling_rate, peak_normalize=peak_normalize
-        )
-    finally:
-        recording.close()
-    prepared = Recording.from_array(audio, feature_extractor.sampling_rate, name=recording.name)
-    prepared.timeline = recording.timeline  # HLS anchors are in seconds: they hold for the resampled audio too
-    prepared.num_channels = recording.num_channels  # reported as the source's
-    prepared.source_sampling_rate = recording.sampling_rate
-    prepared.source_num_samples = recording.num_samples
-    return prepared
 
 
 def recording_info(

@@ -118,9 +118,13 @@ def resolve_call_parameters(
         "top_k": None,
         "inference": {"preset": preset_name, "overridden": overridden, **settings},
     }
-    for name, value in (("return_timestamps", return_timestamps), ("top_k", top_k)):
-        if value is not None:
-            postprocess_params[name] = value
+    if return_timestamps is not None:
+        postprocess_params["return_timestamps"] = return_timestamps
+    if top_k is not None:
+        # 0 or a negative count would return an empty or truncated-from-the-end label list, never an error.
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a whole number of at least 1, got {top_k!r}")
+        postprocess_params["top_k"] = top_k
     forward_params: dict[str, Any] = {}
     if engine is not None:
         if engine not in ENGINES:

@@ -13,19 +13,19 @@ from transformers import PretrainedConfig
 
 try:
     from .vocabulary_orcahello import (
-        AGGREGATION_STRATEGIES,
         DEFAULT_PRESET,
         EMBEDDING_LAYERS,
         INFERENCE_FIELDS,
         INFERENCE_PRESETS,
+        check_setting,
     )
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from vocabulary_orcahello import (
-        AGGREGATION_STRATEGIES,
         DEFAULT_PRESET,
         EMBEDDING_LAYERS,
         INFERENCE_FIELDS,
         INFERENCE_PRESETS,
+        check_setting,
     )
 
 
@@ -42,15 +42,8 @@ def preset_settings(name: str) -> dict[str, Any]:
 
 def check_inference_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """Raise a one-line ValueError naming the first field of `settings` (all of `INFERENCE_FIELDS`) that is wrong."""
-    for name in ("window_seconds", "hop_seconds"):
-        value = settings[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-    for name in ("whole_recording_frontend", "peak_normalize", "strict_segments", "smoothing"):
-        if not isinstance(settings[name], bool):
-            raise ValueError(f"{name} must be true or false, got {settings[name]!r}")
-    if settings["aggregation"] not in AGGREGATION_STRATEGIES:
-        raise ValueError(f"aggregation must be one of {AGGREGATION_STRATEGIES}, got {settings['aggregation']!r}")
+    for name in INFERENCE_FIELDS:  # the ranges every source of settings is held to (vocabulary_orcahello)
+        settings[name] = check_setting(name, settings[name])
     if settings["peak_normalize"] and not settings["whole_recording_frontend"]:
         raise ValueError(
             "peak_normalize=True needs whole_recording_frontend=True: the peak is the whole recording's, as the v1 "

@@ -14,11 +14,13 @@ from __future__ import annotations
 import copy
 import functools
 import gc
+import glob
+import hashlib
 import importlib
 import os
 import tempfile
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -87,14 +89,26 @@ def cpu_supports_bfloat16() -> bool:
 
 
 @functools.cache
-def cpu_has_native_bfloat16() -> bool:
-    """Whether this CPU computes bfloat16 natively (the `avx512_bf16` or `amx_bf16` flag of /proc/cpuinfo)."""
+def _cpu_flags() -> frozenset:
+    """The flags of /proc/cpuinfo (none where there is no such file: not Linux)."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
-            flags = next((line for line in cpuinfo if line.startswith("flags")), ":").split(":", 1)[1].split()
-    except OSError:  # not Linux
-        return False
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+            return frozenset(next((line for line in cpuinfo if line.startswith("flags")), ":").split(":", 1)[1].split())
+    except OSError:
+        return frozenset()
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (the `avx512_bf16` or `amx_bf16` flag of /proc/cpuinfo)."""
+    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+
+
+def cpu_has_int8_instructions() -> bool:
+    """
+    Whether this CPU has int8 dot products (`avx512_vnni`, `avx_vnni` or `amx_int8`): without them OpenVINO's int8
+    kernels are no faster than float32, so an int8 model would be neither fast nor exact for free.
+    """
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & _cpu_flags())
 
 
 def export_onnx(module: nn.Module, example_shape: tuple[int, ...], path: str) -> None:
@@ -186,7 +200,12 @@ class OpenVinoScorer:
     content_frames: int | None
 
     def __init__(
-        self, module: nn.Module, example_shape: tuple[int, ...], num_threads: int, precision: str = "float32"
+        self,
+        module: nn.Module | None,
+        example_shape: tuple[int, ...],
+        num_threads: int,
+        precision: str = "float32",
+        network: Any = None,
     ) -> None:
         import openvino
 
@@ -194,11 +213,13 @@ class OpenVinoScorer:
         if precision == "bfloat16" and not cpu_supports_bfloat16():
             raise ValueError("precision='bfloat16' needs a CPU with bfloat16 instructions (AVX512_BF16 or AMX)")
         if precision == "float16":
-            raise ValueError("precision='float16' is for GPUs; on CPU use 'float32' or 'bfloat16'")
-        with tempfile.TemporaryDirectory(prefix="orcahello-openvino-") as folder:
-            onnx_path = os.path.join(folder, "model.onnx")
-            export_onnx(module, example_shape, onnx_path)
-            network = core.read_model(onnx_path)
+            raise ValueError("precision='float16' is for GPUs; on CPU use 'float32', 'bfloat16' or 'int8'")
+        if network is None:  # else an OpenVINO model made already (the int8 one of `orcahello.quantize`)
+            assert module is not None  # given whenever no network is (`build_scorer`)
+            with tempfile.TemporaryDirectory(prefix="orcahello-openvino-") as folder:
+                onnx_path = os.path.join(folder, "model.onnx")
+                export_onnx(module, example_shape, onnx_path)
+                network = core.read_model(onnx_path)
         settings = {
             "INFERENCE_NUM_THREADS": int(num_threads),
             # Explicit: on CPUs with AMX OpenVINO would otherwise choose bfloat16 by itself.
@@ -263,7 +284,20 @@ def resolve_engine(engine: str, device: torch.device, model_dtype: torch.dtype, 
     if device.type == "cpu" and precision == "bfloat16" and not cpu_has_native_bfloat16():
         # Emulated bfloat16 is slower than float32: the fast mode would be neither fast nor exact for free.
         raise ValueError("precision='bfloat16' needs a CPU with native bfloat16 (avx512_bf16 or amx_bf16 flags)")
+    if device.type == "cpu" and precision == "float16":
+        # No CPU engine computes float16 natively: PyTorch emulates it, about 3x a float32 request's CPU time.
+        raise ValueError("precision='float16' is for GPUs; on CPU use 'float32' or 'bfloat16'")
     exportable = device.type == "cpu" and model_dtype == torch.float32
+    if precision == "int8":
+        if not (exportable and openvino_is_available()):
+            raise ValueError("precision='int8' runs on OpenVINO's CPU plugin: a CPU device, a float32 model, `pip "
+                             "install openvino onnx`")  # fmt: skip
+        if not cpu_has_int8_instructions():
+            raise ValueError("precision='int8' needs a CPU with int8 dot products (avx512_vnni, avx_vnni or amx_int8 "
+                             "flags): without them it is slower than float32")  # fmt: skip
+        if engine not in ("auto", "openvino"):
+            raise ValueError(f"precision='int8' runs on engine='openvino' only, not {engine!r}")
+        return "openvino"
     if engine == "auto":
         if exportable and openvino_is_available() and (precision == "float32" or cpu_supports_bfloat16()):
             return "openvino"
@@ -278,6 +312,51 @@ def resolve_engine(engine: str, device: torch.device, model_dtype: torch.dtype, 
     return engine
 
 
+def scoring_module(
+    model: nn.Module, example_shape: tuple[int, ...], content_frames: int | None = None, padding_value: float = 0.0
+) -> nn.Module:
+    """`model` as `input_features -> logits`; with `content_frames`, skipping the padding after them."""
+    if content_frames is None:
+        return LogitsOnly(model)
+    return PaddingSkippingClassifier(model, example_shape[-2], example_shape[-1], content_frames, padding_value)
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """The sha256 of the model's parameters and buffers, in state-dict order (what an int8 model was made from)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def int8_model_stem(model: nn.Module, example_shape: tuple[int, ...], content_frames: int | None) -> str:
+    """
+    The start of the name of `model`'s int8 side file (`orcahello quantize` writes it into the model folder): the
+    weights' sha256, the input geometry (padding skipping included) and the OpenVINO version that reads it; the
+    NNCF version that made it follows.
+    """
+    import openvino
+
+    geometry = "x".join(str(size) for size in example_shape[1:]) + f"-content{content_frames or 'all'}"
+    return f"int8-{weights_sha256(model)[:16]}-{geometry}-openvino{openvino.get_version().split('-')[0]}"
+
+
+def find_int8_model(
+    folder: str | None, model: nn.Module, example_shape: tuple[int, ...], content_frames: int | None
+) -> str:
+    """The int8 side file (OpenVINO IR) of `model` in `folder`; a one-line `ValueError` saying how to make it."""
+    stem = int8_model_stem(model, example_shape, content_frames)
+    found = sorted(glob.glob(os.path.join(glob.escape(folder), f"{stem}-nncf*.xml"))) if folder else []
+    if not found:
+        raise ValueError(
+            f"precision='int8' needs the model quantized for these weights and this OpenVINO first: run `orcahello "
+            f"quantize {folder or 'MODEL_FOLDER'} --calibration RECORDINGS...` (NNCF, the int8 extra; it writes "
+            f"{stem}-nncf*.xml into the folder)"
+        )
+    return found[-1]
+
+
 def build_scorer(
     model: OrcaHelloForAudioClassification,
     engine: str,
@@ -288,6 +367,7 @@ def build_scorer(
     padding_value: float = 0.0,
     channels_last: bool = False,
     process_mmap_threshold: int | None = None,
+    int8_folder: str | None = None,
 ) -> TorchScorer | OpenVinoScorer | OnnxRuntimeScorer:
     """
     A scorer (`input_features -> float32 logits on CPU or the model's device`) for `model` with the resolved
@@ -296,25 +376,27 @@ def build_scorer(
     padding there. The exported engines always compute the model in eval mode; PyTorch uses the model as it is (a
     float32 model in eval mode with its BatchNorms folded: `batch_norm_folded`).
     `process_mmap_threshold`: the fixed glibc mmap threshold the calling process set, if any (see `TorchScorer`).
+    `precision="int8"` reads the int8 model `orcahello quantize` wrote into `int8_folder` (`find_int8_model`).
     """
-
-    def scoring_module(source):
-        if content_frames is None:
-            return LogitsOnly(source)
-        return PaddingSkippingClassifier(source, example_shape[-2], example_shape[-1], content_frames, padding_value)
-
     if engine == "torch":
         parameter = next(model.parameters())
         # Folding needs BatchNorm's running statistics (eval mode); half-precision weights would round the folded
         # ones. A model being trained is scored as it is.
         foldable = not model.training and parameter.dtype == torch.float32
-        module = scoring_module(batch_norm_folded(model) if foldable else model)
+        module = scoring_module(batch_norm_folded(model) if foldable else model, example_shape, content_frames,
+                                padding_value)  # fmt: skip
         return TorchScorer(module, parameter.device, precision, channels_last, process_mmap_threshold)
+    if precision == "int8":
+        import openvino
+
+        network = openvino.Core().read_model(find_int8_model(int8_folder, model, example_shape, content_frames))
+        return OpenVinoScorer(None, example_shape, num_threads, precision, network=network)
     was_training = model.training
     model.eval()
     try:
         scorer_class = OpenVinoScorer if engine == "openvino" else OnnxRuntimeScorer
-        return scorer_class(scoring_module(model).eval(), example_shape, num_threads, precision)
+        module = scoring_module(model, example_shape, content_frames, padding_value).eval()
+        return scorer_class(module, example_shape, num_threads, precision)
     finally:
         model.train(was_training)
 
@@ -330,6 +412,7 @@ class ModelScorers:
         device (`torch.device`): where it runs.
         padding_value (`float`): the value of the spectrograms' padding frames (the feature extractor's).
         channels_last (`bool`, *optional*, defaults to False): PyTorch is given channels-last tensors (CUDA).
+        int8_folder (`str`, *optional*): where `orcahello quantize` wrote the int8 model (the model folder).
     """
 
     def __init__(
@@ -338,11 +421,13 @@ class ModelScorers:
         device: torch.device,
         padding_value: float,
         channels_last: bool = False,
+        int8_folder: str | None = None,
     ) -> None:
         self.model = model
         self.device = device
         self.padding_value = float(padding_value)
         self.channels_last = channels_last
+        self.int8_folder = int8_folder
         self.built: dict[tuple, TorchScorer | OpenVinoScorer | OnnxRuntimeScorer] = {}
 
     def scorer(
@@ -377,6 +462,7 @@ class ModelScorers:
                 padding_value=self.padding_value,
                 channels_last=self.channels_last,
                 process_mmap_threshold=fixed_mmap_threshold(),
+                int8_folder=self.int8_folder,
             )
             scorer.weights_version = version
             scorer.content_frames = content_frames

@@ -1,8 +1,8 @@
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
-The exact fast mode: bfloat16 scores, float32 wherever they could change a decision.
+The exact fast mode: bfloat16 (or int8) scores, float32 wherever they could change a decision.
 
-Every window is scored in bfloat16; `windows_to_rescore` says which windows' bfloat16 scores could change one of
+Every window is scored in bfloat16 (or by the int8 model, with `INT8_LOGIT_MARGINS`); `windows_to_rescore` says which windows' bfloat16 scores could change one of
 the file's decisions, given the engine's `BFLOAT16_LOGIT_MARGINS` (a measured bound on bfloat16's error), and
 `rescore_until_exact` scores those again in float32, round after round, until the decisions are float32's.
 `largest_logit_deviation` is how the pipeline checks the bound on every window it re-scores. Numpy only: the
@@ -20,6 +20,13 @@ import numpy as np
 # window it re-scores (`largest_logit_deviation`) and stops using bfloat16 past half the margin.
 BFLOAT16_LOGIT_MARGINS = {"openvino": 3.2, "torch": 3.8}
 BFLOAT16_LOGIT_MARGIN = max(BFLOAT16_LOGIT_MARGINS.values())  # the default of the functions below
+# OpenVINO's int8 model (NNCF post-training quantization, `orcahello quantize`): at least twice the largest
+# deviation `benchmarks/fast_mode_margin.py --precisions int8` measures on every fixture and real window, both
+# presets. Provisional until that run completes: a partial run (the pipeline's fastai int8 model, 206 windows of 9
+# fixture recordings, the stand-in weights) measured up to 4.70 logits.
+INT8_LOGIT_MARGINS = {"openvino": 9.4}
+# The precisions scored fast with float32's decisions, and each engine's margin for them.
+LOGIT_MARGINS = {"bfloat16": BFLOAT16_LOGIT_MARGINS, "int8": INT8_LOGIT_MARGINS}
 
 
 def _probability_bounds(probabilities, exact, margin):

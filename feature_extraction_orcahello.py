@@ -272,26 +272,43 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
         in one `resample_poly` call, divided by its peak |x| when `peak_normalize` (and the peak is > 0), and
         written as 16-bit PCM: the result is that int16 audio, from which segments are cut. Its windows then go
         through `__call__` unchanged (on the int16 grid at the model's rate, both round trips are identities).
+        This holds the whole recording; `whole_recording_orcahello.WholeRecordingAudio` gives the same samples
+        streamed.
         """
         sampling_rate = self._check_sampling_rate(sampling_rate)
-        samples = np.asarray(waveform)
-        if samples.ndim == 1:
-            samples = samples[None, :]
-        # soundfile's float32 read: integer PCM scaled exactly as `to_production_float32` does, floats as they are
-        samples = samples.astype(np.float32) if samples.dtype.kind == "f" else to_production_float32(samples)
-        if samples.shape[0] > 1:
-            mono = torch.from_numpy(np.ascontiguousarray(samples)).mean(dim=0).numpy()
-        else:
-            mono = samples[0]
+        mono = self.whole_recording_mono(waveform)
         divisor = math.gcd(self.sampling_rate, sampling_rate)
         up, down = self.sampling_rate // divisor, sampling_rate // divisor
         if up != down:
             mono = resample_poly(mono, up, down, axis=-1).astype(np.float32)
-        if peak_normalize:
-            peak = np.abs(mono).max() if mono.size else 0.0
-            if peak > 0:
-                mono = mono / peak
-        return (quantize_int16(mono) * np.float32(32768.0)).astype(np.int16)
+        peak = np.abs(mono).max() if peak_normalize and mono.size else None
+        return self.whole_recording_int16(mono, peak)
+
+    @staticmethod
+    def whole_recording_mono(waveform: npt.ArrayLike) -> np.ndarray:
+        """
+        The v1 port's reading of `waveform` (`(channels, samples)` or `(samples,)`, the source's sample type):
+        float32 as soundfile reads it (integer PCM scaled exactly as `to_production_float32` does, floats as they
+        are), downmixed to the mean over channels. Sample by sample, so a block of a recording gives the samples
+        the whole recording would.
+        """
+        samples = np.asarray(waveform)
+        if samples.ndim == 1:
+            samples = samples[None, :]
+        samples = samples.astype(np.float32) if samples.dtype.kind == "f" else to_production_float32(samples)
+        if samples.shape[0] > 1:
+            return torch.from_numpy(np.ascontiguousarray(samples)).mean(dim=0).numpy()
+        return samples[0]
+
+    @staticmethod
+    def whole_recording_int16(resampled: np.ndarray, peak: float | np.floating | None = None) -> np.ndarray:
+        """
+        The v1 port's temporary WAV from its float32 audio at the model's rate: divided by the recording's `peak`
+        |x| (no division when it is None or 0), written as 16-bit PCM. Sample by sample, as `whole_recording_mono`.
+        """
+        if peak is not None and peak > 0:
+            resampled = resampled / peak
+        return (quantize_int16(resampled) * np.float32(32768.0)).astype(np.int16)
 
     def spectrogram(
         self, waveforms: torch.Tensor | npt.ArrayLike, device: torch.device | str | None = None
@@ -540,3 +557,20 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
             window = torch.hann_window(self.n_fft, periodic=True, device=device)
             self._mel_transforms[key] = (window, bands)
         return self._mel_transforms[key]
+
+
+def model_feature_extractor(model_path: str | None) -> OrcaHelloFeatureExtractor:
+    """
+    The feature extractor of the model at `model_path` (its folder's or Hub repo's `preprocessor_config.json`); the
+    default settings only for a model built in memory (no path). A model whose settings cannot be loaded is refused
+    with a one-line error naming it: scoring with settings it was not saved with would give wrong numbers silently.
+    """
+    if not model_path:
+        return OrcaHelloFeatureExtractor()
+    try:
+        return OrcaHelloFeatureExtractor.from_pretrained(model_path)
+    except Exception as error:  # a missing file, bad JSON, a bad value: transformers raises several kinds
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(
+            f"{model_path}: cannot load the model's feature extractor settings (preprocessor_config.json): {reason}"
+        ) from None

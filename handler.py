@@ -25,10 +25,12 @@ parameters arrive (`"0.7"`, `"true"`).
 
 **Bounded work.** A public endpoint's caller must not choose its cost. Before anything is decoded, every request is
 checked against limits the deployment sets (constructor arguments, else environment variables, else the defaults
-below): its payload (`max_payload_bytes`: file bytes, base64 text, or samples counted as float32), its total
+below): its decoded samples (`max_decoded_samples`: channels x rate x seconds from each header, all inputs together;
+`max_whole_recording_samples` when its settings read each recording whole, as the v1 preset does), its payload (`max_payload_bytes`: file bytes, base64 text, or samples counted as float32), its total
 audio duration (`max_audio_seconds`, read from each file's header with `soundfile.info`, or samples / rate), each
 input's sample rate (at least the pipeline's `MIN_SAMPLING_RATE`, 20 kHz, at most `max_sampling_rate`) and
-`batch_size` (at most `max_batch_size`; the pipeline's default, 8 on CPU and 32 on GPUs, when absent). Parameters
+`batch_size` (at most `max_batch_size`; the pipeline's default, 8 on CPU and 32 on GPUs, when absent); every other
+parameter is checked as the pipeline resolves it, by the rules every source of settings goes through. Parameters
 that multiply the work per second of audio beyond the model's own windowing (a hop shorter than the model's, any
 other window length: any `*_seconds` windowing parameter that differs from what the model folder's config gives) are
 refused unless the deployment sets `allow_custom_windowing`. JSON samples must be numbers (booleans and numeric
@@ -94,7 +96,18 @@ LIMIT_DEFAULTS = {
     "max_sampling_rate": ("ORCAHELLO_MAX_SAMPLING_RATE", 192000),
     "max_batch_size": ("ORCAHELLO_MAX_BATCH_SIZE", 64),
     "allow_custom_windowing": ("ORCAHELLO_ALLOW_CUSTOM_WINDOWING", False),
+    # Decoded samples (channels x rate x seconds, all inputs together): what reading, downmixing and resampling cost.
+    # Seconds and rate alone let 8 channels at 192 kHz through (a 954-KB FLAC decoding to 3.7 GB of float32). The
+    # default is 600 s of stereo at 192 kHz, the largest request the other limits meant to allow.
+    "max_decoded_samples": ("ORCAHELLO_MAX_DECODED_SAMPLES", 2 * 192000 * 600),
+    # The whole-recording frontend (the v1 preset's, or `whole_recording_frontend: true`) holds the whole decoded
+    # recording and its resampled copies at once, about 11 bytes a decoded sample (10 GB for that FLAC): it gets a
+    # tighter bound, 600 s of stereo at 48 kHz (Orcasound's rate), about 0.6 GB.
+    "max_whole_recording_samples": ("ORCAHELLO_MAX_WHOLE_RECORDING_SAMPLES", 2 * 48000 * 600),
 }
+# Python's reprs of objects ("<_io.BytesIO object at 0x7f...>") in a library's message: a caller learns nothing from
+# them but the server's heap layout.
+HEAP_ADDRESS = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
 def coerce_parameter(name: str, value: object) -> bool | str | int | float:
@@ -271,7 +284,8 @@ def audio_header(audio_bytes: bytes) -> tuple[int, int, int]:
     try:
         info = soundfile.info(io.BytesIO(audio_bytes))
     except Exception as error:  # libsndfile reports every format problem as a RuntimeError/LibsndfileError
-        raise ValueError(f"'inputs': cannot decode audio ({' '.join(str(error).split())})") from None
+        reason = HEAP_ADDRESS.sub("the audio", " ".join(str(error).split()))
+        raise ValueError(f"'inputs': cannot decode audio ({reason})") from None
     return info.samplerate, info.frames, info.channels
 
 
@@ -309,6 +323,10 @@ class EndpointHandler:
         max_batch_size (`int`, `ORCAHELLO_MAX_BATCH_SIZE`, 64): windows per forward pass a request may ask for.
         allow_custom_windowing (`bool`, `ORCAHELLO_ALLOW_CUSTOM_WINDOWING`, false): accept window and hop lengths
             other than the model's (a shorter hop multiplies the windows scored per second of audio).
+        max_decoded_samples (`int`, `ORCAHELLO_MAX_DECODED_SAMPLES`, 230,400,000): channels x rate x seconds per
+            request, from the headers: what decoding and resampling cost, whatever the file's compression.
+        max_whole_recording_samples (`int`, `ORCAHELLO_MAX_WHOLE_RECORDING_SAMPLES`, 57,600,000): the same, when the
+            request's settings (its preset, or `whole_recording_frontend`) read each recording whole.
     """
 
     def __init__(
@@ -319,36 +337,48 @@ class EndpointHandler:
         max_sampling_rate: int | None = None,
         max_batch_size: int | None = None,
         allow_custom_windowing: bool | None = None,
+        max_decoded_samples: int | None = None,
+        max_whole_recording_samples: int | None = None,
     ) -> None:
         self.max_audio_seconds = limit_setting("max_audio_seconds", max_audio_seconds)
         self.max_payload_bytes = limit_setting("max_payload_bytes", max_payload_bytes)
         self.max_sampling_rate = limit_setting("max_sampling_rate", max_sampling_rate)
         self.max_batch_size = limit_setting("max_batch_size", max_batch_size)
         self.allow_custom_windowing = limit_setting("allow_custom_windowing", allow_custom_windowing)
+        self.max_decoded_samples = limit_setting("max_decoded_samples", max_decoded_samples)
+        self.max_whole_recording_samples = limit_setting("max_whole_recording_samples", max_whole_recording_samples)
         return_large_buffers_to_the_system()  # process-wide (mallopt): the endpoint process's to make
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.pipeline = load_detector(path or ".", device)
         # The floor is the pipeline's own (its module says why): one number, checked here before decoding.
         self.min_sampling_rate = MIN_SAMPLING_RATE
 
-    def check_parameters(self, parameters: dict[str, Any]) -> None:
-        """Refuse a `batch_size` above the cap, and windowing that multiplies the work, unless the deployment allows."""
+    def check_parameters(self, parameters: dict[str, Any]) -> bool:
+        """
+        Refuse a `batch_size` above the cap, and windowing that multiplies the work, unless the deployment allows.
+        Every other value is checked as the pipeline resolves it, by the rules the command line's go through (a
+        negative threshold, `top_k: 0`, a NaN hop: a one-line `ValueError` here, before anything is decoded).
+        Returns whether the resolved settings read each recording whole (the whole-recording frontend), which the
+        tighter `max_whole_recording_samples` bounds.
+        """
         batch_size = parameters.get("batch_size")
         if batch_size is not None and not 1 <= batch_size <= self.max_batch_size:
             raise ValueError(
                 f"parameter 'batch_size' must be from 1 to {self.max_batch_size} on this endpoint, got {batch_size}"
             )
+        pipeline_parameters = {name: value for name, value in parameters.items() if name != "batch_size"}
+        resolved = self.pipeline.resolve_parameters(**pipeline_parameters)
+        whole_recording = resolved.preprocess.get("whole_recording_frontend", False)
         if self.allow_custom_windowing:
-            return
+            return whole_recording
         # Compared as the pipeline resolves them (the model folder's config gives the defaults), so that any way of
         # setting a window or hop (a parameter, a preset) is covered: a hop at least the model's means no more
         # windows per second of audio; any other `*_seconds` windowing setting must be the model's own.
-        pipeline_parameters = {name: value for name, value in parameters.items() if name != "batch_size"}
         # A named preset is one of the model's own behaviours: its windowing is the reference then (v1's 3-s windows
         # every 2 s cost less per second of audio than fastai's 2-s windows every second).
         preset = {"preset": parameters["preset"]} if parameters.get("preset") is not None else {}
         defaults = self.pipeline.resolve_parameters(**preset).preprocess
-        requested = self.pipeline.resolve_parameters(**pipeline_parameters).preprocess
+        requested = resolved.preprocess
         for name in sorted(set(defaults) | set(requested)):
             if not name.endswith("_seconds"):
                 continue
@@ -360,19 +390,24 @@ class EndpointHandler:
                 f"{name} {value!r} is refused on this endpoint: it must be {rule} (a deployment allows other "
                 f"windowing with ORCAHELLO_ALLOW_CUSTOM_WINDOWING=true)"
             )
+        return whole_recording
 
-    def check_audio(self, item: bytes | dict[str, Any]) -> tuple[int, float]:
-        """`(payload bytes, seconds)` of one input, from its header or its shape; refuses rates out of range."""
+    def check_audio(self, item: bytes | dict[str, Any]) -> tuple[int, float, int]:
+        """
+        `(payload bytes, seconds, decoded samples)` of one input, from its header or its shape; refuses rates out of
+        range.
+        """
         if isinstance(item, bytes):
             if len(item) > self.max_payload_bytes:  # before libsndfile reads anything
                 raise ValueError(f"the audio is {len(item)} bytes, more than this endpoint's {self.max_payload_bytes}")
-            rate, frames, _ = audio_header(item)
+            rate, frames, channels = audio_header(item)
             payload = len(item)
         else:
             rate, array = item["sampling_rate"], item["array"]
             shape = tuple(array.shape)
             frames = max(shape) if shape else 0  # (samples,), or channels x samples either way round
             payload = int(np.prod(shape)) * 4
+            channels = payload // 4 // frames if frames else 0
         if rate < self.min_sampling_rate:
             raise ValueError(
                 f"the audio is sampled at {rate} Hz, below the {self.min_sampling_rate} Hz the model's 0-10 kHz band "
@@ -382,7 +417,7 @@ class EndpointHandler:
             raise ValueError(
                 f"the audio is sampled at {rate} Hz, above this endpoint's {self.max_sampling_rate} Hz: resample it"
             )
-        return payload, frames / rate
+        return payload, frames / rate, frames * channels
 
     def __call__(self, data: dict[str, Any]) -> Any:
         """
@@ -399,7 +434,9 @@ class EndpointHandler:
             raise ValueError(f"the request must be a JSON object with 'inputs', got {type(data).__name__}")
         if "inputs" not in data:
             raise ValueError(f"the request has no 'inputs' (keys: {sorted(data)}); send {{\"inputs\": <audio>}}")
-        parameters = data.get("parameters") or {}
+        # Only null or a missing key means no parameters: `[]` or `""` is a mistake to report, not an empty object.
+        parameters = data.get("parameters")
+        parameters = {} if parameters is None else parameters
         if not isinstance(parameters, dict):
             raise ValueError(f"'parameters' must be an object, got {type(parameters).__name__}")
         unknown = sorted(name for name in parameters if name not in PARAMETER_TYPES)
@@ -411,7 +448,7 @@ class EndpointHandler:
         # A null value means the default, as leaving the parameter out does.
         parameters = {name: coerce_parameter(name, value) for name, value in parameters.items() if value is not None}
         sampling_rate = parameters.pop("sampling_rate", None)
-        self.check_parameters(parameters)
+        whole_recording = self.check_parameters(parameters)
 
         inputs = data["inputs"]
         is_batch = isinstance(inputs, (list, tuple)) and not is_sample_list(inputs)
@@ -424,16 +461,23 @@ class EndpointHandler:
             raise ValueError(f"the request carries {received} bytes of audio, more than this endpoint's "
                              f"{self.max_payload_bytes}")  # fmt: skip
         audio = [audio_input(item, sampling_rate) for item in items]
-        payload, seconds = 0, 0.0
+        payload, seconds, samples = 0, 0.0, 0
         for item in audio:
-            item_payload, item_seconds = self.check_audio(item)
-            payload, seconds = payload + item_payload, seconds + item_seconds
+            item_payload, item_seconds, item_samples = self.check_audio(item)
+            payload, seconds, samples = payload + item_payload, seconds + item_seconds, samples + item_samples
         if payload > self.max_payload_bytes:
             raise ValueError(f"the request carries {payload} bytes of audio, more than this endpoint's "
                              f"{self.max_payload_bytes}")  # fmt: skip
         if seconds > self.max_audio_seconds:
             raise ValueError(
                 f"the request holds {seconds:.1f} s of audio, more than this endpoint's {self.max_audio_seconds:g} s"
+            )
+        samples_bound = self.max_whole_recording_samples if whole_recording else self.max_decoded_samples
+        if samples > samples_bound:
+            frontend = " with the whole-recording frontend" if whole_recording else ""
+            raise ValueError(
+                f"the request decodes to {samples} samples (channels x rate x seconds), more than this endpoint's "
+                f"{samples_bound}{frontend}: send fewer channels, a lower rate or less audio"
             )
         if is_batch:
             return to_json_compatible(self.pipeline(audio, **parameters))

@@ -16,13 +16,27 @@ import threading
 import numpy as np
 
 try:
-    from .hls_playlist_orcahello import MAX_PLAYLIST_SEGMENTS, HLSInputError, Segment, fetch, list_segments
+    from .hls_playlist_orcahello import (
+        MAX_PLAYLIST_SEGMENTS,
+        MAX_STREAM_BYTES,
+        HLSInputError,
+        Segment,
+        fetch,
+        list_segments,
+    )
     from .hls_stream_orcahello import HLSStream
     from .hls_timeline_orcahello import Gap, listed_segment_seconds
     from .http_orcahello import HTTP_TIMEOUT_SECONDS, origin
     from .vocabulary_orcahello import is_url
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
-    from hls_playlist_orcahello import MAX_PLAYLIST_SEGMENTS, HLSInputError, Segment, fetch, list_segments
+    from hls_playlist_orcahello import (
+        MAX_PLAYLIST_SEGMENTS,
+        MAX_STREAM_BYTES,
+        HLSInputError,
+        Segment,
+        fetch,
+        list_segments,
+    )
     from hls_stream_orcahello import HLSStream
     from hls_timeline_orcahello import Gap, listed_segment_seconds
     from http_orcahello import HTTP_TIMEOUT_SECONDS, origin
@@ -43,6 +57,8 @@ class HLSAudio:
         allow_other_hosts (`bool`, *optional*, False): fetch segments (and follow redirects) on hosts other than the
             playlist's; refused by default.
         max_segments (`int`, *optional*): refuse a playlist listing more segments (default `MAX_PLAYLIST_SEGMENTS`).
+        max_bytes (`int`, *optional*): refuse a stream whose segments hold more bytes together (default
+            `MAX_STREAM_BYTES`): they are all kept while the recording is open.
     """
 
     def __init__(
@@ -52,6 +68,7 @@ class HLSAudio:
         timeout: float | None = None,
         allow_other_hosts: bool = False,
         max_segments: int = MAX_PLAYLIST_SEGMENTS,
+        max_bytes: int = MAX_STREAM_BYTES,
     ) -> None:
         self.source = os.fspath(source)
         self.name = name or self.source
@@ -70,11 +87,19 @@ class HLSAudio:
         )
         if all(segment.marked_gap for segment in self.segments):
             raise HLSInputError(f"{self.name}: every segment of the playlist is marked #EXT-X-GAP: no audio")
+        total_bytes = 0
         for segment in self.segments:
             if segment.marked_gap:
                 self._stream.add_marked_gap(segment)
-            else:
-                self._stream.add_segment(segment, self._segment_bytes(segment))
+                continue
+            data = self._segment_bytes(segment)
+            total_bytes += len(data)
+            if total_bytes > max_bytes:
+                raise HLSInputError(
+                    f"{self.name}: its segments hold more than {max_bytes} bytes together (at {segment.name}): "
+                    f"refused; score it in shorter pieces"
+                )
+            self._stream.add_segment(segment, data)
         self._stream.finish()
         stream = self._stream
         self.sampling_rate, self.num_channels, self.num_samples = (
@@ -152,6 +177,14 @@ def open_hls(
     timeout: float | None = None,
     allow_other_hosts: bool = False,
     max_segments: int = MAX_PLAYLIST_SEGMENTS,
+    max_bytes: int = MAX_STREAM_BYTES,
 ) -> HLSAudio:
     """Open an HLS input (see `HLSAudio`); raises `HLSInputError` with a one-line message when it cannot be read."""
-    return HLSAudio(source, name=name, timeout=timeout, allow_other_hosts=allow_other_hosts, max_segments=max_segments)
+    return HLSAudio(
+        source,
+        name=name,
+        timeout=timeout,
+        allow_other_hosts=allow_other_hosts,
+        max_segments=max_segments,
+        max_bytes=max_bytes,
+    )

@@ -24,11 +24,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 try:
-    from .http_orcahello import HTTP_RETRIES, HTTPFetchError, describe_origin, origin
+    from .http_orcahello import HTTP_DEADLINE_SECONDS, HTTP_RETRIES, HTTPFetchError, describe_origin, origin
     from .http_orcahello import fetch as http_fetch
     from .vocabulary_orcahello import PLAYLIST_SUFFIX, SEGMENT_SUFFIX, is_url
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
-    from http_orcahello import HTTP_RETRIES, HTTPFetchError, describe_origin, origin
+    from http_orcahello import HTTP_DEADLINE_SECONDS, HTTP_RETRIES, HTTPFetchError, describe_origin, origin
     from http_orcahello import fetch as http_fetch
     from vocabulary_orcahello import PLAYLIST_SUFFIX, SEGMENT_SUFFIX, is_url
 
@@ -36,6 +36,9 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
 # A day of Orcasound's 10-s segments. The packets of every segment are kept while a recording is open (~40 MB an
 # hour), so a playlist listing a million segments is refused before anything is fetched.
 MAX_PLAYLIST_SEGMENTS = 8640
+# The segments' bytes kept at once: twice a day of Orcasound's audio. 8,640 segments of up to 64 MB each (the fetch's
+# cap) took over 5 GB before this bound.
+MAX_STREAM_BYTES = 2 * 1024**3
 # Orcasound names each stream's folder by the Unix time it started: 10 digits covers 2001 to 2286.
 EPOCH_FOLDER_NAME = re.compile(r"\d{10}")
 # The number in a segment's name that orders it: the last run of digits (`live007.ts`, `segment_12.ts`).
@@ -240,15 +243,23 @@ def fetch(
     allowed_origin: tuple | None = None,
     retries: int = HTTP_RETRIES,
     stop_event: threading.Event | None = None,
+    deadline_seconds: float = HTTP_DEADLINE_SECONDS,
 ) -> bytes:
     """
     The bytes at `url`, through `http_orcahello.fetch` (timeouts, `retries` with backoff, a byte cap, an overall
     deadline, checked redirects); any failure is a one-line `HLSInputError` starting with `name` and naming the URL.
     `allowed_origin`: the only host `url` and its redirects may be on (None: any). `stop_event`: once set, no
-    further attempt.
+    further attempt. `deadline_seconds`: the most one attempt may take, its body included (a trickling server).
     """
     try:
-        return http_fetch(url, timeout=timeout, allowed_origin=allowed_origin, retries=retries, stop_event=stop_event)
+        return http_fetch(
+            url,
+            timeout=timeout,
+            allowed_origin=allowed_origin,
+            retries=retries,
+            stop_event=stop_event,
+            deadline_seconds=deadline_seconds,
+        )
     except HTTPFetchError as error:  # its message starts with the URL: said once when the URL is the name
         message = str(error)
         raise HLSInputError(message if message.startswith(f"{name}: ") else f"{name}: {message}") from None

@@ -20,6 +20,9 @@ Torch-free and PyAV-free: results are built from it without either.
 
 import bisect
 import dataclasses
+import os
+import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
@@ -40,6 +43,48 @@ MPEG_TS_PTS_WRAP = 1 << 33
 TIMESTAMP_JUMP_TOLERANCE_SECONDS = 0.05
 # EXT-X-PROGRAM-DATE-TIME is often a wall clock read by the encoder, good to tens of milliseconds.
 PROGRAM_DATE_TIME_JUMP_TOLERANCE_SECONDS = 0.5
+
+
+# A recorder's start time in its file name, in UTC, read as BirdNET-Analyzer and OpenSoundscape read it: an ISO 8601
+# basic `YYYYMMDDTHHMMSSZ` anywhere in the name (`...20240131T235959Z...`), or AudioMoth's whole name
+# `YYYYMMDD_HHMMSS.WAV` (AudioMoth names its files by their start in UTC unless set otherwise).
+FILE_NAME_UTC_PATTERNS = (
+    (re.compile(r"(?<!\d)(\d{8}T\d{6})Z(?![0-9A-Za-z])"), "%Y%m%dT%H%M%S"),
+    (re.compile(r"^(\d{8}_\d{6})\.[A-Za-z0-9]+$"), "%Y%m%d_%H%M%S"),
+)
+FILE_NAME_START_SOURCE = "file name"
+
+
+def start_utc_from_file_name(path: str) -> float | None:
+    """The Unix time a recording's file name (of a path or URL) says it started at, or None when it says none."""
+    if re.match(r"[a-z][a-z0-9+.-]*://", path, flags=re.IGNORECASE):
+        path = urllib.parse.urlsplit(path).path
+    name = os.path.basename(path)
+    for pattern, layout in FILE_NAME_UTC_PATTERNS:
+        match = pattern.search(name)
+        if match:
+            try:
+                return datetime.strptime(match.group(1), layout).replace(tzinfo=timezone.utc).timestamp()
+            except ValueError:  # 20241399T..., not a date
+                return None
+    return None
+
+
+def file_name_timeline(path: str | None) -> dict[str, Any] | None:
+    """
+    The time line of a recording (not a stream) whose file name says when it started (`start_utc_from_file_name`):
+    that start, no gaps, `source` saying where the time came from. None when the name says nothing.
+    """
+    start = start_utc_from_file_name(path) if path else None
+    if start is None or path is None:  # no start without a path
+        return None
+    return {
+        "start_time_utc": start,
+        "anchors": [[0.0, start]],
+        "gaps": [],
+        "source": {"name": os.path.basename(path), "start_time_source": FILE_NAME_START_SOURCE},
+        "warnings": [],
+    }
 
 
 def iso_utc(epoch_seconds: float | None) -> str | None:

@@ -13,6 +13,7 @@ that runs them around the model. Its `score_windows` is the one way to score a r
 """
 
 import dataclasses
+import os
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -30,7 +31,6 @@ try:
         open_recording,
         recording_info,
         scoring_windows,
-        whole_recording_audio,
     )
     from .call_parameters_orcahello import PipelineParameters, resolve_call_parameters
     from .engines_orcahello import (
@@ -42,8 +42,8 @@ try:
         layer_outputs,
         resolve_engine,
     )
-    from .fast_mode_orcahello import BFLOAT16_LOGIT_MARGINS, largest_logit_deviation, rescore_until_exact
-    from .feature_extraction_orcahello import OrcaHelloFeatureExtractor
+    from .fast_mode_orcahello import LOGIT_MARGINS, largest_logit_deviation, rescore_until_exact
+    from .feature_extraction_orcahello import OrcaHelloFeatureExtractor, model_feature_extractor
     from .padding_skipping_orcahello import padded_frames
     from .results_orcahello import (
         DecisionParameters,
@@ -52,7 +52,14 @@ try:
         build_file_result,
         recording_summary,
     )
-    from .vocabulary_orcahello import DEFAULT_BATCH_SIZE, ENGINES
+    from .vocabulary_orcahello import (
+        DEFAULT_BATCH_SIZE,
+        ENGINES,
+        PRECISIONS,
+        SYNTHETIC_WEIGHTS_KEY,
+        SYNTHETIC_WEIGHTS_WARNING,
+    )
+    from .whole_recording_orcahello import whole_recording_audio
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from audio_orcahello import (
         FRONTEND_BLOCK_WINDOWS,
@@ -61,7 +68,6 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
         open_recording,
         recording_info,
         scoring_windows,
-        whole_recording_audio,
     )
     from call_parameters_orcahello import PipelineParameters, resolve_call_parameters
     from engines_orcahello import (
@@ -73,8 +79,8 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
         layer_outputs,
         resolve_engine,
     )
-    from fast_mode_orcahello import BFLOAT16_LOGIT_MARGINS, largest_logit_deviation, rescore_until_exact
-    from feature_extraction_orcahello import OrcaHelloFeatureExtractor
+    from fast_mode_orcahello import LOGIT_MARGINS, largest_logit_deviation, rescore_until_exact
+    from feature_extraction_orcahello import OrcaHelloFeatureExtractor, model_feature_extractor
     from padding_skipping_orcahello import padded_frames
     from results_orcahello import (
         DecisionParameters,
@@ -83,26 +89,16 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
         build_file_result,
         recording_summary,
     )
-    from vocabulary_orcahello import DEFAULT_BATCH_SIZE, ENGINES
+    from vocabulary_orcahello import (
+        DEFAULT_BATCH_SIZE,
+        ENGINES,
+        PRECISIONS,
+        SYNTHETIC_WEIGHTS_KEY,
+        SYNTHETIC_WEIGHTS_WARNING,
+    )
+    from whole_recording_orcahello import whole_recording_audio
 
 logger = logging.get_logger(__name__)
-
-
-def model_feature_extractor(model_path: str | None) -> OrcaHelloFeatureExtractor:
-    """
-    The feature extractor of the model at `model_path` (its folder's or Hub repo's `preprocessor_config.json`); the
-    default settings only for a model built in memory (no path). A model whose settings cannot be loaded is refused
-    with a one-line error naming it: scoring with settings it was not saved with would give wrong numbers silently.
-    """
-    if not model_path:
-        return OrcaHelloFeatureExtractor()
-    try:
-        return OrcaHelloFeatureExtractor.from_pretrained(model_path)
-    except Exception as error:  # a missing file, bad JSON, a bad value: transformers raises several kinds
-        reason = " ".join(str(error).split()) or type(error).__name__
-        raise ValueError(
-            f"{model_path}: cannot load the model's feature extractor settings (preprocessor_config.json): {reason}"
-        ) from None
 
 
 class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
@@ -180,7 +176,10 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             bfloat16-valued (within the margin of float32's), and each window's spectrogram is kept until its
             file's end (about 160 kB a window). Every re-scored window checks the bound: if one deviates by more
             than half the margin, the pipeline warns and scores in float32 from then on (and the whole file again,
-            if the margin itself was exceeded); `fast_mode_withdrawn` then says why. `"float16"` (GPUs): reduced precision without that guarantee.
+            if the margin itself was exceeded); `fast_mode_withdrawn` then says why. `"int8"` (CPUs with int8 dot
+            products, avx512_vnni, avx_vnni or AMX, else refused): the same fast mode with OpenVINO's int8 model,
+            which `orcahello quantize` writes into the model folder first (`fast_mode_orcahello.INT8_LOGIT_MARGINS`).
+            `"float16"` (GPUs): reduced precision without that guarantee.
             Production's numbers are float32.
 
     Default output: `[{"label": decision, "score": s}, {"label": other, "score": 1 - s}]`, the file-level decision
@@ -216,8 +215,17 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         self._channels_last = self.device.type == "cuda"
         if self._channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-arg]  # transformers wraps `to`
+        # What every result says about the model itself: its weights are the synthetic stand-in
+        # (`scripts/fetch_model.py` offline marks its config so). Said once here too, for the plain label list.
+        self.model_warnings: list[str] = []
+        if getattr(self.model.config, SYNTHETIC_WEIGHTS_KEY, False):
+            self.model_warnings.append(SYNTHETIC_WEIGHTS_WARNING)
+            logger.warning("%s: %s", self.model.name_or_path or "the model", SYNTHETIC_WEIGHTS_WARNING)
         padding_value = self.feature_extractor.padding_value
-        self._scorers = ModelScorers(self.model, self.device, padding_value, channels_last=self._channels_last)
+        model_folder = self.model.name_or_path if os.path.isdir(str(self.model.name_or_path)) else None
+        self._scorers = ModelScorers(
+            self.model, self.device, padding_value, channels_last=self._channels_last, int8_folder=model_folder
+        )
 
     def resolve_parameters(self, **parameters: Any) -> PipelineParameters:
         """
@@ -466,7 +474,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
     # The call parameters reach `_forward` and `postprocess` as keywords (`_sanitize_parameters`), as transformers'
     # pipelines take them; its base methods are typed with a `**parameters` dict instead.
     def _forward(self, model_inputs, engine="auto", precision="float32", progress_callback=None, layer=None):  # type: ignore[override]
-        if precision == "bfloat16" and self.fast_mode_withdrawn:
+        if precision in LOGIT_MARGINS and self.fast_mode_withdrawn:
             precision = "float32"  # these windows are then exact as they are: postprocess re-scores none of them
         embeddings = None
         if layer is None:
@@ -487,7 +495,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         }
         if embeddings is not None:
             outputs["embeddings"] = embeddings.float()
-        if precision == "bfloat16" and layer is None:
+        if precision in LOGIT_MARGINS and layer is None:
             # The fast mode keeps each window's spectrogram up to its padding (about 160 kB) until the file's
             # decisions are known: postprocess scores again in float32 those that could change one.
             features = model_inputs["input_features"]
@@ -496,6 +504,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             # The engine "auto" stood for: its margin applies, and it scores these windows again in float32.
             resolved = resolve_engine(engine, self.device, getattr(self.model, "dtype", torch.float32), precision)
             outputs["rescoring_engine"] = torch.full((features.shape[0],), ENGINES.index(resolved))
+            outputs["rescoring_precision"] = torch.full((features.shape[0],), PRECISIONS.index(precision))
         return outputs
 
     def window_logits(
@@ -515,7 +524,8 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         `fast_mode_orcahello.windows_to_rescore`); the others stay bfloat16-valued."""
         fast = [output for output in ordered_outputs if "rescoring_features" in output]
         engine = ENGINES[int(fast[0]["rescoring_engine"].reshape(-1)[0])]
-        margin = BFLOAT16_LOGIT_MARGINS[engine]
+        precision = PRECISIONS[int(fast[0]["rescoring_precision"].reshape(-1)[0])]
+        margin = LOGIT_MARGINS[precision][engine]
         # Windows of a batch scored after the fast mode was withdrawn are float32 already.
         exact = np.array(["rescoring_features" not in output for output in ordered_outputs])
         extractor = self.feature_extractor
@@ -541,12 +551,12 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         deviation = largest_logit_deviation(window_confidences[rescored], probabilities[rescored])
         if deviation > margin / 2:
             self.fast_mode_withdrawn = (
-                f"a window's bfloat16 logit deviated from float32's by {deviation:.2f}, more than half the fast "
+                f"a window's {precision} logit deviated from float32's by {deviation:.2f}, more than half the fast "
                 f"mode's margin of {margin} for engine {engine!r}: these weights need a margin measured for them "
                 "(benchmarks/fast_mode_margin.py); scoring in float32 from now on"
             )
             logger.warning(self.fast_mode_withdrawn)
-            if deviation > margin:  # the bound itself failed: no bfloat16 score of this file can be trusted
+            if deviation > margin:  # the bound itself failed: no reduced-precision score of this file can be trusted
                 remaining = np.flatnonzero(~rescored & ~exact)
                 if remaining.size:
                     probabilities[remaining] = score_in_float32(remaining)
@@ -582,4 +592,5 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             return_timestamps=return_timestamps,
             top_k=top_k,
             inference=inference,
+            model_warnings=self.model_warnings,
         )

@@ -23,19 +23,23 @@ try:
     from .hls_timeline_orcahello import iso_utc, utc_at
     from .vocabulary_orcahello import (
         AGGREGATION_STRATEGIES,
+        DECISION_FIELD_TYPES,
         DECISION_FIELDS,
         DEFAULT_MIN_GLOBAL_CONFIDENCE,
         DEFAULT_PRESET,
         INFERENCE_PRESETS,
+        check_setting,
     )
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from hls_timeline_orcahello import iso_utc, utc_at
     from vocabulary_orcahello import (
         AGGREGATION_STRATEGIES,
+        DECISION_FIELD_TYPES,
         DECISION_FIELDS,
         DEFAULT_MIN_GLOBAL_CONFIDENCE,
         DEFAULT_PRESET,
         INFERENCE_PRESETS,
+        check_setting,
     )
 
 
@@ -43,6 +47,18 @@ logger = logging.getLogger(__name__)
 
 # The defaults of the decision fields: production's (the default preset), and no confidence floor.
 _DEFAULT_DECISION = INFERENCE_PRESETS[DEFAULT_PRESET]
+
+
+def check_decision_value(field: str, value: Any, name: str | None = None) -> bool | str | float | int:
+    """
+    `value` for the decision field `field` (`vocabulary_orcahello.DECISION_FIELD_TYPES`), in the field's type; a
+    one-line `ValueError` calling it `name` (default: the field) when it is not one the decision can use. The rule
+    is `vocabulary_orcahello.check_setting`, the one every source of settings goes through (the command line, a site
+    table, a model's config, a hydrophone config, the pipeline's and the endpoint's parameters).
+    """
+    if field not in DECISION_FIELD_TYPES:
+        raise ValueError(f"not a decision field: {field}")
+    return check_setting(field, value, name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +75,9 @@ class DecisionParameters:
     top_k_windows: `"mean_top_k"`: how many of the highest windows are averaged.
     min_global_confidence: the floor on a positive file's global confidence, 0-1 (see `apply_confidence_floor`).
 
-    The values are kept as given (no conversion), so that a result records them exactly as they were set.
+    The values are kept as given (no conversion), so that a result records them exactly as they were set; each is
+    checked by `check_decision_value` (a negative threshold or a NaN one is a one-line `ValueError`, never a detector
+    that says yes, or no, to everything).
     """
 
     smoothing: bool = _DEFAULT_DECISION["smoothing"]
@@ -81,6 +99,10 @@ class DecisionParameters:
         if missing:
             raise ValueError(f"decision parameters without a value: {', '.join(missing)}")
         return cls(**given)
+
+    def __post_init__(self) -> None:
+        for field in DECISION_FIELDS:
+            check_decision_value(field, getattr(self, field))
 
 
 # Production's decision, what every function here uses when it is given none.
@@ -295,6 +317,7 @@ def build_file_result(
     return_timestamps: bool = True,
     top_k: int | None = None,
     inference: Mapping[str, Any] | None = None,
+    model_warnings: Sequence[str] = (),
 ) -> dict | list[dict]:
     """
     The pipeline's answer for one recording from its window scores: `info` as `audio_orcahello.recording_info`
@@ -302,7 +325,8 @@ def build_file_result(
     silence, `decision` the rule (production's when none is given; `DecisionParameters.from_mapping(settings)`
     from a run's settings). With `return_timestamps`, production's result dict plus windows, detections, warnings
     and parameters; else the `[{"label", "score"}]` list, decision first. `inference` (`{"preset", "overridden",
-    **fields}`, as the pipeline resolves them) is recorded in `parameters` and as `preset`.
+    **fields}`, as the pipeline resolves them) is recorded in `parameters` and as `preset`. `model_warnings` are
+    what the model itself calls for (its weights are the synthetic stand-in): first in `warnings`, not logged again.
     """
     window_confidences = np.asarray(window_confidences, dtype=np.float64)
     aggregation = decision.aggregation
@@ -320,6 +344,7 @@ def build_file_result(
     warnings.extend(summary["warnings"])
     for message in warnings:
         logger.warning("%s: %s", info["name"], message)
+    warnings = list(model_warnings) + warnings
     hop, window = info["hop_seconds"], info["window_seconds"]
     window_starts = [row["start"] for row in summary["windows"]]
     timeline = info.get("timeline")

@@ -10,17 +10,23 @@ and it does nothing when it is imported: names and values only. (Writing files a
 """
 
 from collections.abc import Iterable
+from typing import Any
 
 HUB_MODEL_ID = "orcasound/orcahello-srkw-detector-v1"
 WEIGHTS_FILE = "model.safetensors"
 # The config key set on a model folder whose weights are the synthetic stand-in (`scripts/fetch_model.py` offline).
 SYNTHETIC_WEIGHTS_KEY = "synthetic_weights"
+# What every result and output made with such weights says (the pipeline's results, every file the commands write).
+SYNTHETIC_WEIGHTS_WARNING = (
+    "the model's weights are the SYNTHETIC stand-in (trained on synthetic audio, for testing): these scores mean "
+    "nothing on real recordings"
+)
 
 # How per-window probabilities become a file's decision: production's (`"orcahello"`) or the upstream port's.
 AGGREGATION_STRATEGIES = ("orcahello", "mean_thresholded", "mean_top_k")
 # What runs the model: `"auto"` is the fastest faithful engine installed (OpenVINO, ONNX Runtime, then PyTorch).
 ENGINES = ("auto", "openvino", "onnxruntime", "torch")
-PRECISIONS = ("float32", "bfloat16", "float16")
+PRECISIONS = ("float32", "bfloat16", "float16", "int8")
 # The layers whose output can be had as a window's embedding (`engines_orcahello.layer_outputs`): the body's
 # concat-pooled features, or what the head's last linear layer classifies.
 EMBEDDING_LAYERS = ("pooled", "head")
@@ -29,7 +35,11 @@ EMBEDDING_LAYERS = ("pooled", "head")
 # that defines them: the config, the pipeline, the command line, the handler and the converter all read it.
 #
 # "fastai": production OrcaHello 2020-2026 (fastai v1 + fastai_audio), reproduced to the fixtures' numbers.
-# "v1": upstream's pure-PyTorch port with the `config.yaml` it ships on the Hub (upstream's live system since 2026).
+# "v1": upstream's pure-PyTorch port as its live system runs it since 2026-03: the windows of the `config.yaml` it
+#   ships on the Hub and the file-level rule of `InferenceSystem/model/config.yaml` (orcasound/orcahello at
+#   423ff5b3): `global_prediction` with `mean_top_k` 2, a window positive above 0.5, the file at a mean of 0.6.
+#   The port's earlier count rule (3 positive windows) stays selectable by its fields (aggregation "orcahello",
+#   smoothing off).
 INFERENCE_PRESETS = {
     "fastai": {
         "window_seconds": 2.0,
@@ -51,11 +61,11 @@ INFERENCE_PRESETS = {
         "peak_normalize": True,
         "strict_segments": True,
         "smoothing": False,
-        "aggregation": "orcahello",
+        "aggregation": "mean_top_k",
         "local_threshold": 0.5,
         "global_count_threshold": 3,
         "global_threshold": 0.6,
-        "top_k_windows": 3,
+        "top_k_windows": 2,
     },
 }
 DEFAULT_PRESET = "fastai"
@@ -77,10 +87,61 @@ DECISION_FIELD_TYPES = {
 DECISION_FIELDS = tuple(DECISION_FIELD_TYPES)
 DEFAULT_MIN_GLOBAL_CONFIDENCE = 0.0
 
+# What a setting may hold beyond its type, for every source of settings alike (the command line, a model folder's
+# config, upstream's Hub layout, a site table, a hydrophone config): `check_setting` is the one check. Every
+# decision number with a fraction is a threshold on a 0-1 confidence; a count is at least its minimum; the window
+# and hop are bounded so that a typo (a hop of 1e-6 s: a million windows a second) is refused rather than run.
+SETTING_CHOICES = {"aggregation": AGGREGATION_STRATEGIES}
+COUNT_MINIMUMS = {"top_k_windows": 1}
+# The most windows a count can usefully name: a day of 1-s hops. Larger is a typo, not a rule.
+MAX_COUNT = 86400
+# 0.1 s is ten times production's windows per second; a window longer than a minute is nothing a 2-s-trained model
+# scores.
+SECONDS_RANGES = {"window_seconds": (0.5, 60.0), "hop_seconds": (0.1, 60.0)}
+
+
+def check_setting(field: str, value: Any, name: str | None = None) -> bool | str | int | float:
+    """
+    `value` for the inference or decision field `field` (`INFERENCE_FIELDS`, `DECISION_FIELDS`) in the field's
+    type, when it is one the model and the decision can use; else a one-line `ValueError` calling it `name`
+    (default: the field), e.g. "config.yaml: global_prediction.pred_global_threshold must be a number from 0 to 1,
+    got 1.5". NaN, infinities, negative and out-of-range values are refused.
+    """
+    name = name or field
+    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if field in SECONDS_RANGES:
+        low, high = SECONDS_RANGES[field]
+        if not number or not low <= value <= high:  # also refuses nan
+            raise ValueError(f"{name} must be a number of seconds from {low:g} to {high:g}, got {value!r}")
+        return float(value)
+    kind = DECISION_FIELD_TYPES.get(field, bool)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, got {value!r}")
+        return value
+    if kind is str:
+        if value not in SETTING_CHOICES[field]:
+            raise ValueError(f"{name} must be one of {', '.join(SETTING_CHOICES[field])}, got {value!r}")
+        return value
+    if kind is float:
+        if not number or not 0.0 <= value <= 1.0:  # also refuses nan
+            raise ValueError(f"{name} must be a number from 0 to 1, got {value!r}")
+        return float(value)
+    minimum = COUNT_MINIMUMS.get(field, 0)
+    if not number or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}")
+    if value > MAX_COUNT:
+        raise ValueError(f"{name} must be a whole number of at most {MAX_COUNT}, got {value!r}")
+    return value
+
+
 # Windows per forward pass when the caller gives none. On CPU small batches are as fast per window as large ones
 # (OpenVINO, ResNet50: 24-25 ms a window at 2 threads from 4 to 32) and hold less memory (about 35 MB a window of
 # activations); GPUs need larger batches to be kept busy.
 DEFAULT_BATCH_SIZE = {"cpu": 8, "other": 32}
+# The most windows per forward pass a command line may ask for: 256 windows hold about 9 GB of ResNet50 activations
+# on CPU, 8x a GPU's default; `--batch-size 100000` took 7 GB before failing.
+MAX_BATCH_SIZE = 256
 
 # The lowest sample rate scored. The model sees 0-10 kHz: production resamples every window to 20 kHz and its mel
 # filterbank, built for 16 kHz, spreads its filters over the whole 0-10 kHz of that audio (SPEC.md section 1, step

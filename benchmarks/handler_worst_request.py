@@ -5,10 +5,16 @@ a fresh process so that the peaks are the request's own.
 
     .venv/bin/python benchmarks/handler_worst_request.py MODEL_FOLDER [CASE ...]
 
-Cases (all at the defaults: 600 s, 128 MiB, 192 kHz, batch_size up to 64):
-- `long_fast`: 600 s of stereo at 192 kHz in FLAC (quiet noise: a few MB that decode to 460 MB), batch_size 64;
+Cases (all at the defaults: 600 s, 128 MiB, 192 kHz, 230.4 M decoded samples, 57.6 M with the whole-recording
+frontend, batch_size up to 64):
+- `long_fast`: 600 s of stereo at 192 kHz in FLAC (quiet noise: a few MB that decode to 460 MB), batch_size 64: the
+  most decoded samples the default frontend accepts;
 - `long_prime_rate`: 600 s of 8-bit mono WAV (115 MB) at 191,999 Hz, a rate sharing no factor with 20 kHz, so that
   every block of windows builds the longest resampling filter (20000 up, 191999 down: 3.8 M taps), batch_size 64;
+- `v1_at_the_bound`: 600 s of stereo at 48 kHz in FLAC with `preset: "v1"` (the whole-recording frontend): the most
+  decoded samples that frontend accepts, batch_size 64;
+- `eight_channels`: 600 s of 8-channel digital silence at 192 kHz in FLAC (under 1 MB; it peaked at 10 GB with
+  `preset: "v1"` before the decoded-samples bound), sent with `preset: "v1"`: refused from its header;
 - `refused_1hz`: a 4-KB WAV whose header says 1 Hz (2,000 s of audio before the limits): refused at once.
 """
 
@@ -23,15 +29,23 @@ import time
 
 import numpy as np
 
+# Each case's audio (seconds, rate, channels, format, subtype, noise amplitude) and request parameters.
+CASES = {
+    "long_fast": ((600, 192000, 2, "FLAC", "PCM_16", 3), {"batch_size": 64}),
+    "long_prime_rate": ((600, 191999, 1, "WAV", "PCM_U8", 3), {"batch_size": 64}),  # libsndfile's FLAC: usual rates
+    "v1_at_the_bound": ((600, 48000, 2, "FLAC", "PCM_16", 3), {"batch_size": 64, "preset": "v1"}),
+    "eight_channels": ((600, 192000, 8, "FLAC", "PCM_16", 0), {"preset": "v1"}),
+}
 
-def write_audio(path, seconds, rate, channels, format, subtype):
-    """Quiet noise (a few bits: FLAC compresses it well), written in one-minute pieces to keep this process small."""
+
+def write_audio(path, seconds, rate, channels, format, subtype, amplitude):
+    """Quiet noise (a few bits: FLAC compresses it well), written in ten-second pieces to keep this process small."""
     import soundfile
 
     rng = np.random.default_rng(0)
     with soundfile.SoundFile(path, "w", rate, channels, subtype=subtype, format=format) as sound_file:
-        for _ in range(seconds // 60):
-            sound_file.write((rng.standard_normal((60 * rate, channels)) * 3).astype(np.int16))
+        for _ in range(seconds // 10):
+            sound_file.write((rng.standard_normal((10 * rate, channels)) * amplitude).astype(np.int16))
 
 
 def one_case(model_folder, case, audio_path):
@@ -41,8 +55,8 @@ def one_case(model_folder, case, audio_path):
     handler = EndpointHandler(model_folder)
     with open(audio_path, "rb") as handle:
         body = {"inputs": handle.read()}
-    if case != "refused_1hz":
-        body["parameters"] = {"batch_size": 64}
+    if case in CASES:
+        body["parameters"] = CASES[case][1]
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started, cpu_started = time.perf_counter(), time.process_time()
     try:
@@ -72,10 +86,8 @@ def main(model_folder, cases):
                 data[24:28] = (1).to_bytes(4, "little")
                 with open(paths[case], "wb") as handle:
                     handle.write(bytes(data))
-            elif case == "long_fast":
-                write_audio(paths[case], 600, 192000, 2, "FLAC", "PCM_16")
-            else:  # libsndfile's FLAC takes only the usual rates: 8-bit WAV keeps 600 s under 128 MiB
-                write_audio(paths[case], 600, 191999, 1, "WAV", "PCM_U8")
+            else:
+                write_audio(paths[case], *CASES[case][0])
             # Each request in a fresh process: its peak is the handler's and the request's alone.
             subprocess.run([sys.executable, __file__, "--one", model_folder, case, paths[case]], check=True)
 
@@ -84,4 +96,7 @@ if __name__ == "__main__":
     if sys.argv[1] == "--one":  # the child process of one case
         one_case(*sys.argv[2:5])
     else:
-        main(sys.argv[1], sys.argv[2:] or ["refused_1hz", "long_fast", "long_prime_rate"])
+        main(
+            sys.argv[1],
+            sys.argv[2:] or ["refused_1hz", "eight_channels", "v1_at_the_bound", "long_fast", "long_prime_rate"],
+        )

@@ -3,7 +3,7 @@
 `orcahello calibrate`: fit a per-hydrophone confidence floor (`min_global_confidence`) from labelled detections and
 write it as a `--site-thresholds` table, with a report beside it.
 
-    orcahello calibrate test-data/data/moderator_labels/detections.csv --target-precision 0.5 --output sites.json
+    orcahello calibrate test-data/data/moderator_labels/detections.csv --target-precision 0.5 --output calibrated/sites.json
 
 The input is a CSV with one row per event heard at a hydrophone: its site, the detector's file-level confidence when
 the detector flagged it (empty when only people reported it) and the class people gave it. The defaults read
@@ -115,6 +115,8 @@ def read_labels(
         raise CalibrationError(f"{path}: cannot read the labels ({error.strerror or error})") from None
     except UnicodeDecodeError:
         raise CalibrationError(f"{path}: not a UTF-8 text CSV") from None
+    except csv.Error as error:  # a field over the csv module's limit, a NUL byte...
+        raise CalibrationError(f"{path}: not a readable CSV ({error})") from None
     if not events:
         raise CalibrationError(f"{path}: no labelled events")
     if not any(event.score is not None for event in events):

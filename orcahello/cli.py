@@ -12,6 +12,7 @@ defined once, in `orcahello.options`.
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +34,8 @@ from . import (
     live,
     options,
     provenance,
+    reaggregate,
+    run_lock,
     search,
     writers,
 )
@@ -43,15 +46,19 @@ from .training import finetune
 DETECT_SHARED_OPTIONS = (
     ("--model", "--device", "--batch-size", "--engine", "--preset")
     + options.DECISION_FLAGS
-    + ("--site-thresholds", "--recursive", "--overwrite")
+    + ("--site-thresholds", "--hydrophone-config", "--recursive", "--overwrite")
 )
 # Not the shared --device: the actors' device is the cluster's (no MPS), chosen per actor.
 BATCH_SHARED_OPTIONS = (
     ("--model", "--batch-size", "--preset")
     + options.DECISION_FLAGS
-    + ("--site-thresholds", "--recursive", "--overwrite")
+    + ("--site-thresholds", "--hydrophone-config", "--recursive", "--overwrite")
 )
-LIVE_SHARED_OPTIONS = ("--model", "--device", "--batch-size", "--engine") + options.DECISION_FLAGS
+LIVE_SHARED_OPTIONS = (
+    ("--model", "--device", "--batch-size", "--engine") + options.DECISION_FLAGS + ("--hydrophone-config",)
+)
+# The decision options of detect: --preset only for its decision fields (its windows must be the saved ones).
+REAGGREGATE_SHARED_OPTIONS = ("--preset",) + options.DECISION_FLAGS + ("--site-thresholds", "--hydrophone-config")
 # --preset: the windows (and frontend) of that inference behaviour, as for detect.
 EMBED_SHARED_OPTIONS = ("--model", "--device", "--batch-size", "--preset", "--recursive", "--overwrite")
 ADAPT_SHARED_OPTIONS = ("--model", "--device", "--batch-size", "--recursive", "--overwrite")
@@ -168,6 +175,13 @@ COMMANDS = (
         LIVE_SHARED_OPTIONS,
     ),
     Command(
+        "reaggregate",
+        "decide saved detect, batch or live results again under other decision options, without the model",
+        reaggregate.__doc__,
+        options.add_reaggregate_options,
+        REAGGREGATE_SHARED_OPTIONS,
+    ),
+    Command(
         "finetune",
         "fine-tune a model folder on labelled 2-second clips (needs the train extra)",
         "Fine-tune an OrcaHello model folder on labelled 2-second clips.",
@@ -185,6 +199,12 @@ COMMANDS = (
         "validate an OrcaHello model folder and upload it to the Hub",
         "Validate an OrcaHello model folder and upload it to the Hub.",
         options.add_upload_options,
+    ),
+    Command(
+        "quantize",
+        "quantize a model folder to int8 for --precision int8 (NNCF, calibrated on recordings; the int8 extra)",
+        "Quantize a model folder to int8 (NNCF post-training quantization) for --precision int8.",
+        options.add_quantize_options,
     ),
     Command(
         "adapt",
@@ -231,11 +251,35 @@ def build_parser(commands: dict[str, argparse.ArgumentParser] | None = None) -> 
 
 
 def scoring_options(
-    args: argparse.Namespace, preset: str | None = None, precision: str = provenance.DEFAULT_PRECISION
+    args: argparse.Namespace,
+    preset: str | None = None,
+    precision: str = provenance.DEFAULT_PRECISION,
+    hydrophone_config: Any = None,
 ) -> provenance.ScoringOptions:
-    """The preset, precision and decision options (`provenance.DECISION_OPTIONS`, which every scoring command takes)."""
+    """
+    The preset, precision and decision options (`provenance.DECISION_OPTIONS`, which every scoring command takes).
+    Without `--preset`, a `--hydrophone-config`'s preset (v1, or fastai for the FastAI-era form).
+    """
     decision = {name: vars(args)[name] for name in provenance.DECISION_OPTIONS}
+    if preset is None and hydrophone_config is not None:
+        preset = hydrophone_config.preset
     return provenance.ScoringOptions.from_options(preset=preset, precision=precision, **decision)
+
+
+def hydrophone_config(args: argparse.Namespace) -> Any:
+    """
+    `--hydrophone-config`'s file read (`upstream_config.read_hydrophone_config`), its notes printed once on stderr;
+    None without the option. Raises `ValueError` (one line naming the file and key) for a file that cannot be used.
+    """
+    path = getattr(args, "hydrophone_config", None)
+    if path is None:
+        return None
+    from .upstream_config import read_hydrophone_config
+
+    config = read_hydrophone_config(path)
+    for note in config.notes:
+        print(f"WARNING: {note}", file=sys.stderr)
+    return config
 
 
 def from_arguments(options_class: type, args: argparse.Namespace, **converted: Any) -> Any:
@@ -260,17 +304,22 @@ def command_options(args: argparse.Namespace) -> Any:
     loads torch.
     """
     if args.command == "detect":
-        scoring = scoring_options(args, preset=args.preset, precision=args.precision)
-        return from_arguments(detect.DetectOptions, args, formats=tuple(args.format), scoring=scoring)
+        hydrophone = hydrophone_config(args)
+        scoring = scoring_options(args, preset=args.preset, precision=args.precision, hydrophone_config=hydrophone)
+        return from_arguments(
+            detect.DetectOptions, args, formats=tuple(args.format), scoring=scoring, hydrophone_config=hydrophone
+        )
     if args.command == "embed":
         return from_arguments(embed.EmbedOptions, args)
     if args.command == "batch":
+        hydrophone = hydrophone_config(args)
         return from_arguments(
             batch.BatchOptions,
             args,
             inputs=tuple(args.paths),
             manifests=tuple(args.manifest),
-            scoring=scoring_options(args, preset=args.preset),
+            scoring=scoring_options(args, preset=args.preset, hydrophone_config=hydrophone),
+            hydrophone_config=hydrophone,
         )
     if args.command == "calibrate":
         positive_labels: tuple[str, ...] | None = tuple(args.positive_label or calibrate.DEFAULT_POSITIVE_LABELS)
@@ -279,7 +328,23 @@ def command_options(args: argparse.Namespace) -> Any:
         positive_labels = None if args.positive_label is None else tuple(args.positive_label)
         return from_arguments(evaluate.EvaluateOptions, args, positive_labels=positive_labels)
     if args.command == "live":
-        return from_arguments(live.LiveOptions, args, scoring=scoring_options(args), plot=not args.no_plot)
+        hydrophone = hydrophone_config(args)
+        return from_arguments(
+            live.LiveOptions,
+            args,
+            scoring=scoring_options(args, hydrophone_config=hydrophone),
+            plot=not args.no_plot,
+            hydrophone_config=hydrophone,
+        )
+    if args.command == "reaggregate":
+        hydrophone = hydrophone_config(args)
+        return from_arguments(
+            reaggregate.ReaggregateOptions,
+            args,
+            formats=tuple(args.format),
+            scoring=scoring_options(args, preset=args.preset, hydrophone_config=hydrophone),
+            hydrophone_config=hydrophone,
+        )
     if args.command == "finetune":
         return from_arguments(finetune.FinetuneOptions, args)
     if args.command == "adapt":
@@ -294,12 +359,46 @@ def command_options(args: argparse.Namespace) -> Any:
         from .conversion import upload
 
         return from_arguments(upload.UploadOptions, args)
+    if args.command == "quantize":
+        from . import quantize
+
+        return from_arguments(quantize.QuantizeOptions, args)
     raise ValueError(f"unknown command {args.command!r}")
+
+
+def written_folders(name: str, typed: Any) -> list[str]:
+    """
+    The folders the command `name` writes into with its `typed` options, which it holds while it runs
+    (`run_lock.holding_output_folders`). `detect`, `batch` and `live` take their folder's lock themselves (they also
+    clean up what a killed holder left); `upload` writes nothing local. A model folder (`adapt`, `finetune`,
+    `convert`) is held through the folder it is in: it may be written beside itself and renamed into place, and its
+    own listing must not show the lock.
+    """
+    if name == "embed":
+        return [typed.output_dir]
+    model_folder = [typed.output_dir] if name in ("adapt", "finetune", "convert") else []
+    files = model_folder + [getattr(typed, field, None) for field in ("output", "plot")]
+    folders = [os.path.dirname(os.path.abspath(path)) for path in files if path]
+    report_dir = getattr(typed, "report_dir", None)
+    return folders + ([report_dir] if report_dir else [])
 
 
 def run_command(name: str, typed: Any, command: list[str]) -> int:
     """Run the command `name` with its `typed` options; its exit status. `command` (the command line) goes into the
-    run files of the commands that write one."""
+    run files of the commands that write one. Every command that writes holds its folders' locks while it runs: a
+    second run into the same folder is refused with a message naming the first, as a planted symbolic link is."""
+    if name in ("detect", "batch", "live", "upload"):
+        return run_unlocked_command(name, typed, command)
+    try:
+        with run_lock.holding_output_folders(written_folders(name, typed), f"orcahello {name}"):
+            return run_unlocked_command(name, typed, command)
+    except run_lock.OutputFolderRefused as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+
+
+def run_unlocked_command(name: str, typed: Any, command: list[str]) -> int:
+    """`run_command` once the folders the command writes are held (or for the commands that hold their own)."""
     if name == "detect":
         return detect.detect_command(typed, command=command)
     if name == "embed":
@@ -312,6 +411,8 @@ def run_command(name: str, typed: Any, command: list[str]) -> int:
         return evaluate.evaluate_command(typed)
     if name == "live":
         return live.live_command(typed, command=command)
+    if name == "reaggregate":
+        return reaggregate.reaggregate_command(typed, command=command)
     if name == "finetune":
         return finetune.finetune_command(typed)
     if name == "adapt":
@@ -326,6 +427,10 @@ def run_command(name: str, typed: Any, command: list[str]) -> int:
         from .conversion import upload
 
         return upload.upload_command(typed)
+    if name == "quantize":
+        from . import quantize
+
+        return quantize.quantize_command(typed)
     return EXIT_CANNOT_RUN
 
 

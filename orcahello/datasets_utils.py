@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 
     from pipeline_orcahello import OrcaHelloAudioClassificationPipeline
 
-SCORE_COLUMNS = ("global_prediction", "global_confidence", "local_predictions", "local_confidences")
+# `warnings`: what the pipeline's result says is wrong with a row's audio (digital silence) or with the model (the
+# synthetic stand-in weights), as every output of `orcahello detect` says it.
+SCORE_COLUMNS = ("global_prediction", "global_confidence", "local_predictions", "local_confidences", "warnings")
 
 
 def score_dataset(
@@ -46,7 +48,8 @@ def score_dataset(
 ) -> datasets.Dataset:
     """
     Return `dataset` with the columns `global_prediction`, `global_confidence` (0..100 for the default
-    `"orcahello"` aggregation), `local_predictions` and `local_confidences` (one per one-second row) added.
+    `"orcahello"` aggregation), `local_predictions`, `local_confidences` (one per one-second row) and `warnings`
+    (the result's: digital silence, the synthetic stand-in weights) added.
 
     Args:
         dataset (`datasets.Dataset`): the rows to score.

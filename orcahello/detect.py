@@ -24,10 +24,9 @@ import dataclasses
 import os
 import sys
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY
+from vocabulary_orcahello import is_url
 
 from . import (
     EXIT_CANNOT_RUN,
@@ -40,16 +39,22 @@ from . import (
     provenance,
     run_lock,
     site_thresholds,
+    upstream_config,
     writers,
 )
+from .progress import RunProgress, estimated_windows
 from .runs import (
     RunSettings,
-    build_document,
     failure_reason,
     is_finished,
-    load_finished_document,
+    load_decision_table,
     quiet_pipeline_warnings,
+    score_or_resume,
     settings_for_recording,
+    standin_note,
+    summary_row,
+    table_records,
+    write_run_tables,
 )
 
 if TYPE_CHECKING:
@@ -82,6 +87,9 @@ class DetectOptions:
             The preset, the decision fields set for the whole run and the precision; by default the model's.
         site_thresholds (`str`, *optional*):
             A per-site table of decision parameters (`orcahello.site_thresholds`), under `scoring`'s.
+        hydrophone_config (`upstream_config.HydrophoneConfig`, *optional*):
+            Upstream's hydrophone config (`--hydrophone-config`): its locations' decisions, as a site table is
+            used (not with `site_thresholds`); its preset is `scoring`'s unless that names one.
         recursive (`bool`, *optional*, defaults to `False`):
             Also search the subfolders of folders, and let `**` in patterns cross folders.
         overwrite (`bool`, *optional*, defaults to `False`):
@@ -103,90 +111,12 @@ class DetectOptions:
     engine: str = "auto"
     scoring: provenance.ScoringOptions = dataclasses.field(default_factory=provenance.ScoringOptions)
     site_thresholds: str | None = None
+    hydrophone_config: upstream_config.HydrophoneConfig | None = None
     recursive: bool = False
     overwrite: bool = False
     plot: bool = False
     report: bool = False
     allow_other_hosts: bool = False
-
-
-def score_or_resume(
-    job: inputs.AudioJob,
-    pipe: Any,
-    settings: RunSettings,
-    progress_callback: Callable[[int, int | None], None] | None = None,
-) -> tuple[dict[str, Any], bool]:
-    """
-    Score `job` (or take a previous run's result for it) and write its outputs. Returns `(document, resumed)`.
-
-    A resumed recording is not scored again; outputs missing from its earlier run (another `--format`, `--plot`)
-    are written from its JSON. A recording scored again first loses every output of its earlier scoring, the JSON
-    first, and gets its new JSON last: so whenever a JSON exists, every output beside it was made from it, even
-    after an interrupted run.
-    """
-    json_path = writers.output_path(job.output_stem, "json")
-    document = None if settings.overwrite else load_finished_document(json_path, settings.run_hash)
-    resumed = document is not None
-    if document is None:  # not resumed
-        extra = {} if progress_callback is None else {"progress_callback": progress_callback}
-        result = pipe(
-            job.path,
-            return_timestamps=True,
-            batch_size=settings.batch_size,
-            engine=settings.engine,
-            allow_other_hosts=settings.allow_other_hosts,
-            **settings.parameters,
-            **extra,
-        )
-        document = build_document(job, result, settings)
-        for kind in writers.OUTPUT_SUFFIXES:  # "json" comes first
-            stale_path = writers.output_path(job.output_stem, kind)
-            if os.path.exists(stale_path):
-                os.remove(stale_path)
-
-    def needs(kind):
-        return not resumed or not os.path.exists(writers.output_path(job.output_stem, kind))
-
-    synthetic = bool(document["model"].get(SYNTHETIC_WEIGHTS_KEY))
-    if "csv" in settings.formats and needs("csv"):
-        writers.write_scoring_csv(
-            writers.output_path(job.output_stem, "csv"), document["submission"], synthetic_weights=synthetic
-        )
-    if "raven" in settings.formats and needs("raven"):
-        writers.write_raven_table(
-            writers.output_path(job.output_stem, "raven"),
-            document["detections"],
-            with_utc=document.get("start_time_utc") is not None,
-            synthetic_weights=synthetic,
-        )
-    if "audacity" in settings.formats and needs("audacity"):
-        writers.write_audacity_labels(
-            writers.output_path(job.output_stem, "audacity"), document["detections"], synthetic_weights=synthetic
-        )
-    if settings.plot and needs("png"):
-        from .plot import plot_detections
-
-        png_path = writers.output_path(job.output_stem, "png")
-        plot_detections(job.path, document, png_path, allow_other_hosts=settings.allow_other_hosts)
-    if not resumed:
-        writers.write_json(json_path, document)
-    return document, resumed
-
-
-def summary_row(job: inputs.AudioJob, document: dict[str, Any]) -> dict[str, Any]:
-    """The recording's row of summary.csv (`writers.write_summary_csv`)."""
-    return {
-        "path": job.path,
-        "status": "ok",
-        "global_prediction": document["global_prediction"],
-        "global_confidence": document["global_confidence"],
-        "positive_seconds": writers.positive_seconds(document["detections"]),
-        "duration_s": document["duration_s"],
-        "start_time_utc": document.get("start_time_utc") or "",
-        "gaps": len(document.get("gaps") or []),
-        "warnings": "; ".join(document["warnings"]),
-        "error": "",
-    }
 
 
 def detect_command(options: DetectOptions, command: list[str] | None = None) -> int:
@@ -200,7 +130,7 @@ def detect_command(options: DetectOptions, command: list[str] | None = None) -> 
             if lock.stale_holder:  # a killed run held it: its half-written files go
                 writers.remove_partial_outputs(options.output_dir)
             return detect(options, command=command)
-    except run_lock.OutputFolderBusy as error:
+    except run_lock.OutputFolderRefused as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     finally:
@@ -212,8 +142,6 @@ def detect_command(options: DetectOptions, command: list[str] | None = None) -> 
 def detect(options: DetectOptions, command: list[str] | None = None) -> int:
     """Run `orcahello detect` with `options` (its output folder already held, see `detect_command`); returns
     the exit status. `command` is recorded in the run file."""
-    from tqdm.auto import tqdm
-
     started, started_at = time.monotonic(), provenance.now_iso()
     if options.plot or options.report:
         from .plot import require_matplotlib
@@ -224,13 +152,11 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
             print(f"ERROR: {error}", file=sys.stderr)
             return EXIT_CANNOT_RUN
 
-    site_table = None
-    if options.site_thresholds:
-        try:
-            site_table = site_thresholds.load_site_thresholds(options.site_thresholds)
-        except site_thresholds.SiteThresholdsError as error:
-            print(f"ERROR: {error}", file=sys.stderr)
-            return EXIT_CANNOT_RUN
+    try:
+        site_table, table_source = load_decision_table(options.site_thresholds, options.hydrophone_config)
+    except site_thresholds.SiteThresholdsError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
 
     paths, input_problems = inputs.find_audio_files(options.paths, recursive=options.recursive)
     for path, reason in input_problems:
@@ -255,8 +181,8 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
 
     parameters = provenance.scoring_parameters(options.scoring, config)
     model_info = provenance.describe_model_config(config, model)
-    if model_info.get(SYNTHETIC_WEIGHTS_KEY):
-        print(f"NOTE: {model}: {writers.STANDIN_WARNING} (every output file says so)", file=sys.stderr)
+    if standin_note(model, model_info):
+        print(standin_note(model, model_info), file=sys.stderr)
     # With a site table the run's hash covers the table; each recording's JSON holds the hash of its own parameters.
     run_identity = parameters if site_table is None else {**parameters, "site_thresholds": site_table}
     settings = RunSettings(
@@ -269,17 +195,18 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
         model_info=model_info,
         run_hash=provenance.run_hash(run_identity, model_info),
         engine=options.engine,
-        site_thresholds_file=(
-            os.path.abspath(options.site_thresholds) if options.site_thresholds and site_table is not None else None
-        ),
         allow_other_hosts=options.allow_other_hosts,
+        **table_source,
     )
     output_dir = options.output_dir
     jobs = inputs.plan_jobs(paths, output_dir)
     pipe = None
-    if any(
-        not is_finished(job, settings_for_recording(job, settings, options.scoring, config, site_table)) for job in jobs
-    ):
+    finished = {
+        job.path
+        for job in jobs
+        if is_finished(job, settings_for_recording(job, settings, options.scoring, config, site_table))
+    }
+    if len(finished) < len(jobs):
         try:
             pipe = models.load_pipeline(model, device)
         except Exception as error:  # weights missing or broken
@@ -288,50 +215,57 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
 
     summary_rows = [{"path": path, "status": "error", "error": reason} for path, reason in input_problems]
     combined_raven = []
-    reviewed: list[
-        ReviewedRecording
-    ] = []  # --report: what the page shows of each recording (its clips are written as the run goes)
+    # --report: what the page shows of each recording (its clips are written as the run goes)
+    reviewed: list[ReviewedRecording] = []
     counts = {"scored": 0, "skipped": 0, "failed": 0}
 
-    # disable=None: a bar on a terminal, none in logs and pipes (where it would be a wall of carriage returns). It
-    # counts windows, so that a long recording moves it too; its total grows as each recording's length is known.
-    progress_bar = tqdm(total=0, desc="OrcaHello", unit="window", file=sys.stderr, disable=None)
-    windows_scored = 0
-    progress = {"windows_before": 0, "file_windows": 0}
+    # In windows, so that a long recording moves it too: a bar on a terminal, a line every half minute elsewhere, and
+    # one ETA for the run from the recordings' headers (each estimate replaced by the count once the file is open).
+    window_seconds = float(parameters.get("window_seconds") or 2.0)
+    hop_seconds = float(parameters.get("hop_seconds") or 1.0)
+    estimates = {
+        job.path: 0
+        if is_url(job.path) or job.path in finished
+        else estimated_windows(job.path, window_seconds, hop_seconds)
+        for job in jobs
+    }
+    progress = RunProgress("OrcaHello", estimates)
+    file_windows: dict[str, Any] = {}  # the recording being scored: its path, windows known and done
 
     def on_windows(count, recording_windows):
         interruption.raise_if_interrupted()  # a Ctrl-C whose KeyboardInterrupt was swallowed stops at the next batch
-        if recording_windows is not None and not progress["file_windows"]:
-            progress["file_windows"] = recording_windows
-            progress_bar.total = progress["windows_before"] + recording_windows
-            progress_bar.refresh()
-        progress_bar.update(count)
+        if recording_windows is not None and file_windows.get("known") != recording_windows:
+            file_windows["known"] = recording_windows
+            progress.set_windows(file_windows["path"], recording_windows)
+        file_windows["done"] += count
+        progress.update(count)
 
     try:
         for number, job in enumerate(jobs, start=1):
-            progress_bar.set_description(f"OrcaHello file {number}/{len(jobs)}")
-            progress_bar.set_postfix_str(os.path.basename(job.path))
-            progress["file_windows"] = 0
+            progress.set_postfix(f"file {number}/{len(jobs)} {os.path.basename(job.path)}")
+            file_windows.update(path=job.path, known=None, done=0)
             try:
                 job_settings = settings_for_recording(job, settings, options.scoring, config, site_table)
                 document, resumed = score_or_resume(job, pipe, job_settings, progress_callback=on_windows)
             except Exception as error:  # one bad recording never stops the batch
                 reason = failure_reason(error, job.path)
-                progress_bar.write(f"ERROR {job.path}: {reason}", file=sys.stderr)
+                progress.write(f"ERROR {job.path}: {reason}")
+                progress.set_windows(job.path, file_windows["done"])
                 summary_rows.append({"path": job.path, "status": "error", "error": reason})
                 counts["failed"] += 1
                 continue
             counts["skipped" if resumed else "scored"] += 1
+            # Counted from the results: with the exported engines the PyTorch model never runs a forward. A resumed
+            # recording's windows are none of the run's work (nor of its rate).
+            progress.set_windows(job.path, 0 if resumed else len(document["windows"]))
             if not resumed:
-                # Counted from the results: with the exported engines the PyTorch model never runs a forward.
-                windows_scored += len(document["windows"])
-                progress["windows_before"] += len(document["windows"])
-                progress_bar.total, progress_bar.n = progress["windows_before"], progress["windows_before"]
-                progress_bar.set_postfix_str(f"{windows_scored} windows scored")
+                progress.update(len(document["windows"]) - file_windows["done"])
                 for warning in document["warnings"]:
-                    progress_bar.write(f"WARNING {job.path}: {warning}", file=sys.stderr)
+                    progress.write(f"WARNING {job.path}: {warning}")
             summary_rows.append(summary_row(job, document))
-            combined_raven.append((job.relative_path, document["duration_s"], document["detections"]))
+            combined_raven.append(
+                (job.relative_path, document["duration_s"], document["detections"], writers.begin_path(job.path))
+            )
             if options.report:
                 from .report import review_recording
 
@@ -339,23 +273,16 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
                     review_recording(job, document, resumed, len(reviewed) + 1, output_dir, options.formats)
                 )
     finally:
-        progress_bar.close()
+        progress.close()
 
-    os.makedirs(output_dir, exist_ok=True)
-    if "raven" in settings.formats:
-        writers.write_combined_raven_table(
-            os.path.join(output_dir, writers.COMBINED_RAVEN_TABLE),
-            combined_raven,
-            synthetic_weights=bool(model_info.get(SYNTHETIC_WEIGHTS_KEY)),
-        )
-    writers.write_summary_csv(os.path.join(output_dir, writers.SUMMARY_CSV), summary_rows)
+    write_run_tables(output_dir, settings, combined_raven, summary_rows)
     run_document = {
         "version": __version__,
         "model": model_info,
         "run_hash": settings.run_hash,
         "parameters": parameters,
         "inference": provenance.inference_record(parameters, config),  # the preset and every field it resolves to
-        "site_thresholds": None if site_table is None else {"file": settings.site_thresholds_file, "table": site_table},
+        **table_records(settings, site_table),
         "options": {
             "paths": list(options.paths),
             "output_dir": os.path.abspath(output_dir),
@@ -365,6 +292,7 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
             "resolved_device": device,
             **options.scoring.record(),
             "site_thresholds": options.site_thresholds,
+            "hydrophone_config": None if options.hydrophone_config is None else options.hydrophone_config.path,
             "recursive": options.recursive,
             "model": model,
             "plot": options.plot,

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from vocabulary_orcahello import DECISION_FIELDS
+from vocabulary_orcahello import DECISION_FIELDS, SYNTHETIC_WEIGHTS_KEY
 
 from . import writers
 
@@ -199,12 +199,25 @@ def load_detections(paths: Iterable[str]) -> list[dict[str, Any]]:
             )
         except (KeyError, TypeError):
             rows_ok = False
-        if not rows_ok or not isinstance(document["duration_s"], (int, float)):
-            raise EvaluationError(f"{path}: not a detect result (bad duration_s or submission rows)")
+        if not rows_ok or not is_duration(document["duration_s"]):
+            raise EvaluationError(
+                f"{path}: not a detect result (bad duration_s or submission rows): a duration is a number of seconds "
+                f"from 0 to {MAX_RECORDING_SECONDS}"
+            )
         documents.append(document)
     if not documents:
         raise EvaluationError(f"no detect results (*{suffix}) in {', '.join(map(str, paths))}")
     return documents
+
+
+# The longest recording evaluated: its seconds are arrays (a few bytes each), so a `duration_s` of 3e9 in a hostile
+# result file took over 6 GB. 31 days is far beyond any recording a detect run scores in one piece.
+MAX_RECORDING_SECONDS = 31 * 24 * 3600
+
+
+def is_duration(value: Any) -> bool:
+    """Whether `value` is a recording's duration in seconds: a number (not a boolean) from 0 to the bound above."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value <= MAX_RECORDING_SECONDS
 
 
 def _number(text, where, column):
@@ -224,6 +237,16 @@ def read_annotations(path: str) -> list[tuple[str, float, float, str]]:
             text = handle.read()
     except OSError as error:
         raise EvaluationError(f"{path}: cannot read the annotations ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise EvaluationError(f"{path}: not a UTF-8 text file") from None
+    try:
+        return _annotation_rows(path, text)
+    except csv.Error as error:  # a field over the csv module's limit, a NUL byte...
+        raise EvaluationError(f"{path}: not a readable CSV ({error})") from None
+
+
+def _annotation_rows(path: str, text: str) -> list[tuple[str, float, float, str]]:
+    """`read_annotations`'s rows from the file's `text`."""
     first_line = text.split("\n", 1)[0]
     raven = "\t" in first_line and RAVEN_BEGIN in first_line
     reader = csv.DictReader(io.StringIO(text), delimiter="\t" if raven else ",")
@@ -299,6 +322,17 @@ def site_of(document: dict[str, Any]) -> str:
     if "hls" in parts[:-1] and parts.index("hls") > 0:
         return parts[parts.index("hls") - 1]
     return parts[-2] if len(parts) > 1 else "(none)"
+
+
+def results_models(documents: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The models that made `documents` (each result's `model`, as detect records it), each once, in order of first
+    appearance; a result without one counts as `{}`."""
+    models = []
+    for document in documents:
+        model = document.get("model") or {}
+        if model not in models:
+            models.append(model)
+    return models
 
 
 def file_score(document: dict[str, Any]) -> float:
@@ -380,8 +414,12 @@ def evaluate(
             "seconds": scored_metrics(labels[in_site], scores[in_site], decisions[in_site]),
             "files": scored_metrics(*(column[file_mask] for column in file_columns)),
         }
+    models = results_models(documents)
     return {
         "auprc": seconds["auprc"],
+        # Whose results these are: figures of one model say nothing of another, and the stand-in's say nothing.
+        "models": models,
+        "warnings": [writers.STANDIN_WARNING] if any(model.get(SYNTHETIC_WEIGHTS_KEY) for model in models) else [],
         "matching_rule": MATCHING_RULE,
         "positive_labels": sorted(wanted) if wanted else "every annotation but not_srkw[:class], negative, unsure",
         "thresholds_used": {
@@ -454,6 +492,11 @@ def evaluate_command(options: EvaluateOptions) -> int:
     except EvaluationError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 2
+    for warning in metrics["warnings"]:
+        print(f"NOTE: {warning}", file=sys.stderr)
+    if len(metrics["models"]) > 1:
+        print(f"WARNING: the results were made by {len(metrics['models'])} models; the metrics pool them",
+              file=sys.stderr)  # fmt: skip
     for name in metrics["annotations_without_results"]:
         print(f"WARNING: annotations of {name!r} match no detect result; left out", file=sys.stderr)
     plot_path = options.plot or os.path.splitext(options.output)[0] + PR_CURVE_SUFFIX

@@ -74,7 +74,9 @@ def find_audio_files(paths: Sequence[str], recursive: bool = False) -> tuple[lis
             files.append(path)
 
     for given in paths:
-        if is_url(given):
+        if is_url(given) and not urllib.parse.urlsplit(given).hostname:
+            problems.append((given, "a URL without a host (http://host/path)"))
+        elif is_url(given):
             add(given)
         elif os.path.isfile(given):
             add(given)

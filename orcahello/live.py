@@ -8,18 +8,21 @@
 
 A SOURCE is a node (`http(s)://host/<node>`, or a local folder, holding `latest.txt` that names the current stream
 folder `hls/<epoch>/live.m3u8`) or one live `.m3u8` playlist. All sources share one model in one process; each is
-polled in turn, and its new segments are decoded onto one continuous recording per stream folder (a node restart,
-a new folder in `latest.txt`, starts a new recording). Every 2-second window is scored once as soon as its audio is
+followed on its own thread, and its new segments are decoded onto one continuous recording per stream folder (a
+newer folder in `latest.txt`, a node restart, starts a new recording; an older one is never followed again). Every 2-second window is scored once as soon as its audio is
 there, windows spanning segment boundaries included, with the UTC and the gaps `orcahello detect` gives for the
 finished playlist; each minute gets production's file-level result, and a positive minute its WAV clip, its
 spectrogram picture, a line in `detections.jsonl` and (`--post URL`) a POST. See `orcahello.live_outputs` for the
 files.
 
-Faults: each fetch is retried with backoff; a source whose server is away is tried again with a growing delay (up
-to 5 minutes) and a warning while the others go on; a segment the playlist lists but that cannot be fetched
-after several tries is declared lost (a warning, and the gap it leaves is reported as `detect` reports it).
-SIGTERM or SIGINT finishes the segment at hand, writes everything and exits 0; a new run with the same
-`--output-dir` resumes at the first window not yet written.
+Faults: each fetch is retried with backoff and has a deadline; a source whose server is away, stalls or trickles is
+tried again with a growing delay (up to 5 minutes) and a warning while the others go on; a segment the playlist
+lists but that cannot be fetched after several tries is declared lost (a warning, and the gap it leaves is
+reported as `detect` reports it). Only each source's own host is ever asked (segments and redirects elsewhere are
+refused unless `--allow-other-hosts`). SIGTERM or SIGINT finishes the segment at hand, writes everything and exits
+0 within seconds; a new run with the same `--output-dir` resumes at the first window not yet written, and a second
+run into a folder in use is refused. `--metrics-port`: Prometheus metrics and health checks
+(`orcahello.live_metrics`).
 """
 
 from __future__ import annotations
@@ -32,27 +35,39 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from hls_timeline_orcahello import iso_utc
 from results_orcahello import DecisionParameters
 
-from . import EXIT_CANNOT_RUN, EXIT_OK, models, provenance, runs
+from . import EXIT_CANNOT_RUN, EXIT_OK, __version__, models, provenance, runs, site_thresholds, upstream_config
 from .live_follower import FollowerSettings, LiveFollower
-from .live_outputs import SourceOutputs, write_json_atomically
+from .live_metrics import DEFAULT_METRICS_HOST, DEFAULT_READY_SECONDS
+from .live_outputs import STATUS_FILE, SourceOutputs, write_json_atomically
 from .live_stream import LiveSource, LiveSourceError
-from .live_webhook import SPOOL_FOLDER, WebhookSpool
+from .live_webhook import SPOOL_FOLDER, WebhookError, WebhookSpool, check_webhook_url
+from .run_lock import OutputFolderBusy, OutputFolderLock
 
 if TYPE_CHECKING:
     from hls_stream_orcahello import HLSStream
     from pipeline_orcahello import OrcaHelloAudioClassificationPipeline
 
+    from .live_metrics import LiveMetrics
+
 logger = logging.getLogger("orcahello.live")
 
 DEFAULT_OUTPUT_DIR = "orcahello_live"
+# Where upstream's orchestrator finds a hydrophone's stream: its public bucket `audio-orcasound-net`, at the URL
+# InferenceSystem/src/LiveInferenceOrchestratorV1.py (orcasound/orcahello at 1cff7a68) builds; a node's stream is
+# <URL>/<node>/hls/<epoch>/live.m3u8 with <URL>/<node>/latest.txt naming the epoch.
+ORCASOUND_BUCKET_URL = "https://s3-us-west-2.amazonaws.com/audio-orcasound-net"
 DEFAULT_POLL_SECONDS = 10.0  # Orcasound's segment length: a new segment every 10 s
 DEFAULT_BACKLOG_SECONDS = 60.0
-STATUS_FILE = "status.json"
+# How often the command's own thread writes status.json and checks for a stop.
+STATUS_SECONDS = 1.0
+# On a stop, how long the sources' threads get to finish the segment at hand.
+STOP_GRACE_SECONDS = 10.0
 
 
 class WindowScorer:
@@ -70,18 +85,28 @@ class WindowScorer:
         self.batch_size = batch_size
         self.engine = engine
         self.precision = precision
+        # The sources' threads share the model: one batch at a time (the engine uses every core for it).
+        self._lock = threading.Lock()
 
     def score(self, recording: HLSStream, bounds: list[tuple[int, int]]) -> tuple[list[float], list[bool]]:
         """`(P(call) per window, digital silence per window)` for the sample `bounds` of `recording`."""
         scores: list[float] = []
         silent: list[bool] = []
-        blocks = self.pipe.score_window_bounds(
-            recording, bounds, batch_size=self.batch_size, engine=self.engine, precision=self.precision
-        )
-        for block in blocks:
-            scores.extend(float(value) for value in block.scores)
-            silent.extend(block.silent)
+        with self._lock:
+            blocks = self.pipe.score_window_bounds(
+                recording, bounds, batch_size=self.batch_size, engine=self.engine, precision=self.precision
+            )
+            for block in blocks:
+                scores.extend(float(value) for value in block.scores)
+                silent.extend(block.silent)
         return scores, silent
+
+
+def follow_one(follower: LiveFollower, stop_event: threading.Event) -> None:
+    """One source's thread: its turns, each when it is due, until the command stops or its playlist has ended."""
+    while not stop_event.is_set() and not follower.done:
+        if not follower.step(stop_event):
+            stop_event.wait(timeout=max(0.05, follower.next_poll_at - time.monotonic()))
 
 
 def run_followers(
@@ -90,29 +115,52 @@ def run_followers(
     output_dir: str,
     stop_after: float | None = None,
     poll_seconds: float = DEFAULT_POLL_SECONDS,
+    metrics: LiveMetrics | None = None,
 ) -> None:
-    """Turn by turn over the sources until `stop_event` (a signal, `stop_after`) or every playlist has ended."""
-    deadline = None if stop_after is None else time.monotonic() + stop_after
-    while not stop_event.is_set():
-        more = False
-        for follower in followers:
-            more = follower.step(stop_event) or more
-            if stop_event.is_set():
-                break
-        write_json_atomically(
-            os.path.join(output_dir, STATUS_FILE),
-            {"updated_at": iso_utc(time.time()), "sources": [follower.status() for follower in followers]},
+    """
+    Follow every source, each on its own thread, until `stop_event` (a signal), `stop_after` or every playlist
+    has ended. A source whose server stalls or trickles holds up only its own thread (each fetch has its own
+    deadline); the model is shared (`WindowScorer` scores one batch at a time). This thread writes `status.json`
+    every `STATUS_SECONDS` and tells `metrics` (`LiveMetrics`) that the command is alive. On a stop, each source
+    finishes the segment at hand; one still blocked on a fetch after `STOP_GRACE_SECONDS` is left behind (what
+    it wrote is whole, and the next run resumes it), so that stopping takes seconds.
+    """
+    threads = [
+        threading.Thread(
+            target=follow_one, args=(follower, stop_event), name=f"orcahello-live-{follower.source.name}", daemon=True
         )
-        if all(follower.done for follower in followers):
-            break
-        if deadline is not None and time.monotonic() >= deadline:
-            break
-        if not more:
-            next_poll = min(follower.next_poll_at for follower in followers if not follower.done)
-            wait = max(0.05, min(next_poll - time.monotonic(), poll_seconds))
-            if deadline is not None:
-                wait = min(wait, max(deadline - time.monotonic(), 0.0))
-            stop_event.wait(timeout=wait)
+        for follower in followers
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = None if stop_after is None else time.monotonic() + stop_after
+    try:
+        while True:
+            if metrics is not None:
+                metrics.turned()
+            write_status(followers, output_dir)
+            if not any(thread.is_alive() for thread in threads):
+                break
+            wait = STATUS_SECONDS if deadline is None else min(STATUS_SECONDS, deadline - time.monotonic())
+            if wait <= 0 or stop_event.wait(timeout=wait):
+                break
+    finally:
+        stop_event.set()
+        grace_ends = time.monotonic() + STOP_GRACE_SECONDS
+        for thread in threads:
+            thread.join(timeout=max(grace_ends - time.monotonic(), 0.0))
+        stuck = [thread.name for thread in threads if thread.is_alive()]
+        if stuck:
+            logger.warning("%s: still busy after %g s; stopping without them", ", ".join(stuck), STOP_GRACE_SECONDS)
+        write_status(followers, output_dir)
+
+
+def write_status(followers: Sequence[LiveFollower], output_dir: str) -> None:
+    """`<output dir>/status.json`: every source's last status (each source's own thread updates it)."""
+    write_json_atomically(
+        os.path.join(output_dir, STATUS_FILE),
+        {"updated_at": iso_utc(time.time()), "sources": [follower.last_status for follower in followers]},
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -150,6 +198,19 @@ class LiveOptions:
             On first contact with a source, how much of its current recording to score.
         plot (`bool`, *optional*, defaults to `True`):
             A spectrogram picture for each positive minute.
+        hydrophone_config (`upstream_config.HydrophoneConfig`, *optional*):
+            Upstream's hydrophone config: each source takes the decision of its location (matched by node name, as
+            a site table is), and without `sources` its locations' nodes are followed under `node_base_url`.
+        node_base_url (`str`, *optional*):
+            Where the nodes of `hydrophone_config` are: `<node_base_url>/<node>/hls/<epoch>/live.m3u8`.
+        allow_other_hosts (`bool`, *optional*, defaults to `False`):
+            Fetch segments and follow redirects on hosts other than each source's (refused by default).
+        metrics_port (`int`, *optional*):
+            Serve `/metrics`, `/healthz` and `/readyz` on this port (`orcahello.live_metrics`); None: no server.
+        metrics_host (`str`, *optional*, defaults to `"127.0.0.1"`):
+            The address the metrics server listens on (`0.0.0.0` in a container).
+        ready_seconds (`float`, *optional*, defaults to 120):
+            `/readyz`: a source is ready while it wrote a window within this many seconds and its lag is under it.
     """
 
     sources: tuple[str, ...]
@@ -161,9 +222,81 @@ class LiveOptions:
     scoring: provenance.ScoringOptions = dataclasses.field(default_factory=provenance.ScoringOptions)
     stop_after: float | None = None
     post: str | None = None
-    poll_seconds: float = DEFAULT_POLL_SECONDS
+    poll_seconds: float | None = None
     backlog_seconds: float = DEFAULT_BACKLOG_SECONDS
     plot: bool = True
+    hydrophone_config: upstream_config.HydrophoneConfig | None = None
+    node_base_url: str = ORCASOUND_BUCKET_URL
+    allow_other_hosts: bool = False
+    metrics_port: int | None = None
+    metrics_host: str = DEFAULT_METRICS_HOST
+    ready_seconds: float = DEFAULT_READY_SECONDS
+
+
+def hydrophone_sources(options: LiveOptions) -> tuple[str, ...]:
+    """
+    The sources to follow: `options.sources`, else the node of each location of `options.hydrophone_config` under
+    `options.node_base_url`. Raises `ValueError` (one line) when there are none, or for a location live cannot run
+    as upstream's orchestrator does.
+    """
+    config = options.hydrophone_config
+    if config is not None:
+        for location in config.locations:
+            if location.stream_type != "LiveHLS":
+                raise ValueError(
+                    f"{config.path}: location {location.location_id}: hls_stream_type {location.stream_type} is an "
+                    f"archive's time range: score it with orcahello detect or batch"
+                )
+            if location.segment_seconds != upstream_config.LIVE_SEGMENT_SECONDS:
+                raise ValueError(
+                    f"{config.path}: location {location.location_id}: inference_segment_size "
+                    f"{location.segment_seconds:g}: orcahello live decides each minute (60)"
+                )
+    if options.sources:
+        return tuple(options.sources)
+    if config is None:
+        raise ValueError("no SOURCE to follow: name nodes or playlists, or give --hydrophone-config")
+    missing = [location.location_id for location in config.locations if not location.hydrophone_id]
+    if missing:
+        raise ValueError(f"{config.path}: no hls_hydrophone_id for location(s) {', '.join(missing)}: name SOURCEs")
+    base = options.node_base_url.rstrip("/")
+    return tuple(f"{base}/{location.hydrophone_id}" for location in config.locations)
+
+
+def follower_settings(
+    options: LiveOptions, source: LiveSource, config: Any, model_info: dict, site_table: dict | None
+) -> FollowerSettings:
+    """
+    What `source` is scored and decided with: the run's options over its location's decision (`--hydrophone-config`,
+    matched by node as `orcahello detect` matches a site) over the model's, and its poll interval.
+    """
+    overrides, location, poll_seconds = {}, None, options.poll_seconds
+    if site_table is not None:
+        assert options.hydrophone_config is not None  # the table is the hydrophone config's (`live_command`)
+        overrides = site_thresholds.parameters_for(source.source, site_table)
+        location = site_thresholds.match_site(source.source, site_table)
+        located = [
+            entry
+            for entry in options.hydrophone_config.locations
+            if location in (entry.hydrophone_id, entry.location_id)
+        ] or list(options.hydrophone_config.locations[:1])
+        if poll_seconds is None:
+            poll_seconds = located[0].poll_seconds
+    parameters = provenance.scoring_parameters(options.scoring, config, overrides)
+    # The decision as detect makes it: the preset's smoothing and the floor on the confidence included.
+    inference = provenance.inference_record(parameters, config)
+    record = None
+    if options.hydrophone_config is not None:
+        record = {**options.hydrophone_config.record(), "location": location, "overrides": overrides}
+    return FollowerSettings(
+        parameters=parameters,
+        decision=DecisionParameters.from_mapping({**inference, **parameters}),
+        run_hash=provenance.run_hash(parameters, model_info),
+        model_info=model_info,
+        backlog_seconds=options.backlog_seconds,
+        poll_seconds=poll_seconds or DEFAULT_POLL_SECONDS,
+        hydrophone_config=record,
+    )
 
 
 def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
@@ -171,8 +304,13 @@ def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     stop_event = threading.Event()
     try:
-        sources = [LiveSource(source, stop_event=stop_event) for source in options.sources]
-    except LiveSourceError as error:
+        if options.post:
+            check_webhook_url(options.post)
+        sources = [
+            LiveSource(source, stop_event=stop_event, allow_other_hosts=options.allow_other_hosts)
+            for source in hydrophone_sources(options)
+        ]
+    except (LiveSourceError, WebhookError, ValueError) as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     names = [source.name for source in sources]
@@ -188,22 +326,58 @@ def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
         print(f"ERROR: cannot load the model {model!r}: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     runs.quiet_pipeline_warnings()  # each minute's warnings are in its outputs
-    parameters = provenance.scoring_parameters(options.scoring, pipe.model.config)
     model_info = provenance.describe_model(pipe, model)
-    # The decision as detect makes it: the preset's smoothing and the floor on the confidence included.
-    inference = provenance.inference_record(parameters, pipe.model.config)
-    settings = FollowerSettings(
-        parameters=parameters,
-        decision=DecisionParameters.from_mapping({**inference, **parameters}),
-        run_hash=provenance.run_hash(parameters, model_info),
-        model_info=model_info,
-        backlog_seconds=options.backlog_seconds,
-        poll_seconds=options.poll_seconds,
-    )
-    os.makedirs(options.output_dir, exist_ok=True)
-    webhook = (
-        WebhookSpool(options.post, os.path.join(options.output_dir, SPOOL_FOLDER)).start() if options.post else None
-    )
+    if runs.standin_note(model, model_info):
+        print(runs.standin_note(model, model_info), file=sys.stderr)
+    site_table = None if options.hydrophone_config is None else options.hydrophone_config.site_table()
+    settings = {
+        source.name: follower_settings(options, source, pipe.model.config, model_info, site_table) for source in sources
+    }
+    # One run per output folder: a second would write every window and POST every detection twice.
+    lock = OutputFolderLock(options.output_dir, "orcahello live")
+    try:
+        lock.acquire()
+    except OutputFolderBusy as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    metrics = server = None
+    try:
+        if options.metrics_port is not None:
+            from .live_metrics import LiveMetrics, MetricsServer
+
+            metrics = LiveMetrics(ready_seconds=options.ready_seconds)
+            # Each source's parameters and run hash (a hydrophone config gives each location its own decision).
+            parameters = {name: source_settings.parameters for name, source_settings in settings.items()}
+            run_hashes = sorted({source_settings.run_hash for source_settings in settings.values()})
+            run_hash = run_hashes[0] if len(run_hashes) == 1 else ",".join(run_hashes)
+            metrics.describe(model, model_info, pipe.model.config.to_dict(), parameters, run_hash, __version__)
+            try:
+                server = MetricsServer(metrics, options.metrics_port, options.metrics_host).start()
+            except OSError as error:
+                where = f"{options.metrics_host}:{options.metrics_port}"
+                print(f"ERROR: --metrics-port: cannot listen on {where} ({error.strerror})", file=sys.stderr)
+                return EXIT_CANNOT_RUN
+        return follow(options, sources, pipe, settings, model, device, stop_event, metrics)
+    finally:
+        if server is not None:
+            server.stop()
+        lock.release()
+
+
+def follow(
+    options: LiveOptions,
+    sources: Sequence[LiveSource],
+    pipe: OrcaHelloAudioClassificationPipeline,
+    settings: dict[str, FollowerSettings],
+    model: str,
+    device: str,
+    stop_event: threading.Event,
+    metrics: LiveMetrics | None = None,
+) -> int:
+    """`live_command` once its output folder is locked: follow `sources` (each with its `settings[name]`) until
+    stopped; the exit status."""
+    spool_folder = os.path.join(options.output_dir, SPOOL_FOLDER)
+    webhook = WebhookSpool(options.post, spool_folder, metrics=metrics).start() if options.post else None
     batch_size = options.batch_size or models.default_batch_size(pipe.device.type)
     scorer = WindowScorer(pipe, batch_size, engine=options.engine, precision=options.scoring.precision)
     try:
@@ -212,8 +386,9 @@ def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
                 source,
                 SourceOutputs(os.path.join(options.output_dir, source.name), plot=options.plot),
                 scorer,
-                settings,
+                settings[source.name],
                 webhook,
+                metrics,
             )
             for source in sources
         ]
@@ -221,7 +396,7 @@ def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
         print(f"ERROR: {error}", file=sys.stderr)
         return EXIT_CANNOT_RUN
 
-    def request_stop(signal_number, frame):
+    def request_stop(signal_number: int, frame: FrameType | None) -> None:
         logger.info("%s: finishing the segment at hand, then stopping", signal.Signals(signal_number).name)
         stop_event.set()
 
@@ -229,7 +404,8 @@ def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     logger.info("following %d source(s) into %s with %s (%s)", len(sources), options.output_dir, model, device)
     try:
-        run_followers(followers, stop_event, options.output_dir, options.stop_after, options.poll_seconds)
+        poll_seconds = min(follower_settings.poll_seconds for follower_settings in settings.values())
+        run_followers(followers, stop_event, options.output_dir, options.stop_after, poll_seconds, metrics)
     finally:
         if webhook is not None:
             webhook.stop()

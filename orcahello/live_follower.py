@@ -19,12 +19,13 @@ from hls_timeline_orcahello import iso_utc, listed_segment_seconds, utc_at
 from results_orcahello import DecisionParameters
 
 from . import __version__, runs
-from .live_stream import SEGMENT_SECONDS_WHEN_UNLISTED, LiveSourceError
+from .live_stream import SEGMENT_SECONDS_WHEN_UNLISTED, LiveSourceError, is_newer_recording
 
 if TYPE_CHECKING:
     from hls_stream_orcahello import HLSStream
 
     from .live import WindowScorer
+    from .live_metrics import LiveMetrics
     from .live_outputs import SourceOutputs
     from .live_stream import LiveSource
     from .live_webhook import WebhookSpool
@@ -51,6 +52,8 @@ class FollowerSettings:
         model_info (`dict`): the model's identity (`provenance.describe_model`).
         backlog_seconds (`float`): on first contact with a source, how much of its current recording to score.
         poll_seconds (`float`): how often a source that is caught up is polled.
+        hydrophone_config (`dict`, *optional*): `--hydrophone-config`'s record for this source (the file, its hash,
+            the location and the overrides it applied), which every minute's JSON carries.
     """
 
     parameters: dict[str, Any]
@@ -59,6 +62,7 @@ class FollowerSettings:
     model_info: dict[str, Any]
     backlog_seconds: float
     poll_seconds: float
+    hydrophone_config: dict[str, Any] | None = None
 
 
 class LiveFollower:
@@ -71,6 +75,7 @@ class LiveFollower:
         scorer (`WindowScorer`): the shared model.
         settings (`FollowerSettings`): the scoring, the decision and what identifies the results.
         webhook (`WebhookSpool`, *optional*): where positive minutes are posted.
+        metrics (`LiveMetrics`, *optional*): where its counts go (`--metrics-port`).
     """
 
     def __init__(
@@ -80,8 +85,12 @@ class LiveFollower:
         scorer: WindowScorer,
         settings: FollowerSettings,
         webhook: WebhookSpool | None = None,
+        metrics: LiveMetrics | None = None,
     ) -> None:
         self.source, self.outputs, self.scorer, self.webhook = source, outputs, scorer, webhook
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.add_source(source.name)
         self.parameters = settings.parameters
         self.settings = settings
         self.window_seconds = self.parameters["window_seconds"]
@@ -98,12 +107,18 @@ class LiveFollower:
         self.failures_in_a_row = 0
         self.last_error: str | None = None
         self.segment_failures: dict[int, int] = {}
+        # the last few `[first, last]` runs of segments that left the playlist unfetched
+        self.dropped_ranges: list[list[int]] = []
         self.arrivals: dict[int, float] = {}  # segment number -> when it was first listed (Unix time)
         self.lag_seconds: float | None = None
         self.lag_seconds_max = 0.0
+        # The start (seconds) of the last gap counted in the metrics: the recording lets go of gaps it has passed
+        # (`forget_before`), so they are counted by where they start, never by how many it holds.
+        self.gaps_counted_until = -math.inf
         self.windows_written = 0
         self.segments_behind = 0
         self.last_window_utc: str | None = None
+        self.last_status = self.status()  # read by the command's thread for status.json: replaced, never changed
 
     # -- recordings ---------------------------------------------------------------------------------------------
 
@@ -113,8 +128,10 @@ class LiveFollower:
             recording_id, playlist = state["recording"], state["playlist"]  # finish what the last run was on
         else:
             recording_id, playlist = self.source.current_playlist()
-            if state.get("finished") and recording_id == state.get("recording"):
-                return False  # the node has not restarted since its last recording ended
+            if state.get("finished") and not is_newer_recording(recording_id, state["recording"]):
+                # The node has not restarted since its last recording ended, or names an older one again: every
+                # recording up to the last one finished is done, never scored again.
+                return False
         segments, info = self.source.playlist(playlist)
         resumed = state.get("recording") == recording_id
         if resumed:
@@ -129,6 +146,7 @@ class LiveFollower:
                     first_segment = segments[max(0, len(segments) - keep)].number
         from_first = [segment for segment in segments if segment.number >= first_segment]
         self.recording = self.source.new_recording(recording_id, playlist, from_first or segments, info)
+        self.gaps_counted_until = -math.inf
         self.recording_id = recording_id
         self.playlist = playlist
         self.first_segment = first_segment
@@ -191,22 +209,30 @@ class LiveFollower:
         """One turn: poll, decode and score up to `SEGMENTS_PER_TURN` new segments. True when more are waiting."""
         if self.done or time.monotonic() < self.next_poll_at:
             return False
+        self._count("polls")
         try:
             more = self._step(stop_event)
             self.failures_in_a_row, self.last_error = 0, None
             if not more:
                 self.next_poll_at = time.monotonic() + self.settings.poll_seconds
         except (HLSInputError, LiveSourceError) as error:
+            self._count("failures", "poll")
             self._back_off(error)
             more = False
         except Exception as error:  # unforeseen: this source starts again from what is on disk, the others go on
             logger.exception("%s: unexpected error; resuming this source from its output folder", self.source.name)
             self.recording = None
             self.state = self.outputs.load_state() or {}
+            self._count("failures", "unexpected")
             self._back_off(f"{type(error).__name__}: {error}")
             more = False
         self._write_status()
         return more
+
+    def _count(self, metric, *labels, amount=1):
+        """Add `amount` to this source's `metric` (a `LiveMetrics` counter), when metrics are served."""
+        if self.metrics is not None:
+            getattr(self.metrics, metric).labels(self.source.name, *labels).inc(amount)
 
     def _back_off(self, error):
         """A failed turn: a warning, and the next try after a delay that doubles with each failure in a row."""
@@ -230,13 +256,15 @@ class LiveFollower:
                 self.arrivals.setdefault(segment.number, now)
         assert segments[0].number is not None
         if segments[0].number > self.next_segment:  # a sliding playlist dropped them before they were fetched
+            # Only the range is said, never each number: a #EXT-X-MEDIA-SEQUENCE jump of billions is one gap
+            # (the decoder's time line puts it where the audio resumes), not billions of lost segments to keep.
             logger.warning(
                 "%s: segments %d-%d left the playlist before they were fetched: lost",
                 self.source.name,
                 self.next_segment,
                 segments[0].number - 1,
             )
-            self.lost.update(range(self.next_segment, segments[0].number))
+            self.dropped_ranges = [*self.dropped_ranges[-9:], [self.next_segment, segments[0].number - 1]]
             self.next_segment = segments[0].number
         todo = [segment for segment in segments if segment.number >= self.next_segment]
         scored_segments = 0
@@ -253,6 +281,7 @@ class LiveFollower:
                 self.recording.add_marked_gap(segment)
             else:
                 decoded_before = self.recording.num_samples
+                started = time.perf_counter()
                 try:
                     self.recording.add_segment(segment, self.source.read(segment.location))
                 except HLSInputError as error:
@@ -267,9 +296,7 @@ class LiveFollower:
                     if failures < LOST_AFTER_FAILURES:
                         raise
                     # Lost when the stream went on without it: later segments listed, or a new stream folder.
-                    moved_on = position < len(todo) - 1 or (
-                        self.source.kind == "node" and self.source.current_playlist()[0] != self.recording_id
-                    )
+                    moved_on = position < len(todo) - 1 or self._node_moved_on()
                     if not moved_on:
                         raise
                     logger.warning(
@@ -280,9 +307,12 @@ class LiveFollower:
                         error,
                     )
                     self.lost.add(segment.number)
+                    self._count("failures", "segment_lost")
                     self.next_segment = segment.number + 1
                     self._save_state(finished=False)
                     continue
+                finally:
+                    self._count("decode_seconds", amount=time.perf_counter() - started)
                 self.segment_failures.pop(segment.number, None)
             self.next_segment = segment.number + 1
             self._score_ready(arrival=self.arrivals.pop(segment.number, now))
@@ -295,10 +325,24 @@ class LiveFollower:
         if info.get("ended"):
             self._finish_recording()
             self.done = self.source.kind == "playlist"
-        elif self.source.kind == "node" and self.source.current_playlist()[0] != self.recording_id:
+        elif self._node_moved_on():
             self._finish_recording()  # the node restarted: its old folder is complete, a new one has begun
             return True
         return False
+
+    def _node_moved_on(self):
+        """Whether the node now streams a newer recording (`latest.txt` naming an older one is not a restart)."""
+        if self.source.kind != "node":
+            return False
+        current = self.source.current_playlist()[0]
+        if current != self.recording_id and not is_newer_recording(current, self.recording_id):
+            logger.warning(
+                "%s: latest.txt names recording %s, older than %s: ignored",
+                self.source.name,
+                current,
+                self.recording_id,
+            )
+        return is_newer_recording(current, self.recording_id)
 
     # -- scoring and writing ------------------------------------------------------------------------------------
 
@@ -323,7 +367,9 @@ class LiveFollower:
             count = min(ready, max(end_of_minute - self.next_window, 1), self.scorer.batch_size * 4)
             indices = range(self.next_window, self.next_window + count)
             bounds = [(index * hop_samples, index * hop_samples + window_samples) for index in indices]
+            started = time.perf_counter()
             scores, silent = self.scorer.score(recording, bounds)
+            self._count("score_seconds", amount=time.perf_counter() - started)
             entries = [self._window_entry(index, score, quiet) for index, score, quiet in zip(indices, scores, silent)]
             self.outputs.append_windows(entries)
             self.pending.extend(entries)
@@ -333,6 +379,13 @@ class LiveFollower:
             if arrival is not None:
                 self.lag_seconds = time.time() - arrival
                 self.lag_seconds_max = max(self.lag_seconds_max, self.lag_seconds)
+            if self.metrics is not None:
+                positive = sum(score > self.settings.decision.local_threshold for score in scores)
+                self.metrics.windows_written(self.source.name, count, positive, self.lag_seconds)
+                new_gaps = [gap.start_s for gap in recording.gaps if gap.start_s > self.gaps_counted_until]
+                if new_gaps:
+                    self._count("gaps", amount=len(new_gaps))
+                    self.gaps_counted_until = max(new_gaps)
             self._write_complete_minutes(window_samples, hop_samples)
         if self.next_window > written_before:
             logger.info(
@@ -445,10 +498,14 @@ class LiveFollower:
             "run_hash": self.settings.run_hash,
             "partial_minute": final and len(entries) < self.minute_windows,
         }
+        if self.settings.hydrophone_config is not None:
+            document["hydrophone_config"] = self.settings.hydrophone_config
         stem = self.outputs.minute_stem(self.recording_id, self.next_minute, result["start_time_utc"])
         audio = recording.read(first_sample, last_sample) if result["global_prediction"] else None
         detection = self.outputs.write_minute(stem, document, audio, rate)
+        self._count("minutes")
         if detection is not None:
+            self._count("positive_minutes")
             logger.info(
                 "%s: POSITIVE minute %s (confidence %.1f)",
                 self.source.name,
@@ -476,9 +533,11 @@ class LiveFollower:
             "failures_in_a_row": self.failures_in_a_row,
             "last_error": self.last_error,
             "lost_segments": sorted(getattr(self, "lost", ())),
+            "dropped_segment_ranges": self.dropped_ranges,
             "held_samples": self.recording.held_samples() if self.recording else 0,
             "updated_at": iso_utc(time.time()),
         }
 
     def _write_status(self):
-        self.outputs.save_status(self.status())
+        self.last_status = self.status()
+        self.outputs.save_status(self.last_status)

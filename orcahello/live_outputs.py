@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import writers
 from .atomic_files import temporary_file_beside
+from .run_lock import open_output
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,7 +59,7 @@ def drop_partial_last_line(path: str) -> None:
     """A line cut short by a crash (no final newline) is removed: the window it held is scored again."""
     if not os.path.exists(path):
         return
-    with open(path, "rb+") as handle:
+    with os.fdopen(open_output(path, os.O_RDWR), "rb+") as handle:  # never through a planted symbolic link
         handle.seek(0, os.SEEK_END)
         size = handle.tell()
         if size == 0:
@@ -85,7 +86,7 @@ def append_lines(path: str, entries: Iterable[dict[str, Any]]) -> None:
     if not entries:
         return
     text = "".join(json.dumps(entry, separators=(",", ":")) + "\n" for entry in entries)
-    with open(path, "a", encoding="utf-8") as handle:
+    with os.fdopen(open_output(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())

@@ -18,6 +18,7 @@ from vocabulary_orcahello import (
     ENGINES,
     HUB_MODEL_ID,
     INFERENCE_PRESETS,
+    MAX_BATCH_SIZE,
 )
 
 from . import adapt, batch, calibrate, embed, evaluate, live, models, search, writers
@@ -66,6 +67,14 @@ def positive_integer(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def batch_size(text: str) -> int:
+    """Windows per forward pass (`--batch-size`): from 1 to `MAX_BATCH_SIZE`, whose memory grows with it."""
+    value = positive_integer(text)
+    if value > MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_BATCH_SIZE} (memory grows with it), got {value}")
     return value
 
 
@@ -118,7 +127,7 @@ SHARED_OPTIONS: dict[str, dict[str, Any]] = {
     "--device": dict(choices=models.DEVICES, default="auto", help="default: auto"),
     "--batch-size": dict(
         metavar="N",
-        type=positive_integer,
+        type=batch_size,
         default=None,  # models.default_batch_size of the device the model runs on
         help=f"windows per forward pass (default: {DEFAULT_BATCH_SIZE['cpu']} on CPU, "
         f"{DEFAULT_BATCH_SIZE['other']} on a GPU)",
@@ -165,6 +174,14 @@ SHARED_OPTIONS: dict[str, dict[str, Any]] = {
         default=None,
         help="JSON (or YAML) table of decision parameters per hydrophone, matched by name or glob pattern against "
         "each recording's path; options given on the command line override it (see orcahello/site_thresholds.py)",
+    ),
+    "--hydrophone-config": dict(
+        metavar="FILE",
+        default=None,
+        help="upstream's hydrophone config (its Kubernetes ConfigMap, the bare config.yml, or the multi-location "
+        "orchestrator_config + location_config form): each location's model_config_overrides decide its "
+        "recordings (the v1 preset, or fastai for the FastAI-era form); options given here apply last (see "
+        "docs/upstream.md)",
     ),
     "--recursive": dict(
         action="store_true",
@@ -360,9 +377,17 @@ def add_live_options(parser: argparse.ArgumentParser) -> None:
     """`orcahello live`'s own options (the run is `orcahello.live`)."""
     parser.add_argument(
         "sources",
-        nargs="+",
+        nargs="*",
         metavar="SOURCE",
-        help="nodes (http(s)://host/<node>, or a local folder holding latest.txt) or live .m3u8 playlists",
+        help="nodes (http(s)://host/<node>, or a local folder holding latest.txt) or live .m3u8 playlists; none: "
+        "the nodes of --hydrophone-config's locations (hls_hydrophone_id) under --node-base-url",
+    )
+    parser.add_argument(
+        "--node-base-url",
+        metavar="URL",
+        default=live.ORCASOUND_BUCKET_URL,
+        help="where --hydrophone-config's nodes are, as <URL>/<node>/hls/<epoch>/live.m3u8 (default: Orcasound's "
+        f"public bucket, {live.ORCASOUND_BUCKET_URL}, as upstream's orchestrator reads it)",
     )
     parser.add_argument("--output-dir", default=live.DEFAULT_OUTPUT_DIR, help=f"default: ./{live.DEFAULT_OUTPUT_DIR}")
     parser.add_argument(
@@ -382,8 +407,9 @@ def add_live_options(parser: argparse.ArgumentParser) -> None:
         "--poll-seconds",
         metavar="S",
         type=positive_float,
-        default=live.DEFAULT_POLL_SECONDS,
-        help=f"how often a source that is caught up is polled (default {live.DEFAULT_POLL_SECONDS:g})",
+        default=None,
+        help=f"how often a source that is caught up is polled (default {live.DEFAULT_POLL_SECONDS:g}, or "
+        "--hydrophone-config's hls_polling_interval)",
     )
     parser.add_argument(
         "--backlog-seconds",
@@ -394,6 +420,50 @@ def add_live_options(parser: argparse.ArgumentParser) -> None:
         f"(default {live.DEFAULT_BACKLOG_SECONDS:g}; a large value scores it from its start)",
     )
     parser.add_argument("--no-plot", action="store_true", help="no spectrogram picture for positive minutes")
+    parser.add_argument(
+        "--allow-other-hosts",
+        action="store_true",
+        help="fetch segments (and follow redirects) on hosts other than each source's, which are refused by default",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        metavar="PORT",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics on /metrics and health checks on /healthz and /readyz at this port",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        metavar="ADDRESS",
+        default=live.DEFAULT_METRICS_HOST,
+        help=f"the address the metrics server listens on (default {live.DEFAULT_METRICS_HOST}; 0.0.0.0 in a container)",
+    )
+    parser.add_argument(
+        "--ready-seconds",
+        metavar="S",
+        type=positive_float,
+        default=live.DEFAULT_READY_SECONDS,
+        help="/readyz: a source is ready while it wrote a window within S seconds and its lag is under S "
+        f"(default {live.DEFAULT_READY_SECONDS:g})",
+    )
+
+
+def add_reaggregate_options(parser: argparse.ArgumentParser) -> None:
+    """`orcahello reaggregate`'s own options (the run is `orcahello.reaggregate`)."""
+    parser.add_argument(
+        "results",
+        nargs="+",
+        metavar="RESULTS",
+        help="saved results: detect's or batch's *.orcahello.json, live's minute JSONs, or folders of them",
+    )
+    parser.add_argument("--output-dir", metavar="DIR", required=True, help="where the re-decided outputs go")
+    parser.add_argument(
+        "--format",
+        metavar="LIST",
+        default=writers.OUTPUT_FORMATS,
+        type=parse_formats,
+        help=f"comma-separated outputs among {','.join(writers.OUTPUT_FORMATS)} (default: all), as for detect",
+    )
 
 
 def add_finetune_options(parser: argparse.ArgumentParser) -> None:
@@ -461,10 +531,41 @@ def add_convert_options(parser: argparse.ArgumentParser) -> None:
 def add_upload_options(parser: argparse.ArgumentParser) -> None:
     """`orcahello upload`'s options (the run is `orcahello.conversion.upload`, loaded only to run)."""
     parser.add_argument("folder", help="model folder written by orcahello convert")
-    parser.add_argument("--repo-id", default=HUB_MODEL_ID, help=f"Hub model repo (default {HUB_MODEL_ID})")
+    parser.add_argument("--repo-id", required=True, help="Hub model repo to push to (no default: name it)")
     parser.add_argument("--token", default=os.environ.get("HF_TOKEN"), help="Hub write token (default: $HF_TOKEN)")
     parser.add_argument("--commit-message", help="commit message on the Hub")
     parser.add_argument("--dry-run", action="store_true", help="validate only; never contact the Hub")
+    parser.add_argument(
+        "--allow-derived-weights",
+        action="store_true",
+        help="accept synthetic stand-in or adapted weights (refused otherwise)",
+    )
+
+
+def add_quantize_options(parser: argparse.ArgumentParser) -> None:
+    """`orcahello quantize`'s options (the run is `orcahello.quantize`, which needs the `int8` extra)."""
+    parser.add_argument("model", help="the model folder to quantize; the int8 models are written into it")
+    parser.add_argument(
+        "--calibration",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="recordings whose windows calibrate the quantization (real hydrophone audio, as the site's)",
+    )
+    parser.add_argument(
+        "--presets",
+        nargs="+",
+        choices=tuple(INFERENCE_PRESETS),
+        default=tuple(INFERENCE_PRESETS),
+        help="the presets whose windows get an int8 model (default: all)",
+    )
+    parser.add_argument(
+        "--calibration-windows",
+        type=int,
+        default=300,
+        metavar="N",
+        help="windows calibrating each model, spread evenly over the recordings' (default: 300, NNCF's default)",
+    )
 
 
 def add_adapt_options(parser: argparse.ArgumentParser) -> None:

@@ -15,8 +15,8 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
+from results_orcahello import check_decision_value
 from vocabulary_orcahello import (
-    AGGREGATION_STRATEGIES,
     DECISION_FIELD_TYPES,
     DECISION_FIELDS,
     PRECISIONS,
@@ -48,38 +48,6 @@ DECISION_OPTIONS = {
     "aggregation": "aggregation",
     "min_global_confidence": "min_global_confidence",
 }
-
-
-# What a decision field of each type may hold, beyond its type: every number with a fraction is a threshold on a
-# 0-1 confidence; a count is at least 0 (top_k_windows: at least 1 window); a string is one of a fixed set.
-COUNT_MINIMUMS = {"top_k_windows": 1}
-STRING_CHOICES = {"aggregation": AGGREGATION_STRATEGIES}
-
-
-def check_decision_value(field: str, value: Any, name: str | None = None) -> bool | str | float | int:
-    """
-    `value` for the decision field `field` (`vocabulary_orcahello.DECISION_FIELD_TYPES`), in the field's type; a
-    one-line `ValueError` calling it `name` (default: the field) when it is not one the decision can use.
-    """
-    name = name or field
-    kind = DECISION_FIELD_TYPES[field]
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{name} must be true or false, got {value!r}")
-        return value
-    if kind is str:
-        if value not in STRING_CHOICES[field]:
-            raise ValueError(f"{name} must be one of {', '.join(STRING_CHOICES[field])}, got {value!r}")
-        return value
-    number = not isinstance(value, bool) and isinstance(value, (int, float))
-    if kind is float:
-        if not number or not 0.0 <= value <= 1.0:  # also refuses nan
-            raise ValueError(f"{name} must be a number from 0 to 1, got {value!r}")
-        return float(value)
-    minimum = COUNT_MINIMUMS.get(field, 0)
-    if not number or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}")
-    return value
 
 
 @dataclasses.dataclass(frozen=True)

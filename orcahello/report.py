@@ -17,7 +17,9 @@ mono, 16-bit WAV at the recording's own rate) and its picture are written beside
 scores again. Needs matplotlib for the pictures (`pip install "orcahello-srkw-detector[plot]"`).
 """
 
+import base64
 import dataclasses
+import hashlib
 import html
 import os
 import urllib.parse
@@ -25,6 +27,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY
 
 from . import inputs, labelling, writers
 from .atomic_files import temporary_file_beside
@@ -39,19 +43,24 @@ CLIP_CONTEXT_SECONDS = 1.0
 MAX_CLIP_SECONDS = 60.0
 TIMELINE_WIDTH, TIMELINE_HEIGHT = 1000, 110
 
+# The clip's spectrogram as the page shows it (CSS pixels; its PNG has twice as many each way), and its labels' size.
+CLIP_PICTURE_PX = (300, 120)
+CLIP_PICTURE_FONT_PT = 10
+
 STYLE = """
 body { font-family: system-ui, sans-serif; font-size: 15px; margin: 1.5em; color: #1d2330; background: #fafbfc; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 2em; }
 table { border-collapse: collapse; margin: 0.5em 0; }
 th, td { border-bottom: 1px solid #d7dce3; padding: 0.2em 0.5em; text-align: left; vertical-align: middle; }
-th.sortable { cursor: pointer; user-select: none; white-space: nowrap; }
+th.sortable { cursor: pointer; user-select: none; }
 th.sortable::after { content: " \\2195"; color: #8a93a3; }
 th[aria-sort="ascending"]::after { content: " \\2191"; color: #1d2330; }
 th[aria-sort="descending"]::after { content: " \\2193"; color: #1d2330; }
 td.number { text-align: right; font-variant-numeric: tabular-nums; }
 tr:target { background: #fff3bf; }
-img.spectrogram { width: 256px; height: 102px; display: block; }
-audio { width: 200px; }
+td.recording { max-width: 14em; overflow-wrap: anywhere; }
+img.spectrogram { width: 300px; height: 120px; display: block; }
+audio { width: 300px; display: block; }
 .missing { color: #b00020; font-style: italic; }
 .positive { color: #0b7a33; font-weight: bold; } .negative { color: #5b6473; }
 .warning { color: #9a5b00; }
@@ -105,11 +114,19 @@ SCRIPT = """
 })();
 """
 
-# Nothing but this file and the files beside it: no network, no plug-ins, no frames.
+# Nothing but this file and the files beside it: no network, no plug-ins, no frames; the one script the page was
+# written with runs (its sha256 in `script-src`, which browsers honour from file:// too), nothing else: an injected
+# `<script>` or a handler attribute (`<img onerror>`) in some value written into the page never runs.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; img-src 'self' file: data:; media-src 'self' file:; "
-    "style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+    "style-src 'unsafe-inline'; script-src 'sha256-{script_sha256}'"
 )
+
+
+def content_security_policy(script: str) -> str:
+    """The page's policy (`CONTENT_SECURITY_POLICY`) allowing exactly the inline `script`, by its hash."""
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+    return CONTENT_SECURITY_POLICY.format(script_sha256=digest)
 
 
 def relative_link(path: str, output_dir: str) -> str:
@@ -146,7 +163,8 @@ def write_clip_picture(clip_path: str, picture_path: str, detection_start_s: flo
 
     db, duration_s, top_frequency = spectrogram_db(clip_path)
     floor, ceiling = np.percentile(db, [COLOR_FLOOR_PERCENTILE, COLOR_CEILING_PERCENTILE])
-    figure = Figure(figsize=(5.0, 2.0), dpi=64, layout="constrained")
+    # Twice the pixels it is shown at (sharp on a high-density screen), its labels 10 pt: readable at 1x too.
+    figure = Figure(figsize=(CLIP_PICTURE_PX[0] / 60, CLIP_PICTURE_PX[1] / 60), dpi=2 * 60, layout="constrained")
     axis = figure.add_subplot()
     axis.imshow(
         db,
@@ -160,9 +178,9 @@ def write_clip_picture(clip_path: str, picture_path: str, detection_start_s: flo
     )
     for seconds in (detection_start_s, detection_end_s):
         axis.axvline(seconds, color="#39ff14", linewidth=1.2)
-    axis.set_xlabel("s", fontsize="small")
-    axis.set_ylabel("kHz", fontsize="small")
-    axis.tick_params(labelsize="x-small")
+    axis.set_xlabel("s", fontsize=CLIP_PICTURE_FONT_PT)
+    axis.set_ylabel("kHz", fontsize=CLIP_PICTURE_FONT_PT)
+    axis.tick_params(labelsize=CLIP_PICTURE_FONT_PT)
     _atomic(picture_path, lambda path: figure.savefig(path, format="png"))
 
 
@@ -322,7 +340,7 @@ def review_recording(
             (
                 detection["max_confidence"],
                 f'<tr id="{anchor}-{index}" class="detection" {attributes}>'
-                f'<td><a href="#{anchor}">{escape(job.relative_path)}</a></td>'
+                f'<td class="recording"><a href="#{anchor}">{escape(job.relative_path)}</a></td>'
                 f'<td class="number" data-value="{detection["start"]}">'
                 f"{seconds_and_utc(detection['start'], detection.get('start_utc'))}</td>"
                 f'<td class="number" data-value="{detection["end"]}">'
@@ -351,14 +369,32 @@ def review_recording(
 def media_cells(
     clip_path: str | None, picture_path: str | None, clip_start: float, output_dir: str, clip_error: str | None = None
 ) -> str:
-    """The spectrogram and audio cells of a row (one cell saying why when the clip could not be written)."""
+    """
+    The clip's cell of a row: its spectrogram with the audio player under it, so that a 1280-px screen shows both
+    (a cell saying why when the clip could not be written).
+    """
     if clip_path is None or picture_path is None:  # both, or neither
-        return f'<td colspan="2" class="missing">no clip: {html.escape(clip_error or "")}</td>'
+        return f'<td class="missing">no clip: {html.escape(clip_error or "")}</td>'
     return (
         f'<td><img class="spectrogram" src="{relative_link(picture_path, output_dir)}" '
-        f'alt="spectrogram of the clip from {clip_start:.1f} s" width="256" height="102"></td>'
-        f'<td><audio controls preload="metadata" src="{relative_link(clip_path, output_dir)}"></audio>'
-        f"<br><small>clip from {clip_start:.1f} s</small></td>"
+        f'alt="spectrogram of the clip from {clip_start:.1f} s" width="{CLIP_PICTURE_PX[0]}" '
+        f'height="{CLIP_PICTURE_PX[1]}">'
+        f'<audio controls preload="metadata" src="{relative_link(clip_path, output_dir)}"></audio>'
+        f"<small>clip from {clip_start:.1f} s</small></td>"
+    )
+
+
+def standin_banner(model_info: dict[str, Any]) -> str:
+    """
+    A review page's line saying that the model's weights are the synthetic stand-in (`model_info` as
+    `provenance.describe_model_config` gives it), above everything else: its scores mean nothing on real recordings.
+    Empty for any other model.
+    """
+    if not model_info.get(SYNTHETIC_WEIGHTS_KEY):
+        return ""
+    return (
+        f'<p class="warning standin"><strong>{html.escape(writers.STANDIN_VALUE)} weights</strong>: '
+        f"{html.escape(writers.STANDIN_WARNING)}</p>"
     )
 
 
@@ -371,7 +407,7 @@ def page(title: str, content: str, labels_key: str | None = None) -> str:
     script = SCRIPT + (labelling.labelling_script() if labels_key else "")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy(script)}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title><style>{STYLE}{labelling.STYLE}</style></head><body{body}>"
         f"{content}<script>{script}</script></body></html>\n"
@@ -416,7 +452,7 @@ def render_report(
     summary = (
         f"{len(recordings)} recording(s), {len(detection_rows)} detection(s)"
         + (f", {len(failures)} failed" if failures else "")
-        + f"; model {model}; threshold {parameters.get('local_threshold', '')}, "
+        + f"; model {model}; threshold {escape(str(parameters.get('local_threshold', '')))}, "
         f"aggregation {escape(str(parameters.get('aggregation', '')))}; "
         f"finished {escape(str(run_document.get('finished_at', '')))}"
     )
@@ -424,7 +460,7 @@ def render_report(
         '<table id="detections"><thead><tr>'
         '<th class="sortable">Recording</th><th class="sortable">Start (s)</th><th class="sortable">End (s)</th>'
         '<th class="sortable" aria-sort="descending">Max confidence</th><th class="sortable">Mean confidence</th>'
-        "<th>Spectrogram</th><th>Clip</th><th>Label</th></tr></thead><tbody>"
+        "<th>Clip</th><th>Label</th></tr></thead><tbody>"
         # Highest confidence first when the page opens, as the header's arrow says (a stable sort: ties keep the
         # recordings' order).
         + "".join(row for _, row in sorted(detection_rows, key=lambda item: -item[0]))
@@ -433,7 +469,7 @@ def render_report(
         else "<p>No detections in this run.</p>"
     )
     content = (
-        f'<h1>OrcaHello detections</h1><p>{summary}</p><p class="links">{run_links}</p>'
+        f'<h1>OrcaHello detections</h1>{standin_banner(model_info)}<p>{summary}</p><p class="links">{run_links}</p>'
         + (f"<h2>Failed</h2><ul>{failure_items}</ul>" if failures else "")
         + "<h2>Detections</h2>"
         + (labelling.labelling_bar() if detection_rows else "")

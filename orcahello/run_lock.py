@@ -17,19 +17,51 @@ up what that run left half-done (its partial output files).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import fcntl
 import json
 import os
 import socket
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 LOCK_FILE_NAME = ".orcahello.lock"
 
 
-class OutputFolderBusy(RuntimeError):
+class OutputFolderRefused(RuntimeError):
+    """The output folder cannot be held; the message (one line) says why."""
+
+
+class OutputFolderBusy(OutputFolderRefused):
     """Another live run holds the output folder; the message (one line) names it."""
+
+
+class SymlinkedOutput(OutputFolderRefused):
+    """An output path (the lock file, or a file a run appends to) is a symbolic link the run did not create."""
+
+
+def refuse_symlink(path: str) -> SymlinkedOutput:
+    """The error for an output `path` found to be a symbolic link: writing would reach whatever it points to."""
+    return SymlinkedOutput(
+        f"{path} is a symbolic link: orcahello never writes through one it did not create (it would overwrite "
+        f"{os.path.realpath(path)}); remove the link or choose another output folder"
+    )
+
+
+def open_output(path: str, flags: int, mode: int = 0o644) -> int:
+    """
+    `os.open(path, flags | O_NOFOLLOW | O_CLOEXEC, mode)`: the one way a run opens an output file in place (the lock
+    file, a log it appends to) rather than through a temporary file and a rename. A symbolic link at `path` (someone
+    else's, planted to make a run truncate or append to its target) is `SymlinkedOutput`, never followed.
+    """
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as error:
+        if error.errno == errno.ELOOP or (error.errno == errno.EEXIST and os.path.islink(path)):
+            raise refuse_symlink(path) from None
+        raise
 
 
 class OutputFolderLock:
@@ -54,9 +86,19 @@ class OutputFolderLock:
         self._descriptor: int | None = None
 
     def acquire(self) -> OutputFolderLock:
+        try:
+            return self._acquire()
+        except OutputFolderRefused:
+            raise
+        except OSError as error:  # a read-only disk, a folder we may not write, a file where the folder should be
+            raise OutputFolderRefused(
+                f"cannot write into {self.folder}: {error.strerror or error}; choose another output folder"
+            ) from None
+
+    def _acquire(self):
         os.makedirs(self.folder, exist_ok=True)
         while True:
-            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            descriptor = open_output(self.path, os.O_RDWR | os.O_CREAT)
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as error:
@@ -123,3 +165,22 @@ def busy_message(folder: str, holder: dict[str, Any] | None) -> str:
         f"{folder} is in use by another run ({holder.get('command')}, pid {holder.get('pid')}{where}, since "
         f"{holder.get('started_at')}); wait for it to finish or choose another output folder"
     )
+
+
+@contextlib.contextmanager
+def holding_output_folders(folders: Iterable[str], command: str) -> Iterator[list[OutputFolderLock]]:
+    """
+    Hold the lock of each of `folders` (`OutputFolderLock`, duplicates once) for the block: the way every command
+    that writes into a folder keeps a second run out of it. Raises `OutputFolderRefused` (busy, or a planted
+    symbolic link) before the block runs; a folder the locks created that the block left empty is removed.
+    """
+    unique = sorted({os.path.abspath(os.fspath(folder)) for folder in folders})
+    created = [folder for folder in unique if not os.path.exists(folder)]
+    with contextlib.ExitStack() as stack:
+        try:
+            yield [stack.enter_context(OutputFolderLock(folder, command)) for folder in unique]
+        finally:
+            stack.close()
+            for folder in reversed(created):  # deepest last-created first
+                if os.path.isdir(folder) and not os.listdir(folder):
+                    os.rmdir(folder)

@@ -1,9 +1,11 @@
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """
 What the commands that score recordings (`detect`, `batch`, `live`, `embed`) share about a run: its settings and the
-per-recording ones a site table gives (`RunSettings`), the OrcaHello JSON of a recording (`build_document`), the check
-that a previous run already finished a recording (`load_finished_document`), the one line that says why a recording
-failed, and the pipeline's warnings left to the command.
+per-recording ones a site table or a hydrophone config gives (`RunSettings`, `load_decision_table`), the OrcaHello
+JSON of a recording (`build_document`), the check that a previous run already finished a recording
+(`load_finished_document`), the one line that says why a recording failed, the pipeline's warnings left to the
+command, and writing a recording's outputs and the run's tables as `orcahello detect` writes them
+(`score_or_resume`, `summary_row`, `write_run_tables`; `orcahello reaggregate` writes the same).
 """
 
 import dataclasses
@@ -11,12 +13,16 @@ import json
 import logging
 import os
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY, is_url
 
 from . import __version__, inputs, provenance, site_thresholds, writers
+
+if TYPE_CHECKING:
+    from . import upstream_config
 
 # The pipeline's result keys stored in each file's JSON: production's five, then the port's extras.
 RESULT_KEYS = (
@@ -51,6 +57,8 @@ class RunSettings:
         site_thresholds_file (`str`, *optional*): the `--site-thresholds` table, when one is used.
         site (`str`, *optional*): the table's site pattern that gave this recording's parameters (None: its default).
         allow_other_hosts (`bool`): HLS over HTTP: segments and redirects on hosts other than the playlist's.
+        hydrophone_config (`dict`, *optional*): the `--hydrophone-config` file's record (path, sha256, form,
+            preset), when one is used; per recording also the location that applied and the overrides it set.
     """
 
     parameters: dict[str, Any]
@@ -65,6 +73,37 @@ class RunSettings:
     site_thresholds_file: str | None = None
     site: str | None = None
     allow_other_hosts: bool = False
+    hydrophone_config: dict[str, Any] | None = None
+
+
+def load_decision_table(
+    site_thresholds_file: str | None, hydrophone_config: "upstream_config.HydrophoneConfig | None"
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """
+    The per-recording decision table of a run, from `--site-thresholds` or `--hydrophone-config` (the same
+    machinery: a hydrophone config's locations are sites named by their node), and the `RunSettings` fields that
+    record where it came from. Raises `site_thresholds.SiteThresholdsError` for a table that cannot be used.
+    """
+    if hydrophone_config is not None:
+        if site_thresholds_file:
+            raise site_thresholds.SiteThresholdsError(
+                "--site-thresholds and --hydrophone-config both set per-recording decisions: give one of them"
+            )
+        return hydrophone_config.site_table(), {"hydrophone_config": hydrophone_config.record()}
+    if not site_thresholds_file:
+        return None, {}
+    table = site_thresholds.load_site_thresholds(site_thresholds_file)
+    return table, {"site_thresholds_file": os.path.abspath(site_thresholds_file)}
+
+
+def table_records(settings: RunSettings, table: dict[str, Any] | None) -> dict[str, Any]:
+    """What a run file records of its per-recording table: `site_thresholds` and `hydrophone_config`."""
+    record: dict[str, Any] = {"site_thresholds": None, "hydrophone_config": None}
+    if table is not None and settings.hydrophone_config is not None:
+        record["hydrophone_config"] = {**settings.hydrophone_config, "table": table}
+    elif table is not None:
+        record["site_thresholds"] = {"file": settings.site_thresholds_file, "table": table}
+    return record
 
 
 def settings_for_recording(
@@ -84,12 +123,18 @@ def settings_for_recording(
     # The absolute path, so that site folders above the folder given on the command line match too; a URL's path
     # names the node (`.../rpi_orcasound_lab/hls/...`).
     path = urllib.parse.urlsplit(job.path).path if is_url(job.path) else os.path.abspath(job.path)
-    parameters = provenance.scoring_parameters(scoring, config, site_thresholds.parameters_for(path, site_table))
+    overrides = site_thresholds.parameters_for(path, site_table)
+    parameters = provenance.scoring_parameters(scoring, config, overrides)
+    site = site_thresholds.match_site(path, site_table)
+    hydrophone_config = settings.hydrophone_config
+    if hydrophone_config is not None:
+        hydrophone_config = {**hydrophone_config, "location": site, "overrides": overrides}
     return dataclasses.replace(
         settings,
         parameters=parameters,
         run_hash=provenance.run_hash(parameters, settings.model_info),
-        site=site_thresholds.match_site(path, site_table),
+        site=site,
+        hydrophone_config=hydrophone_config,
     )
 
 
@@ -138,7 +183,11 @@ def build_document(job: inputs.AudioJob, result: dict[str, Any], settings: RunSe
     )
     if settings.site_thresholds_file is not None:
         document["site_thresholds"] = {"file": settings.site_thresholds_file, "site": settings.site}
-    if settings.model_info.get(SYNTHETIC_WEIGHTS_KEY):
+    if settings.hydrophone_config is not None:  # the file (and its hash), the location and the overrides applied
+        document["hydrophone_config"] = settings.hydrophone_config
+    # The pipeline's results say so when the config marks the stand-in; a folder known by its name only, or scores
+    # built without the pipeline (`orcahello batch`), get it here: once, first.
+    if settings.model_info.get(SYNTHETIC_WEIGHTS_KEY) and writers.STANDIN_WARNING not in document["warnings"]:
         document["warnings"] = [writers.STANDIN_WARNING] + list(document["warnings"])
     return document
 
@@ -157,6 +206,14 @@ def failure_reason(error: BaseException, path: str) -> str:
     return " ".join(message.split())
 
 
+def standin_note(model: str, model_info: dict[str, Any]) -> str | None:
+    """The line `detect`, `batch` and `live` print when the model's weights are the synthetic stand-in (`model_info`
+    as `provenance.describe_model` gives it); None for any other model."""
+    if not model_info.get(SYNTHETIC_WEIGHTS_KEY):
+        return None
+    return f"NOTE: {model}: {writers.STANDIN_WARNING} (every output file says so)"
+
+
 def quiet_pipeline_warnings() -> None:
     """
     Leave a recording's warnings (digital silence, gaps) to the command, which prints each once with the recording's
@@ -166,3 +223,78 @@ def quiet_pipeline_warnings() -> None:
     import results_orcahello
 
     logging.getLogger(results_orcahello.__name__).setLevel(logging.ERROR)
+
+
+def score_or_resume(
+    job: inputs.AudioJob,
+    pipe: Any,
+    settings: RunSettings,
+    progress_callback: Callable[[int, int | None], None] | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """
+    Score `job` (or take a previous run's result for it) and write its outputs. Returns `(document, resumed)`.
+
+    A resumed recording is not scored again; outputs missing from its earlier run (another `--format`, `--plot`)
+    are written from its JSON. A recording scored again first loses every output of its earlier scoring, the JSON
+    first, and gets its new JSON last: so whenever a JSON exists, every output beside it was made from it, even
+    after an interrupted run.
+    """
+    json_path = writers.output_path(job.output_stem, "json")
+    document = None if settings.overwrite else load_finished_document(json_path, settings.run_hash)
+    resumed = document is not None
+    if document is None:  # not resumed
+        extra = {} if progress_callback is None else {"progress_callback": progress_callback}
+        result = pipe(
+            job.path,
+            return_timestamps=True,
+            batch_size=settings.batch_size,
+            engine=settings.engine,
+            allow_other_hosts=settings.allow_other_hosts,
+            **settings.parameters,
+            **extra,
+        )
+        document = build_document(job, result, settings)
+        for kind in writers.OUTPUT_SUFFIXES:  # "json" comes first
+            stale_path = writers.output_path(job.output_stem, kind)
+            if os.path.exists(stale_path):
+                os.remove(stale_path)
+
+    writers.write_recording_tables(job.output_stem, document, settings.formats, job.path, only_missing=resumed)
+    if settings.plot and (not resumed or not os.path.exists(writers.output_path(job.output_stem, "png"))):
+        from .plot import plot_detections
+
+        png_path = writers.output_path(job.output_stem, "png")
+        plot_detections(job.path, document, png_path, allow_other_hosts=settings.allow_other_hosts)
+    if not resumed:
+        writers.write_json(json_path, document)
+    return document, resumed
+
+
+def summary_row(job: inputs.AudioJob, document: dict[str, Any]) -> dict[str, Any]:
+    """The recording's row of summary.csv (`writers.write_summary_csv`)."""
+    return {
+        "path": job.path,
+        "status": "ok",
+        "global_prediction": document["global_prediction"],
+        "global_confidence": document["global_confidence"],
+        "positive_seconds": writers.positive_seconds(document["detections"]),
+        "duration_s": document["duration_s"],
+        "start_time_utc": document.get("start_time_utc") or "",
+        "gaps": len(document.get("gaps") or []),
+        "warnings": "; ".join(document["warnings"]),
+        "error": "",
+    }
+
+
+def write_run_tables(
+    output_dir: str, settings: RunSettings, combined_raven: list[tuple], summary_rows: list[dict[str, Any]]
+) -> None:
+    """The run's own tables: the combined Raven table (when Raven tables are asked for) and summary.csv."""
+    os.makedirs(output_dir, exist_ok=True)
+    if "raven" in settings.formats:
+        writers.write_combined_raven_table(
+            os.path.join(output_dir, writers.COMBINED_RAVEN_TABLE),
+            combined_raven,
+            synthetic_weights=bool(settings.model_info.get(SYNTHETIC_WEIGHTS_KEY)),
+        )
+    writers.write_summary_csv(os.path.join(output_dir, writers.SUMMARY_CSV), summary_rows)

@@ -242,11 +242,14 @@ def hit_rows(index: WindowIndex, rows: Iterable[int], similarities: Iterable[flo
 
 def hits_csv(hits: Iterable[dict[str, Any]]) -> str:
     """The hits as CSV text (`HIT_COLUMNS`)."""
+    from .writers import spreadsheet_cell
+
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=HIT_COLUMNS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for hit in hits:
-        writer.writerow({**hit, "score": round(float(hit["score"]), 6)})
+        row = {name: spreadsheet_cell(value) for name, value in hit.items()}
+        writer.writerow({**row, "score": round(float(hit["score"]), 6)})
     return buffer.getvalue()
 
 

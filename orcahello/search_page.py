@@ -79,12 +79,12 @@ def write_hits_page(output_dir: str, hits: Sequence[dict[str, Any]], index: Wind
     )
     model = escape(str(index.model.get("name_or_path", "")))
     content = (
-        f"<h1>OrcaHello search</h1><p>{len(hits)} window(s) most similar (cosine) to the {query}, of {len(index)} "
+        f"<h1>OrcaHello search</h1>{report.standin_banner(index.model)}<p>{len(hits)} window(s) most similar (cosine) to the {query}, of {len(index)} "
         f"windows ({escape(str(index.layer))} embeddings of <code>{model}</code>)</p><h2>Hits</h2>"
         + (labelling.labelling_bar() if hits else "")
         + '<table id="detections"><thead><tr><th class="sortable" aria-sort="ascending">Rank</th>'
         '<th class="sortable">Recording</th><th class="sortable">Start (s)</th><th class="sortable">End (s)</th>'
-        '<th class="sortable">Similarity</th><th class="sortable">P(call)</th><th>Spectrogram</th><th>Clip</th>'
+        '<th class="sortable">Similarity</th><th class="sortable">P(call)</th><th>Clip</th>'
         f"<th>Label</th></tr></thead><tbody>{rows}</tbody></table>"
     )
     path = os.path.join(output_dir, report.REPORT_FILE)

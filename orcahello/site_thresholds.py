@@ -41,6 +41,7 @@ from typing import Any
 from vocabulary_orcahello import DECISION_FIELDS
 
 from .provenance import check_decision_value
+from .safe_yaml import MAX_YAML_BYTES, YamlFileError, read_yaml_file
 
 # The decision parameters a site may set: every decision field but smoothing, which is how the preset turns windows
 # into rows (a site with other rows would be another preset).
@@ -111,27 +112,23 @@ def load_site_thresholds(path: str | os.PathLike) -> dict[str, Any]:
     PyYAML). Returns the validated table (see `check_site_thresholds`).
     """
     path = os.fspath(path)
+    if path.lower().endswith(YAML_SUFFIXES):
+        try:  # anchors refused, the size capped: a hostile file fails fast (orcahello.safe_yaml)
+            table = read_yaml_file(path)
+        except YamlFileError as error:
+            raise SiteThresholdsError(str(error)) from None
+        return check_site_thresholds(table, source=path)
     try:
         with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+            text = handle.read(MAX_YAML_BYTES + 1)
     except OSError as error:
         raise SiteThresholdsError(f"{path}: cannot read the site thresholds ({error.strerror or error})") from None
-    if path.lower().endswith(YAML_SUFFIXES):
-        try:
-            import yaml
-        except ImportError:
-            raise SiteThresholdsError(
-                f"{path}: reading YAML needs PyYAML (pip install pyyaml); or write the table as JSON"
-            ) from None
-        try:
-            table = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise SiteThresholdsError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
-    else:
-        try:
-            table = json.loads(text)
-        except ValueError as error:
-            raise SiteThresholdsError(f"{path}: not valid JSON ({error})") from None
+    if len(text) > MAX_YAML_BYTES:
+        raise SiteThresholdsError(f"{path}: larger than {MAX_YAML_BYTES} bytes: not a site table")
+    try:
+        table = json.loads(text)
+    except ValueError as error:
+        raise SiteThresholdsError(f"{path}: not valid JSON ({error})") from None
     return check_site_thresholds(table, source=path)
 
 

@@ -17,8 +17,10 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
+
+from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY, SYNTHETIC_WEIGHTS_WARNING
 
 from .atomic_files import PARTIAL_SUFFIX, write_atomically
 
@@ -45,18 +47,18 @@ RAVEN_HEADER = (
     "Label",
     "Score",
 )
-RAVEN_COMBINED_HEADER = RAVEN_HEADER + ("Begin File", "File Offset (s)")
+# Where the recording is (an absolute path, or its URL), as BirdNET-Analyzer's tables say it: Raven opens it from there.
+RAVEN_PATH_COLUMN = "Begin Path"
+RAVEN_COMBINED_HEADER = RAVEN_HEADER + ("Begin File", "File Offset (s)", RAVEN_PATH_COLUMN)
 # The band the model looks at (its mel filterbank stops at 10 kHz), drawn as each selection's box in Raven.
 RAVEN_LOW_FREQUENCY_HZ = 0
 RAVEN_HIGH_FREQUENCY_HZ = 10000
-DETECTION_LABEL = "positive"
+# What was detected, as a label in Raven and Audacity (BirdNET-Analyzer names the species there too).
+DETECTION_LABEL = "SRKW call"
 # What every output says when the model's weights are the synthetic stand-in (`scripts/fetch_model.py` offline):
 # a column in the tables (a value on every row, so the header says it even without rows), a first label in
 # Audacity's, a warning in the JSON and the summary.
-STANDIN_WARNING = (
-    "the model's weights are the SYNTHETIC stand-in (trained on synthetic audio, for testing): these scores mean "
-    "nothing on real recordings"
-)
+STANDIN_WARNING = SYNTHETIC_WEIGHTS_WARNING
 STANDIN_COLUMN = "model_weights"
 RAVEN_STANDIN_COLUMN = "Model Weights"
 STANDIN_VALUE = "SYNTHETIC stand-in"
@@ -131,11 +133,27 @@ def format_score(value: float) -> str:
     return f"{value:.6f}"
 
 
+# What makes a spreadsheet read a text cell as a formula (or split it into one): a file name, label or site copied
+# from someone else's input into a CSV must stay text (OWASP's "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """`value` as a CSV cell no spreadsheet runs: text starting like a formula gets a leading `'`; numbers stay."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
+        return value
+    try:
+        float(value)  # "-0.5" is a number, written as one
+        return value
+    except ValueError:
+        return "'" + value
+
+
 def _delimited_text(header, rows, delimiter):
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerows([spreadsheet_cell(cell) for cell in row] for row in rows)
     return buffer.getvalue()
 
 
@@ -186,18 +204,26 @@ def raven_rows(detections: Iterable[Mapping[str, Any]], first_selection: int = 1
 
 
 def write_raven_table(
-    path: str, detections: Sequence[Mapping[str, Any]], with_utc: bool = False, synthetic_weights: bool = False
+    path: str,
+    detections: Sequence[Mapping[str, Any]],
+    with_utc: bool = False,
+    synthetic_weights: bool = False,
+    begin_path: str | None = None,
 ) -> None:
     """
     A Raven selection table with one selection per merged detection, scored by its highest row; with `with_utc`
-    (the recording's start is known), `Begin UTC` and `End UTC` columns in ISO 8601; with `synthetic_weights`, a
-    `Model Weights` annotation column saying so.
+    (the recording's start is known), `Begin UTC` and `End UTC` columns in ISO 8601; with `begin_path` (the
+    recording's absolute path or URL), a `Begin Path` column; with `synthetic_weights`, a `Model Weights` annotation
+    column saying so.
     """
     rows = raven_rows(detections)
     if with_utc:
         for row, detection in zip(rows, detections):
             row.extend([detection.get("start_utc") or "", detection.get("end_utc") or ""])
     header = RAVEN_HEADER + (RAVEN_UTC_COLUMNS if with_utc else ())
+    if begin_path is not None:
+        header += (RAVEN_PATH_COLUMN,)
+        rows = [row + [begin_path] for row in rows]
     if synthetic_weights:
         header += (RAVEN_STANDIN_COLUMN,)
         rows = [row + [STANDIN_VALUE] for row in rows]
@@ -205,20 +231,23 @@ def write_raven_table(
 
 
 def write_combined_raven_table(
-    path: str, recordings: Iterable[tuple[str, float, Sequence[Mapping[str, Any]]]], synthetic_weights: bool = False
+    path: str,
+    recordings: Iterable[tuple[str, float, Sequence[Mapping[str, Any]], str]],
+    synthetic_weights: bool = False,
 ) -> None:
     """
     One Raven selection table for a whole run, to open over the recordings as a file sequence. `recordings` is a
-    list of `(begin_file, duration_s, detections)` in sequence order. As in Raven's multi-file tables, `Begin Time`
-    and `End Time` count from the start of the sequence, `File Offset (s)` from the start of `Begin File`.
+    list of `(begin_file, duration_s, detections, begin_path)` in sequence order. As in Raven's multi-file tables,
+    `Begin Time` and `End Time` count from the start of the sequence, `File Offset (s)` from the start of `Begin File`;
+    `Begin Path` is where the recording is (its absolute path or URL).
     """
     rows: list[list[Any]] = []
     sequence_offset = 0.0
-    for begin_file, duration_s, detections in recordings:
+    for begin_file, duration_s, detections, begin_path in recordings:
         for row, detection in zip(raven_rows(detections, first_selection=len(rows) + 1), detections):
             row[3] = format_seconds(sequence_offset + detection["start"])
             row[4] = format_seconds(sequence_offset + detection["end"])
-            rows.append(row + [begin_file, format_seconds(detection["start"])])
+            rows.append(row + [begin_file, format_seconds(detection["start"]), begin_path])
         sequence_offset += duration_s
     header: tuple[str, ...] = RAVEN_COMBINED_HEADER
     if synthetic_weights:
@@ -237,6 +266,42 @@ def write_audacity_labels(path: str, detections: Iterable[Mapping[str, Any]], sy
         for detection in detections
     ]
     write_atomically(path, "".join(lines))
+
+
+def begin_path(path: str) -> str:
+    """A recording's `Begin Path`: a URL as it is, a file's absolute path."""
+    return path if re.match(r"[a-z][a-z0-9+.-]*://", path, flags=re.IGNORECASE) else os.path.abspath(path)
+
+
+def write_recording_tables(
+    output_stem: str,
+    document: Mapping[str, Any],
+    formats: Collection[str],
+    recording_path: str,
+    only_missing: bool = False,
+) -> None:
+    """
+    The tables of one recording's result `document` (detect's JSON document) beside its JSON: production's scoring
+    CSV, the Raven selection table and Audacity's labels, those of `formats` ("json" is the caller's). With
+    `only_missing` (a resumed recording), only the tables not on disk yet.
+    """
+    synthetic = bool(document["model"].get(SYNTHETIC_WEIGHTS_KEY))
+
+    def needs(kind):
+        return kind in formats and not (only_missing and os.path.exists(output_path(output_stem, kind)))
+
+    if needs("csv"):
+        write_scoring_csv(output_path(output_stem, "csv"), document["submission"], synthetic_weights=synthetic)
+    if needs("raven"):
+        write_raven_table(
+            output_path(output_stem, "raven"),
+            document["detections"],
+            with_utc=document.get("start_time_utc") is not None,
+            synthetic_weights=synthetic,
+            begin_path=begin_path(recording_path),
+        )
+    if needs("audacity"):
+        write_audacity_labels(output_path(output_stem, "audacity"), document["detections"], synthetic_weights=synthetic)
 
 
 def write_summary_csv(path: str, rows: Iterable[Mapping[str, Any]]) -> None:

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # The container's command: `orcahello live` for the nodes named in the environment.
 #
-#   ORCAHELLO_NODES         required: node URLs (http(s)://host/<node>), node folders or .m3u8 URLs, separated by
-#                           spaces or commas
+#   ORCAHELLO_NODES         node URLs (http(s)://host/<node>), node folders or .m3u8 URLs, separated by spaces or
+#                           commas; required unless ORCAHELLO_HYDROPHONE_CONFIG names them
+#   ORCAHELLO_HYDROPHONE_CONFIG  optional: upstream's hydrophone config (its ConfigMap's config.yml, mounted):
+#                           --hydrophone-config, whose hls_hydrophone_id names the node when ORCAHELLO_NODES is empty
+#   ORCAHELLO_METRICS_PORT  optional: serve /metrics, /healthz and /readyz on this port (--metrics-port)
+#   ORCAHELLO_METRICS_HOST  the address they listen on (default 0.0.0.0 when a port is given: reachable from the
+#                           pod's network, as a probe or a Prometheus scrape needs)
 #   ORCAHELLO_MODEL         the model folder (the image expects it mounted at /model)
 #   ORCAHELLO_OUTPUT_DIR    where results go (default ./orcahello_live; the image uses the /data volume)
 #   ORCAHELLO_POST_URL      optional: POST each positive minute there
@@ -16,8 +21,8 @@ cd "$(dirname "$0")/.."
 
 NODES="${ORCAHELLO_NODES:-}"
 NODES="${NODES//,/ }"
-if [ -z "${NODES// /}" ]; then
-  echo "ERROR: ORCAHELLO_NODES is empty: name the nodes to follow, e.g. ORCAHELLO_NODES=\"https://<bucket>/rpi_orcasound_lab https://<bucket>/rpi_bush_point\"" >&2
+if [ -z "${NODES// /}" ] && [ -z "${ORCAHELLO_HYDROPHONE_CONFIG:-}" ]; then
+  echo "ERROR: ORCAHELLO_NODES is empty: name the nodes to follow, e.g. ORCAHELLO_NODES=\"https://<bucket>/rpi_orcasound_lab https://<bucket>/rpi_bush_point\", or give ORCAHELLO_HYDROPHONE_CONFIG" >&2
   exit 2
 fi
 if [ -n "${ORCAHELLO_PYTHON:-}" ]; then
@@ -28,9 +33,14 @@ else
   PYTHON=python3
 fi
 
-# shellcheck disable=SC2206  # the node list is split on spaces on purpose
-arguments=(live $NODES --output-dir "${ORCAHELLO_OUTPUT_DIR:-orcahello_live}")
+# Split on spaces into an array, never expanded as a glob pattern (a node named `*` stays `*`).
+read -r -a nodes <<<"$NODES"
+arguments=(live "${nodes[@]}" --output-dir "${ORCAHELLO_OUTPUT_DIR:-orcahello_live}")
 [ -n "${ORCAHELLO_MODEL:-}" ] && arguments+=(--model "$ORCAHELLO_MODEL")
+[ -n "${ORCAHELLO_HYDROPHONE_CONFIG:-}" ] && arguments+=(--hydrophone-config "$ORCAHELLO_HYDROPHONE_CONFIG")
+if [ -n "${ORCAHELLO_METRICS_PORT:-}" ]; then
+  arguments+=(--metrics-port "$ORCAHELLO_METRICS_PORT" --metrics-host "${ORCAHELLO_METRICS_HOST:-0.0.0.0}")
+fi
 [ -n "${ORCAHELLO_POST_URL:-}" ] && arguments+=(--post "$ORCAHELLO_POST_URL")
 [ -n "${ORCAHELLO_STOP_AFTER:-}" ] && arguments+=(--stop-after "$ORCAHELLO_STOP_AFTER")
 [ -n "${ORCAHELLO_POLL_SECONDS:-}" ] && arguments+=(--poll-seconds "$ORCAHELLO_POLL_SECONDS")

@@ -3,8 +3,17 @@ Real local services for the `orcahello live` tests: a hydrophone node served ove
 be killed and started again on the same port: an outage), a stream that grows segment by segment from the real
 recordings (encoded as an Orcasound node does), and a webhook receiver process.
 
-Run as a script, this module is the webhook receiver: `python live_helpers.py receiver PORT FOLDER [FAIL_FIRST]`
-writes each POSTed body to FOLDER/NNNNNN.json and answers 200 (503 to the first FAIL_FIRST requests).
+Run as a script, this module is one of two servers:
+
+- the webhook receiver, `python live_helpers.py receiver PORT FOLDER [FAIL_FIRST] [--status CODE] [--delay S]`:
+  writes each POSTed body it accepts to FOLDER/NNNNNN.json and answers 200; the first FAIL_FIRST requests get CODE
+  (default 503; a 3xx comes with a Location) and nothing is kept; every request, accepted or not, is logged as a line
+  `{"idempotency_key", "body"}` in FOLDER/requests.jsonl; `--delay S`: each answer comes S seconds late (a slow
+  endpoint that keeps what it got);
+- a hostile file server, `python live_helpers.py serve PORT ROOT LOG [--trickle PREFIX] [--redirect PREFIX=URL]`:
+  serves files under ROOT as `http.server` does, logs each requested path as a line of LOG, answers GETs under
+  `--trickle` paths with headers and then one byte a second, and GETs under `--redirect` paths with a 302 to URL
+  followed by the rest of the path.
 """
 
 import json
@@ -64,8 +73,24 @@ def file_server(root, port):
     )
 
 
-def webhook_receiver(port, folder, fail_first=0):
-    return ServerProcess([sys.executable, __file__, "receiver", str(port), str(folder), str(fail_first)], port)
+def webhook_receiver(port, folder, fail_first=0, status=503, delay=0.0):
+    command = [sys.executable, __file__, "receiver", str(port), str(folder), str(fail_first)]
+    return ServerProcess([*command, "--status", str(status), "--delay", str(delay)], port)
+
+
+def hostile_server(port, root, log, trickle=(), redirect=()):
+    """`serve` (see the module's description): `trickle` path prefixes, `redirect` `(prefix, url)` pairs."""
+    command = [sys.executable, __file__, "serve", str(port), str(root), str(log)]
+    for prefix in trickle:
+        command += ["--trickle", prefix]
+    for prefix, url in redirect:
+        command += ["--redirect", f"{prefix}={url}"]
+    return ServerProcess(command, port)
+
+
+def logged_paths(log):
+    """The paths a `hostile_server` was asked for, in order."""
+    return Path(log).read_text().splitlines() if Path(log).exists() else []
 
 
 def concatenate_wavs(wav_paths, output_path, ffmpeg_cli):
@@ -78,6 +103,62 @@ def concatenate_wavs(wav_paths, output_path, ffmpeg_cli):
     chain += f"concat=n={len(wav_paths)}:v=0:a=1[out]"
     ffmpeg_cli(*inputs, "-filter_complex", chain, "-map", "[out]", output_path)
     return output_path
+
+
+FIRST_EPOCH, SECOND_EPOCH = 1600000000, 1600000600
+NODE = "rpi_test_node"
+
+
+def encode_test_streams(folder):
+    """
+    Two recordings of one node from the real recordings of the test data, encoded as a node does: `{FIRST_EPOCH:
+    folder of 63.6 s (7 segments), SECOND_EPOCH: 43.8 s (5 segments)}`.
+    """
+    from conftest import REAL_AUDIO, ffmpeg_cli, make_orcanode_hls
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    first = concatenate_wavs(
+        [
+            REAL_AUDIO / "pos_kw_onc_folger_NRKW_Gclan_20120206T084546Z.wav",
+            REAL_AUDIO / "pos_kw_orcasound_someCalls_faint.wav",
+        ],
+        folder / "first.wav",
+        ffmpeg_cli,
+    )
+    second = concatenate_wavs(
+        [
+            REAL_AUDIO / "pos_kw_orcasound_someCalls_faint.wav",
+            REAL_AUDIO / "hardneg_humpback_song_sanctsound_HI01_20190216T045823Z.wav",
+        ],
+        folder / "second.wav",
+        ffmpeg_cli,
+    )
+    return {
+        FIRST_EPOCH: make_orcanode_hls(first, folder / str(FIRST_EPOCH)),
+        SECOND_EPOCH: make_orcanode_hls(second, folder / str(SECOND_EPOCH)),
+    }
+
+
+def start_live(log_path, *arguments):
+    """`orcahello live ARGUMENTS` in its own process, its log (stderr) going to `log_path`."""
+    from conftest import REPO_ROOT
+
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "orcahello.cli", "live", *map(str, arguments)],
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+        )
+
+
+def stop_live(process, log_path, timeout=120):
+    """SIGTERM, then its exit status and log."""
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=timeout)
+    return process.returncode, Path(log_path).read_text()
 
 
 class GrowingNode:
@@ -159,7 +240,7 @@ def wait_until(condition, timeout, interval=0.2, what="the condition"):
     raise TimeoutError(f"{what} not reached within {timeout} s")
 
 
-def run_receiver(port, folder, fail_first):
+def run_receiver(port, folder, fail_first, status=503, delay=0.0):
     import http.server
 
     folder = Path(folder)
@@ -170,23 +251,95 @@ def run_receiver(port, folder, fail_first):
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             counter["requests"] += 1
+            entry = {"idempotency_key": self.headers.get("Idempotency-Key"), "body": body.decode("utf-8", "replace")}
+            with open(folder / "requests.jsonl", "a", encoding="utf-8") as log:
+                log.write(json.dumps(entry) + "\n")
             if counter["requests"] <= fail_first:
-                self.send_response(503)
+                self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", f"http://127.0.0.1:{port}/elsewhere")
+                self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
             json.loads(body)  # only JSON is accepted
             counter["saved"] += 1
             (folder / f"{counter['saved']:06d}.json").write_bytes(body)
+            time.sleep(delay)
             self.send_response(200)
+            self.send_header("Content-Length", "0")
             self.end_headers()
 
         def log_message(self, *arguments):
             pass
 
-    server = http.server.HTTPServer(("127.0.0.1", port), Receiver)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Receiver)
     signal.signal(signal.SIGTERM, lambda *arguments: sys.exit(0))
     server.serve_forever()
 
 
-if __name__ == "__main__" and sys.argv[1:2] == ["receiver"]:
-    run_receiver(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 0)
+def run_hostile_server(port, root, log, trickle, redirect):
+    import functools
+    import http.server
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            with open(log, "a", encoding="utf-8") as handle:
+                handle.write(self.path + "\n")
+            for prefix, url in redirect:
+                if self.path.startswith(prefix):
+                    self.send_response(302)
+                    self.send_header("Location", url + self.path[len(prefix) :])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+            if any(self.path.startswith(prefix) for prefix in trickle):
+                self.send_response(200)
+                self.send_header("Content-Length", "1000000")
+                self.end_headers()
+                try:
+                    for _ in range(3600):
+                        self.wfile.write(b"#")
+                        self.wfile.flush()
+                        time.sleep(1.0)
+                except OSError:
+                    pass
+                return
+            super().do_GET()
+
+        def log_message(self, *arguments):
+            pass
+
+    handler = functools.partial(Handler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
+    signal.signal(signal.SIGTERM, lambda *arguments: sys.exit(0))
+    server.serve_forever()
+
+
+def main(arguments):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    modes = parser.add_subparsers(dest="mode", required=True)
+    receiver = modes.add_parser("receiver")
+    receiver.add_argument("port", type=int)
+    receiver.add_argument("folder")
+    receiver.add_argument("fail_first", type=int, nargs="?", default=0)
+    receiver.add_argument("--status", type=int, default=503)
+    receiver.add_argument("--delay", type=float, default=0.0)
+    serve = modes.add_parser("serve")
+    serve.add_argument("port", type=int)
+    serve.add_argument("root")
+    serve.add_argument("log")
+    serve.add_argument("--trickle", action="append", default=[])
+    serve.add_argument("--redirect", action="append", default=[])
+    options = parser.parse_args(arguments)
+    if options.mode == "receiver":
+        run_receiver(options.port, options.folder, options.fail_first, options.status, options.delay)
+    else:
+        redirect = [tuple(text.split("=", 1)) for text in options.redirect]
+        run_hostile_server(options.port, options.root, options.log, options.trickle, redirect)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

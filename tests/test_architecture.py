@@ -379,3 +379,32 @@ def test_ci_type_checks_the_files_the_annotations_cover():
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert project["tool"]["mypy"]["files"] == ["*_orcahello.py", "handler.py", "orcahello"]
     assert "\n.venv/bin/mypy\n" in (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_reaggregate_decides_saved_results_without_torch(tmp_path):
+    """`orcahello reaggregate` re-decides without the model: with torch made unimportable, it still runs."""
+    import json
+    import subprocess
+
+    from results_orcahello import build_file_result
+
+    info = {"name": "clip.wav", "sampling_rate": 20000, "num_samples": 200000, "num_channels": 1, "num_windows": 9,
+            "window_seconds": 2.0, "hop_seconds": 1.0, "timeline": None}  # fmt: skip
+    result = build_file_result(info, [0.1, 0.2, 0.9, 0.95, 0.97, 0.8, 0.3, 0.2, 0.1], return_timestamps=True)
+    saved = {"file": "clip.wav", **result, "preset": "fastai", "model": {"name_or_path": "gone"}, "run_hash": "x"}
+    saved["parameters"] = {**result["parameters"], "preset": "fastai", "batch_size": 8, "device": "cpu"}
+    (tmp_path / "clip.orcahello.json").write_text(json.dumps(saved))
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # `import torch` now raises ImportError
+        "from orcahello.cli import main\n"
+        f"status = main(['reaggregate', {str(tmp_path)!r}, '--output-dir', {str(tmp_path / 'out')!r}, "
+        "'--min-positive-seconds', '6'])\n"
+        "print(sorted(name for name in ('torch',) if sys.modules.get(name)), status)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip().splitlines()[-1] == "[] 0"
+    redecided = json.loads((tmp_path / "out" / "clip.orcahello.json").read_text())
+    # Smoothed rows 0.55, 0.925, 0.96, 0.885, 0.55 are above 0.5: five, fewer than the 6 now asked for.
+    assert (result["global_prediction"], redecided["global_prediction"]) == (1, 0)
+    assert redecided["parameters"]["global_count_threshold"] == 6 and sum(redecided["local_predictions"]) == 5

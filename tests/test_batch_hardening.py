@@ -380,3 +380,46 @@ def test_ray_prints_nothing_unexplained(ray_address, tiny_model_folder, tmp_path
             explained = True
         elif "core_worker" in line or " E " in line:
             assert explained and "has constructor arguments in the object store" in line, lines
+
+
+def test_a_sound_file_url_is_not_redirected_to_another_port():
+    # F8 residue: batch followed a file server's redirect to any host and port (an internal service's answer was read
+    # as the recording). The other port here serves a real WAV: only the redirect check refuses it.
+    from audio_orcahello import AudioInputError
+    from orcahello.batch.sources import open_source
+
+    wav = (LEGACY / "audio" / "edge_20k_6s.wav").read_bytes() if LEGACY.exists() else None
+    if wav is None:
+        pytest.skip("needs the test data")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.server.target is None:  # the other service: a sound file
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(wav)))
+                self.end_headers()
+                self.wfile.write(wav)
+                return
+            self.send_response(302)
+            self.send_header("Location", self.server.target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *arguments):
+            pass
+
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) for _ in range(2)]
+    other = f"http://127.0.0.1:{servers[1].server_address[1]}/internal.wav"
+    servers[0].target, servers[1].target = other, None
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert open_source(other).num_samples > 0  # the other service does answer with audio
+        with pytest.raises(AudioInputError) as raised:
+            open_source(f"http://127.0.0.1:{servers[0].server_address[1]}/clip.wav")
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+    message = str(raised.value)
+    assert "cannot download" in message and "\n" not in message

@@ -152,7 +152,9 @@ def test_json_and_csv_hold_the_pipelines_numbers(first_run, recordings, tiny_pip
 
         with open(writers.output_path(stem, "csv"), newline="") as handle:
             rows = list(csv.reader(handle))
-        assert rows[0] == ["wav_filename", "start_time_s", "duration_s", "confidence"]
+        # A name that says when the recording started (`..._20190904T064203Z.wav`) gives the rows UTC times.
+        with_utc = ["start_time_utc"] if document["start_time_utc"] else []
+        assert rows[0] == ["wav_filename", "start_time_s", "duration_s", "confidence", *with_utc]
         assert len(rows) - 1 == len(expected["submission"])
         assert {row[0] for row in rows[1:]} == {recording.name}
         assert [int(row[1]) for row in rows[1:]] == list(range(len(rows) - 1))  # whole seconds, as production
@@ -173,7 +175,9 @@ def test_raven_and_audacity_tables(first_run, recordings):
         assert table[0] == [
             "Selection", "View", "Channel", "Begin Time (s)", "End Time (s)",
             "Low Freq (Hz)", "High Freq (Hz)", "Label", "Score",
+            *(["Begin UTC", "End UTC"] if document["start_time_utc"] else []), "Begin Path",
         ]  # fmt: skip
+        assert {row[-1] for row in table[1:]} <= {str(recording)}
         assert len(table) - 1 == len(detections)
         for index, (row, detection) in enumerate(zip(table[1:], detections), start=1):
             assert row[:3] == [str(index), "Spectrogram 1", "1"] and row[5:7] == ["0", "10000"]
@@ -184,7 +188,7 @@ def test_raven_and_audacity_tables(first_run, recordings):
         with open(writers.output_path(stem, "audacity")) as handle:
             labels = [line.rstrip("\n").split("\t") for line in handle]
         assert [(float(start), float(end)) for start, end, _ in labels] == [(d["start"], d["end"]) for d in detections]
-        assert all(label.startswith("positive ") for _, _, label in labels)
+        assert all(label.startswith("SRKW call ") for _, _, label in labels)
 
         for detection in detections:
             combined_expected.append((recording.relative_to(recordings).as_posix(), offset, detection))
@@ -192,7 +196,7 @@ def test_raven_and_audacity_tables(first_run, recordings):
     assert combined_expected, "no detections at all: the tables were not exercised"
 
     combined = read_tab_separated(output_dir / "OrcaHello.combined.selection.table.txt")
-    assert combined[0][-2:] == ["Begin File", "File Offset (s)"] and len(combined[0]) == 11
+    assert combined[0][-3:] == ["Begin File", "File Offset (s)", "Begin Path"] and len(combined[0]) == 12
     assert len(combined) - 1 == len(combined_expected)
     for row, (begin_file, file_start, detection) in zip(combined[1:], combined_expected):
         assert row[9] == begin_file
@@ -490,7 +494,7 @@ def minimal_command_lines():
             ["--input", "model.pkl", "--output-dir", "out"],
             convert_fastai.ConvertOptions(input="model.pkl", output_dir="out"),
         ),
-        "upload": (["folder"], upload.UploadOptions(folder="folder")),
+        "upload": (["folder", "--repo-id", "you/test"], upload.UploadOptions(folder="folder", repo_id="you/test")),
         "adapt": (
             ["labels.csv", "--recordings", "a.wav", "--output-dir", "adapted"],
             adapt.AdaptOptions(annotations=("labels.csv",), recordings=("a.wav",), output_dir="adapted"),
@@ -539,7 +543,7 @@ def test_each_command_runs_on_frozen_typed_options_built_from_its_command_line(c
 
 def test_an_option_missing_from_the_typed_options_is_an_error():
     """Every field of a command's options comes from its command line: none is left to a silent default."""
-    args = cli.build_parser().parse_args(["upload", "folder"])
+    args = cli.build_parser().parse_args(["upload", "folder", "--repo-id", "you/test"])
     del args.dry_run
     with pytest.raises(TypeError, match="UploadOptions: no argument gives dry_run"):
         cli.command_options(args)

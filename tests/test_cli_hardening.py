@@ -339,3 +339,20 @@ def test_a_decoding_audio_column_is_scored_without_torchcodec(tiny_pipeline):
         expected = tiny_pipeline(path, return_timestamps=True, batch_size=4)
         assert row["local_predictions"] == expected["local_predictions"]
         np.testing.assert_allclose(row["local_confidences"], expected["local_confidences"], rtol=0, atol=1e-6)
+
+
+def test_batch_size_is_bounded_on_the_command_line(capsys):
+    # F5: `--batch-size` had no upper bound (7.0 GB before failing).
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["detect", "clip.wav", "--batch-size", "100000"])
+    assert exited.value.code == 2
+    assert f"--batch-size: must be at most {vocabulary_orcahello.MAX_BATCH_SIZE}" in capsys.readouterr().err
+
+
+def test_a_url_without_a_host_is_a_problem_not_a_traceback():
+    # N13: `detect http:///` crashed in os.path.join while planning the outputs.
+    from orcahello import inputs
+
+    files, problems = inputs.find_audio_files(["http:///", "https://", "http://127.0.0.1:9/x.m3u8"])
+    assert files == ["http://127.0.0.1:9/x.m3u8"]
+    assert problems == [(url, "a URL without a host (http://host/path)") for url in ("http:///", "https://")]

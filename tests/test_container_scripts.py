@@ -84,6 +84,19 @@ def test_start_script_without_nodes_says_what_is_missing(tmp_path):
     assert completed.stderr.startswith("ERROR: ORCAHELLO_NODES is empty")
 
 
+def test_start_script_never_expands_a_node_as_a_glob_pattern(tmp_path):
+    # N14: `$NODES` was expanded unquoted, so a node `*` became every file of the checkout.
+    printer = tmp_path / "print_arguments"
+    printer.write_text('#!/bin/sh\nfor argument in "$@"; do echo "$argument"; done\n')
+    printer.chmod(0o755)
+    environment = container_environment(ORCAHELLO_NODES="* http://127.0.0.1:9/rpi_x,pyproject.tom?")
+    environment["ORCAHELLO_PYTHON"] = str(printer)
+    completed = subprocess.run([str(START_SCRIPT)], env=environment, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    arguments = completed.stdout.splitlines()
+    assert arguments[:6] == ["-m", "orcahello.cli", "live", "*", "http://127.0.0.1:9/rpi_x", "pyproject.tom?"]
+
+
 def test_start_script_passes_its_options_on(tmp_path, tiny_model_folder):
     """A bad option value from the environment reaches `orcahello live`, which refuses it by name."""
     completed = subprocess.run(
@@ -95,6 +108,26 @@ def test_start_script_passes_its_options_on(tmp_path, tiny_model_folder):
     )
     assert completed.returncode == 2
     assert "--stop-after: must be more than 0, got -5" in completed.stderr
+
+
+def test_start_script_passes_the_hydrophone_config_and_the_metrics_server_on(tmp_path):
+    """
+    With a hydrophone config, no node list is needed (the config's hls_hydrophone_id names the node); a metrics port
+    comes with the address a pod's probes and Prometheus reach (0.0.0.0). A bad port reaches `orcahello live`, which
+    refuses it by name.
+    """
+    completed = subprocess.run(
+        [str(START_SCRIPT)],
+        env=container_environment(ORCAHELLO_HYDROPHONE_CONFIG="/config/config.yml", ORCAHELLO_METRICS_PORT="x"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 2
+    announced = completed.stderr.splitlines()[0]
+    assert "--hydrophone-config /config/config.yml" in announced
+    assert "--metrics-port x --metrics-host 0.0.0.0" in announced
+    assert "--metrics-port: invalid int value: 'x'" in completed.stderr
 
 
 def test_install_script_installs_the_pinned_cpu_torch_pair_and_this_checkout():

@@ -397,12 +397,31 @@ def test_upload_validates_and_never_pushes_without_a_token(r18_conversion, tmp_p
     monkeypatch.setattr(upload, "upload", lambda *args, **kwargs: pushes.append(args) or "https://hub/commit")
     monkeypatch.delenv("HF_TOKEN", raising=False)
 
-    assert upload.main([str(folder), "--dry-run", "--token", "hf_test"]) == 0
-    assert upload.main([str(folder)]) == 0
+    assert upload.main([str(folder), "--repo-id", "someone/test", "--dry-run", "--token", "hf_test"]) == 0
+    assert upload.main([str(folder), "--repo-id", "someone/test"]) == 0
     assert pushes == []
     assert "nothing was pushed" in capsys.readouterr().out
     assert upload.main([str(folder), "--token", "hf_test", "--repo-id", "someone/test"]) == 0
     assert pushes == [(str(folder), "someone/test", "hf_test", None)]
+
+    # No default repository: the user names the one to push to.
+    with pytest.raises(SystemExit):
+        upload.main([str(folder), "--dry-run"])
+    assert "--repo-id" in capsys.readouterr().err
+
+    # Stand-in or adapted weights are refused, dry run included, unless asked for by name.
+    for key, value in (("synthetic_weights", True), ("adapted_head", {"layer": "pooled"})):
+        derived = tmp_path / f"derived-{key}"
+        shutil.copytree(folder, derived)
+        config = json.loads((derived / "config.json").read_text())
+        config[key] = value
+        (derived / "config.json").write_text(json.dumps(config))
+        assert upload.derived_weights(str(derived)), key
+        assert upload.main([str(derived), "--repo-id", "someone/test", "--dry-run"]) == 1
+        assert "--allow-derived-weights" in capsys.readouterr().err
+    assert upload.derived_weights(str(folder)) == []
+    arguments = [str(tmp_path / "derived-synthetic_weights"), "--repo-id", "someone/test", "--dry-run"]
+    assert upload.main([*arguments, "--allow-derived-weights"]) == 0
 
     # A card without the weights' licence metadata, and a folder without weights, are refused with the reason.
     broken = tmp_path / "broken"

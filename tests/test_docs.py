@@ -146,3 +146,54 @@ def test_anchors_are_the_ones_mkdocs_makes(heading, anchor, tmp_path):
     page = tmp_path / "page.md"
     page.write_text(f"# Title\n\n## {heading}\n", encoding="utf-8")
     assert anchor in headings_anchors(page)
+
+
+def code_blocks(text):
+    return re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)
+
+
+def manual_pages():
+    return ["README.md", *sorted(str(path.relative_to(REPO_ROOT)) for path in (REPO_ROOT / "docs").glob("*.md"))]
+
+
+def test_no_command_names_a_model_folder_the_offline_setup_never_makes():
+    """Offline, scripts/setup.sh makes the stand-in's folder, not models/orcahello-srkw-detector-v1: a command
+    naming that folder fails for a new user; the commands use the default model or `fetch_model.py --print-path`."""
+    offenders = [
+        name
+        for name in manual_pages()
+        for block in code_blocks((REPO_ROOT / name).read_text(encoding="utf-8"))
+        if "models/orcahello-srkw-detector-v1" in block
+    ]
+    assert offenders == []
+
+
+def test_a_bare_pip_install_line_says_which_environment():
+    """uv's .venv has no pip: a bare `pip install` installs into some other Python. Lines say which environment."""
+    offenders = [
+        f"{name}: {line.strip()}"
+        for name in manual_pages()
+        for block in code_blocks((REPO_ROOT / name).read_text(encoding="utf-8"))
+        for line in block.splitlines()
+        if re.match(r"\s*pip install", line)
+    ]
+    assert offenders == []
+
+
+def test_what_the_commands_write_in_a_checkout_is_git_ignored():
+    """The manual's commands, run from the checkout, write results there: never files git offers to commit."""
+    written = {
+        # A folder as git sees one (its trailing "/"), a file (metrics.json) as it is.
+        match.group(1).split("/")[0] + ("/" if "/" in match.group(1) or "." not in match.group(1) else "")
+        for name in manual_pages()
+        for block in code_blocks((REPO_ROOT / name).read_text(encoding="utf-8"))
+        for match in re.finditer(r"--output(?:-dir)? ([^\s`\]]+)", block)
+        if not match.group(1).isupper() and not match.group(1).startswith(("/", "$", "<", "~"))
+    }
+    assert "results/" in written and "live_results/" in written
+    if shutil.which("git") is None or not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *sorted(written)], cwd=REPO_ROOT, capture_output=True, text=True
+    ).stdout.split()
+    assert sorted(set(written) - set(ignored)) == []

@@ -176,6 +176,18 @@ def test_a_huge_playlist_is_refused(stream):
             hls_orcahello.open_hls(server.base + f"node/hls/{EPOCH}/live.m3u8", max_segments=2)
 
 
+def test_a_stream_s_segments_are_bounded_in_bytes_together(stream):
+    # F7 residue: every segment is kept while the recording is open, each up to the fetch's 64 MB: over 5 GB.
+    playlist = f"node/hls/{EPOCH}/live.m3u8"
+    size = (stream / f"node/hls/{EPOCH}/live000.ts").stat().st_size
+    assert hls_playlist_orcahello.MAX_STREAM_BYTES == 2 * 1024**3
+    with MisbehavingServer(stream) as server:
+        with pytest.raises(hls_playlist_orcahello.HLSInputError, match=f"hold more than {size + 1} bytes together"):
+            hls_orcahello.open_hls(server.base + playlist, max_bytes=size + 1)
+    with pytest.raises(hls_playlist_orcahello.HLSInputError, match="bytes together \\(at live001.ts\\): refused"):
+        hls_orcahello.open_hls(str(stream / playlist), max_bytes=size + 1)
+
+
 def test_other_hosts_and_file_redirects_are_refused_unless_allowed(stream, tiny_pipeline, tmp_path):
     playlist = f"node/hls/{EPOCH}/live.m3u8"
     expected = scores(tiny_pipeline(str(stream / playlist), return_timestamps=True))

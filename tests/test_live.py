@@ -7,71 +7,34 @@ finished playlists.
 """
 
 import json
-import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import numpy as np
 import pytest
-from conftest import REAL_AUDIO, REPO_ROOT, ffmpeg_cli, make_orcanode_hls, run_orcahello_cli
+from conftest import REPO_ROOT, run_orcahello_cli
 from live_helpers import (
+    FIRST_EPOCH,
+    NODE,
+    SECOND_EPOCH,
     GrowingNode,
-    concatenate_wavs,
+    encode_test_streams,
     file_server,
     free_port,
     read_jsonl,
+    start_live,
+    stop_live,
     wait_until,
     webhook_receiver,
 )
-
-FIRST_EPOCH, SECOND_EPOCH = 1600000000, 1600000600
-NODE = "rpi_test_node"
-
-
-def start_live(log_path, *arguments):
-    """`orcahello live ARGUMENTS` in its own process, its log (stderr) going to `log_path`."""
-    with open(log_path, "w") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "orcahello.cli", "live", *map(str, arguments)],
-            cwd=REPO_ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            text=True,
-        )
-
-
-def stop_live(process, log_path, timeout=120):
-    """SIGTERM, then its exit status and log."""
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=timeout)
-    return process.returncode, log_path.read_text()
 
 
 @pytest.fixture(scope="module")
 def encoded_streams(tmp_path_factory):
     """Two recordings of one node, encoded once: 63.6 s (7 segments) and 43.8 s (5 segments)."""
-    folder = tmp_path_factory.mktemp("encoded")
-    first = concatenate_wavs(
-        [
-            REAL_AUDIO / "pos_kw_onc_folger_NRKW_Gclan_20120206T084546Z.wav",
-            REAL_AUDIO / "pos_kw_orcasound_someCalls_faint.wav",
-        ],
-        folder / "first.wav",
-        ffmpeg_cli,
-    )
-    second = concatenate_wavs(
-        [
-            REAL_AUDIO / "pos_kw_orcasound_someCalls_faint.wav",
-            REAL_AUDIO / "hardneg_humpback_song_sanctsound_HI01_20190216T045823Z.wav",
-        ],
-        folder / "second.wav",
-        ffmpeg_cli,
-    )
-    return {
-        FIRST_EPOCH: make_orcanode_hls(first, folder / str(FIRST_EPOCH)),
-        SECOND_EPOCH: make_orcanode_hls(second, folder / str(SECOND_EPOCH)),
-    }
+    return encode_test_streams(tmp_path_factory.mktemp("encoded"))
 
 
 @pytest.mark.needs_test_data
@@ -325,12 +288,12 @@ def test_a_listed_segment_that_never_downloads_is_declared_lost_and_the_rest_mat
 ):
     root, output_dir = tmp_path / "bucket", tmp_path / "live"
     node = GrowingNode(root, NODE, encoded_streams)
-    node.publish(SECOND_EPOCH, 0)
-    node.list_without_uploading(SECOND_EPOCH, 1)  # 404, on every try
-    for number in range(2, node.segment_count(SECOND_EPOCH)):
-        node.publish(SECOND_EPOCH, number)
-    node.end(SECOND_EPOCH)
-    port = free_port()
+    node.publish(FIRST_EPOCH, 0)
+    node.list_without_uploading(FIRST_EPOCH, 1)  # 404, on every try
+    for number in range(2, node.segment_count(FIRST_EPOCH)):
+        node.publish(FIRST_EPOCH, number)
+    node.end(FIRST_EPOCH)
+    port, metrics_port = free_port(), free_port()
     server = file_server(root, port).start()
     try:
         live = start_live(
@@ -345,6 +308,8 @@ def test_a_listed_segment_that_never_downloads_is_declared_lost_and_the_rest_mat
             "--backlog-seconds",
             3600,
             "--no-plot",
+            "--metrics-port",
+            metrics_port,
         )
 
         def finished():
@@ -353,6 +318,9 @@ def test_a_listed_segment_that_never_downloads_is_declared_lost_and_the_rest_mat
 
         try:
             wait_until(finished, 240, what="the recording's end")
+            # The gap is counted once, also after the minute holding it was written and let go of.
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+                page = response.read().decode()
         finally:
             returncode, log = stop_live(live, tmp_path / "live.log")
     finally:
@@ -361,9 +329,12 @@ def test_a_listed_segment_that_never_downloads_is_declared_lost_and_the_rest_mat
     assert "live001.ts failed 3 times and the stream went on without it: lost" in log
     assert any("live001.ts" in line and "404" in line for line in log.splitlines() if "WARNING" in line)
     assert json.loads((output_dir / NODE / "state.json").read_text())["lost_segments"] == [1]
+    assert "unexpected error" not in log
+    assert f'orcahello_live_gaps_total{{source="{NODE}"}} 1.0' in page
+    assert f'orcahello_live_failures_total{{kind="segment_lost",source="{NODE}"}} 1.0' in page
 
     # detect on the same stream with the lost segment left out of the playlist
-    playlist = node.playlist_path(SECOND_EPOCH)
+    playlist = node.playlist_path(FIRST_EPOCH)
     lines = playlist.read_text().splitlines()
     missing = lines.index("live001.ts")
     playlist.write_text("\n".join(lines[: missing - 1] + lines[missing + 1 :]) + "\n")

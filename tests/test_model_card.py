@@ -10,11 +10,12 @@ from urllib.parse import urlparse
 import pytest
 from conftest import REPO_ROOT
 
-from orcahello.conversion.upload import DEFAULT_REPO_ID, check_model_card
+from orcahello.conversion.upload import check_model_card
+from vocabulary_orcahello import HUB_MODEL_ID
 
 README = REPO_ROOT / "README.md"
 # A widget example in this repository is linked as the Hub serves it: https://huggingface.co/<repo>/resolve/<rev>/path
-RESOLVE_PREFIX = f"/{DEFAULT_REPO_ID}/resolve/"
+RESOLVE_PREFIX = f"/{HUB_MODEL_ID}/resolve/"
 # The card is what a Hub visitor reads first: the manual (docs/) holds the rest.
 MAX_CARD_LINES = 250
 

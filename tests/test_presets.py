@@ -26,6 +26,9 @@ PORT_OUTPUTS = LEGACY / "outputs" / "upstream_port"
 HUB_LAYOUT = SHARED / "fixtures" / "hub_v1_layout"
 # The port's test configuration (tests/test_config.yaml): 2-s windows every second, no normalisation.
 PORT_TEST_CONFIGURATION = {"window_seconds": 2.0, "hop_seconds": 1.0, "peak_normalize": False}
+# The port's outputs in PORT_OUTPUTS were made with its earlier count rule (3 positive windows, global confidence
+# 100 x the mean of the positive ones): the v1 preset is today's mean_top_k rule, so those parity tests ask for it.
+COUNT_RULE = {"aggregation": "orcahello"}
 # What "parity with the port" means (issue 13): per segment, decisions, file level.
 MAX_PROBABILITY_DIFFERENCE = 1e-3
 MAX_GLOBAL_CONFIDENCE_DIFFERENCE = 0.1
@@ -185,7 +188,8 @@ def test_disagreeing_config_files_stop_the_conversion(hub_folder, tmp_path, sect
     [
         ("spectrogram", "mel_f_pad", 2, "spectrogram.mel_f_pad=2 cannot be honoured"),
         ("audio", "downmix_mono", False, "audio.downmix_mono=False cannot be honoured"),
-        ("model", "call_class_index", 0, "model.call_class_index=0 cannot be honoured"),
+        ("model", "call_class_index", 2, "model.call_class_index=2 cannot be honoured"),
+        ("inference", "window_hop_s", 1e-6, r"inference.window_hop_s must be a number of seconds from 0.1 to 60"),
         ("inference", "rolling_mean", True, r"does not know, cannot honour: \['inference.rolling_mean'\]"),
         ("inference", "window_s", -3.0, "inference.window_s=-3.0 must be a positive number"),
     ],
@@ -231,16 +235,19 @@ def test_hub_folder_scores_like_the_port_by_default(v1_pipeline, wav):
     result = v1_pipeline(str(wav), return_timestamps=True, batch_size=8)
     difference = assert_matches_port(result, expected["result"], wav.name)
     print(f"v1 {wav.stem}: max |dp| vs the port {difference:.2e}")
-    assert result["preset"] == "v1" and result["parameters"]["overridden"] == []
+    # The folder's config.yaml is the older form: the count rule, which today's v1 preset is not.
+    assert result["preset"] == "v1" and result["parameters"]["overridden"] == ["aggregation"]
 
 
 @pytest.mark.needs_test_data
 @pytest.mark.parametrize("wav", legacy_wavs(), ids=lambda path: path.stem)
 def test_fastai_folder_with_v1_fields_scores_like_the_ports_test_configuration(resnet50_pipeline, wav):
     expected = port_result(wav, "testcfg")
-    result = resnet50_pipeline(str(wav), return_timestamps=True, preset="v1", **PORT_TEST_CONFIGURATION)
+    result = resnet50_pipeline(str(wav), return_timestamps=True, preset="v1", **PORT_TEST_CONFIGURATION, **COUNT_RULE)
     assert result["preset"] == "v1"
-    assert sorted(result["parameters"]["overridden"]) == ["hop_seconds", "peak_normalize", "window_seconds"]
+    assert sorted(result["parameters"]["overridden"]) == [
+        "aggregation", "hop_seconds", "peak_normalize", "window_seconds"
+    ]  # fmt: skip
     if expected["error"] is None:
         difference = assert_matches_port(result, expected["result"], wav.name)
         print(f"v1 test configuration {wav.stem}: max |dp| vs the port {difference:.2e}")
@@ -254,7 +261,7 @@ def test_fastai_folder_with_v1_fields_scores_like_the_ports_test_configuration(r
     # Same windows as production's, from the whole-recording frontend: close to production's per-clip numbers.
     assert np.max(np.abs(np.subtract(scores, [clip["prob_positive"] for clip in clips]))) < 0.05
     one_at_a_time = resnet50_pipeline(str(wav), return_timestamps=True, preset="v1", batch_size=1,
-                                      **PORT_TEST_CONFIGURATION)  # fmt: skip
+                                      **PORT_TEST_CONFIGURATION, **COUNT_RULE)  # fmt: skip
     np.testing.assert_allclose([w["score"] for w in one_at_a_time["windows"]], scores, rtol=0, atol=1e-6)
 
 
@@ -299,7 +306,15 @@ def test_presets_are_complete_and_documented():
     for field in INFERENCE_FIELDS + ("preset",):
         assert f"        {field} (" in OrcaHelloConfig.__doc__, field
     differences = {f for f in INFERENCE_FIELDS if INFERENCE_PRESETS["fastai"][f] != INFERENCE_PRESETS["v1"][f]}
-    assert differences == {"window_seconds", "hop_seconds", "whole_recording_frontend", "peak_normalize", "smoothing"}
+    assert differences == {
+        "window_seconds", "hop_seconds", "whole_recording_frontend", "peak_normalize", "smoothing", "aggregation",
+        "top_k_windows",
+    }  # fmt: skip
+    # Upstream's live rule since 2026-03 (InferenceSystem/model/config.yaml, global_prediction).
+    v1 = INFERENCE_PRESETS["v1"]
+    assert (v1["aggregation"], v1["top_k_windows"], v1["local_threshold"], v1["global_threshold"]) == (
+        "mean_top_k", 2, 0.5, 0.6
+    )  # fmt: skip
 
 
 def test_resolution_order_config_then_preset_then_fields():
@@ -313,7 +328,7 @@ def test_resolution_order_config_then_preset_then_fields():
         resolve_inference_settings(base, preset="v2")
     with pytest.raises(ValueError, match="peak_normalize=True needs whole_recording_frontend=True"):
         resolve_inference_settings(base, preset="fastai", peak_normalize=True)
-    with pytest.raises(ValueError, match="hop_seconds must be a positive number"):
+    with pytest.raises(ValueError, match="hop_seconds must be a number of seconds from 0.1 to 60"):
         OrcaHelloConfig(hop_seconds=0)
 
 
@@ -324,8 +339,8 @@ def test_every_result_records_the_preset_and_its_fields(resnet50_pipeline):
     assert fastai["preset"] == "fastai"
     assert {field: fastai["parameters"][field] for field in INFERENCE_FIELDS} == INFERENCE_PRESETS["fastai"]
     # Mixed: v1's frontend and windows with production's smoothing: N + 1 rows of one hop each.
-    mixed = resnet50_pipeline(wav, return_timestamps=True, preset="v1", smoothing=True)
-    assert mixed["parameters"]["overridden"] == ["smoothing"]
+    mixed = resnet50_pipeline(wav, return_timestamps=True, preset="v1", smoothing=True, aggregation="orcahello")
+    assert mixed["parameters"]["overridden"] == ["smoothing", "aggregation"]
     windows = [window["score"] for window in mixed["windows"]]
     assert len(mixed["local_confidences"]) == len(windows) + 1
     np.testing.assert_allclose(mixed["local_confidences"][1:-1], np.add(windows[:-1], windows[1:]) / 2, atol=1e-12)
@@ -357,7 +372,7 @@ def test_handler_takes_the_preset(resnet50_folder):
     wav = LEGACY / "audio" / "edge_44k1_6s.wav"
     handler = EndpointHandler(str(resnet50_folder))
     body = {"inputs": base64.b64encode(wav.read_bytes()).decode(), "parameters": {"preset": "v1",
-            "return_timestamps": "true"}}  # fmt: skip
+            "return_timestamps": "true", **COUNT_RULE}}  # fmt: skip
     result = handler(body)
     json.dumps(result)
     assert result["preset"] == "v1"
@@ -372,15 +387,16 @@ def test_detect_command_line_with_preset_v1(resnet50_folder, tmp_path):
 
     wav = LEGACY / "audio" / "edge_59p989s_48k.wav"
     completed = run_orcahello_cli(
-        wav, "--model", resnet50_folder, "--preset", "v1", "--output-dir", tmp_path, "--format", "json"
-    )
+        wav, "--model", resnet50_folder, "--preset", "v1", "--aggregation", "orcahello", "--output-dir", tmp_path,
+        "--format", "json",
+    )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
     document = json.loads(next(tmp_path.glob("*.orcahello.json")).read_text())
     assert document["parameters"]["preset"] == "v1" and document["parameters"]["window_seconds"] == 3.0
     assert_matches_port(document, port_result(wav, "modelcfg")["result"], wav.name)
     run = json.loads(next(tmp_path.glob("*run*.json")).read_text())
     assert run["parameters"]["preset"] == "v1" and run["options"]["preset"] == "v1"
-    assert {field: run["inference"][field] for field in INFERENCE_FIELDS} == INFERENCE_PRESETS["v1"]
+    assert {field: run["inference"][field] for field in INFERENCE_FIELDS} == {**INFERENCE_PRESETS["v1"], **COUNT_RULE}
     bad = run_orcahello_cli(wav, "--model", resnet50_folder, "--preset", "v2", "--output-dir", tmp_path)
     assert bad.returncode == 2 and "--preset: must be one of fastai, v1, got 'v2'" in bad.stderr
 
@@ -392,9 +408,11 @@ def test_batch_with_preset_v1_scores_like_the_port(ray_address, resnet50_folder,
 
     wavs = [LEGACY / "audio" / name for name in ("edge_10s_48k.wav", "edge_44k1_6s.wav", "edge_59p989s_48k.wav")]
     output_dir = tmp_path / "batch"
-    run = batch.run_batch([str(wav) for wav in wavs], output_dir, model=str(resnet50_folder), preset="v1")
-    assert run["parameters"]["preset"] == "v1" and run["inference"]["overridden"] == []
-    assert {field: run["inference"][field] for field in INFERENCE_FIELDS} == INFERENCE_PRESETS["v1"]
+    run = batch.run_batch(
+        [str(wav) for wav in wavs], output_dir, model=str(resnet50_folder), preset="v1", aggregation="orcahello"
+    )
+    assert run["parameters"]["preset"] == "v1" and run["inference"]["overridden"] == ["aggregation"]
+    assert {field: run["inference"][field] for field in INFERENCE_FIELDS} == {**INFERENCE_PRESETS["v1"], **COUNT_RULE}
     for wav in wavs:
         document = json.loads(next(output_dir.rglob(f"{wav.stem}.orcahello.json")).read_text())
         assert document["preset"] == "v1" and document["parameters"]["whole_recording_frontend"] is True

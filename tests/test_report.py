@@ -165,6 +165,30 @@ def test_page_opens_in_headless_chromium_with_every_detection_playable(report_ru
 
 @pytest.mark.needs_test_data
 @needs_chromium
+def test_on_a_1280_px_screen_every_player_is_in_view_and_the_pictures_are_sharp(report_run):
+    """Issue 29: at 1280 px the audio players were off-screen and the thumbnails' axes unreadable."""
+    _, output_dir = report_run
+    with HeadlessChromium() as browser:
+        session = browser.open((output_dir / "report.html").as_uri())
+        metrics = {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False}
+        browser.send("Emulation.setDeviceMetricsOverride", metrics, session_id=session)
+        layout = browser.evaluate(
+            session,
+            """(() => ({
+              viewport: window.innerWidth, page: document.documentElement.scrollWidth,
+              players: Array.from(document.querySelectorAll('#detections audio'))
+                .map(audio => audio.getBoundingClientRect().right),
+              pictures: Array.from(document.querySelectorAll('#detections img.spectrogram'))
+                .map(image => [image.naturalWidth, image.getBoundingClientRect().width])}))()""",
+        )
+    assert layout["players"] and max(layout["players"]) <= layout["viewport"]
+    assert layout["page"] <= layout["viewport"]  # nothing to scroll sideways to
+    # Twice as many pixels as shown: sharp on a high-density screen, its 10-pt labels legible at 1x.
+    assert all(natural >= 2 * shown > 0 for natural, shown in layout["pictures"])
+
+
+@pytest.mark.needs_test_data
+@needs_chromium
 def test_the_browser_check_sees_a_missing_clip_and_a_script_error(report_run, tmp_path):
     """The checks above can fail: a page whose clip and picture are gone, and a script that throws, are caught."""
     _, output_dir = report_run
@@ -174,12 +198,21 @@ def test_the_browser_check_sees_a_missing_clip_and_a_script_error(report_run, tm
     clip.unlink()
     picture.unlink()
     page = (copy / "report.html").read_text()
-    (copy / "report.html").write_text(page.replace("</body>", "<script>undefinedFunction();</script></body>"))
+    # The page's own script, made to throw (its hash in the policy updated: any other script is blocked).
+    script = re.search(r"<script>(.*?)</script>", page, re.DOTALL).group(1)
+    thrown = script + "\nundefinedFunction();"
+    page = page.replace(report.content_security_policy(script), report.content_security_policy(thrown))
+    page = page.replace(f"<script>{script}</script>", f"<script>{thrown}</script>")
+    # And a script injected beside it, which the policy must block.
+    page = page.replace("</body>", "<script>injectedFunction();</script></body>")
+    (copy / "report.html").write_text(page)
     with HeadlessChromium() as browser:
         session = browser.open((copy / "report.html").as_uri())
         rows = browser.evaluate(session, DESCRIBE_PAGE)
         problems = browser.problems(session)
     assert any("undefinedFunction" in problem for problem in problems), problems
+    assert not any("injectedFunction is not defined" in problem for problem in problems), problems
+    assert any("Content Security Policy" in problem for problem in problems), problems
     assert any("ERR_FILE_NOT_FOUND" in problem for problem in problems), problems
     broken = [row for row in rows if row["missing"]]
     assert len(broken) == 1 and broken[0]["picture"] is None and broken[0]["audio"] is None
@@ -240,3 +273,22 @@ def test_report_without_matplotlib_is_a_clear_error(tmp_path):
     completed = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert completed.returncode == 2
     assert "--report needs matplotlib" in completed.stderr and "pip install" in completed.stderr
+
+
+def test_config_values_are_escaped_and_only_the_page_s_own_script_may_run(tmp_path):
+    # N9: a model config's local_threshold went into the page unescaped, and the policy allowed any inline script
+    # or handler attribute.
+    import base64
+    import hashlib
+
+    from orcahello.report import render_report
+
+    hostile = '<img src=x onerror="alert(1)">'
+    document = {"parameters": {"local_threshold": hostile, "aggregation": hostile}, "model": {"name_or_path": hostile}}
+    page = render_report(str(tmp_path), [], [], document)
+    assert "<img" not in page and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
+    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', page).group(1)
+    assert "unsafe-inline" not in policy.split("script-src")[1]
+    scripts = re.findall(r"<script>(.*?)</script>", page, re.DOTALL)
+    digest = base64.b64encode(hashlib.sha256(scripts[0].encode("utf-8")).digest()).decode("ascii")
+    assert len(scripts) == 1 and f"script-src 'sha256-{digest}'" in policy

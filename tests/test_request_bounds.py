@@ -102,8 +102,8 @@ def test_windowing_that_multiplies_the_work_is_refused_unless_the_deployment_all
     strict_handler, tiny_model_folder
 ):
     audio = WAV_6S.read_bytes()
-    message = refusal(strict_handler, {"inputs": audio, "parameters": {"hop_seconds": 0.05}})
-    assert "hop_seconds 0.05 is refused on this endpoint: it must be at least the model's 1" in message
+    message = refusal(strict_handler, {"inputs": audio, "parameters": {"hop_seconds": 0.5}})
+    assert "hop_seconds 0.5 is refused on this endpoint: it must be at least the model's 1" in message
     assert "ORCAHELLO_ALLOW_CUSTOM_WINDOWING" in message
     for window in (3.0, 1.0):
         message = refusal(strict_handler, {"inputs": audio, "parameters": {"window_seconds": window}})

@@ -154,3 +154,51 @@ def test_honest_files_of_both_formats_still_load(tmp_path):
         assert set(loaded) == {"w", "b"}
         assert all(torch.equal(loaded[name], weights[name]) for name in weights)
         assert torch.load(path, weights_only=False, pickle_module=RESTRICTED_PICKLE_MODULE)["b"][1] == -2.0
+
+
+def rebuild_from_type_pickle(function_global, size):
+    """
+    `torch._tensor._rebuild_from_type_v2(<function_global>, collections.OrderedDict, (size, size), {})`, naming only
+    allowed globals.
+    """
+    module, name = function_global.rsplit(".", 1)
+    return (
+        b"\x80\x02ctorch._tensor\n_rebuild_from_type_v2\n("  # the function, then a MARK for its 4 arguments
+        + f"c{module}\n{name}\n".encode()
+        + b"ccollections\nOrderedDict\n"
+        + b"J" + struct.pack("<i", size) + b"J" + struct.pack("<i", size) + b"\x86"  # args: (size, size)
+        + b"}tR."  # state {}, the 4-tuple, the call
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "function_global, refused",
+    [("torch.nn.modules.linear.Linear", "Linear"), ("torch.FloatStorage", "FloatStorage"), ("builtins.set", "set")],
+)
+def test_rebuild_from_type_v2_calls_only_tensor_rebuild_functions(function_global, refused):
+    # F9 bypass: torch's _rebuild_from_type_v2 calls func(*args) whatever func is; 875 bytes reached 4.4 GB through it
+    # (nn.Linear(33000, 33000)). Small sizes here: without the check the call runs and returns a layer.
+    with pytest.raises(UnsafePickleError, match=f"_rebuild_from_type_v2 asked to call {refused}"):
+        restricted_loads(rebuild_from_type_pickle(function_global, 3))
+
+
+def test_a_compressed_zip_checkpoint_is_refused_before_decompressing(tmp_path):
+    # F9: a 612-KB zip of deflated zeros decompressed to 2.7 GB; torch.save stores its members uncompressed.
+    import zipfile
+
+    path = tmp_path / "weights.pt"
+    torch.save({"w": torch.ones(4)}, path)
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as target:
+        for member in source.infolist():
+            target.writestr(member.filename, source.read(member))
+        target.writestr("weights/data/padding", b"\0" * 5_000_000)  # 5 MB that deflate to about 5 KB
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(ValueError, match="is compressed, which torch.save never writes"):
+        load_learner_export(bomb)
+    from orcahello.conversion.checkpoint_reading import read_checkpoint
+    from orcahello.conversion.errors import ConversionError
+
+    with pytest.raises(ConversionError, match="is compressed"):
+        read_checkpoint(str(bomb))
+    assert set(load_learner_export(path)) == {"w"}  # torch's own uncompressed archive still loads

@@ -50,7 +50,8 @@ def featurize_partitions(
     """
     import numpy as np
 
-    from audio_orcahello import AudioInputError, featurize_windows, scoring_windows, whole_recording_audio
+    from audio_orcahello import AudioInputError, featurize_windows, scoring_windows
+    from whole_recording_orcahello import whole_recording_audio
 
     rows = zip(
         batch["source_index"], batch["source"], batch["first_windows"], batch["window_counts"], batch["num_samples"]

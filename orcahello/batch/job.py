@@ -15,11 +15,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from hls_timeline_orcahello import timeline_from_plain
+from hls_timeline_orcahello import file_name_timeline, timeline_from_plain
 from results_orcahello import DecisionParameters, build_file_result
 from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY, is_url
 
 from .. import __version__, inputs, models, provenance, run_lock, runs, site_thresholds, writers
+from ..progress import RunProgress
 from .cluster import connect_ray, quiet_ray_data, worker_runtime_env
 from .dataflow import scoring_dataset, work_rows
 from .partitions import PartitionAssembly, RecordingState, alignment_batch_size, scores_identity, windows_per_block
@@ -32,9 +33,11 @@ from .settings import (
     PARTITION_FORMAT_VERSION,
     PARTITION_NAME_PATTERN,
     RUN_DOCUMENT,
+    TABLE_FORMATS,
     WINDOWS_FOLDER,
     BatchError,
     BatchOptions,
+    dataset_folder_name,
     require_scale_extra,
 )
 from .sources import Source, find_sources, plan_outputs, probe_source, start_utc_from_name
@@ -61,7 +64,7 @@ def output_folder_lock(output_dir: str) -> Iterator[None]:
     """
     try:
         lock = run_lock.OutputFolderLock(output_dir, "orcahello batch").acquire()
-    except run_lock.OutputFolderBusy as error:
+    except run_lock.OutputFolderRefused as error:
         raise BatchError(f"another orcahello run is writing into {output_dir}: {error}") from None
     try:
         yield
@@ -90,12 +93,10 @@ class BatchJob:
         self.counts = {"partitions_reused": 0, "partitions_scored": 0, "windows_scored": 0}
         self.output_dir = os.fspath(options.output_dir)
 
-        self.site_table = None
-        if options.site_thresholds:
-            try:
-                self.site_table = site_thresholds.load_site_thresholds(options.site_thresholds)
-            except site_thresholds.SiteThresholdsError as error:
-                raise BatchError(str(error)) from None
+        try:
+            self.site_table, table_source = runs.load_decision_table(options.site_thresholds, options.hydrophone_config)
+        except site_thresholds.SiteThresholdsError as error:
+            raise BatchError(str(error)) from None
         self.model = options.model or models.default_model()
         try:
             from feature_extraction_orcahello import OrcaHelloFeatureExtractor
@@ -142,11 +143,7 @@ class BatchJob:
             overwrite=options.overwrite,
             model_info=self.model_info,
             run_hash=provenance.run_hash(run_identity, self.model_info),
-            site_thresholds_file=(
-                os.path.abspath(options.site_thresholds)
-                if options.site_thresholds and self.site_table is not None
-                else None
-            ),
+            **table_source,
         )
         self.states = []
         for source in plan_outputs(sources):
@@ -171,7 +168,8 @@ class BatchJob:
         return path
 
     def partition_folder(self, state: RecordingState) -> str:
-        folder = os.path.join(self.output_dir, WINDOWS_FOLDER, *state.source.output_stem.split("/"))
+        parts = [dataset_folder_name(part) for part in state.source.output_stem.split("/")]
+        folder = os.path.join(self.output_dir, WINDOWS_FOLDER, *parts)
         return self.inside_output_dir(folder)
 
     def partition_path(self, state: RecordingState, first_window: int) -> str:
@@ -185,7 +183,10 @@ class BatchJob:
         """What a killed run of this job was writing (never complete, never read): the temporary files beside this
         job's own outputs, and nothing else (a user's `x.tmp1` stays)."""
         outputs = [os.path.join(self.output_dir, name) for name in (FILES_TABLE, RUN_DOCUMENT)]
-        outputs += [self.json_path(state) for state in self.states]
+        outputs.append(os.path.join(self.output_dir, writers.COMBINED_RAVEN_TABLE))
+        for state in self.states:
+            stem = self.json_path(state)[: -len(writers.OUTPUT_SUFFIXES["json"])]
+            outputs += [writers.output_path(stem, kind) for kind in ("json", *TABLE_FORMATS)]
         partial = [path for output in outputs for path in writers.partial_files_of(output)]
         for state in self.states:  # every partition size's files, as `finalize` removes those of other sizes
             partial += writers.partial_files_of(self.partition_path(state, 0), PARTITION_NAME_PATTERN)
@@ -201,8 +202,9 @@ class BatchJob:
         """Run the job; returns its run document (also written to `orcahello_batch_run.json`)."""
         for given, reason in self.input_problems:
             self.log(f"ERROR {given}: {reason}")
-        if self.model_info.get(SYNTHETIC_WEIGHTS_KEY):
-            self.log(f"NOTE: {self.model}: {writers.STANDIN_WARNING} (every output file says so)")
+        note = runs.standin_note(self.model, self.model_info)
+        if note:
+            self.log(note)
         os.makedirs(self.output_dir, exist_ok=True)
         with output_folder_lock(self.output_dir):
             self.remove_partial_files()
@@ -366,8 +368,6 @@ class BatchJob:
     def score(self) -> None:
         """Featurize and score every partition not done yet; write each partition as soon as all its windows are
         in, and each recording's JSON as soon as all its partitions are."""
-        from tqdm.auto import tqdm
-
         work = work_rows(self.states)
         if not work:
             return
@@ -380,10 +380,8 @@ class BatchJob:
                 "ends, so a restarted model actor finds them"
             )
         assembly = PartitionAssembly()
-        progress_bar = tqdm(
-            total=sum(sum(row["window_counts"]) for row in work), desc="OrcaHello batch", unit="window", file=sys.stderr,
-            disable=None,
-        )  # fmt: skip
+        # A bar on a terminal, a line every half minute in a job's log: the recordings' lengths are known here.
+        progress_bar = RunProgress("OrcaHello batch", {"run": sum(sum(row["window_counts"]) for row in work)})
         started = time.monotonic()
         try:
             featurize_options = {
@@ -478,13 +476,14 @@ class BatchJob:
             previous = runs.load_finished_document(self.json_path(state), state.settings.run_hash)
         if previous is not None and state.reused == set(state.partitions):
             state.document = previous
+            self.write_tables(state, only_missing=True)
             return
         assert state.info is not None  # probed before its partitions were written
         info = {key: state.info[key] for key in ("sampling_rate", "num_samples", "num_channels", "num_windows")}
         info.update(name=state.source.source, window_seconds=self.window_seconds, hop_seconds=self.hop_seconds)
         # An HLS stream's time line (start, UTC anchors, gaps, their warnings), as the pipeline hands it to
         # `build_file_result` in `orcahello detect`; None for other recordings.
-        info["timeline"] = timeline_from_plain(state.info.get("timeline"))
+        info["timeline"] = timeline_from_plain(state.info.get("timeline")) or file_name_timeline(state.source.source)
         inference = provenance.inference_record(state.settings.parameters, self.config)
         # The decision as detect makes it: the preset's smoothing, the recording's (site's) parameters and floor.
         decision = DecisionParameters.from_mapping({**inference, **state.settings.parameters})
@@ -497,8 +496,15 @@ class BatchJob:
         # killed and run again writes the same bytes as one that was not (the run document has the times).
         state.document.pop("created_at", None)
         writers.write_json(self.json_path(state), state.document)
+        self.write_tables(state)
         for warning in state.document["warnings"]:
             self.log(f"WARNING {state.source.source}: {warning}")
+
+    def write_tables(self, state: RecordingState, only_missing: bool = False) -> None:
+        """The recording's scoring CSV and Raven selection table beside its JSON, as `orcahello detect` writes them."""
+        stem = self.json_path(state)[: -len(writers.OUTPUT_SUFFIXES["json"])]
+        assert state.document is not None  # scored, or resumed from its JSON, before its tables are written
+        writers.write_recording_tables(stem, state.document, TABLE_FORMATS, state.source.source, only_missing)
 
     def write_run_outputs(self) -> dict[str, Any]:
         import pyarrow as pa
@@ -511,12 +517,24 @@ class BatchJob:
             {PARQUET_METADATA_KEY: json.dumps({"model": self.model_info}, sort_keys=True)}
         )
         write_table_atomically(os.path.join(self.output_dir, FILES_TABLE), files_table)
+        # One Raven table over every recording scored, in the order given, as `orcahello detect` writes it.
+        scored = [
+            (state, state.document) for state in self.states if state.error is None and state.document is not None
+        ]
+        writers.write_combined_raven_table(
+            os.path.join(self.output_dir, writers.COMBINED_RAVEN_TABLE),
+            [
+                (state.source.relative_path, document["duration_s"], document["detections"],
+                 writers.begin_path(state.source.source))
+                for state, document in scored
+            ],
+            synthetic_weights=bool(self.model_info.get(SYNTHETIC_WEIGHTS_KEY)),
+        )  # fmt: skip
         failed = sum(state.error is not None for state in self.states)
         options = self.options.record()
         options.update(output_dir=os.path.abspath(self.output_dir), model=self.model, num_workers=self.num_workers,
                        resolved_device=self.actor_device, partition_windows=self.partition_windows,
                        batch_size=self.batch_size)  # fmt: skip
-        site_table = self.site_table
         run_document = {
             "version": __version__,
             "model": self.model_info,
@@ -524,9 +542,7 @@ class BatchJob:
             "run_hash": self.run_settings.run_hash,
             "parameters": self.parameters,
             "inference": self.inference,  # the preset and every field it resolves to
-            "site_thresholds": (
-                None if site_table is None else {"file": self.run_settings.site_thresholds_file, "table": site_table}
-            ),
+            **runs.table_records(self.run_settings, self.site_table),
             "options": options,
             "cluster": self.cluster,
             "command": self.command,

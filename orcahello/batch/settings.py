@@ -5,6 +5,7 @@ import dataclasses
 from typing import Any
 
 from ..provenance import DECISION_OPTIONS, ScoringOptions
+from ..upstream_config import HydrophoneConfig
 
 SCALE_EXTRA_HINT = 'pip install "orcahello-srkw-detector[scale]"'
 DEFAULT_OUTPUT_DIR = "orcahello_batch_results"
@@ -12,7 +13,24 @@ DEFAULT_OUTPUT_DIR = "orcahello_batch_results"
 # much work per running task; big enough that a one-minute recording is one partition (one file to write).
 DEFAULT_PARTITION_WINDOWS = 640
 WINDOWS_FOLDER = "windows"
+# pyarrow.dataset and pandas skip every path part that starts with "." or "_" (hidden and metadata files): the
+# windows folder's parts, which copy the recordings' paths, have such a first character percent-encoded instead, so
+# that `pyarrow.dataset.dataset("results/windows")` reads every recording's windows.
+DATASET_IGNORED_PREFIXES = (".", "_")
+
+
+def dataset_folder_name(part: str) -> str:
+    """`part` of a recording's path as a folder of the windows table: `.x` -> `%2Ex`, `_x` -> `%5Fx`, `%` -> `%25`
+    (so that no two parts meet), anything else as it is."""
+    part = part.replace("%", "%25")
+    if part.startswith(DATASET_IGNORED_PREFIXES):
+        return f"%{ord(part[0]):02X}{part[1:]}"
+    return part
+
+
 JSON_FOLDER = "json"
+# The tables written beside each recording's JSON, as `orcahello detect` writes them (bioacoustics tools read these).
+TABLE_FORMATS = ("csv", "raven")
 FILES_TABLE = "files.parquet"
 RUN_DOCUMENT = "orcahello_batch_run.json"
 PARTITION_FILE_PATTERN = "part-{first_window:09d}.parquet"
@@ -58,6 +76,8 @@ class BatchOptions:
         partition_windows (`int`): windows per partition, the unit of work and of resuming.
         scoring (`provenance.ScoringOptions`): the preset and the decision fields set for the whole job.
         site_thresholds (`str`, *optional*): a per-site table of decision parameters (`orcahello.site_thresholds`).
+        hydrophone_config (`upstream_config.HydrophoneConfig`, *optional*): upstream's hydrophone config, used as
+            a site table is (`orcahello.upstream_config`; not with `site_thresholds`).
         overwrite (`bool`): ignore what earlier runs wrote.
     """
 
@@ -75,6 +95,7 @@ class BatchOptions:
     partition_windows: int = DEFAULT_PARTITION_WINDOWS
     scoring: ScoringOptions = dataclasses.field(default_factory=ScoringOptions)
     site_thresholds: str | None = None
+    hydrophone_config: HydrophoneConfig | None = None
     overwrite: bool = False
 
     @classmethod
@@ -100,8 +121,15 @@ class BatchOptions:
 
     def record(self) -> dict[str, Any]:
         """The options as the run document records them: by their command-line names, the scoring ones included."""
-        fields = [field.name for field in dataclasses.fields(self) if field.name != "scoring"]
-        return {**{name: getattr(self, name) for name in fields}, **self.scoring.record()}
+        fields = [
+            field.name for field in dataclasses.fields(self) if field.name not in ("scoring", "hydrophone_config")
+        ]
+        hydrophone_config = None if self.hydrophone_config is None else self.hydrophone_config.path
+        return {
+            **{name: getattr(self, name) for name in fields},
+            "hydrophone_config": hydrophone_config,
+            **self.scoring.record(),
+        }
 
     def check(self) -> None:
         """Raise `BatchError` naming the first option that is out of range."""

@@ -15,8 +15,8 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from hls_timeline_orcahello import plain_timeline
-from http_orcahello import HTTPFetchError, fetch
+from hls_timeline_orcahello import plain_timeline, start_utc_from_file_name
+from http_orcahello import HTTPFetchError, fetch, origin
 from vocabulary_orcahello import PLAYLIST_SUFFIX, is_url
 
 from .. import inputs, runs
@@ -31,7 +31,6 @@ URL_TIMEOUT_SECONDS = 120
 URL_MAX_BYTES = 4 << 30
 URL_DEADLINE_SECONDS = 3600.0
 # A UTC timestamp in a file name, ISO 8601 basic format (SanctSound, AudioMoth, many recorders): 20200423T164427Z.
-UTC_NAME_PATTERN = re.compile(r"(?<!\d)(\d{8}T\d{6})Z(?![0-9A-Za-z])")
 # Orcasound's HLS archive keeps each stream in a folder named by its start in Unix seconds: <node>/hls/<t>/live.m3u8.
 UNIX_TIME_FOLDER_PATTERN = re.compile(r"^\d{10}$")
 
@@ -112,16 +111,14 @@ def plan_outputs(sources: Sequence[str]) -> list[Source]:
 def start_utc_from_name(source: str) -> datetime.datetime | None:
     """
     The recording's start in UTC when its name says so unambiguously, else None: a `YYYYMMDDTHHMMSSZ` timestamp in
-    the file name, or an HLS playlist in a folder named by a 10-digit Unix time (Orcasound's archive layout).
+    the file name or AudioMoth's `YYYYMMDD_HHMMSS` name (`hls_timeline_orcahello.start_utc_from_file_name`), or an HLS
+    playlist in a folder named by a 10-digit Unix time (Orcasound's archive layout).
     """
     path = urllib.parse.urlsplit(source).path if is_url(source) else source
     name = os.path.basename(path)
-    match = UTC_NAME_PATTERN.search(name)
-    if match:
-        try:
-            return datetime.datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=datetime.timezone.utc)
-        except ValueError:
-            return None
+    from_name = start_utc_from_file_name(path)
+    if from_name is not None:
+        return datetime.datetime.fromtimestamp(from_name, tz=datetime.timezone.utc)
     folder = os.path.basename(os.path.dirname(path))
     if name.lower().endswith(PLAYLIST_SUFFIX) and UNIX_TIME_FOLDER_PATTERN.match(folder):
         return datetime.datetime.fromtimestamp(int(folder), tz=datetime.timezone.utc)
@@ -139,8 +136,14 @@ def open_source(source: str) -> Recording:
 
     if is_url(source) and not urllib.parse.urlsplit(source).path.lower().endswith(PLAYLIST_SUFFIX):
         try:
+            # Redirects stay on the URL's own scheme, host and port: a file server must not send batch to another
+            # service (an internal one on another port) whose answer would be read as audio.
             data = fetch(
-                source, timeout=URL_TIMEOUT_SECONDS, max_bytes=URL_MAX_BYTES, deadline_seconds=URL_DEADLINE_SECONDS
+                source,
+                timeout=URL_TIMEOUT_SECONDS,
+                max_bytes=URL_MAX_BYTES,
+                deadline_seconds=URL_DEADLINE_SECONDS,
+                allowed_origin=origin(source),
             )
         except HTTPFetchError as error:  # its message starts with the URL: said once
             message = str(error).removeprefix(f"{source}: ")

@@ -53,6 +53,7 @@ from feature_extraction_orcahello import OrcaHelloFeatureExtractor
 from .checkpoint_reading import read_checkpoint
 from .errors import ConversionError, short_list
 from .hub_v1_layout import (
+    CALL_CLASS_INDEX,
     HubLayoutError,
     hub_weights_path,
     is_hub_v1_folder,
@@ -188,6 +189,7 @@ def convert(
     if hub_settings is not None:
         config_arguments, feature_extractor_arguments, notes = hub_settings
         preset = config_arguments.pop("preset")
+        call_class_index = config_arguments.pop("call_class_index")
         _, settings, _ = resolve_inference_settings({}, preset=preset, **config_arguments)
         model.config.preset = preset
         for field, value in settings.items():
@@ -224,6 +226,16 @@ def convert(
                 method="bit-exact tensors and a finite forward pass", num_inputs=1, max_abs_logit_diff=None
             )
     report["verification"] = verification
+    if hub_settings is not None and call_class_index != CALL_CLASS_INDEX:
+        # The folder's P(call) is its head's output 0 (upstream's predict_call reads the softmax's column at
+        # call_class_index): this model reads output 1, so the classifier's two rows trade places.
+        with torch.no_grad():
+            for parameter in (model.classifier.out_proj.weight, model.classifier.out_proj.bias):
+                parameter.copy_(parameter.flip(0))
+        report["warnings"].append(
+            f"model.call_class_index={call_class_index}: the classifier's rows were swapped, so that P(call) is "
+            f"output {CALL_CLASS_INDEX} as this model reads it"
+        )
 
     save_model_folder(model, os.fspath(output_dir), feature_extractor=feature_extractor, model_card=model_card)
     report["files"] = sorted(os.listdir(output_dir))

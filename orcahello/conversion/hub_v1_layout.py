@@ -7,7 +7,10 @@ configuration `{audio, spectrogram, model, inference}` (no `model_type`, so `Aut
 `model.safetensors` (or, from upstream's extraction script, `model_v1.pt`) holds the port-keyed weights, and
 `config.yaml` the same configuration as YAML. `read_hub_v1_settings` turns those settings into this repository's
 `v1` preset fields and feature-extractor arguments, refusing any setting it cannot honour and any disagreement
-between `config.json` and `config.yaml`, each with a one-line error naming it.
+between `config.json` and `config.yaml`, each with a one-line error naming it. The file-level rule is read by
+`orcahello.upstream_config.model_decision` (both of upstream's forms: the older `inference` count thresholds and
+today's `global_prediction` section), the one mapping `--hydrophone-config` uses too; every value goes through the
+command line's range check (`vocabulary_orcahello.check_setting`).
 """
 
 import json
@@ -15,9 +18,16 @@ import math
 import os
 from typing import Any
 
+from vocabulary_orcahello import check_setting
+
+from ..safe_yaml import YamlFileError, read_yaml_file
+from ..upstream_config import GLOBAL_PREDICTION_FIELDS, UpstreamConfigError, model_decision
+
 # The weight files upstream's layout may hold, in the order they are preferred.
 HUB_WEIGHT_FILES = ("model.safetensors", "model_v1.pt")
-SECTIONS = ("audio", "spectrogram", "model", "inference")
+SECTIONS = ("audio", "spectrogram", "model", "inference", "global_prediction")
+# The sections a folder must have at least one of to be upstream's layout.
+LAYOUT_SECTIONS = ("audio", "spectrogram", "model", "inference")
 # Settings that choose where and how fast the port runs, not what it computes: accepted, never stored (the
 # pipeline's device, engine and precision are chosen per run).
 RUNTIME_SETTINGS = {("model", "device"), ("model", "precision"), ("inference", "max_batch_size"), ("model", "name")}
@@ -32,7 +42,11 @@ KNOWN_SETTINGS = {
         "window_s", "window_hop_s", "max_batch_size", "local_conf_threshold", "global_pred_threshold",
         "strict_segments",
     ),
+    "global_prediction": tuple(GLOBAL_PREDICTION_FIELDS),
 }  # fmt: skip
+# Which output of the head is P(call): the port's `model.call_class_index` (upstream's `predict_call` takes the
+# softmax's column at it). This model's is 1; a folder saying 0 has its classifier's two rows swapped on conversion.
+CALL_CLASS_INDEX = 1
 
 
 class HubLayoutError(ValueError):
@@ -50,7 +64,7 @@ def is_hub_v1_folder(path: str | os.PathLike[str]) -> bool:
                 config = json.load(handle)
         except (OSError, ValueError):
             return False
-        return isinstance(config, dict) and "model_type" not in config and bool(set(SECTIONS) & set(config))
+        return isinstance(config, dict) and "model_type" not in config and bool(set(LAYOUT_SECTIONS) & set(config))
     return os.path.isfile(os.path.join(path, "config.yaml"))
 
 
@@ -74,13 +88,10 @@ def _load_settings(folder):
         except ValueError as error:
             raise HubLayoutError(f"{json_path}: not valid JSON ({error})") from None
     if os.path.isfile(yaml_path):
-        import yaml
-
         try:
-            with open(yaml_path, encoding="utf-8") as handle:
-                found["config.yaml"] = yaml.safe_load(handle)
-        except yaml.YAMLError as error:
-            raise HubLayoutError(f"{yaml_path}: not valid YAML ({' '.join(str(error).split())})") from None
+            found["config.yaml"] = read_yaml_file(yaml_path)
+        except YamlFileError as error:
+            raise HubLayoutError(str(error)) from None
     if not found:
         raise HubLayoutError(f"{folder}: neither config.json nor config.yaml: not upstream's Hub layout")
     for name, settings in found.items():
@@ -148,10 +159,22 @@ def read_hub_v1_settings(folder: str | os.PathLike[str]) -> tuple[dict[str, Any]
     require("spectrogram", "mel_f_pad", 0, "the mel spectrogram is computed without padding")
     require("spectrogram", "convert_to_db", True, "the model takes dB spectrograms")
     require("model", "num_classes", 2, "the head has two classes")
-    require("model", "call_class_index", 1, "P(call) is class 1")
+    call_class_index = get("model", "call_class_index", CALL_CLASS_INDEX)
+    if isinstance(call_class_index, bool) or call_class_index not in (0, 1):
+        raise HubLayoutError(
+            f"{folder} ({source}): model.call_class_index={call_class_index!r} cannot be honoured: the head has two "
+            f"classes, 0 and 1"
+        )
 
     def number(section, key, default, kind=float, positive=True):
         value = get(section, key, default)
+        field = {"window_s": "window_seconds", "window_hop_s": "hop_seconds"}.get(key)
+        if field is not None:  # the ranges every source of settings is held to
+            try:
+                check_setting(field, value, f"{folder} ({source}): {section}.{key}")
+            except ValueError as error:
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                    raise HubLayoutError(str(error)) from None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (positive and not value > 0):
             raise HubLayoutError(f"{folder} ({source}): {section}.{key}={value!r} must be a positive number")
         if kind is int and float(value) != int(value):
@@ -188,12 +211,14 @@ def read_hub_v1_settings(folder: str | os.PathLike[str]) -> tuple[dict[str, Any]
         "whole_recording_frontend": True,
         "peak_normalize": flag("audio", "normalize", None),
         "strict_segments": flag("inference", "strict_segments", True),
-        "smoothing": False,
-        "aggregation": "orcahello",
-        "local_threshold": number("inference", "local_conf_threshold", 0.5, positive=False),
-        "global_count_threshold": number("inference", "global_pred_threshold", 3, int),
     }
-    notes = [
+    try:
+        decision, decision_notes = model_decision(settings, f"{folder} ({source})")
+    except UpstreamConfigError as error:
+        raise HubLayoutError(str(error)) from None
+    config_arguments.update(decision)
+    config_arguments["call_class_index"] = int(call_class_index)
+    notes = decision_notes + [
         f"{section}.{key}={(settings.get(section) or {})[key]!r} is a runtime choice, not stored (device, engine "
         f"and precision are chosen per run; batch size with --batch-size)"
         for section, key in sorted(RUNTIME_SETTINGS)

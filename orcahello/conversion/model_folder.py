@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import shutil
 from typing import Any, TypeVar
 
 from transformers import PretrainedConfig
@@ -13,6 +12,7 @@ from feature_extraction_orcahello import OrcaHelloFeatureExtractor
 from modeling_orcahello import OrcaHelloForAudioClassification
 
 from .. import REPO_ROOT
+from ..atomic_files import write_atomically
 
 CUSTOM_CODE_FILES = (
     "configuration_orcahello.py",
@@ -32,6 +32,7 @@ CUSTOM_CODE_FILES = (
     "fast_mode_orcahello.py",
     "process_memory_orcahello.py",
     "vocabulary_orcahello.py",
+    "whole_recording_orcahello.py",
 )
 # Not loaded by transformers: the Inference Endpoints entry point (`EndpointHandler`), which serves the folder's
 # pipeline when it is deployed as a custom-handler endpoint. It belongs wherever the model goes.
@@ -82,9 +83,8 @@ def save_feature_extractor(feature_extractor: OrcaHelloFeatureExtractor, output_
     with open(preprocessor_path) as handle:
         preprocessor = json.load(handle)
     preprocessor["auto_map"] = dict(FEATURE_EXTRACTOR_AUTO_MAP)
-    with open(preprocessor_path, "w") as handle:
-        json.dump(preprocessor, handle, indent=2, sort_keys=True)
-        handle.write("\n")
+    # Every file here is written through a temporary file and a rename: never through a symbolic link at its name.
+    write_atomically(preprocessor_path, json.dumps(preprocessor, indent=2, sort_keys=True) + "\n")
 
 
 def save_model_folder(
@@ -104,15 +104,21 @@ def save_model_folder(
     model.save_pretrained(output_dir)
     save_feature_extractor(feature_extractor or OrcaHelloFeatureExtractor(), output_dir)
     for name in CUSTOM_CODE_FILES + ENDPOINT_HANDLER_FILES + EXAMPLE_FILES:
-        os.makedirs(os.path.dirname(os.path.join(output_dir, name)), exist_ok=True)
-        shutil.copyfile(os.path.join(REPO_ROOT, name), os.path.join(output_dir, name))
+        copy_from_repository(name, output_dir)
     if model_card is not None:
-        with open(os.path.join(output_dir, "README.md"), "w") as handle:
-            handle.write(model_card)
+        write_atomically(os.path.join(output_dir, "README.md"), model_card)
         for name in card_linked_files(model_card):
-            os.makedirs(os.path.dirname(os.path.join(output_dir, name)) or output_dir, exist_ok=True)
-            shutil.copyfile(os.path.join(REPO_ROOT, name), os.path.join(output_dir, name))
+            copy_from_repository(name, output_dir)
     return output_dir
+
+
+def copy_from_repository(name: str, output_dir: str) -> None:
+    """
+    Write this checkout's file `name` (a relative path) into `output_dir` at the same path, through a temporary file
+    and a rename: never through a symbolic link at its name.
+    """
+    with open(os.path.join(REPO_ROOT, name), "rb") as handle:
+        write_atomically(os.path.join(output_dir, name), handle.read())
 
 
 def card_linked_files(model_card: str) -> list[str]:
@@ -151,8 +157,7 @@ def refresh_custom_code(output_dir: str) -> list[str]:
             with open(target, "rb") as handle:
                 current = handle.read()
         if current != wanted:
-            with open(target, "wb") as handle:
-                handle.write(wanted)
+            write_atomically(target, wanted)
             rewritten.append(name)
     return rewritten
 

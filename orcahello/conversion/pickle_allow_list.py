@@ -193,7 +193,24 @@ TORCH_REBUILD_FUNCTIONS = {
     )
     if hasattr(torch._utils, name)
 }
-TORCH_REBUILD_FUNCTIONS["torch._tensor._rebuild_from_type_v2"] = torch._tensor._rebuild_from_type_v2
+TENSOR_REBUILD_FUNCTIONS = tuple(TORCH_REBUILD_FUNCTIONS.values())
+
+
+def rebuild_from_type_v2(func: Any, new_type: type, args: tuple, state: Any) -> torch.Tensor:
+    """
+    What the global `torch._tensor._rebuild_from_type_v2` gives: torch's own, once `func` is one of torch's tensor
+    rebuild functions and `new_type` a tensor or parameter class. Torch's calls `func(*args)` whatever `func` is: an
+    875-byte pickle passed `nn.Linear` and two sizes through it (4.4 GB), past the check on direct calls.
+    """
+    if not any(func is allowed for allowed in TENSOR_REBUILD_FUNCTIONS):
+        shown = getattr(func, "__qualname__", type(func).__name__)
+        raise UnsafePickleError(f"refusing to load: _rebuild_from_type_v2 asked to call {shown}, not a tensor rebuild")
+    if new_type not in (torch.Tensor, nn.Parameter):
+        raise UnsafePickleError(f"refusing to load: _rebuild_from_type_v2 asked for the tensor class {new_type!r}")
+    return torch._tensor._rebuild_from_type_v2(func, new_type, args, state)
+
+
+TORCH_REBUILD_FUNCTIONS["torch._tensor._rebuild_from_type_v2"] = rebuild_from_type_v2
 
 
 # The numpy types a pickled numpy scalar may have: plain numbers, and fixed-length text (`U8`: fastai's metadata

@@ -15,9 +15,13 @@ a featurized window. Its README.md must be a model card whose metadata declares 
 Usage:
 
 ```bash
-orcahello upload orcahello-srkw-detector-v1 --dry-run
+orcahello upload orcahello-srkw-detector-v1 --repo-id you/orcahello-test --dry-run
 orcahello upload orcahello-srkw-detector-v1 --repo-id orcasound/orcahello-srkw-detector-v1 --token hf_...
 ```
+
+There is no default repository: the user names the one to push to. A folder whose weights are the synthetic
+stand-in (`scripts/fetch_model.py` offline) or an adapted head (`orcahello adapt`) is refused unless
+`--allow-derived-weights` is given: neither is the OrcaHello model its card describes.
 """
 
 import dataclasses
@@ -26,11 +30,10 @@ import os
 import sys
 from typing import Any
 
-from vocabulary_orcahello import HUB_MODEL_ID
+from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY
 
 from .model_folder import CARD_FOLDERS, CUSTOM_CODE_FILES, ENDPOINT_HANDLER_FILES
 
-DEFAULT_REPO_ID = HUB_MODEL_ID  # the repo the commands load by default
 REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md") + tuple(
     CUSTOM_CODE_FILES
 )
@@ -106,6 +109,24 @@ def check_loads(folder: str) -> dict[str, Any]:
     }
 
 
+def derived_weights(folder: str) -> list[str]:
+    """
+    What makes the weights in `folder` other than a trained OrcaHello model's, as its config.json records it: the
+    synthetic stand-in (`scripts/fetch_model.py` offline), an adapted head (`orcahello adapt`). Empty for neither.
+    """
+    config_path = os.path.join(folder, "config.json")
+    if not os.path.isfile(config_path):
+        return []
+    with open(config_path) as handle:
+        config = json.load(handle)
+    reasons = []
+    if config.get(SYNTHETIC_WEIGHTS_KEY):
+        reasons.append("its weights are the SYNTHETIC stand-in (trained on synthetic audio, for testing)")
+    if config.get("adapted_head"):
+        reasons.append("it carries an adapted head (orcahello adapt), not the trained OrcaHello classifier")
+    return reasons
+
+
 def validate_model_folder(folder: str) -> dict[str, Any]:
     """
     Check that `folder` is a complete model folder with a valid card and that it loads and runs; returns a summary
@@ -152,21 +173,33 @@ class UploadOptions:
 
     Args:
         folder (`str`): the model folder `orcahello convert` wrote.
-        repo_id (`str`, *optional*, defaults to `"orcasound/orcahello-srkw-detector-v1"`): the Hub model repo.
+        repo_id (`str`): the Hub model repo; there is no default, so that nothing goes to a repository the user
+            did not name.
         token (`str`, *optional*): a Hub write token; None: nothing is pushed.
         commit_message (`str`, *optional*): the commit message on the Hub.
         dry_run (`bool`, *optional*, defaults to `False`): validate only; never contact the Hub.
+        allow_derived_weights (`bool`, *optional*, defaults to `False`): accept a folder whose weights are the
+            synthetic stand-in or an adapted head (refused otherwise, dry run included).
     """
 
     folder: str
-    repo_id: str = DEFAULT_REPO_ID
+    repo_id: str
     token: str | None = None
     commit_message: str | None = None
     dry_run: bool = False
+    allow_derived_weights: bool = False
 
 
 def upload_command(options: UploadOptions) -> int:
     """`orcahello upload` with `options`: validate the folder, then push it; returns the exit status."""
+    derived = derived_weights(options.folder)
+    if derived and not options.allow_derived_weights:
+        print(
+            f"error: {options.folder} is not uploadable as an OrcaHello model: {'; '.join(derived)} "
+            "(--allow-derived-weights to push it anyway)",
+            file=sys.stderr,
+        )
+        return 1
     try:
         summary = validate_model_folder(options.folder)
     except ModelFolderError as error:

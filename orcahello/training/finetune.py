@@ -54,6 +54,7 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 
 from .. import models
+from ..atomic_files import write_atomically
 from . import FASTAI_AUDIO_FREQUENCY_MASK_ROWS
 
 if TYPE_CHECKING:
@@ -250,9 +251,7 @@ def finetune(options: FinetuneOptions) -> dict[str, Any]:
     if not options.keep_checkpoints:
         shutil.rmtree(checkpoints, ignore_errors=True)
     summary["elapsed_s"] = round(time.monotonic() - started, 1)
-    with open(os.path.join(options.output_dir, SUMMARY_FILE), "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2)
-        handle.write("\n")
+    write_atomically(os.path.join(options.output_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
     print(
         f"AUPRC on {options.eval}: {initial_eval['auprc']:.4f} before, {final_eval['auprc']:.4f} after (epoch "
         f"{summary['best_epoch']}). Model folder: {options.output_dir}",
