@@ -60,6 +60,15 @@ REPORT_SUFFIXES = {
     "report_md": ".report.md",
 }
 CURVE_COLUMNS = ("site", "threshold", "flagged", "positives_flagged", "precision", "flagged_share", "recall_labelled")
+# Upstream's live thresholds, set by hand per hydrophone (orcasound/orcahello, InferenceSystem/deploy/: Bush Point
+# 0.90 against a mechanical squeak at 034e397, North SJC 0.95 against a chain jingle at 57beba7) over the model
+# config's `global_prediction.pred_global_threshold` of 0.6 (InferenceSystem/model/config.yaml at 423ff5b) that
+# every other hydrophone runs with.
+UPSTREAM_DEFAULT_THRESHOLD = 0.6
+UPSTREAM_SITE_THRESHOLDS = {"rpi_bush_point": 0.90, "rpi_north_sjc": 0.95}
+# The keys of the hydrophone config `--upstream-overrides` writes that are not decisions, as upstream's live pods
+# set them (one minute decided at a time, from the live HLS stream).
+UPSTREAM_STREAM_SETTINGS = {"hls_stream_type": "LiveHLS", "inference_segment_size": 60}
 
 
 class CalibrationError(ValueError):
@@ -251,6 +260,77 @@ def calibrate(
     return table
 
 
+def upstream_threshold(site: str) -> float:
+    """The `pred_global_threshold` upstream's live pod of `site` runs with (`UPSTREAM_SITE_THRESHOLDS`)."""
+    return UPSTREAM_SITE_THRESHOLDS.get(site, UPSTREAM_DEFAULT_THRESHOLD)
+
+
+def upstream_threshold_for_floor(floor: float) -> float:
+    """
+    The `global_prediction.pred_global_threshold` that makes upstream's rule (the file positive when the mean of its
+    2 most confident windows, its global confidence, is at least the threshold) flag what the v1 preset flags with
+    this floor on the same global confidence: the higher of the two, never below upstream's 0.6.
+    """
+    return round(max(UPSTREAM_DEFAULT_THRESHOLD, floor), 4)
+
+
+def upstream_overrides(table: dict[str, Any]) -> dict[str, Any]:
+    """
+    The fitted `table` as one of upstream's hydrophone configs, in its multi-location form (`orchestrator_config` and
+    a `location_config` per site), which `--hydrophone-config` reads: each location's `model_config_overrides` is
+    what that hydrophone's ConfigMap holds under `config.yml`.
+    """
+    shared = {
+        **UPSTREAM_STREAM_SETTINGS,
+        "model_config_overrides": {"global_prediction": {"pred_global_threshold": UPSTREAM_DEFAULT_THRESHOLD}},
+    }
+    locations = []
+    for site, entry in table["sites"].items():
+        threshold = upstream_threshold_for_floor(entry[FITTED_FIELD])
+        location: dict[str, Any] = {"location_id": site, "hls_hydrophone_id": site}
+        if threshold != UPSTREAM_DEFAULT_THRESHOLD:
+            location["model_config_overrides"] = {"global_prediction": {"pred_global_threshold": threshold}}
+        locations.append(location)
+    return {"orchestrator_config": shared, "location_config": locations}
+
+
+def upstream_overrides_text(table: dict[str, Any]) -> str:
+    """`upstream_overrides(table)` as YAML, after a comment saying where it comes from and what it assumes."""
+    import yaml
+
+    header = [
+        "# Per-hydrophone thresholds for upstream's live system (orcasound/orcahello), written by orcahello calibrate.",
+        "# " + table["description"],
+        "# Each location's model_config_overrides is what its ConfigMap's config.yml holds; orcahello --hydrophone-config",
+        "# reads this file as it is. A site that flags nothing at the target gets 1.0 (only a top-2 mean of exactly 1).",
+        "# The floors were fitted on the labels' confidences (the detector of their time): see the report.",
+    ]
+    body = yaml.safe_dump(upstream_overrides(table), sort_keys=False, default_flow_style=False)
+    return "\n".join(line.rstrip() for line in header) + "\n" + body
+
+
+def upstream_rows(table: dict[str, Any], events: list[LabelledEvent]) -> list[dict[str, Any]]:
+    """Per site, upstream's hand-set threshold and the fitted floor: flagged events, precision and labelled recall
+    at each (the labels' confidence read as the global confidence both are thresholds on)."""
+    rows = []
+    by_site = sites_of(events)
+    for site, entry in table["sites"].items():
+        site_events = by_site[site]
+        positives = sum(event.positive for event in site_events)
+        row: dict[str, Any] = {"site": site}
+        for name, threshold in (("upstream", upstream_threshold(site)), ("fitted", entry[FITTED_FIELD])):
+            if name == "fitted" and entry["fit"]["flags_nothing"]:
+                flagged, positives_flagged = 0, 0
+            else:
+                flagged, positives_flagged = precision_at(site_events, threshold)
+            row[f"{name}_threshold"] = threshold
+            row[f"{name}_flagged"] = flagged
+            row[f"{name}_precision"] = _round(ratio(positives_flagged, flagged))
+            row[f"{name}_recall_labelled"] = _round(ratio(positives_flagged, positives))
+        rows.append(row)
+    return rows
+
+
 def curve_rows(events: list[LabelledEvent], thresholds: Iterable[float] = CURVE_THRESHOLDS) -> list[dict[str, Any]]:
     """The report's curves: per site and threshold, flagged events, precision, flagged share and labelled recall."""
     rows = []
@@ -310,7 +390,7 @@ def write_report(table: dict[str, Any], events: list[LabelledEvent], output: str
         plot_curves(table, rows, paths["curves_png"], start=max(0.0, math.floor(lowest_score * 20) / 20 - 0.05))
     else:
         paths.pop("curves_png")
-    writers.write_atomically(paths["report_md"], report_markdown(table, paths))
+    writers.write_atomically(paths["report_md"], report_markdown(table, paths, upstream_rows(table, events)))
     return paths
 
 
@@ -349,8 +429,9 @@ def _cell(value, digits=2):
     return "" if value is None else f"{value:.{digits}f}"
 
 
-def report_markdown(table: dict[str, Any], paths: dict[str, str]) -> str:
-    """A human-readable summary of the fitted table."""
+def report_markdown(table: dict[str, Any], paths: dict[str, str], upstream: list[dict[str, Any]] | None = None) -> str:
+    """A human-readable summary of the fitted table; with `upstream` (`upstream_rows`), upstream's hand-set live
+    thresholds beside the fitted floors."""
     lines = [
         "# Per-site confidence floors",
         "",
@@ -385,6 +466,36 @@ def report_markdown(table: dict[str, Any], paths: dict[str, str]) -> str:
         "Files: " + ", ".join(f"`{os.path.basename(path)}`" for kind, path in paths.items() if kind != "report_md"),
         "",
     ]
+    if upstream:
+        lines += [
+            "## Upstream's live thresholds beside the fitted floors",
+            "",
+            f"Upstream's live pods decide with `pred_global_threshold` {UPSTREAM_DEFAULT_THRESHOLD:g}, raised by hand "
+            "per hydrophone (Bush Point 0.90, North SJC 0.95). Both are read here as thresholds on the labels' "
+            "confidence.",
+            "",
+            "| site | upstream threshold | flagged | precision | SRKW recall (labelled) | fitted floor | flagged | "
+            "precision | SRKW recall (labelled) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in upstream:
+            lines.append(
+                f"| {row['site']} | {row['upstream_threshold']:.2f} | {row['upstream_flagged']} | "
+                f"{_cell(row['upstream_precision'])} | {_cell(row['upstream_recall_labelled'])} | "
+                f"{row['fitted_threshold']:.4f} | {row['fitted_flagged']} | {_cell(row['fitted_precision'])} | "
+                f"{_cell(row['fitted_recall_labelled'])} |"
+            )
+        lines += [
+            "",
+            "What these labels can and cannot tell about the v1 rule: each event's confidence is the one the detector "
+            "of its time gave (production's fastai detector, its global confidence: the mean of the positive windows' "
+            "probabilities), not the v1 rule's mean of the 2 most confident 3-s windows, and only events that detector "
+            "flagged have one. The rows above therefore say how each threshold sorts the events that detector "
+            "flagged, by its scale; they do not say how many minutes v1 flags at that threshold, nor what v1 finds "
+            "that it missed. To fit v1's own thresholds, score the labelled minutes with the v1 preset (`orcahello "
+            "detect --preset v1`) and calibrate on those confidences (`--score-column`, `--score-scale 1`).",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -404,6 +515,8 @@ class CalibrateOptions:
         label_column (`str`, *optional*, defaults to `"Category"`): the class people gave the event.
         positive_labels (`tuple[str, ...]`, *optional*, defaults to `("resident",)`): the classes that are positive.
         score_scale (`float`, *optional*, defaults to 100): what a score of certainty is in the CSV.
+        upstream_overrides (`str`, *optional*): also write the floors as upstream's per-hydrophone
+            `model_config_overrides` (a multi-location hydrophone config, `upstream_overrides`) to this YAML file.
     """
 
     labels: str
@@ -415,6 +528,7 @@ class CalibrateOptions:
     label_column: str = DEFAULT_LABEL_COLUMN
     positive_labels: tuple[str, ...] = DEFAULT_POSITIVE_LABELS
     score_scale: float = DEFAULT_SCORE_SCALE
+    upstream_overrides: str | None = None
 
 
 def calibrate_command(options: CalibrateOptions) -> int:
@@ -453,6 +567,8 @@ def calibrate_command(options: CalibrateOptions) -> int:
     try:
         writers.write_atomically(options.output, json.dumps(table, indent=2) + "\n")
         paths = write_report(table, events, options.output, plot=plot)
+        if options.upstream_overrides:
+            writers.write_atomically(options.upstream_overrides, upstream_overrides_text(table))
     except OSError as error:
         print(f"ERROR: cannot write {error.filename or options.output}: {error.strerror or error}", file=sys.stderr)
         return 2
@@ -469,4 +585,6 @@ def calibrate_command(options: CalibrateOptions) -> int:
             )
         print(f"{site}: {decision}")
     print(f"Table: {options.output}; report: {paths['report_md']}")
+    if options.upstream_overrides:
+        print(f"Upstream's model_config_overrides per hydrophone: {options.upstream_overrides}")
     return 0

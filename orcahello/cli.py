@@ -377,7 +377,7 @@ def written_folders(name: str, typed: Any) -> list[str]:
     if name == "embed":
         return [typed.output_dir]
     model_folder = [typed.output_dir] if name in ("adapt", "finetune", "convert") else []
-    files = model_folder + [getattr(typed, field, None) for field in ("output", "plot")]
+    files = model_folder + [getattr(typed, field, None) for field in ("output", "plot", "upstream_overrides")]
     folders = [os.path.dirname(os.path.abspath(path)) for path in files if path]
     report_dir = getattr(typed, "report_dir", None)
     return folders + ([report_dir] if report_dir else [])

@@ -342,6 +342,12 @@ def add_calibrate_options(parser: argparse.ArgumentParser) -> None:
         default=calibrate.DEFAULT_SCORE_SCALE,
         help="what a score of certainty is in the CSV: 100 for production's confidence (default), 1 for a 0-1 score",
     )
+    parser.add_argument(
+        "--upstream-overrides",
+        metavar="FILE.yml",
+        help="also write the floors as upstream's per-hydrophone model_config_overrides (a multi-location hydrophone "
+        "config that --hydrophone-config reads; each location's block is what its ConfigMap holds)",
+    )
 
 
 def add_evaluate_options(parser: argparse.ArgumentParser) -> None:

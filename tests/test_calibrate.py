@@ -200,3 +200,51 @@ def test_shipped_table_is_the_lowest_floor_per_site_on_the_moderator_labels():
         else:
             assert reaches(scored, floor, target, minimum)
             assert not any(reaches(scored, score, target, minimum) for score in lower)
+
+
+# Bush Point, whose live pod upstream raised to 0.90 by hand. By hand with --target-precision 0.75 --min-flagged 2:
+# at >= 70 2 of 4 flagged are SRKW, at >= 88 1 of 3, at >= 91 1 of 2, at >= 95 one event is left (< 2): no floor, it
+# flags nothing. At upstream's 0.90: 91 and 95 are flagged, 1 SRKW: precision 0.5, labelled recall 1 of 2.
+BUSH_POINT_ROWS = [
+    ("rpi_bush_point", "70", "resident"),
+    ("rpi_bush_point", "88", "vessel"),
+    ("rpi_bush_point", "91", "resident"),
+    ("rpi_bush_point", "95", "water"),
+]
+
+
+def test_upstream_overrides_and_upstreams_thresholds_beside_the_floors(tmp_path, capsys):
+    from orcahello.upstream_config import read_hydrophone_config
+
+    labels = write_labels(tmp_path / "labels.csv", ROWS + BUSH_POINT_ROWS)
+    overrides = tmp_path / "configs" / "overrides.yml"
+    overrides.parent.mkdir()
+    status, out, err = run_calibrate(
+        capsys, labels, "--target-precision", "0.75", "--min-flagged", "2", "--output", tmp_path / "sites.json",
+        "--upstream-overrides", overrides,
+    )  # fmt: skip
+    assert status == 0, err
+    assert str(overrides) in out
+    # The file is upstream's multi-location form, and --hydrophone-config reads it back: each hydrophone's
+    # pred_global_threshold is the higher of upstream's 0.6 and its floor (rpi_a 0.70; rpi_c's floor 0 keeps 0.6;
+    # sites that flag nothing at the target get 1.0).
+    config = read_hydrophone_config(overrides)
+    assert config.form == "multi-location" and config.preset == "v1"
+    thresholds = {location.hydrophone_id: location.decision["global_threshold"] for location in config.locations}
+    assert thresholds == {"rpi_a": 0.70, "rpi_b": 1.0, "rpi_bush_point": 1.0, "rpi_c": 0.6}
+    assert "pred_global_threshold: 0.7" in overrides.read_text()
+    # The report's side-by-side rows, worked out by hand (see ROWS and BUSH_POINT_ROWS).
+    report = (tmp_path / "sites.report.md").read_text()
+    assert "| rpi_bush_point | 0.90 | 2 | 0.50 | 0.50 | 1.0000 | 0 |  | 0.00 |" in report
+    assert "| rpi_a | 0.60 | 7 | 0.57 | 0.80 | 0.7000 | 5 | 0.80 | 0.80 |" in report
+    assert "can and cannot tell about the v1 rule" in report
+
+
+def test_shipped_upstream_overrides_are_the_shipped_floors_over_upstreams_threshold():
+    from orcahello.upstream_config import read_hydrophone_config
+
+    floors = {site: entry["min_global_confidence"] for site, entry in load_site_thresholds(
+        REPO_ROOT / "site_thresholds" / "sites.json")["sites"].items()}  # fmt: skip
+    config = read_hydrophone_config(REPO_ROOT / "site_thresholds" / "sites.upstream_overrides.yml")
+    thresholds = {location.hydrophone_id: location.decision["global_threshold"] for location in config.locations}
+    assert thresholds == {site: max(0.6, round(floor, 4)) for site, floor in floors.items()}
