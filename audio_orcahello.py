@@ -108,6 +108,10 @@ class Recording:
     start and no gaps (`hls_timeline_orcahello.file_name_timeline`); else None.
     """
 
+    # Only on a whole recording resampled for the v1 frontend (`whole_recording_audio`): the source's rate and length.
+    source_sampling_rate: int
+    source_num_samples: int
+
     def __init__(
         self,
         name: str,

@@ -10,7 +10,10 @@ the windows are scored, how their scores become its result. The pipeline's `reso
 `_sanitize_parameters` hook) is this function on the pipeline's model config.
 """
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from transformers import PretrainedConfig
 
 try:
     from .configuration_orcahello import config_inference_settings, resolve_inference_settings
@@ -40,29 +43,29 @@ class PipelineParameters(NamedTuple):
 
 
 def resolve_call_parameters(
-    config,
-    sampling_rate=None,
-    preset=None,
-    window_seconds=None,
-    hop_seconds=None,
-    whole_recording_frontend=None,
-    peak_normalize=None,
-    strict_segments=None,
-    smoothing=None,
-    aggregation=None,
-    local_threshold=None,
-    global_count_threshold=None,
-    global_threshold=None,
-    top_k_windows=None,
-    min_global_confidence=None,
-    return_timestamps=None,
-    top_k=None,
-    function_to_apply=None,
-    engine=None,
-    precision=None,
-    allow_other_hosts=None,
-    progress_callback=None,
-    **kwargs,
+    config: PretrainedConfig,
+    sampling_rate: int | None = None,
+    preset: str | None = None,
+    window_seconds: float | None = None,
+    hop_seconds: float | None = None,
+    whole_recording_frontend: bool | None = None,
+    peak_normalize: bool | None = None,
+    strict_segments: bool | None = None,
+    smoothing: bool | None = None,
+    aggregation: str | None = None,
+    local_threshold: float | None = None,
+    global_count_threshold: int | None = None,
+    global_threshold: float | None = None,
+    top_k_windows: int | None = None,
+    min_global_confidence: float | None = None,
+    return_timestamps: bool | None = None,
+    top_k: int | None = None,
+    function_to_apply: str | None = None,
+    engine: str | None = None,
+    precision: str | None = None,
+    allow_other_hosts: bool | None = None,
+    progress_callback: Callable[[int, int | None], object] | None = None,
+    **kwargs: Any,
 ) -> PipelineParameters:
     """
     What a call of the pipeline with these parameters does, for a model with `config`: `PipelineParameters`.
@@ -122,7 +125,7 @@ def resolve_call_parameters(
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"top_k must be a whole number of at least 1, got {top_k!r}")
         postprocess_params["top_k"] = top_k
-    forward_params = {}
+    forward_params: dict[str, Any] = {}
     if engine is not None:
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")

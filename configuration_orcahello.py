@@ -4,6 +4,11 @@
 # distributed separately under the OrcaHello RAIL-AMS licence: see the model card.
 """OrcaHello SRKW detector configuration."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
 from transformers import PretrainedConfig
 
 try:
@@ -28,14 +33,14 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
 ADAPTED_HEAD_LAYERS = EMBEDDING_LAYERS
 
 
-def preset_settings(name):
+def preset_settings(name: str) -> dict[str, Any]:
     """A copy of the fields of the preset called `name` (`"fastai"` or `"v1"`)."""
     if name not in INFERENCE_PRESETS:
         raise ValueError(f"preset must be one of {tuple(INFERENCE_PRESETS)}, got {name!r}")
     return dict(INFERENCE_PRESETS[name])
 
 
-def check_inference_settings(settings):
+def check_inference_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """Raise a one-line ValueError naming the first field of `settings` (all of `INFERENCE_FIELDS`) that is wrong."""
     for name in INFERENCE_FIELDS:  # the ranges every source of settings is held to (vocabulary_orcahello)
         settings[name] = check_setting(name, settings[name])
@@ -52,7 +57,7 @@ def check_inference_settings(settings):
     return settings
 
 
-def config_inference_settings(config):
+def config_inference_settings(config: PretrainedConfig) -> dict[str, Any]:
     """
     A model config's inference fields and preset, as `resolve_inference_settings` takes them as `base`. A config
     loaded by a model folder's code from before presets lacks some fields: they are its preset's (fastai's).
@@ -64,7 +69,9 @@ def config_inference_settings(config):
     return base
 
 
-def resolve_inference_settings(base, preset=None, **overrides):
+def resolve_inference_settings(
+    base: dict[str, Any], preset: str | None = None, **overrides: Any
+) -> tuple[str, dict[str, Any], list[str]]:
     """
     The inference fields of one call: `base` (a dict of `INFERENCE_FIELDS`, e.g. a config's), replaced whole by the
     named `preset` when one is given, then the `overrides` that are not None. Returns `(preset_name, settings,
@@ -180,32 +187,32 @@ class OrcaHelloConfig(PretrainedConfig):
 
     def __init__(
         self,
-        num_channels=1,
-        embedding_size=64,
-        hidden_sizes=None,
-        depths=None,
-        layer_type="bottleneck",
-        hidden_act="relu",
-        head_hidden_size=512,
-        head_pooled_dropout=0.25,
-        head_hidden_dropout=0.5,
-        batch_norm_eps=1e-5,
-        preset=DEFAULT_PRESET,
-        window_seconds=None,
-        hop_seconds=None,
-        whole_recording_frontend=None,
-        peak_normalize=None,
-        strict_segments=None,
-        smoothing=None,
-        local_threshold=None,
-        global_count_threshold=None,
-        aggregation=None,
-        global_threshold=None,
-        top_k_windows=None,
-        min_global_confidence=0.0,
-        adapted_head=None,
-        **kwargs,
-    ):
+        num_channels: int = 1,
+        embedding_size: int = 64,
+        hidden_sizes: Sequence[int] | None = None,
+        depths: Sequence[int] | None = None,
+        layer_type: str = "bottleneck",
+        hidden_act: str = "relu",
+        head_hidden_size: int = 512,
+        head_pooled_dropout: float = 0.25,
+        head_hidden_dropout: float = 0.5,
+        batch_norm_eps: float = 1e-5,
+        preset: str = DEFAULT_PRESET,
+        window_seconds: float | None = None,
+        hop_seconds: float | None = None,
+        whole_recording_frontend: bool | None = None,
+        peak_normalize: bool | None = None,
+        strict_segments: bool | None = None,
+        smoothing: bool | None = None,
+        local_threshold: float | None = None,
+        global_count_threshold: int | None = None,
+        aggregation: str | None = None,
+        global_threshold: float | None = None,
+        top_k_windows: int | None = None,
+        min_global_confidence: float = 0.0,
+        adapted_head: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if layer_type not in ("basic", "bottleneck"):
             raise ValueError(f"layer_type must be 'basic' or 'bottleneck', got {layer_type!r}")
         if not 0.0 <= min_global_confidence <= 1.0:
@@ -259,16 +266,16 @@ class OrcaHelloConfig(PretrainedConfig):
         kwargs.setdefault("problem_type", "single_label_classification")
         super().__init__(**kwargs)
 
-    def inference_settings(self):
+    def inference_settings(self) -> dict[str, Any]:
         """This folder's default inference fields (`INFERENCE_FIELDS`) and the preset they start from."""
         return config_inference_settings(self)
 
     @property
-    def pooled_size(self):
+    def pooled_size(self) -> int:
         """Width of the concatenated [max, average] pooled features the head receives (4096 for ResNet50)."""
         return 2 * self.hidden_sizes[-1]
 
-    def layer_size(self, layer):
+    def layer_size(self, layer: str) -> int:
         """Width of the features at `layer`: `"pooled"` (`pooled_size`) or `"head"` (`head_hidden_size`)."""
         if layer not in ADAPTED_HEAD_LAYERS:
             raise ValueError(f"layer must be one of {ADAPTED_HEAD_LAYERS}, got {layer!r}")

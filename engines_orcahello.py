@@ -9,6 +9,8 @@ the spectrogram's constant padding (`padding_skipping_orcahello`). The exported 
 layer's output (`layer_outputs`) always comes from the PyTorch model.
 """
 
+from __future__ import annotations
+
 import copy
 import functools
 import gc
@@ -18,6 +20,7 @@ import importlib
 import os
 import tempfile
 import warnings
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -32,15 +35,21 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
     from process_memory_orcahello import fixed_mmap_threshold, heap_reused_for_activations
     from vocabulary_orcahello import EMBEDDING_LAYERS, ENGINES, PRECISIONS
 
+if TYPE_CHECKING:  # for annotations only: the modeling module imports this one through the pipeline
+    try:
+        from .modeling_orcahello import OrcaHelloForAudioClassification
+    except ImportError:
+        from modeling_orcahello import OrcaHelloForAudioClassification
+
 
 class LogitsOnly(nn.Module):
     """The classifier as a plain `input_features -> logits` function, the form an ONNX export needs."""
 
-    def __init__(self, model):
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, input_features):
+    def forward(self, input_features: torch.Tensor) -> torch.Tensor:
         return self.model(input_features=input_features, return_dict=False)[0]
 
 
@@ -146,8 +155,18 @@ class TorchScorer:
     """
 
     name = "torch"
+    # Set by `ModelScorers` when it builds the scorer: the weights it was built from, the padding it skips after.
+    weights_version: tuple
+    content_frames: int | None
 
-    def __init__(self, module, device, precision="float32", channels_last=False, process_mmap_threshold=None):
+    def __init__(
+        self,
+        module: nn.Module,
+        device: torch.device,
+        precision: str = "float32",
+        channels_last: bool = False,
+        process_mmap_threshold: int | None = None,
+    ) -> None:
         self.module = module
         self.device = device
         self.precision = precision
@@ -156,7 +175,7 @@ class TorchScorer:
         parameter = next(module.parameters())
         self.dtype = parameter.dtype
 
-    def __call__(self, input_features):
+    def __call__(self, input_features: torch.Tensor) -> torch.Tensor:
         input_features = input_features.to(self.device, self.dtype)
         if self.channels_last:
             input_features = input_features.contiguous(memory_format=torch.channels_last)
@@ -176,8 +195,18 @@ class OpenVinoScorer:
     """
 
     name = "openvino"
+    # Set by `ModelScorers` when it builds the scorer: the weights it was built from, the padding it skips after.
+    weights_version: tuple
+    content_frames: int | None
 
-    def __init__(self, module, example_shape, num_threads, precision="float32", network=None):
+    def __init__(
+        self,
+        module: nn.Module | None,
+        example_shape: tuple[int, ...],
+        num_threads: int,
+        precision: str = "float32",
+        network: Any = None,
+    ) -> None:
         import openvino
 
         core = openvino.Core()
@@ -186,6 +215,7 @@ class OpenVinoScorer:
         if precision == "float16":
             raise ValueError("precision='float16' is for GPUs; on CPU use 'float32', 'bfloat16' or 'int8'")
         if network is None:  # else an OpenVINO model made already (the int8 one of `orcahello.quantize`)
+            assert module is not None  # given whenever no network is (`build_scorer`)
             with tempfile.TemporaryDirectory(prefix="orcahello-openvino-") as folder:
                 onnx_path = os.path.join(folder, "model.onnx")
                 export_onnx(module, example_shape, onnx_path)
@@ -202,7 +232,7 @@ class OpenVinoScorer:
         self.compiled = core.compile_model(network, "CPU", settings)
         self.request = self.compiled.create_infer_request()
 
-    def __call__(self, input_features):
+    def __call__(self, input_features: torch.Tensor) -> torch.Tensor:
         features = input_features.detach().to("cpu", torch.float32).contiguous().numpy()
         logits = self.request.infer({0: features})[0]
         return torch.from_numpy(logits.copy())
@@ -212,8 +242,13 @@ class OnnxRuntimeScorer:
     """Logits from ONNX Runtime's CPU kernels, from an ONNX export of `module`."""
 
     name = "onnxruntime"
+    # Set by `ModelScorers` when it builds the scorer: the weights it was built from, the padding it skips after.
+    weights_version: tuple
+    content_frames: int | None
 
-    def __init__(self, module, example_shape, num_threads, precision="float32"):
+    def __init__(
+        self, module: nn.Module, example_shape: tuple[int, ...], num_threads: int, precision: str = "float32"
+    ) -> None:
         import onnxruntime
 
         if precision != "float32":
@@ -231,7 +266,7 @@ class OnnxRuntimeScorer:
             options.enable_cpu_mem_arena = False
             self.session = onnxruntime.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, input_features):
+    def __call__(self, input_features: torch.Tensor) -> torch.Tensor:
         features = input_features.detach().to("cpu", torch.float32).contiguous().numpy()
         return torch.from_numpy(self.session.run(None, {"input_features": features})[0])
 
@@ -277,7 +312,9 @@ def resolve_engine(engine: str, device: torch.device, model_dtype: torch.dtype, 
     return engine
 
 
-def scoring_module(model, example_shape, content_frames=None, padding_value=0.0) -> nn.Module:
+def scoring_module(
+    model: nn.Module, example_shape: tuple[int, ...], content_frames: int | None = None, padding_value: float = 0.0
+) -> nn.Module:
     """`model` as `input_features -> logits`; with `content_frames`, skipping the padding after them."""
     if content_frames is None:
         return LogitsOnly(model)
@@ -293,7 +330,7 @@ def weights_sha256(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def int8_model_stem(model: nn.Module, example_shape: tuple[int, ...], content_frames) -> str:
+def int8_model_stem(model: nn.Module, example_shape: tuple[int, ...], content_frames: int | None) -> str:
     """
     The start of the name of `model`'s int8 side file (`orcahello quantize` writes it into the model folder): the
     weights' sha256, the input geometry (padding skipping included) and the OpenVINO version that reads it; the
@@ -305,7 +342,9 @@ def int8_model_stem(model: nn.Module, example_shape: tuple[int, ...], content_fr
     return f"int8-{weights_sha256(model)[:16]}-{geometry}-openvino{openvino.get_version().split('-')[0]}"
 
 
-def find_int8_model(folder: str | None, model: nn.Module, example_shape: tuple[int, ...], content_frames) -> str:
+def find_int8_model(
+    folder: str | None, model: nn.Module, example_shape: tuple[int, ...], content_frames: int | None
+) -> str:
     """The int8 side file (OpenVINO IR) of `model` in `folder`; a one-line `ValueError` saying how to make it."""
     stem = int8_model_stem(model, example_shape, content_frames)
     found = sorted(glob.glob(os.path.join(glob.escape(folder), f"{stem}-nncf*.xml"))) if folder else []
@@ -319,17 +358,17 @@ def find_int8_model(folder: str | None, model: nn.Module, example_shape: tuple[i
 
 
 def build_scorer(
-    model,
-    engine,
-    example_shape,
-    num_threads,
-    precision="float32",
-    content_frames=None,
-    padding_value=0.0,
-    channels_last=False,
-    process_mmap_threshold=None,
-    int8_folder=None,
-):
+    model: OrcaHelloForAudioClassification,
+    engine: str,
+    example_shape: tuple[int, ...],
+    num_threads: int,
+    precision: str = "float32",
+    content_frames: int | None = None,
+    padding_value: float = 0.0,
+    channels_last: bool = False,
+    process_mmap_threshold: int | None = None,
+    int8_folder: str | None = None,
+) -> TorchScorer | OpenVinoScorer | OnnxRuntimeScorer:
     """
     A scorer (`input_features -> float32 logits on CPU or the model's device`) for `model` with the resolved
     `engine`. With `content_frames`, the graph skips the padding frames after them (see
@@ -376,15 +415,24 @@ class ModelScorers:
         int8_folder (`str`, *optional*): where `orcahello quantize` wrote the int8 model (the model folder).
     """
 
-    def __init__(self, model, device, padding_value, channels_last=False, int8_folder=None):
+    def __init__(
+        self,
+        model: OrcaHelloForAudioClassification,
+        device: torch.device,
+        padding_value: float,
+        channels_last: bool = False,
+        int8_folder: str | None = None,
+    ) -> None:
         self.model = model
         self.device = device
         self.padding_value = float(padding_value)
         self.channels_last = channels_last
         self.int8_folder = int8_folder
-        self.built = {}
+        self.built: dict[tuple, TorchScorer | OpenVinoScorer | OnnxRuntimeScorer] = {}
 
-    def scorer(self, input_features, engine="auto", precision="float32"):
+    def scorer(
+        self, input_features: torch.Tensor, engine: str = "auto", precision: str = "float32"
+    ) -> TorchScorer | OpenVinoScorer | OnnxRuntimeScorer:
         """The scorer for batches shaped like `input_features`, with `engine` (`"auto"` resolved) and `precision`."""
         model_dtype = getattr(self.model, "dtype", torch.float32)
         engine = resolve_engine(engine, self.device, model_dtype, precision)
@@ -399,8 +447,11 @@ class ModelScorers:
         scorer = self.built.get(key)
         version = weights_version(self.model)
         # A scorer that skips the padding after frame n serves any batch whose padding starts at n or earlier.
-        covers = scorer is not None and (content_frames is None or content_frames <= scorer.content_frames)
-        if not covers or scorer.weights_version != version:
+        # (Under the key's last item, True, every scorer skips padding: its content_frames is not None.)
+        covers = scorer is not None and (
+            content_frames is None or (scorer.content_frames is not None and content_frames <= scorer.content_frames)
+        )
+        if scorer is None or not covers or scorer.weights_version != version:
             scorer = build_scorer(
                 self.model,
                 engine,
@@ -425,7 +476,9 @@ def check_embedding_layer(layer: str) -> None:
         raise ValueError(f"layer must be one of {EMBEDDING_LAYERS}, got {layer!r}")
 
 
-def layer_outputs(model, input_features: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+def layer_outputs(
+    model: OrcaHelloForAudioClassification, input_features: torch.Tensor, layer: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """
     `(embeddings, logits)` of a batch of model inputs from one forward pass of the PyTorch `model` (an
     [`OrcaHelloForAudioClassification`] in eval mode), on its own device and in its own dtype.
@@ -438,7 +491,7 @@ def layer_outputs(model, input_features: torch.Tensor, layer: str) -> tuple[torc
     """
     check_embedding_layer(layer)
     parameter = next(model.parameters())
-    captured = {}
+    captured: dict[str, torch.Tensor] = {}
     if layer == "head":
         hook = model.classifier.out_proj.register_forward_pre_hook(
             lambda module, inputs: captured.__setitem__("embedding", inputs[0])

@@ -8,10 +8,15 @@ per-window downmix, two int16 round trips with *floor* quantisation, per-window 
 filterbank that believes the audio is 16 kHz, a per-window top_db floor, and 0 dB padding after the content.
 """
 
+from __future__ import annotations
+
 import math
 import warnings
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from scipy import fft as scipy_fft
 from scipy import sparse as scipy_sparse
@@ -24,7 +29,9 @@ except ImportError:  # checked again, with a clear message, when a spectrogram i
     torchaudio = None
 
 
-def window_bounds(num_samples, sampling_rate, window_seconds=2.0, hop_seconds=1.0):
+def window_bounds(
+    num_samples: int, sampling_rate: int, window_seconds: float = 2.0, hop_seconds: float = 1.0
+) -> list[tuple[int, int]]:
     """
     Sample ranges `[(start, end), ...]` of the windows production scores in a recording of `num_samples` samples.
 
@@ -42,7 +49,13 @@ def window_bounds(num_samples, sampling_rate, window_seconds=2.0, hop_seconds=1.
     return [(k * hop_samples, k * hop_samples + window_samples) for k in range(num_windows)]
 
 
-def port_segment_bounds(num_samples, sampling_rate, window_seconds=3.0, hop_seconds=2.0, strict_segments=True):
+def port_segment_bounds(
+    num_samples: int,
+    sampling_rate: int,
+    window_seconds: float = 3.0,
+    hop_seconds: float = 2.0,
+    strict_segments: bool = True,
+) -> list[tuple[int, int]]:
     """
     Sample ranges of the segments upstream's v1 port scores in `num_samples` samples of its 20-kHz audio
     (`audio_segment_generator`): `floor(duration / hop)` candidate starts `k * hop`; with `strict_segments` the
@@ -64,13 +77,13 @@ def port_segment_bounds(num_samples, sampling_rate, window_seconds=3.0, hop_seco
 
 def _indices_by_length(arrays):
     """`{length: [indices]}`: arrays of one length are stacked and processed together."""
-    groups = {}
+    groups: dict[int, list[int]] = {}
     for index, array in enumerate(arrays):
         groups.setdefault(array.shape[-1], []).append(index)
     return groups
 
 
-def channels_first(waveform):
+def channels_first(waveform: np.ndarray) -> np.ndarray:
     """
     A 2-D waveform as `(channels, samples)`. A `(samples, channels)` array, as soundfile returns it, is transposed:
     channels are always far fewer than samples. More than 32 channels is refused as ambiguous (it is more likely
@@ -88,7 +101,7 @@ def channels_first(waveform):
     return waveform
 
 
-def quantize_int16(waveform):
+def quantize_int16(waveform: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """
     One int16 round trip exactly as production's soundfile (libsndfile 1.2.2) write-then-read does it.
 
@@ -104,7 +117,7 @@ def quantize_int16(waveform):
     """
     waveform = np.asarray(waveform)
     work_dtype = np.float32 if waveform.dtype == np.float32 else np.float64
-    values = waveform.astype(work_dtype, copy=True)
+    values: np.ndarray = waveform.astype(work_dtype, copy=True)
     values *= work_dtype(2.0**31)
     np.rint(values, out=values)
     values *= work_dtype(2.0**-16)
@@ -114,7 +127,7 @@ def quantize_int16(waveform):
     return values.astype(np.float32, copy=False)
 
 
-def to_production_float32(waveform):
+def to_production_float32(waveform: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """
     Float32 samples as production's reader saw them for a waveform stored in `waveform`'s sample format.
 
@@ -179,18 +192,18 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
 
     def __init__(
         self,
-        feature_size=256,
-        sampling_rate=20000,
-        padding_value=0.0,
-        n_fft=2560,
-        hop_length=256,
-        f_min=0.0,
-        f_max=10000.0,
-        filterbank_sampling_rate=16000,
-        top_db=100.0,
-        num_frames=312,
-        **kwargs,
-    ):
+        feature_size: int = 256,
+        sampling_rate: int = 20000,
+        padding_value: float = 0.0,
+        n_fft: int = 2560,
+        hop_length: int = 256,
+        f_min: float = 0.0,
+        f_max: float = 10000.0,
+        filterbank_sampling_rate: int = 16000,
+        top_db: float = 100.0,
+        num_frames: int = 312,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("return_attention_mask", False)
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
         self.n_fft = n_fft
@@ -200,19 +213,22 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
         self.filterbank_sampling_rate = filterbank_sampling_rate
         self.top_db = top_db
         self.num_frames = num_frames
-        self._mel_transforms = {}
+        # "sparse": the filterbank as a scipy sparse matrix; (device, ...) keys: a window and filterbank tensors.
+        self._mel_transforms: dict[Any, Any] = {}
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         output = super().to_dict()
         output.pop("_mel_transforms", None)
         return output
 
     @property
-    def min_input_samples(self):
+    def min_input_samples(self) -> int:
         """Shortest waveform, at `sampling_rate`, the centred STFT's reflect padding accepts."""
         return self.n_fft // 2 + 1
 
-    def prepare_waveforms(self, raw_audio, sampling_rate):
+    def prepare_waveforms(
+        self, raw_audio: npt.ArrayLike | torch.Tensor | Sequence[npt.ArrayLike | torch.Tensor], sampling_rate: int
+    ) -> list[npt.NDArray[np.float32]]:
         """
         Steps 1-5 of production's frontend: validated windows in, a list of float32 waveforms at `sampling_rate`
         out (one per window), each downmixed and taken through both int16 round trips and the resampling.
@@ -229,7 +245,7 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
         divisor = math.gcd(self.sampling_rate, sampling_rate)
         up, down = self.sampling_rate // divisor, sampling_rate // divisor
 
-        prepared = [None] * len(windows)
+        prepared: list[Any] = [None] * len(windows)  # every slot is filled below, one length group at a time
         for length, indices in _indices_by_length(windows).items():
             stacked = np.stack([windows[index] for index in indices])
             if not all(on_int16_grid[index] for index in indices):
@@ -247,7 +263,9 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
                 prepared[index] = stacked[row]
         return prepared
 
-    def prepare_whole_recording(self, waveform, sampling_rate, peak_normalize=True):
+    def prepare_whole_recording(
+        self, waveform: npt.ArrayLike, sampling_rate: int, peak_normalize: bool = True
+    ) -> npt.NDArray[np.int16]:
         """
         The v1 port's frontend up to its temporary WAV: a whole recording `(channels, samples)` (or `(samples,)`) in
         the source's sample type is read as float32, downmixed (mean over channels), resampled to `sampling_rate`
@@ -267,7 +285,7 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
         return self.whole_recording_int16(mono, peak)
 
     @staticmethod
-    def whole_recording_mono(waveform):
+    def whole_recording_mono(waveform: npt.ArrayLike) -> np.ndarray:
         """
         The v1 port's reading of `waveform` (`(channels, samples)` or `(samples,)`, the source's sample type):
         float32 as soundfile reads it (integer PCM scaled exactly as `to_production_float32` does, floats as they
@@ -283,7 +301,7 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
         return samples[0]
 
     @staticmethod
-    def whole_recording_int16(resampled, peak=None):
+    def whole_recording_int16(resampled: np.ndarray, peak: float | np.floating | None = None) -> np.ndarray:
         """
         The v1 port's temporary WAV from its float32 audio at the model's rate: divided by the recording's `peak`
         |x| (no division when it is None or 0), written as 16-bit PCM. Sample by sample, as `whole_recording_mono`.
@@ -292,7 +310,9 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
             resampled = resampled / peak
         return (quantize_int16(resampled) * np.float32(32768.0)).astype(np.int16)
 
-    def spectrogram(self, waveforms, device=None):
+    def spectrogram(
+        self, waveforms: torch.Tensor | npt.ArrayLike, device: torch.device | str | None = None
+    ) -> torch.Tensor:
         """
         Steps 6-8: float32 waveforms at `sampling_rate`, shape `(batch, samples)`, to the `(batch, 1, n_mels,
         num_frames)` model input. Runs on `device` (or the waveforms' device).
@@ -316,7 +336,14 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
             decibels = torch.cat([decibels, padding], dim=-1)
         return decibels.unsqueeze(1)
 
-    def __call__(self, raw_audio, sampling_rate=None, return_tensors=None, device=None, **kwargs):
+    def __call__(
+        self,
+        raw_audio: npt.ArrayLike | torch.Tensor | Sequence[npt.ArrayLike | torch.Tensor],
+        sampling_rate: int | None = None,
+        return_tensors: str | None = None,
+        device: torch.device | str | None = None,
+        **kwargs: Any,
+    ) -> BatchFeature:
         """
         Featurize one window or a batch of windows.
 
@@ -341,14 +368,15 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
                 "silently wrong spectrograms. Call feature_extractor(audio, sampling_rate=48000)."
             )
         waveforms = self.prepare_waveforms(raw_audio, sampling_rate)
-        features = [None] * len(waveforms)
+        features: list[Any] = [None] * len(waveforms)  # every slot is filled below, one length group at a time
         for indices in _indices_by_length(waveforms).values():
             batch = self.spectrogram(np.stack([waveforms[index] for index in indices]), device=device)
             for row, index in enumerate(indices):
                 features[index] = batch[row]
-        input_features = torch.stack(features)
+        stacked = torch.stack(features)
+        input_features: torch.Tensor | np.ndarray = stacked
         if return_tensors in (None, "np"):
-            input_features = input_features.cpu().numpy()
+            input_features = stacked.cpu().numpy()
         elif return_tensors != "pt":
             raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
         return BatchFeature({"input_features": input_features})
@@ -529,3 +557,20 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
             window = torch.hann_window(self.n_fft, periodic=True, device=device)
             self._mel_transforms[key] = (window, bands)
         return self._mel_transforms[key]
+
+
+def model_feature_extractor(model_path: str | None) -> OrcaHelloFeatureExtractor:
+    """
+    The feature extractor of the model at `model_path` (its folder's or Hub repo's `preprocessor_config.json`); the
+    default settings only for a model built in memory (no path). A model whose settings cannot be loaded is refused
+    with a one-line error naming it: scoring with settings it was not saved with would give wrong numbers silently.
+    """
+    if not model_path:
+        return OrcaHelloFeatureExtractor()
+    try:
+        return OrcaHelloFeatureExtractor.from_pretrained(model_path)
+    except Exception as error:  # a missing file, bad JSON, a bad value: transformers raises several kinds
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(
+            f"{model_path}: cannot load the model's feature extractor settings (preprocessor_config.json): {reason}"
+        ) from None

@@ -42,6 +42,8 @@ strings are refused). The response is the pipeline's output, JSON-serializable: 
 one-line message saying what is wrong.
 """
 
+from __future__ import annotations
+
 import base64
 import binascii
 import importlib.util
@@ -49,6 +51,7 @@ import io
 import math
 import os
 import re
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -56,6 +59,9 @@ from transformers import pipeline
 
 from process_memory_orcahello import return_large_buffers_to_the_system
 from vocabulary_orcahello import DECISION_FIELD_TYPES, FULL_BAND_SAMPLING_RATE
+
+if TYPE_CHECKING:
+    from pipeline_orcahello import OrcaHelloAudioClassificationPipeline
 
 # The pipeline's call parameters and their types. Everything else is refused, so that a typo ("treshold") is an
 # error instead of a silently ignored setting.
@@ -105,7 +111,7 @@ LIMIT_DEFAULTS = {
 HEAP_ADDRESS = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
-def coerce_parameter(name, value):
+def coerce_parameter(name: str, value: object) -> bool | str | int | float:
     """`value` as the type the pipeline expects for `name`; strings are parsed (query-string parameters)."""
     if name not in PARAMETER_TYPES:
         raise ValueError(f"unknown parameter {name!r}; accepted parameters: {', '.join(sorted(PARAMETER_TYPES))}")
@@ -137,7 +143,7 @@ def coerce_parameter(name, value):
     return float(value)
 
 
-def decode_base64_audio(text):
+def decode_base64_audio(text: str) -> bytes:
     """The bytes of an audio file sent as base64 text (optionally a `data:...;base64,` URL)."""
     payload = DATA_URL_PREFIX.sub("", text.strip(), count=1)
     try:
@@ -153,13 +159,13 @@ def decode_base64_audio(text):
     return audio_bytes
 
 
-def check_numbers(samples, what):
+def check_numbers(samples: list | tuple, what: str) -> None:
     """
     Refuse anything in a JSON sample list but numbers: numpy would quietly read `true` as 1.0 and `"0.5"` as 0.5.
     `set(map(type, ...))` runs at C speed, so checking a long list costs little next to parsing its JSON.
     """
     rows = samples if samples and isinstance(samples[0], (list, tuple)) else [samples]
-    found = set()
+    found: set[type] = set()
     for row in rows:
         if not isinstance(row, (list, tuple)):
             raise ValueError(f"{what} mixes numbers and lists: send [...] or [[...], ...] per channel")
@@ -170,7 +176,7 @@ def check_numbers(samples, what):
         raise ValueError(f'{what} must hold numbers only, found {names} (send 0.5, not "0.5" or true)')
 
 
-def samples_from_json(samples, what="'inputs'"):
+def samples_from_json(samples: object, what: str = "'inputs'") -> np.ndarray:
     """A JSON list of float samples (`[...]`, or `[[...], [...]]` per channel) as a float32 array."""
     if isinstance(samples, (list, tuple)):
         check_numbers(samples, what)
@@ -194,7 +200,7 @@ def samples_from_json(samples, what="'inputs'"):
     return array
 
 
-def is_sample_list(value):
+def is_sample_list(value: object) -> bool:
     """A list of numbers, or of lists of numbers (channels): audio samples rather than a batch of files."""
     return (
         isinstance(value, (list, tuple))
@@ -206,7 +212,7 @@ def is_sample_list(value):
     )
 
 
-def audio_input(item, sampling_rate):
+def audio_input(item: object, sampling_rate: int | None) -> bytes | dict[str, Any]:
     """One request input as something the pipeline accepts: file bytes, or `{"array", "sampling_rate"}`."""
     if isinstance(item, (bytes, bytearray, memoryview)):
         if len(item) == 0:
@@ -239,7 +245,7 @@ def audio_input(item, sampling_rate):
     )
 
 
-def to_json_compatible(value):
+def to_json_compatible(value: Any) -> Any:
     """numpy/torch scalars and arrays in `value` as plain Python numbers and lists (JSON-serializable)."""
     if isinstance(value, dict):
         return {key: to_json_compatible(item) for key, item in value.items()}
@@ -252,7 +258,7 @@ def to_json_compatible(value):
     return value
 
 
-def limit_setting(name, value):
+def limit_setting(name: str, value: float | str | None) -> int | float | bool:
     """A request limit: `value` when given, else its environment variable, else its default (`LIMIT_DEFAULTS`)."""
     variable, default = LIMIT_DEFAULTS[name]
     if value is None:
@@ -272,7 +278,7 @@ def limit_setting(name, value):
     return type(default)(number)
 
 
-def audio_header(audio_bytes):
+def audio_header(audio_bytes: bytes) -> tuple[int, int, int]:
     """`(sampling_rate, frames, channels)` of a sound file's bytes, from its header alone (nothing is decoded)."""
     import soundfile
 
@@ -284,7 +290,7 @@ def audio_header(audio_bytes):
     return info.samplerate, info.frames, info.channels
 
 
-def load_detector(path, device):
+def load_detector(path: str, device: str | torch.device) -> OrcaHelloAudioClassificationPipeline:
     """
     The OrcaHello pipeline of the model folder `path` on `device`. Where the `orcahello` package is installed (or
     this checkout is on the path), its own classes build it, exactly as the `orcahello` commands do: one copy of the
@@ -296,7 +302,9 @@ def load_detector(path, device):
         from orcahello.models import load_pipeline
 
         return load_pipeline(path, device)
-    return pipeline("audio-classification", model=path, trust_remote_code=True, device=device)
+    # The model folder's own copy of the pipeline class (its remote code): the same pipeline.
+    detector = pipeline("audio-classification", model=path, trust_remote_code=True, device=device)
+    return cast("OrcaHelloAudioClassificationPipeline", detector)
 
 
 class EndpointHandler:
@@ -324,15 +332,15 @@ class EndpointHandler:
 
     def __init__(
         self,
-        path="",
-        max_audio_seconds=None,
-        max_payload_bytes=None,
-        max_sampling_rate=None,
-        max_batch_size=None,
-        allow_custom_windowing=None,
-        max_decoded_samples=None,
-        max_whole_recording_samples=None,
-    ):
+        path: str = "",
+        max_audio_seconds: float | None = None,
+        max_payload_bytes: int | None = None,
+        max_sampling_rate: int | None = None,
+        max_batch_size: int | None = None,
+        allow_custom_windowing: bool | None = None,
+        max_decoded_samples: int | None = None,
+        max_whole_recording_samples: int | None = None,
+    ) -> None:
         self.max_audio_seconds = limit_setting("max_audio_seconds", max_audio_seconds)
         self.max_payload_bytes = limit_setting("max_payload_bytes", max_payload_bytes)
         self.max_sampling_rate = limit_setting("max_sampling_rate", max_sampling_rate)
@@ -347,7 +355,7 @@ class EndpointHandler:
         # for the model's whole 0-10 kHz band or a refusal; checked here before decoding.
         self.min_sampling_rate = FULL_BAND_SAMPLING_RATE
 
-    def check_parameters(self, parameters):
+    def check_parameters(self, parameters: dict[str, Any]) -> bool:
         """
         Refuse a `batch_size` above the cap, and windowing that multiplies the work, unless the deployment allows.
         Every other value is checked as the pipeline resolves it, by the rules the command line's go through (a
@@ -386,7 +394,7 @@ class EndpointHandler:
             )
         return whole_recording
 
-    def check_audio(self, item):
+    def check_audio(self, item: bytes | dict[str, Any]) -> tuple[int, float, int]:
         """
         `(payload bytes, seconds, decoded samples)` of one input, from its header or its shape; refuses rates out of
         range.
@@ -413,7 +421,7 @@ class EndpointHandler:
             )
         return payload, frames / rate, frames * channels
 
-    def __call__(self, data):
+    def __call__(self, data: dict[str, Any]) -> Any:
         """
         Args:
             data (`dict`):
@@ -478,7 +486,7 @@ class EndpointHandler:
         return to_json_compatible(self.pipeline(audio[0], **parameters))
 
     @staticmethod
-    def received_bytes(item):
+    def received_bytes(item: object) -> int:
         """What an input weighs as it arrived: file bytes, base64 text as the bytes it decodes to, samples x 4."""
         if isinstance(item, (bytes, bytearray, memoryview)):
             return len(item)

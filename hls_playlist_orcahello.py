@@ -21,6 +21,7 @@ import re
 import threading
 import urllib.parse
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 try:
     from .http_orcahello import HTTP_DEADLINE_SECONDS, HTTP_RETRIES, HTTPFetchError, describe_origin, origin
@@ -165,9 +166,10 @@ def parse_playlist(
     lines = [line for line in lines if line]
     if not lines or not lines[0].startswith("#EXTM3U"):
         raise HLSInputError(f"{name}: not an HLS playlist (it does not start with #EXTM3U)")
-    info = {"media_sequence": 0, "target_duration": None, "ended": False}
-    segments, variants = [], []
-    pending = {"duration": None, "program_date_time": None, "discontinuity": False, "marked_gap": False}
+    info: dict[str, Any] = {"media_sequence": 0, "target_duration": None, "ended": False}
+    segments: list[Segment] = []
+    variants: list[str | None] = []
+    pending: dict[str, Any] = {"duration": None, "program_date_time": None, "discontinuity": False, "marked_gap": False}
     for line in lines[1:]:
         if not line.startswith("#"):
             if variants and variants[-1] is None:

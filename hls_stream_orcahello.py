@@ -97,30 +97,31 @@ class HLSStream:
         self.rewindable = rewindable
         self._av = import_av(name)
         self.time_line = StreamTimeLine(nominal_seconds, folder_epoch, count_missing_numbers)
-        self.sampling_rate = None
-        self.num_channels = None
+        self.sampling_rate: int | None = None
+        self.num_channels: int | None = None
         self.num_samples = 0
-        self.codec_name = None
+        self.codec_name: str | None = None
         self.finished = False
         self.max_buffered_samples = 0
         self._closed = False
-        self._warnings = []  # decoding's own (frames skipped); the time line has its own
-        self._layout_name = None
-        self._extradata = None
-        self._counter = None  # the decoder that counts samples as segments are added
-        self._last_segment = None  # the last decoded segment, for the samples a flush adds
+        self._warnings: list[str] = []  # decoding's own (frames skipped); the time line has its own
+        self._layout_name: str | None = None
+        self._extradata: bytes | None = None
+        # PyAV's objects are handled as untyped here, as `import_av` returns the module.
+        self._counter: Any = None  # the decoder that counts samples as segments are added
+        self._last_segment: Segment | None = None  # the last decoded segment, for the samples a flush adds
         # Compressed AAC packets, in stream order: what `read` decodes again. `_packets[0]` is packet number
         # `_first_packet` (a live stream drops the ones already read).
-        self._packets = []
+        self._packets: list[bytes] = []
         self._first_packet = 0
-        self._rejected = set()  # numbers of the packets the decoder rejected
+        self._rejected: set[int] = set()  # numbers of the packets the decoder rejected
         # Reading: a second decoder that has seen every packet from the first (made on the first read), and the
         # samples it decoded that may still be asked for.
-        self._reader = None
-        self._resampler = None
+        self._reader: Any = None
+        self._resampler: Any = None
         self._next_packet = 0
         self._flushed = False
-        self._chunks = deque()
+        self._chunks: deque[tuple[int, np.ndarray]] = deque()  # (first sample, int16 array (channels, samples))
         self._decoded_end = 0
         self._held_from = 0  # nothing before it will be asked for (`forget_before`)
 
@@ -216,7 +217,9 @@ class HLSStream:
             return
         self.finished = True
         if self._counter is not None:
-            for frame in self._counter.decode(None):  # AAC has no decoder delay; whatever a codec holds is counted
+            assert self._last_segment is not None  # the decoder is made for the first segment
+            for frame in self._counter.decode(None):
+                # AAC has no decoder delay; whatever a codec holds is counted
                 self.num_samples += frame.samples
                 self._last_segment.num_samples += frame.samples
         self.time_line.finish()
@@ -325,6 +328,7 @@ class HLSStream:
             del self._packets[: len(decoded)]
             self._rejected.difference_update(decoded)
             self._first_packet = self._next_packet
+            assert self.sampling_rate is not None  # a sample was decoded (`sample > 0`), so the rate is known
             self.time_line.forget_before(sample / self.sampling_rate)
 
     def held_samples(self) -> int:

@@ -26,7 +26,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -76,7 +76,7 @@ def file_name_timeline(path: str | None) -> dict[str, Any] | None:
     that start, no gaps, `source` saying where the time came from. None when the name says nothing.
     """
     start = start_utc_from_file_name(path) if path else None
-    if start is None:
+    if start is None or path is None:  # no start without a path
         return None
     return {
         "start_time_utc": start,
@@ -104,9 +104,10 @@ def utc_at(anchors: Sequence[Sequence[float | None]], seconds: float, before: bo
     if not anchors:
         return None
     find = bisect.bisect_left if before else bisect.bisect_right
-    index = max(find(anchors, seconds, key=lambda anchor: anchor[0]) - 1, 0)
+    # An anchor's seconds are never None (only its UTC may be unknown).
+    index = max(find(anchors, seconds, key=lambda anchor: cast(float, anchor[0])) - 1, 0)
     anchor_seconds, anchor_utc = anchors[index]
-    return None if anchor_utc is None else anchor_utc + (seconds - anchor_seconds)
+    return None if anchor_utc is None else anchor_utc + (seconds - cast(float, anchor_seconds))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,16 +304,20 @@ class StreamTimeLine:
         self.nominal_seconds = nominal_seconds
         self.folder_epoch = folder_epoch
         self.count_missing_numbers = count_missing_numbers
-        self.sampling_rate = None
-        self.start_time_utc = None
-        self.start_time_source = None
-        self.anchors = []  # empty until the first playable segment
-        self.gaps = []
-        self.warnings = []
-        self._held = []  # (segment, packets or None for a marked gap) fed before the mean duration is known
-        self._previous_segment = None  # the last playable segment
-        self._previous_packet = None  # (PacketTiming, its segment) of the last packet that decoded
-        self._open_gaps = {}  # first sample after the gap -> _OpenGap, until its evidence is complete
+        self.sampling_rate: int | None = None
+        self.start_time_utc: float | None = None
+        self.start_time_source: str | None = None
+        self.anchors: list[list[float | None]] = []  # [seconds, utc or None]; empty until the first playable segment
+        self.gaps: list[Gap] = []
+        self.warnings: list[str] = []
+        # (segment, packets or None for a marked gap) fed before the mean duration is known
+        self._held: list[tuple[Segment, Sequence[PacketTiming] | None]] = []
+        self._previous_segment: Segment | None = None  # the last playable segment
+        # (PacketTiming, its segment) of the last packet that decoded
+        self._previous_packet: tuple[PacketTiming, Segment] | None = None
+        self._open_gaps: dict[
+            int, _OpenGap
+        ] = {}  # first sample after the gap -> _OpenGap, until its evidence is complete
 
     @property
     def started(self) -> bool:
@@ -357,6 +362,7 @@ class StreamTimeLine:
             if jump is not None:
                 timestamp_jumps[sample] = jump
                 if abs(jump) > TIMESTAMP_JUMP_TOLERANCE_SECONDS:
+                    assert self._previous_packet is not None  # a jump is measured from the packet before
                     before = self._previous_packet[1]
                     inside = "" if before is not segment else f" inside {segment.name}"
                     direction = "jump ahead" if jump > 0 else "go back"
@@ -387,6 +393,7 @@ class StreamTimeLine:
                 if packets is None:
                     self.add_marked_gap(segment)
                 else:
+                    assert rate is not None  # set by the decoded segment `packets` came from
                     self.add_segment(segment, packets, rate)
         if self._open_gaps and self.started:  # #EXT-X-GAP segments at the very end
             self._close_gaps(None, None)
@@ -394,7 +401,9 @@ class StreamTimeLine:
     def forget_before(self, seconds: float) -> None:
         """Let go of the anchors before the one in force at `seconds`, and of the gaps before it."""
         if self.anchors:
-            in_force = max(index for index, anchor in enumerate(self.anchors) if anchor[0] <= seconds or index == 0)
+            in_force = max(
+                index for index, anchor in enumerate(self.anchors) if cast(float, anchor[0]) <= seconds or index == 0
+            )
             del self.anchors[:in_force]
         self.gaps = [gap for gap in self.gaps if gap.start_s >= seconds]
 
@@ -412,6 +421,7 @@ class StreamTimeLine:
         return gap
 
     def _start(self, first: Segment) -> None:
+        assert self.nominal_seconds is not None  # segments are timed (and the time line started) once it is known
         self.start_time_utc, self.start_time_source, warning = stream_start_time(
             first, self.folder_epoch, self.nominal_seconds
         )
@@ -425,6 +435,7 @@ class StreamTimeLine:
         then decide each gap: its length, and its UTC either side.
         """
         rate = self.sampling_rate
+        assert rate is not None  # gaps are closed as a decoded segment arrives, or at the end after one did
         missing = {
             sample: gap_missing_seconds(gap.evidence, gap.timestamp_jump, gap.clock_jump)
             for sample, gap in self._open_gaps.items()
@@ -435,8 +446,9 @@ class StreamTimeLine:
                 self.anchors.append([seconds, stated_utc])
             else:  # a gap's anchor extrapolates from everything before it
                 before, missing_s = utc_at(self.anchors, seconds, before=True), missing[sample][0]
-                known = before is not None and missing_s is not None
-                self.anchors.append([seconds, before + missing_s if known else None])
+                self.anchors.append(
+                    [seconds, before + missing_s if before is not None and missing_s is not None else None]
+                )
         for sample in sorted(self._open_gaps):
             gap, seconds = self._open_gaps[sample], sample / rate
             self.gaps.append(

@@ -47,7 +47,7 @@ class HTTPFetchError(ValueError):
     """A download that failed or was refused; the message is one line and starts with the URL."""
 
 
-def origin(url):
+def origin(url: str) -> tuple[str, str, int | None]:
     """`(scheme, host, port)` of an http(s) URL, the port made explicit: what "the same host" means here."""
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
@@ -58,7 +58,7 @@ def origin(url):
     return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
 
 
-def describe_origin(url_origin):
+def describe_origin(url_origin: tuple[str, str, int | None]) -> str:
     scheme, host, port = url_origin
     return f"{scheme}://{host}:{port}"
 
@@ -81,7 +81,7 @@ def _pool_manager(urllib3):
 
 
 def _retry_policy(urllib3, method, retries, backoff_seconds):
-    class BoundedRetry(urllib3.Retry):
+    class BoundedRetry(urllib3.Retry):  # type: ignore[name-defined]  # urllib3 is the module `_import_urllib3` gave
         def get_retry_after(self, response):
             seconds = super().get_retry_after(response)
             return None if seconds is None else min(seconds, RETRY_AFTER_MAX_SECONDS)

@@ -8,6 +8,7 @@ spectrograms with fastai's concat-pool head), rebuilt on transformers' `ResNetMo
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -42,7 +43,7 @@ class OrcaHelloModelOutput(ModelOutput):
     hidden_states: tuple | None = None
 
 
-def resnet_config_from(config):
+def resnet_config_from(config: OrcaHelloConfig) -> ResNetConfig:
     """The transformers `ResNetConfig` of the body described by an `OrcaHelloConfig` (torchvision layout)."""
     return ResNetConfig(
         num_channels=config.num_channels,
@@ -61,7 +62,8 @@ class OrcaHelloPreTrainedModel(PreTrainedModel):
     config_class = OrcaHelloConfig
     base_model_prefix = "orcahello"
     main_input_name = "input_features"
-    input_modalities = ("audio",)
+    # A tuple, as transformers' own audio models give it (its annotation says `str | list[str]`).
+    input_modalities = ("audio",)  # type: ignore[assignment]
     _no_split_modules = ["ResNetConvLayer", "ResNetShortCut"]
 
     def _init_weights(self, module):
@@ -76,17 +78,17 @@ class OrcaHelloPreTrainedModel(PreTrainedModel):
         elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
-            if module.running_mean is not None:
+            if module.running_mean is not None and module.running_var is not None:
                 nn.init.zeros_(module.running_mean)
                 nn.init.ones_(module.running_var)
-            if getattr(module, "num_batches_tracked", None) is not None:
+            if module.num_batches_tracked is not None:
                 module.num_batches_tracked.zero_()
 
 
 class OrcaHelloConcatPool(nn.Module):
     """fastai's `AdaptiveConcatPool2d`: [adaptive max pool, adaptive average pool] in that order, flattened."""
 
-    def forward(self, feature_map):
+    def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
         max_pooled = torch.amax(feature_map, dim=(-2, -1))
         average_pooled = torch.mean(feature_map, dim=(-2, -1))
         return torch.cat([max_pooled, average_pooled], dim=1)
@@ -98,13 +100,19 @@ class OrcaHelloModel(OrcaHelloPreTrainedModel):
     embeddings; [`OrcaHelloForAudioClassification`] adds the classification head.
     """
 
-    def __init__(self, config):
+    def __init__(self, config: OrcaHelloConfig) -> None:
         super().__init__(config)
         self.resnet = ResNetModel(resnet_config_from(config))
         self.pooler = OrcaHelloConcatPool()
         self.post_init()
 
-    def forward(self, input_features, output_hidden_states=None, return_dict=None, **kwargs):
+    def forward(
+        self,
+        input_features: torch.Tensor,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> OrcaHelloModelOutput | tuple[torch.Tensor, ...]:
         r"""
         Args:
             input_features (`torch.FloatTensor` of shape `(batch_size, 1, 256, 312)`):
@@ -124,7 +132,7 @@ class OrcaHelloModel(OrcaHelloPreTrainedModel):
         )
 
 
-def check_input_features(input_features, num_channels):
+def check_input_features(input_features: torch.Tensor, num_channels: int) -> None:
     """Refuse inputs that would otherwise fail deep inside a convolution, naming what was expected."""
     if not isinstance(input_features, torch.Tensor):
         raise TypeError(
@@ -146,7 +154,7 @@ class OrcaHelloClassificationHead(nn.Module):
     Linear, on the concat-pooled features.
     """
 
-    def __init__(self, config):
+    def __init__(self, config: OrcaHelloConfig) -> None:
         super().__init__()
         self.pooled_norm = nn.BatchNorm1d(config.pooled_size, eps=config.batch_norm_eps)
         self.pooled_dropout = nn.Dropout(config.head_pooled_dropout)
@@ -156,13 +164,13 @@ class OrcaHelloClassificationHead(nn.Module):
         self.hidden_dropout = nn.Dropout(config.head_hidden_dropout)
         self.out_proj = nn.Linear(config.head_hidden_size, config.num_labels)
 
-    def hidden_features(self, pooled_features):
+    def hidden_features(self, pooled_features: torch.Tensor) -> torch.Tensor:
         """The features the last linear layer classifies (after the hidden ReLU, BatchNorm and dropout)."""
         hidden = self.pooled_dropout(self.pooled_norm(pooled_features))
         hidden = self.activation(self.dense(hidden))
         return self.hidden_dropout(self.hidden_norm(hidden))
 
-    def forward(self, pooled_features):
+    def forward(self, pooled_features: torch.Tensor) -> torch.Tensor:
         return self.out_proj(self.hidden_features(pooled_features))
 
 
@@ -177,7 +185,7 @@ class OrcaHelloForAudioClassification(OrcaHelloPreTrainedModel):
     a site's labelled windows on the pooled features or the fastai head's hidden layer: its logits are the model's.
     """
 
-    def __init__(self, config):
+    def __init__(self, config: OrcaHelloConfig) -> None:
         super().__init__(config)
         self.num_labels = config.num_labels
         self.orcahello = OrcaHelloModel(config)
@@ -188,7 +196,7 @@ class OrcaHelloForAudioClassification(OrcaHelloPreTrainedModel):
         )
         self.post_init()
 
-    def logits_from_pooled(self, pooled_features):
+    def logits_from_pooled(self, pooled_features: torch.Tensor) -> torch.Tensor:
         """
         The logits of concat-pooled features: the fastai head's, or the adapted head's when the folder has one. The
         fastai head always runs (a 4096 x 512 product, nothing beside the ResNet), so its layers' hooks see every
@@ -201,7 +209,14 @@ class OrcaHelloForAudioClassification(OrcaHelloPreTrainedModel):
         features = pooled_features if self.config.adapted_head["layer"] == "pooled" else hidden
         return self.adapted_head(features)
 
-    def forward(self, input_features, labels=None, output_hidden_states=None, return_dict=None, **kwargs):
+    def forward(
+        self,
+        input_features: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> SequenceClassifierOutput | tuple[torch.Tensor, ...]:
         r"""
         Args:
             input_features (`torch.FloatTensor` of shape `(batch_size, 1, 256, 312)`):

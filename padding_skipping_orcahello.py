@@ -10,8 +10,18 @@ only the columns the content can reach: the same float32 network, about 22% fewe
 `padded_frames` says where a batch's padding starts. Every engine (`engines_orcahello`) runs this graph.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:  # for annotations only: the modeling module imports this one through the pipeline
+    try:
+        from .modeling_orcahello import OrcaHelloForAudioClassification
+    except ImportError:
+        from modeling_orcahello import OrcaHelloForAudioClassification
 
 
 def _width_operations(module):
@@ -56,7 +66,7 @@ def _columns_needed(paths, output_columns, input_width):
     return min(needed, input_width)
 
 
-def resnet_units(model: nn.Module) -> list[nn.Module]:
+def resnet_units(model: OrcaHelloForAudioClassification) -> list[nn.Module]:
     """The spatial units of an `OrcaHelloForAudioClassification` body in order: stem convolution, max pool, then
     every residual layer of every stage."""
     resnet = model.orcahello.resnet
@@ -101,7 +111,14 @@ class PaddingSkippingClassifier(nn.Module):
             The value of the padding frames (0 dB in production).
     """
 
-    def __init__(self, model, num_mels, num_frames, content_frames, padding_value=0.0):
+    def __init__(
+        self,
+        model: OrcaHelloForAudioClassification,
+        num_mels: int,
+        num_frames: int,
+        content_frames: int,
+        padding_value: float = 0.0,
+    ) -> None:
         super().__init__()
         if model.training:
             raise ValueError("PaddingSkippingClassifier needs the model in eval mode (BatchNorm running statistics)")
@@ -149,7 +166,7 @@ class PaddingSkippingClassifier(nn.Module):
             self.constant_column_names.append(f"constant_columns_{index}")
         self.units = units
 
-    def forward(self, input_features):
+    def forward(self, input_features: torch.Tensor) -> torch.Tensor:
         hidden = input_features[..., : self.input_columns]
         for unit, computed, name in zip(self.units, self.computed_columns, self.constant_column_names):
             hidden = unit(hidden)[..., :computed]
@@ -161,7 +178,7 @@ class PaddingSkippingClassifier(nn.Module):
         pooled = self.model.orcahello.pooler(hidden)
         return self.model.logits_from_pooled(pooled)  # the fastai head, or an `orcahello adapt` head
 
-    def multiply_adds_fraction(self):
+    def multiply_adds_fraction(self) -> float:
         """Convolution multiply-adds of this forward over the model's own (reported by the benchmark)."""
         parameter = next(self.model.parameters())
         padding_image = torch.full(

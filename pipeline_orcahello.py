@@ -14,7 +14,7 @@ that runs them around the model. Its `score_windows` is the one way to score a r
 
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -35,12 +35,15 @@ try:
     from .call_parameters_orcahello import PipelineParameters, resolve_call_parameters
     from .engines_orcahello import (
         ModelScorers,
+        OnnxRuntimeScorer,
+        OpenVinoScorer,
+        TorchScorer,
         check_embedding_layer,
         layer_outputs,
         resolve_engine,
     )
     from .fast_mode_orcahello import LOGIT_MARGINS, largest_logit_deviation, rescore_until_exact
-    from .feature_extraction_orcahello import OrcaHelloFeatureExtractor
+    from .feature_extraction_orcahello import OrcaHelloFeatureExtractor, model_feature_extractor
     from .padding_skipping_orcahello import padded_frames
     from .results_orcahello import (
         DecisionParameters,
@@ -69,12 +72,15 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
     from call_parameters_orcahello import PipelineParameters, resolve_call_parameters
     from engines_orcahello import (
         ModelScorers,
+        OnnxRuntimeScorer,
+        OpenVinoScorer,
+        TorchScorer,
         check_embedding_layer,
         layer_outputs,
         resolve_engine,
     )
     from fast_mode_orcahello import LOGIT_MARGINS, largest_logit_deviation, rescore_until_exact
-    from feature_extraction_orcahello import OrcaHelloFeatureExtractor
+    from feature_extraction_orcahello import OrcaHelloFeatureExtractor, model_feature_extractor
     from padding_skipping_orcahello import padded_frames
     from results_orcahello import (
         DecisionParameters,
@@ -93,23 +99,6 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
     from whole_recording_orcahello import whole_recording_audio
 
 logger = logging.get_logger(__name__)
-
-
-def model_feature_extractor(model_path):
-    """
-    The feature extractor of the model at `model_path` (its folder's or Hub repo's `preprocessor_config.json`); the
-    default settings only for a model built in memory (no path). A model whose settings cannot be loaded is refused
-    with a one-line error naming it: scoring with settings it was not saved with would give wrong numbers silently.
-    """
-    if not model_path:
-        return OrcaHelloFeatureExtractor()
-    try:
-        return OrcaHelloFeatureExtractor.from_pretrained(model_path)
-    except Exception as error:  # a missing file, bad JSON, a bad value: transformers raises several kinds
-        reason = " ".join(str(error).split()) or type(error).__name__
-        raise ValueError(
-            f"{model_path}: cannot load the model's feature extractor settings (preprocessor_config.json): {reason}"
-        ) from None
 
 
 class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
@@ -206,12 +195,14 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
     and their rows of the window table (`results_orcahello.ScoredWindows`).
     """
 
-    _load_processor = False
-    _load_image_processor = False
-    _load_feature_extractor = True
-    _load_tokenizer = False
+    # transformers' Pipeline leaves these None (unannotated, so typed None) for subclasses to set to a bool.
+    _load_processor = False  # type: ignore[assignment]
+    _load_image_processor = False  # type: ignore[assignment]
+    _load_feature_extractor = True  # type: ignore[assignment]
+    _load_tokenizer = False  # type: ignore[assignment]
+    feature_extractor: OrcaHelloFeatureExtractor  # the model folder's, or its defaults (`__init__`)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.feature_extractor is None:
             # transformers 4.51 does not hand a remote-code feature extractor to the pipeline.
@@ -219,17 +210,17 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         if self._batch_size is None:
             self._batch_size = DEFAULT_BATCH_SIZE["cpu" if self.device.type == "cpu" else "other"]
         # Why the bfloat16 fast mode was given up (its error bound failed a check), or None while it holds.
-        self.fast_mode_withdrawn = None
+        self.fast_mode_withdrawn: str | None = None
         # The fraction of the last file's windows scored again in float32 by the fast mode (None outside it).
-        self.last_rescored_fraction = None
+        self.last_rescored_fraction: float | None = None
         # Convolutions run markedly faster on channels-last tensors on CUDA; the weights keep their values, and
         # save_pretrained still writes them normally. (On CPU the exported engines choose their own layouts.)
         self._channels_last = self.device.type == "cuda"
         if self._channels_last:
-            self.model.to(memory_format=torch.channels_last)
+            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-arg]  # transformers wraps `to`
         # What every result says about the model itself: its weights are the synthetic stand-in
         # (`scripts/fetch_model.py` offline marks its config so). Said once here too, for the plain label list.
-        self.model_warnings = []
+        self.model_warnings: list[str] = []
         if getattr(self.model.config, SYNTHETIC_WEIGHTS_KEY, False):
             self.model_warnings.append(SYNTHETIC_WEIGHTS_WARNING)
             logger.warning("%s: %s", self.model.name_or_path or "the model", SYNTHETIC_WEIGHTS_WARNING)
@@ -262,7 +253,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         """The scorers built so far (see `scorer`), one per engine, precision, thread count and padding geometry."""
         return list(self._scorers.built.values())
 
-    def get_inference_context(self):
+    def get_inference_context(self) -> type[torch.inference_mode]:
         return torch.inference_mode
 
     # ------------------------------------------------------------------------------------------------------------
@@ -323,7 +314,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         batch_size: int | None = None,
         engine: str | None = None,
         precision: str | None = None,
-    ) -> Iterator[ScoredWindows]:
+    ) -> Generator[ScoredWindows, None, None]:
         """
         Score the windows `bounds` (sample ranges `[(start, end), ...]`, as `audio_orcahello.scoring_windows` gives
         them) of an open `recording` (`audio_orcahello.open_recording`'s, or any object with its `read`) as
@@ -464,7 +455,8 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
 
-    def preprocess(self, inputs, **preprocess_params):
+    # A ChunkPipeline's preprocess yields its chunks (transformers types the base method as returning one dict).
+    def preprocess(self, inputs: Any, **preprocess_params: Any) -> Iterator[dict[str, Any]]:  # type: ignore[override]
         recording, bounds, info = self._open_windows(inputs, **preprocess_params)
         blocks = self._featurized_blocks(recording, bounds)
         try:
@@ -482,7 +474,9 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             blocks.close()
             recording.close()
 
-    def _forward(self, model_inputs, engine="auto", precision="float32", progress_callback=None, layer=None):
+    # The call parameters reach `_forward` and `postprocess` as keywords (`_sanitize_parameters`), as transformers'
+    # pipelines take them; its base methods are typed with a `**parameters` dict instead.
+    def _forward(self, model_inputs, engine="auto", precision="float32", progress_callback=None, layer=None):  # type: ignore[override]
         if precision in LOGIT_MARGINS and self.fast_mode_withdrawn:
             precision = "float32"  # these windows are then exact as they are: postprocess re-scores none of them
         embeddings = None
@@ -516,11 +510,15 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             outputs["rescoring_precision"] = torch.full((features.shape[0],), PRECISIONS.index(precision))
         return outputs
 
-    def window_logits(self, input_features, engine="auto", precision="float32"):
+    def window_logits(
+        self, input_features: torch.Tensor, engine: str = "auto", precision: str = "float32"
+    ) -> torch.Tensor:
         """Logits `(batch, 2)` of a batch of spectrograms `(batch, 1, 256, 312)`, from the engine's scorer."""
         return self.scorer(input_features, engine=engine, precision=precision)(input_features)
 
-    def scorer(self, input_features, engine="auto", precision="float32"):
+    def scorer(
+        self, input_features: torch.Tensor, engine: str = "auto", precision: str = "float32"
+    ) -> TorchScorer | OpenVinoScorer | OnnxRuntimeScorer:
         """The scorer for batches shaped like `input_features` (see `engines_orcahello.ModelScorers`)."""
         return self._scorers.scorer(input_features, engine=engine, precision=precision)
 
@@ -569,7 +567,14 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         self.last_rescored_fraction = float(rescored.mean())
         return probabilities
 
-    def postprocess(self, model_outputs, decision=None, return_timestamps=False, top_k=None, inference=None):
+    def postprocess(  # type: ignore[override]
+        self,
+        model_outputs: Sequence[dict[str, Any]],
+        decision: DecisionParameters | None = None,
+        return_timestamps: bool = False,
+        top_k: int | None = None,
+        inference: dict[str, Any] | None = None,
+    ) -> dict | list[dict]:
         info = model_outputs[0]["recording"]
         order = np.argsort([int(output["window_index"]) for output in model_outputs])
         window_confidences = np.array(

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import functools
 import sys
+from collections.abc import Iterator
 
 # Buffers of this size and more are handed straight back to the system when they are freed (see
 # `return_large_buffers_to_the_system`).
@@ -66,7 +67,7 @@ def _glibc():
 
 
 @contextlib.contextmanager
-def heap_reused_for_activations(process_mmap_threshold):
+def heap_reused_for_activations(process_mmap_threshold: int | None) -> Iterator[None]:
     """
     Within the block, let PyTorch's CPU activation buffers (up to 32 MB) come from the heap and stay there when
     freed, as glibc's adaptive defaults do; afterwards, put back the fixed `process_mmap_threshold` that a process
@@ -78,7 +79,7 @@ def heap_reused_for_activations(process_mmap_threshold):
     thread). The heap kept between batches is the forward pass's own peak, which the process reaches anyway.
     """
     libc = _glibc() if process_mmap_threshold is not None else None
-    if libc is None:
+    if libc is None or process_mmap_threshold is None:
         yield
         return
     libc.mallopt(_M_MMAP_THRESHOLD, _ADAPTIVE_MMAP_THRESHOLD_BYTES)

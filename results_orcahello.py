@@ -217,7 +217,7 @@ def merge_detections(
     starts: Sequence[float], ends: Sequence[float], confidences: Sequence[float], predictions: Sequence[int]
 ) -> list[dict]:
     """Merge consecutive or overlapping positive rows into `[{"start", "end", "max_confidence", "mean_confidence"}]`."""
-    detections = []
+    detections: list[dict[str, Any]] = []
     for start, end, confidence, positive in zip(starts, ends, confidences, predictions):
         if not positive:
             continue
@@ -300,7 +300,7 @@ def window_table(info: Mapping[str, Any], num_windows: int | None = None) -> lis
     """
     count = info["num_windows"] if num_windows is None else num_windows
     hop, window = info["hop_seconds"], info["window_seconds"]
-    timeline = info.get("timeline")
+    timeline: Mapping[str, Any] = info.get("timeline") or {}
     gaps = timeline["gaps"] if timeline else []
     start_known = bool(timeline) and timeline["start_time_utc"] is not None
     rows = []
@@ -340,7 +340,7 @@ def recording_summary(info: Mapping[str, Any], num_windows: int | None = None) -
     """
     windows = window_table(info, num_windows)
     window = info["window_seconds"]
-    timeline = info.get("timeline")
+    timeline: Mapping[str, Any] = info.get("timeline") or {}
     gaps = list(timeline["gaps"]) if timeline else []  # `hls_timeline_orcahello.Gap`s
     warnings = list(timeline["warnings"]) if timeline else []
     for gap in gaps:

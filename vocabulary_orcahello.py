@@ -9,6 +9,9 @@ and it does nothing when it is imported: names and values only. (Writing files a
 `orcahello.atomic_files`'s job; the process's memory settings are `process_memory_orcahello`'s.)
 """
 
+from collections.abc import Iterable
+from typing import Any
+
 HUB_MODEL_ID = "orcasound/orcahello-srkw-detector-v1"
 WEIGHTS_FILE = "model.safetensors"
 # The config key set on a model folder whose weights are the synthetic stand-in (`scripts/fetch_model.py` offline).
@@ -97,7 +100,7 @@ MAX_COUNT = 86400
 SECONDS_RANGES = {"window_seconds": (0.5, 60.0), "hop_seconds": (0.1, 60.0)}
 
 
-def check_setting(field, value, name=None):
+def check_setting(field: str, value: Any, name: str | None = None) -> bool | str | int | float:
     """
     `value` for the inference or decision field `field` (`INFERENCE_FIELDS`, `DECISION_FIELDS`) in the field's
     type, when it is one the model and the decision can use; else a one-line `ValueError` calling it `name`
@@ -158,12 +161,12 @@ PLAYLIST_SUFFIX = ".m3u8"
 SEGMENT_SUFFIX = ".ts"
 
 
-def is_url(source):
+def is_url(source: object) -> bool:
     """Whether `source` names an HTTP(S) resource (the only URLs OrcaHello fetches)."""
     return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
 
 
-def is_audio_file_name(name, suffixes=AUDIO_SUFFIXES):
+def is_audio_file_name(name: str, suffixes: Iterable[str] = AUDIO_SUFFIXES) -> bool:
     """
     Whether a file called `name` is audio OrcaHello reads: one of `suffixes` (any case), and not a hidden file
     ("._clip.wav" AppleDouble files, which macOS leaves on SD cards, are not audio).

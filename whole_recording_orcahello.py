@@ -66,7 +66,7 @@ class WholeRecordingResampler:
         resampled = resample_poly(mono, self.up, self.down).astype(np.float32)
         return resampled[start - offset : stop - offset]
 
-    def peak(self) -> float:
+    def peak(self) -> np.float32:
         """The largest |x| of the whole resampled recording (the first pass: one read of the recording)."""
         peak = np.float32(0.0)
         for start in range(0, self.num_samples, PEAK_PASS_BLOCK_SAMPLES):

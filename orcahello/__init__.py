@@ -19,7 +19,7 @@ EXIT_INTERRUPTED = 130
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def package_version():
+def package_version() -> str:
     """
     The installed package's version; in a checkout that is not installed (a deps-only venv, `python -m
     orcahello.cli` from the repo root), the version written in the checkout's pyproject.toml.

@@ -24,20 +24,30 @@ README.md card and `adaptation_summary.json`. Needs scikit-learn and pyarrow (`p
 "orcahello-srkw-detector[adapt]"`).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import os
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY
 
 from . import evaluate, writers
 from .atomic_files import PARTIAL_SUFFIX
+
+if TYPE_CHECKING:
+    from pipeline_orcahello import OrcaHelloAudioClassificationPipeline
+
+# One recording's labelled intervals: `(start, end, kind)`, kind "positive", "negative" or "unsure".
+Interval = tuple[float, float, str]
 
 SUMMARY_FILE = "adaptation_summary.json"
 DEFAULT_FOLDS = 5
@@ -106,13 +116,13 @@ class LinearHead:
     weight: np.ndarray  # (dimension,) float64
     bias: float
 
-    def scores(self, features):
+    def scores(self, features: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """P(call) of each row of `features` (float64)."""
         logits = np.asarray(features, dtype=np.float64) @ self.weight + self.bias
         return 1.0 / (1.0 + np.exp(-logits))
 
 
-def require_scikit_learn():
+def require_scikit_learn() -> None:
     """Raise an `ImportError` with an install hint when scikit-learn is missing (checked before a run starts)."""
     try:
         import sklearn  # noqa: F401
@@ -125,13 +135,15 @@ def require_scikit_learn():
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def annotations_by_recording(annotations, recordings):
+def annotations_by_recording(
+    annotations: Iterable[tuple[str, float, float, str]], recordings: Sequence[str]
+) -> tuple[dict[int, list[Interval]], list[str]]:
     """
     `{recording index: [(start, end, kind)]}` for the annotations (`[(file, start, end, label)]`) whose `file`
     names one of `recordings` (as `orcahello evaluate` matches them), and the sorted names that match none.
     """
     by_parts = {index: evaluate.path_parts(path) for index, path in enumerate(recordings)}
-    found = {index: [] for index in by_parts}
+    found: dict[int, list[Interval]] = {index: [] for index in by_parts}
     unmatched = set()
     for name, start, end, label in annotations:
         index = evaluate.match_recording(name, by_parts)
@@ -142,7 +154,9 @@ def annotations_by_recording(annotations, recordings):
     return found, sorted(unmatched)
 
 
-def window_labels(windows, intervals, unannotated="negative"):
+def window_labels(
+    windows: Sequence[dict[str, Any]], intervals: Iterable[Interval], unannotated: str = "negative"
+) -> npt.NDArray[np.int8]:
     """
     Each window's label (`POSITIVE`, `NEGATIVE`, `LEFT_OUT`) from one recording's `(start, end, kind)` intervals,
     by the rule in the module's description.
@@ -168,7 +182,7 @@ def window_labels(windows, intervals, unannotated="negative"):
     return labels
 
 
-def annotation_files(paths):
+def annotation_files(paths: Iterable[str]) -> list[dict[str, Any]]:
     """`[{"file", "sha256", "annotations"}]` of the annotation files: which labels a head was made from."""
     from .provenance import file_sha256
 
@@ -187,7 +201,15 @@ def annotation_files(paths):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def embed_recordings(pipe, recordings, intervals, layer="pooled", batch_size=None, unannotated="negative", log=None):
+def embed_recordings(
+    pipe: OrcaHelloAudioClassificationPipeline,
+    recordings: Sequence[str],
+    intervals: dict[int, list[Interval]],
+    layer: str = "pooled",
+    batch_size: int | None = None,
+    unannotated: str = "negative",
+    log: Callable[[str], None] | None = None,
+) -> list[EmbeddedRecording]:
     """
     `EmbeddedRecording` of each of `recordings` (paths), with `intervals` (`{index: [(start, end, kind)]}`): the
     windows the pipeline scores, embedded by `orcahello.embed` in one forward pass with the model's own scores.
@@ -204,7 +226,8 @@ def embed_recordings(pipe, recordings, intervals, layer="pooled", batch_size=Non
             raise AdaptationError(f"{path}: {failure_reason(error, path)}") from None
         if not blocks:
             raise AdaptationError(f"{path}: no window to embed")
-        windows = [window for block in blocks for window in block.windows]
+        windows = [window for block in blocks for window in block.windows or []]  # (`score_windows` sets them)
+        assert blocks[0].recording is not None  # `score_windows` gives every block the recording's summary
         embedded.append(
             EmbeddedRecording(
                 path=path,
@@ -226,7 +249,9 @@ def embed_recordings(pipe, recordings, intervals, layer="pooled", batch_size=Non
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def fit_head(features, labels, regularization=DEFAULT_REGULARIZATION):
+def fit_head(
+    features: npt.ArrayLike, labels: npt.ArrayLike, regularization: float = DEFAULT_REGULARIZATION
+) -> LinearHead:
     """
     A `LinearHead` fitted to `features` (windows x dimension) and binary `labels`: scikit-learn's standardisation and
     `LogisticRegression(class_weight="balanced")` (L2, lbfgs: convex and deterministic), the standardisation folded
@@ -247,7 +272,7 @@ def fit_head(features, labels, regularization=DEFAULT_REGULARIZATION):
     return LinearHead(weight=weight, bias=bias)
 
 
-def recording_folds(embedded, folds):
+def recording_folds(embedded: Sequence[EmbeddedRecording], folds: int) -> npt.NDArray[np.int_]:
     """
     The fold (0 .. folds-1) each recording is held out in: scikit-learn's `StratifiedGroupKFold` over the labelled
     windows, grouped by recording (no recording is ever split) and stratified so that each training set holds both
@@ -271,20 +296,27 @@ def recording_folds(embedded, folds):
     return assignment
 
 
-def training_set(embedded, indices):
+def training_set(
+    embedded: Sequence[EmbeddedRecording], indices: Iterable[int]
+) -> tuple[np.ndarray, npt.NDArray[np.int8]]:
     """The features and labels of the labelled windows of the recordings `indices`."""
     features = [embedded[i].embeddings[embedded[i].labels != LEFT_OUT] for i in indices]
     labels = [embedded[i].labels[embedded[i].labels != LEFT_OUT] for i in indices]
     return np.concatenate(features), np.concatenate(labels)
 
 
-def cross_validate(embedded, folds, regularization=DEFAULT_REGULARIZATION, fit=fit_head):
+def cross_validate(
+    embedded: list[EmbeddedRecording],
+    folds: int,
+    regularization: float = DEFAULT_REGULARIZATION,
+    fit: Callable[[np.ndarray, np.ndarray, float], LinearHead] = fit_head,
+) -> tuple[list[npt.NDArray[np.float64]], npt.NDArray[np.int_], list[LinearHead]]:
     """
     Held-out scores of every window: per fold, a head fitted (`fit(features, labels, regularization)`) on the other
     folds' recordings scores the fold's. Returns `(scores per recording, fold per recording, heads per fold)`.
     """
     assignment = recording_folds(embedded, folds)
-    held_out_scores = [None] * len(embedded)
+    held_out_scores: list[Any] = [None] * len(embedded)  # every recording is held out in one fold, below
     heads = []
     for fold in range(int(assignment.max()) + 1):
         training = [index for index in range(len(embedded)) if assignment[index] != fold]
@@ -305,7 +337,9 @@ def cross_validate(embedded, folds, regularization=DEFAULT_REGULARIZATION, fit=f
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def scored_document(item, window_scores, decision_settings):
+def scored_document(
+    item: EmbeddedRecording, window_scores: Sequence[float] | np.ndarray, decision_settings: dict[str, Any]
+) -> dict[str, Any]:
     """
     What `detect` would write for `item`'s recording scored `window_scores`: the pipeline's own aggregation
     (`results_orcahello.build_file_result`) with `decision_settings` (the model's inference fields), as
@@ -326,10 +360,11 @@ def scored_document(item, window_scores, decision_settings):
     }
     decision = DecisionParameters.from_mapping(decision_settings)
     document = build_file_result(info, window_scores, decision=decision, return_timestamps=True)
+    assert isinstance(document, dict)  # with return_timestamps, the full result
     return {**document, "file": item.path, "parameters": dict(document["parameters"])}
 
 
-def precision_at_recall(labels, scores, recall):
+def precision_at_recall(labels: np.ndarray, scores: np.ndarray, recall: float | None) -> float | None:
     """The precision at the highest threshold whose recall reaches `recall` (None without positives)."""
     if recall is None or not np.any(labels):
         return None
@@ -337,7 +372,12 @@ def precision_at_recall(labels, scores, recall):
     return float(precision[np.argmax(achieved >= recall - 1e-12)])
 
 
-def held_out_figures(embedded, held_out_scores, annotations, decision_settings):
+def held_out_figures(
+    embedded: Sequence[EmbeddedRecording],
+    held_out_scores: Sequence[np.ndarray],
+    annotations: Sequence[tuple[str, float, float, str]],
+    decision_settings: dict[str, Any],
+) -> dict[str, Any]:
     """
     The base model's and the adapted heads' held-out results measured by `orcahello.evaluate.evaluate` (one-second
     AUPRC, precision and recall of its decision, file AUPRC), and the precision of each at the base model's recall.
@@ -350,9 +390,9 @@ def held_out_figures(embedded, held_out_scores, annotations, decision_settings):
         measured[name] = evaluate.evaluate(documents, annotations)
     base_recall = measured["base"][0]["seconds"]["recall"]
     figures = {"base_recall": base_recall}
-    for name, (metrics, (labels, scores, _)) in measured.items():
+    for name, (metrics, (labels, second_scores, _)) in measured.items():
         seconds = metrics["seconds"]
-        at_recall = precision_at_recall(labels, scores, base_recall)
+        at_recall = precision_at_recall(labels, second_scores, base_recall)
         figures[name] = {
             "seconds_auprc": seconds["auprc"],
             "files_auprc": metrics["files"]["auprc"],
@@ -370,7 +410,14 @@ def held_out_figures(embedded, held_out_scores, annotations, decision_settings):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def save_adapted_folder(pipe, head, output_dir, adapted_head, card, extra_files=None):
+def save_adapted_folder(
+    pipe: OrcaHelloAudioClassificationPipeline,
+    head: LinearHead,
+    output_dir: str,
+    adapted_head: dict[str, Any],
+    card: str,
+    extra_files: dict[str, Any] | None = None,
+) -> str:
     """
     Save the pipeline's model with `head` as its `adapted_head` (and `adapted_head`, the provenance dict, in its
     config) as a complete model folder at `output_dir`, written beside it and renamed when complete (replacing
@@ -383,7 +430,7 @@ def save_adapted_folder(pipe, head, output_dir, adapted_head, card, extra_files=
 
     from .conversion.model_folder import save_model_folder
 
-    model = copy.deepcopy(pipe.model).to("cpu", torch.float32).eval()
+    model = copy.deepcopy(pipe.model).to("cpu", torch.float32).eval()  # type: ignore[arg-type]  # transformers wraps `to`
     model.config.adapted_head = adapted_head
     dimension = model.config.layer_size(adapted_head["layer"])
     if head.weight.shape != (dimension,):
@@ -419,7 +466,9 @@ def save_adapted_folder(pipe, head, output_dir, adapted_head, card, extra_files=
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def adapt(options: AdaptOptions, command: Sequence[str] | None = None, log: Callable[[str], None] | None = None):
+def adapt(
+    options: AdaptOptions, command: Sequence[str] | None = None, log: Callable[[str], None] | None = None
+) -> dict[str, Any]:
     """
     What `orcahello adapt` does (see the module's description): returns the summary written to
     `<output_dir>/adaptation_summary.json`. Raises `AdaptationError` (or `EvaluationError`) with a one-line reason
@@ -509,7 +558,7 @@ def adapt(options: AdaptOptions, command: Sequence[str] | None = None, log: Call
     return summary
 
 
-def figure_line(figures):
+def figure_line(figures: dict[str, Any]) -> str:
     """The held-out figures in one line (the command's report)."""
 
     def show(value):

@@ -78,7 +78,7 @@ class CalibrationError(ValueError):
 @dataclass(frozen=True)
 class LabelledEvent:
     site: str
-    score: float  # the detector's confidence on 0-1; None when the detector did not flag the event
+    score: float | None  # the detector's confidence on 0-1; None when the detector did not flag the event
     label: str
     positive: bool
 
@@ -216,7 +216,7 @@ def _round(value, digits=4):
 
 
 def sites_of(events: Iterable[LabelledEvent]) -> dict[str, list[LabelledEvent]]:
-    by_site = {}
+    by_site: dict[str, list[LabelledEvent]] = {}
     for event in events:
         by_site.setdefault(event.site, []).append(event)
     return dict(sorted(by_site.items()))
@@ -239,7 +239,7 @@ def calibrate(
         raise CalibrationError(f"the target precision must be a number in (0, 1], got {target_precision!r}")
     if isinstance(min_flagged, bool) or not isinstance(min_flagged, int) or min_flagged < 1:
         raise CalibrationError(f"the minimum flagged count must be a whole number >= 1, got {min_flagged!r}")
-    sites = {}
+    sites: dict[str, dict[str, Any]] = {}
     for site, site_events in sites_of(events).items():
         floor, fit = fit_site(site_events, target_precision, min_flagged)
         fit["data"] = {"file": os.path.basename(source) if source else None, "sha256": data_sha256, **(options or {})}
@@ -536,7 +536,7 @@ def calibrate_command(options: CalibrateOptions) -> int:
     import json
     import sys
 
-    reading = {
+    reading: dict[str, Any] = {
         "site_column": options.site_column,
         "score_column": options.score_column,
         "label_column": options.label_column,

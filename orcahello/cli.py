@@ -322,7 +322,7 @@ def command_options(args: argparse.Namespace) -> Any:
             hydrophone_config=hydrophone,
         )
     if args.command == "calibrate":
-        positive_labels = tuple(args.positive_label or calibrate.DEFAULT_POSITIVE_LABELS)
+        positive_labels: tuple[str, ...] | None = tuple(args.positive_label or calibrate.DEFAULT_POSITIVE_LABELS)
         return from_arguments(calibrate.CalibrateOptions, args, positive_labels=positive_labels)
     if args.command == "evaluate":
         positive_labels = None if args.positive_label is None else tuple(args.positive_label)
@@ -438,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     """The `orcahello` console script; `argv` defaults to the command line. Returns the exit status."""
     return_large_buffers_to_the_system()  # process-wide (mallopt): the entry point's to make, not the pipeline's
     argv = sys.argv[1:] if argv is None else list(argv)
-    commands = {}
+    commands: dict[str, argparse.ArgumentParser] = {}
     args = build_parser(commands).parse_args(argv)
     try:
         typed = command_options(args)

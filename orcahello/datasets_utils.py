@@ -22,15 +22,30 @@ first, so torchcodec (and the FFmpeg libraries it needs) is never required, and 
 (`{"array", "sampling_rate"}` dicts, e.g. a column of arrays), their numbers then within float rounding.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import datasets
+
+    from pipeline_orcahello import OrcaHelloAudioClassificationPipeline
 
 # `warnings`: what the pipeline's result says is wrong with a row's audio (digital silence) or with the model (the
 # synthetic stand-in weights), as every output of `orcahello detect` says it.
 SCORE_COLUMNS = ("global_prediction", "global_confidence", "local_predictions", "local_confidences", "warnings")
 
 
-def score_dataset(dataset, pipe, audio_column="audio", batch_size=8, map_batch_size=8, **pipeline_kwargs):
+def score_dataset(
+    dataset: datasets.Dataset,
+    pipe: OrcaHelloAudioClassificationPipeline,
+    audio_column: str = "audio",
+    batch_size: int = 8,
+    map_batch_size: int = 8,
+    **pipeline_kwargs: Any,
+) -> datasets.Dataset:
     """
     Return `dataset` with the columns `global_prediction`, `global_confidence` (0..100 for the default
     `"orcahello"` aggregation), `local_predictions`, `local_confidences` (one per one-second row) and `warnings`
@@ -67,7 +82,7 @@ def score_dataset(dataset, pipe, audio_column="audio", batch_size=8, map_batch_s
     )
 
 
-def undecoded_audio(dataset, audio_column):
+def undecoded_audio(dataset: datasets.Dataset, audio_column: str) -> datasets.Dataset:
     """`dataset` with its `Audio` column (if it decodes) cast to `Audio(decode=False)`: rows become the files'
     `{"bytes", "path"}`, which the pipeline reads itself, and datasets never needs torchcodec to decode them."""
     from datasets import Audio

@@ -24,6 +24,7 @@ import dataclasses
 import os
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
 from vocabulary_orcahello import is_url
 
@@ -55,6 +56,9 @@ from .runs import (
     table_records,
     write_run_tables,
 )
+
+if TYPE_CHECKING:
+    from .report import ReviewedRecording
 
 DEFAULT_OUTPUT_DIR = "orcahello_results"
 
@@ -211,7 +215,8 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
 
     summary_rows = [{"path": path, "status": "error", "error": reason} for path, reason in input_problems]
     combined_raven = []
-    reviewed = []  # --report: what the page shows of each recording (its clips are written as the run goes)
+    # --report: what the page shows of each recording (its clips are written as the run goes)
+    reviewed: list[ReviewedRecording] = []
     counts = {"scored": 0, "skipped": 0, "failed": 0}
 
     # In windows, so that a long recording moves it too: a bar on a terminal, a line every half minute elsewhere, and
@@ -225,7 +230,7 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
         for job in jobs
     }
     progress = RunProgress("OrcaHello", estimates)
-    file_windows = {}
+    file_windows: dict[str, Any] = {}  # the recording being scored: its path, windows known and done
 
     def on_windows(count, recording_windows):
         interruption.raise_if_interrupted()  # a Ctrl-C whose KeyboardInterrupt was swallowed stops at the next batch

@@ -28,13 +28,25 @@ From Python: `iter_window_embeddings` (streaming), `window_embeddings` (one reco
 `write_embeddings` (one table) and `embed_files` (what the command does).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pyarrow
+
+    from pipeline_orcahello import OrcaHelloAudioClassificationPipeline
+    from results_orcahello import ScoredWindows
+
+    from .inputs import AudioJob
 
 from vocabulary_orcahello import EMBEDDING_LAYERS
 
@@ -54,7 +66,7 @@ PYARROW_MISSING = (
 )
 
 
-def require_pyarrow():
+def require_pyarrow() -> None:
     """Raise an `ImportError` with an install hint when pyarrow is missing (checked before a run starts)."""
     try:
         import pyarrow  # noqa: F401
@@ -62,7 +74,13 @@ def require_pyarrow():
         raise ImportError(PYARROW_MISSING) from None
 
 
-def iter_window_embeddings(pipe, source, layer=DEFAULT_LAYER, batch_size=None, **pipeline_parameters):
+def iter_window_embeddings(
+    pipe: OrcaHelloAudioClassificationPipeline,
+    source: Any,
+    layer: str = DEFAULT_LAYER,
+    batch_size: int | None = None,
+    **pipeline_parameters: Any,
+) -> Iterator[ScoredWindows]:
     """
     Embed every window of one recording, batch by batch: yields the pipeline's `ScoredWindows`
     (`results_orcahello`), each with its windows' rows of the window table (`windows`), `window_indices`,
@@ -79,21 +97,30 @@ def iter_window_embeddings(pipe, source, layer=DEFAULT_LAYER, batch_size=None, *
     yield from pipe.score_windows(source, layer=layer, batch_size=batch_size, **pipeline_parameters)
 
 
-def window_embeddings(pipe, source, layer=DEFAULT_LAYER, batch_size=None, **pipeline_parameters):
+def window_embeddings(
+    pipe: OrcaHelloAudioClassificationPipeline,
+    source: Any,
+    layer: str = DEFAULT_LAYER,
+    batch_size: int | None = None,
+    **pipeline_parameters: Any,
+) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
     """
     One recording's windows and embeddings in memory: `(windows, embeddings, scores)`, detect's window entries, a
     float32 `(windows, dimension)` array and the P(call) of each window. For long recordings prefer
     `iter_window_embeddings` or `write_embeddings`.
     """
-    windows, embeddings, scores = [], [], []
+    windows: list[dict[str, Any]] = []
+    embeddings, scores = [], []
     for block in iter_window_embeddings(pipe, source, layer, batch_size, **pipeline_parameters):
+        # `score_windows` with a layer gives every block its embeddings and rows of the window table.
+        assert block.windows is not None and block.embeddings is not None
         windows.extend(block.windows)
         embeddings.append(block.embeddings)
         scores.append(block.scores)
     return windows, np.concatenate(embeddings), np.concatenate(scores)
 
 
-def embeddings_schema(dimension, metadata=None):
+def embeddings_schema(dimension: int, metadata: dict[str, Any] | None = None) -> pyarrow.Schema:
     import pyarrow as pa
 
     fields = [
@@ -135,16 +162,16 @@ def _record_batch(file_name, blocks, schema):
 
 
 def write_embeddings(
-    pipe,
-    source,
-    output_path,
-    layer=DEFAULT_LAYER,
-    batch_size=None,
-    file_name=None,
-    metadata=None,
-    progress=None,
-    **pipeline_parameters,
-):
+    pipe: OrcaHelloAudioClassificationPipeline,
+    source: Any,
+    output_path: str,
+    layer: str = DEFAULT_LAYER,
+    batch_size: int | None = None,
+    file_name: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    progress: Callable[[int], object] | None = None,
+    **pipeline_parameters: Any,
+) -> dict[str, Any]:
     """
     Write one recording's table to `output_path` (see the module's description), through a temporary file renamed
     when complete: an interrupted run never leaves a table that looks finished. `file_name` fills the `file` column
@@ -158,9 +185,13 @@ def write_embeddings(
         file_name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<input>"
     embedding_dimension = pipe.embedding_size(layer)
     with temporary_file_beside(output_path) as temporary_path:
-        writer, pending, pending_windows, total_windows, written = None, [], 0, 0, None
+        writer: Any = None  # pyarrow's ParquetWriter, made when the first block gives the schema
+        pending, pending_windows, total_windows = [], 0, 0
+        written: dict[str, Any] = {}
         try:
             for block in iter_window_embeddings(pipe, source, layer, batch_size, **pipeline_parameters):
+                # `score_windows` gives every block its rows of the window table and the recording's summary.
+                assert block.windows is not None and block.recording is not None
                 if writer is None:
                     # The schema's metadata must be known before the first row group: everything in it is known once
                     # the recording is open.
@@ -196,7 +227,7 @@ def write_embeddings(
     return written
 
 
-def read_embeddings_metadata(path):
+def read_embeddings_metadata(path: str) -> dict[str, Any] | None:
     """The `orcahello` metadata of a table `write_embeddings` made, or None when it is missing or unreadable."""
     try:
         import pyarrow.parquet as parquet
@@ -212,24 +243,24 @@ def read_embeddings_metadata(path):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def embeddings_path(job):
+def embeddings_path(job: AudioJob) -> str:
     """Where `job`'s table goes: beside where detect would write its outputs, `<stem>.orcahello.embeddings.parquet`."""
     return os.fspath(job.output_stem) + EMBEDDINGS_SUFFIX
 
 
 def embed_files(
-    paths,
-    output_dir,
-    model=None,
-    layer=DEFAULT_LAYER,
-    batch_size=None,
-    device="auto",
-    recursive=False,
-    overwrite=False,
-    pipe=None,
-    command=None,
-    pipeline_parameters=None,
-):
+    paths: Iterable[str | os.PathLike[str]],
+    output_dir: str,
+    model: str | None = None,
+    layer: str = DEFAULT_LAYER,
+    batch_size: int | None = None,
+    device: str = "auto",
+    recursive: bool = False,
+    overwrite: bool = False,
+    pipe: OrcaHelloAudioClassificationPipeline | None = None,
+    command: Sequence[str] | None = None,
+    pipeline_parameters: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """
     What `orcahello embed` does: find the recordings in `paths` as detect does, write each one's table under
     `output_dir` (mirroring the inputs' folders), skip those an earlier run finished with the same model, layer and
@@ -247,8 +278,8 @@ def embed_files(
     if layer not in EMBEDDING_LAYERS:
         raise ValueError(f"layer must be one of {EMBEDDING_LAYERS}, got {layer!r}")
     started, started_at = time.monotonic(), provenance.now_iso()
-    paths = [os.fspath(path) for path in paths]
-    recordings, failed = inputs.find_audio_files(paths, recursive=recursive)
+    input_paths = [os.fspath(path) for path in paths]
+    recordings, failed = inputs.find_audio_files(input_paths, recursive=recursive)
     failed = list(failed)
     for path, reason in failed:
         print(f"ERROR {path}: {reason}", file=sys.stderr)
@@ -313,7 +344,7 @@ def embed_files(
         {
             **metadata,
             "options": {
-                "paths": paths,
+                "paths": input_paths,
                 "output_dir": os.path.abspath(output_dir),
                 "model": model,
                 "layer": layer,

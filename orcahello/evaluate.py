@@ -172,7 +172,7 @@ def second_labels(intervals: Sequence[tuple[float, float]], duration: float) -> 
 def load_detections(paths: Iterable[str]) -> list[dict[str, Any]]:
     """The `detect` results under `paths` (folders searched recursively for `*.orcahello.json`, or such files)."""
     suffix = writers.OUTPUT_SUFFIXES["json"]
-    files = []
+    files: list[str] = []
     for path in paths:
         if os.path.isdir(path):
             for folder, subfolders, names in os.walk(path):
@@ -280,7 +280,7 @@ def _annotation_rows(path: str, text: str) -> list[tuple[str, float, float, str]
     return annotations
 
 
-def annotation_kind(label):
+def annotation_kind(label: str | None) -> str:
     """
     What an annotation's label says: `"negative"` for `not_srkw`, `not_srkw:<class>` and `negative`, `"unsure"` for
     `unsure` (any case), `"positive"` for anything else (an empty label included).
@@ -291,7 +291,7 @@ def annotation_kind(label):
     return "negative" if name.split(":", 1)[0].strip() in NEGATIVE_LABELS else "positive"
 
 
-def path_parts(path):
+def path_parts(path: str | os.PathLike[str]) -> list[str]:
     return [part for part in os.fspath(path).replace("\\", "/").split("/") if part not in ("", ".")]
 
 
@@ -358,8 +358,8 @@ def evaluate(
     """
     wanted = None if not positive_labels else {label.strip().lower() for label in positive_labels}
     by_parts = {index: path_parts(document["file"]) for index, document in enumerate(documents)}
-    intervals = {index: [] for index in by_parts}
-    unsure_intervals = {index: [] for index in by_parts}
+    intervals: dict[int, list[tuple[float, float]]] = {index: [] for index in by_parts}
+    unsure_intervals: dict[int, list[tuple[float, float]]] = {index: [] for index in by_parts}
     unmatched = set()
     for name, start, end, label in annotations:
         index = match_recording(name, by_parts)
@@ -371,7 +371,8 @@ def evaluate(
         elif kind == "unsure":
             unsure_intervals[index].append((start, end))
 
-    per_file, pooled, files = [], {"labels": [], "scores": [], "decisions": [], "sites": []}, []
+    pooled: dict[str, list] = {"labels": [], "scores": [], "decisions": [], "sites": []}
+    per_file, files = [], []
     for index, document in enumerate(documents):
         duration = float(document["duration_s"])
         threshold = float((document.get("parameters") or {}).get("local_threshold", 0.5))

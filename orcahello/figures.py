@@ -2,13 +2,20 @@
 """What the report figures of `orcahello calibrate` and `orcahello evaluate` share: a headless matplotlib and an
 atomic save (a killed run never leaves half a PNG)."""
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING
 
 from .atomic_files import temporary_file_beside
 from .plot import require_matplotlib
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-def new_figure(columns=1, width=6.4, height=4.8):
+
+def new_figure(columns: int = 1, width: float = 6.4, height: float = 4.8) -> tuple[Figure, list[Axes]]:
     """A figure with `columns` side-by-side axes, drawn without a display (Agg)."""
     require_matplotlib()
     import matplotlib
@@ -20,7 +27,7 @@ def new_figure(columns=1, width=6.4, height=4.8):
     return figure, list(axes[0])
 
 
-def save_figure(figure, path):
+def save_figure(figure: Figure, path: str) -> None:
     """Write `figure` to the PNG `path` through a temporary file and a rename, then release it."""
     from matplotlib import pyplot
 

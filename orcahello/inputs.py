@@ -6,6 +6,7 @@ import glob
 import os
 import re
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vocabulary_orcahello import (
@@ -55,7 +56,7 @@ def audio_files_in_folder(folder: str, recursive: bool) -> list[str]:
     return found
 
 
-def find_audio_files(paths: list[str], recursive: bool = False) -> tuple[list[str], list[tuple[str, str]]]:
+def find_audio_files(paths: Sequence[str], recursive: bool = False) -> tuple[list[str], list[tuple[str, str]]]:
     """
     Expand the command line's PATHs into recordings. A file is taken as named (whatever its extension), an http(s)
     URL too (the pipeline fetches `.m3u8` playlists); a folder gives its .wav/.flac/.ogg/.mp3 files and .m3u8
@@ -137,13 +138,13 @@ def plan_jobs(paths: list[str], output_dir: str) -> list[AudioJob]:
             relative.update({path: os.path.relpath(absolute[path], root) for path in local})
         except ValueError:  # Windows paths on different drives have no common folder: keep each one's full path
             relative.update({path: os.path.splitdrive(absolute[path])[1].lstrip("\\/") for path in local})
-    relative = [relative[path] for path in paths]
+    relative_paths = [relative[path] for path in paths]
     stems = [
         path if not is_url(given) and os.path.isdir(given) else os.path.splitext(path)[0]
-        for given, path in zip(paths, relative)
+        for given, path in zip(paths, relative_paths)
     ]
     jobs = []
-    for path, relative_path, stem in zip(paths, relative, stems):
+    for path, relative_path, stem in zip(paths, relative_paths, stems):
         if stems.count(stem) > 1:
             stem = relative_path
         jobs.append(

@@ -16,6 +16,7 @@ import contextlib
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 
 _requested = threading.Event()
 
@@ -37,7 +38,7 @@ def raise_if_interrupted() -> None:
 
 
 @contextlib.contextmanager
-def watching_for_ctrl_c():
+def watching_for_ctrl_c() -> Iterator[None]:
     """
     Within the block, SIGINT raises KeyboardInterrupt and is remembered (see the module's docstring); the previous
     handler is put back after it. Nothing changes where SIGINT is ignored (a shell's background job) or already

@@ -149,7 +149,7 @@ SCRIPT = """
 """
 
 
-def labelling_script():
+def labelling_script() -> str:
     """The page's labelling script, with the storage prefix, CSV header and classes filled in."""
     import json
 
@@ -160,7 +160,7 @@ def labelling_script():
     }
 
 
-def label_cell():
+def label_cell() -> str:
     """The label cell of a detection row: yes / no / unsure buttons and the class of a "no"."""
     buttons = "".join(
         f'<button type="button" data-answer="{answer}" aria-pressed="false" title="{text} (key {key})">{text}</button>'
@@ -173,7 +173,7 @@ def label_cell():
     return f'<td class="label">{buttons}<select class="no-class" aria-label="class of a no" disabled>{options}</select></td>'
 
 
-def row_attributes(file, start, end, order):
+def row_attributes(file: object, start: float, end: float, order: int) -> str:
     """
     The attributes that make a table row labellable: the recording as its results name it, its start and end in
     seconds (written into the CSV as they are here), and its place in the CSV.
@@ -185,13 +185,13 @@ def row_attributes(file, start, end, order):
     )
 
 
-def body_attributes(run_hash):
+def body_attributes(run_hash: str | None) -> str:
     """The page's `<body>` attributes: where its labels are kept and the name of the CSV it downloads."""
     key = html.escape(str(run_hash or "unknown-run"))
     return f'data-labels-key="{key}" data-labels-file="orcahello_labels_{key}.csv"'
 
 
-def labelling_bar():
+def labelling_bar() -> str:
     """The bar above the table: the download button, the count, the keys."""
     keys = ", ".join(f"{number} {name}" for number, (name, _) in enumerate(NO_CLASSES, start=1))
     return (

@@ -25,6 +25,8 @@ run into a folder in use is refused. `--metrics-port`: Prometheus metrics and he
 (`orcahello.live_metrics`).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import logging
 import os
@@ -32,7 +34,9 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from hls_timeline_orcahello import iso_utc
 from results_orcahello import DecisionParameters
@@ -44,6 +48,12 @@ from .live_outputs import STATUS_FILE, SourceOutputs, write_json_atomically
 from .live_stream import LiveSource, LiveSourceError
 from .live_webhook import SPOOL_FOLDER, WebhookError, WebhookSpool, check_webhook_url
 from .run_lock import OutputFolderBusy, OutputFolderLock
+
+if TYPE_CHECKING:
+    from hls_stream_orcahello import HLSStream
+    from pipeline_orcahello import OrcaHelloAudioClassificationPipeline
+
+    from .live_metrics import LiveMetrics
 
 logger = logging.getLogger("orcahello.live")
 
@@ -64,7 +74,13 @@ class WindowScorer:
     """Scores windows of a recording (an `HLSStream`) as the pipeline scores a recording's windows (its
     `score_window_bounds`: the same frontend and engine), `batch_size` windows at a time."""
 
-    def __init__(self, pipe, batch_size, engine="auto", precision="float32"):
+    def __init__(
+        self,
+        pipe: OrcaHelloAudioClassificationPipeline,
+        batch_size: int,
+        engine: str = "auto",
+        precision: str = "float32",
+    ) -> None:
         self.pipe = pipe
         self.batch_size = batch_size
         self.engine = engine
@@ -72,9 +88,10 @@ class WindowScorer:
         # The sources' threads share the model: one batch at a time (the engine uses every core for it).
         self._lock = threading.Lock()
 
-    def score(self, recording, bounds):
+    def score(self, recording: HLSStream, bounds: list[tuple[int, int]]) -> tuple[list[float], list[bool]]:
         """`(P(call) per window, digital silence per window)` for the sample `bounds` of `recording`."""
-        scores, silent = [], []
+        scores: list[float] = []
+        silent: list[bool] = []
         with self._lock:
             blocks = self.pipe.score_window_bounds(
                 recording, bounds, batch_size=self.batch_size, engine=self.engine, precision=self.precision
@@ -85,14 +102,21 @@ class WindowScorer:
         return scores, silent
 
 
-def follow_one(follower, stop_event):
+def follow_one(follower: LiveFollower, stop_event: threading.Event) -> None:
     """One source's thread: its turns, each when it is due, until the command stops or its playlist has ended."""
     while not stop_event.is_set() and not follower.done:
         if not follower.step(stop_event):
             stop_event.wait(timeout=max(0.05, follower.next_poll_at - time.monotonic()))
 
 
-def run_followers(followers, stop_event, output_dir, stop_after=None, poll_seconds=DEFAULT_POLL_SECONDS, metrics=None):
+def run_followers(
+    followers: Sequence[LiveFollower],
+    stop_event: threading.Event,
+    output_dir: str,
+    stop_after: float | None = None,
+    poll_seconds: float = DEFAULT_POLL_SECONDS,
+    metrics: LiveMetrics | None = None,
+) -> None:
     """
     Follow every source, each on its own thread, until `stop_event` (a signal), `stop_after` or every playlist
     has ended. A source whose server stalls or trickles holds up only its own thread (each fetch has its own
@@ -131,7 +155,7 @@ def run_followers(followers, stop_event, output_dir, stop_after=None, poll_secon
         write_status(followers, output_dir)
 
 
-def write_status(followers, output_dir):
+def write_status(followers: Sequence[LiveFollower], output_dir: str) -> None:
     """`<output dir>/status.json`: every source's last status (each source's own thread updates it)."""
     write_json_atomically(
         os.path.join(output_dir, STATUS_FILE),
@@ -248,6 +272,7 @@ def follower_settings(
     """
     overrides, location, poll_seconds = {}, None, options.poll_seconds
     if site_table is not None:
+        assert options.hydrophone_config is not None  # the table is the hydrophone config's (`live_command`)
         overrides = site_thresholds.parameters_for(source.source, site_table)
         location = site_thresholds.match_site(source.source, site_table)
         located = [
@@ -339,7 +364,16 @@ def live_command(options: LiveOptions, command: list[str] | None = None) -> int:
         lock.release()
 
 
-def follow(options, sources, pipe, settings, model, device, stop_event, metrics=None):
+def follow(
+    options: LiveOptions,
+    sources: Sequence[LiveSource],
+    pipe: OrcaHelloAudioClassificationPipeline,
+    settings: dict[str, FollowerSettings],
+    model: str,
+    device: str,
+    stop_event: threading.Event,
+    metrics: LiveMetrics | None = None,
+) -> int:
     """`live_command` once its output folder is locked: follow `sources` (each with its `settings[name]`) until
     stopped; the exit status."""
     spool_folder = os.path.join(options.output_dir, SPOOL_FOLDER)
@@ -362,7 +396,7 @@ def follow(options, sources, pipe, settings, model, device, stop_event, metrics=
         print(f"ERROR: {error}", file=sys.stderr)
         return EXIT_CANNOT_RUN
 
-    def request_stop(signal_number, frame):
+    def request_stop(signal_number: int, frame: FrameType | None) -> None:
         logger.info("%s: finishing the segment at hand, then stopping", signal.Signals(signal_number).name)
         stop_event.set()
 

@@ -5,11 +5,14 @@ playlist grows; every window scored once as soon as its audio is decoded; each m
 faults (a retried poll, a lost segment) and lag.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import logging
 import math
+import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hls_playlist_orcahello import HLSInputError
 from hls_timeline_orcahello import iso_utc, listed_segment_seconds, utc_at
@@ -17,6 +20,15 @@ from results_orcahello import DecisionParameters
 
 from . import __version__, runs
 from .live_stream import SEGMENT_SECONDS_WHEN_UNLISTED, LiveSourceError, is_newer_recording
+
+if TYPE_CHECKING:
+    from hls_stream_orcahello import HLSStream
+
+    from .live import WindowScorer
+    from .live_metrics import LiveMetrics
+    from .live_outputs import SourceOutputs
+    from .live_stream import LiveSource
+    from .live_webhook import WebhookSpool
 
 logger = logging.getLogger("orcahello.live")
 
@@ -66,7 +78,15 @@ class LiveFollower:
         metrics (`LiveMetrics`, *optional*): where its counts go (`--metrics-port`).
     """
 
-    def __init__(self, source, outputs, scorer, settings, webhook=None, metrics=None):
+    def __init__(
+        self,
+        source: LiveSource,
+        outputs: SourceOutputs,
+        scorer: WindowScorer,
+        settings: FollowerSettings,
+        webhook: WebhookSpool | None = None,
+        metrics: LiveMetrics | None = None,
+    ) -> None:
         self.source, self.outputs, self.scorer, self.webhook = source, outputs, scorer, webhook
         self.metrics = metrics
         if metrics is not None:
@@ -81,21 +101,23 @@ class LiveFollower:
             raise LiveSourceError(
                 f"{outputs.folder}: written with another model or other scoring parameters; pass another --output-dir"
             )
-        self.recording = None
+        self.recording: HLSStream | None = None
         self.done = False
         self.next_poll_at = 0.0
         self.failures_in_a_row = 0
-        self.last_error = None
-        self.segment_failures = {}
-        self.dropped_ranges = []  # the last few `[first, last]` runs of segments that left the playlist unfetched
-        self.arrivals = {}  # segment number -> when it was first listed (Unix time)
-        self.lag_seconds, self.lag_seconds_max = None, 0.0
+        self.last_error: str | None = None
+        self.segment_failures: dict[int, int] = {}
+        # the last few `[first, last]` runs of segments that left the playlist unfetched
+        self.dropped_ranges: list[list[int]] = []
+        self.arrivals: dict[int, float] = {}  # segment number -> when it was first listed (Unix time)
+        self.lag_seconds: float | None = None
+        self.lag_seconds_max = 0.0
         # The start (seconds) of the last gap counted in the metrics: the recording lets go of gaps it has passed
         # (`forget_before`), so they are counted by where they start, never by how many it holds.
         self.gaps_counted_until = -math.inf
         self.windows_written = 0
         self.segments_behind = 0
-        self.last_window_utc = None
+        self.last_window_utc: str | None = None
         self.last_status = self.status()  # read by the command's thread for status.json: replaced, never changed
 
     # -- recordings ---------------------------------------------------------------------------------------------
@@ -156,6 +178,7 @@ class LiveFollower:
 
     def _finish_recording(self):
         recording = self.recording
+        assert recording is not None  # finished once opened
         recording.finish()
         self._score_ready(arrival=None)
         if self.pending:
@@ -182,7 +205,7 @@ class LiveFollower:
 
     # -- one turn -----------------------------------------------------------------------------------------------
 
-    def step(self, stop_event):
+    def step(self, stop_event: threading.Event) -> bool:
         """One turn: poll, decode and score up to `SEGMENTS_PER_TURN` new segments. True when more are waiting."""
         if self.done or time.monotonic() < self.next_poll_at:
             return False
@@ -224,11 +247,14 @@ class LiveFollower:
     def _step(self, stop_event):
         if self.recording is None and not self._open_recording():
             return False
+        assert self.recording is not None  # opened above
         segments, info = self.source.playlist(self.playlist)
         now = time.time()
         for segment in segments:
+            assert segment.number is not None  # a playlist numbers its segments (EXT-X-MEDIA-SEQUENCE)
             if segment.number >= self.next_segment:
                 self.arrivals.setdefault(segment.number, now)
+        assert segments[0].number is not None
         if segments[0].number > self.next_segment:  # a sliding playlist dropped them before they were fetched
             # Only the range is said, never each number: a #EXT-X-MEDIA-SEQUENCE jump of billions is one gap
             # (the decoder's time line puts it where the audio resumes), not billions of lost segments to keep.
@@ -243,6 +269,7 @@ class LiveFollower:
         todo = [segment for segment in segments if segment.number >= self.next_segment]
         scored_segments = 0
         for position, segment in enumerate(todo):
+            assert segment.number is not None  # as above
             # Segments decoded again after a restart (no window to score) do not count: they take milliseconds.
             if stop_event.is_set() or scored_segments == SEGMENTS_PER_TURN:
                 break
@@ -322,6 +349,7 @@ class LiveFollower:
     def _score_ready(self, arrival):
         """Score every window whose audio is all decoded, write them, and the minutes they complete."""
         recording = self.recording
+        assert recording is not None  # scored once opened
         if recording.sampling_rate is None:
             return
         rate = recording.sampling_rate
@@ -374,6 +402,7 @@ class LiveFollower:
 
     def _write_complete_minutes(self, window_samples, hop_samples):
         """Write each minute whose windows are all scored (after a restart, once its audio is decoded again)."""
+        assert self.recording is not None  # written once opened
         while self.next_window >= (self.next_minute + 1) * self.minute_windows and self.pending:
             clip_end = self.pending[min(self.minute_windows, len(self.pending)) - 1]["index"] * hop_samples
             if self.recording.num_samples < clip_end + window_samples:
@@ -381,6 +410,7 @@ class LiveFollower:
             self._write_minute()
 
     def _window_entry(self, index, score, silent):
+        assert self.recording is not None  # scored once opened
         start = index * self.hop_seconds
         end = start + self.window_seconds
         anchors, gaps = self.recording.anchors, self.recording.gaps
@@ -401,6 +431,7 @@ class LiveFollower:
         from results_orcahello import build_file_result
 
         recording = self.recording
+        assert recording is not None  # written once opened
         first_index = self.next_minute * self.minute_windows
         entries = [entry for entry in self.pending if entry["index"] < first_index + self.minute_windows]
         self.pending = self.pending[len(entries) :]
@@ -447,6 +478,7 @@ class LiveFollower:
             decision=self.settings.decision,
             return_timestamps=True,
         )
+        assert isinstance(result, dict)  # with return_timestamps, the full result
         document = {
             "source": self.source.source,
             "recording": self.recording_id,
@@ -486,7 +518,7 @@ class LiveFollower:
         self.next_minute += 1
         self._save_state(finished=False)
 
-    def status(self):
+    def status(self) -> dict[str, Any]:
         return {
             "source": self.source.source,
             "name": self.source.name,

@@ -39,6 +39,7 @@ import json
 import logging
 import threading
 import time
+from typing import Any
 
 logger = logging.getLogger("orcahello.live")
 
@@ -50,7 +51,7 @@ LIVENESS_SECONDS = 60.0
 FAILURE_KINDS = ("poll", "segment_lost", "unexpected")
 
 
-def sha256_of_json(document) -> str:
+def sha256_of_json(document: Any) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
@@ -89,12 +90,20 @@ class LiveMetrics:
         self.spooled = Gauge("orcahello_live_webhook_spooled", "Detections waiting in the spool", registry=registry)
         self.loop = Gauge("orcahello_live_loop_timestamp_seconds", "When the loop last went round", registry=registry)
         self.model_info = Info("orcahello_live_model", "The model and its configuration", registry=registry)
-        self._last_window_at = {}
-        self._lag_now = {}
+        self._last_window_at: dict[str, float | None] = {}
+        self._lag_now: dict[str, float | None] = {}
         self._turned_at = time.time()
         self._lock = threading.Lock()
 
-    def describe(self, model_name, model_info, model_config, parameters, run_hash, version):
+    def describe(
+        self,
+        model_name: str,
+        model_info: dict[str, Any],
+        model_config: dict[str, Any],
+        parameters: dict[str, Any],
+        run_hash: str,
+        version: str,
+    ) -> None:
         """The model and configuration identity: `orcahello_live_model_info`'s labels."""
         self.model_info.info(
             {
@@ -107,7 +116,7 @@ class LiveMetrics:
             }
         )
 
-    def add_source(self, name):
+    def add_source(self, name: str) -> None:
         """Every metric of a source at 0 from the start (a counter that never moved is still scraped)."""
         for metric in (self.windows, self.positive_windows, self.minutes, self.positive_minutes, self.polls):
             metric.labels(name)
@@ -118,7 +127,7 @@ class LiveMetrics:
         with self._lock:
             self._last_window_at.setdefault(name, None)
 
-    def windows_written(self, name, count, positive, lag_seconds):
+    def windows_written(self, name: str, count: int, positive: int, lag_seconds: float | None) -> None:
         now = time.time()
         self.windows.labels(name).inc(count)
         self.positive_windows.labels(name).inc(positive)
@@ -129,7 +138,7 @@ class LiveMetrics:
             self._last_window_at[name] = now
             self._lag_now[name] = lag_seconds
 
-    def turned(self):
+    def turned(self) -> None:
         self._turned_at = time.time()
         self.loop.set(self._turned_at)
 
@@ -141,7 +150,7 @@ class LiveMetrics:
     def readiness(self) -> dict:
         """`{source: why it is not ready, or None}`."""
         now = time.time()
-        verdicts = {}
+        verdicts: dict[str, str | None] = {}
         with self._lock:
             for name, written_at in self._last_window_at.items():
                 lag = self._lag_now.get(name)

@@ -14,14 +14,21 @@ Every file is replaced through a temporary file and a rename; appended lines are
 before the state that counts them, and a line cut short by a crash is dropped on the next start.
 """
 
+from __future__ import annotations
+
 import json
 import logging
 import os
 import wave
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from . import writers
 from .atomic_files import temporary_file_beside
 from .run_lock import open_output
+
+if TYPE_CHECKING:
+    import numpy as np
 
 logger = logging.getLogger("orcahello.live")
 
@@ -34,11 +41,11 @@ MINUTES_FOLDER = "minutes"
 TAIL_BYTES = 1 << 20
 
 
-def write_json_atomically(path, document):
+def write_json_atomically(path: str, document: Any) -> None:
     writers.write_json(path, document)
 
 
-def read_json(path, default=None):
+def read_json(path: str, default: Any = None) -> Any:
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
@@ -48,7 +55,7 @@ def read_json(path, default=None):
         raise ValueError(f"{path}: not valid JSON ({error}); move it away to start this source afresh") from None
 
 
-def drop_partial_last_line(path):
+def drop_partial_last_line(path: str) -> None:
     """A line cut short by a crash (no final newline) is removed: the window it held is scored again."""
     if not os.path.exists(path):
         return
@@ -74,7 +81,7 @@ def drop_partial_last_line(path):
         handle.truncate(position)
 
 
-def append_lines(path, entries):
+def append_lines(path: str, entries: Iterable[dict[str, Any]]) -> None:
     """Append one JSON line per entry in a single write, flushed to disk before returning."""
     if not entries:
         return
@@ -85,7 +92,7 @@ def append_lines(path, entries):
         os.fsync(handle.fileno())
 
 
-def read_tail_lines(path, keep):
+def read_tail_lines(path: str, keep: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
     """
     The JSON objects at the end of a `.jsonl` file, from the last line backwards while `keep(entry)` holds (in file
     order). Reads the end of the file first and all of it only when needed.
@@ -115,7 +122,7 @@ def read_tail_lines(path, keep):
         read_bytes *= 4
 
 
-def write_wav(path, audio, sampling_rate):
+def write_wav(path: str, audio: np.ndarray, sampling_rate: int) -> None:
     """16-bit PCM WAV of int16 `(channels, samples)` audio, written atomically."""
     with temporary_file_beside(path) as temporary_path:
         with wave.open(temporary_path, "wb") as handle:
@@ -126,7 +133,7 @@ def write_wav(path, audio, sampling_rate):
         os.replace(temporary_path, path)
 
 
-def utc_file_name(iso_utc_text):
+def utc_file_name(iso_utc_text: str) -> str:
     """`2020-09-13T12:26:40.000Z` -> `20200913T122640Z` (safe in every file system)."""
     return iso_utc_text[:19].replace("-", "").replace(":", "") + "Z"
 
@@ -140,7 +147,7 @@ class SourceOutputs:
         plot (`bool`): draw a spectrogram picture for each positive minute (needs matplotlib).
     """
 
-    def __init__(self, folder, plot=True):
+    def __init__(self, folder: str, plot: bool = True) -> None:
         self.folder = folder
         self.plot = plot
         os.makedirs(folder, exist_ok=True)
@@ -153,23 +160,23 @@ class SourceOutputs:
 
     # -- resume -------------------------------------------------------------------------------------------------
 
-    def load_state(self):
+    def load_state(self) -> dict[str, Any] | None:
         return read_json(self.state_path, default=None)
 
-    def save_state(self, state):
+    def save_state(self, state: dict[str, Any]) -> None:
         write_json_atomically(self.state_path, state)
 
-    def save_status(self, status):
+    def save_status(self, status: dict[str, Any]) -> None:
         write_json_atomically(self.status_path, status)
 
-    def windows_written(self, recording_id, from_index):
+    def windows_written(self, recording_id: str, from_index: int) -> list[dict[str, Any]]:
         """The windows of `recording_id` already in windows.jsonl with `index >= from_index` (file order)."""
         return read_tail_lines(
             self.windows_path,
             lambda entry: entry.get("recording") == recording_id and entry.get("index", -1) >= from_index,
         )
 
-    def last_window(self):
+    def last_window(self) -> dict[str, Any] | None:
         """The last line of windows.jsonl, or None."""
         found = []
 
@@ -182,14 +189,20 @@ class SourceOutputs:
 
     # -- writing ------------------------------------------------------------------------------------------------
 
-    def append_windows(self, entries):
+    def append_windows(self, entries: Iterable[dict[str, Any]]) -> None:
         append_lines(self.windows_path, entries)
 
-    def minute_stem(self, recording_id, minute_index, start_utc):
+    def minute_stem(self, recording_id: str, minute_index: int, start_utc: str | None) -> str:
         name = f"{minute_index:05d}" + (f"_{utc_file_name(start_utc)}" if start_utc else "")
         return os.path.join(self.folder, MINUTES_FOLDER, recording_id, name)
 
-    def write_minute(self, stem, document, audio=None, sampling_rate=None):
+    def write_minute(
+        self,
+        stem: str,
+        document: dict[str, Any],
+        audio: np.ndarray | None = None,
+        sampling_rate: int | None = None,
+    ) -> dict[str, Any] | None:
         """
         A minute's outputs: for a positive one its WAV clip and picture first, then the JSON (so that a JSON means
         everything beside it is there), then its line in detections.jsonl (once, even when written again after an
@@ -198,6 +211,7 @@ class SourceOutputs:
         json_path = writers.output_path(stem, "json")
         detection = None
         if document["global_prediction"]:
+            assert audio is not None and sampling_rate is not None  # a positive minute comes with its audio
             wav_path = f"{stem}.wav"
             write_wav(wav_path, audio, sampling_rate)
             document["clip"] = os.path.relpath(wav_path, self.folder)

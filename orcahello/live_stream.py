@@ -163,8 +163,8 @@ class LiveSource:
         """`(recording id, playlist location)` of the stream now: for a node, the folder `latest.txt` names."""
         if self.kind == "playlist":
             # A name, not the location: it names the recording's folder of minutes and its spooled detections.
-            epoch = epoch_from_folder(self.source)
-            return (str(epoch) if epoch is not None else PLAYLIST_RECORDING), self.source
+            folder_epoch = epoch_from_folder(self.source)
+            return (str(folder_epoch) if folder_epoch is not None else PLAYLIST_RECORDING), self.source
         text = self.read(self.location(LATEST_FILE)).decode("utf-8", errors="replace").strip()
         epoch = text.split()[0] if text else ""
         if not epoch.isdigit():

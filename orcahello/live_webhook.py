@@ -15,16 +15,22 @@ the same on every try and across runs, so that an endpoint can drop a copy it al
 lost). Anything in the spool folder that is not a `.json` file (a stray folder) is skipped with a warning.
 """
 
+from __future__ import annotations
+
 import json
 import logging
 import os
 import threading
 import time
 import urllib.parse
+from typing import TYPE_CHECKING, Any
 
 from http_orcahello import HTTPFetchError, post
 
 from . import writers
+
+if TYPE_CHECKING:
+    from .live_metrics import LiveMetrics
 
 logger = logging.getLogger("orcahello.live")
 
@@ -78,13 +84,15 @@ class WebhookSpool:
         metrics (`LiveMetrics`, *optional*): where its counts go (`--metrics-port`).
     """
 
-    def __init__(self, url, folder, timeout=POST_TIMEOUT_SECONDS, metrics=None):
+    def __init__(
+        self, url: str, folder: str, timeout: float = POST_TIMEOUT_SECONDS, metrics: LiveMetrics | None = None
+    ) -> None:
         check_webhook_url(url)
         self.metrics = metrics
         self.url = url
         self.folder = folder
         self.timeout = timeout
-        self._strays = set()
+        self._strays: set[str] = set()
         os.makedirs(folder, exist_ok=True)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -92,11 +100,11 @@ class WebhookSpool:
         self.failures = 0
         self._thread = threading.Thread(target=self._run, name="orcahello-webhook", daemon=True)
 
-    def start(self):
+    def start(self) -> WebhookSpool:
         self._thread.start()
         return self
 
-    def pending(self):
+    def pending(self) -> list[str]:
         """The spooled detections' file names, oldest first (anything else in the folder is left alone)."""
         names = []
         for entry in os.scandir(self.folder):
@@ -109,7 +117,7 @@ class WebhookSpool:
                 logger.warning("%s: not a file; left alone, not sent", entry.path)
         return sorted(names)
 
-    def enqueue(self, detection, name):
+    def enqueue(self, detection: dict[str, Any], name: str) -> None:
         """
         Spool one detection (atomically) as `<name>.json`; the sender picks it up. The same name spooled again
         (a minute written again after an interruption) replaces the unsent copy rather than adding one.
@@ -154,7 +162,7 @@ class WebhookSpool:
                 self.metrics.spooled.set(len(names) - 1)
             backoff = FIRST_BACKOFF_SECONDS
 
-    def stop(self, drain_seconds=3.0):
+    def stop(self, drain_seconds: float = 3.0) -> None:
         """Give the sender up to `drain_seconds` to empty the spool, then stop it; what is left waits on disk."""
         deadline = time.monotonic() + drain_seconds
         while self.pending() and time.monotonic() < deadline:

@@ -6,8 +6,13 @@ the detections shaded. Needs matplotlib (`pip install "orcahello-srkw-detector[p
 
 import math
 import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from hls_orcahello import HLSAudio
 
 # At most this many spectrogram columns per picture: a 60-second clip keeps its full time resolution, an hour-long
 # recording is averaged down to what a 1,400-pixel-wide image can show anyway.
@@ -26,7 +31,7 @@ MATPLOTLIB_MISSING = (
 )
 
 
-def require_matplotlib(option="--plot"):
+def require_matplotlib(option: str = "--plot") -> None:
     """Raise an `ImportError` with an install hint when matplotlib, which `option` needs, is missing (checked before a
     run starts)."""
     try:
@@ -41,13 +46,13 @@ class MonoBlocks:
     segments) through the pipeline's own HLS reader, so the picture shows the samples that were scored.
     """
 
-    def __init__(self, path, allow_other_hosts=False):
+    def __init__(self, path: str | os.PathLike[str], allow_other_hosts: bool = False) -> None:
         path = os.fspath(path)
         from hls_orcahello import open_hls
         from hls_playlist_orcahello import is_hls_input
 
         if is_hls_input(path):
-            self._hls = open_hls(path, allow_other_hosts=allow_other_hosts)
+            self._hls: HLSAudio | None = open_hls(path, allow_other_hosts=allow_other_hosts)
             self.rate, self.total_samples = self._hls.sampling_rate, self._hls.num_samples
         else:
             import soundfile
@@ -56,14 +61,14 @@ class MonoBlocks:
             self._sound_file = soundfile.SoundFile(path)
             self.rate, self.total_samples = self._sound_file.samplerate, self._sound_file.frames
 
-    def read(self, start, count):
+    def read(self, start: int, count: int) -> npt.NDArray[np.float32]:
         if self._hls is not None:
             block = self._hls.read(start, min(start + count, self.total_samples))
             return block.astype(np.float32).mean(axis=0) / 32768.0
         self._sound_file.seek(start)
         return self._sound_file.read(count, dtype="float32", always_2d=True).mean(axis=1)
 
-    def close(self):
+    def close(self) -> None:
         (self._hls or self._sound_file).close()
 
     def __enter__(self):
@@ -73,7 +78,12 @@ class MonoBlocks:
         self.close()
 
 
-def spectrogram_db(path, max_frequency=MAX_FREQUENCY_HZ, max_columns=MAX_SPECTROGRAM_COLUMNS, allow_other_hosts=False):
+def spectrogram_db(
+    path: str | os.PathLike[str],
+    max_frequency: float = MAX_FREQUENCY_HZ,
+    max_columns: int = MAX_SPECTROGRAM_COLUMNS,
+    allow_other_hosts: bool = False,
+) -> tuple[np.ndarray, float, float]:
     """
     Power spectrogram of a sound file (or an HLS input) in dB, at its own sample rate, up to `max_frequency` (or
     Nyquist).
@@ -111,7 +121,13 @@ def spectrogram_db(path, max_frequency=MAX_FREQUENCY_HZ, max_columns=MAX_SPECTRO
     return db, total_samples / rate, float(frequencies[keep][-1])
 
 
-def plot_detections(audio_path, document, output_path, title=None, allow_other_hosts=False):
+def plot_detections(
+    audio_path: str | os.PathLike[str],
+    document: dict[str, Any],
+    output_path: str,
+    title: str | None = None,
+    allow_other_hosts: bool = False,
+) -> str:
     """
     Save a PNG of `audio_path`'s spectrogram with the detector's results from `document` (the pipeline's
     `return_timestamps=True` result, or the `.orcahello.json` written from it): each row's confidence as a line

@@ -103,9 +103,9 @@ class RunProgress:
 
         elapsed = self.clock() - self.started
         total = max(self.total, self.done) or None
-        return tqdm.format_meter(self.done, total, elapsed, prefix=self.description, unit="window", ncols=0) + (
-            f" {self.postfix}" if self.postfix else ""
-        )
+        # tqdm takes None for an unknown total; its stub types the total as a number.
+        meter = tqdm.format_meter(self.done, total, elapsed, prefix=self.description, unit="window", ncols=0)  # type: ignore[arg-type]
+        return meter + (f" {self.postfix}" if self.postfix else "")
 
     def log_line(self) -> None:
         self.last_line = self.clock()

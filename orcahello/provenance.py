@@ -154,7 +154,7 @@ def describe_model(pipe: Any, model: str) -> dict[str, Any]:
 def describe_model_config(config: Any, model: str) -> dict[str, Any]:
     """`describe_model` from the model's config alone (`orcahello batch` never loads the weights in its driver)."""
     is_folder = os.path.isdir(model)
-    info = {"name_or_path": os.path.abspath(model) if is_folder else model}
+    info: dict[str, Any] = {"name_or_path": os.path.abspath(model) if is_folder else model}
     revision = getattr(config, "_commit_hash", None) or (git_revision(model) if is_folder else None)
     revision = revision or models.hub_options(model).get("revision")
     if revision:
@@ -244,8 +244,8 @@ def run_hash(parameters: dict[str, Any], model_info: dict[str, Any]) -> str:
     payload = {"parameters": parameters, "model": identity}
     if model_info.get(SYNTHETIC_WEIGHTS_KEY):  # results made before the outputs said so are made again, with the mark
         payload[SYNTHETIC_WEIGHTS_KEY] = True
-    payload = json.dumps(payload, sort_keys=True)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+    text = json.dumps(payload, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def now_iso() -> str:

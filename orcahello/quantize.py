@@ -16,9 +16,13 @@ re-scores in float32 every window whose int8 score could change a decision (`fas
 import dataclasses
 import os
 import tempfile
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from pipeline_orcahello import OrcaHelloAudioClassificationPipeline
 
 # Windows the calibration sees (NNCF's default subset size), spread evenly over every window of the recordings.
 CALIBRATION_WINDOWS = 300
@@ -42,7 +46,9 @@ class QuantizeOptions:
     calibration_windows: int = CALIBRATION_WINDOWS
 
 
-def quantize_for_openvino(module: torch.nn.Module, example_shape: tuple[int, ...], calibration_features: torch.Tensor):
+def quantize_for_openvino(
+    module: torch.nn.Module, example_shape: tuple[int, ...], calibration_features: torch.Tensor
+) -> Any:
     """
     `module` (`input_features -> logits`, eval mode) as an OpenVINO model quantized to int8 by NNCF, calibrated on
     `calibration_features` `(windows, 1, 256, 312)`, one window at a time. Refused on CPUs without int8 dot products.
@@ -64,7 +70,7 @@ def quantize_for_openvino(module: torch.nn.Module, example_shape: tuple[int, ...
     )
 
 
-def save_int8_model(network, path: str) -> None:
+def save_int8_model(network: Any, path: str) -> None:
     """Write the IR pair (`path`, an `.xml`, and its `.bin`) atomically: a reader finds the whole model or none."""
     import openvino
 
@@ -77,13 +83,16 @@ def save_int8_model(network, path: str) -> None:
 
 
 def calibration_windows(
-    detector, paths: tuple[str, ...], preset: str, count: int = CALIBRATION_WINDOWS
+    detector: "OrcaHelloAudioClassificationPipeline",
+    paths: tuple[str, ...],
+    preset: str,
+    count: int = CALIBRATION_WINDOWS,
 ) -> torch.Tensor:
     """`count` spectrograms spread evenly over every window of `paths` under `preset`."""
     import soundfile
 
     frontend = detector.resolve_parameters(preset=preset).preprocess
-    features = []
+    features: list[torch.Tensor] = []
     for path in paths:
         if soundfile.info(str(path)).duration < frontend["window_seconds"]:
             continue  # shorter than one window of this preset: nothing to calibrate on

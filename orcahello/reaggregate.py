@@ -145,6 +145,7 @@ def redecided_result(document: dict[str, Any], parameters: dict[str, Any], infer
     decision = DecisionParameters.from_mapping({**inference, **parameters})
     scores = [window["score"] for window in windows]
     result = build_file_result(info, scores, decision=decision, return_timestamps=True, inference=inference)
+    assert isinstance(result, dict)  # with return_timestamps, the full result
     # What does not depend on the decision is the saved run's: windows and rows with their UTC times, gaps, the
     # stream's warnings (the stand-in weights' warning is the document's, added again when it is built).
     for key in ("windows", "submission", "start_time_utc", "gaps", "duration_s", "source"):
@@ -173,7 +174,7 @@ def redecided_result(document: dict[str, Any], parameters: dict[str, Any], infer
 class SavedResult:
     """Stands in for the pipeline where detect's writer calls it: the re-decided result of one recording."""
 
-    def __init__(self, result: dict[str, Any]):
+    def __init__(self, result: dict[str, Any]) -> None:
         self.result = result
 
     def __call__(self, source: str, **arguments: Any) -> dict[str, Any]:
@@ -230,6 +231,7 @@ def reaggregate_command(options: ReaggregateOptions, command: list[str] | None =
     if settings is None:
         return EXIT_SOME_FILES_FAILED
     settings = run_settings  # the run's, not the last recording's (a site or location changes those)
+    assert run_parameters is not None  # resolved for every recording, as `settings` was
     write_run_tables(options.output_dir, settings, combined_raven, summary_rows)
     run_document = {
         "version": __version__,

@@ -323,6 +323,7 @@ def review_recording(
     """
     escape = html.escape
     anchor = f"recording-{number}"
+    clip_paths: list[tuple[str, str]] | list[tuple[None, None]]
     try:
         clip_paths, clip_error = write_clips(job.path, document, job.output_stem, reuse=resumed), None
     except Exception as error:  # the result stands; only its clips are missing
@@ -372,7 +373,7 @@ def media_cells(
     The clip's cell of a row: its spectrogram with the audio player under it, so that a 1280-px screen shows both
     (a cell saying why when the clip could not be written).
     """
-    if clip_path is None:
+    if clip_path is None or picture_path is None:  # both, or neither
         return f'<td class="missing">no clip: {html.escape(clip_error or "")}</td>'
     return (
         f'<td><img class="spectrogram" src="{relative_link(picture_path, output_dir)}" '

@@ -15,6 +15,8 @@ up what that run left half-done (its partial output files).
         ...
 """
 
+from __future__ import annotations
+
 import contextlib
 import datetime
 import errno
@@ -23,6 +25,7 @@ import json
 import os
 import socket
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 LOCK_FILE_NAME = ".orcahello.lock"
 
@@ -75,14 +78,14 @@ class OutputFolderLock:
             lock (`{"pid", "host", "command", "started_at"}`), else None.
     """
 
-    def __init__(self, folder, command):
+    def __init__(self, folder: str | os.PathLike[str], command: str) -> None:
         self.folder = os.fspath(folder)
         self.command = command
         self.path = os.path.join(self.folder, LOCK_FILE_NAME)
-        self.stale_holder = None
-        self._descriptor = None
+        self.stale_holder: dict[str, Any] | None = None
+        self._descriptor: int | None = None
 
-    def acquire(self):
+    def acquire(self) -> OutputFolderLock:
         try:
             return self._acquire()
         except OutputFolderRefused:
@@ -125,7 +128,7 @@ class OutputFolderLock:
         self._descriptor = descriptor
         return self
 
-    def release(self):
+    def release(self) -> None:
         if self._descriptor is None:
             return
         # Removed while still locked, so that no other run can lock the file after we let go of it and before it
@@ -144,7 +147,7 @@ class OutputFolderLock:
         self.release()
 
 
-def read_holder(descriptor):
+def read_holder(descriptor: int) -> dict[str, Any] | None:
     """The record in the lock file (a dict), or None when it is empty or unreadable."""
     try:
         text = os.pread(descriptor, 4096, 0).decode("utf-8", "replace").strip()
@@ -154,7 +157,7 @@ def read_holder(descriptor):
     return record if isinstance(record, dict) else None
 
 
-def busy_message(folder, holder):
+def busy_message(folder: str, holder: dict[str, Any] | None) -> str:
     if not holder:
         return f"{folder} is in use by another orcahello run; wait for it to finish or choose another output folder"
     where = "" if holder.get("host") == socket.gethostname() else f" on {holder.get('host')}"

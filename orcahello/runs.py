@@ -98,7 +98,7 @@ def load_decision_table(
 
 def table_records(settings: RunSettings, table: dict[str, Any] | None) -> dict[str, Any]:
     """What a run file records of its per-recording table: `site_thresholds` and `hydrophone_config`."""
-    record = {"site_thresholds": None, "hydrophone_config": None}
+    record: dict[str, Any] = {"site_thresholds": None, "hydrophone_config": None}
     if table is not None and settings.hydrophone_config is not None:
         record["hydrophone_config"] = {**settings.hydrophone_config, "table": table}
     elif table is not None:
@@ -242,7 +242,7 @@ def score_or_resume(
     json_path = writers.output_path(job.output_stem, "json")
     document = None if settings.overwrite else load_finished_document(json_path, settings.run_hash)
     resumed = document is not None
-    if not resumed:
+    if document is None:  # not resumed
         extra = {} if progress_callback is None else {"progress_callback": progress_callback}
         result = pipe(
             job.path,

@@ -20,13 +20,18 @@ a million windows (the matrix takes windows x dimension x 4 bytes: 16 GB for a m
 2 GB for `embed --layer head`'s 512).
 """
 
+from __future__ import annotations
+
 import csv
 import dataclasses
 import io
 import os
 import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import evaluate
 
@@ -47,7 +52,7 @@ class WindowQuery:
     seconds: float
 
     @classmethod
-    def parse(cls, text: str) -> "WindowQuery":
+    def parse(cls, text: str) -> WindowQuery:
         """`FILE@SECONDS` (the last `@` separates them), e.g. `recordings/a.wav@12.5`."""
         file, separator, seconds = text.rpartition("@")
         try:
@@ -84,7 +89,7 @@ class SearchOptions:
     recursive: bool = False
 
 
-def find_tables(paths, recursive=False):
+def find_tables(paths: Sequence[str], recursive: bool = False) -> list[str]:
     """The embeddings tables named by `paths` (files, or folders searched for `*.orcahello.embeddings.parquet`)."""
     from .embed import EMBEDDINGS_SUFFIX
 
@@ -114,7 +119,14 @@ class WindowIndex:
         model (`dict`), layer (`str`), durations (`dict[str, float]`): from the tables' metadata.
     """
 
-    def __init__(self, windows, vectors, model=None, layer=None, durations=None):
+    def __init__(
+        self,
+        windows: dict[str, list],
+        vectors: npt.ArrayLike,
+        model: dict[str, Any] | None = None,
+        layer: str | None = None,
+        durations: dict[str, float] | None = None,
+    ) -> None:
         self.windows = windows
         self.vectors = normalised(vectors)
         self.model = model or {}
@@ -125,14 +137,16 @@ class WindowIndex:
         return self.vectors.shape[0]
 
     @classmethod
-    def from_tables(cls, paths):
+    def from_tables(cls, paths: Sequence[str]) -> WindowIndex:
         """Read `paths` (embed's tables); raises `SearchError` when they are unreadable or do not belong together."""
         import pyarrow.parquet as parquet
 
         from .embed import read_embeddings_metadata
 
-        windows = {name: [] for name in WINDOW_COLUMNS}
-        blocks, identity, durations = [], None, {}
+        windows: dict[str, list] = {name: [] for name in WINDOW_COLUMNS}
+        blocks: list[np.ndarray] = []
+        identity: tuple[tuple[Any, str], dict[str, Any], str] | None = None
+        durations: dict[str, float] = {}
         for path in paths:
             metadata = read_embeddings_metadata(path)
             if metadata is None:
@@ -157,6 +171,7 @@ class WindowIndex:
             for file in set(table["file"].to_pylist()):
                 durations[file] = metadata["recording"]["duration_s"]
         vectors = np.concatenate(blocks).astype(np.float32, copy=False) if blocks else np.zeros((0, 0), np.float32)
+        assert identity is not None, "from_tables needs at least one table"  # `find_tables` never gives none
         return cls(windows, vectors, model=identity[1], layer=identity[2], durations=durations)
 
     def find_window(self, query: WindowQuery) -> int:
@@ -182,7 +197,9 @@ class WindowIndex:
         middles = [(self.windows["start"][row] + self.windows["end"][row]) / 2 for row in rows]
         return rows[int(np.argmin(np.abs(np.array(middles) - query.seconds)))]
 
-    def nearest(self, query_vector, top, first=None):
+    def nearest(
+        self, query_vector: npt.ArrayLike, top: int, first: int | None = None
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]:
         """
         `(rows, similarities)` of the `top` windows most similar to `query_vector` (cosine), best first; equal
         similarities keep the tables' order, except that row `first` (the query's own window) leads its ties.
@@ -201,7 +218,7 @@ class WindowIndex:
         return rows, similarities[rows]
 
 
-def normalised(vectors):
+def normalised(vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """`vectors` (float32, rows) scaled to length 1 in place; zero rows stay zero."""
     vectors = np.asarray(vectors, dtype=np.float32)
     if not vectors.flags.writeable:
@@ -211,7 +228,7 @@ def normalised(vectors):
     return vectors
 
 
-def hit_rows(index, rows, similarities):
+def hit_rows(index: WindowIndex, rows: Iterable[int], similarities: Iterable[float]) -> list[dict[str, Any]]:
     """The hits as dicts of `HIT_COLUMNS`."""
     return [
         {
@@ -223,7 +240,7 @@ def hit_rows(index, rows, similarities):
     ]
 
 
-def hits_csv(hits):
+def hits_csv(hits: Iterable[dict[str, Any]]) -> str:
     """The hits as CSV text (`HIT_COLUMNS`)."""
     from .writers import spreadsheet_cell
 
@@ -236,7 +253,9 @@ def hits_csv(hits):
     return buffer.getvalue()
 
 
-def clip_query_vector(index, clip, model=None, device="auto"):
+def clip_query_vector(
+    index: WindowIndex, clip: str, model: str | None = None, device: str = "auto"
+) -> npt.NDArray[np.float32]:
     """The mean of `clip`'s window vectors (each normalised) from `model`, which must be the tables' model."""
     from . import models, provenance
     from .embed import window_embeddings
@@ -248,11 +267,12 @@ def clip_query_vector(index, clip, model=None, device="auto"):
     ours = identity.get("weights_sha256") or identity.get("revision")
     if tables and ours and tables != ours:
         raise SearchError(f"{model} is not the model that embedded the tables ({index.model.get('name_or_path')})")
+    assert index.layer is not None  # the tables' layer (`from_tables`)
     _, embeddings, _ = window_embeddings(pipe, clip, layer=index.layer)
     return normalised(embeddings).mean(axis=0)
 
 
-def search(options: SearchOptions):
+def search(options: SearchOptions) -> tuple[list[dict[str, Any]], WindowIndex]:
     """What `orcahello search` does: returns `(hits, index)`; raises `SearchError` for tables or queries it cannot use."""
     from .embed import require_pyarrow
 
@@ -264,6 +284,7 @@ def search(options: SearchOptions):
         first = index.find_window(options.query)
         vector = index.vectors[first]
     else:
+        assert options.query_clip is not None  # one of the two queries, checked above
         first, vector = None, clip_query_vector(index, options.query_clip, options.model, options.device)
     rows, similarities = index.nearest(vector, options.top, first=first)
     return hit_rows(index, rows, similarities), index

@@ -5,16 +5,23 @@ sorting and labelling), so that a moderator labels every window like one false p
 downloads the labels for `orcahello adapt`.
 """
 
+from __future__ import annotations
+
 import hashlib
 import html
 import json
 import os
 import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import labelling, report, writers
 
+if TYPE_CHECKING:
+    from .search import SearchOptions, WindowIndex
 
-def hits_page_key(hits, options):
+
+def hits_page_key(hits: Sequence[dict[str, Any]], options: SearchOptions) -> str:
     """The page's labels key: a hash of the query and its hits (two searches keep their labels apart)."""
     identity = {
         "query": None if options.query is None else [options.query.file, options.query.seconds],
@@ -24,20 +31,20 @@ def hits_page_key(hits, options):
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
-def clip_folder_stem(output_dir, file, number):
+def clip_folder_stem(output_dir: str, file: str, number: int) -> str:
     """Where one recording's hit clips go: `<DIR>/clips/<number>_<safe name>` (names may repeat across folders)."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.splitext(os.path.basename(file))[0]) or "recording"
     return os.path.join(output_dir, "clips", f"{number:03d}_{name}")
 
 
-def write_hits_page(output_dir, hits, index, options):
+def write_hits_page(output_dir: str, hits: Sequence[dict[str, Any]], index: WindowIndex, options: SearchOptions) -> str:
     """Write the hits' clips and pictures and `<output_dir>/report.html`; returns the page's path."""
     from .plot import require_matplotlib
 
     require_matplotlib("--report")
     escape = html.escape
     os.makedirs(output_dir, exist_ok=True)
-    by_file = {}
+    by_file: dict[str, list[dict[str, Any]]] = {}
     for hit in hits:
         by_file.setdefault(hit["file"], []).append(hit)
     media = {}
@@ -47,6 +54,7 @@ def write_hits_page(output_dir, hits, index, options):
             "detections": detections,
             "duration_s": index.durations.get(file, max(d["end"] for d in detections)),
         }
+        paths: list[tuple[str, str]] | list[tuple[None, None]]
         try:
             paths, error = report.write_clips(file, document, clip_folder_stem(output_dir, file, number)), None
         except Exception as failure:  # a recording moved since it was embedded: its rows say so

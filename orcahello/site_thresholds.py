@@ -65,7 +65,7 @@ def check_site_parameters(parameters: Any, where: str) -> dict[str, Any]:
         raise SiteThresholdsError(
             f"{where}: unknown parameter(s) {', '.join(unknown)}; a site can set {', '.join(SITE_PARAMETERS)}"
         )
-    checked = {}
+    checked: dict[str, Any] = {}
     for name, value in parameters.items():
         if name == FIT_KEY:
             if not isinstance(value, dict):

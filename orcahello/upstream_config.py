@@ -105,7 +105,7 @@ def model_decision(settings: Mapping[str, Any], source: str) -> tuple[dict[str, 
     """
     inference = settings.get("inference") or {}
     section = settings.get("global_prediction")
-    notes = []
+    notes: list[str] = []
     if section is None:
         # The older form: the port's count rule on the raw windows.
         fields = {"smoothing": False, "aggregation": "orcahello"}
@@ -276,7 +276,7 @@ def _location(entry: Mapping[str, Any], source: str, default_name: str) -> tuple
                                       or "/" in hydrophone_id or hydrophone_id in (".", "..")):  # fmt: skip
         raise UpstreamConfigError(f"{source}: hls_hydrophone_id must be a node name, got {hydrophone_id!r}")
     name = entry.get("location_id") or hydrophone_id or default_name
-    notes = []
+    notes: list[str] = []
     overrides = entry.get("model_config_overrides") or {}
     if entry.get("model_type") is not None:
         if entry["model_type"] != FASTAI_MODEL_TYPE:
@@ -328,7 +328,7 @@ def parse_hydrophone_config(document: Any, path: str, sha256: str) -> Hydrophone
     if isinstance(document, Mapping) and document.get("kind") == "ConfigMap":
         data = document.get("data")
         names = [name for name in CONFIGMAP_DATA_KEYS if isinstance(data, Mapping) and name in data]
-        if not names or not isinstance(data[names[0]], str):
+        if not names or not isinstance(data, Mapping) or not isinstance(data[names[0]], str):  # names: data a mapping
             raise UpstreamConfigError(f"{path}: a ConfigMap holding no data.config.yml text")
         document = load_yaml_text(data[names[0]], f"{path}: data.{names[0]}")
         form = "configmap"

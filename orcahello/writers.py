@@ -17,6 +17,8 @@ import io
 import json
 import os
 import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY, SYNTHETIC_WEIGHTS_WARNING
 
@@ -79,12 +81,12 @@ SUMMARY_HEADER = (
 )
 
 
-def output_path(output_stem, kind):
+def output_path(output_stem: str | os.PathLike[str], kind: str) -> str:
     """The path of one output (`"json"`, `"csv"`, `"raven"`, `"audacity"` or `"png"`) of the file `output_stem`."""
     return os.fspath(output_stem) + OUTPUT_SUFFIXES[kind]
 
 
-def partial_files_of(path, name_pattern=None):
+def partial_files_of(path: str, name_pattern: str | None = None) -> list[str]:
     """
     The temporary files `temporary_file_beside` made for `path` and a killed process left, never any other file;
     with `name_pattern` (a regular expression), those of every output of `path`'s folder whose name matches it.
@@ -99,7 +101,7 @@ def partial_files_of(path, name_pattern=None):
     return [os.path.join(folder, entry) for entry in sorted(names) if pattern.fullmatch(entry)]
 
 
-def remove_partial_outputs(folder):
+def remove_partial_outputs(folder: str) -> list[str]:
     """
     Remove, under `folder`, the partial files of detect's outputs that a killed run left (`temporary_file_beside`'s
     hidden names), and nothing else. Called with the folder's run lock just taken over from a dead holder: no live
@@ -117,16 +119,16 @@ def remove_partial_outputs(folder):
     return sorted(removed)
 
 
-def positive_seconds(detections):
+def positive_seconds(detections: Iterable[Mapping[str, Any]]) -> float:
     """Seconds covered by the merged detections (= positive one-second rows for the `"orcahello"` aggregation)."""
     return float(sum(detection["end"] - detection["start"] for detection in detections))
 
 
-def format_seconds(value):
+def format_seconds(value: float) -> str:
     return f"{value:.3f}"
 
 
-def format_score(value):
+def format_score(value: float) -> str:
     # Six decimals: exact enough to compare with the JSON (to 1e-6), short enough to read in Raven and Audacity.
     return f"{value:.6f}"
 
@@ -136,7 +138,7 @@ def format_score(value):
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def spreadsheet_cell(value):
+def spreadsheet_cell(value: Any) -> Any:
     """`value` as a CSV cell no spreadsheet runs: text starting like a formula gets a leading `'`; numbers stay."""
     if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
         return value
@@ -155,7 +157,7 @@ def _delimited_text(header, rows, delimiter):
     return buffer.getvalue()
 
 
-def write_json(path, document):
+def write_json(path: str, document: Any) -> None:
     write_atomically(path, json.dumps(document, indent=2) + "\n")
 
 
@@ -164,7 +166,7 @@ def _whole_as_int(value):
     return int(value) if float(value).is_integer() else value
 
 
-def write_scoring_csv(path, submission, synthetic_weights=False):
+def write_scoring_csv(path: str, submission: Sequence[Mapping[str, Any]], synthetic_weights: bool = False) -> None:
     """
     Production's scoring table: every row of `submission`, confidences at full precision; with a `start_time_utc`
     column after production's four when the rows carry UTC times (an empty cell where a gap of unknown length makes
@@ -184,7 +186,7 @@ def write_scoring_csv(path, submission, synthetic_weights=False):
     write_atomically(path, _delimited_text(header, rows, ","))
 
 
-def raven_rows(detections, first_selection=1):
+def raven_rows(detections: Iterable[Mapping[str, Any]], first_selection: int = 1) -> list[list[Any]]:
     return [
         [
             first_selection + index,
@@ -201,7 +203,13 @@ def raven_rows(detections, first_selection=1):
     ]
 
 
-def write_raven_table(path, detections, with_utc=False, synthetic_weights=False, begin_path=None):
+def write_raven_table(
+    path: str,
+    detections: Sequence[Mapping[str, Any]],
+    with_utc: bool = False,
+    synthetic_weights: bool = False,
+    begin_path: str | None = None,
+) -> None:
     """
     A Raven selection table with one selection per merged detection, scored by its highest row; with `with_utc`
     (the recording's start is known), `Begin UTC` and `End UTC` columns in ISO 8601; with `begin_path` (the
@@ -222,14 +230,18 @@ def write_raven_table(path, detections, with_utc=False, synthetic_weights=False,
     write_atomically(path, _delimited_text(header, rows, "\t"))
 
 
-def write_combined_raven_table(path, recordings, synthetic_weights=False):
+def write_combined_raven_table(
+    path: str,
+    recordings: Iterable[tuple[str, float, Sequence[Mapping[str, Any]], str]],
+    synthetic_weights: bool = False,
+) -> None:
     """
     One Raven selection table for a whole run, to open over the recordings as a file sequence. `recordings` is a
     list of `(begin_file, duration_s, detections, begin_path)` in sequence order. As in Raven's multi-file tables,
     `Begin Time` and `End Time` count from the start of the sequence, `File Offset (s)` from the start of `Begin File`;
     `Begin Path` is where the recording is (its absolute path or URL).
     """
-    rows = []
+    rows: list[list[Any]] = []
     sequence_offset = 0.0
     for begin_file, duration_s, detections, begin_path in recordings:
         for row, detection in zip(raven_rows(detections, first_selection=len(rows) + 1), detections):
@@ -237,14 +249,14 @@ def write_combined_raven_table(path, recordings, synthetic_weights=False):
             row[4] = format_seconds(sequence_offset + detection["end"])
             rows.append(row + [begin_file, format_seconds(detection["start"]), begin_path])
         sequence_offset += duration_s
-    header = RAVEN_COMBINED_HEADER
+    header: tuple[str, ...] = RAVEN_COMBINED_HEADER
     if synthetic_weights:
         header += (RAVEN_STANDIN_COLUMN,)
         rows = [row + [STANDIN_VALUE] for row in rows]
     write_atomically(path, _delimited_text(header, rows, "\t"))
 
 
-def write_audacity_labels(path, detections, synthetic_weights=False):
+def write_audacity_labels(path: str, detections: Iterable[Mapping[str, Any]], synthetic_weights: bool = False) -> None:
     """Audacity's label-track text format: `start<TAB>end<TAB>label`, the label carrying the detection's score; with
     `synthetic_weights`, a first point label at 0 saying so."""
     lines = [f"0.000000\t0.000000\t{STANDIN_VALUE} weights: these scores mean nothing\n"] if synthetic_weights else []
@@ -256,12 +268,18 @@ def write_audacity_labels(path, detections, synthetic_weights=False):
     write_atomically(path, "".join(lines))
 
 
-def begin_path(path):
+def begin_path(path: str) -> str:
     """A recording's `Begin Path`: a URL as it is, a file's absolute path."""
     return path if re.match(r"[a-z][a-z0-9+.-]*://", path, flags=re.IGNORECASE) else os.path.abspath(path)
 
 
-def write_recording_tables(output_stem, document, formats, recording_path, only_missing=False):
+def write_recording_tables(
+    output_stem: str,
+    document: Mapping[str, Any],
+    formats: Collection[str],
+    recording_path: str,
+    only_missing: bool = False,
+) -> None:
     """
     The tables of one recording's result `document` (detect's JSON document) beside its JSON: production's scoring
     CSV, the Raven selection table and Audacity's labels, those of `formats` ("json" is the caller's). With
@@ -286,7 +304,7 @@ def write_recording_tables(output_stem, document, formats, recording_path, only_
         write_audacity_labels(output_path(output_stem, "audacity"), document["detections"], synthetic_weights=synthetic)
 
 
-def write_summary_csv(path, rows):
+def write_summary_csv(path: str, rows: Iterable[Mapping[str, Any]]) -> None:
     """One row per input: `rows` are dicts with the keys of `SUMMARY_HEADER` (missing keys are left empty)."""
     table = [[row.get(column, "") for column in SUMMARY_HEADER] for row in rows]
     write_atomically(path, _delimited_text(SUMMARY_HEADER, table, ","))

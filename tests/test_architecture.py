@@ -302,6 +302,90 @@ def test_every_hub_module_goes_into_model_folders_and_the_package():
     assert {f"{name}.py" for name in project["tool"]["setuptools"]["py-modules"]} == hub_modules
 
 
+def typed_files():
+    """The Hub API files (`*_orcahello.py`, `handler.py`) and the `orcahello` package: what mypy checks in CI."""
+    return (
+        sorted(REPO_ROOT.glob("*_orcahello.py"))
+        + [REPO_ROOT / "handler.py"]
+        + sorted((REPO_ROOT / "orcahello").rglob("*.py"))
+    )
+
+
+def unannotated_public_functions(source, name):
+    """
+    `"<name>:<line> <function>: <what is missing>"` for each public function and method of the module text `source`
+    (its name does not start with `_`, or it is `__init__`; functions inside functions are not public) with a
+    parameter (other than self/cls) or its return left unannotated.
+    """
+    found = []
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef):
+                visit(child, f"{prefix}{child.name}.")
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if child.name.startswith("_") and child.name != "__init__":
+                    continue
+                arguments = child.args
+                parameters = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]
+                missing = [
+                    parameter.arg
+                    for index, parameter in enumerate(parameters)
+                    if parameter.annotation is None and not (index == 0 and prefix and parameter.arg in ("self", "cls"))
+                ]
+                missing += [
+                    f"{stars}{parameter.arg}"
+                    for stars, parameter in (("*", arguments.vararg), ("**", arguments.kwarg))
+                    if parameter is not None and parameter.annotation is None
+                ]
+                what = [f"parameter{'s' if len(missing) > 1 else ''} {', '.join(missing)}"] if missing else []
+                what += ["return"] if child.returns is None else []
+                if what:
+                    found.append(f"{name}:{child.lineno} {prefix}{child.name}: {' and '.join(what)}")
+
+    visit(ast.parse(source), "")
+    return found
+
+
+def test_every_public_function_of_the_hub_files_and_the_package_is_annotated():
+    """Type hints on every public function (CONTRIBUTING.md), so that mypy checks what they are called with."""
+    offenders = []
+    for path in typed_files():
+        offenders += unannotated_public_functions(path.read_text(encoding="utf-8"), path.relative_to(REPO_ROOT))
+    assert offenders == []
+
+
+def test_the_annotation_finder_names_each_function_and_what_it_lacks():
+    source = (
+        "def typed(a: int, *args: str, b: str = '', **kwargs: int) -> int: ...\n"
+        "def untyped_parameter(a, b: int) -> None: ...\n"
+        "def no_return(a: int): ...\n"
+        "def _private(a): ...\n"
+        "class Thing:\n"
+        "    def __init__(self, a, *args, **kwargs) -> None: ...\n"
+        "    @classmethod\n"
+        "    def build(cls, size: int) -> 'Thing': ...\n"
+        "    def method(self): ...\n"
+        "    def __repr__(self): ...\n"
+        "def outer(self) -> None:\n"
+        "    def inner(a): ...\n"
+    )
+    assert unannotated_public_functions(source, "module.py") == [
+        "module.py:2 untyped_parameter: parameter a",
+        "module.py:3 no_return: return",
+        "module.py:6 Thing.__init__: parameters a, *args, **kwargs",
+        "module.py:9 Thing.method: return",
+        "module.py:11 outer: parameter self",
+    ]
+
+
+def test_ci_type_checks_the_files_the_annotations_cover():
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["tool"]["mypy"]["files"] == ["*_orcahello.py", "handler.py", "orcahello"]
+    assert "\n.venv/bin/mypy\n" in (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
 def test_reaggregate_decides_saved_results_without_torch(tmp_path):
     """`orcahello reaggregate` re-decides without the model: with torch made unimportable, it still runs."""
     import json

@@ -66,6 +66,19 @@ def test_plain_numpy_scalars_still_load():
     assert [type(value) for value in loaded.values()] == [type(value) for value in values.values()]
 
 
+def test_a_numpy_scalar_from_anything_but_bytes_is_refused_with_a_clear_error():
+    """Found by mypy: the refusal measured `len()` of whatever was given, so a number gave a TypeError instead."""
+
+    class NumberScalar:
+        def __reduce__(self):
+            return (np._core.multiarray.scalar, (np.dtype("f8"), 5))
+
+    with pytest.raises(
+        UnsafePickleError, match="refusing to build a numpy float64 scalar from a value of type int, not bytes"
+    ):
+        restricted_loads(pickle.dumps(NumberScalar(), 2))
+
+
 def test_a_numpy_dtype_state_other_than_numpys_own_is_refused():
     data = pickle.dumps(np.float64(2.0), 2)
     # The float64 dtype's state ends with (element size, alignment, flags) = (-1, -1, 0): claim 4-byte items.

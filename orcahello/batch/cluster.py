@@ -3,13 +3,14 @@
 
 import logging
 import os
+from typing import Any
 
 import vocabulary_orcahello
 
 from .settings import BatchError
 
 
-def available_cores():
+def available_cores() -> int:
     """The CPUs this process may run on (a local Ray instance's default size)."""
     try:
         return len(os.sched_getaffinity(0))
@@ -17,7 +18,7 @@ def available_cores():
         return os.cpu_count() or 1
 
 
-def worker_runtime_env():
+def worker_runtime_env() -> dict[str, Any]:
     """
     Workers import this package's modules (orcahello, and the flat audio_orcahello, pipeline_orcahello...) to run
     the stages. Where the package is
@@ -31,7 +32,7 @@ def worker_runtime_env():
     return {"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}}
 
 
-def connect_ray(address, num_cpus):
+def connect_ray(address: str | None, num_cpus: int | None) -> bool:
     """Join the cluster at `address`, or start a local Ray instance on `num_cpus` CPUs (default: this machine's
     cores); nothing when this process is connected already. Returns True when this call connected (and so the job
     should disconnect, which also stops a local instance it started)."""
@@ -41,7 +42,7 @@ def connect_ray(address, num_cpus):
         return False
     # Ray reports usage statistics to its developers unless told not to; a detector must not phone home unasked.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    options = {"logging_level": logging.WARNING, "log_to_driver": False}
+    options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     # Ray says on every start that token authentication is on (its default for local instances): it stays on, and
     # the line is left out.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
@@ -56,7 +57,7 @@ def connect_ray(address, num_cpus):
     return True
 
 
-def quiet_ray_data():
+def quiet_ray_data() -> None:
     """Ray Data's progress bars and execution logs would drown the job's own lines (one per failed recording)."""
     import ray.data
 

@@ -4,8 +4,16 @@ The CPU stage of an `orcahello batch` job (Ray tasks): read the windows of the p
 them with the pipeline's own frontend, block by block, for the model actors (`orcahello.batch.scoring`).
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
 from .. import runs
 from .sources import open_source
+
+if TYPE_CHECKING:
+    from feature_extraction_orcahello import OrcaHelloFeatureExtractor
 
 
 def _block_row(source_index, partition_first_window, first_window, features, silent, error=""):
@@ -22,16 +30,16 @@ def _block_row(source_index, partition_first_window, first_window, features, sil
 
 
 def featurize_partitions(
-    batch,
-    feature_extractor,
-    block_windows,
-    window_seconds,
-    hop_seconds,
-    whole_recording_frontend=False,
-    strict_segments=True,
-    peak_normalize=False,
-    model_sampling_rate=20000,
-):
+    batch: dict[str, Any],
+    feature_extractor: OrcaHelloFeatureExtractor,
+    block_windows: int,
+    window_seconds: float,
+    hop_seconds: float,
+    whole_recording_frontend: bool = False,
+    strict_segments: bool = True,
+    peak_normalize: bool = False,
+    model_sampling_rate: int = 20000,
+) -> Iterator[dict[str, Any]]:
     """
     Ray Data `map_batches` (a generator, so a long partition never sits in memory whole): each input row is one
     recording and some of its partitions (`first_windows`, `window_counts`, in window order); the recording is opened

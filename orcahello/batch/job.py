@@ -4,6 +4,8 @@ One run of `orcahello batch` (`BatchJob`, `run_batch`): the driver's side of the
 from the inputs to the run document.
 """
 
+from __future__ import annotations
+
 import contextlib
 import glob
 import json
@@ -11,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hls_timeline_orcahello import file_name_timeline, timeline_from_plain
 from results_orcahello import DecisionParameters, build_file_result
@@ -38,7 +40,7 @@ from .settings import (
     dataset_folder_name,
     require_scale_extra,
 )
-from .sources import find_sources, plan_outputs, probe_source, start_utc_from_name
+from .sources import Source, find_sources, plan_outputs, probe_source, start_utc_from_name
 from .tables import (
     error_row,
     file_row,
@@ -48,6 +50,9 @@ from .tables import (
     write_table_atomically,
     write_windows_table,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @contextlib.contextmanager
@@ -70,16 +75,21 @@ def output_folder_lock(output_dir: str) -> Iterator[None]:
 class BatchJob:
     """One run of `orcahello batch`; `run()` does it all (see the module's description for the stages)."""
 
+    # Known once the cluster is (`run_locked`, `choose_workers`).
+    cluster: dict[str, Any] | None
+    num_workers: int | None
+    actor_device: str | None
+
     def __init__(
         self, options: BatchOptions, log: Callable[[str], None] | None = None, command: list[str] | None = None
-    ):
+    ) -> None:
         options.check()
         require_scale_extra()
         self.options = options
         self.command = command
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.started, self.started_at = time.monotonic(), provenance.now_iso()
-        self.timing = {}
+        self.timing: dict[str, float] = {}
         self.counts = {"partitions_reused": 0, "partitions_scored": 0, "windows_scored": 0}
         self.output_dir = os.fspath(options.output_dir)
 
@@ -146,10 +156,10 @@ class BatchJob:
     # -- paths ------------------------------------------------------------------------------------------------
 
     @staticmethod
-    def audio_job(source):
+    def audio_job(source: Source) -> inputs.AudioJob:
         return inputs.AudioJob(path=source.source, relative_path=source.relative_path, output_stem=source.output_stem)
 
-    def inside_output_dir(self, path):
+    def inside_output_dir(self, path: str) -> str:
         """`path`, once checked to lie under the output folder (links resolved): no source's name can make the job
         write or delete anything elsewhere."""
         root = os.path.realpath(self.output_dir)
@@ -157,19 +167,19 @@ class BatchJob:
             raise BatchError(f"refusing to write {path}: it is outside the output folder {self.output_dir}")
         return path
 
-    def partition_folder(self, state):
+    def partition_folder(self, state: RecordingState) -> str:
         parts = [dataset_folder_name(part) for part in state.source.output_stem.split("/")]
         folder = os.path.join(self.output_dir, WINDOWS_FOLDER, *parts)
         return self.inside_output_dir(folder)
 
-    def partition_path(self, state, first_window):
+    def partition_path(self, state: RecordingState, first_window: int) -> str:
         return os.path.join(self.partition_folder(state), PARTITION_FILE_PATTERN.format(first_window=first_window))
 
-    def json_path(self, state):
+    def json_path(self, state: RecordingState) -> str:
         stem = os.path.join(self.output_dir, JSON_FOLDER, *state.source.output_stem.split("/"))
         return self.inside_output_dir(writers.output_path(stem, "json"))
 
-    def remove_partial_files(self):
+    def remove_partial_files(self) -> None:
         """What a killed run of this job was writing (never complete, never read): the temporary files beside this
         job's own outputs, and nothing else (a user's `x.tmp1` stays)."""
         outputs = [os.path.join(self.output_dir, name) for name in (FILES_TABLE, RUN_DOCUMENT)]
@@ -183,7 +193,7 @@ class BatchJob:
         for path in partial:
             os.remove(path)
 
-    def partition_files(self, state):
+    def partition_files(self, state: RecordingState) -> list[str]:
         return glob.glob(os.path.join(glob.escape(self.partition_folder(state)), "part-*.parquet"))
 
     # -- the stages -------------------------------------------------------------------------------------------
@@ -192,14 +202,15 @@ class BatchJob:
         """Run the job; returns its run document (also written to `orcahello_batch_run.json`)."""
         for given, reason in self.input_problems:
             self.log(f"ERROR {given}: {reason}")
-        if runs.standin_note(self.model, self.model_info):
-            self.log(runs.standin_note(self.model, self.model_info))
+        note = runs.standin_note(self.model, self.model_info)
+        if note:
+            self.log(note)
         os.makedirs(self.output_dir, exist_ok=True)
         with output_folder_lock(self.output_dir):
             self.remove_partial_files()
             return self.run_locked()
 
-    def run_locked(self):
+    def run_locked(self) -> dict[str, Any]:
         import ray
 
         to_probe = [state for state in self.states if not self.resume_without_probing(state)]
@@ -221,19 +232,19 @@ class BatchJob:
                 ray.shutdown()
         return self.write_run_outputs()
 
-    def finished_before(self, state):
+    def finished_before(self, state: RecordingState) -> bool:
         """Every partition and the JSON of this recording were written by earlier runs, with these parameters."""
         if self.options.overwrite or not state.partitions or state.reused != set(state.partitions):
             return False
         return runs.load_finished_document(self.json_path(state), state.settings.run_hash) is not None
 
-    def finalize_finished(self):
+    def finalize_finished(self) -> None:
         for state in self.states:
             self.counts["partitions_reused"] += len(state.reused)
             if state.error is None and state.partitions and state.done == set(state.partitions):
                 self.finalize(state)
 
-    def choose_workers(self, resources):
+    def choose_workers(self, resources: dict[str, float]) -> None:
         options = self.options
         self.cluster = {"cpus": float(resources.get("CPU", 0)), "gpus": int(resources.get("GPU", 0))}
         self.cluster["local_instance"] = not options.address
@@ -261,10 +272,10 @@ class BatchJob:
         for settings in [self.run_settings] + [state.settings for state in self.states]:
             settings.device, settings.batch_size = self.actor_device, self.batch_size
 
-    def previous_partitions(self, state):
+    def previous_partitions(self, state: RecordingState) -> dict[int, dict[str, Any]]:
         """first window -> metadata of the partition files an earlier run wrote for this source with this model,
         frontend and windowing."""
-        found = {}
+        found: dict[int, dict[str, Any]] = {}
         if self.options.overwrite:
             return found
         for path in sorted(self.partition_files(state)):
@@ -279,20 +290,21 @@ class BatchJob:
                 found[metadata["first_window"]] = metadata
         return found
 
-    def plan_partitions(self, state):
+    def plan_partitions(self, state: RecordingState) -> None:
+        assert state.info is not None  # probed
         total = state.info["num_windows"]
         state.partitions = {
             first: min(self.partition_windows, total - first) for first in range(0, total, self.partition_windows)
         }
 
-    def reuse_partitions(self, state, previous):
+    def reuse_partitions(self, state: RecordingState, previous: dict[int, dict[str, Any]]) -> None:
         for first, count in state.partitions.items():
             metadata = previous.get(first)
             if metadata and metadata["num_windows"] == count and metadata["recording"] == state.info:
                 state.done.add(first)
                 state.reused.add(first)
 
-    def resume_without_probing(self, state):
+    def resume_without_probing(self, state: RecordingState) -> bool:
         """True when earlier runs wrote every partition of this recording: what they recorded about it is enough,
         and it is not opened at all."""
         from hls_playlist_orcahello import is_hls_input
@@ -314,7 +326,7 @@ class BatchJob:
         state.info, state.partitions, state.done, state.reused = None, {}, set(), set()
         return False
 
-    def probe(self, states):
+    def probe(self, states: Sequence[RecordingState]) -> None:
         """Open each recording for its length: local files in driver threads (a header read each: faster than
         starting worker processes for it), URLs on the cluster (they must be downloaded to be read)."""
         import ray.data
@@ -331,7 +343,7 @@ class BatchJob:
         if remote_rows:
             probed += (
                 ray.data.from_items(remote_rows, override_num_blocks=len(remote_rows))
-                .map(probe_source, fn_kwargs=windowing, num_cpus=0.5, runtime_env=worker_runtime_env())
+                .map(probe_source, fn_kwargs=windowing, num_cpus=0.5, runtime_env=worker_runtime_env())  # type: ignore[arg-type]  # Ray's annotation leaves out fn_kwargs
                 .take_all()
             )
         for row in probed:
@@ -348,12 +360,12 @@ class BatchJob:
             self.reuse_partitions(state, self.previous_partitions(state))
         self.timing["probe_s"] = round(time.monotonic() - started, 3)
 
-    def fail(self, state, reason):
+    def fail(self, state: RecordingState, reason: str) -> None:
         if state.error is None:
             state.error = reason
             self.log(f"ERROR {state.source.source}: {reason}")
 
-    def score(self):
+    def score(self) -> None:
         """Featurize and score every partition not done yet; write each partition as soon as all its windows are
         in, and each recording's JSON as soon as all its partitions are."""
         work = work_rows(self.states)
@@ -380,6 +392,8 @@ class BatchJob:
                 "peak_normalize": self.inference["peak_normalize"],
                 **self.frontend_settings,
             }
+            # Chosen with the cluster (`choose_workers`) before anything is scored.
+            assert self.actor_device is not None and self.num_workers is not None and self.batch_size is not None
             dataset = scoring_dataset(
                 work, self.model, self.actor_device, self.num_workers, self.options.cpus_per_worker, self.batch_size,
                 featurize_options,
@@ -420,7 +434,8 @@ class BatchJob:
             if state.error is None and state.done != set(state.partitions):
                 self.fail(state, "some of its windows were never scored (the job lost them)")
 
-    def write_partition(self, state, first, scores, silent):
+    def write_partition(self, state: RecordingState, first: int, scores: np.ndarray, silent: np.ndarray) -> None:
+        assert state.info is not None  # probed before it was scored
         metadata = {
             "format": PARTITION_FORMAT_VERSION,
             "scores_hash": self.scores_hash,
@@ -440,7 +455,7 @@ class BatchJob:
         if state.error is None and state.done == set(state.partitions):
             self.finalize(state)
 
-    def finalize(self, state):
+    def finalize(self, state: RecordingState) -> None:
         """All partitions of `state` are on disk: remove those of other partition sizes, and write its JSON (or keep
         the one an earlier run wrote, when nothing was scored again and the decision parameters are the same)."""
         import numpy as np
@@ -449,12 +464,12 @@ class BatchJob:
         for path in self.partition_files(state):
             if path not in planned:
                 os.remove(path)
-        scores, silent = [], []
+        score_parts, silent_parts = [], []
         for first in sorted(state.partitions):
             partition_scores, partition_silent = read_partition_scores(self.partition_path(state, first))
-            scores.append(partition_scores)
-            silent.append(partition_silent)
-        scores, silent = np.concatenate(scores), np.concatenate(silent)
+            score_parts.append(partition_scores)
+            silent_parts.append(partition_silent)
+        scores, silent = np.concatenate(score_parts), np.concatenate(silent_parts)
         state.silent_windows = int(silent.sum())
         previous = None
         if not self.options.overwrite:
@@ -463,6 +478,7 @@ class BatchJob:
             state.document = previous
             self.write_tables(state, only_missing=True)
             return
+        assert state.info is not None  # probed before its partitions were written
         info = {key: state.info[key] for key in ("sampling_rate", "num_samples", "num_channels", "num_windows")}
         info.update(name=state.source.source, window_seconds=self.window_seconds, hop_seconds=self.hop_seconds)
         # An HLS stream's time line (start, UTC anchors, gaps, their warnings), as the pipeline hands it to
@@ -474,6 +490,7 @@ class BatchJob:
         result = build_file_result(
             info, scores, state.silent_windows, decision=decision, return_timestamps=True, inference=inference
         )
+        assert isinstance(result, dict)  # with return_timestamps, the full result
         state.document = runs.build_document(self.audio_job(state.source), result, state.settings)
         # The one field of `orcahello detect`'s document that changes from run to run: left out, so that a job
         # killed and run again writes the same bytes as one that was not (the run document has the times).
@@ -483,12 +500,13 @@ class BatchJob:
         for warning in state.document["warnings"]:
             self.log(f"WARNING {state.source.source}: {warning}")
 
-    def write_tables(self, state, only_missing=False):
+    def write_tables(self, state: RecordingState, only_missing: bool = False) -> None:
         """The recording's scoring CSV and Raven selection table beside its JSON, as `orcahello detect` writes them."""
         stem = self.json_path(state)[: -len(writers.OUTPUT_SUFFIXES["json"])]
+        assert state.document is not None  # scored, or resumed from its JSON, before its tables are written
         writers.write_recording_tables(stem, state.document, TABLE_FORMATS, state.source.source, only_missing)
 
-    def write_run_outputs(self):
+    def write_run_outputs(self) -> dict[str, Any]:
         import pyarrow as pa
 
         rows = [file_row(state) for state in self.states]
@@ -500,13 +518,15 @@ class BatchJob:
         )
         write_table_atomically(os.path.join(self.output_dir, FILES_TABLE), files_table)
         # One Raven table over every recording scored, in the order given, as `orcahello detect` writes it.
-        scored = [state for state in self.states if state.error is None and state.document is not None]
+        scored = [
+            (state, state.document) for state in self.states if state.error is None and state.document is not None
+        ]
         writers.write_combined_raven_table(
             os.path.join(self.output_dir, writers.COMBINED_RAVEN_TABLE),
             [
-                (state.source.relative_path, state.document["duration_s"], state.document["detections"],
+                (state.source.relative_path, document["duration_s"], document["detections"],
                  writers.begin_path(state.source.source))
-                for state in scored
+                for state, document in scored
             ],
             synthetic_weights=bool(self.model_info.get(SYNTHETIC_WEIGHTS_KEY)),
         )  # fmt: skip

@@ -13,7 +13,7 @@ import tempfile
 from .. import provenance
 
 
-def read_model_folder(folder):
+def read_model_folder(folder: str) -> dict[str, bytes]:
     """The files at the top of a model folder (config, weights, custom code...), to send to the model actors."""
     files = {}
     for name in sorted(os.listdir(folder)):
@@ -24,7 +24,7 @@ def read_model_folder(folder):
     return files
 
 
-def model_cache_root():
+def model_cache_root() -> str:
     """
     This user's private folder for model copies, `<tmp>/orcahello-batch-models-<uid>`: made with mode 0700 and
     checked on every use (a directory, not a link, owned by this user, closed to everyone else). Under a shared
@@ -47,7 +47,7 @@ def model_cache_root():
     return root
 
 
-def folder_holds(folder, files):
+def folder_holds(folder: str, files: dict[str, bytes]) -> bool:
     """Whether `folder` holds exactly `files` (name -> content), compared by SHA-256."""
     try:
         names = sorted(name for name in os.listdir(folder) if not name.startswith("."))
@@ -62,7 +62,7 @@ def folder_holds(folder, files):
     return True
 
 
-def materialize_model_folder(name, files):
+def materialize_model_folder(name: str, files: dict[str, bytes]) -> str:
     """
     Write a model folder sent by the driver on this machine, in this user's private cache (`model_cache_root`),
     under a name given by its content, so that every actor on the machine (and every later run) reuses one copy. A

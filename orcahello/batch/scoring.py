@@ -1,6 +1,8 @@
 # Copyright 2026 Orcasound and the OrcaHello contributors. MIT License.
 """The model stage of an `orcahello batch` job: `WindowScorer`, the Ray Data actor that scores featurized blocks."""
 
+from typing import Any, cast
+
 from .. import models
 from .model_cache import materialize_model_folder
 
@@ -12,14 +14,14 @@ class WindowScorer:
     One output row per window.
     """
 
-    def __init__(self, model, device, batch_size, threads):
+    def __init__(self, model: str | dict[str, Any], device: str, batch_size: int, threads: int) -> None:
         import ray
         import torch
 
         from process_memory_orcahello import return_large_buffers_to_the_system
 
         if isinstance(model, dict):  # a local folder, sent through Ray's object store
-            model = materialize_model_folder(model["name"], ray.get(model["files"]))
+            model = materialize_model_folder(model["name"], cast(dict[str, bytes], ray.get(model["files"])))
         # A process-wide allocator setting, made by the process that scores (this actor's worker), not by a library.
         return_large_buffers_to_the_system()
         if device == "cpu":
@@ -32,14 +34,16 @@ class WindowScorer:
         import numpy as np
         import torch
 
-        columns = {name: [] for name in ("source_index", "partition_first_window", "window_index", "p_positive")}
+        columns: dict[str, list] = {
+            name: [] for name in ("source_index", "partition_first_window", "window_index", "p_positive")
+        }
         columns.update(silent=[], error=[])
         for row in range(len(batch["source_index"])):
             source_index = int(batch["source_index"][row])
             partition = int(batch["partition_first_window"][row])
             error = str(batch["error"][row])
             features = np.asarray(batch["input_features"][row], dtype=np.float32)
-            silent = np.asarray(batch["silent"][row], dtype=bool)
+            silent: np.ndarray | list[bool] = np.asarray(batch["silent"][row], dtype=bool)
             if error:
                 windows, scores, silent = [-1], [float("nan")], [False]
             else:

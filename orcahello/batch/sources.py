@@ -4,12 +4,16 @@ The recordings of an `orcahello batch` job: finding them (paths, folders, globs,
 outputs, their start in UTC from their names, and opening and probing them (length, format, HLS time line).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import datetime
 import json
 import os
 import re
 import urllib.parse
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from hls_timeline_orcahello import plain_timeline, start_utc_from_file_name
 from http_orcahello import HTTPFetchError, fetch, origin
@@ -17,6 +21,9 @@ from vocabulary_orcahello import PLAYLIST_SUFFIX, is_url
 
 from .. import inputs, runs
 from .settings import BatchError
+
+if TYPE_CHECKING:
+    from audio_orcahello import Recording
 
 # A sound file given by URL is downloaded into memory whole (`http_orcahello.fetch`: retries with backoff, a byte cap,
 # an overall deadline). 4 GiB is a day of 24-kHz 16-bit mono; longer recordings are better downloaded first.
@@ -28,7 +35,7 @@ URL_DEADLINE_SECONDS = 3600.0
 UNIX_TIME_FOLDER_PATTERN = re.compile(r"^\d{10}$")
 
 
-def read_manifest(path):
+def read_manifest(path: str) -> list[str]:
     """
     The sources a manifest lists: one path or URL per line, blank lines and `#` comments ignored. Each line is one
     recording, taken as written (no folder or glob expansion); relative paths are relative to the manifest's folder.
@@ -48,7 +55,9 @@ def read_manifest(path):
     return sources
 
 
-def find_sources(paths=(), manifests=(), recursive=False):
+def find_sources(
+    paths: Sequence[str] = (), manifests: Sequence[str] = (), recursive: bool = False
+) -> tuple[list[str], list[tuple[str, str]]]:
     """
     The recordings to score, in order, each once: the PATHs expanded as `orcahello detect` expands them (with HLS
     playlists, `.m3u8`, found in folders too), URLs as given, then every manifest's lines. Returns `(sources,
@@ -74,7 +83,7 @@ class Source:
     output_stem: str  # JSON: json/<stem>.orcahello.json; window partitions: windows/<stem>/part-*.parquet
 
 
-def plan_outputs(sources):
+def plan_outputs(sources: Sequence[str]) -> list[Source]:
     """
     Name every recording's outputs: local files mirror their folder tree below the deepest folder holding them all
     (as `orcahello detect` does), URLs go under their host name.
@@ -99,7 +108,7 @@ def plan_outputs(sources):
     return planned
 
 
-def start_utc_from_name(source):
+def start_utc_from_name(source: str) -> datetime.datetime | None:
     """
     The recording's start in UTC when its name says so unambiguously, else None: a `YYYYMMDDTHHMMSSZ` timestamp in
     the file name or AudioMoth's `YYYYMMDD_HHMMSS` name (`hls_timeline_orcahello.start_utc_from_file_name`), or an HLS
@@ -116,7 +125,7 @@ def start_utc_from_name(source):
     return None
 
 
-def open_source(source):
+def open_source(source: str) -> Recording:
     """
     Open one recording with the pipeline's `open_recording`, so that every format it reads (WAV, FLAC, OGG, MP3,
     and HLS where it supports it) is read the same way here. An http(s) URL of a sound file is downloaded into
@@ -144,8 +153,13 @@ def open_source(source):
 
 
 def probe_source(
-    row, window_seconds, hop_seconds, whole_recording_frontend=False, strict_segments=True, model_sampling_rate=20000
-):
+    row: dict[str, Any],
+    window_seconds: float,
+    hop_seconds: float,
+    whole_recording_frontend: bool = False,
+    strict_segments: bool = True,
+    model_sampling_rate: int = 20000,
+) -> dict[str, Any]:
     """
     A recording's length and format, or the one-line reason it cannot be scored: `{"source_index", "source"}` in,
     a row out (a Ray Data `map` for URLs; called in driver threads for local files, which only need their headers

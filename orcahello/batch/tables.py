@@ -4,16 +4,26 @@ The Parquet tables of an `orcahello batch` job (layout: docs/batch.md): their sc
 partition with the job's description in its metadata, the files table's rows, and atomic writes.
 """
 
+from __future__ import annotations
+
 import datetime
 import json
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from .. import writers
 from ..atomic_files import temporary_file_beside
 from .settings import JSON_FOLDER, PARQUET_METADATA_KEY
 
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow
 
-def windows_schema():
+    from .partitions import RecordingState
+
+
+def windows_schema() -> pyarrow.Schema:
     import pyarrow as pa
 
     return pa.schema(
@@ -29,7 +39,7 @@ def windows_schema():
     )
 
 
-def files_schema():
+def files_schema() -> pyarrow.Schema:
     import pyarrow as pa
 
     return pa.schema(
@@ -55,7 +65,7 @@ def files_schema():
     )
 
 
-def write_table_atomically(path, table):
+def write_table_atomically(path: str, table: pyarrow.Table) -> None:
     """Write a Parquet file through a temporary file and a rename: a killed job never leaves half a file under
     `path`, so a file that exists is complete."""
     import pyarrow.parquet as pq
@@ -65,7 +75,7 @@ def write_table_atomically(path, table):
         os.replace(temporary_path, path)
 
 
-def partition_metadata(path):
+def partition_metadata(path: str) -> dict[str, Any] | None:
     """The job's description of a partition file (its `orcahello` key), or None for a file that is unreadable or not
     one of ours."""
     import pyarrow.parquet as pq
@@ -77,7 +87,7 @@ def partition_metadata(path):
         return None
 
 
-def utc_milliseconds(recording, seconds):
+def utc_milliseconds(recording: dict[str, Any], seconds: Sequence[float]) -> list[int | None]:
     """
     Milliseconds since the epoch at `seconds` into `recording` (its `state.info`), for timestamp columns; None
     where its time is unknown. An HLS stream's time line (its UTC anchors: the time resumes after a gap later by
@@ -97,7 +107,15 @@ def utc_milliseconds(recording, seconds):
     return [int(round(base + 1000.0 * value)) for value in seconds]
 
 
-def write_windows_table(path, source, first_window, scores, silent, recording, metadata):
+def write_windows_table(
+    path: str,
+    source: str,
+    first_window: int,
+    scores: np.ndarray,
+    silent: np.ndarray,
+    recording: dict[str, Any],
+    metadata: dict[str, Any],
+) -> None:
     """One partition's windows table: a row per window of `[first_window, first_window + len(scores))`."""
     import numpy as np
     import pyarrow as pa
@@ -118,7 +136,7 @@ def write_windows_table(path, source, first_window, scores, silent, recording, m
     write_table_atomically(path, pa.table(columns, schema=schema))
 
 
-def read_partition_scores(path):
+def read_partition_scores(path: str) -> tuple[np.ndarray, np.ndarray]:
     """`(p_positive as float64, silent)` of a partition file, in window order."""
     import numpy as np
     import pyarrow.parquet as pq
@@ -129,7 +147,7 @@ def read_partition_scores(path):
     return scores, table["silent"].to_numpy(zero_copy_only=False)[order]
 
 
-def file_row(state):
+def file_row(state: RecordingState) -> dict[str, Any]:
     """`files.parquet`'s row for one recording."""
     row = error_row(state.source.source, state.error)
     row["relative_path"] = state.source.relative_path
@@ -158,7 +176,7 @@ def file_row(state):
     return row
 
 
-def error_row(recording, reason):
-    row = {name: None for name in files_schema().names}
+def error_row(recording: str, reason: str | None) -> dict[str, Any]:
+    row: dict[str, Any] = {name: None for name in files_schema().names}
     row.update(recording=recording, status="error", error=reason)
     return row

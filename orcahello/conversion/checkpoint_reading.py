@@ -10,6 +10,7 @@ globals), and tell which it is.
 import os
 import pickle
 from collections.abc import Mapping
+from typing import Any, TypeGuard
 
 import torch
 from torch import nn
@@ -19,7 +20,7 @@ from .learner_export import check_torch_file_globals, load_learner_export, pickl
 from .pickle_allow_list import InertObject, UnsafePickleError
 
 
-def _is_tensor_mapping(value):
+def _is_tensor_mapping(value: object) -> TypeGuard[Mapping[str, torch.Tensor]]:
     return (
         isinstance(value, Mapping)
         and len(value) > 0
@@ -40,7 +41,7 @@ def _module_tree_problems(module, path="model"):
     return problems
 
 
-def learner_class_names(export):
+def learner_class_names(export: object) -> list[str] | None:
     """The class names a fastai learner export stores (`data -> y_proc -> CategoryProcessor.classes`), or None."""
     data = export.get("data") if isinstance(export, Mapping) else None
     if not isinstance(data, Mapping):
@@ -53,7 +54,7 @@ def learner_class_names(export):
     return [str(name) for name in classes] if classes is not None else None
 
 
-def read_checkpoint(input_path):
+def read_checkpoint(input_path: str) -> dict[str, Any]:
     """
     Read `input_path` and return a dict describing it: `file_format` ("legacy", "zip" or "safetensors"), `content`
     ("learner" or "state_dict"), `state_dict`, and for a learner `model` (the unpickled module tree, runnable),

@@ -73,7 +73,9 @@ MAX_LOGIT_DIFFERENCE = 1e-4
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def spectrogram_like_inputs(num_channels=1, num_mels=256, num_frames=312, seed=0):
+def spectrogram_like_inputs(
+    num_channels: int = 1, num_mels: int = 256, num_frames: int = 312, seed: int = 0
+) -> torch.Tensor:
     """
     Inputs in the range the detector sees (dB values around -40 with a spread of ~20): two full spectrograms and
     two whose last 155 frames are 0 dB, as the frontend pads a 2-second window (157 frames) to 312.
@@ -84,7 +86,7 @@ def spectrogram_like_inputs(num_channels=1, num_mels=256, num_frames=312, seed=0
     return inputs
 
 
-def check_tensors_equal(model, mapped_state_dict):
+def check_tensors_equal(model: torch.nn.Module, mapped_state_dict: dict[str, torch.Tensor]) -> int:
     """Every tensor of the converted model equals its source bit for bit; returns the number checked."""
     converted = model.state_dict()
     different = [
@@ -98,7 +100,9 @@ def check_tensors_equal(model, mapped_state_dict):
 
 
 @torch.inference_mode()
-def compare_with_learner(reference_model, converted_model, inputs):
+def compare_with_learner(
+    reference_model: torch.nn.Module, converted_model: torch.nn.Module, inputs: torch.Tensor
+) -> tuple[float, float]:
     """Max |logit difference| and max |P(positive) difference| between the learner and the converted model."""
     reference_model.eval()
     converted_model.eval()
@@ -197,7 +201,7 @@ def convert(
     else:
         report["preset"] = {"preset": model.config.preset, **model.config.inference_settings()}
 
-    verification = {"tensors_bit_exact": check_tensors_equal(model, mapped)}
+    verification: dict[str, Any] = {"tensors_bit_exact": check_tensors_equal(model, mapped)}
     if verify:
         inputs = spectrogram_like_inputs(num_channels=model.config.num_channels)
         if source["content"] == "learner":

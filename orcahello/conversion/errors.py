@@ -3,6 +3,8 @@
 # Licensed under the MIT License.
 """The error every conversion problem other than an unsafe pickle raises, and how its messages list offenders."""
 
+from collections.abc import Iterable
+
 # How many offending keys an error message lists before summarizing the rest.
 MAX_KEYS_IN_MESSAGE = 12
 
@@ -11,7 +13,7 @@ class ConversionError(ValueError):
     """The input cannot be converted: unreadable, not an OrcaHello checkpoint, or not matching the model."""
 
 
-def short_list(items):
+def short_list(items: Iterable[str]) -> str:
     """`items` joined with commas, the first [`MAX_KEYS_IN_MESSAGE`] of them, then how many more there are."""
     items = list(items)
     shown = ", ".join(items[:MAX_KEYS_IN_MESSAGE])

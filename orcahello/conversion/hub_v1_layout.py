@@ -16,6 +16,7 @@ command line's range check (`vocabulary_orcahello.check_setting`).
 import json
 import math
 import os
+from typing import Any
 
 from vocabulary_orcahello import check_setting
 
@@ -52,7 +53,7 @@ class HubLayoutError(ValueError):
     """The folder's settings cannot be read, disagree with each other, or ask for something this model cannot do."""
 
 
-def is_hub_v1_folder(path):
+def is_hub_v1_folder(path: str | os.PathLike[str]) -> bool:
     """Whether `path` is a folder with the port's nested `config.json` (or only its `config.yaml`)."""
     if not os.path.isdir(path):
         return False
@@ -67,7 +68,7 @@ def is_hub_v1_folder(path):
     return os.path.isfile(os.path.join(path, "config.yaml"))
 
 
-def hub_weights_path(folder):
+def hub_weights_path(folder: str | os.PathLike[str]) -> str:
     """The folder's weight file (`model.safetensors`, else `model_v1.pt`); HubLayoutError when it has none."""
     for name in HUB_WEIGHT_FILES:
         path = os.path.join(folder, name)
@@ -122,7 +123,7 @@ def _same(first, second):
     return first == second
 
 
-def read_hub_v1_settings(folder):
+def read_hub_v1_settings(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """
     The `v1` preset fields (`OrcaHelloConfig` arguments, `preset="v1"` included) and the `OrcaHelloFeatureExtractor`
     arguments that reproduce the folder's settings exactly, plus notes on the runtime settings that are not stored:

@@ -7,6 +7,7 @@ and how each maps to and from one canonical naming; [`detect_key_format`] tells 
 """
 
 import re
+from collections.abc import Iterable
 
 from .errors import ConversionError
 
@@ -23,7 +24,7 @@ _STEM = "orcahello.resnet.embedder.embedder"
 _STAGES = "orcahello.resnet.encoder.stages"
 
 
-def canonical_to_orcahello(key):
+def canonical_to_orcahello(key: str) -> str | None:
     """This repository's state_dict key for a canonical (torchvision-style) key, or None if it has no place there."""
     if match := re.fullmatch(rf"conv1\.{_TENSOR_SUFFIX}", key):
         return f"{_STEM}.convolution.{match[1]}"
@@ -36,17 +37,17 @@ def canonical_to_orcahello(key):
         sublayer = "convolution" if kind == "conv" else "normalization"
         return f"{_STAGES}.{stage - 1}.layers.{block}.layer.{position - 1}.{sublayer}.{suffix}"
     if match := re.fullmatch(rf"layer(\d+)\.(\d+)\.downsample\.([01])\.{_TENSOR_SUFFIX}", key):
-        stage, block, position, suffix = int(match[1]), int(match[2]), match[3], match[4]
+        stage, block, downsample_index, suffix = int(match[1]), int(match[2]), match[3], match[4]
         if stage < 1:
             return None
-        sublayer = "convolution" if position == "0" else "normalization"
+        sublayer = "convolution" if downsample_index == "0" else "normalization"
         return f"{_STAGES}.{stage - 1}.layers.{block}.shortcut.{sublayer}.{suffix}"
     if match := re.fullmatch(rf"fc\.([1357])\.{_TENSOR_SUFFIX}", key):
         return f"classifier.{_RESNET_HEAD_TO_ORCAHELLO[match[1]]}.{match[2]}"
     return None
 
 
-def orcahello_to_canonical(key):
+def orcahello_to_canonical(key: str) -> str | None:
     """Inverse of [`canonical_to_orcahello`]."""
     if match := re.fullmatch(rf"{re.escape(_STEM)}\.(convolution|normalization)\.{_TENSOR_SUFFIX}", key):
         return f"{'conv1' if match[1] == 'convolution' else 'bn1'}.{match[2]}"
@@ -74,7 +75,7 @@ _FASTAI_BODY_TO_CANONICAL = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "laye
 _CANONICAL_TO_FASTAI_BODY = {name: index for index, name in _FASTAI_BODY_TO_CANONICAL.items()}
 
 
-def fastai_to_canonical(key):
+def fastai_to_canonical(key: str) -> str | None:
     """Canonical key for a fastai learner state_dict key (`0.5.0.downsample.1.running_var` -> `layer2.0....`)."""
     if match := re.fullmatch(r"0\.(\d+)\.(.+)", key):
         if match[1] in _FASTAI_BODY_TO_CANONICAL:
@@ -86,7 +87,7 @@ def fastai_to_canonical(key):
     return None
 
 
-def canonical_to_fastai(key):
+def canonical_to_fastai(key: str) -> str:
     """Inverse of [`fastai_to_canonical`]."""
     if match := re.fullmatch(r"fc\.(\d+)\.(.+)", key):
         return f"1.{int(match[1]) + 1}.{match[2]}"
@@ -110,7 +111,7 @@ KEY_FORMATS = {
 }
 
 
-def detect_key_format(keys):
+def detect_key_format(keys: Iterable[str]) -> str:
     """Name of the [`KEY_FORMATS`] entry the keys are written in; raises [`ConversionError`] if none fits."""
     roots = {key.split(".", 1)[0] for key in keys}
     if not keys:

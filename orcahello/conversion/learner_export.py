@@ -14,6 +14,8 @@ import pickle
 import pickletools
 import warnings
 import zipfile
+from collections.abc import Iterable
+from typing import IO, Any, cast
 
 import torch
 from torch import nn
@@ -38,7 +40,7 @@ _MEMO_GET_OPCODES = {"GET", "BINGET", "LONG_BINGET"}
 _MEMO_PUT_OPCODES = {"PUT", "BINPUT", "LONG_BINPUT"}
 
 
-def pickle_globals(stream):
+def pickle_globals(stream: IO[bytes]) -> list[tuple[str, str]]:
     """
     The globals one pickle refers to, as `(module, name)` pairs in order, read with `pickletools.genops` (nothing is
     executed). Reads `stream` up to and including the pickle's STOP opcode. Raises [`UnsafePickleError`] for
@@ -46,11 +48,12 @@ def pickle_globals(stream):
     registry), and `ValueError` for a damaged or truncated pickle.
     """
     found = []
-    memo = {}
-    recent_pushes = []  # the values of recent one-item pushes: a string, or None for anything else
+    memo: dict[Any, str | None] = {}  # keyed by the memo index pickletools gives (an int)
+    recent_pushes: list[str | None] = []  # the values of recent one-item pushes: a string, or None for anything else
     for opcode, argument, position in pickletools.genops(stream):
         opname = opcode.name
         if opname in ("GLOBAL", "INST"):
+            assert isinstance(argument, str)  # pickletools gives these opcodes' "module name" as text
             module, name = argument.split(" ", 1)
             found.append((module, name))
             recent_pushes.append(None)
@@ -60,7 +63,7 @@ def pickle_globals(stream):
                     f"refusing to load: the pickle builds a global from computed strings (STACK_GLOBAL at byte "
                     f"{position}), which cannot be checked before loading"
                 )
-            found.append((recent_pushes[-2], recent_pushes[-1]))
+            found.append((cast(str, recent_pushes[-2]), cast(str, recent_pushes[-1])))  # strings, checked above
             recent_pushes[-2:] = [None]
         elif opname in ("EXT1", "EXT2", "EXT4"):
             raise UnsafePickleError(
@@ -80,7 +83,7 @@ def pickle_globals(stream):
     return found
 
 
-def torch_file_format(path):
+def torch_file_format(path: str) -> str:
     """
     "zip" (torch >= 1.6 default), "legacy" (non-zip `torch.save`, e.g. `_use_new_zipfile_serialization=False`), or
     "safetensors"; raises `ValueError` for anything else, including a zip archive that is cut short.
@@ -130,7 +133,7 @@ def _legacy_magic_number(stream):
     return value
 
 
-def check_zip_members(archive, path):
+def check_zip_members(archive: zipfile.ZipFile, path: str) -> None:
     """
     Refuse a zip checkpoint whose members are compressed, or declare more bytes than the file holds: `torch.save`
     stores every member uncompressed, and a 612-KB archive of deflated zeros decompressed to 2.7 GB on reading.
@@ -149,7 +152,7 @@ def check_zip_members(archive, path):
             )
 
 
-def scan_torch_file_globals(path):
+def scan_torch_file_globals(path: str) -> list[str]:
     """
     All globals the pickles of a `torch.save` file (either format) refer to, as sorted "module.name" strings, read
     statically. For the legacy format that is the header pickles, the object pickle and the storage-key list; for the
@@ -185,7 +188,7 @@ def scan_torch_file_globals(path):
     return sorted({".".join(normalize_global_name(module, name)) for module, name in found})
 
 
-def check_torch_file_globals(path):
+def check_torch_file_globals(path: str) -> list[str]:
     """Statically list the file's globals and raise [`UnsafePickleError`] naming every one the allow-list refuses."""
     names = scan_torch_file_globals(path)
     refused = []
@@ -204,7 +207,7 @@ def check_torch_file_globals(path):
     return names
 
 
-def pickles_objects(global_names):
+def pickles_objects(global_names: Iterable[str]) -> bool:
     """
     Whether a pickle with these globals builds objects (modules, fastai metadata) rather than only tensors and plain
     data: true when any global resolves to an `nn.Module` class or a placeholder.
@@ -216,7 +219,7 @@ def pickles_objects(global_names):
     return False
 
 
-def load_learner_export(path):
+def load_learner_export(path: str) -> Any:
     """
     Unpickle a fastai learner export (or any `torch.save` file whose globals are allow-listed) on the CPU through
     [`RestrictedUnpickler`], after a static check of its globals. Raises [`UnsafePickleError`] for a file that names

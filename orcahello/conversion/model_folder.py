@@ -3,6 +3,9 @@
 import json
 import os
 import re
+from typing import Any, TypeVar
+
+from transformers import PretrainedConfig
 
 from configuration_orcahello import OrcaHelloConfig
 from feature_extraction_orcahello import OrcaHelloFeatureExtractor
@@ -58,7 +61,10 @@ CUSTOM_PIPELINES = {
 FEATURE_EXTRACTOR_AUTO_MAP = {"AutoFeatureExtractor": "feature_extraction_orcahello.OrcaHelloFeatureExtractor"}
 
 
-def prepare_config(config):
+ConfigT = TypeVar("ConfigT", bound=PretrainedConfig)
+
+
+def prepare_config(config: ConfigT) -> ConfigT:
     """Set the auto_map and custom_pipelines entries that make the folder loadable with trust_remote_code=True."""
     config.auto_map = dict(AUTO_MAP)
     config.custom_pipelines = json.loads(json.dumps(CUSTOM_PIPELINES))
@@ -66,7 +72,7 @@ def prepare_config(config):
     return config
 
 
-def save_feature_extractor(feature_extractor, output_dir):
+def save_feature_extractor(feature_extractor: OrcaHelloFeatureExtractor, output_dir: str) -> None:
     """
     `feature_extractor.save_pretrained` plus its `auto_map` entry. save_pretrained writes auto_map (and copies code)
     only for classes registered with register_for_auto_class; writing it explicitly keeps the file identical on
@@ -81,7 +87,12 @@ def save_feature_extractor(feature_extractor, output_dir):
     write_atomically(preprocessor_path, json.dumps(preprocessor, indent=2, sort_keys=True) + "\n")
 
 
-def save_model_folder(model, output_dir, feature_extractor=None, model_card=None):
+def save_model_folder(
+    model: OrcaHelloForAudioClassification,
+    output_dir: str,
+    feature_extractor: OrcaHelloFeatureExtractor | None = None,
+    model_card: str | None = None,
+) -> str:
     """
     Save `model` (an `OrcaHelloForAudioClassification`) as a folder that `AutoModel*`, `AutoFeatureExtractor` and
     `pipeline("audio-classification", ..., trust_remote_code=True)` load from a fresh process: `model.safetensors`,
@@ -101,7 +112,7 @@ def save_model_folder(model, output_dir, feature_extractor=None, model_card=None
     return output_dir
 
 
-def copy_from_repository(name, output_dir):
+def copy_from_repository(name: str, output_dir: str) -> None:
     """
     Write this checkout's file `name` (a relative path) into `output_dir` at the same path, through a temporary file
     and a rename: never through a symbolic link at its name.
@@ -116,7 +127,7 @@ def card_linked_files(model_card: str) -> list[str]:
     every file of a `CARD_FOLDERS` folder it links into: what the folder needs for the card's links to work on the
     Hub. A link to a file this checkout does not have is left alone (a card of another origin).
     """
-    linked = set()
+    linked: set[str] = set()
     for target in RELATIVE_LINK.findall(model_card):
         name = os.path.normpath(target)
         if name.startswith("..") or os.path.isabs(name) or not os.path.isfile(os.path.join(REPO_ROOT, name)):
@@ -131,7 +142,7 @@ def card_linked_files(model_card: str) -> list[str]:
     return sorted(linked - own)
 
 
-def refresh_custom_code(output_dir):
+def refresh_custom_code(output_dir: str) -> list[str]:
     """
     Bring an existing model folder's code files up to this checkout's, keeping its weights and configs: a folder
     made by an older checkout would otherwise keep running the older pipeline. Returns the names it rewrote.
@@ -151,7 +162,7 @@ def refresh_custom_code(output_dir):
     return rewritten
 
 
-def default_config(**overrides):
+def default_config(**overrides: Any) -> OrcaHelloConfig:
     return prepare_config(OrcaHelloConfig(**overrides))
 
 
@@ -166,7 +177,7 @@ __all__ = [
 ]
 
 
-def write_configs(output_dir):
+def write_configs(output_dir: str) -> None:
     """
     Write the default (production) `config.json` and `preprocessor_config.json` with `save_pretrained`: the files
     at the root of this repository, which is itself the model folder uploaded to the Hub.

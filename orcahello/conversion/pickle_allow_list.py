@@ -27,6 +27,7 @@ import collections
 import functools
 import pickle
 import re
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,7 +48,17 @@ class UnsafePickleError(pickle.UnpicklingError):
 class TorchvisionBottleneck(nn.Module):
     """Stand-in for `torchvision.models.resnet.Bottleneck` (ResNet50/101/152 block, stride on the 3x3 conv)."""
 
-    def forward(self, hidden_state):
+    # The original's submodules, as unpickling sets them.
+    conv1: nn.Conv2d
+    bn1: nn.BatchNorm2d
+    conv2: nn.Conv2d
+    bn2: nn.BatchNorm2d
+    conv3: nn.Conv2d
+    bn3: nn.BatchNorm2d
+    relu: nn.ReLU
+    downsample: nn.Module | None
+
+    def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
         identity = hidden_state
         out = self.relu(self.bn1(self.conv1(hidden_state)))
         out = self.relu(self.bn2(self.conv2(out)))
@@ -60,7 +71,15 @@ class TorchvisionBottleneck(nn.Module):
 class TorchvisionBasicBlock(nn.Module):
     """Stand-in for `torchvision.models.resnet.BasicBlock` (ResNet18/34 block)."""
 
-    def forward(self, hidden_state):
+    # The original's submodules, as unpickling sets them.
+    conv1: nn.Conv2d
+    bn1: nn.BatchNorm2d
+    conv2: nn.Conv2d
+    bn2: nn.BatchNorm2d
+    relu: nn.ReLU
+    downsample: nn.Module | None
+
+    def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
         identity = hidden_state
         out = self.relu(self.bn1(self.conv1(hidden_state)))
         out = self.bn2(self.conv2(out))
@@ -72,14 +91,18 @@ class TorchvisionBasicBlock(nn.Module):
 class FastaiAdaptiveConcatPool2d(nn.Module):
     """Stand-in for `fastai.layers.AdaptiveConcatPool2d`: its own `mp` (max) and `ap` (average) pools, concatenated."""
 
-    def forward(self, feature_map):
+    # The original's pools, as unpickling sets them.
+    mp: nn.AdaptiveMaxPool2d
+    ap: nn.AdaptiveAvgPool2d
+
+    def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.mp(feature_map), self.ap(feature_map)], 1)
 
 
 class FastaiFlatten(nn.Module):
     """Stand-in for `fastai.layers.Flatten`: flatten to (batch, -1), or to one dimension when `full` is set."""
 
-    def forward(self, hidden_state):
+    def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
         if getattr(self, "full", False):
             return hidden_state.view(-1)
         return hidden_state.view(hidden_state.size(0), -1)
@@ -99,7 +122,7 @@ class InertObject:
     def __new__(cls, *args, **kwargs):
         return super().__new__(cls)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.pickled_args = args
         self.pickled_kwargs = kwargs
 
@@ -116,7 +139,7 @@ class InertObject:
 
 
 @functools.cache
-def inert_standin(module, name):
+def inert_standin(module: str, name: str) -> type[InertObject]:
     """The placeholder class standing for the global `module.name` (one class per name, so `isinstance` works)."""
     qualified_name = f"{module}.{name}"
     return type(name, (InertObject,), {"original_name": qualified_name, "__module__": __name__})
@@ -173,7 +196,7 @@ TORCH_REBUILD_FUNCTIONS = {
 TENSOR_REBUILD_FUNCTIONS = tuple(TORCH_REBUILD_FUNCTIONS.values())
 
 
-def rebuild_from_type_v2(func, new_type, args, state):
+def rebuild_from_type_v2(func: Any, new_type: type, args: tuple, state: Any) -> torch.Tensor:
     """
     What the global `torch._tensor._rebuild_from_type_v2` gives: torch's own, once `func` is one of torch's tensor
     rebuild functions and `new_type` a tensor or parameter class. Torch's calls `func(*args)` whatever `func` is: an
@@ -204,14 +227,14 @@ class PickledNumpyDtype:
     writes for it (so nothing in the state can change the layout numpy would assume).
     """
 
-    def __init__(self, type_code, align=False, copy=False):
+    def __init__(self, type_code: object, align: bool = False, copy: bool = False) -> None:
         self.type_code = type_code
-        self.pickled_state = None
+        self.pickled_state: Any = None
 
     def __setstate__(self, state):
         self.pickled_state = state
 
-    def to_numpy(self):
+    def to_numpy(self) -> np.dtype:
         code = self.type_code
         state = self.pickled_state
         if not isinstance(code, str) or not (code in NUMPY_SCALAR_TYPES or re.fullmatch(r"[US][1-9][0-9]{0,5}", code)):
@@ -223,7 +246,7 @@ class PickledNumpyDtype:
             raise UnsafePickleError(f"refusing to load a numpy dtype with byte order {byte_order!r}")
         dtype = np.dtype(code)
         if byte_order in ("<", ">"):
-            dtype = dtype.newbyteorder(byte_order)
+            dtype = dtype.newbyteorder("<" if byte_order == "<" else ">")
         if state is not None and state != dtype.__reduce__()[2]:
             raise UnsafePickleError(
                 f"refusing to load a numpy dtype {code!r} whose pickled state {state!r} is not numpy's own for it"
@@ -234,14 +257,18 @@ class PickledNumpyDtype:
         return f"<pickled numpy dtype {self.type_code!r}>"
 
 
-def numpy_scalar(dtype, data):
+def numpy_scalar(dtype: object, data: object) -> np.generic:
     """What the global `numpy.core.multiarray.scalar` gives: a number scalar, read from its bytes once checked."""
     if not isinstance(dtype, PickledNumpyDtype):
         raise UnsafePickleError(f"refusing to build a numpy scalar from {type(dtype).__name__}: not a pickled dtype")
     dtype = dtype.to_numpy()
     if isinstance(data, str):  # protocol 2 writes the bytes as latin-1 text
         data = data.encode("latin1")
-    if not isinstance(data, bytes) or len(data) != dtype.itemsize:
+    if not isinstance(data, bytes):
+        raise UnsafePickleError(
+            f"refusing to build a numpy {dtype} scalar from a value of type {type(data).__name__}, not bytes"
+        )
+    if len(data) != dtype.itemsize:
         raise UnsafePickleError(f"refusing to build a numpy {dtype} scalar from {len(data)} bytes")
     return np.frombuffer(data, dtype=dtype, count=1)[0]
 
@@ -277,7 +304,7 @@ def _torch_attribute(name):
     return None
 
 
-def normalize_global_name(module, name):
+def normalize_global_name(module: str, name: str) -> tuple[str, str]:
     """
     Map Python 2 names in protocol 0-2 pickles (`__builtin__.long`, `copy_reg._reconstructor`) to Python 3 ones,
     the way `pickle.Unpickler(fix_imports=True)` does; an overriding `find_class` receives the raw names.
@@ -287,7 +314,7 @@ def normalize_global_name(module, name):
     return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
-def resolve_global(module, name):
+def resolve_global(module: str, name: str) -> Any:
     """
     The object the allow-list gives for the global `module.name`, or raise [`UnsafePickleError`] naming it. This is
     the single decision point for what a learner pickle may reference; nothing is imported to answer it.

@@ -28,6 +28,8 @@ global of the file through this allow-list.
 import io
 import pickle
 import types
+from collections.abc import Callable
+from typing import IO, Any, ClassVar
 
 import torch
 from torch import nn
@@ -58,23 +60,25 @@ class RestrictedUnpickler(pickle._Unpickler):
       (the file's size, for [`load_learner_export`]): a 1 KB file cannot make torch allocate gigabytes.
     """
 
-    max_storage_bytes = None  # None: no limit (set per file by `restricted_pickle_module`)
+    max_storage_bytes: int | None = None  # None: no limit (set per file by `restricted_pickle_module`)
+    # The pure-Python unpickler's stack, which its opcode handlers below read (typeshed leaves it out).
+    stack: list[Any]
 
-    def __init__(self, file, **kwargs):
+    def __init__(self, file: IO[bytes], **kwargs: Any) -> None:
         super().__init__(file, **kwargs)
-        self._declared_storages = {}
-        self._loader_persistent_load = None
+        self._declared_storages: dict[Any, int] = {}
+        self._loader_persistent_load: Callable[[Any], Any] | None = None
 
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> Any:
         return resolve_global(module, name)
 
     # torch's loaders assign their storage loader as `unpickler.persistent_load`: it runs behind the size check.
     @property
-    def persistent_load(self):
+    def persistent_load(self) -> Callable[[Any], Any]:
         return self._checked_persistent_load
 
     @persistent_load.setter
-    def persistent_load(self, function):
+    def persistent_load(self, function: Callable[[Any], Any]) -> None:
         self._loader_persistent_load = function
 
     def _checked_persistent_load(self, saved_id):
@@ -96,9 +100,11 @@ class RestrictedUnpickler(pickle._Unpickler):
                 )
         return self._loader_persistent_load(saved_id)
 
-    dispatch = dict(pickle._Unpickler.dispatch)
+    # The opcode handlers: pickle._Unpickler's, four of them checked first (typeshed declares neither the
+    # handlers nor a subclass's own table).
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(pickle._Unpickler.dispatch)
 
-    def load_build(self):
+    def load_build(self) -> None:
         target = self.stack[-2]  # below the state
         if isinstance(target, PROCESS_WIDE_KINDS):
             name = getattr(target, "__qualname__", None) or type(target).__name__
@@ -106,7 +112,7 @@ class RestrictedUnpickler(pickle._Unpickler):
                 f"refusing to load: the pickle sets the state of {name}, a class or function (that would change it "
                 "for the whole process)"
             )
-        super().load_build()
+        super().load_build()  # type: ignore[misc]
 
     dispatch[pickle.BUILD[0]] = load_build
 
@@ -118,30 +124,30 @@ class RestrictedUnpickler(pickle._Unpickler):
                 "and which allocates whatever size the pickle asks for"
             )
 
-    def load_reduce(self):
+    def load_reduce(self) -> None:
         self._check_construction(self.stack[-2])
-        super().load_reduce()
+        super().load_reduce()  # type: ignore[misc]
 
     dispatch[pickle.REDUCE[0]] = load_reduce
 
-    def load_newobj(self):
+    def load_newobj(self) -> None:
         target = self.stack[-2]
         if _is_storage_class(target):
             self._check_construction(target)
-        super().load_newobj()
+        super().load_newobj()  # type: ignore[misc]
 
     dispatch[pickle.NEWOBJ[0]] = load_newobj
 
-    def load_newobj_ex(self):
+    def load_newobj_ex(self) -> None:
         target = self.stack[-3]
         if _is_storage_class(target):
             self._check_construction(target)
-        super().load_newobj_ex()
+        super().load_newobj_ex()  # type: ignore[misc]
 
     dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
 
 
-def restricted_pickle_module(max_storage_bytes=None):
+def restricted_pickle_module(max_storage_bytes: int | None = None) -> types.SimpleNamespace:
     """
     What `torch.load(..., pickle_module=...)` needs from a pickle module (`Unpickler`, `load`, and `__name__`, which
     torch compares with "dill"), with [`RestrictedUnpickler`]; `max_storage_bytes` caps the tensor bytes the file

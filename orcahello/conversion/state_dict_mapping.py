@@ -8,6 +8,8 @@ label the two classes, rename every key, and check everything against a freshly 
 """
 
 import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -19,7 +21,7 @@ from .model_folder import default_config
 
 EXPECTED_CLASS_NAMES = ("negative", "positive")
 
-ARCHITECTURE_NAMES = {
+ARCHITECTURE_NAMES: dict[tuple[str, tuple[int, ...]], str] = {
     ("basic", (2, 2, 2, 2)): "resnet18",
     ("basic", (3, 4, 6, 3)): "resnet34",
     ("bottleneck", (3, 4, 6, 3)): "resnet50",
@@ -28,14 +30,14 @@ ARCHITECTURE_NAMES = {
 }
 
 
-def infer_architecture(canonical):
+def infer_architecture(canonical: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], int, str]:
     """
     The `OrcaHelloConfig` arguments of the ResNet the canonical state_dict describes: block type from the presence
     of a third convolution, depths from the largest block index of each stage, widths from tensor shapes.
     """
     if "conv1.weight" not in canonical:
         raise ConversionError("the checkpoint has no stem convolution (conv1.weight / 0.0.weight): not a ResNet")
-    stage_blocks = {}
+    stage_blocks: dict[int, set[int]] = {}
     for key in canonical:
         if match := re.match(r"layer(\d+)\.(\d+)\.", key):
             stage_blocks.setdefault(int(match[1]), set()).add(int(match[2]))
@@ -77,7 +79,7 @@ def infer_architecture(canonical):
     return settings, num_labels, name
 
 
-def labels_for(class_names, num_labels):
+def labels_for(class_names: Sequence[str] | None, num_labels: int) -> tuple[dict[int, str], dict[str, int]]:
     """`id2label`/`label2id` for the converted config; refuses anything but a two-class detector."""
     if class_names is not None and len(class_names) != num_labels:
         raise ConversionError(
@@ -95,7 +97,9 @@ def labels_for(class_names, num_labels):
     return {index: name for index, name in enumerate(names)}, {name: index for index, name in enumerate(names)}
 
 
-def map_state_dict(source_state_dict, key_format, class_names=None):
+def map_state_dict(
+    source_state_dict: Mapping[str, torch.Tensor], key_format: str, class_names: Sequence[str] | None = None
+) -> tuple[OrcaHelloForAudioClassification, dict[str, torch.Tensor], dict[str, Any]]:
     """
     Rename a source state_dict into this repository's keys, infer the config, and check everything against a
     freshly built model. Returns `(model, mapped_state_dict, details)` where `model` has the converted weights
@@ -149,12 +153,12 @@ def map_state_dict(source_state_dict, key_format, class_names=None):
             + "\n  ".join(problems)
         )
 
-    mapped = {key: mapped[key] for key in expected}
-    model.load_state_dict(mapped, strict=True)
-    details = {
+    ordered = {key: mapped[key] for key in expected}
+    model.load_state_dict(ordered, strict=True)
+    details: dict[str, Any] = {
         "architecture": architecture,
         "config": settings,
         "class_names": [id2label[0], id2label[1]],
         "filled_num_batches_tracked": filled_counters,
     }
-    return model, mapped, details
+    return model, ordered, details

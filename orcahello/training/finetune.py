@@ -51,11 +51,14 @@ import os
 import shutil
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import models
 from ..atomic_files import write_atomically
 from . import FASTAI_AUDIO_FREQUENCY_MASK_ROWS
+
+if TYPE_CHECKING:
+    from modeling_orcahello import OrcaHelloForAudioClassification
 
 BEST_MODEL_METRIC = "auprc"
 CHECKPOINTS_FOLDER = "checkpoints"
@@ -150,6 +153,7 @@ def finetune(options: FinetuneOptions) -> dict[str, Any]:
     # As the commands load it: this package's classes, a folder read without the Hub, the default Hub repo only at
     # its pinned revision.
     model, feature_extractor = models.load_model(options.model)
+    assert model.config.label2id is not None  # every OrcaHelloConfig has its two labels
     label2id = {name.lower(): index for name, index in model.config.label2id.items()}
     if label2id != LABELS:
         raise TrainingDataError(
@@ -239,7 +243,7 @@ def finetune(options: FinetuneOptions) -> dict[str, Any]:
         "final_eval": final_eval,
     }
 
-    model = trainer.model.eval()
+    model = cast("OrcaHelloForAudioClassification", trainer.model).eval()  # the model the trainer was given
     model.requires_grad_(True)
     save_model_folder(
         model, options.output_dir, feature_extractor=feature_extractor, model_card=model_card(options.model, summary)

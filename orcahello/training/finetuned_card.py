@@ -2,12 +2,13 @@
 """The README.md model card of a fine-tuned model folder: Hub metadata, what it was trained from and on, its metrics."""
 
 import os
+from typing import Any
 
 CARD_LICENSE_NAME = "orcahello-rail-ams"
 CARD_LICENSE_LINK = "https://github.com/orcasound/aifororcas-livesystem/blob/main/LICENSE"
 
 
-def model_card(base_model, summary):
+def model_card(base_model: str, summary: dict[str, Any]) -> str:
     """A short README.md for the fine-tuned folder: Hub metadata, what it was trained from and on, its metrics."""
     final, initial, data, options = summary["final_eval"], summary["initial_eval"], summary["data"], summary["options"]
     rows = "\n".join(

@@ -6,7 +6,11 @@ extractor ([`featurize_clips`]), and serve the spectrograms with fastai_audio's 
 split ([`FrequencyMask`], [`SpectrogramDataset`]). `finetune.py`'s docstring says why each choice was made.
 """
 
+from __future__ import annotations
+
 import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -14,6 +18,14 @@ from audio_orcahello import AudioInputError, open_recording
 from vocabulary_orcahello import is_audio_file_name
 
 from . import FASTAI_AUDIO_FREQUENCY_MASK_ROWS
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from feature_extraction_orcahello import OrcaHelloFeatureExtractor
+
+# A labelled clip: its name in messages, its source (a path, or a dataset row's `{"bytes", "path"}`), its label.
+Clip = tuple[str, Any, int]
 
 LABELS = {"negative": 0, "positive": 1}
 # Windows featurized together: vectorizes resampling and STFTs without holding a whole data set of audio at once.
@@ -25,19 +37,19 @@ class TrainingDataError(ValueError):
     """Training or evaluation data that cannot be used: wrong layout, unreadable or too short clips, one class."""
 
 
-def is_audio_file(name):
+def is_audio_file(name: str) -> bool:
     """Whether a file name is a clip to train on: an audio suffix, and not a hidden file."""
     return is_audio_file_name(name)
 
 
-def is_saved_dataset(path):
+def is_saved_dataset(path: str) -> bool:
     """Whether `path` is a folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`."""
     return any(
         os.path.isfile(os.path.join(path, name)) for name in ("state.json", "dataset_info.json", "dataset_dict.json")
     )
 
 
-def clips_from_folder(root):
+def clips_from_folder(root: str) -> list[Clip]:
     """`[(name, path, label)]` for every audio file under `root/positive` and `root/negative`, sorted."""
     clips = []
     for class_name, label in LABELS.items():
@@ -51,7 +63,7 @@ def clips_from_folder(root):
     return clips
 
 
-def clips_from_saved_dataset(path):
+def clips_from_saved_dataset(path: str) -> list[Clip]:
     """`[(name, {"bytes", "path"}, label)]` for the rows of a `datasets.Dataset` saved with `save_to_disk`."""
     import datasets
 
@@ -88,7 +100,7 @@ def clips_from_saved_dataset(path):
     return clips
 
 
-def find_clips(path):
+def find_clips(path: str) -> list[Clip]:
     """The labelled clips of a `--train`/`--eval` argument: a positive/negative folder tree or a saved dataset."""
     if not os.path.isdir(path):
         raise TrainingDataError(f"{path}: no such folder")
@@ -111,7 +123,7 @@ def find_clips(path):
     return clips
 
 
-def read_first_window(source, window_seconds):
+def read_first_window(source: Any, window_seconds: float) -> tuple[np.ndarray, int, bool]:
     """
     The first `window_seconds` of a clip, read as the pipeline reads recordings: `(samples (channels, n),
     sampling_rate, whether the clip is longer than the window)`.
@@ -129,15 +141,19 @@ def read_first_window(source, window_seconds):
         recording.close()
 
 
-def featurize_clips(clips, feature_extractor, window_seconds):
+def featurize_clips(
+    clips: Sequence[Clip], feature_extractor: OrcaHelloFeatureExtractor, window_seconds: float
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """
     Spectrograms `(num_clips, 1, 256, 312)` (float32) and labels `(num_clips,)` (int64) of `clips`, plus the number
     of clips longer than the window (only their first window is used). Every unusable clip is reported in one
     `TrainingDataError`.
     """
-    features = [None] * len(clips)
+    features: list[Any] = [None] * len(clips)  # every slot is filled below, or the clip reported as a problem
     problems, longer = [], 0
-    pending = {}  # sampling rate -> [(clip index, window)]: windows of one rate are featurized together
+    pending: dict[
+        int, list[tuple[int, np.ndarray]]
+    ] = {}  # sampling rate -> [(clip index, window)]: windows of one rate are featurized together
 
     def flush(rate):
         indices, windows = zip(*pending.pop(rate))
@@ -174,7 +190,7 @@ class FrequencyMask:
     fastai_audio 0.1 always used 30 (`min_bins == max_bins == 30`).
     """
 
-    def __init__(self, max_bins=FASTAI_AUDIO_FREQUENCY_MASK_ROWS, min_bins=None):
+    def __init__(self, max_bins: int = FASTAI_AUDIO_FREQUENCY_MASK_ROWS, min_bins: int | None = None) -> None:
         min_bins = max_bins if min_bins is None else min_bins
         if not 0 <= min_bins <= max_bins:
             raise ValueError(f"frequency mask widths need 0 <= min_bins <= max_bins, got {min_bins} and {max_bins}")
@@ -199,7 +215,12 @@ class FrequencyMask:
 class SpectrogramDataset(torch.utils.data.Dataset):
     """Precomputed spectrograms and labels as `Trainer` inputs, with an optional augmentation of the spectrograms."""
 
-    def __init__(self, features, labels, augment=None):
+    def __init__(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         self.features = features
         self.labels = labels
         self.augment = augment

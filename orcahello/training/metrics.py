@@ -5,14 +5,22 @@ precision, recall, F1 and accuracy of `P(call) > 0.5` (the pipeline's strict `>`
 `Trainer`'s hook.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+import numpy.typing as npt
 
 from .. import evaluate
+
+if TYPE_CHECKING:
+    from transformers import EvalPrediction
 
 DECISION_THRESHOLD = 0.5
 
 
-def average_precision(labels, scores):
+def average_precision(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:
     """
     Area under the precision-recall curve as average precision (`orcahello.evaluate.average_precision`, which
     `orcahello evaluate` reports), NaN rather than None when there is no positive: the Trainer logs floats.
@@ -21,7 +29,7 @@ def average_precision(labels, scores):
     return float("nan") if value is None else value
 
 
-def positive_probabilities(logits):
+def positive_probabilities(logits: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """softmax(logits)[:, 1], computed stably in float64."""
     logits = np.asarray(logits, dtype=np.float64)
     shifted = logits - logits.max(axis=-1, keepdims=True)
@@ -29,7 +37,9 @@ def positive_probabilities(logits):
     return probabilities[:, 1]
 
 
-def classification_metrics(labels, scores, threshold=DECISION_THRESHOLD):
+def classification_metrics(
+    labels: npt.ArrayLike, scores: npt.ArrayLike, threshold: float = DECISION_THRESHOLD
+) -> dict[str, Any]:
     """Precision, recall, F1 and accuracy of `scores > threshold`, and AUPRC, for binary `labels`."""
     labels = np.asarray(labels).reshape(-1).astype(bool)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -47,7 +57,7 @@ def classification_metrics(labels, scores, threshold=DECISION_THRESHOLD):
     }
 
 
-def compute_metrics(eval_prediction):
+def compute_metrics(eval_prediction: EvalPrediction) -> dict[str, Any]:
     """`Trainer`'s `compute_metrics`: the model's logits and the labels to `classification_metrics`."""
     logits = eval_prediction.predictions
     if isinstance(logits, (tuple, list)):

@@ -4,12 +4,22 @@ The `Trainer` a fine-tuning runs: an optionally frozen backbone whose BatchNorm 
 ([`freeze_backbone`], [`build_trainer`]), and the per-epoch evaluation read back from its log.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
 import torch
 
 from .metrics import compute_metrics
 
+if TYPE_CHECKING:
+    from transformers import Trainer, TrainingArguments
 
-def freeze_backbone(model, train_batch_norm=False):
+    from modeling_orcahello import OrcaHelloForAudioClassification
+
+
+def freeze_backbone(model: OrcaHelloForAudioClassification, train_batch_norm: bool = False) -> list[torch.nn.Module]:
     """
     Freeze the ResNet body of `model` (its head stays trainable). Returns the modules to hold in eval mode while
     training: the whole body, so that its BatchNorm layers keep their pretrained running statistics; with
@@ -25,7 +35,13 @@ def freeze_backbone(model, train_batch_norm=False):
     return []
 
 
-def build_trainer(model, training_args, train_dataset, eval_dataset, frozen_modules=()):
+def build_trainer(
+    model: OrcaHelloForAudioClassification,
+    training_args: TrainingArguments,
+    train_dataset: torch.utils.data.Dataset,
+    eval_dataset: torch.utils.data.Dataset | None,
+    frozen_modules: Iterable[torch.nn.Module] = (),
+) -> Trainer:
     """A `Trainer` that keeps `frozen_modules` in eval mode during training steps."""
     from transformers import Trainer
 
@@ -46,7 +62,7 @@ def build_trainer(model, training_args, train_dataset, eval_dataset, frozen_modu
     )
 
 
-def epoch_metrics(log_history):
+def epoch_metrics(log_history: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The evaluation logged after each epoch, as `[{"epoch", "auprc", ...}]`."""
     rows = []
     for entry in log_history:
@@ -57,6 +73,6 @@ def epoch_metrics(log_history):
     return rows
 
 
-def unprefixed(metrics, prefix):
+def unprefixed(metrics: dict[str, Any], prefix: str) -> dict[str, Any]:
     """`metrics` from `Trainer.evaluate(metric_key_prefix=prefix)` with the `prefix_` taken off their names."""
     return {key[len(prefix) + 1 :]: value for key, value in metrics.items() if key.startswith(prefix + "_")}
