@@ -547,7 +547,10 @@ def test_each_command_runs_on_frozen_typed_options_built_from_its_command_line(c
         setattr(typed, dataclasses.fields(typed)[0].name, None)
     assert not any(isinstance(getattr(typed, field.name), list) for field in dataclasses.fields(typed))
     module, _, name = run.rpartition(".")
-    parameters = list(inspect.signature(getattr(importlib.import_module(module), name)).parameters.values())
+    # eval_str: a module with `from __future__ import annotations` keeps its annotations as strings.
+    parameters = list(
+        inspect.signature(getattr(importlib.import_module(module), name), eval_str=True).parameters.values()
+    )
     assert parameters[0].annotation is type(typed)
 
 

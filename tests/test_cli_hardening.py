@@ -300,7 +300,7 @@ def test_the_progress_bar_counts_windows_inside_a_file(tiny_model_folder, tmp_pa
     os.close(main_side)
     assert process.wait(timeout=300) == 0
     text = shown.decode(errors="replace")
-    assert "OrcaHello file 1/1" in text
+    assert "OrcaHello" in text and f"file 1/1 {WAV.name}" in text  # one bar for the run, the file in its postfix
     assert "5/5 [" in text and "window" in text, text[-2000:]
 
 
