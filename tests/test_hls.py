@@ -586,6 +586,6 @@ def test_cli_scores_playlists_segment_folders_and_urls_as_recordings(archive, ti
     assert [row[4] for row in rows[1:]] == [expected_iso(EPOCH + int(row[1])) for row in rows[1:]]
     with open(writers.output_path(stems[playlist], "raven"), newline="") as handle:
         table = list(csv.reader(handle, delimiter="\t"))
-    assert table[0][-2:] == ["Begin UTC", "End UTC"]
+    assert table[0][-3:] == ["Begin UTC", "End UTC", "Begin Path"]
     detections = documents[playlist]["detections"]
-    assert [row[-2:] for row in table[1:]] == [[d["start_utc"], d["end_utc"]] for d in detections] and detections
+    assert [row[-3:-1] for row in table[1:]] == [[d["start_utc"], d["end_utc"]] for d in detections] and detections
