@@ -374,7 +374,7 @@ def written_folders(name: str, typed: Any) -> list[str]:
     `convert`) is held through the folder it is in: it may be written beside itself and renamed into place, and its
     own listing must not show the lock.
     """
-    if name == "embed":
+    if name in ("embed", "reaggregate"):
         return [typed.output_dir]
     model_folder = [typed.output_dir] if name in ("adapt", "finetune", "convert") else []
     files = model_folder + [getattr(typed, field, None) for field in ("output", "plot", "upstream_overrides")]

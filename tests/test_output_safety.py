@@ -70,11 +70,12 @@ def test_a_model_folder_is_written_around_symlinks(tmp_path, victim):
         ["evaluate", "results", "--annotations", "a.csv", "--output", "{folder}/metrics.json"],
         ["search", "tables", "--query-clip", "clip.wav", "--output", "{folder}/hits.csv"],
         ["adapt", "a.csv", "--recordings", "r", "--output-dir", "{folder}/adapted"],
+        ["reaggregate", "results", "--output-dir", "{folder}"],
     ],
     ids=lambda arguments: arguments[0],
 )
 def test_every_writing_command_holds_its_folder(tmp_path, capsys, victim, arguments):
-    # F18: embed (and calibrate, evaluate, search, adapt) took no lock: two runs into one folder mixed their files.
+    # F18: embed (and calibrate, evaluate, search, adapt, reaggregate) took no lock: two runs into one folder mixed their files.
     folder = tmp_path / "out"
     argv = [argument.replace("{folder}", str(folder)) for argument in arguments]
     with run_lock.OutputFolderLock(folder, "the first run"):
