@@ -380,6 +380,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             "input_features": input_features,
             "window_index": torch.arange(count),
             "window_is_silent": torch.zeros(count, dtype=torch.bool),
+            "largest_float_sample": torch.zeros(count, dtype=torch.float64),
             "recording": None,
             "is_last": False,
         }
@@ -467,6 +468,8 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
                         "input_features": features[offset : offset + 1],
                         "window_index": torch.tensor([window_index]),
                         "window_is_silent": torch.tensor([silent[offset]]),
+                        # Of the samples read so far (this window's included): postprocess takes the largest.
+                        "largest_float_sample": torch.tensor([recording.largest_float_sample], dtype=torch.float64),
                         "recording": info,
                         "is_last": window_index == len(bounds) - 1,
                     }
@@ -493,6 +496,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             "logits": logits.float(),
             "window_index": model_inputs["window_index"],
             "window_is_silent": model_inputs["window_is_silent"],
+            "largest_float_sample": model_inputs["largest_float_sample"],
             "recording": model_inputs["recording"],
             "is_last": model_inputs["is_last"],
         }
@@ -581,6 +585,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             [float(model_outputs[i]["probabilities"].reshape(-1, 2)[0, 1]) for i in order], dtype=np.float64
         )
         silent_windows = sum(bool(output["window_is_silent"].reshape(-1)[0]) for output in model_outputs)
+        largest_float_sample = max(float(output["largest_float_sample"].reshape(-1)[0]) for output in model_outputs)
         decision = decision or DecisionParameters()
         self.last_rescored_fraction = None
         if any("rescoring_features" in output for output in model_outputs):
@@ -596,4 +601,5 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             top_k=top_k,
             inference=inference,
             model_warnings=self.model_warnings,
+            largest_float_sample=largest_float_sample,
         )

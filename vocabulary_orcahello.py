@@ -154,6 +154,12 @@ FULL_BAND_SAMPLING_RATE = 20000
 # The lowest sample rate scored at all: it bounds the work per byte of input (a WAV whose header says 1 Hz made 2,000
 # samples into 1,999 windows), and below 8 kHz a recording carries less than the lowest 4 kHz of the model's band.
 MIN_SAMPLING_RATE = 8000
+# Float samples are full scale at +-1. Decoded MP3/AAC and mixed float audio overshoot it by a few dB (intersample
+# peaks), which production's int16 conversion clips harmlessly; a float sample beyond +-2 (6 dB over full scale) is
+# no audio scaled to [-1, 1] (integer PCM stored as floats, a broken writer), and such a recording is scored with a
+# warning (`results_orcahello.float_scale_warning`): production's frontend clips it to a full-scale square wave,
+# which the model takes for a call, and the v1 preset's peak normalisation scales the rest of the recording by it.
+FLOAT_SAMPLE_WARNING_PEAK = 2.0
 
 # Inputs: audio files soundfile reads, and Orcasound's HLS streams (an `.m3u8` playlist, or `.ts` segments).
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
