@@ -45,10 +45,10 @@ HUB_FILES = ("config.json", "config.yaml", "model.safetensors")
 # rerun gets the same ones (a branch such as "main" can change under the same name). None: not pinned yet (no one
 # with Hub access has reviewed a commit; `huggingface_hub.HfApi().model_info(HUB_REPO_ID).sha` gives the current
 # one), and nothing is downloaded without `--revision`. Set it together with HUB_FILE_SHA256.
-HUB_REVISION = None
+HUB_REVISION: str | None = None
 # sha256 of each of HUB_FILES at HUB_REVISION (`sha256sum` of the downloaded files): checked after every download
 # of that commit, whatever the Hub's cache says. Empty until HUB_REVISION is set.
-HUB_FILE_SHA256 = {}
+HUB_FILE_SHA256: dict[str, str] = {}
 FULL_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
