@@ -109,6 +109,11 @@ def check_setting(field: str, value: Any, name: str | None = None) -> bool | str
     """
     name = name or field
     number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if field in HERTZ_RANGES:
+        lowest_hz, highest_hz = HERTZ_RANGES[field]
+        if not number or not float(value).is_integer() or not lowest_hz <= value <= highest_hz:  # refuses nan, inf
+            raise ValueError(f"{name} must be a whole number of Hz from {lowest_hz} to {highest_hz}, got {value!r}")
+        return int(value)
     if field in SECONDS_RANGES:
         low, high = SECONDS_RANGES[field]
         if not number or not low <= value <= high:  # also refuses nan
@@ -160,6 +165,10 @@ MIN_SAMPLING_RATE = 8000
 # warning (`results_orcahello.float_scale_warning`): production's frontend clips it to a full-scale square wave,
 # which the model takes for a call, and the v1 preset's peak normalisation scales the rest of the recording by it.
 FLOAT_SAMPLE_WARNING_PEAK = 2.0
+# The rate a model folder's feature extractor resamples every window to (`sampling_rate` in its
+# preprocessor_config.json; production's is 20 kHz): from the lowest rate scored to the highest a recorder writes,
+# so that a typo (1e9 Hz: a window of 2e9 samples) is refused by `check_setting` rather than run.
+HERTZ_RANGES = {"sampling_rate": (MIN_SAMPLING_RATE, 192000)}
 
 # Inputs: audio files soundfile reads, and Orcasound's HLS streams (an `.m3u8` playlist, or `.ts` segments).
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
