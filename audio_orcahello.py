@@ -132,6 +132,19 @@ class Recording:
         self._read_dtype = read_dtype
         self._hls_audio = hls_audio
         self.timeline = hls_audio.timeline() if hls_audio is not None else file_name_timeline(name)
+        # The largest |x| of the float samples read so far (0 for integer PCM and HLS): see `largest_float_sample`.
+        self._largest_float_sample = 0.0
+        if array is not None and array.dtype.kind == "f":
+            self._largest_float_sample = float(np.abs(array).max())
+
+    @property
+    def largest_float_sample(self) -> float:
+        """
+        The largest |x| of the recording's float samples: of the whole array for an in-memory recording, of what
+        `read` has returned so far for a sound file; 0 for integer PCM and HLS streams, whose samples cannot leave
+        full scale. Results warn when it exceeds `FLOAT_SAMPLE_WARNING_PEAK` (see there why).
+        """
+        return self._largest_float_sample
 
     @property
     def duration_seconds(self) -> float:
@@ -252,7 +265,14 @@ class Recording:
         array = channels_first(array) if array.ndim == 2 else array[None, :]
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise AudioInputError(f"{name}: audio contains NaN or infinite samples")
-        return cls(name, int(sampling_rate), array.shape[-1], array.shape[0], array=array)
+        recording = cls(name, int(sampling_rate), array.shape[-1], array.shape[0], array=array)
+        if recording.largest_float_sample > float(np.finfo(np.float32).max):
+            # float64 samples the frontend's float32 cannot hold: they would be infinite there.
+            raise AudioInputError(
+                f"{name}: audio holds samples up to {recording.largest_float_sample:.3g}, beyond float32's range "
+                f"(the frontend reads float32): they are infinite there"
+            )
+        return recording
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Samples `[start, stop)` as `(channels, samples)`, in the source's own sample type."""
@@ -273,8 +293,10 @@ class Recording:
                 f"{self.name}: truncated: its header announces {self.num_samples} samples but reading stopped at "
                 f"{start + block.shape[-1]}"
             )
-        if block.dtype.kind == "f" and not np.isfinite(block).all():
-            raise AudioInputError(f"{self.name}: audio contains NaN or infinite samples")
+        if block.dtype.kind == "f" and block.size:
+            if not np.isfinite(block).all():
+                raise AudioInputError(f"{self.name}: audio contains NaN or infinite samples")
+            self._largest_float_sample = max(self._largest_float_sample, float(np.abs(block).max()))
         return block
 
     def close(self) -> None:

@@ -28,6 +28,11 @@ try:
 except ImportError:  # checked again, with a clear message, when a spectrogram is first needed
     torchaudio = None
 
+try:
+    from .vocabulary_orcahello import check_setting
+except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
+    from vocabulary_orcahello import check_setting
+
 
 def window_bounds(
     num_samples: int, sampling_rate: int, window_seconds: float = 2.0, hop_seconds: float = 1.0
@@ -167,7 +172,7 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
         feature_size (`int`, *optional*, defaults to 256):
             Number of mel filters (rows of the image).
         sampling_rate (`int`, *optional*, defaults to 20000):
-            Rate the model's audio is resampled to.
+            Rate the model's audio is resampled to, from 8000 to 192000 Hz (`vocabulary_orcahello.HERTZ_RANGES`).
         padding_value (`float`, *optional*, defaults to 0.0):
             Value, in dB, of the frames appended after the content. 0 dB is not silence: it is what production did.
         n_fft (`int`, *optional*, defaults to 2560):
@@ -205,6 +210,8 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("return_attention_mask", False)
+        # Read from a model folder's preprocessor_config.json: held to the range every source of settings is.
+        sampling_rate = int(check_setting("sampling_rate", sampling_rate, "the feature extractor's sampling_rate"))
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
         self.n_fft = n_fft
         self.hop_length = hop_length

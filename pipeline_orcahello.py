@@ -100,6 +100,9 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
 
 logger = logging.get_logger(__name__)
 
+# What each window carries from `preprocess` through `_forward` to `postprocess`, besides its features.
+WINDOW_BOOKKEEPING = ("window_index", "window_is_silent", "largest_float_sample", "recording", "is_last")
+
 
 class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
     """
@@ -368,22 +371,14 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         input_features = torch.as_tensor(input_features)
         if self.dtype is not None:
             input_features = input_features.to(self.dtype)
-        count = input_features.shape[0]
         if layer is None:
             forward_params = dict(self._forward_params)
             forward_params.update(self.resolve_parameters(engine=engine, precision=precision).forward)
         else:
             forward_params = {"layer": layer}
-        # `forward` places the inputs on the device under the inference context, then `_forward` scores them; the
-        # per-window bookkeeping it carries through for `postprocess` is not needed here, so it gets placeholders.
-        model_inputs = {
-            "input_features": input_features,
-            "window_index": torch.arange(count),
-            "window_is_silent": torch.zeros(count, dtype=torch.bool),
-            "recording": None,
-            "is_last": False,
-        }
-        outputs = self.forward(model_inputs, **forward_params)
+        # `forward` places the inputs on the device under the inference context, then `_forward` scores them (the
+        # per-window bookkeeping it carries through for `postprocess`, `WINDOW_BOOKKEEPING`, is not needed here).
+        outputs = self.forward({"input_features": input_features}, **forward_params)
         embeddings = outputs.get("embeddings")
         return WindowScores(
             probabilities=outputs["probabilities"].numpy(),
@@ -467,6 +462,8 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
                         "input_features": features[offset : offset + 1],
                         "window_index": torch.tensor([window_index]),
                         "window_is_silent": torch.tensor([silent[offset]]),
+                        # Of the samples read so far (this window's included): postprocess takes the largest.
+                        "largest_float_sample": torch.tensor([recording.largest_float_sample], dtype=torch.float64),
                         "recording": info,
                         "is_last": window_index == len(bounds) - 1,
                     }
@@ -485,17 +482,14 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         else:  # a layer's output: only the PyTorch model gives one (see `score_features`)
             embeddings, logits = layer_outputs(self.model, model_inputs["input_features"], layer)
         if progress_callback is not None:
-            info = model_inputs["recording"]
+            info = model_inputs.get("recording")
             info = info[0] if isinstance(info, (list, tuple)) else info
             progress_callback(int(logits.shape[0]), info["num_windows"] if isinstance(info, dict) else None)
         outputs = {
             "probabilities": torch.softmax(logits.float(), dim=-1),
             "logits": logits.float(),
-            "window_index": model_inputs["window_index"],
-            "window_is_silent": model_inputs["window_is_silent"],
-            "recording": model_inputs["recording"],
-            "is_last": model_inputs["is_last"],
         }
+        outputs.update((key, model_inputs[key]) for key in WINDOW_BOOKKEEPING if key in model_inputs)
         if embeddings is not None:
             outputs["embeddings"] = embeddings.float()
         if precision in LOGIT_MARGINS and layer is None:
@@ -581,6 +575,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             [float(model_outputs[i]["probabilities"].reshape(-1, 2)[0, 1]) for i in order], dtype=np.float64
         )
         silent_windows = sum(bool(output["window_is_silent"].reshape(-1)[0]) for output in model_outputs)
+        largest_float_sample = max(float(output["largest_float_sample"].reshape(-1)[0]) for output in model_outputs)
         decision = decision or DecisionParameters()
         self.last_rescored_fraction = None
         if any("rescoring_features" in output for output in model_outputs):
@@ -596,4 +591,5 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
             top_k=top_k,
             inference=inference,
             model_warnings=self.model_warnings,
+            largest_float_sample=largest_float_sample,
         )

@@ -27,6 +27,7 @@ try:
         DECISION_FIELDS,
         DEFAULT_MIN_GLOBAL_CONFIDENCE,
         DEFAULT_PRESET,
+        FLOAT_SAMPLE_WARNING_PEAK,
         FULL_BAND_SAMPLING_RATE,
         INFERENCE_PRESETS,
         check_setting,
@@ -39,6 +40,7 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
         DECISION_FIELDS,
         DEFAULT_MIN_GLOBAL_CONFIDENCE,
         DEFAULT_PRESET,
+        FLOAT_SAMPLE_WARNING_PEAK,
         FULL_BAND_SAMPLING_RATE,
         INFERENCE_PRESETS,
         check_setting,
@@ -331,6 +333,21 @@ def missing_band_warning(sampling_rate: float) -> str | None:
     )
 
 
+def float_scale_warning(largest_float_sample: float) -> str | None:
+    """
+    What a result says of a recording whose float samples reach `largest_float_sample` (|x|), beyond
+    `FLOAT_SAMPLE_WARNING_PEAK` (see there why); None up to it.
+    """
+    if not largest_float_sample > FLOAT_SAMPLE_WARNING_PEAK:
+        return None
+    return (
+        f"float samples reach {largest_float_sample:.3g}, far outside the [-1, 1] of full scale: production's "
+        f"frontend clips them to full scale (a square wave the model may take for a call) and the v1 preset divides "
+        f"the whole recording by its peak, so these scores say little about whales; check how the recording was "
+        f"written (integer PCM stored as floats?) and scale it to [-1, 1]"
+    )
+
+
 def recording_summary(info: Mapping[str, Any], num_windows: int | None = None) -> dict:
     """
     What a recording's result says about it apart from its scores: `windows` (its `window_table`), `duration_s`,
@@ -378,6 +395,7 @@ def build_file_result(
     top_k: int | None = None,
     inference: Mapping[str, Any] | None = None,
     model_warnings: Sequence[str] = (),
+    largest_float_sample: float = 0.0,
 ) -> dict | list[dict]:
     """
     The pipeline's answer for one recording from its window scores: `info` as `audio_orcahello.recording_info`
@@ -387,6 +405,8 @@ def build_file_result(
     and parameters; else the `[{"label", "score"}]` list, decision first (`decision_label_scores`). `inference` (`{"preset", "overridden",
     **fields}`, as the pipeline resolves them) is recorded in `parameters` and as `preset`. `model_warnings` are
     what the model itself calls for (its weights are the synthetic stand-in): first in `warnings`, not logged again.
+    `largest_float_sample` is the recording's (`audio_orcahello.Recording.largest_float_sample`): beyond
+    `FLOAT_SAMPLE_WARNING_PEAK` the result warns (`float_scale_warning`).
     """
     window_confidences = np.asarray(window_confidences, dtype=np.float64)
     aggregation = decision.aggregation
@@ -401,6 +421,9 @@ def build_file_result(
             f"{silent_windows} of {len(window_confidences)} windows are digital silence (constant samples): their "
             f"scores say nothing about whales; check the hydrophone or the recording chain"
         )
+    scale_warning = float_scale_warning(largest_float_sample)
+    if scale_warning:
+        warnings.append(scale_warning)
     warnings.extend(summary["warnings"])
     for message in warnings:
         logger.warning("%s: %s", info["name"], message)

@@ -109,6 +109,11 @@ def check_setting(field: str, value: Any, name: str | None = None) -> bool | str
     """
     name = name or field
     number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if field in HERTZ_RANGES:
+        lowest_hz, highest_hz = HERTZ_RANGES[field]
+        if not number or not float(value).is_integer() or not lowest_hz <= value <= highest_hz:  # refuses nan, inf
+            raise ValueError(f"{name} must be a whole number of Hz from {lowest_hz} to {highest_hz}, got {value!r}")
+        return int(value)
     if field in SECONDS_RANGES:
         low, high = SECONDS_RANGES[field]
         if not number or not low <= value <= high:  # also refuses nan
@@ -154,6 +159,16 @@ FULL_BAND_SAMPLING_RATE = 20000
 # The lowest sample rate scored at all: it bounds the work per byte of input (a WAV whose header says 1 Hz made 2,000
 # samples into 1,999 windows), and below 8 kHz a recording carries less than the lowest 4 kHz of the model's band.
 MIN_SAMPLING_RATE = 8000
+# Float samples are full scale at +-1. Decoded MP3/AAC and mixed float audio overshoot it by a few dB (intersample
+# peaks), which production's int16 conversion clips harmlessly; a float sample beyond +-2 (6 dB over full scale) is
+# no audio scaled to [-1, 1] (integer PCM stored as floats, a broken writer), and such a recording is scored with a
+# warning (`results_orcahello.float_scale_warning`): production's frontend clips it to a full-scale square wave,
+# which the model takes for a call, and the v1 preset's peak normalisation scales the rest of the recording by it.
+FLOAT_SAMPLE_WARNING_PEAK = 2.0
+# The rate a model folder's feature extractor resamples every window to (`sampling_rate` in its
+# preprocessor_config.json; production's is 20 kHz): from the lowest rate scored to the highest a recorder writes,
+# so that a typo (1e9 Hz: a window of 2e9 samples) is refused by `check_setting` rather than run.
+HERTZ_RANGES = {"sampling_rate": (MIN_SAMPLING_RATE, 192000)}
 
 # Inputs: audio files soundfile reads, and Orcasound's HLS streams (an `.m3u8` playlist, or `.ts` segments).
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")

@@ -102,6 +102,11 @@ class WholeRecordingAudio(Recording):
         resampled = self._resampler.read(start, stop) if stop > start else np.zeros(0, np.float32)
         return OrcaHelloFeatureExtractor.whole_recording_int16(resampled, self.peak)[None, :]
 
+    @property
+    def largest_float_sample(self) -> float:
+        """The source's (`Recording.largest_float_sample`): this audio is int16, made from the source's samples."""
+        return self._source.largest_float_sample
+
     def close(self) -> None:
         self._source.close()
 

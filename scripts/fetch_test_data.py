@@ -105,6 +105,21 @@ def list_set_files(folder: Path, groups: list[dict[str, Any]]) -> list[dict[str,
     return sorted(entries, key=lambda entry: entry["path"])
 
 
+def licence_files(manifest: dict[str, Any]) -> list[tuple[str, Path]]:
+    """
+    `(path in the set, file in this repository)` of each group's licence text that its source folder lacks: a
+    group's `licence_file` (a repository path) goes with the group as `<folder>/LICENSE`, published and installed
+    with its files (the group `fixtures/hub_v1_layout` holds two configuration files of an MIT-licensed repository,
+    whose notice must travel with copies). Not in the manifest's `files`, so the set's digest does not change.
+    """
+    listed = {entry["path"] for entry in manifest["files"]}
+    found = []
+    for group in manifest["groups"]:
+        if group.get("licence_file") and f"{group['folder']}/LICENSE" not in listed:
+            found.append((f"{group['folder']}/LICENSE", REPO_ROOT / group["licence_file"]))
+    return found
+
+
 def write_manifest(folder: Path, manifest_path: Path = MANIFEST_PATH) -> dict[str, Any]:
     """Rewrite the manifest's file list from the set in `folder`, keeping its Hub repository and groups."""
     manifest = read_manifest(manifest_path)
@@ -297,6 +312,8 @@ def install(
                 target.parent.mkdir(parents=True, exist_ok=True)
                 placed[place_file(origin, target)] += 1
                 check_file(target, entry)
+            for path_in_set, licence in licence_files(manifest):
+                shutil.copyfile(licence, staging / path_in_set)
             marker = staging / COMPLETE_MARKER
             with open(marker, "w", encoding="utf-8") as handle:
                 handle.write(set_digest(manifest) + "\n")
@@ -397,7 +414,9 @@ def publish(
         log(
             f"  commit = api.create_commit({repo_id!r}, repo_type={repo_type!r}, commit_message={message!r}, "
             f"operations=[CommitOperationAdd(path, {str(folder)!r}/path) for the manifest's "
-            f"{len(manifest['files'])} paths] + [CommitOperationAdd('README.md', <the dataset card>)])"
+            f"{len(manifest['files'])} paths] + [CommitOperationAdd(path, licence) for "
+            f"{[(path, str(licence)) for path, licence in licence_files(manifest)]}] + "
+            "[CommitOperationAdd('README.md', <the dataset card>)])"
         )
         log(f"  api.create_tag({repo_id!r}, repo_type={repo_type!r}, tag={tag!r}, revision=commit.oid)")
         return None
@@ -411,6 +430,9 @@ def publish(
         CommitOperationAdd(path_in_repo=entry["path"], path_or_fileobj=str(folder / entry["path"]))
         for entry in manifest["files"]
     ]
+    operations.extend(
+        CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(licence)) for path, licence in licence_files(manifest)
+    )
     operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=dataset_card(manifest).encode()))
     api.create_repo(repo_id, repo_type=repo_type, exist_ok=True)
     commit = api.create_commit(repo_id, repo_type=repo_type, operations=operations, commit_message=message)

@@ -364,6 +364,31 @@ def test_publishing_is_a_dry_run_unless_asked_then_one_tagged_commit(small_set):
     assert api.calls[2][2] == {"repo_type": "dataset", "tag": "v7", "revision": "f" * 40}
 
 
+def test_a_groups_licence_text_is_published_and_installed_with_it(small_set, tmp_path):
+    # fixtures/hub_v1_layout holds two files of an MIT-licensed repository but not its notice, which must go with
+    # copies: the group names the text in this repository, and it travels as <folder>/LICENSE.
+    source, _, manifest = small_set
+    manifest = json.loads(json.dumps(manifest))
+    manifest["groups"][0]["licence_file"] = "tests/test_data_licences/orcasound-aifororcas-livesystem.LICENSE"
+    licence = (REPO_ROOT / manifest["groups"][0]["licence_file"]).read_bytes()
+    api = RecordingApi()
+    fetch_test_data.publish(source, manifest, run=True, api=api, log=quiet)
+    operations = {operation.path_in_repo: operation.path_or_fileobj for operation in api.calls[1][2]["operations"]}
+    assert Path(operations["fixtures/small/LICENSE"]).read_bytes() == licence
+    destination = tmp_path / "installed"
+    fetch_test_data.install(source, destination, manifest, log=quiet)
+    assert (destination / "fixtures/small/LICENSE").read_bytes() == licence
+    assert fetch_test_data.is_installed(destination, manifest)
+
+
+def test_the_hub_v1_layout_group_carries_the_mit_notice_of_its_origin():
+    (group,) = [group for group in TEST_DATA_MANIFEST["groups"] if group["folder"] == "fixtures/hub_v1_layout"]
+    notice = (REPO_ROOT / group["licence_file"]).read_text()
+    assert notice.startswith("MIT License\n\nCopyright (c) 2021 Orcasound\n")
+    assert "The above copyright notice and this permission notice shall be included" in notice
+    assert [path for path, _ in fetch_test_data.licence_files(TEST_DATA_MANIFEST)] == ["fixtures/hub_v1_layout/LICENSE"]
+
+
 def test_a_set_that_is_not_the_manifests_is_never_published(small_set):
     source, _, manifest = small_set
     replace_file(source / "audio/real/SOURCES.md", b"# edited\n\n")

@@ -3,6 +3,8 @@
 import json
 import os
 import re
+import shutil
+import tempfile
 from typing import Any, TypeVar
 
 from transformers import PretrainedConfig
@@ -98,18 +100,49 @@ def save_model_folder(
     `pipeline("audio-classification", ..., trust_remote_code=True)` load from a fresh process: `model.safetensors`,
     `config.json`, `preprocessor_config.json`, the custom-code files, the Inference Endpoints `handler.py`, the
     widget's example clip with its licence note and, when given, the model card as README.md.
+
+    Nothing is written through a symbolic link: transformers' `save_pretrained` opens its files by name (a link
+    planted at `config.json` would have its target overwritten), so the folder is made in a private folder inside
+    `output_dir` and each file renamed into place (a rename replaces a link at the name); a link at a subfolder's
+    name (`examples`, `docs`) is refused with a one-line `ValueError`. `output_dir` itself is the caller's to name.
     """
     os.makedirs(output_dir, exist_ok=True)
-    prepare_config(model.config)
-    model.save_pretrained(output_dir)
-    save_feature_extractor(feature_extractor or OrcaHelloFeatureExtractor(), output_dir)
-    for name in CUSTOM_CODE_FILES + ENDPOINT_HANDLER_FILES + EXAMPLE_FILES:
-        copy_from_repository(name, output_dir)
-    if model_card is not None:
-        write_atomically(os.path.join(output_dir, "README.md"), model_card)
-        for name in card_linked_files(model_card):
-            copy_from_repository(name, output_dir)
+    staging = tempfile.mkdtemp(prefix=".model-folder-", dir=output_dir)
+    try:
+        prepare_config(model.config)
+        model.save_pretrained(staging)
+        save_feature_extractor(feature_extractor or OrcaHelloFeatureExtractor(), staging)
+        for name in CUSTOM_CODE_FILES + ENDPOINT_HANDLER_FILES + EXAMPLE_FILES:
+            copy_from_repository(name, staging)
+        if model_card is not None:
+            write_atomically(os.path.join(staging, "README.md"), model_card)
+            for name in card_linked_files(model_card):
+                copy_from_repository(name, staging)
+        move_into_folder(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return output_dir
+
+
+def move_into_folder(source: str, output_dir: str) -> None:
+    """
+    Rename every file under `source` to the same relative path in `output_dir` (the same file system), making the
+    subfolders it needs; a subfolder of `output_dir` that is a symbolic link is refused with a one-line ValueError
+    before anything is moved.
+    """
+    moves: list[tuple[str, str]] = []
+    for folder, _, files in os.walk(source):
+        relative = os.path.relpath(folder, source)
+        target_folder = output_dir if relative == "." else os.path.join(output_dir, relative)
+        parts = [] if relative == "." else relative.split(os.sep)
+        for depth in range(1, len(parts) + 1):
+            path = os.path.join(output_dir, *parts[:depth])
+            if os.path.islink(path):
+                raise ValueError(f"{path} is a symbolic link: a model folder is never written through one")
+        moves.extend((os.path.join(folder, name), os.path.join(target_folder, name)) for name in files)
+    for staged, target in moves:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(staged, target)
 
 
 def copy_from_repository(name: str, output_dir: str) -> None:
