@@ -160,55 +160,51 @@ def score_with_journal(
 ) -> tuple[dict[str, Any], WindowJournal]:
     """
     The pipeline's result for `job` (as a call with the run's parameters and `return_timestamps=True` gives it),
-    its windows scored by `pipe.score_windows` from where the journal stops, each batch journalled. Returns the
-    result and the journal, which the caller removes once the result is safely written. `progress_callback(windows,
-    total)` is called with the journalled windows first, then after each batch.
+    its windows scored by `pipe.score_windows` from where the journal stops, each batch journalled, then the
+    pipeline's own postprocessing (`build_file_result`). Returns the result and the journal, which the caller
+    removes once the result is safely written. `progress_callback(windows, total)` is called with the journalled
+    windows first, then after each batch.
     """
     journal = WindowJournal(job, settings)
     scores, silent = journal.load()
     call_parameters = {"engine": settings.engine, "allow_other_hosts": settings.allow_other_hosts}
     call_parameters.update(settings.parameters)
-    if progress_callback is not None and scores:
-        progress_callback(len(scores), None)
-    blocks = pipe.score_windows(job.path, batch_size=settings.batch_size, first_window=len(scores), **call_parameters)
-    for block in blocks:
-        journal.append(block)
-        scores.extend(float(score) for score in block.scores)
-        silent.extend(index for index, quiet in zip(block.window_indices, block.silent) if quiet)
-        if progress_callback is not None:
-            progress_callback(len(block.window_indices), len(block.recording["windows"]))
-    return recording_result(pipe, job.path, scores, len(silent), **call_parameters), journal
-
-
-def recording_result(
-    pipe: Any, path: str, window_confidences: list[float], silent_windows: int, **call_parameters: Any
-) -> dict[str, Any]:
-    """
-    What a pipeline call with `call_parameters` and `return_timestamps=True` returns for the recording at `path`
-    whose windows scored `window_confidences` (`silent_windows` of them digital silence): its postprocessing, from
-    the recording's header (an HLS input is decoded, as a call does).
-    """
     resolved = pipe.resolve_parameters(return_timestamps=True, **call_parameters)
     preprocess = resolved.preprocess
-    recording = open_recording(path, allow_other_hosts=preprocess.get("allow_other_hosts", False))
+    # Opened once here, for what the result says of the recording, and scored from this same object (an HLS input is
+    # decoded once); `score_windows` closes it, and so does this function if it fails first.
+    recording = open_recording(job.path, allow_other_hosts=preprocess.get("allow_other_hosts", False))
     try:
-        bounds = scoring_windows(
-            recording,
-            preprocess["window_seconds"],
-            preprocess["hop_seconds"],
-            whole_recording_frontend=preprocess["whole_recording_frontend"],
-            strict_segments=preprocess["strict_segments"],
-            model_sampling_rate=pipe.feature_extractor.sampling_rate,
+        num_windows = len(
+            scoring_windows(
+                recording,
+                preprocess["window_seconds"],
+                preprocess["hop_seconds"],
+                whole_recording_frontend=preprocess["whole_recording_frontend"],
+                strict_segments=preprocess["strict_segments"],
+                model_sampling_rate=pipe.feature_extractor.sampling_rate,
+            )
         )
         # As the call's: the v1 frontend's resampled audio reports its source's rate and length, the ones here.
-        info = recording_info(recording, len(bounds), preprocess["window_seconds"], preprocess["hop_seconds"])
+        info = recording_info(recording, num_windows, preprocess["window_seconds"], preprocess["hop_seconds"])
+        if len(scores) > num_windows:
+            raise ValueError(f"{job.path}: its journal holds {len(scores)} windows of {num_windows}")
+        if progress_callback is not None and scores:
+            progress_callback(len(scores), num_windows)
+        blocks = pipe.score_windows(
+            recording, batch_size=settings.batch_size, first_window=len(scores), **call_parameters
+        )
+        for block in blocks:
+            journal.append(block)
+            scores.extend(float(score) for score in block.scores)
+            silent.extend(index for index, quiet in zip(block.window_indices, block.silent) if quiet)
+            if progress_callback is not None:
+                progress_callback(len(block.window_indices), num_windows)
     finally:
         recording.close()
-    if len(window_confidences) != len(bounds):
-        raise ValueError(f"{path}: {len(window_confidences)} window scores for {len(bounds)} windows")
-    confidences = np.array(window_confidences, dtype=np.float64)
+    confidences = np.array(scores, dtype=np.float64)
     result = build_file_result(
-        info, confidences, silent_windows, **resolved.postprocess, model_warnings=pipe.model_warnings
+        info, confidences, len(silent), **resolved.postprocess, model_warnings=pipe.model_warnings
     )
     assert isinstance(result, dict)  # with return_timestamps
-    return result
+    return result, journal
