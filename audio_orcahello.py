@@ -11,6 +11,8 @@ spectrograms. The pipeline, `orcahello batch`, `orcahello live` and fine-tuning 
 import io
 import math
 import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -418,3 +420,39 @@ def featurize_windows(
     # Digital silence is scored as production would (a flat -100 dB image), but flagged.
     silent = [bool(np.all(window == window.flat[0])) for window in windows]
     return features, silent
+
+
+def featurized_blocks(
+    recording: Recording,
+    bounds: list[tuple[int, int]],
+    feature_extractor: OrcaHelloFeatureExtractor,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+) -> Iterator[tuple[int, torch.Tensor, list[bool]]]:
+    """
+    `(first window, input_features, silent)` for consecutive blocks of the windows `bounds` of `recording`, each
+    featurized (`featurize_windows`, with `dtype` and `device`) in a background thread while the caller works on the
+    one before. Leaves the recording open.
+    """
+
+    def featurize(position):
+        block = bounds[block_starts[position] : block_starts[position + 1]]
+        return featurize_windows(recording, block, feature_extractor, dtype=dtype, device=device)
+
+    if not bounds:
+        return
+    # Small blocks: the model starts on its first batch soon, and every buffer stays small (see
+    # `process_memory_orcahello.return_large_buffers_to_the_system`). Each window is featurized on its own: how
+    # windows are grouped does not change a single value.
+    block_starts = list(range(0, len(bounds), FRONTEND_BLOCK_WINDOWS)) + [len(bounds)]
+    # Resampling, the STFT and the engines all release the GIL, so the frontend mostly hides behind the model.
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orcahello-frontend")
+    try:
+        pending = executor.submit(featurize, 0)
+        for position, block_start in enumerate(block_starts[:-1]):
+            features, silent = pending.result()
+            if position + 2 < len(block_starts):
+                pending = executor.submit(featurize, position + 1)
+            yield block_start, features, silent
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)

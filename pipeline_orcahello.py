@@ -15,7 +15,6 @@ that runs them around the model. Its `score_windows` is the one way to score a r
 import dataclasses
 import os
 from collections.abc import Generator, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -25,9 +24,8 @@ from transformers.utils import logging
 
 try:
     from .audio_orcahello import (
-        FRONTEND_BLOCK_WINDOWS,
         AudioInputError,
-        featurize_windows,
+        featurized_blocks,
         open_recording,
         recording_info,
         scoring_windows,
@@ -62,9 +60,8 @@ try:
     from .whole_recording_orcahello import whole_recording_audio
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from audio_orcahello import (
-        FRONTEND_BLOCK_WINDOWS,
         AudioInputError,
-        featurize_windows,
+        featurized_blocks,
         open_recording,
         recording_info,
         scoring_windows,
@@ -264,7 +261,13 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
     # ------------------------------------------------------------------------------------------------------------
 
     def score_windows(
-        self, inputs: Any, *, layer: str | None = None, batch_size: int | None = None, **parameters: Any
+        self,
+        inputs: Any,
+        *,
+        layer: str | None = None,
+        batch_size: int | None = None,
+        first_window: int = 0,
+        **parameters: Any,
     ) -> Iterator[ScoredWindows]:
         """
         Score every window of a recording, in order, a block of `batch_size` windows at a time: the windows, their
@@ -280,6 +283,11 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
                 embedding at that layer, with the probabilities of the same forward pass of the PyTorch model (see
                 `score_features`).
             batch_size (`int`, *optional*): windows per forward pass; the pipeline's `batch_size` when None.
+            first_window (`int`, *optional*, defaults to 0):
+                Start at this window, leaving out those before it (already scored: `orcahello detect`'s journal):
+                their audio is not read, except for what the v1 frontend's peak needs and an HLS input's decoding
+                (both read the whole recording when it is opened). Batches then start at `first_window`: from a
+                batch boundary of a run with the same `batch_size`, every window scores as in that run.
             parameters: the call parameters that choose the windows and the engine (`preset`, `window_seconds`,
                 `hop_seconds`, `sampling_rate`, `engine`, `precision`...; see the class docstring).
 
@@ -293,8 +301,19 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         resolved = self.resolve_parameters(**parameters)
         engine, precision = resolved.forward.get("engine"), resolved.forward.get("precision")
         recording, bounds, info = self._open_windows(inputs, **resolved.preprocess)
+        if not 0 <= first_window <= len(bounds):
+            recording.close()
+            raise ValueError(
+                f"first_window must be between 0 and the recording's {len(bounds)} windows, got {first_window}"
+            )
         blocks = self.score_window_bounds(
-            recording, bounds, layer=layer, batch_size=batch_size, engine=engine, precision=precision
+            recording,
+            bounds[first_window:],
+            first_window=first_window,
+            layer=layer,
+            batch_size=batch_size,
+            engine=engine,
+            precision=precision,
         )
         summary = None
         try:
@@ -420,35 +439,9 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         return recording, bounds, recording_info(recording, len(bounds), window_seconds, hop_seconds)
 
     def _featurized_blocks(self, recording, bounds):
-        """
-        `(first window, input_features, silent)` for consecutive blocks of the windows `bounds` of `recording`,
-        each featurized (`featurize_windows`) while the caller works on the one before. Leaves the recording open.
-        """
         # On a GPU the STFT and the mel filterbank run there too (resampling stays with scipy, as production's).
-        frontend_device = self.device if self.device.type != "cpu" else None
-
-        def featurize(position):
-            block = bounds[block_starts[position] : block_starts[position + 1]]
-            return featurize_windows(recording, block, self.feature_extractor, dtype=self.dtype, device=frontend_device)
-
-        if not bounds:
-            return
-        # Small blocks: the model starts on its first batch soon, and every buffer stays small (see
-        # `process_memory_orcahello.return_large_buffers_to_the_system`). Each window is featurized on its own: how
-        # windows are grouped does not change a single value.
-        block_starts = list(range(0, len(bounds), FRONTEND_BLOCK_WINDOWS)) + [len(bounds)]
-        # The next block is featurized in a background thread while the model scores this one: resampling, the
-        # STFT and the engines all release the GIL, so the frontend mostly hides behind the model.
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orcahello-frontend")
-        try:
-            pending = executor.submit(featurize, 0)
-            for position, block_start in enumerate(block_starts[:-1]):
-                features, silent = pending.result()
-                if position + 2 < len(block_starts):
-                    pending = executor.submit(featurize, position + 1)
-                yield block_start, features, silent
-        finally:
-            executor.shutdown(wait=True, cancel_futures=True)
+        device = self.device if self.device.type != "cpu" else None
+        return featurized_blocks(recording, bounds, self.feature_extractor, dtype=self.dtype, device=device)
 
     # A ChunkPipeline's preprocess yields its chunks (transformers types the base method as returning one dict).
     def preprocess(self, inputs: Any, **preprocess_params: Any) -> Iterator[dict[str, Any]]:  # type: ignore[override]

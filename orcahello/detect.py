@@ -246,7 +246,7 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
             file_windows.update(path=job.path, known=None, done=0)
             try:
                 job_settings = settings_for_recording(job, settings, options.scoring, config, site_table)
-                document, resumed = score_or_resume(job, pipe, job_settings, progress_callback=on_windows)
+                document, resumed = score_or_resume(job, pipe, job_settings, progress_callback=on_windows, journal=True)
             except Exception as error:  # one bad recording never stops the batch
                 reason = failure_reason(error, job.path)
                 progress.write(f"ERROR {job.path}: {reason}")

@@ -230,6 +230,7 @@ def score_or_resume(
     pipe: Any,
     settings: RunSettings,
     progress_callback: Callable[[int, int | None], None] | None = None,
+    journal: bool = False,
 ) -> tuple[dict[str, Any], bool]:
     """
     Score `job` (or take a previous run's result for it) and write its outputs. Returns `(document, resumed)`.
@@ -237,12 +238,21 @@ def score_or_resume(
     A resumed recording is not scored again; outputs missing from its earlier run (another `--format`, `--plot`)
     are written from its JSON. A recording scored again first loses every output of its earlier scoring, the JSON
     first, and gets its new JSON last: so whenever a JSON exists, every output beside it was made from it, even
-    after an interrupted run.
+    after an interrupted run. With `journal`, the windows are scored through a journal in the output folder
+    (`window_journal`), so that a run interrupted in the middle of a long recording resumes where it stopped.
     """
     json_path = writers.output_path(job.output_stem, "json")
     document = None if settings.overwrite else load_finished_document(json_path, settings.run_hash)
     resumed = document is not None
-    if document is None:  # not resumed
+    scored_journal, result = None, None
+    if document is None and journal:
+        # Imported here: building the command line's parser never loads torch (the journal scores through the
+        # pipeline's modules).
+        from . import window_journal
+
+        if window_journal.is_journalled(job, settings):
+            result, scored_journal = window_journal.score_with_journal(job, pipe, settings, progress_callback)
+    if document is None and result is None:
         extra = {} if progress_callback is None else {"progress_callback": progress_callback}
         result = pipe(
             job.path,
@@ -253,6 +263,8 @@ def score_or_resume(
             **settings.parameters,
             **extra,
         )
+    if document is None:
+        assert result is not None  # scored just above
         document = build_document(job, result, settings)
         for kind in writers.OUTPUT_SUFFIXES:  # "json" comes first
             stale_path = writers.output_path(job.output_stem, kind)
@@ -267,6 +279,8 @@ def score_or_resume(
         plot_detections(job.path, document, png_path, allow_other_hosts=settings.allow_other_hosts)
     if not resumed:
         writers.write_json(json_path, document)
+    if scored_journal is not None:  # the recording's results are on disk: its journal has served
+        scored_journal.remove()
     return document, resumed
 
 
