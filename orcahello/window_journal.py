@@ -100,19 +100,21 @@ class WindowJournal:
         pattern = os.path.join(glob.escape(self.folder), f"{glob.escape(self.stem)}.{'[0-9a-f]' * KEY_LENGTH}.jsonl")
         return [path for path in glob.glob(pattern) if path != self.path]
 
-    def load(self) -> tuple[list[float], list[int]]:
+    def load(self) -> tuple[list[float], list[int], float]:
         """
-        The windows journalled so far, `(scores, silent window indices)`, from window 0 on. Journals of this
+        The windows journalled so far, `(scores, silent window indices, the largest float sample read)`, from window
+        0 on. Journals of this
         recording made with anything else are removed, as is this one if it does not read as one (a line cut short
         at its end is dropped: that batch is scored again).
         """
         for path in self._other_journals():
             os.remove(path)
         if not os.path.exists(self.path):
-            return [], []
+            return [], [], 0.0
         drop_partial_last_line(self.path)
         scores: list[float] = []
         silent: list[int] = []
+        largest_float_sample = 0.0
         try:
             with open(self.path, encoding="utf-8") as handle:
                 header = json.loads(handle.readline() or "null")
@@ -126,20 +128,32 @@ class WindowJournal:
                         raise ValueError("batches out of order")
                     silent.extend(int(index) for index in batch["silent"])
                     scores.extend(batch_scores)
+                    largest_float_sample = max(largest_float_sample, float(batch["largest_float_sample"]))
         except (ValueError, KeyError, TypeError):
             os.remove(self.path)
-            return [], []
-        return scores, silent
+            return [], [], 0.0
+        return scores, silent, largest_float_sample
 
-    def append(self, block: ScoredWindows) -> None:
-        """Journal one scored batch, flushed to disk before returning (the header first, for a new journal)."""
+    def append(self, block: ScoredWindows, largest_float_sample: float) -> None:
+        """
+        Journal one scored batch, flushed to disk before returning (the header first, for a new journal), with the
+        largest |x| of the recording's float samples read so far (`Recording.largest_float_sample`): a resumed run
+        does not read the journalled windows again, and its result must warn as an uninterrupted run's does.
+        """
         lines: list[dict[str, Any]] = []
         if not os.path.exists(self.path):
             os.makedirs(self.folder, exist_ok=True)
             lines.append({"format": JOURNAL_FORMAT, "key": self.key, "file": self.file})
         silent = [index for index, quiet in zip(block.window_indices, block.silent) if quiet]
         scores = [float(score) for score in block.scores]  # float32 values, exactly as JSON numbers
-        lines.append({"first_window": block.window_indices[0], "scores": scores, "silent": silent})
+        lines.append(
+            {
+                "first_window": block.window_indices[0],
+                "scores": scores,
+                "silent": silent,
+                "largest_float_sample": largest_float_sample,
+            }
+        )
         append_lines(self.path, lines)
 
     def remove(self) -> None:
@@ -166,7 +180,7 @@ def score_with_journal(
     windows first, then after each batch.
     """
     journal = WindowJournal(job, settings)
-    scores, silent = journal.load()
+    scores, silent, journalled_largest_sample = journal.load()
     call_parameters = {"engine": settings.engine, "allow_other_hosts": settings.allow_other_hosts}
     call_parameters.update(settings.parameters)
     resolved = pipe.resolve_parameters(return_timestamps=True, **call_parameters)
@@ -195,7 +209,7 @@ def score_with_journal(
             recording, batch_size=settings.batch_size, first_window=len(scores), **call_parameters
         )
         for block in blocks:
-            journal.append(block)
+            journal.append(block, recording.largest_float_sample)
             scores.extend(float(score) for score in block.scores)
             silent.extend(index for index, quiet in zip(block.window_indices, block.silent) if quiet)
             if progress_callback is not None:
@@ -203,8 +217,15 @@ def score_with_journal(
     finally:
         recording.close()
     confidences = np.array(scores, dtype=np.float64)
+    # The samples the killed run read and the ones this run read: together every sample an uninterrupted run reads.
+    largest_float_sample = max(journalled_largest_sample, recording.largest_float_sample)
     result = build_file_result(
-        info, confidences, len(silent), **resolved.postprocess, model_warnings=pipe.model_warnings
+        info,
+        confidences,
+        len(silent),
+        **resolved.postprocess,
+        model_warnings=pipe.model_warnings,
+        largest_float_sample=largest_float_sample,
     )
     assert isinstance(result, dict)  # with return_timestamps
     return result, journal

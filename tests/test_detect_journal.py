@@ -200,3 +200,18 @@ def test_a_change_discards_the_journal(long_recording, tiny_model_folder, fastai
         assert [window["score"] for window in windows] == [window["score"] for window in expected]
     else:
         assert [window["score"] for window in windows] != [window["score"] for window in expected]
+
+
+def test_a_resumed_run_warns_of_samples_only_the_killed_run_read(long_recording, tiny_model_folder, tmp_path):
+    # The far-out-of-range sample sits in the first batch: the resumed run never reads it again, its journal must
+    # carry it (issue 30, F11), or the resumed result would lose the warning an uninterrupted run gives.
+    audio, rate = soundfile.read(long_recording, dtype="float32")
+    audio[100] = -1e30
+    recording = tmp_path / "spiked.wav"
+    soundfile.write(recording, audio, rate, subtype="FLOAT")
+    output_dir = tmp_path / "killed"
+    kill_once_journalled(recording, output_dir, tiny_model_folder)
+    run_to_completion(recording, output_dir, tiny_model_folder)
+    (result,) = output_dir.glob("*.orcahello.json")
+    warnings = json.loads(result.read_text(encoding="utf-8"))["warnings"]
+    assert [warning for warning in warnings if "float samples reach 1e+30" in warning]
