@@ -178,6 +178,13 @@ def main():
         "rescored_share_at_twice_the_deviation": {
             key: rescored_share(reduced_logits[key], float32_logits, 2 * largest[key], detector) for key in largest
         },
+        # ... and with the margin the pipeline uses (what a detect run with these weights re-scores).
+        "rescored_share_at_the_margin_in_use": {
+            key: rescored_share(
+                reduced_logits[key], float32_logits, LOGIT_MARGINS[key.split()[1]][key.split()[0]], detector
+            )
+            for key in largest
+        },
         # Every window scored once in each precision, in this process (scorer construction excluded): the speed
         # bfloat16 would give if nothing needed re-scoring.
         "threads": args.threads,
