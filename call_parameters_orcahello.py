@@ -18,11 +18,11 @@ from transformers import PretrainedConfig
 try:
     from .configuration_orcahello import config_inference_settings, resolve_inference_settings
     from .results_orcahello import DecisionParameters
-    from .vocabulary_orcahello import ENGINES, PRECISIONS
+    from .vocabulary_orcahello import ENGINES, PRECISIONS, unit_scale_error
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from configuration_orcahello import config_inference_settings, resolve_inference_settings
     from results_orcahello import DecisionParameters
-    from vocabulary_orcahello import ENGINES, PRECISIONS
+    from vocabulary_orcahello import ENGINES, PRECISIONS, unit_scale_error
 
 
 class PipelineParameters(NamedTuple):
@@ -111,7 +111,7 @@ def resolve_call_parameters(
 
     floor = getattr(config, "min_global_confidence", 0.0) if min_global_confidence is None else min_global_confidence
     if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0.0 <= floor <= 1.0:
-        raise ValueError(f"min_global_confidence must be a number from 0 to 1 (global confidence / 100), got {floor!r}")
+        raise ValueError(unit_scale_error("min_global_confidence", floor))
     postprocess_params = {
         "decision": DecisionParameters.from_mapping({**settings, "min_global_confidence": float(floor)}),
         "return_timestamps": False,

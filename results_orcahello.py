@@ -28,6 +28,7 @@ try:
         DEFAULT_MIN_GLOBAL_CONFIDENCE,
         DEFAULT_PRESET,
         FULL_BAND_SAMPLING_RATE,
+        GLOBAL_CONFIDENCE_PERCENT,
         INFERENCE_PRESETS,
         check_setting,
     )
@@ -40,6 +41,7 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
         DEFAULT_MIN_GLOBAL_CONFIDENCE,
         DEFAULT_PRESET,
         FULL_BAND_SAMPLING_RATE,
+        GLOBAL_CONFIDENCE_PERCENT,
         INFERENCE_PRESETS,
         check_setting,
     )
@@ -167,8 +169,9 @@ def aggregate_windows(
 
     `"orcahello"` (production, the default): the windows are smoothed into one-second rows (row 0 = c_0, row t =
     mean(c_{t-1}, c_t), last row = c_{N-1}: N + 1 rows); a row is positive when `> local_threshold`; the file is
-    positive when at least `global_count_threshold` rows are; `global_confidence` is 100 x the mean of the positive
-    rows (0.0 when none), independent of the decision.
+    positive when at least `global_count_threshold` rows are; `global_confidence` (0..1) is the mean of the positive
+    rows (0.0 when none), independent of the decision: production's `global_confidence` / 100 (production reported
+    it on a 0-100 scale, which results keep as `global_confidence_percent`).
 
     `"mean_thresholded"` / `"mean_top_k"` (the upstream port): no smoothing, one row per window; `global_confidence`
     (0..1) is the mean of the windows `> local_threshold` or of the `top_k_windows` highest; the file is positive
@@ -194,7 +197,7 @@ def aggregate_windows(
             rows = confidences
         predictions = (rows > local_threshold).astype(int)
         global_prediction = int(predictions.sum() >= decision.global_count_threshold)
-        global_confidence = float(100.0 * rows[predictions == 1].mean()) if predictions.any() else 0.0
+        global_confidence = float(rows[predictions == 1].mean()) if predictions.any() else 0.0
     elif aggregation in ("mean_thresholded", "mean_top_k"):
         rows = confidences
         predictions = (rows > local_threshold).astype(int)
@@ -211,6 +214,11 @@ def aggregate_windows(
         "global_prediction": global_prediction,
         "global_confidence": global_confidence,
     }
+
+
+def legacy_percent(global_confidence: float) -> float:
+    """A 0-1 global confidence on production's legacy 0-100 scale (its `whaleFoundConfidence`)."""
+    return 100.0 * global_confidence
 
 
 def merge_detections(
@@ -239,18 +247,10 @@ def apply_confidence_floor(
 ) -> int:
     """
     The file-level decision with `decision`'s confidence floor (a site's, as `orcahello calibrate` fits it): a
-    recording that the aggregation's rule flags stays flagged only when its global confidence, on a 0-1 scale
-    (production's 0-100 `global_confidence` / 100), is `>= decision.min_global_confidence`. The default floor, 0,
-    changes nothing.
+    recording that the aggregation's rule flags stays flagged only when its global confidence (0-1) is
+    `>= decision.min_global_confidence`. The default floor, 0, changes nothing.
     """
-    return int(
-        bool(global_prediction) and _unit_confidence(global_confidence, decision) >= decision.min_global_confidence
-    )
-
-
-def _unit_confidence(global_confidence: float, decision: DecisionParameters) -> float:
-    # The count rule's global confidence is production's 0-100 value; the port's mean rules' is 0-1 already.
-    return global_confidence / 100.0 if decision.aggregation == "orcahello" else global_confidence
+    return int(bool(global_prediction) and global_confidence >= decision.min_global_confidence)
 
 
 def decision_label_scores(result: Mapping[str, Any], decision: DecisionParameters = DEFAULT_DECISION) -> list[dict]:
@@ -260,8 +260,8 @@ def decision_label_scores(result: Mapping[str, Any], decision: DecisionParameter
     summing to 1, so that `result[0]` (and `top_k=1`) is the decision. The positive score is the evidence the rule
     weighed, on a 0-1 scale with the rule's bar at 0.5:
 
-    - a positive file: its global confidence on a 0-1 scale (production's `whaleFoundConfidence` / 100 under the
-      count rule; the port's mean under `mean_thresholded`/`mean_top_k`), raised to 0.5 where a threshold below
+    - a positive file: its global confidence (0-1: production's `whaleFoundConfidence` / 100 under the count rule;
+      the port's mean under `mean_thresholded`/`mean_top_k`), raised to 0.5 where a threshold below
       0.5 made a file positive with less;
     - a negative file: half of how far the file got to the rule's bar, the least of (each at most 1) its positive
       rows / `global_count_threshold` (the count rule), its global confidence / `global_threshold` (the port's mean
@@ -269,7 +269,7 @@ def decision_label_scores(result: Mapping[str, Any], decision: DecisionParameter
       scores 0; one with 2 of the 3 positive seconds production needs scores 1/3 however confident those two
       seconds were: the count decided, not the confidence (which `global_confidence` still gives).
     """
-    confidence = _unit_confidence(result["global_confidence"], decision)
+    confidence = result["global_confidence"]
     if result["global_prediction"]:
         positive_score = max(confidence, 0.5)
     else:
@@ -464,6 +464,7 @@ def build_file_result(
         "labels": label_scores,
         "global_prediction": result["global_prediction"],
         "global_confidence": result["global_confidence"],
+        GLOBAL_CONFIDENCE_PERCENT: legacy_percent(result["global_confidence"]),
         "local_predictions": result["local_predictions"],
         "local_confidences": result["local_confidences"],
         "submission": submission,
