@@ -168,6 +168,10 @@ class OrcaHelloConfig(PretrainedConfig):
             A floor on the recording's global confidence (0-1, as every confidence OrcaHello gives): a
             recording is positive only when the rule above says so and its global confidence reaches this. 0 (the
             default) keeps production's decision; `orcahello calibrate` fits one per hydrophone.
+        min_positive_seconds (`int`, *optional*, defaults to 0):
+            The seconds a recording's positive rows must cover, merged, for it to be positive: under the count rule
+            in place of `global_count_threshold` (the same number for production's one-second rows), under the
+            mean rules as well as the mean. 0 (the default) keeps each rule's own.
         adapted_head (`dict`, *optional*):
             Set by `orcahello adapt`: the model's logits come from a linear head fitted to a site's labelled windows
             instead of the fastai head. `"layer"` says what it reads: `"pooled"` (the concat-pooled features,
@@ -212,6 +216,7 @@ class OrcaHelloConfig(PretrainedConfig):
         global_threshold: float | None = None,
         top_k_windows: int | None = None,
         min_global_confidence: float = 0.0,
+        min_positive_seconds: int = 0,
         adapted_head: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -257,6 +262,7 @@ class OrcaHelloConfig(PretrainedConfig):
         for field, value in inference_settings.items():
             setattr(self, field, value)
         self.min_global_confidence = min_global_confidence
+        self.min_positive_seconds = check_setting("min_positive_seconds", min_positive_seconds)
         if adapted_head is not None:  # unset, it stays out of config.json (the class attribute answers None)
             self.adapted_head = adapted_head
         # The two classes of the fastai learner (label_from_folder sorts them); P(call) = softmax(logits)[1].

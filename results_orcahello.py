@@ -26,6 +26,7 @@ try:
         DECISION_FIELD_TYPES,
         DECISION_FIELDS,
         DEFAULT_MIN_GLOBAL_CONFIDENCE,
+        DEFAULT_MIN_POSITIVE_SECONDS,
         DEFAULT_PRESET,
         FULL_BAND_SAMPLING_RATE,
         GLOBAL_CONFIDENCE_PERCENT,
@@ -39,6 +40,7 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
         DECISION_FIELD_TYPES,
         DECISION_FIELDS,
         DEFAULT_MIN_GLOBAL_CONFIDENCE,
+        DEFAULT_MIN_POSITIVE_SECONDS,
         DEFAULT_PRESET,
         FULL_BAND_SAMPLING_RATE,
         GLOBAL_CONFIDENCE_PERCENT,
@@ -78,6 +80,10 @@ class DecisionParameters:
     global_threshold: the port's aggregations: the file is positive when its global confidence reaches it.
     top_k_windows: `"mean_top_k"`: how many of the highest windows are averaged.
     min_global_confidence: the floor on a positive file's global confidence, 0-1 (see `apply_confidence_floor`).
+    min_positive_seconds: the seconds a file's positive rows must cover, merged, for it to be positive, under every
+        rule (0: none). Under the count rule it takes the place of `global_count_threshold`: the file is positive
+        when its positive rows cover that many seconds, whatever the rows' length (production's one-second rows,
+        where it is the same count, or the port's 3-s segments); under the mean rules it is asked on top of the mean.
 
     The values are kept as given (no conversion), so that a result records them exactly as they were set; each is
     checked by `check_decision_value` (a negative threshold or a NaN one is a one-line `ValueError`, never a detector
@@ -91,6 +97,7 @@ class DecisionParameters:
     global_threshold: float = _DEFAULT_DECISION["global_threshold"]
     top_k_windows: int = _DEFAULT_DECISION["top_k_windows"]
     min_global_confidence: float = DEFAULT_MIN_GLOBAL_CONFIDENCE
+    min_positive_seconds: int = DEFAULT_MIN_POSITIVE_SECONDS
 
     @classmethod
     def from_mapping(cls, parameters: Mapping[str, Any]) -> "DecisionParameters":
@@ -160,8 +167,23 @@ class ScoredWindows:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def row_spans(
+    num_rows: int, decision: DecisionParameters, hop_seconds: float, window_seconds: float
+) -> tuple[list[float], list[float]]:
+    """
+    `(starts, ends)` in seconds of a recording's `num_rows` decision rows: production's smoothed rows cover
+    `[t * hop, (t + 1) * hop)` (the seconds production reports), a row that is a window covers the window.
+    """
+    starts = [t * hop_seconds for t in range(num_rows)]
+    length = hop_seconds if decision.aggregation == "orcahello" and decision.smoothing else window_seconds
+    return starts, [start + length for start in starts]
+
+
 def aggregate_windows(
-    window_confidences: Sequence[float] | np.ndarray, decision: DecisionParameters = DEFAULT_DECISION
+    window_confidences: Sequence[float] | np.ndarray,
+    decision: DecisionParameters = DEFAULT_DECISION,
+    hop_seconds: float = 1.0,
+    window_seconds: float = 2.0,
 ) -> dict:
     """
     Turn per-window P(call) into production's file-level result, by the rule `decision` sets (production's when
@@ -180,8 +202,12 @@ def aggregate_windows(
     `smoothing=False` (the v1 preset) keeps the `"orcahello"` count rule but applies it to the raw windows, one row
     per window, as the port's `detect_srkw_from_file` does.
 
-    Returns a dict with `local_confidences`, `local_predictions`, `global_prediction` and `global_confidence`
-    (the confidence floor is not applied here: see `apply_confidence_floor`).
+    `min_positive_seconds` (when above 0) counts seconds instead: the seconds the positive rows cover, merged
+    (`row_spans` of `hop_seconds` and `window_seconds`, production's by default), must reach it; under the count
+    rule in place of `global_count_threshold`, under the mean rules as well as the mean.
+
+    Returns a dict with `local_confidences`, `local_predictions`, `global_prediction`, `global_confidence` and
+    `positive_seconds` (the confidence floor is not applied here: see `apply_confidence_floor`).
     """
     aggregation, local_threshold = decision.aggregation, decision.local_threshold
     confidences = np.asarray(window_confidences, dtype=np.float64)
@@ -196,7 +222,7 @@ def aggregate_windows(
         else:
             rows = confidences
         predictions = (rows > local_threshold).astype(int)
-        global_prediction = int(predictions.sum() >= decision.global_count_threshold)
+        enough = predictions.sum() >= decision.global_count_threshold
         global_confidence = float(rows[predictions == 1].mean()) if predictions.any() else 0.0
     elif aggregation in ("mean_thresholded", "mean_top_k"):
         rows = confidences
@@ -205,14 +231,22 @@ def aggregate_windows(
             global_confidence = float(rows[predictions == 1].mean()) if predictions.any() else 0.0
         else:
             global_confidence = float(np.sort(rows)[::-1][: max(1, int(decision.top_k_windows))].mean())
-        global_prediction = int(global_confidence >= decision.global_threshold)
+        enough = global_confidence >= decision.global_threshold
     else:
         raise ValueError(f"aggregation must be one of {AGGREGATION_STRATEGIES}, got {aggregation!r}")
+    starts, ends = row_spans(rows.size, decision, hop_seconds, window_seconds)
+    detections = merge_detections(starts, ends, rows.tolist(), predictions.tolist())
+    positive_seconds = float(sum(detection["end"] - detection["start"] for detection in detections))
+    if decision.min_positive_seconds > 0:
+        # Seconds, not rows: the count rule's count is replaced, the mean rules' mean kept (1e-9: float sums).
+        seconds_enough = positive_seconds >= decision.min_positive_seconds - 1e-9
+        enough = seconds_enough if aggregation == "orcahello" else enough and seconds_enough
     return {
         "local_confidences": rows.tolist(),
         "local_predictions": predictions.tolist(),
-        "global_prediction": global_prediction,
+        "global_prediction": int(enough),
         "global_confidence": global_confidence,
+        "positive_seconds": positive_seconds,
     }
 
 
@@ -274,8 +308,10 @@ def decision_label_scores(result: Mapping[str, Any], decision: DecisionParameter
         positive_score = max(confidence, 0.5)
     else:
         progress = [1.0]
+        if decision.min_positive_seconds > 0:
+            progress.append(result["positive_seconds"] / decision.min_positive_seconds)
         if decision.aggregation == "orcahello":
-            if decision.global_count_threshold > 0:
+            if decision.global_count_threshold > 0 and decision.min_positive_seconds == 0:
                 progress.append(sum(result["local_predictions"]) / decision.global_count_threshold)
         elif decision.global_threshold > 0:
             progress.append(confidence / decision.global_threshold)
@@ -390,7 +426,8 @@ def build_file_result(
     """
     window_confidences = np.asarray(window_confidences, dtype=np.float64)
     aggregation = decision.aggregation
-    result = aggregate_windows(window_confidences, decision)
+    hop, window = info["hop_seconds"], info["window_seconds"]
+    result = aggregate_windows(window_confidences, decision, hop, window)
     result["global_prediction"] = apply_confidence_floor(
         result["global_prediction"], result["global_confidence"], decision
     )
@@ -405,8 +442,6 @@ def build_file_result(
     for message in warnings:
         logger.warning("%s: %s", info["name"], message)
     warnings = list(model_warnings) + warnings
-    hop, window = info["hop_seconds"], info["window_seconds"]
-    window_starts = [row["start"] for row in summary["windows"]]
     timeline = info.get("timeline")
     gaps = list(timeline["gaps"]) if timeline else []  # `hls_timeline_orcahello.Gap`s
     label_scores = decision_label_scores(result, decision)
@@ -417,13 +452,7 @@ def build_file_result(
     if not return_timestamps:
         return label_scores
 
-    if aggregation == "orcahello" and decision.smoothing:
-        # Row t covers [t * hop, (t + 1) * hop): the seconds production reports.
-        row_starts = [t * hop for t in range(len(result["local_confidences"]))]
-        row_ends = [start + hop for start in row_starts]
-    else:
-        row_starts = window_starts
-        row_ends = [start + window for start in window_starts]
+    row_starts, row_ends = row_spans(len(result["local_confidences"]), decision, hop, window)
     name = info["name"]
     anchors = timeline["anchors"] if timeline else None
     start_known = summary["start_time_utc"] is not None
@@ -483,6 +512,7 @@ def build_file_result(
             "global_threshold": decision.global_threshold,
             "top_k_windows": decision.top_k_windows,
             "min_global_confidence": decision.min_global_confidence,
+            "min_positive_seconds": decision.min_positive_seconds,
             "window_seconds": window,
             "hop_seconds": hop,
             "smoothing": decision.smoothing,

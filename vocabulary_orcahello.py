@@ -72,7 +72,8 @@ DEFAULT_PRESET = "fastai"
 # The fields a preset sets, in the order they are documented and recorded.
 INFERENCE_FIELDS = tuple(INFERENCE_PRESETS[DEFAULT_PRESET])
 # The fields that turn window probabilities into decisions (the rest say how the windows are cut and featurized),
-# plus the floor on a positive file's confidence, which no preset sets (0: off), and the type of each. This is their
+# plus the floor on a positive file's confidence and the positive seconds a file needs, which no preset sets (0:
+# off), and the type of each. This is their
 # one definition: `results_orcahello.DecisionParameters`, the endpoint handler's parameters, the command line's
 # options, the per-site tables and the run records all take the fields from here.
 DECISION_FIELD_TYPES = {
@@ -83,9 +84,12 @@ DECISION_FIELD_TYPES = {
     "global_threshold": float,
     "top_k_windows": int,
     "min_global_confidence": float,
+    "min_positive_seconds": int,
 }
 DECISION_FIELDS = tuple(DECISION_FIELD_TYPES)
 DEFAULT_MIN_GLOBAL_CONFIDENCE = 0.0
+# 0: the file needs no positive seconds of its own; the count rule counts rows (`global_count_threshold`).
+DEFAULT_MIN_POSITIVE_SECONDS = 0
 
 # Every score and confidence OrcaHello writes is on a 0-1 scale, `global_confidence` included. Production reported
 # its global confidence on a 0-100 scale (`FastAIModel.predict`'s `global_confidence`, its portal's
@@ -133,12 +137,12 @@ SECONDS_RANGES = {"window_seconds": (0.5, 60.0), "hop_seconds": (0.1, 60.0)}
 def unit_scale_error(name: str, value: Any) -> str:
     """
     The one line refusing `value` for `name`, a threshold on a 0-1 confidence: one that reads as production's 0-100
-    scale (from 1 to 100) is told its 0-1 form, e.g. "--min-global-confidence must be a number from 0 to 1, got 60
+    scale (from 2 to 100: 1.5 is more likely a slip than 1.5 %) is told its 0-1 form, e.g. "--min-global-confidence must be a number from 0 to 1, got 60
     (every confidence is 0-1: production's 60 on its 0-100 scale is 0.6)".
     """
     message = f"{name} must be a number from 0 to 1, got {value!r}"
     number = not isinstance(value, bool) and isinstance(value, (int, float))
-    if number and 1.0 < value <= 100.0:
+    if number and 2.0 <= value <= 100.0:
         message += f" (every confidence is 0-1: production's {value:g} on its 0-100 scale is {value / 100:g})"
     return message
 

@@ -67,15 +67,16 @@ def test_global_confidence_is_0_to_1_under_every_rule_and_production_s_value_is_
 
 @pytest.mark.parametrize(
     "value, hint",
-    [(60, "production's 60 on its 0-100 scale is 0.6"), (1.5, "production's 1.5 on its 0-100 scale is 0.015")],
+    [(60, "production's 60 on its 0-100 scale is 0.6"), (90.5, "production's 90.5 on its 0-100 scale is 0.905")],
 )
 def test_a_0_to_100_value_for_a_0_to_1_setting_is_refused_with_its_0_to_1_form(value, hint):
     with pytest.raises(ValueError, match="must be a number from 0 to 1") as error:
         check_setting("min_global_confidence", value, "--min-global-confidence")
     assert hint in str(error.value) and "\n" not in str(error.value)
-    with pytest.raises(ValueError) as error:
-        check_setting("local_threshold", 250)
-    assert str(error.value) == "local_threshold must be a number from 0 to 1, got 250"
+    for beyond in (250, 1.5):  # no scale this is a value on
+        with pytest.raises(ValueError) as error:
+            check_setting("local_threshold", beyond)
+        assert str(error.value) == f"local_threshold must be a number from 0 to 1, got {beyond}"
 
 
 def old_document(global_confidence, aggregation="orcahello"):
@@ -114,3 +115,30 @@ def test_an_old_format_result_is_scored_again_rather_than_resumed(tmp_path):
     assert runs.load_finished_document(str(path), "0123456789abcdef") is None
     path.write_text(json.dumps({**old_document(0.815), GLOBAL_CONFIDENCE_PERCENT: 81.5}))
     assert runs.load_finished_document(str(path), "0123456789abcdef")["global_confidence"] == 0.815
+
+
+def test_reaggregate_reads_a_result_saved_on_production_s_scale(tmp_path):
+    """A result saved before the one scale (production's 0-100 `global_confidence`, no percent field): reaggregate
+    decides it again from its windows and writes today's 0-1 confidence, with production's value named."""
+    from orcahello import cli
+
+    info = {"name": "clip.wav", "sampling_rate": 20000, "num_samples": 200000, "num_channels": 1, "num_windows": 9,
+            "window_seconds": 2.0, "hop_seconds": 1.0, "timeline": None}  # fmt: skip
+    result = build_file_result(info, [0.1, 0.2, 0.9, 0.95, 0.97, 0.8, 0.3, 0.2, 0.1], return_timestamps=True)
+    saved = {"file": "clip.wav", **result, "preset": "fastai", "model": {"name_or_path": "gone"}, "run_hash": "x"}
+    saved["parameters"] = {
+        name: value for name, value in result["parameters"].items() if name != "min_positive_seconds"
+    } | {"preset": "fastai", "batch_size": 8, "device": "cpu"}
+    saved["global_confidence"] = 100 * result["global_confidence"]  # as versions before the one scale wrote it
+    del saved[GLOBAL_CONFIDENCE_PERCENT]
+    (tmp_path / "saved").mkdir()
+    (tmp_path / "saved" / "clip.orcahello.json").write_text(json.dumps(saved))
+    assert cli.main(["reaggregate", str(tmp_path / "saved"), "--output-dir", str(tmp_path / "out")]) == 0
+    redecided = json.loads((tmp_path / "out" / "clip.orcahello.json").read_text())
+    assert redecided["global_confidence"] == pytest.approx(result["global_confidence"])
+    # Rows 0.55 0.925 0.96 0.885 0.55 positive: their mean, 0-1.
+    assert redecided["global_confidence"] == pytest.approx((0.55 + 0.925 + 0.96 + 0.885 + 0.55) / 5)
+    assert redecided[GLOBAL_CONFIDENCE_PERCENT] == pytest.approx(saved["global_confidence"])
+    summary = (tmp_path / "out" / writers.SUMMARY_CSV).read_text().splitlines()
+    assert summary[0].startswith("file,status,global_prediction,global_confidence,")
+    assert float(summary[1].split(",")[3]) == pytest.approx(result["global_confidence"])
