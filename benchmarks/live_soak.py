@@ -188,6 +188,8 @@ def main():
     lost = {"B": int(segments * 0.35)}
     faults = []
     for number in range(1, segments):
+        if live.poll() is not None:  # a soak of a dead process measures nothing: stop with its last words
+            raise SystemExit(f"live exited with {live.returncode}:\n" + log_path.read_text()[-2000:])
         for event in events.get(number, []):
             faults.append({"segment": number, "event": event, "wall_s": round(time.monotonic() - started, 1)})
             print(f"segment {number}/{segments}: {event}", flush=True)

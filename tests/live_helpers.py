@@ -245,7 +245,8 @@ def run_receiver(port, folder, fail_first, status=503, delay=0.0):
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    counter = {"requests": 0, "saved": 0}
+    # A receiver started again numbers on from the bodies already saved (a restart must not overwrite them).
+    counter = {"requests": 0, "saved": len(list(folder.glob("[0-9]*.json")))}
 
     class Receiver(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
