@@ -146,14 +146,10 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         top_k_windows (`int`, 3):
             Decision thresholds, see `results_orcahello.aggregate_windows`.
         min_global_confidence (`float`, 0.0):
-            A floor on the file's global confidence (0-1, as every confidence; production's 0-100 value / 100): a
-            recording is positive when the aggregation's rule says so **and** its global confidence reaches the
-            floor (see `results_orcahello.apply_confidence_floor`; `orcahello calibrate` fits one per hydrophone).
-            0 keeps production's decision.
+            A floor on the file's global confidence (0-1): positive only when the rule says so **and** it reaches
+            the floor (`results_orcahello.apply_confidence_floor`); 0 keeps production's decision.
         min_positive_seconds (`int`, 0):
-            The seconds the file's positive rows must cover, merged, for it to be positive, under every rule: in
-            place of the count rule's `global_count_threshold` (production's one-second rows: the same number), as
-            well as the mean rules' mean. 0 keeps each rule's own.
+            Seconds the positive rows must cover, merged, under every rule (`DecisionParameters`); 0: the rule's own.
         return_timestamps (`bool`, False):
             Return the full result dict (production's keys, windows, rows and merged detections) instead of the
             `[{"label", "score"}]` list. It always has `start_time_utc` (ISO 8601 `...Z`, or None when the input
