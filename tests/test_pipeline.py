@@ -468,7 +468,8 @@ def test_decision_parameters_are_the_vocabulary_fields_with_production_defaults(
     defaults = dataclasses.asdict(DecisionParameters())
     assert tuple(defaults) == DECISION_FIELDS
     production = INFERENCE_PRESETS["fastai"]
-    assert defaults == {**{name: production[name] for name in DECISION_FIELDS[:-1]}, "min_global_confidence": 0.0}
+    floors = {"min_global_confidence": 0.0, "min_positive_seconds": 0}  # the fields no preset sets: off
+    assert defaults == {**{name: production[name] for name in DECISION_FIELDS[:-2]}, **floors}
 
 
 def test_decision_parameters_from_a_run_s_settings():
