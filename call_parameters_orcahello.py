@@ -18,11 +18,11 @@ from transformers import PretrainedConfig
 try:
     from .configuration_orcahello import config_inference_settings, resolve_inference_settings
     from .results_orcahello import DecisionParameters
-    from .vocabulary_orcahello import ENGINES, PRECISIONS
+    from .vocabulary_orcahello import ENGINES, PRECISIONS, unit_scale_error
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from configuration_orcahello import config_inference_settings, resolve_inference_settings
     from results_orcahello import DecisionParameters
-    from vocabulary_orcahello import ENGINES, PRECISIONS
+    from vocabulary_orcahello import ENGINES, PRECISIONS, unit_scale_error
 
 
 class PipelineParameters(NamedTuple):
@@ -58,6 +58,7 @@ def resolve_call_parameters(
     global_threshold: float | None = None,
     top_k_windows: int | None = None,
     min_global_confidence: float | None = None,
+    min_positive_seconds: int | None = None,
     return_timestamps: bool | None = None,
     top_k: int | None = None,
     function_to_apply: str | None = None,
@@ -111,9 +112,14 @@ def resolve_call_parameters(
 
     floor = getattr(config, "min_global_confidence", 0.0) if min_global_confidence is None else min_global_confidence
     if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0.0 <= floor <= 1.0:
-        raise ValueError(f"min_global_confidence must be a number from 0 to 1 (global confidence / 100), got {floor!r}")
+        raise ValueError(unit_scale_error("min_global_confidence", floor))
+    # The positive seconds a file needs (0: the rule's own), the config's when the call gives none; checked as every
+    # decision field is (`DecisionParameters`).
+    seconds = getattr(config, "min_positive_seconds", 0) if min_positive_seconds is None else min_positive_seconds
     postprocess_params = {
-        "decision": DecisionParameters.from_mapping({**settings, "min_global_confidence": float(floor)}),
+        "decision": DecisionParameters.from_mapping(
+            {**settings, "min_global_confidence": float(floor), "min_positive_seconds": seconds}
+        ),
         "return_timestamps": False,
         "top_k": None,
         "inference": {"preset": preset_name, "overridden": overridden, **settings},

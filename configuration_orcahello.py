@@ -18,6 +18,7 @@ try:
         INFERENCE_FIELDS,
         INFERENCE_PRESETS,
         check_setting,
+        unit_scale_error,
     )
 except ImportError:  # imported as a plain module (tests, command line) rather than as Hub custom code
     from vocabulary_orcahello import (
@@ -26,6 +27,7 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
         INFERENCE_FIELDS,
         INFERENCE_PRESETS,
         check_setting,
+        unit_scale_error,
     )
 
 
@@ -153,7 +155,7 @@ class OrcaHelloConfig(PretrainedConfig):
             strictly greater than this.
         global_count_threshold (`int`, *optional*, 3 in both presets):
             With the `"orcahello"` aggregation, a recording is positive when at least this many rows are; its
-            global confidence is 100 x the mean of the positive rows (0.0 when none).
+            global confidence (0-1) is the mean of the positive rows (0.0 when none; production gave it x 100).
         aggregation (`str`, *optional*, `"orcahello"` in both presets):
             File-level rule: `"orcahello"` (the count rule above, used by production and by the port's
             `detect_srkw_from_file`), or the port's alternative `"mean_thresholded"` / `"mean_top_k"`.
@@ -163,9 +165,13 @@ class OrcaHelloConfig(PretrainedConfig):
         top_k_windows (`int`, *optional*, defaults to 3):
             Number of windows averaged by `"mean_top_k"`.
         min_global_confidence (`float`, *optional*, defaults to 0.0):
-            A floor on the recording's global confidence on a 0-1 scale (`"orcahello"`'s 0-100 value / 100): a
+            A floor on the recording's global confidence (0-1, as every confidence OrcaHello gives): a
             recording is positive only when the rule above says so and its global confidence reaches this. 0 (the
             default) keeps production's decision; `orcahello calibrate` fits one per hydrophone.
+        min_positive_seconds (`int`, *optional*, defaults to 0):
+            The seconds a recording's positive rows must cover, merged, for it to be positive: under the count rule
+            in place of `global_count_threshold` (the same number for production's one-second rows), under the
+            mean rules as well as the mean. 0 (the default) keeps each rule's own.
         adapted_head (`dict`, *optional*):
             Set by `orcahello adapt`: the model's logits come from a linear head fitted to a site's labelled windows
             instead of the fastai head. `"layer"` says what it reads: `"pooled"` (the concat-pooled features,
@@ -210,15 +216,14 @@ class OrcaHelloConfig(PretrainedConfig):
         global_threshold: float | None = None,
         top_k_windows: int | None = None,
         min_global_confidence: float = 0.0,
+        min_positive_seconds: int = 0,
         adapted_head: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         if layer_type not in ("basic", "bottleneck"):
             raise ValueError(f"layer_type must be 'basic' or 'bottleneck', got {layer_type!r}")
         if not 0.0 <= min_global_confidence <= 1.0:
-            raise ValueError(
-                f"min_global_confidence must be from 0 to 1 (global confidence / 100), got {min_global_confidence}"
-            )
+            raise ValueError(unit_scale_error("min_global_confidence", min_global_confidence))
         if adapted_head is not None and (
             not isinstance(adapted_head, dict) or adapted_head.get("layer") not in ADAPTED_HEAD_LAYERS
         ):
@@ -257,6 +262,7 @@ class OrcaHelloConfig(PretrainedConfig):
         for field, value in inference_settings.items():
             setattr(self, field, value)
         self.min_global_confidence = min_global_confidence
+        self.min_positive_seconds = check_setting("min_positive_seconds", min_positive_seconds)
         if adapted_head is not None:  # unset, it stays out of config.json (the class attribute answers None)
             self.adapted_head = adapted_head
         # The two classes of the fastai learner (label_from_folder sorts them); P(call) = softmax(logits)[1].

@@ -50,6 +50,7 @@ def windows_to_rescore(
     top_k_windows: int = 3,
     smoothing: bool = True,
     min_global_confidence: float = 0.0,
+    min_positive_seconds: int = 0,
 ) -> np.ndarray:
     """
     Which windows to score again in float32 so that every decision of the file equals float32's, when the windows
@@ -95,8 +96,11 @@ def windows_to_rescore(
     positive = row_low > local_threshold  # every row is now certain
 
     if aggregation == "orcahello":
-        if positive.sum() < global_count_threshold or min_global_confidence <= 0.0:
-            return rescore  # the count decides, and it is exact
+        # The positive seconds (`min_positive_seconds`) are exact once every row is: only the count's shortcut
+        # does not hold when seconds replace it.
+        counted_short = min_positive_seconds == 0 and positive.sum() < global_count_threshold
+        if counted_short or min_global_confidence <= 0.0:
+            return rescore  # the count (or the seconds) decides, and it is exact
         # The confidence floor compares the mean of the positive rows (0..1) with min_global_confidence.
         thresholds, confidence_rows = [min_global_confidence], positive
         confidence_low, confidence_high = row_low[positive].mean(), row_high[positive].mean()

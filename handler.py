@@ -37,7 +37,7 @@ other window length: any `*_seconds` windowing parameter that differs from what 
 refused unless the deployment sets `allow_custom_windowing`. JSON samples must be numbers (booleans and numeric
 strings are refused). The response is the pipeline's output, JSON-serializable: the
 `[{"label", "score"}, ...]` list (decision first), or with `return_timestamps` the full result (production's
-`global_prediction`, `global_confidence`, `local_predictions`, `local_confidences`, `submission`, plus `windows`,
+`global_prediction`, `global_confidence` (0-1; production's 0-100 value as `global_confidence_percent`), `local_predictions`, `local_confidences`, `submission`, plus `windows`,
 `detections`, `warnings`, `parameters`); a list of those for a batch. A bad request raises `ValueError` with a
 one-line message saying what is wrong.
 """

@@ -146,10 +146,10 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
         top_k_windows (`int`, 3):
             Decision thresholds, see `results_orcahello.aggregate_windows`.
         min_global_confidence (`float`, 0.0):
-            A floor on the file's global confidence (0-1 scale, i.e. production's 0-100 value / 100): a recording
-            is positive when the aggregation's rule says so **and** its global confidence reaches the floor (see
-            `results_orcahello.apply_confidence_floor`; `orcahello calibrate` fits one per hydrophone). 0 keeps
-            production's decision.
+            A floor on the file's global confidence (0-1): positive only when the rule says so **and** it reaches
+            the floor (`results_orcahello.apply_confidence_floor`); 0 keeps production's decision.
+        min_positive_seconds (`int`, 0):
+            Seconds the positive rows must cover, merged, under every rule (`DecisionParameters`); 0: the rule's own.
         return_timestamps (`bool`, False):
             Return the full result dict (production's keys, windows, rows and merged detections) instead of the
             `[{"label", "score"}]` list. It always has `start_time_utc` (ISO 8601 `...Z`, or None when the input
@@ -186,7 +186,7 @@ class OrcaHelloAudioClassificationPipeline(ChunkPipeline):
 
     Default output: `[{"label": decision, "score": s}, {"label": other, "score": 1 - s}]`, sorted by score with the
     file-level decision first (`s >= 0.5`), so `result[0]` and `top_k=1` are the decision. A positive file's `s` is
-    its global confidence on a 0..1 scale (production's `whaleFoundConfidence` / 100 for `"orcahello"`), at least
+    its global confidence (0-1 under every rule: production's `whaleFoundConfidence` / 100 for `"orcahello"`), at least
     0.5; a negative file's positive score is half of how far it got to the rule's bar (e.g. 2 of the 3 positive
     seconds needed: 1/3, however confident they were); see `results_orcahello.decision_label_scores`.
 

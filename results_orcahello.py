@@ -26,9 +26,11 @@ try:
         DECISION_FIELD_TYPES,
         DECISION_FIELDS,
         DEFAULT_MIN_GLOBAL_CONFIDENCE,
+        DEFAULT_MIN_POSITIVE_SECONDS,
         DEFAULT_PRESET,
         FLOAT_SAMPLE_WARNING_PEAK,
         FULL_BAND_SAMPLING_RATE,
+        GLOBAL_CONFIDENCE_PERCENT,
         INFERENCE_PRESETS,
         check_setting,
     )
@@ -39,9 +41,11 @@ except ImportError:  # imported as a plain module (tests, command line) rather t
         DECISION_FIELD_TYPES,
         DECISION_FIELDS,
         DEFAULT_MIN_GLOBAL_CONFIDENCE,
+        DEFAULT_MIN_POSITIVE_SECONDS,
         DEFAULT_PRESET,
         FLOAT_SAMPLE_WARNING_PEAK,
         FULL_BAND_SAMPLING_RATE,
+        GLOBAL_CONFIDENCE_PERCENT,
         INFERENCE_PRESETS,
         check_setting,
     )
@@ -78,6 +82,10 @@ class DecisionParameters:
     global_threshold: the port's aggregations: the file is positive when its global confidence reaches it.
     top_k_windows: `"mean_top_k"`: how many of the highest windows are averaged.
     min_global_confidence: the floor on a positive file's global confidence, 0-1 (see `apply_confidence_floor`).
+    min_positive_seconds: the seconds a file's positive rows must cover, merged, for it to be positive, under every
+        rule (0: none). Under the count rule it takes the place of `global_count_threshold`: the file is positive
+        when its positive rows cover that many seconds, whatever the rows' length (production's one-second rows,
+        where it is the same count, or the port's 3-s segments); under the mean rules it is asked on top of the mean.
 
     The values are kept as given (no conversion), so that a result records them exactly as they were set; each is
     checked by `check_decision_value` (a negative threshold or a NaN one is a one-line `ValueError`, never a detector
@@ -91,6 +99,7 @@ class DecisionParameters:
     global_threshold: float = _DEFAULT_DECISION["global_threshold"]
     top_k_windows: int = _DEFAULT_DECISION["top_k_windows"]
     min_global_confidence: float = DEFAULT_MIN_GLOBAL_CONFIDENCE
+    min_positive_seconds: int = DEFAULT_MIN_POSITIVE_SECONDS
 
     @classmethod
     def from_mapping(cls, parameters: Mapping[str, Any]) -> "DecisionParameters":
@@ -160,8 +169,23 @@ class ScoredWindows:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def row_spans(
+    num_rows: int, decision: DecisionParameters, hop_seconds: float, window_seconds: float
+) -> tuple[list[float], list[float]]:
+    """
+    `(starts, ends)` in seconds of a recording's `num_rows` decision rows: production's smoothed rows cover
+    `[t * hop, (t + 1) * hop)` (the seconds production reports), a row that is a window covers the window.
+    """
+    starts = [t * hop_seconds for t in range(num_rows)]
+    length = hop_seconds if decision.aggregation == "orcahello" and decision.smoothing else window_seconds
+    return starts, [start + length for start in starts]
+
+
 def aggregate_windows(
-    window_confidences: Sequence[float] | np.ndarray, decision: DecisionParameters = DEFAULT_DECISION
+    window_confidences: Sequence[float] | np.ndarray,
+    decision: DecisionParameters = DEFAULT_DECISION,
+    hop_seconds: float = 1.0,
+    window_seconds: float = 2.0,
 ) -> dict:
     """
     Turn per-window P(call) into production's file-level result, by the rule `decision` sets (production's when
@@ -169,8 +193,9 @@ def aggregate_windows(
 
     `"orcahello"` (production, the default): the windows are smoothed into one-second rows (row 0 = c_0, row t =
     mean(c_{t-1}, c_t), last row = c_{N-1}: N + 1 rows); a row is positive when `> local_threshold`; the file is
-    positive when at least `global_count_threshold` rows are; `global_confidence` is 100 x the mean of the positive
-    rows (0.0 when none), independent of the decision.
+    positive when at least `global_count_threshold` rows are; `global_confidence` (0..1) is the mean of the positive
+    rows (0.0 when none), independent of the decision: production's `global_confidence` / 100 (production reported
+    it on a 0-100 scale, which results keep as `global_confidence_percent`).
 
     `"mean_thresholded"` / `"mean_top_k"` (the upstream port): no smoothing, one row per window; `global_confidence`
     (0..1) is the mean of the windows `> local_threshold` or of the `top_k_windows` highest; the file is positive
@@ -179,8 +204,12 @@ def aggregate_windows(
     `smoothing=False` (the v1 preset) keeps the `"orcahello"` count rule but applies it to the raw windows, one row
     per window, as the port's `detect_srkw_from_file` does.
 
-    Returns a dict with `local_confidences`, `local_predictions`, `global_prediction` and `global_confidence`
-    (the confidence floor is not applied here: see `apply_confidence_floor`).
+    `min_positive_seconds` (when above 0) counts seconds instead: the seconds the positive rows cover, merged
+    (`row_spans` of `hop_seconds` and `window_seconds`, production's by default), must reach it; under the count
+    rule in place of `global_count_threshold`, under the mean rules as well as the mean.
+
+    Returns a dict with `local_confidences`, `local_predictions`, `global_prediction`, `global_confidence` and
+    `positive_seconds` (the confidence floor is not applied here: see `apply_confidence_floor`).
     """
     aggregation, local_threshold = decision.aggregation, decision.local_threshold
     confidences = np.asarray(window_confidences, dtype=np.float64)
@@ -195,8 +224,8 @@ def aggregate_windows(
         else:
             rows = confidences
         predictions = (rows > local_threshold).astype(int)
-        global_prediction = int(predictions.sum() >= decision.global_count_threshold)
-        global_confidence = float(100.0 * rows[predictions == 1].mean()) if predictions.any() else 0.0
+        enough = predictions.sum() >= decision.global_count_threshold
+        global_confidence = float(rows[predictions == 1].mean()) if predictions.any() else 0.0
     elif aggregation in ("mean_thresholded", "mean_top_k"):
         rows = confidences
         predictions = (rows > local_threshold).astype(int)
@@ -204,15 +233,28 @@ def aggregate_windows(
             global_confidence = float(rows[predictions == 1].mean()) if predictions.any() else 0.0
         else:
             global_confidence = float(np.sort(rows)[::-1][: max(1, int(decision.top_k_windows))].mean())
-        global_prediction = int(global_confidence >= decision.global_threshold)
+        enough = global_confidence >= decision.global_threshold
     else:
         raise ValueError(f"aggregation must be one of {AGGREGATION_STRATEGIES}, got {aggregation!r}")
+    starts, ends = row_spans(rows.size, decision, hop_seconds, window_seconds)
+    detections = merge_detections(starts, ends, rows.tolist(), predictions.tolist())
+    positive_seconds = float(sum(detection["end"] - detection["start"] for detection in detections))
+    if decision.min_positive_seconds > 0:
+        # Seconds, not rows: the count rule's count is replaced, the mean rules' mean kept (1e-9: float sums).
+        seconds_enough = positive_seconds >= decision.min_positive_seconds - 1e-9
+        enough = seconds_enough if aggregation == "orcahello" else enough and seconds_enough
     return {
         "local_confidences": rows.tolist(),
         "local_predictions": predictions.tolist(),
-        "global_prediction": global_prediction,
+        "global_prediction": int(enough),
         "global_confidence": global_confidence,
+        "positive_seconds": positive_seconds,
     }
+
+
+def legacy_percent(global_confidence: float) -> float:
+    """A 0-1 global confidence on production's legacy 0-100 scale (its `whaleFoundConfidence`)."""
+    return 100.0 * global_confidence
 
 
 def merge_detections(
@@ -241,18 +283,10 @@ def apply_confidence_floor(
 ) -> int:
     """
     The file-level decision with `decision`'s confidence floor (a site's, as `orcahello calibrate` fits it): a
-    recording that the aggregation's rule flags stays flagged only when its global confidence, on a 0-1 scale
-    (production's 0-100 `global_confidence` / 100), is `>= decision.min_global_confidence`. The default floor, 0,
-    changes nothing.
+    recording that the aggregation's rule flags stays flagged only when its global confidence (0-1) is
+    `>= decision.min_global_confidence`. The default floor, 0, changes nothing.
     """
-    return int(
-        bool(global_prediction) and _unit_confidence(global_confidence, decision) >= decision.min_global_confidence
-    )
-
-
-def _unit_confidence(global_confidence: float, decision: DecisionParameters) -> float:
-    # The count rule's global confidence is production's 0-100 value; the port's mean rules' is 0-1 already.
-    return global_confidence / 100.0 if decision.aggregation == "orcahello" else global_confidence
+    return int(bool(global_prediction) and global_confidence >= decision.min_global_confidence)
 
 
 def decision_label_scores(result: Mapping[str, Any], decision: DecisionParameters = DEFAULT_DECISION) -> list[dict]:
@@ -262,8 +296,8 @@ def decision_label_scores(result: Mapping[str, Any], decision: DecisionParameter
     summing to 1, so that `result[0]` (and `top_k=1`) is the decision. The positive score is the evidence the rule
     weighed, on a 0-1 scale with the rule's bar at 0.5:
 
-    - a positive file: its global confidence on a 0-1 scale (production's `whaleFoundConfidence` / 100 under the
-      count rule; the port's mean under `mean_thresholded`/`mean_top_k`), raised to 0.5 where a threshold below
+    - a positive file: its global confidence (0-1: production's `whaleFoundConfidence` / 100 under the count rule;
+      the port's mean under `mean_thresholded`/`mean_top_k`), raised to 0.5 where a threshold below
       0.5 made a file positive with less;
     - a negative file: half of how far the file got to the rule's bar, the least of (each at most 1) its positive
       rows / `global_count_threshold` (the count rule), its global confidence / `global_threshold` (the port's mean
@@ -271,13 +305,15 @@ def decision_label_scores(result: Mapping[str, Any], decision: DecisionParameter
       scores 0; one with 2 of the 3 positive seconds production needs scores 1/3 however confident those two
       seconds were: the count decided, not the confidence (which `global_confidence` still gives).
     """
-    confidence = _unit_confidence(result["global_confidence"], decision)
+    confidence = result["global_confidence"]
     if result["global_prediction"]:
         positive_score = max(confidence, 0.5)
     else:
         progress = [1.0]
+        if decision.min_positive_seconds > 0:
+            progress.append(result["positive_seconds"] / decision.min_positive_seconds)
         if decision.aggregation == "orcahello":
-            if decision.global_count_threshold > 0:
+            if decision.global_count_threshold > 0 and decision.min_positive_seconds == 0:
                 progress.append(sum(result["local_predictions"]) / decision.global_count_threshold)
         elif decision.global_threshold > 0:
             progress.append(confidence / decision.global_threshold)
@@ -410,7 +446,8 @@ def build_file_result(
     """
     window_confidences = np.asarray(window_confidences, dtype=np.float64)
     aggregation = decision.aggregation
-    result = aggregate_windows(window_confidences, decision)
+    hop, window = info["hop_seconds"], info["window_seconds"]
+    result = aggregate_windows(window_confidences, decision, hop, window)
     result["global_prediction"] = apply_confidence_floor(
         result["global_prediction"], result["global_confidence"], decision
     )
@@ -428,8 +465,6 @@ def build_file_result(
     for message in warnings:
         logger.warning("%s: %s", info["name"], message)
     warnings = list(model_warnings) + warnings
-    hop, window = info["hop_seconds"], info["window_seconds"]
-    window_starts = [row["start"] for row in summary["windows"]]
     timeline = info.get("timeline")
     gaps = list(timeline["gaps"]) if timeline else []  # `hls_timeline_orcahello.Gap`s
     label_scores = decision_label_scores(result, decision)
@@ -440,13 +475,7 @@ def build_file_result(
     if not return_timestamps:
         return label_scores
 
-    if aggregation == "orcahello" and decision.smoothing:
-        # Row t covers [t * hop, (t + 1) * hop): the seconds production reports.
-        row_starts = [t * hop for t in range(len(result["local_confidences"]))]
-        row_ends = [start + hop for start in row_starts]
-    else:
-        row_starts = window_starts
-        row_ends = [start + window for start in window_starts]
+    row_starts, row_ends = row_spans(len(result["local_confidences"]), decision, hop, window)
     name = info["name"]
     anchors = timeline["anchors"] if timeline else None
     start_known = summary["start_time_utc"] is not None
@@ -487,6 +516,7 @@ def build_file_result(
         "labels": label_scores,
         "global_prediction": result["global_prediction"],
         "global_confidence": result["global_confidence"],
+        GLOBAL_CONFIDENCE_PERCENT: legacy_percent(result["global_confidence"]),
         "local_predictions": result["local_predictions"],
         "local_confidences": result["local_confidences"],
         "submission": submission,
@@ -505,6 +535,7 @@ def build_file_result(
             "global_threshold": decision.global_threshold,
             "top_k_windows": decision.top_k_windows,
             "min_global_confidence": decision.min_global_confidence,
+            "min_positive_seconds": decision.min_positive_seconds,
             "window_seconds": window,
             "hop_seconds": hop,
             "smoothing": decision.smoothing,

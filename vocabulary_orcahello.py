@@ -72,7 +72,8 @@ DEFAULT_PRESET = "fastai"
 # The fields a preset sets, in the order they are documented and recorded.
 INFERENCE_FIELDS = tuple(INFERENCE_PRESETS[DEFAULT_PRESET])
 # The fields that turn window probabilities into decisions (the rest say how the windows are cut and featurized),
-# plus the floor on a positive file's confidence, which no preset sets (0: off), and the type of each. This is their
+# plus the floor on a positive file's confidence and the positive seconds a file needs, which no preset sets (0:
+# off), and the type of each. This is their
 # one definition: `results_orcahello.DecisionParameters`, the endpoint handler's parameters, the command line's
 # options, the per-site tables and the run records all take the fields from here.
 DECISION_FIELD_TYPES = {
@@ -83,9 +84,42 @@ DECISION_FIELD_TYPES = {
     "global_threshold": float,
     "top_k_windows": int,
     "min_global_confidence": float,
+    "min_positive_seconds": int,
 }
 DECISION_FIELDS = tuple(DECISION_FIELD_TYPES)
 DEFAULT_MIN_GLOBAL_CONFIDENCE = 0.0
+# 0: the file needs no positive seconds of its own; the count rule counts rows (`global_count_threshold`).
+DEFAULT_MIN_POSITIVE_SECONDS = 0
+
+# Every score and confidence OrcaHello writes is on a 0-1 scale, `global_confidence` included. Production reported
+# its global confidence on a 0-100 scale (`FastAIModel.predict`'s `global_confidence`, its portal's
+# `whaleFoundConfidence`): results that reproduce production's result document also carry that value under this
+# name, said to be production's legacy scale. Results saved by earlier versions lack it, and their
+# `global_confidence` is 0-100 under the count rule (`orcahello.saved_results` reads them).
+GLOBAL_CONFIDENCE_PERCENT = "global_confidence_percent"
+
+# The names every output gives the same things: detect's JSON (its `windows` and `detections`) and summary.csv,
+# batch's Parquet tables, embed's Parquet tables and live's minute files (docs/outputs.md lists them). Production's
+# own formats keep production's names where they are reproduced: the scoring CSV (`wav_filename`, `start_time_s`,
+# `duration_s`, `confidence`) and the result's `submission` rows, and Raven's and Audacity's tables.
+OUTPUT_VOCABULARY = {
+    "file": "the recording as it was given: a path or a URL",
+    "window_index": "a window's position in its recording, from 0",
+    "start": "where a window or detection starts, in seconds from the recording's start",
+    "end": "where a window or detection ends, in seconds from the recording's start",
+    "start_utc": "when a window or detection starts, in UTC (empty when the input does not say)",
+    "end_utc": "when a window or detection ends, in UTC (empty when the input does not say)",
+    "start_time_utc": "when the recording starts, in UTC (empty when the input does not say)",
+    "duration_s": "the recording's length in seconds",
+    "score": "a window's P(call), 0-1",
+    "global_prediction": "the recording's decision: 1 positive, 0 negative",
+    "global_confidence": "the recording's confidence, 0-1 under every rule",
+    "positive_seconds": "seconds covered by the recording's positive rows, merged",
+    "site": "the hydrophone site a site table or a folder name gives the recording",
+    "model": "the model's identity: name or path, revision, weights' hash, synthetic stand-in",
+}
+FILE_COLUMN, START_COLUMN, END_COLUMN, SCORE_COLUMN = "file", "start", "end", "score"
+START_UTC_COLUMN, RECORDING_START_UTC_COLUMN = "start_utc", "start_time_utc"
 
 # What a setting may hold beyond its type, for every source of settings alike (the command line, a model folder's
 # config, upstream's Hub layout, a site table, a hydrophone config): `check_setting` is the one check. Every
@@ -98,6 +132,19 @@ MAX_COUNT = 86400
 # 0.1 s is ten times production's windows per second; a window longer than a minute is nothing a 2-s-trained model
 # scores.
 SECONDS_RANGES = {"window_seconds": (0.5, 60.0), "hop_seconds": (0.1, 60.0)}
+
+
+def unit_scale_error(name: str, value: Any) -> str:
+    """
+    The one line refusing `value` for `name`, a threshold on a 0-1 confidence: one that reads as production's 0-100
+    scale (from 2 to 100: 1.5 is more likely a slip than 1.5 %) is told its 0-1 form, e.g. "--min-global-confidence must be a number from 0 to 1, got 60
+    (every confidence is 0-1: production's 60 on its 0-100 scale is 0.6)".
+    """
+    message = f"{name} must be a number from 0 to 1, got {value!r}"
+    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if number and 2.0 <= value <= 100.0:
+        message += f" (every confidence is 0-1: production's {value:g} on its 0-100 scale is {value / 100:g})"
+    return message
 
 
 def check_setting(field: str, value: Any, name: str | None = None) -> bool | str | int | float:
@@ -130,7 +177,7 @@ def check_setting(field: str, value: Any, name: str | None = None) -> bool | str
         return value
     if kind is float:
         if not number or not 0.0 <= value <= 1.0:  # also refuses nan
-            raise ValueError(f"{name} must be a number from 0 to 1, got {value!r}")
+            raise ValueError(unit_scale_error(name, value))
         return float(value)
     minimum = COUNT_MINIMUMS.get(field, 0)
     if not number or not isinstance(value, int) or value < minimum:

@@ -122,7 +122,7 @@ def main():
             entry = per_recording.setdefault(os.path.basename(document["file"]), {})
             entry[name] = {
                 "mean_window_score": round(sum(scores) / len(scores), 3),
-                "global_confidence": round(document["global_confidence"], 1),
+                "global_confidence": round(document["global_confidence"], 3),
                 "global_prediction": document["global_prediction"],
             }
     base_info = {**base_info, "name_or_path": os.path.relpath(base_info["name_or_path"], REPO_ROOT)}

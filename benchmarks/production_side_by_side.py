@@ -127,7 +127,8 @@ def decision_agreement(production, ours):
     """
     How far our result agrees with production's on one recording: each of production's per-second
     `local_predictions` against ours at the same second (a second only one side has counts as disagreeing), the
-    file's `global_prediction`, and the largest differences of the confidences (production's 0-100 global scale).
+    file's `global_prediction`, and the largest differences of the confidences (the global one on production's 0-100
+    scale: production's `global_confidence` against 100 x ours, which is 0-1).
     """
     theirs, mine = list(production["local_predictions"]), list(ours["local_predictions"])
     seconds = max(len(theirs), len(mine))
@@ -138,7 +139,9 @@ def decision_agreement(production, ours):
         "seconds_identical": identical,
         "global_identical": int(production["global_prediction"]) == int(ours["global_prediction"]),
         "max_abs_local_confidence_delta": max(deltas, default=0.0),
-        "abs_global_confidence_delta": abs(float(production["global_confidence"]) - float(ours["global_confidence"])),
+        "abs_global_confidence_delta": abs(
+            float(production["global_confidence"]) - 100.0 * float(ours["global_confidence"])
+        ),
     }
 
 

@@ -414,7 +414,7 @@ def plot_curves(table: dict[str, Any], rows: list[dict[str, Any]], path: str, st
     if target is not None:
         share_axes.plot([], [], color="grey", linestyle="--", linewidth=1, label=f"target precision {target:g}")
         precision_axes.axhline(target, color="grey", linestyle="--", linewidth=1)
-    axis_label = "floor on global confidence / 100"
+    axis_label = "floor on global confidence (0-1)"
     precision_axes.set(xlabel=axis_label, ylabel="precision among flagged events", ylim=(0, 1.02), xlim=(start, 1.0))
     share_axes.set(xlabel=axis_label, ylabel="share of flagged events kept", ylim=(0, 1.02), xlim=(start, 1.0))
     share_axes.legend(fontsize=7, loc="lower left")

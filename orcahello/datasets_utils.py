@@ -47,8 +47,8 @@ def score_dataset(
     **pipeline_kwargs: Any,
 ) -> datasets.Dataset:
     """
-    Return `dataset` with the columns `global_prediction`, `global_confidence` (0..100 for the default
-    `"orcahello"` aggregation), `local_predictions`, `local_confidences` (one per one-second row) and `warnings`
+    Return `dataset` with the columns `global_prediction`, `global_confidence` (0-1, as every confidence),
+    `local_predictions`, `local_confidences` (one per one-second row) and `warnings`
     (the result's: digital silence, the synthetic stand-in weights) added.
 
     Args:

@@ -26,7 +26,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from vocabulary_orcahello import is_url
+from vocabulary_orcahello import FILE_COLUMN, is_url
 
 from . import (
     EXIT_CANNOT_RUN,
@@ -45,6 +45,7 @@ from . import (
 from .progress import RunProgress, estimated_windows
 from .runs import (
     RunSettings,
+    failed_summary_row,
     failure_reason,
     is_finished,
     load_decision_table,
@@ -213,7 +214,7 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
             print(f"ERROR: cannot load the model {model!r}: {' '.join(str(error).split())}", file=sys.stderr)
             return EXIT_CANNOT_RUN
 
-    summary_rows = [{"path": path, "status": "error", "error": reason} for path, reason in input_problems]
+    summary_rows = [failed_summary_row(path, reason) for path, reason in input_problems]
     combined_raven = []
     # --report: what the page shows of each recording (its clips are written as the run goes)
     reviewed: list[ReviewedRecording] = []
@@ -251,7 +252,7 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
                 reason = failure_reason(error, job.path)
                 progress.write(f"ERROR {job.path}: {reason}")
                 progress.set_windows(job.path, file_windows["done"])
-                summary_rows.append({"path": job.path, "status": "error", "error": reason})
+                summary_rows.append(failed_summary_row(job.path, reason))
                 counts["failed"] += 1
                 continue
             counts["skipped" if resumed else "scored"] += 1
@@ -309,7 +310,7 @@ def detect(options: DetectOptions, command: list[str] | None = None) -> int:
     if options.report:
         from .report import write_report
 
-        failures = [(row["path"], row["error"]) for row in summary_rows if row["status"] == "error"]
+        failures = [(row[FILE_COLUMN], row["error"]) for row in summary_rows if row["status"] == "error"]
         report_path = write_report(output_dir, reviewed, failures, run_document)
         print(f"Report: {report_path}")
 

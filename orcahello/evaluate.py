@@ -38,7 +38,7 @@ import numpy as np
 
 from vocabulary_orcahello import DECISION_FIELDS, SYNTHETIC_WEIGHTS_KEY
 
-from . import writers
+from . import saved_results, writers
 
 RAVEN_BEGIN, RAVEN_END = "Begin Time (s)", "End Time (s)"
 RAVEN_FILE, RAVEN_OFFSET = "Begin File", "File Offset (s)"
@@ -56,7 +56,7 @@ MATCHING_RULE = (
     "the detector's scoring rows marking it (0 if none), positive when above the recording's local_threshold; "
     "annotations labelled not_srkw[:class] or negative mark nothing, seconds of unsure ones (not marked positive) "
     "are left out; seconds of all recordings pooled; auprc = average precision (as scikit-learn's average_precision_score). File "
-    "level: positive when any second is annotated; score = global confidence / 100 (orcahello aggregation); "
+    "level: positive when any second is annotated; score = global confidence (0-1; results saved before 0-1 read on that scale); "
     "decision = global_prediction."
 )
 
@@ -204,7 +204,10 @@ def load_detections(paths: Iterable[str]) -> list[dict[str, Any]]:
                 f"{path}: not a detect result (bad duration_s or submission rows): a duration is a number of seconds "
                 f"from 0 to {MAX_RECORDING_SECONDS}"
             )
-        documents.append(document)
+        try:
+            documents.append(saved_results.on_unit_scale(document, path))
+        except saved_results.SavedResultError as error:
+            raise EvaluationError(str(error)) from None
     if not documents:
         raise EvaluationError(f"no detect results (*{suffix}) in {', '.join(map(str, paths))}")
     return documents
@@ -336,9 +339,8 @@ def results_models(documents: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def file_score(document: dict[str, Any]) -> float:
-    confidence = float(document.get("global_confidence") or 0.0)
-    aggregation = (document.get("parameters") or {}).get("aggregation", "orcahello")
-    return confidence / 100.0 if aggregation == "orcahello" else confidence
+    """A file's score: its global confidence, 0-1 (`load_detections` reads older results on that scale)."""
+    return float(document.get("global_confidence") or 0.0)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -507,7 +507,7 @@ class LiveFollower:
         if detection is not None:
             self._count("positive_minutes")
             logger.info(
-                "%s: POSITIVE minute %s (confidence %.1f)",
+                "%s: POSITIVE minute %s (confidence %.3f)",
                 self.source.name,
                 detection["start_utc"],
                 detection["global_confidence"],

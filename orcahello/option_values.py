@@ -8,7 +8,7 @@ only `orcahello.options` imports it.
 import argparse
 from typing import TYPE_CHECKING
 
-from vocabulary_orcahello import INFERENCE_PRESETS, MAX_BATCH_SIZE
+from vocabulary_orcahello import INFERENCE_PRESETS, MAX_BATCH_SIZE, unit_scale_error
 
 from . import writers
 
@@ -34,7 +34,7 @@ def probability(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}") from None
     if not 0.0 <= value <= 1.0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text}")
+        raise argparse.ArgumentTypeError(unit_scale_error("it", value).removeprefix("it "))
     return value
 
 
@@ -74,14 +74,8 @@ def positive_float(text: str) -> float:
 
 
 def unit_fraction(text: str) -> float:
-    """A global-confidence floor on the 0-1 scale (production's 0-100 value / 100)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1 (global confidence / 100), got {text}")
-    return value
+    """A floor on the global confidence, 0-1 as every confidence (a 0-100 value is refused, its 0-1 form named)."""
+    return probability(text)
 
 
 def preset_name(value: str) -> str:

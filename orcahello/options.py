@@ -75,7 +75,9 @@ SHARED_OPTIONS: dict[str, dict[str, Any]] = {
         metavar="N",
         type=non_negative_integer,
         default=None,
-        help="a recording is positive when at least this many rows are (default: the model's, 3)",
+        help="a recording is positive when its positive rows cover at least this many seconds, merged, under every "
+        "rule: for the count rule in place of its count of rows (3 one-second rows: 3 s under fastai; 3 segments of 3 "
+        "s under v1's count rule), for the mean rules as well as the mean (default: 0, the rule's own)",
     ),
     "--aggregation": dict(
         choices=AGGREGATION_STRATEGIES,
@@ -86,8 +88,8 @@ SHARED_OPTIONS: dict[str, dict[str, Any]] = {
         metavar="F",
         type=unit_fraction,
         default=None,
-        help="a recording is positive only when its global confidence / 100 also reaches this (0-1; default: the "
-        "model's, 0, i.e. production's decision); orcahello calibrate fits one per hydrophone",
+        help="a recording is positive only when its global confidence (0-1, as every confidence) also reaches this "
+        "(default: the model's, 0, i.e. production's decision); orcahello calibrate fits one per hydrophone",
     ),
     "--site-thresholds": dict(
         metavar="FILE",

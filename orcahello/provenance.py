@@ -40,11 +40,13 @@ RECORDED_SINCE_THE_FIRST_RELEASE = (
 )
 # The decision fields (`vocabulary_orcahello.DECISION_FIELDS`) that a run's options set, by the option's name:
 # production's names where they differ from the field's. The command line's flags are these names
-# (`--min-positive-seconds`), and run records keep the options under them. The other decision fields come from the
+# (`--threshold`), and run records keep the options under them. `--min-positive-seconds` is seconds under every
+# rule (the field of that name); the count rule's count of rows (`global_count_threshold`), which is seconds only
+# for production's one-second rows, comes from the preset, the config or a site table. The other decision fields come from the
 # preset or the model's config (and a site table) only.
 DECISION_OPTIONS = {
     "threshold": "local_threshold",
-    "min_positive_seconds": "global_count_threshold",
+    "min_positive_seconds": "min_positive_seconds",
     "aggregation": "aggregation",
     "min_global_confidence": "min_global_confidence",
 }

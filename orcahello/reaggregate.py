@@ -29,6 +29,7 @@ from vocabulary_orcahello import DECISION_FIELDS, INFERENCE_FIELDS, INFERENCE_PR
 from . import EXIT_CANNOT_RUN, EXIT_OK, EXIT_SOME_FILES_FAILED, __version__, inputs, provenance, writers
 from .runs import (
     RunSettings,
+    failed_summary_row,
     load_decision_table,
     score_or_resume,
     settings_for_recording,
@@ -220,7 +221,7 @@ def reaggregate_command(options: ReaggregateOptions, command: list[str] | None =
             return EXIT_CANNOT_RUN
         except ValueError as error:
             print(f"ERROR {path}: {' '.join(str(error).split())}", file=sys.stderr)
-            summary_rows.append({"path": job.path, "status": "error", "error": str(error)})
+            summary_rows.append(failed_summary_row(job.path, str(error)))
             failed += 1
             continue
         document, _ = score_or_resume(job, SavedResult(result), settings)

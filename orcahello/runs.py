@@ -17,17 +17,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY, is_url
+from vocabulary_orcahello import FILE_COLUMN, GLOBAL_CONFIDENCE_PERCENT, SYNTHETIC_WEIGHTS_KEY, is_url
 
-from . import __version__, inputs, provenance, site_thresholds, writers
+from . import __version__, inputs, provenance, saved_results, site_thresholds, writers
 
 if TYPE_CHECKING:
     from . import upstream_config
 
-# The pipeline's result keys stored in each file's JSON: production's five, then the port's extras.
+# The pipeline's result keys stored in each file's JSON: production's five (its global confidence on today's 0-1
+# scale, then on production's legacy 0-100 one), then the port's extras.
 RESULT_KEYS = (
     "global_prediction",
     "global_confidence",
+    GLOBAL_CONFIDENCE_PERCENT,
     "local_predictions",
     "local_confidences",
     "submission",
@@ -152,7 +154,9 @@ def load_finished_document(json_path: str, expected_hash: str) -> dict[str, Any]
             document = json.load(handle)
     except (OSError, ValueError):
         return None
-    return document if isinstance(document, dict) and document.get("run_hash") == expected_hash else None
+    # A result saved before every confidence was 0-1 is scored again: its outputs (CSV, summary) would mix scales.
+    finished = isinstance(document, dict) and document.get("run_hash") == expected_hash
+    return document if finished and saved_results.is_current(document) else None
 
 
 def build_document(job: inputs.AudioJob, result: dict[str, Any], settings: RunSettings) -> dict[str, Any]:
@@ -284,10 +288,15 @@ def score_or_resume(
     return document, resumed
 
 
+def failed_summary_row(path: str, reason: str) -> dict[str, Any]:
+    """The row of summary.csv of a recording that could not be scored (`path`, as given) and why."""
+    return {FILE_COLUMN: path, "status": "error", "error": reason}
+
+
 def summary_row(job: inputs.AudioJob, document: dict[str, Any]) -> dict[str, Any]:
     """The recording's row of summary.csv (`writers.write_summary_csv`)."""
     return {
-        "path": job.path,
+        FILE_COLUMN: job.path,
         "status": "ok",
         "global_prediction": document["global_prediction"],
         "global_confidence": document["global_confidence"],

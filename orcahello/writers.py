@@ -20,7 +20,12 @@ import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from vocabulary_orcahello import SYNTHETIC_WEIGHTS_KEY, SYNTHETIC_WEIGHTS_WARNING
+from vocabulary_orcahello import (
+    FILE_COLUMN,
+    RECORDING_START_UTC_COLUMN,
+    SYNTHETIC_WEIGHTS_KEY,
+    SYNTHETIC_WEIGHTS_WARNING,
+)
 
 from .atomic_files import PARTIAL_SUFFIX, write_atomically
 
@@ -67,14 +72,15 @@ SCORING_TABLE_HEADER = ("wav_filename", "start_time_s", "duration_s", "confidenc
 SCORING_TABLE_UTC_COLUMN = "start_time_utc"
 # Annotation columns, not Raven's own clock-time measurements: Raven computes those from its sound's settings.
 RAVEN_UTC_COLUMNS = ("Begin UTC", "End UTC")
+# The run's table, one row per input, in the outputs' vocabulary (`vocabulary_orcahello.OUTPUT_VOCABULARY`).
 SUMMARY_HEADER = (
-    "path",
+    FILE_COLUMN,
     "status",
     "global_prediction",
     "global_confidence",
     "positive_seconds",
     "duration_s",
-    "start_time_utc",
+    RECORDING_START_UTC_COLUMN,
     "gaps",
     "warnings",
     "error",

@@ -176,7 +176,9 @@ def assert_matches_production(result, wav_path):
     )
     assert result["local_predictions"] == expected["local_predictions"], name
     assert result["global_prediction"] == expected["global_prediction"], name
-    assert result["global_confidence"] == pytest.approx(expected["global_confidence"], abs=0.1), name
+    # Production's global confidence is 0-100; ours 0-1, with production's value as `global_confidence_percent`.
+    assert 100 * result["global_confidence"] == pytest.approx(expected["global_confidence"], abs=0.1), name
+    assert result["global_confidence_percent"] == pytest.approx(expected["global_confidence"], abs=0.1), name
     assert [row["start_time_s"] for row in result["submission"]] == [
         row["start_time_s"] for row in expected["submission"]
     ], name

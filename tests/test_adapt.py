@@ -222,7 +222,7 @@ def test_batch_with_the_adapted_folder_scores_with_the_head(
     )
     assert status == 0
     table = pyarrow_dataset.dataset(str(output_dir / batch.WINDOWS_FOLDER), format="parquet").to_table()
-    batch_scores = np.array(table.sort_by("window_index")["p_positive"].to_pylist())
+    batch_scores = np.array(table.sort_by("window_index")["score"].to_pylist())
     # The adapted pipeline's own scores are pinned to scikit-learn's in the test above.
     expected = models.load_pipeline(str(adapted_folder), "cpu")(str(wav), return_timestamps=True)
     adapted_scores = [window["score"] for window in expected["windows"]]

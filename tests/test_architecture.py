@@ -410,6 +410,6 @@ def test_reaggregate_decides_saved_results_without_torch(tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip().splitlines()[-1] == "[] 0"
     redecided = json.loads((tmp_path / "out" / "clip.orcahello.json").read_text())
-    # Smoothed rows 0.55, 0.925, 0.96, 0.885, 0.55 are above 0.5: five, fewer than the 6 now asked for.
+    # Smoothed rows 0.55, 0.925, 0.96, 0.885, 0.55 are above 0.5: five seconds, fewer than the 6 now asked for.
     assert (result["global_prediction"], redecided["global_prediction"]) == (1, 0)
-    assert redecided["parameters"]["global_count_threshold"] == 6 and sum(redecided["local_predictions"]) == 5
+    assert redecided["parameters"]["min_positive_seconds"] == 6 and sum(redecided["local_predictions"]) == 5

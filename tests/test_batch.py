@@ -65,17 +65,17 @@ def write_hls_rendition(wav_path, folder, segment_seconds=10):
 
 
 def files_table(output_dir):
-    """`files.parquet` as `{recording: row}`."""
+    """`files.parquet` as `{file: row}`."""
     rows = pyarrow.parquet.read_table(output_dir / batch.FILES_TABLE).to_pylist()
-    return {row["recording"]: row for row in rows}
+    return {row["file"]: row for row in rows}
 
 
 def windows_by_recording(output_dir):
     """Every partition file under `windows/` read as one table: `{recording: {column: values in window order}}`."""
     table = pyarrow.dataset.dataset(str(output_dir / batch.WINDOWS_FOLDER), format="parquet").to_table()
     by_recording = {}
-    for recording in set(table["recording"].to_pylist()):
-        rows = table.filter(pyarrow.compute.equal(table["recording"], recording)).sort_by("window_index")
+    for recording in set(table["file"].to_pylist()):
+        rows = table.filter(pyarrow.compute.equal(table["file"], recording)).sort_by("window_index")
         by_recording[recording] = {name: rows[name].to_pylist() for name in rows.column_names}
     return by_recording
 
@@ -128,10 +128,10 @@ def test_every_window_score_equals_the_pipeline_and_file_results_equal_productio
         expected = resnet50_results_on_legacy_wavs[wav.name]
         scored = windows[str(wav)]
         assert scored["window_index"] == list(range(len(expected["windows"]))), wav.name
-        assert scored["start_s"] == [window["start"] for window in expected["windows"]]
-        assert scored["end_s"] == [window["end"] for window in expected["windows"]]
+        assert scored["start"] == [window["start"] for window in expected["windows"]]
+        assert scored["end"] == [window["end"] for window in expected["windows"]]
         np.testing.assert_allclose(
-            scored["p_positive"], [window["score"] for window in expected["windows"]], rtol=0,
+            scored["score"], [window["score"] for window in expected["windows"]], rtol=0,
             atol=SAME_SCORE_TOLERANCE, err_msg=wav.name,
         )  # fmt: skip
         assert not any(scored["silent"]) and set(scored["start_utc"]) == {None}
@@ -176,7 +176,7 @@ def test_hls_rendition_is_scored_as_the_pipeline_reads_it(resnet50_batch, resnet
     assert scored["window_index"] == list(range(len(expected["windows"])))
     assert len(scored["window_index"]) >= 58  # the rendition is a minute of audio, less what AAC may trim
     np.testing.assert_allclose(
-        scored["p_positive"], [w["score"] for w in expected["windows"]], rtol=0, atol=SAME_SCORE_TOLERANCE
+        scored["score"], [w["score"] for w in expected["windows"]], rtol=0, atol=SAME_SCORE_TOLERANCE
     )
     document = json.loads((output_dir / row["json_path"]).read_text())
     assert document["local_predictions"] == expected["local_predictions"]
@@ -282,7 +282,7 @@ def test_rerun_after_a_kill_keeps_finished_partitions_and_completes_the_job(kill
         scored = windows[str(recording)]
         assert scored["window_index"] == list(range(len(expected["windows"])))
         np.testing.assert_allclose(
-            scored["p_positive"], [w["score"] for w in expected["windows"]], rtol=0, atol=SAME_SCORE_TOLERANCE
+            scored["score"], [w["score"] for w in expected["windows"]], rtol=0, atol=SAME_SCORE_TOLERANCE
         )
         document = json.loads((output_dir / files[str(recording)]["json_path"]).read_text())
         assert document["local_predictions"] == expected["local_predictions"]
@@ -294,7 +294,7 @@ def test_new_decision_parameters_rewrite_the_jsons_without_scoring_again(killed_
     state = killed_and_resumed
     output_dir = state["output_dir"]
     before = {path: path.stat().st_mtime_ns for path in partition_files(output_dir)}
-    old_hashes = {row["recording"]: row["run_hash"] for row in files_table(output_dir).values()}
+    old_hashes = {row["file"]: row["run_hash"] for row in files_table(output_dir).values()}
     rerun = batch.run_batch([str(state["recordings"])], output_dir, model=state["model"], threshold=0.3,
                             min_positive_seconds=2, **state["options"])  # fmt: skip
     assert rerun["partitions"] == {"reused": state["expected_partitions"], "scored": 0}
@@ -381,7 +381,7 @@ def test_folders_manifests_urls_and_bad_recordings(ray_address, tiny_model_folde
             str(local_copy), return_timestamps=True, batch_size=vocabulary_orcahello.DEFAULT_BATCH_SIZE["cpu"]
         )
         np.testing.assert_allclose(
-            windows[recording]["p_positive"], [w["score"] for w in expected["windows"]], atol=SAME_SCORE_TOLERANCE
+            windows[recording]["score"], [w["score"] for w in expected["windows"]], atol=SAME_SCORE_TOLERANCE
         )
     assert files[good_url]["json_path"] == "json/127.0.0.1_{}/edge_44k1_6s.orcahello.json".format(
         audio_server.rsplit(":", 1)[1]
@@ -389,8 +389,8 @@ def test_folders_manifests_urls_and_bad_recordings(ray_address, tiny_model_folde
     # The SanctSound file names its start in UTC: both tables carry it.
     start = datetime.datetime(2020, 4, 23, 16, 44, 27, tzinfo=datetime.timezone.utc)
     sanctsound = windows[str(tmp_path / "listed" / SANCTSOUND_FILE)]
-    assert sanctsound["start_utc"] == [start + datetime.timedelta(seconds=s) for s in sanctsound["start_s"]]
-    assert files[str(tmp_path / "listed" / SANCTSOUND_FILE)]["start_utc"] == start
+    assert sanctsound["start_utc"] == [start + datetime.timedelta(seconds=s) for s in sanctsound["start"]]
+    assert files[str(tmp_path / "listed" / SANCTSOUND_FILE)]["start_time_utc"] == start
     assert "cannot decode audio" in files[str(recordings / "bad.wav")]["error"]
     run = json.loads((output_dir / batch.RUN_DOCUMENT).read_text())
     assert run["files"] == {"found": 7, "ok": 3, "failed": 4, "inputs_without_audio": 0}
@@ -403,8 +403,8 @@ def test_the_parquet_tables_have_the_documented_schemas(killed_and_resumed):
     output_dir = killed_and_resumed["output_dir"]
     windows = pyarrow.parquet.read_schema(partition_files(output_dir)[0])
     assert [(field.name, field.type) for field in windows] == [
-        ("recording", pa.string()), ("window_index", pa.int32()), ("start_s", pa.float64()),
-        ("end_s", pa.float64()), ("start_utc", pa.timestamp("ms", tz="UTC")), ("p_positive", pa.float32()),
+        ("file", pa.string()), ("window_index", pa.int32()), ("start", pa.float64()),
+        ("end", pa.float64()), ("start_utc", pa.timestamp("ms", tz="UTC")), ("score", pa.float32()),
         ("silent", pa.bool_()),
     ]  # fmt: skip
     metadata = json.loads(windows.metadata[batch.PARQUET_METADATA_KEY])

@@ -141,7 +141,7 @@ def test_windows_table_and_files_row_have_the_stream_times(detect_and_batch):
     for table_row, window in zip(windows, batched["windows"]):
         # The table rounds to the millisecond, the JSON's text truncates to it.
         assert table_row["start_utc"].timestamp() == pytest.approx(parse_iso(window["start_utc"]), abs=1e-3)
-    assert row["start_utc"].timestamp() == EPOCH
+    assert row["start_time_utc"].timestamp() == EPOCH
     assert row["warnings"] == "; ".join(batched["warnings"])
 
 

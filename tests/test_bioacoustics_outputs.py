@@ -93,7 +93,7 @@ def test_batch_writes_detects_tables_and_reads_whole_with_pyarrow(ray_address, t
 
     # The documented read of every window: all three recordings, none left out for its folder's name.
     windows = pyarrow.dataset.dataset(output_dir / batch.WINDOWS_FOLDER, format="parquet").to_table()
-    assert sorted(set(windows["recording"].to_pylist())) == sorted(str(recordings / name) for name in names)
+    assert sorted(set(windows["file"].to_pylist())) == sorted(str(recordings / name) for name in names)
 
     for name in names:
         stem = output_dir / batch.JSON_FOLDER / os.path.splitext(name)[0]

@@ -105,7 +105,7 @@ def test_bad_file_is_reported_and_every_other_file_is_processed(first_run, recor
     assert not list(output_dir.glob("bad.*"))
 
     with open(output_dir / "summary.csv", newline="") as handle:
-        summary = {row["path"]: row for row in csv.DictReader(handle)}
+        summary = {row["file"]: row for row in csv.DictReader(handle)}
     assert len(summary) == 6
     assert summary[str(recordings / "bad.wav")]["status"] == "error"
     assert "cannot decode audio" in summary[str(recordings / "bad.wav")]["error"]

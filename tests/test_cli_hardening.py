@@ -51,6 +51,13 @@ def run_cli(*arguments, env=None, cwd=REPO_ROOT, timeout=300):
         ("--threshold", "-0.1", "must be a number from 0 to 1, got -0.1"),
         ("--threshold", "half", "must be a number from 0 to 1, got 'half'"),
         ("--min-positive-seconds", "-1", "must be a whole number of at least 0, got -1"),
+        # Production's 0-100 scale given to a 0-1 option: refused, its 0-1 form named.
+        (
+            "--min-global-confidence",
+            "60",
+            "got 60.0 (every confidence is 0-1: production's 60 on its 0-100 scale is 0.6)",
+        ),
+        ("--threshold", "50", "got 50.0 (every confidence is 0-1: production's 50 on its 0-100 scale is 0.5)"),
     ],
 )
 def test_out_of_range_options_are_refused(command, option, value, message, capsys):

@@ -27,12 +27,14 @@ def info(num_windows):
     }
 
 
-def test_floor_on_production_rule_compares_global_confidence_over_100():
-    windows = [0.8, 0.8, 0.8, 0.8]  # five rows of 0.8: flagged by production's rule, global confidence 80
+def test_floor_on_production_rule_compares_the_0_to_1_global_confidence():
+    windows = [0.8, 0.8, 0.8, 0.8]  # five rows of 0.8: flagged by production's rule, global confidence 0.8 (80 in
+    # production's legacy 0-100 field)
     unchanged = build_file_result(info(4), windows)
-    assert unchanged["global_prediction"] == 1 and unchanged["global_confidence"] == pytest.approx(80.0)
+    assert unchanged["global_prediction"] == 1 and unchanged["global_confidence"] == pytest.approx(0.8)
+    assert unchanged["global_confidence_percent"] == pytest.approx(80.0)
     assert unchanged["parameters"]["min_global_confidence"] == 0.0
-    # 80 / 100 reaches 0.8
+    # 0.8 reaches 0.8
     reached = build_file_result(info(4), windows, decision=DecisionParameters(min_global_confidence=0.8))
     assert reached["global_prediction"] == 1 and reached["label"] == "positive"
     above = build_file_result(info(4), windows, decision=DecisionParameters(min_global_confidence=0.81))
@@ -47,7 +49,7 @@ def test_floor_on_production_rule_compares_global_confidence_over_100():
 def test_floor_never_flags_what_the_rule_does_not():
     windows = [0.95, 0.1, 0.1, 0.1]  # rows 0.95, 0.525, 0.1...: two positive rows, fewer than 3
     result = build_file_result(info(4), windows, decision=DecisionParameters(min_global_confidence=0.0))
-    assert result["global_prediction"] == 0 and result["global_confidence"] > 50
+    assert result["global_prediction"] == 0 and result["global_confidence"] > 0.5
 
 
 def test_floor_with_the_port_aggregation_uses_its_0_to_1_confidence():
@@ -65,14 +67,17 @@ def test_floor_with_the_port_aggregation_uses_its_0_to_1_confidence():
 @pytest.mark.needs_test_data
 def test_config_and_call_validate_the_floor(tiny_pipeline):
     assert OrcaHelloConfig().min_global_confidence == 0.0
-    with pytest.raises(ValueError, match="min_global_confidence must be from 0 to 1"):
+    with pytest.raises(
+        ValueError,
+        match=r"min_global_confidence must be a number from 0 to 1, got 90 \(every confidence is 0-1: production's 90 on its 0-100 scale is 0.9\)",
+    ):
         OrcaHelloConfig(min_global_confidence=90)
     audio = str(LEGACY / "audio" / "edge_20k_6s.wav")
     with pytest.raises(ValueError, match="min_global_confidence must be a number from 0 to 1"):
         tiny_pipeline(audio, min_global_confidence=1.5)
     everything = tiny_pipeline(audio, return_timestamps=True, local_threshold=0.0)
     assert everything["global_prediction"] == 1
-    floor = everything["global_confidence"] / 100.0
+    floor = everything["global_confidence"]
     kept = tiny_pipeline(audio, return_timestamps=True, local_threshold=0.0, min_global_confidence=floor)
     assert kept["global_prediction"] == 1
     vetoed = tiny_pipeline(audio, return_timestamps=True, local_threshold=0.0, min_global_confidence=floor + 1e-6)
@@ -85,7 +90,9 @@ def test_site_table_sets_the_floor_and_keeps_its_fit_record_out_of_the_parameter
     )
     assert parameters_for("/archive/rpi_bush_point/hls/1700000000/live.m3u8", table) == {"min_global_confidence": 0.9}
     assert table["sites"]["rpi_bush_point"]["fit"] == {"precision": 0.5}
-    with pytest.raises(SiteThresholdsError, match="min_global_confidence must be a number from 0 to 1"):
+    with pytest.raises(
+        SiteThresholdsError, match="min_global_confidence must be a number from 0 to 1, got 90 .every confidence is 0-1"
+    ):
         check_site_thresholds({"sites": {"x": {"min_global_confidence": 90}}})
     with pytest.raises(SiteThresholdsError, match="fit must be a mapping"):
         check_site_thresholds({"sites": {"x": {"fit": 3}}})

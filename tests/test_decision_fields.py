@@ -15,7 +15,9 @@ from results_orcahello import DEFAULT_DECISION, DecisionParameters
 from vocabulary_orcahello import DECISION_FIELD_TYPES, DECISION_FIELDS, INFERENCE_FIELDS
 
 # The decision fields no command-line option sets: a preset (or the model's config, or a site table) does.
-SET_BY_THE_PRESET_ONLY = {"smoothing", "global_threshold", "top_k_windows"}
+# global_count_threshold counts rows (production's seconds, the port's 3-s segments): --min-positive-seconds sets
+# seconds under every rule (min_positive_seconds), which replace the count where given.
+SET_BY_THE_PRESET_ONLY = {"smoothing", "global_count_threshold", "global_threshold", "top_k_windows"}
 
 
 def test_decision_parameters_are_the_vocabulary_fields_with_their_types():
@@ -36,6 +38,7 @@ def test_every_decision_field_is_a_call_parameter_of_the_pipeline_that_reaches_i
         "global_threshold": 0.8,
         "top_k_windows": 2,
         "min_global_confidence": 0.4,
+        "min_positive_seconds": 5,
     }
     assert tuple(given) == DECISION_FIELDS  # a new field: give it a value that is not production's here
     resolved = resolve_call_parameters(OrcaHelloConfig(), **given)
@@ -74,7 +77,7 @@ def test_the_command_line_s_decision_options_reach_the_decision_fields(command, 
     typed = cli.command_options(cli.build_parser().parse_args(arguments))
     assert typed.scoring.decision == {
         "local_threshold": 0.7,
-        "global_count_threshold": 2,
+        "min_positive_seconds": 2,
         "aggregation": "mean_top_k",
         "min_global_confidence": 0.4,
     }

@@ -23,32 +23,39 @@ def rows(*confidences):
     ]
 
 
-def write_result(folder, relative, duration, submission, global_confidence, global_prediction):
-    """A `detect` result as `<stem>.orcahello.json` (the keys evaluate reads, plus the parameters detect records)."""
+def write_result(folder, relative, duration, submission, global_confidence, global_prediction, legacy=False):
+    """A `detect` result as `<stem>.orcahello.json` (the keys evaluate reads, plus the parameters detect records),
+    its `global_confidence` 0-1; with `legacy`, as versions before the one scale saved it: production's 0-100 value
+    under `global_confidence`, no `global_confidence_percent`."""
     stem = folder / relative.rsplit(".", 1)[0]
     stem.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "file": f"/recordings/{relative}",
         "duration_s": duration,
         "submission": submission,
-        "global_confidence": global_confidence,
+        "global_confidence": 100 * global_confidence if legacy else global_confidence,
         "global_prediction": global_prediction,
         "parameters": {"aggregation": "orcahello", "local_threshold": 0.5},
     }
+    if not legacy:
+        document["global_confidence_percent"] = 100 * global_confidence
     (stem.parent / (stem.name + ".orcahello.json")).write_text(json.dumps(document))
+
+
+def write_hand_worked_results(folder, legacy=False):
+    # Per second, with score.py's inclusive end (a row from t to t+1 also marks t+1), the highest row marking it:
+    # a: rows 0.9 0.2 0.6 0.1 over 4.5 s -> seconds 0.9 0.9 0.6 0.6 0.1
+    write_result(folder, "rpi_x/hls/1700000000/a.wav", 4.5, rows(0.9, 0.2, 0.6, 0.1), 0.75, 1, legacy)
+    # b: rows 0.7 0.3 over 3 s -> 0.7 0.7 0.3
+    write_result(folder, "rpi_y/b.wav", 3.0, rows(0.7, 0.3), 0.40, 0, legacy)
+    # c: row 0.8 over 2 s -> 0.8 0.8; no annotations: negative throughout
+    write_result(folder, "rpi_y/c.wav", 2.0, rows(0.8), 0.80, 1, legacy)
+    return folder
 
 
 @pytest.fixture
 def results(tmp_path):
-    folder = tmp_path / "results"
-    # Per second, with score.py's inclusive end (a row from t to t+1 also marks t+1), the highest row marking it:
-    # a: rows 0.9 0.2 0.6 0.1 over 4.5 s -> seconds 0.9 0.9 0.6 0.6 0.1
-    write_result(folder, "rpi_x/hls/1700000000/a.wav", 4.5, rows(0.9, 0.2, 0.6, 0.1), 75.0, 1)
-    # b: rows 0.7 0.3 over 3 s -> 0.7 0.7 0.3
-    write_result(folder, "rpi_y/b.wav", 3.0, rows(0.7, 0.3), 40.0, 0)
-    # c: row 0.8 over 2 s -> 0.8 0.8; no annotations: negative throughout
-    write_result(folder, "rpi_y/c.wav", 2.0, rows(0.8), 80.0, 1)
-    return folder
+    return write_hand_worked_results(tmp_path / "results")
 
 
 ANNOTATIONS = """file,start_s,end_s,label
@@ -91,7 +98,7 @@ def test_hand_worked_case(results, tmp_path, capsys):
     assert (seconds["true_positives"], seconds["false_positives"], seconds["false_negatives"]) == (2, 6, 1)
     assert seconds["precision"] == 0.25 and seconds["recall"] == pytest.approx(2 / 3, abs=1e-6)
     assert seconds["f1"] == pytest.approx(4 / 11, abs=1e-6)
-    # Files (score = global confidence / 100, annotated): c (.8, no), a (.75, yes), b (.4, yes): AP = 1/2*1/2 + 1/2*2/3.
+    # Files (score = global confidence, annotated): c (.8, no), a (.75, yes), b (.4, yes): AP = 1/2*1/2 + 1/2*2/3.
     files = metrics["files"]
     assert files["auprc"] == pytest.approx(7 / 12, abs=1e-6)
     assert (files["true_positives"], files["false_positives"], files["false_negatives"]) == (1, 1, 1)
@@ -112,6 +119,35 @@ def test_hand_worked_case(results, tmp_path, capsys):
     # Without --positive-label, c's "noise" annotation marks its second 0 (and 1) positive too.
     status, _, _ = run_evaluate(capsys, results, "--annotations", annotations, "--output", output)
     assert status == 0 and json.loads(output.read_text())["seconds"]["positives"] == 5
+
+
+def test_results_saved_before_the_one_scale_read_on_it(tmp_path, capsys):
+    """Results saved by earlier versions held production's 0-100 global confidence (no `global_confidence_percent`):
+    evaluate reads them on the 0-1 scale, with the metrics of the same results saved today; a result that says it is
+    0-1 but holds 75 is refused in one line."""
+    annotations = tmp_path / "annotations.csv"
+    annotations.write_text(ANNOTATIONS)
+    metrics = {}
+    for name, legacy in (("today", False), ("legacy", True)):
+        folder = write_hand_worked_results(tmp_path / name, legacy=legacy)
+        output = tmp_path / f"{name}.json"
+        status, _, err = run_evaluate(capsys, folder, "--annotations", annotations, "--output", output)
+        assert status == 0, err
+        metrics[name] = json.loads(output.read_text())
+    per_file = {entry["file"].rsplit("/", 1)[1]: entry for entry in metrics["legacy"]["per_file"]}
+    assert per_file["a.wav"]["global_confidence"] == pytest.approx(0.75)
+    assert per_file["c.wav"]["global_confidence"] == pytest.approx(0.80)
+    assert metrics["legacy"]["files"] == metrics["today"]["files"]
+    assert metrics["legacy"]["per_file"] == metrics["today"]["per_file"]
+
+    wrong = tmp_path / "wrong"
+    write_result(wrong, "rpi_y/b.wav", 3.0, rows(0.7, 0.3), 0.40, 0)
+    path = wrong / "rpi_y" / "b.orcahello.json"
+    document = json.loads(path.read_text())
+    path.write_text(json.dumps({**document, "global_confidence": 75.0}))
+    status, _, err = run_evaluate(capsys, wrong, "--annotations", annotations, "--output", tmp_path / "w.json")
+    assert status == 2 and "b.orcahello.json: global_confidence must be from 0 to 1, got 75.0" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_review_page_labels_no_marks_nothing_and_unsure_is_left_out(results, tmp_path, capsys):

@@ -560,7 +560,7 @@ def test_cli_scores_playlists_segment_folders_and_urls_as_recordings(archive, ti
     assert "4 file(s): 4 scored" in completed.stdout
 
     with open(output_dir / "summary.csv", newline="") as handle:
-        summary = {row["path"]: row for row in csv.DictReader(handle)}
+        summary = {row["file"]: row for row in csv.DictReader(handle)}
     playlist = str(playlist_folder / "live.m3u8")
     assert set(summary) == {playlist, str(segment_folder), str(recordings / "clip.wav"), url}
     assert summary[playlist]["start_time_utc"] == expected_iso(EPOCH) and summary[playlist]["gaps"] == "0"

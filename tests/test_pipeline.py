@@ -38,7 +38,8 @@ def test_aggregation_reproduces_production_from_its_window_probabilities(wav, le
     assert result["local_predictions"] == expected["local_predictions"]
     np.testing.assert_allclose(result["local_confidences"], expected["local_confidences"], rtol=0, atol=1e-12)
     assert result["global_prediction"] == expected["global_prediction"]
-    assert result["global_confidence"] == pytest.approx(expected["global_confidence"], abs=1e-9)
+    # Production's global confidence is 0-100; every confidence of ours 0-1.
+    assert 100 * result["global_confidence"] == pytest.approx(expected["global_confidence"], abs=1e-9)
 
 
 def test_port_aggregations_on_a_hand_worked_example():
@@ -65,7 +66,7 @@ def test_orcahello_aggregation_edges():
     # One window above threshold: two rows, a negative file with a high global confidence, as production.
     single = aggregate_windows([0.98])
     assert single["local_predictions"] == [1, 1] and single["global_prediction"] == 0
-    assert single["global_confidence"] == pytest.approx(98.0)
+    assert single["global_confidence"] == pytest.approx(0.98)
     with pytest.raises(ValueError, match="aggregation must be one of"):
         aggregate_windows([0.5], DecisionParameters(aggregation="majority"))
 
@@ -467,7 +468,8 @@ def test_decision_parameters_are_the_vocabulary_fields_with_production_defaults(
     defaults = dataclasses.asdict(DecisionParameters())
     assert tuple(defaults) == DECISION_FIELDS
     production = INFERENCE_PRESETS["fastai"]
-    assert defaults == {**{name: production[name] for name in DECISION_FIELDS[:-1]}, "min_global_confidence": 0.0}
+    floors = {"min_global_confidence": 0.0, "min_positive_seconds": 0}  # the fields no preset sets: off
+    assert defaults == {**{name: production[name] for name in DECISION_FIELDS[:-2]}, **floors}
 
 
 def test_decision_parameters_from_a_run_s_settings():

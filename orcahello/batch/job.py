@@ -402,7 +402,7 @@ class BatchJob:
                 self.timing.setdefault("first_scores_s", round(time.monotonic() - started, 3))
                 rows = zip(
                     batch["source_index"], batch["partition_first_window"], batch["window_index"],
-                    batch["p_positive"], batch["silent"], batch["error"],
+                    batch["score"], batch["silent"], batch["error"],
                 )  # fmt: skip
                 for source_index, first, window_index, score, silent, error in rows:
                     state, first = self.states[int(source_index)], int(first)

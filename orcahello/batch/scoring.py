@@ -35,7 +35,7 @@ class WindowScorer:
         import torch
 
         columns: dict[str, list] = {
-            name: [] for name in ("source_index", "partition_first_window", "window_index", "p_positive")
+            name: [] for name in ("source_index", "partition_first_window", "window_index", "score")
         }
         columns.update(silent=[], error=[])
         for row in range(len(batch["source_index"])):
@@ -56,7 +56,7 @@ class WindowScorer:
             columns["source_index"].extend([source_index] * len(windows))
             columns["partition_first_window"].extend([partition] * len(windows))
             columns["window_index"].extend(windows)
-            columns["p_positive"].extend(scores)
+            columns["score"].extend(scores)
             columns["silent"].extend(bool(flag) for flag in silent)
             columns["error"].extend([error] * len(windows))
         return {
@@ -64,7 +64,7 @@ class WindowScorer:
             "partition_first_window": np.array(columns["partition_first_window"], dtype=np.int64),
             "window_index": np.array(columns["window_index"], dtype=np.int64),
             # float32: what the model computes; its float64 value is exactly the JSON's number.
-            "p_positive": np.array(columns["p_positive"], dtype=np.float32),
+            "score": np.array(columns["score"], dtype=np.float32),
             "silent": np.array(columns["silent"], dtype=bool),
             "error": np.array(columns["error"], dtype=object),
         }

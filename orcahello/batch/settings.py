@@ -36,7 +36,9 @@ RUN_DOCUMENT = "orcahello_batch_run.json"
 PARTITION_FILE_PATTERN = "part-{first_window:09d}.parquet"
 PARTITION_NAME_PATTERN = r"part-[0-9]{9}\.parquet"
 PARQUET_METADATA_KEY = b"orcahello"
-PARTITION_FORMAT_VERSION = 1
+# 2: the windows' columns in the outputs' vocabulary (`file`, `start`, `end`, `score`; 1 had `recording`, `start_s`,
+# `end_s`, `p_positive`): a partition of format 1 is scored again rather than read.
+PARTITION_FORMAT_VERSION = 2
 
 
 class BatchError(RuntimeError):

@@ -12,6 +12,15 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from vocabulary_orcahello import (
+    END_COLUMN,
+    FILE_COLUMN,
+    RECORDING_START_UTC_COLUMN,
+    SCORE_COLUMN,
+    START_COLUMN,
+    START_UTC_COLUMN,
+)
+
 from .. import writers
 from ..atomic_files import temporary_file_beside
 from .settings import JSON_FOLDER, PARQUET_METADATA_KEY
@@ -26,14 +35,15 @@ if TYPE_CHECKING:
 def windows_schema() -> pyarrow.Schema:
     import pyarrow as pa
 
+    # The outputs' names (`vocabulary_orcahello.OUTPUT_VOCABULARY`), as detect's JSON windows and embed's tables.
     return pa.schema(
         [
-            pa.field("recording", pa.string(), nullable=False),
+            pa.field(FILE_COLUMN, pa.string(), nullable=False),
             pa.field("window_index", pa.int32(), nullable=False),
-            pa.field("start_s", pa.float64(), nullable=False),
-            pa.field("end_s", pa.float64(), nullable=False),
-            pa.field("start_utc", pa.timestamp("ms", tz="UTC")),
-            pa.field("p_positive", pa.float32(), nullable=False),
+            pa.field(START_COLUMN, pa.float64(), nullable=False),
+            pa.field(END_COLUMN, pa.float64(), nullable=False),
+            pa.field(START_UTC_COLUMN, pa.timestamp("ms", tz="UTC")),
+            pa.field(SCORE_COLUMN, pa.float32(), nullable=False),
             pa.field("silent", pa.bool_(), nullable=False),
         ]
     )
@@ -44,7 +54,7 @@ def files_schema() -> pyarrow.Schema:
 
     return pa.schema(
         [
-            pa.field("recording", pa.string(), nullable=False),
+            pa.field(FILE_COLUMN, pa.string(), nullable=False),
             pa.field("relative_path", pa.string()),
             pa.field("status", pa.string(), nullable=False),
             pa.field("error", pa.string()),
@@ -57,7 +67,7 @@ def files_schema() -> pyarrow.Schema:
             pa.field("duration_s", pa.float64()),
             pa.field("sampling_rate", pa.int32()),
             pa.field("num_channels", pa.int16()),
-            pa.field("start_utc", pa.timestamp("ms", tz="UTC")),
+            pa.field(RECORDING_START_UTC_COLUMN, pa.timestamp("ms", tz="UTC")),
             pa.field("warnings", pa.string()),
             pa.field("run_hash", pa.string()),
             pa.field("json_path", pa.string()),
@@ -124,12 +134,12 @@ def write_windows_table(
     indices = np.arange(first_window, first_window + len(scores), dtype=np.int64)
     starts = indices * hop
     columns = {
-        "recording": [source] * len(scores),
+        FILE_COLUMN: [source] * len(scores),
         "window_index": indices.astype(np.int32),
-        "start_s": starts,
-        "end_s": starts + window,
-        "start_utc": utc_milliseconds(recording, starts),
-        "p_positive": np.asarray(scores, dtype=np.float32),
+        START_COLUMN: starts,
+        END_COLUMN: starts + window,
+        START_UTC_COLUMN: utc_milliseconds(recording, starts),
+        SCORE_COLUMN: np.asarray(scores, dtype=np.float32),
         "silent": np.asarray(silent, dtype=bool),
     }
     schema = windows_schema().with_metadata({PARQUET_METADATA_KEY: json.dumps(metadata, sort_keys=True)})
@@ -137,13 +147,13 @@ def write_windows_table(
 
 
 def read_partition_scores(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """`(p_positive as float64, silent)` of a partition file, in window order."""
+    """`(score as float64, silent)` of a partition file, in window order."""
     import numpy as np
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path, columns=["window_index", "p_positive", "silent"])
+    table = pq.read_table(path, columns=["window_index", SCORE_COLUMN, "silent"])
     order = np.argsort(table["window_index"].to_numpy())
-    scores = table["p_positive"].to_numpy().astype(np.float64)[order]
+    scores = table[SCORE_COLUMN].to_numpy().astype(np.float64)[order]
     return scores, table["silent"].to_numpy(zero_copy_only=False)[order]
 
 
@@ -168,7 +178,7 @@ def file_row(state: RecordingState) -> dict[str, Any]:
         duration_s=document["duration_s"],
         sampling_rate=document["sampling_rate"],
         num_channels=document["num_channels"],
-        start_utc=datetime.datetime.fromisoformat(start_utc) if start_utc else None,
+        **{RECORDING_START_UTC_COLUMN: datetime.datetime.fromisoformat(start_utc) if start_utc else None},
         warnings="; ".join(document["warnings"]),
         run_hash=document["run_hash"],
         json_path="/".join((JSON_FOLDER, state.source.output_stem)) + writers.OUTPUT_SUFFIXES["json"],
@@ -178,5 +188,5 @@ def file_row(state: RecordingState) -> dict[str, Any]:
 
 def error_row(recording: str, reason: str | None) -> dict[str, Any]:
     row: dict[str, Any] = {name: None for name in files_schema().names}
-    row.update(recording=recording, status="error", error=reason)
+    row.update({FILE_COLUMN: recording, "status": "error", "error": reason})
     return row
