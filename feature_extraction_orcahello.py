@@ -211,7 +211,17 @@ class OrcaHelloFeatureExtractor(SequenceFeatureExtractor):
     ) -> None:
         kwargs.setdefault("return_attention_mask", False)
         # Read from a model folder's preprocessor_config.json: held to the range every source of settings is.
-        sampling_rate = int(check_setting("sampling_rate", sampling_rate, "the feature extractor's sampling_rate"))
+        settings = {"feature_size": feature_size, "sampling_rate": sampling_rate, "padding_value": padding_value,
+                    "n_fft": n_fft, "hop_length": hop_length, "f_min": f_min, "f_max": f_max,
+                    "filterbank_sampling_rate": filterbank_sampling_rate, "top_db": top_db,
+                    "num_frames": num_frames}  # fmt: skip
+        checked = {
+            field: check_setting(field, value, f"the feature extractor's {field}") for field, value in settings.items()
+        }
+        if not checked["f_min"] < checked["f_max"]:
+            raise ValueError(f"the feature extractor's f_min ({f_min!r}) must be below its f_max ({f_max!r})")
+        # Checked, and kept as given (a folder's JSON saves back as it was), but for the rate, used as a whole number.
+        sampling_rate = int(checked["sampling_rate"])
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
         self.n_fft = n_fft
         self.hop_length = hop_length

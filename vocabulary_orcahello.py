@@ -161,6 +161,16 @@ def check_setting(field: str, value: Any, name: str | None = None) -> bool | str
         if not number or not float(value).is_integer() or not lowest_hz <= value <= highest_hz:  # refuses nan, inf
             raise ValueError(f"{name} must be a whole number of Hz from {lowest_hz} to {highest_hz}, got {value!r}")
         return int(value)
+    if field in WHOLE_NUMBER_RANGES:
+        lowest, highest = WHOLE_NUMBER_RANGES[field]
+        if not number or not float(value).is_integer() or not lowest <= value <= highest:  # refuses nan, inf
+            raise ValueError(f"{name} must be a whole number from {lowest} to {highest}, got {value!r}")
+        return int(value)
+    if field in NUMBER_RANGES:
+        low, high = NUMBER_RANGES[field]
+        if not number or not low <= value <= high:  # also refuses nan
+            raise ValueError(f"{name} must be a number from {low:g} to {high:g}, got {value!r}")
+        return float(value)
     if field in SECONDS_RANGES:
         low, high = SECONDS_RANGES[field]
         if not number or not low <= value <= high:  # also refuses nan
@@ -215,7 +225,22 @@ FLOAT_SAMPLE_WARNING_PEAK = 2.0
 # The rate a model folder's feature extractor resamples every window to (`sampling_rate` in its
 # preprocessor_config.json; production's is 20 kHz): from the lowest rate scored to the highest a recorder writes,
 # so that a typo (1e9 Hz: a window of 2e9 samples) is refused by `check_setting` rather than run.
-HERTZ_RANGES = {"sampling_rate": (MIN_SAMPLING_RATE, 192000)}
+HERTZ_RANGES = {"sampling_rate": (MIN_SAMPLING_RATE, 192000), "filterbank_sampling_rate": (MIN_SAMPLING_RATE, 192000)}
+# The rest of a feature extractor's settings (production's: 256 mel filters, n_fft 2560, hop 256, 312 frames, 0-10 kHz,
+# top_db 100, padding 0 dB), bounded so that a folder's typo cannot cost unbounded work or memory: `hop_length: 1`
+# made 40,000 STFT frames of a 2-s window, `n_fft: 1e9` a filterbank of 5e8 bins per filter.
+WHOLE_NUMBER_RANGES = {
+    "feature_size": (1, 1024),
+    "n_fft": (16, 65536),
+    "hop_length": (16, 65536),
+    "num_frames": (1, 4096),
+}
+NUMBER_RANGES = {
+    "f_min": (0.0, 96000.0),
+    "f_max": (1.0, 96000.0),
+    "top_db": (1.0, 200.0),
+    "padding_value": (-200.0, 200.0),
+}
 
 # Inputs: audio files soundfile reads, and Orcasound's HLS streams (an `.m3u8` playlist, or `.ts` segments).
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")

@@ -1,7 +1,7 @@
 """
-Model folders against hostile contents (issue 30, small ones): the feature extractor's `sampling_rate` read from a
-folder's preprocessor_config.json goes through the one range check (`vocabulary_orcahello.check_setting`), and
-saving a model folder never writes through a symbolic link planted in it.
+Model folders against hostile contents (issue 30, small ones): the feature extractor's `sampling_rate` and its other
+settings read from a folder's preprocessor_config.json go through the one range check
+(`vocabulary_orcahello.check_setting`), and saving a model folder never writes through a symbolic link planted in it.
 """
 
 import json
@@ -33,6 +33,37 @@ def test_a_folders_sampling_rate_outside_the_range_is_refused_in_one_line(tiny_m
     assert f"the feature extractor's sampling_rate must be a whole number of Hz from 8000 to 192000, got {rate!r}" in (
         message
     )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("hop_length", 1, "hop_length must be a whole number from 16 to 65536, got 1"),
+        ("n_fft", 1_000_000_000, "n_fft must be a whole number from 16 to 65536, got 1000000000"),
+        ("num_frames", 10**7, "num_frames must be a whole number from 1 to 4096, got 10000000"),
+        ("feature_size", 0, "feature_size must be a whole number from 1 to 1024, got 0"),
+        ("filterbank_sampling_rate", 0, "filterbank_sampling_rate must be a whole number of Hz from 8000 to 192000"),
+        ("top_db", float("nan"), "top_db must be a number from 1 to 200, got nan"),
+        ("f_max", -5.0, "f_max must be a number from 1 to 96000, got -5.0"),
+        ("f_min", 12000.0, "f_min (12000.0) must be below its f_max (10000.0)"),
+        ("padding_value", "0", "padding_value must be a number from -200 to 200, got '0'"),
+    ],
+)
+def test_a_folders_feature_settings_outside_their_ranges_are_refused_in_one_line(
+    tiny_model_folder, tmp_path, field, value, expected
+):
+    # hop_length 1 made 40,000 STFT frames of every 2-s window; n_fft 1e9 a filterbank of 5e8 bins per filter.
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_folder, folder)
+    path = folder / "preprocessor_config.json"
+    preprocessor = json.loads(path.read_text())
+    preprocessor[field] = value
+    path.write_text(json.dumps(preprocessor))
+    with pytest.raises(ValueError) as raised:
+        models.load_pipeline(str(folder), "cpu")
+    message = str(raised.value)
+    assert "\n" not in message
+    assert f"the feature extractor's {expected}" in message
 
 
 @pytest.mark.parametrize("rate", [8000, 20000, 48000, 192000, 20000.0])
