@@ -14,7 +14,9 @@ Production runs in its own interpreter, never in this process: its environment i
 Contenders: `production` (FastAIModel with the stand-in ResNet50 learner of ../shared/fixtures/legacy, production's
 thresholds), `ours-auto` (this project's pipeline, `engine="auto"`, preset `fastai`) and `ours-torch`
 (`engine="torch"`), and, on CPUs with native bfloat16, `ours-fast` (`precision="bfloat16"`: the exact fast mode,
-with the fraction of windows it scored again in float32), on the same learner converted with
+with the fraction of windows it scored again in float32), and on CPUs with int8 dot products `ours-int8`
+(`precision="int8"`: OpenVINO's int8 model of `orcahello quantize`, calibrated on the real recordings, under the
+same exact rule), on the same learner converted with
 orcahello.conversion.convert_fastai (or `--model`). For each
 repeat and each thread count N (1 and 2) they run in turn, production, then ours, each in a fresh
 process pinned with taskset to N cores, with N threads (torch.set_num_threads, OMP/MKL/OpenBLAS_NUM_THREADS). A
@@ -78,10 +80,12 @@ PRODUCTION_RATE = 48000
 PRODUCTION_SURPLUS_SAMPLES = 512  # production's minutes are 2,880,512 samples (LEGACY_NOTES.md, 2)
 WINDOWS_PER_MINUTE = 59  # production's windows in a 60.01-s minute: floor(duration) - 1
 WARMUP_SECONDS = 10  # 9 windows: one full batch of 8 and a partial one
-CONTENDERS = ("production", "ours-auto", "ours-torch", "ours-fast")
+CONTENDERS = ("production", "ours-auto", "ours-torch", "ours-fast", "ours-int8")
 # Our contenders: (engine, precision). "ours-fast" (the exact bfloat16 fast mode) runs only on CPUs with native
-# bfloat16 (the pipeline refuses it elsewhere).
-OUR_SETTINGS = {"ours-auto": ("auto", "float32"), "ours-torch": ("torch", "float32"), "ours-fast": ("auto", "bfloat16")}
+# bfloat16, "ours-int8" (OpenVINO's int8 model of `orcahello quantize` under the same exact rule) only on CPUs with
+# int8 dot products (the pipeline refuses each elsewhere).
+OUR_SETTINGS = {"ours-auto": ("auto", "float32"), "ours-torch": ("torch", "float32"), "ours-fast": ("auto", "bfloat16"),
+                "ours-int8": ("openvino", "int8")}  # fmt: skip
 # Recordings, in the order --recordings takes them: (file name, sources butted together) or a fixture minute.
 RECORDING_SOURCES = (
     ("real_kw_calls.wav", ("pos_srkw_orcasound_210825-1925_L-highlight.wav",
@@ -316,6 +320,17 @@ def convert_learner(folder):
             f"converting the stand-in learner failed ({completed.returncode}):\n{completed.stderr[-3000:]}"
         )
     return folder
+
+
+def quantize_model(folder):
+    """The int8 model of the fastai preset's windows written into `folder`, calibrated on the real recordings."""
+    calibration = sorted(os.path.join(REAL_AUDIO, name) for name in os.listdir(REAL_AUDIO) if name.endswith(".wav"))
+    completed = subprocess.run(
+        [sys.executable, "-m", "orcahello.cli", "quantize", folder, "--presets", "fastai", "--calibration", *calibration],
+        capture_output=True, text=True, cwd=REPO_ROOT,
+    )  # fmt: skip
+    if completed.returncode != 0:
+        raise SystemExit(f"quantizing the model failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -650,13 +665,16 @@ def main():
     command_line = " ".join([os.path.relpath(sys.executable, REPO_ROOT), *sys.argv])
     production_python = ensure_production_env(args.production_env)
     sys.path.insert(0, REPO_ROOT)
-    from engines_orcahello import cpu_has_native_bfloat16
+    from engines_orcahello import cpu_has_int8_instructions, cpu_has_native_bfloat16
 
-    contenders = [contender for contender in CONTENDERS if contender != "ours-fast" or cpu_has_native_bfloat16()]
+    runs_here = {"ours-fast": cpu_has_native_bfloat16(), "ours-int8": cpu_has_int8_instructions()}
+    contenders = [contender for contender in CONTENDERS if runs_here.get(contender, True)]
     work = tempfile.mkdtemp(prefix="orcahello-side-by-side-")
     try:
         recordings, warmup = make_recordings(work, args.recordings, args.seconds)
         model = args.model or convert_learner(os.path.join(work, "model"))
+        if "ours-int8" in contenders:
+            quantize_model(model)
         machine = {"peaks": {}}
         for index, threads in enumerate(threads_list):  # the model's multiply-adds once, the peak per thread count
             figures = pinned([sys.executable, os.path.abspath(__file__), "--child", "machine", "--threads",
