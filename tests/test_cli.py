@@ -27,7 +27,7 @@ REAL_FILES = ("pos_srkw_catalog_S12_J-1.wav", "pos_kw_sanctsound_MB01_killerwhal
 BATCH_SIZE = 4
 THRESHOLD = 0.3
 MIN_POSITIVE_SECONDS = 2
-PIPELINE_PARAMETERS = {"local_threshold": THRESHOLD, "global_count_threshold": MIN_POSITIVE_SECONDS}
+PIPELINE_PARAMETERS = {"local_threshold": THRESHOLD, "min_positive_seconds": MIN_POSITIVE_SECONDS}
 PER_FILE_OUTPUTS = ("json", "csv", "raven", "audacity", "png")
 
 
