@@ -70,6 +70,24 @@ def run_orcahello_cli(*arguments):
     )
 
 
+# Wall-clock fields: the only content of a recording's JSON allowed to differ between an interrupted (resumed) run and
+# an uninterrupted one.
+RECORDING_TIME_FIELDS = ("created_at",)
+
+
+def comparable_output(folder, relative):
+    """The bytes of output file `relative` under `folder`; for a recording's JSON, without its creation time."""
+    from orcahello import writers
+
+    data = (Path(folder) / relative).read_bytes()
+    if relative.endswith(writers.OUTPUT_SUFFIXES["json"]):
+        document = json.loads(data)
+        for field in RECORDING_TIME_FIELDS:
+            document.pop(field)
+        return document
+    return data
+
+
 def ffmpeg_cli(*arguments):
     """
     Run the ffmpeg command line (imageio-ffmpeg's static binary: no system ffmpeg needed) and fail loudly. The HLS

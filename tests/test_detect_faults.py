@@ -4,7 +4,6 @@ the same result files as an uninterrupted run (no half-written or temporary file
 folder at once: the second is refused with a message naming the first; a killed run's lock is taken over.
 """
 
-import json
 import os
 import shutil
 import signal
@@ -14,14 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LEGACY, REPO_ROOT
+from conftest import LEGACY, REPO_ROOT, comparable_output
 
 from orcahello import run_lock, writers
 
 RECORDINGS = ("edge_20k_6s.wav", "edge_44k1_6s.wav", "edge_stereo_48k_6s.wav", "edge_10s_48k.wav",
               "rec03_boat_only.wav", "edge_float32_48k_6s.wav")  # fmt: skip
-# Wall-clock fields: the only content allowed to differ between an interrupted and an uninterrupted run.
-RECORDING_TIME_FIELDS = ("created_at",)
 
 
 def detect_command(recordings, output_dir, model):
@@ -38,17 +35,6 @@ def run_to_completion(recordings, output_dir, model):
 
 def files_under(folder):
     return sorted(str(path.relative_to(folder)) for path in Path(folder).rglob("*") if path.is_file())
-
-
-def comparable(folder, relative):
-    """The file's bytes; for the per-recording JSONs, without their creation time."""
-    data = (Path(folder) / relative).read_bytes()
-    if relative.endswith(writers.OUTPUT_SUFFIXES["json"]):
-        document = json.loads(data)
-        for field in RECORDING_TIME_FIELDS:
-            document.pop(field)
-        return document
-    return data
 
 
 def kill_when(process, output_dir, ready):
@@ -107,7 +93,7 @@ def test_killed_runs_resume_to_the_same_files(recordings, tiny_model_folder, tmp
     for relative in expected:
         if relative == writers.RUN_PARAMETERS_JSON:
             continue  # its times, elapsed seconds and scored/skipped counts differ by design
-        assert comparable(output_dir, relative) == comparable(reference, relative), relative
+        assert comparable_output(output_dir, relative) == comparable_output(reference, relative), relative
 
 
 @pytest.mark.needs_test_data

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import REAL_AUDIO, REPO_ROOT
+from conftest import REAL_AUDIO, REPO_ROOT, comparable_output
 
 from orcahello import window_journal, writers
 
@@ -29,8 +29,6 @@ pytestmark = pytest.mark.needs_test_data
 
 BATCH_SIZE = 4
 RECORDING_MINUTES = 4
-# Wall-clock fields: the only content allowed to differ between an interrupted and an uninterrupted run.
-RECORDING_TIME_FIELDS = ("created_at",)
 # A score no model gives a window exactly (a float32 value): written into a journal to see whether it is used.
 PLANTED_SCORE = 0.015625
 
@@ -103,17 +101,6 @@ def kill_once_journalled(recording, output_dir, model, *options, windows=3 * BAT
     return journal
 
 
-def comparable(folder, relative):
-    """The file's bytes; for the recording's JSON, without its creation time."""
-    data = (Path(folder) / relative).read_bytes()
-    if relative.endswith(writers.OUTPUT_SUFFIXES["json"]):
-        document = json.loads(data)
-        for field in RECORDING_TIME_FIELDS:
-            document.pop(field)
-        return document
-    return data
-
-
 def result_files(folder):
     # The run file records the run's times and its scored/skipped counts: different by design.
     return sorted(
@@ -126,7 +113,7 @@ def result_files(folder):
 def assert_same_results(folder, reference):
     assert result_files(folder) == result_files(reference)
     for relative in result_files(reference):
-        assert comparable(folder, relative) == comparable(reference, relative), relative
+        assert comparable_output(folder, relative) == comparable_output(reference, relative), relative
     assert not (Path(folder) / window_journal.JOURNAL_FOLDER).exists(), "the journal goes with the results written"
 
 
