@@ -5,7 +5,14 @@ inference class `FastAIModel` exactly as production constructed it (threshold 0.
 up on a short WAV, then times `FastAIModel.predict` on each recording and prints one JSON object on stdout.
 
     <production python> benchmarks/production_driver.py --legacy-src DIR --model-dir DIR --threads N \
-        --warmup WAV --recordings WAV [WAV ...]
+        --warmup WAV --recordings WAV [WAV ...] [--adapted-head HEAD.json]
+
+With `--adapted-head`, the learner's classification head is replaced, after loading and before anything is predicted,
+by the linear head of a folder made by `orcahello adapt` (`production_side_by_side.py` writes it as JSON: its
+`layer`, `weight` and `bias`), so that production's own `predict` runs the same weights as our adapted folder:
+`"pooled"` reads the concat-pooled features (the head keeps fastai's pooling and flattening, then the adapted
+linear layer), `"head"` the fastai head's last hidden layer (the head's last linear layer takes the adapted weights).
+Nothing else of production changes.
 
 Standard library and production's own packages only: this file must run under numpy<2 / fastai 1.0.61.
 `predict` prints to stdout, so everything production prints goes to stderr and stdout carries the JSON alone.
@@ -62,6 +69,30 @@ def plain(value):
     return value
 
 
+def install_adapted_head(learner_model, path):
+    """Give fastai's `Sequential(body, head)` the adapted linear head of the JSON file at `path` (see the docstring)."""
+    import torch
+    from torch import nn
+
+    with open(path) as handle:
+        adapted = json.load(handle)
+    weight = torch.tensor(adapted["weight"], dtype=torch.float32)
+    linear = nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        linear.bias.copy_(torch.tensor(adapted["bias"], dtype=torch.float32))
+    head = learner_model[1]
+    if (
+        adapted["layer"] == "pooled"
+    ):  # fastai's head: concat pool, flatten, BN, dropout, linear, ReLU, BN, dropout, linear
+        learner_model[1] = nn.Sequential(head[0], head[1], linear)
+    elif adapted["layer"] == "head":
+        head[-1] = linear
+    else:
+        raise SystemExit(f"--adapted-head: layer must be pooled or head, got {adapted['layer']!r}")
+    learner_model.eval()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--legacy-src", required=True, help="folder holding orcahello_inference/fastai_inference.py")
@@ -70,6 +101,7 @@ def main():
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--warmup", required=True, help="a short WAV predicted once before the clock starts")
     parser.add_argument("--recordings", nargs="+", required=True)
+    parser.add_argument("--adapted-head", default=None, help="JSON of an adapted head (layer, weight, bias)")
     args = parser.parse_args()
 
     json_out = sys.stdout
@@ -83,6 +115,8 @@ def main():
         from fastai_inference import FastAIModel  # monkey-patches torchaudio and torch.load, as production did
 
         model = FastAIModel(args.model_dir, args.model_name, threshold=0.5, min_num_positive_calls_threshold=3)
+        if args.adapted_head:
+            install_adapted_head(model.model.model, args.adapted_head)
         clock = ForwardClock(model.model.model)
         load_seconds = time.perf_counter() - started
         started = time.perf_counter()
@@ -116,6 +150,7 @@ def main():
             "load_seconds": load_seconds,
             "warmup_seconds": warmup_seconds,
             "recordings": recordings,
+            "adapted_head": bool(args.adapted_head),
             "peak_rss_mb": peak_rss_mb(),
             "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "fastai": fastai.__version__},
         },

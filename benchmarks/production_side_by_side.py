@@ -17,7 +17,10 @@ thresholds), `ours-auto` (this project's pipeline, `engine="auto"`, preset `fast
 with the fraction of windows it scored again in float32), and on CPUs with int8 dot products `ours-int8`
 (`precision="int8"`: OpenVINO's int8 model of `orcahello quantize`, calibrated on the real recordings, under the
 same exact rule), on the same learner converted with
-orcahello.conversion.convert_fastai (or `--model`). For each
+orcahello.conversion.convert_fastai (or `--model`). `--model` may be a folder made by `orcahello adapt` from the
+converted stand-in: production then runs the same adapted head, installed in its learner by its driver after loading
+(`production_driver.py --adapted-head`; production's `predict` itself unchanged), so the decisions must still be
+equal. For each
 repeat and each thread count N (1 and 2) they run in turn, production, then ours, each in a fresh
 process pinned with taskset to N cores, with N threads (torch.set_num_threads, OMP/MKL/OpenBLAS_NUM_THREADS). A
 process loads its model, predicts a 10-s warm-up clip (first-call costs: kernel selection, ONNX export), then times
@@ -322,6 +325,42 @@ def convert_learner(folder):
     return folder
 
 
+def write_adapted_head(folder, path):
+    """
+    When the model folder `folder` was made by `orcahello adapt`, write its linear head as JSON (`layer`, `weight`,
+    `bias`: float32 values, which JSON's doubles hold exactly) to `path` for production's driver to install in the
+    learner, and return `path`; None for a folder without one. Its backbone must be the stand-in learner's (adapt
+    from the converted stand-in) for production to run the same weights: the decision check says when it is not.
+    """
+    with open(os.path.join(folder, "config.json")) as handle:
+        adapted = json.load(handle).get("adapted_head")
+    if not adapted:
+        return None
+    from safetensors.numpy import load_file
+
+    tensors = load_file(os.path.join(folder, "model.safetensors"))
+    head = {
+        "layer": adapted["layer"],
+        "weight": tensors["adapted_head.weight"].astype("float64").tolist(),
+        "bias": tensors["adapted_head.bias"].astype("float64").tolist(),
+    }
+    with open(path, "w") as handle:
+        json.dump(head, handle)
+    return path
+
+
+def adapted_head_summary(folder):
+    """What the report says of an adapted folder's head: its layer, its labels' files and its held-out figures."""
+    with open(os.path.join(folder, "config.json")) as handle:
+        adapted = json.load(handle)["adapted_head"]
+    summary = {key: adapted.get(key) for key in ("layer", "method", "base_model", "windows", "held_out")}
+    if isinstance(summary["base_model"], dict) and summary["base_model"].get("name_or_path"):  # no machine's path
+        summary["base_model"]["name_or_path"] = os.path.basename(
+            os.path.normpath(summary["base_model"]["name_or_path"])
+        )
+    return summary
+
+
 def quantize_model(folder):
     """The int8 model of the fastai preset's windows written into `folder`, calibrated on the real recordings."""
     calibration = sorted(os.path.join(REAL_AUDIO, name) for name in os.listdir(REAL_AUDIO) if name.endswith(".wav"))
@@ -526,10 +565,11 @@ def pinned(command, threads, home=None):
     return result
 
 
-def contender_command(contender, threads, args, production_python, model, recordings, warmup):
+def contender_command(contender, threads, args, production_python, model, recordings, warmup, adapted_head=None):
     if contender == "production":
         return [production_python, DRIVER, "--legacy-src", LEGACY_SRC, "--model-dir", LEARNER_DIR, "--threads",
-                str(threads), "--warmup", warmup, "--recordings", *recordings]  # fmt: skip
+                str(threads), "--warmup", warmup, "--recordings", *recordings]  + (
+                ["--adapted-head", adapted_head] if adapted_head else [])  # fmt: skip
     return [sys.executable, os.path.abspath(__file__), "--child", "ours", "--contender", contender, "--engine",
             OUR_SETTINGS[contender][0], "--precision", OUR_SETTINGS[contender][1], "--threads", str(threads), "--model", model, "--warmup", warmup,
             "--paths", *recordings]  # fmt: skip
@@ -673,6 +713,7 @@ def main():
     try:
         recordings, warmup = make_recordings(work, args.recordings, args.seconds)
         model = args.model or convert_learner(os.path.join(work, "model"))
+        adapted_head = write_adapted_head(model, os.path.join(work, "adapted_head.json"))
         if "ours-int8" in contenders:
             quantize_model(model)
         machine = {"peaks": {}}
@@ -688,7 +729,7 @@ def main():
                 for contender in contenders:  # alternating: production, ours, production, ours...
                     home = tempfile.mkdtemp(prefix="home-", dir=work)
                     command = contender_command(contender, threads, args, production_python, model, recordings,
-                                                warmup)  # fmt: skip
+                                                warmup, adapted_head)  # fmt: skip
                     run = pinned(command, threads, home=home if contender == "production" else None)
                     shutil.rmtree(home, ignore_errors=True)
                     run["repeat"] = repeat
@@ -723,6 +764,8 @@ def main():
         "pinned_with": "taskset, first N cores of this process's affinity",
         "model": {
             "learner": os.path.relpath(os.path.join(LEARNER_DIR, "model.pkl"), REPO_ROOT),
+            "ours": os.path.basename(os.path.normpath(args.model)) if args.model else "the learner, converted",
+            "adapted_head": adapted_head and adapted_head_summary(model),
             "multiply_adds_per_window_production": machine["multiply_adds_per_window_full"],
             "multiply_adds_per_window_ours": machine["multiply_adds_per_window_ours"],
             "input_shape": machine["input_shape"],

@@ -114,3 +114,43 @@ def test_multiply_adds_are_counted_for_convolutions_and_linear_layers(bench):
     )
     counts = bench.count_multiply_adds(network, torch.zeros(1, 1, 4, 5))
     assert counts == {"convolution": 440, "linear": 240}
+
+
+@pytest.mark.parametrize("layer", ["pooled", "head"])
+def test_production_runs_the_adapted_head_of_a_folder(bench, tiny_model_folder, tmp_path, layer):
+    # The head an adapted folder writes for production's driver, installed in a head laid out as fastai's
+    # (concat pool, flatten, BN, dropout, linear, ReLU, BN, dropout, linear), gives our model's adapted logits.
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from orcahello import adapt, models
+
+    pipe = models.load_pipeline(str(tiny_model_folder), "cpu")
+    dimension = pipe.model.config.layer_size(layer)
+    generator = np.random.default_rng(7)
+    head = adapt.LinearHead(weight=generator.normal(size=dimension), bias=0.3)
+    folder = tmp_path / "adapted"
+    adapt.save_adapted_folder(pipe, head, str(folder), {"layer": layer}, card="adapted for a test")
+    adapted_model = models.load_pipeline(str(folder), "cpu").model.eval()
+
+    written = bench.write_adapted_head(str(folder), str(tmp_path / "head.json"))
+    assert bench.write_adapted_head(str(tiny_model_folder), str(tmp_path / "none.json")) is None
+
+    spec = importlib.util.spec_from_file_location("production_driver", bench.DRIVER)
+    driver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(driver)
+    classifier = adapted_model.classifier
+    fastai_head = nn.Sequential(nn.Identity(), nn.Flatten(), classifier.pooled_norm, classifier.pooled_dropout,
+                                classifier.dense, classifier.activation, classifier.hidden_norm,
+                                classifier.hidden_dropout, nn.Linear(classifier.out_proj.in_features, 2))  # fmt: skip
+    learner_model = nn.Sequential(nn.Identity(), fastai_head)
+    driver.install_adapted_head(learner_model, written)
+
+    pooled = torch.randn(5, adapted_model.config.pooled_size, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = adapted_model.logits_from_pooled(pooled)
+        stand_in = classifier(pooled)
+        produced = learner_model(pooled)
+    assert not torch.allclose(expected, stand_in, atol=1e-3)  # the adapted head is not the fastai head's
+    torch.testing.assert_close(produced, expected, rtol=1e-5, atol=1e-5)
