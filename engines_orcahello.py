@@ -330,23 +330,21 @@ def weights_sha256(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def int8_model_stem(model: nn.Module, example_shape: tuple[int, ...], content_frames: int | None) -> str:
+def int8_model_stem(model: nn.Module, example_shape: tuple[int, ...]) -> str:
     """
     The start of the name of `model`'s int8 side file (`orcahello quantize` writes it into the model folder): the
-    weights' sha256, the input geometry (padding skipping included) and the OpenVINO version that reads it; the
-    NNCF version that made it follows.
+    weights' sha256, the input geometry and the OpenVINO version that reads it; the NNCF version that made it
+    follows. The int8 model is always the whole window's network, padding included: see `orcahello.quantize`.
     """
     import openvino
 
-    geometry = "x".join(str(size) for size in example_shape[1:]) + f"-content{content_frames or 'all'}"
+    geometry = "x".join(str(size) for size in example_shape[1:]) + "-whole"
     return f"int8-{weights_sha256(model)[:16]}-{geometry}-openvino{openvino.get_version().split('-')[0]}"
 
 
-def find_int8_model(
-    folder: str | None, model: nn.Module, example_shape: tuple[int, ...], content_frames: int | None
-) -> str:
+def find_int8_model(folder: str | None, model: nn.Module, example_shape: tuple[int, ...]) -> str:
     """The int8 side file (OpenVINO IR) of `model` in `folder`; a one-line `ValueError` saying how to make it."""
-    stem = int8_model_stem(model, example_shape, content_frames)
+    stem = int8_model_stem(model, example_shape)
     found = sorted(glob.glob(os.path.join(glob.escape(folder), f"{stem}-nncf*.xml"))) if folder else []
     if not found:
         raise ValueError(
@@ -389,7 +387,8 @@ def build_scorer(
     if precision == "int8":
         import openvino
 
-        network = openvino.Core().read_model(find_int8_model(int8_folder, model, example_shape, content_frames))
+        # The whole window's network, whatever the padding (`orcahello.quantize` says why).
+        network = openvino.Core().read_model(find_int8_model(int8_folder, model, example_shape))
         return OpenVinoScorer(None, example_shape, num_threads, precision, network=network)
     was_training = model.training
     model.eval()

@@ -3,8 +3,18 @@ Quantize a model folder to int8 for `precision="int8"`: NNCF's post-training qua
 calibrated on windows of real recordings.
 
 For each preset's window geometry, the recordings given are cut into windows and featurized as the pipeline does,
-and the scoring graph the OpenVINO engine would build (padding skipping included) is exported, read into OpenVINO and
-quantized with `nncf.quantize` on an even spread of those windows. Each int8 model is written into the model folder
+and the whole network (`input_features -> logits`) is exported, read into OpenVINO and quantized with
+`nncf.quantize` on an even spread of those windows, its first convolution and its linear head left in float32.
+Two measured choices (`benchmarks/results_int8_graph_xeon_amx.json`, docs/speed.md):
+
+- The whole window, not the padding-skipping graph float32 runs (`padding_skipping_orcahello`): that graph's slices
+  and concatenations around every residual unit keep OpenVINO from fusing the int8 convolutions with their
+  quantizers, and left half of ResNet50's 1x1 convolutions in float32, so its int8 model ran at 1.6x float32 where
+  the whole network's runs at 8-10x, though it computes 22% more.
+- The first convolution (one input channel, the spectrogram's decibels) and the linear layers in float32: they
+  halve the worst int8 deviation of an adapted head's logits, which a head fitted to standardized features
+  magnifies, for about 15% of the int8 time.
+ Each int8 model is written into the model folder
 as a side file named by what it depends on (`engines_orcahello.int8_model_stem`: the weights' sha256, the geometry,
 the OpenVINO version; then the NNCF version), atomically. Quantizing is this command's job alone: nothing quantizes
 at import or on a pipeline call, and scoring with the int8 model needs OpenVINO only. The fast mode's rule then
@@ -65,8 +75,16 @@ def quantize_for_openvino(
         export_onnx(module, example_shape, onnx_path)
         network = openvino.Core().read_model(onnx_path)
     windows = [window[None].numpy().astype(np.float32) for window in calibration_features.cpu()]
+    first_convolution = next(op.get_friendly_name() for op in network.get_ordered_ops()
+                             if op.get_type_name() == "Convolution")  # fmt: skip
+    # Left in float32 (see the module's docstring): the stem convolution and the head's linear layers.
+    kept_in_float32 = nncf.IgnoredScope(names=[first_convolution], types=["MatMul"], validate=False)
     return nncf.quantize(
-        network, nncf.Dataset(windows), preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(windows)
+        network,
+        nncf.Dataset(windows),
+        preset=nncf.QuantizationPreset.PERFORMANCE,
+        subset_size=len(windows),
+        ignored_scope=kept_in_float32,
     )
 
 
@@ -109,26 +127,19 @@ def quantize_model_folder(options: QuantizeOptions) -> list[str]:
     import nncf
 
     from engines_orcahello import int8_model_stem, scoring_module
-    from padding_skipping_orcahello import padded_frames
 
     from . import models
 
     detector = models.load_pipeline(options.model, "cpu")
     model = detector.model.eval()
-    padding_value = float(detector.feature_extractor.padding_value)
     written = []
     for preset in options.presets:
         windows = calibration_windows(detector, options.calibration, preset, options.calibration_windows)
-        # The graph the OpenVINO engine builds for these windows (see `engines_orcahello.ModelScorers.scorer`).
-        frames = padded_frames(windows, padding_value)
-        content_frames = frames if frames < windows.shape[-1] else None
         example_shape = tuple(windows[:1].shape)
-        path = os.path.join(
-            options.model, f"{int8_model_stem(model, example_shape, content_frames)}-nncf{nncf.__version__}.xml"
-        )
+        path = os.path.join(options.model, f"{int8_model_stem(model, example_shape)}-nncf{nncf.__version__}.xml")
         if path in written:
             continue  # the same geometry as a preset before
-        module = scoring_module(model, example_shape, content_frames, padding_value).eval()
+        module = scoring_module(model, example_shape).eval()  # the whole window: no padding skipping
         save_int8_model(quantize_for_openvino(module, example_shape, windows), path)
         written.append(path)
     return written

@@ -49,6 +49,40 @@ def test_int8_without_a_quantized_model_says_how_to_make_one(tiny_pipeline):
         tiny_pipeline(np.zeros(5 * 48000, np.int16), sampling_rate=48000, precision="int8")
 
 
+def test_the_int8_model_is_the_whole_network_with_its_stem_and_head_in_float32(tiny_pipeline):
+    """The quantized graph is the whole window's (no padding-skipping slices) and leaves the first convolution and
+    the linear layers unquantized: no activation quantizer feeds them, and their weights stay float32."""
+    pytest.importorskip("nncf")
+    import torch
+
+    from engines_orcahello import scoring_module
+    from orcahello.quantize import quantize_for_openvino
+
+    if not int8_runs_here():
+        pytest.skip("this CPU has no int8 dot products")
+    model = tiny_pipeline.model.eval()
+    windows = torch.randn(16, 1, 256, 312, generator=torch.Generator().manual_seed(0))
+    shape = (1, 1, 256, 312)
+    network = quantize_for_openvino(scoring_module(model, shape).eval(), shape, windows)
+    operations = network.get_ordered_ops()
+    kinds = [operation.get_type_name() for operation in operations]
+    assert "FakeQuantize" in kinds  # quantized at all
+    assert "Tile" not in kinds and "Slice" not in kinds  # not the padding-skipping graph
+
+    def producer(operation, port):
+        return operation.input_value(port).get_node()
+
+    convolutions = [operation for operation in operations if operation.get_type_name() == "Convolution"]
+    matmuls = [operation for operation in operations if operation.get_type_name() == "MatMul"]
+    assert matmuls
+    for kept in [convolutions[0], *matmuls]:
+        assert producer(kept, 0).get_type_name() != "FakeQuantize", kept.get_friendly_name()
+        weight = producer(kept, 1)
+        assert weight.get_type_name() == "Constant" and weight.get_element_type().get_type_name() == "f32"
+    quantized = [conv for conv in convolutions[1:] if producer(conv, 0).get_type_name() == "FakeQuantize"]
+    assert len(quantized) >= len(convolutions) // 2
+
+
 @pytest.mark.needs_test_data
 @pytest.mark.timeout(2400)  # two NNCF quantizations of ResNet50, then every recording scored three ways
 def test_int8_makes_float32s_decisions_on_every_recording(resnet50_folder, tmp_path):
