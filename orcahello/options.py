@@ -485,14 +485,14 @@ def add_quantize_options(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         choices=tuple(INFERENCE_PRESETS),
         default=tuple(INFERENCE_PRESETS),
-        help="the presets whose windows get an int8 model (default: all)",
+        help="the presets whose windows calibrate the int8 model, an equal share each (default: all)",
     )
     parser.add_argument(
         "--calibration-windows",
         type=int,
         default=300,
         metavar="N",
-        help="windows calibrating each model, spread evenly over the recordings' (default: 300, NNCF's default)",
+        help="windows calibrating the model, shared among the presets, spread evenly over the recordings' (default: 300, NNCF's default)",
     )
 
 

@@ -2,9 +2,10 @@
 Quantize a model folder to int8 for `precision="int8"`: NNCF's post-training quantization of the OpenVINO model,
 calibrated on windows of real recordings.
 
-For each preset's window geometry, the recordings given are cut into windows and featurized as the pipeline does,
-and the whole network (`input_features -> logits`) is exported, read into OpenVINO and quantized with
-`nncf.quantize` on an even spread of those windows, its first convolution and its linear head left in float32.
+The recordings given are cut into each preset's windows and featurized as the pipeline does, and the whole network
+(`input_features -> logits`) is exported, read into OpenVINO and quantized with `nncf.quantize` on an even spread of
+those windows (an equal share of each preset's: both presets' windows are 256 x 312, and one int8 model serves
+both), its first convolution and its linear head left in float32.
 Two measured choices (`benchmarks/results_int8_graph_xeon_amx.json`, docs/speed.md):
 
 - The whole window, not the padding-skipping graph float32 runs (`padding_skipping_orcahello`): that graph's slices
@@ -46,8 +47,9 @@ class QuantizeOptions:
     Args:
         model (`str`): the model folder; the int8 models are written into it.
         calibration (`tuple[str, ...]`): recordings whose windows calibrate the quantization.
-        presets (`tuple[str, ...]`): the presets whose window geometry gets an int8 model.
-        calibration_windows (`int`): how many windows, spread evenly over the recordings', calibrate.
+        presets (`tuple[str, ...]`): the presets whose windows the int8 model is calibrated on (and shaped for).
+        calibration_windows (`int`): how many windows calibrate, shared evenly among the presets, each preset's
+            spread evenly over the recordings' windows.
     """
 
     model: str
@@ -123,7 +125,12 @@ def calibration_windows(
 
 
 def quantize_model_folder(options: QuantizeOptions) -> list[str]:
-    """Write the int8 model of each preset's geometry into the model folder; the paths written."""
+    """
+    Write the int8 model of each input shape the presets' windows have into the model folder; the paths written.
+    Presets whose windows share a shape share one int8 model (the scorer finds it by weights and shape), calibrated on
+    an even share of each preset's windows: the fastai and v1 windows are both 256 x 312, with 157 and 235 frames
+    of content.
+    """
     import nncf
 
     from engines_orcahello import int8_model_stem, scoring_module
@@ -132,15 +139,16 @@ def quantize_model_folder(options: QuantizeOptions) -> list[str]:
 
     detector = models.load_pipeline(options.model, "cpu")
     model = detector.model.eval()
-    written = []
+    share = max(1, options.calibration_windows // len(options.presets))
+    by_shape: dict[tuple[int, ...], list[torch.Tensor]] = {}
     for preset in options.presets:
-        windows = calibration_windows(detector, options.calibration, preset, options.calibration_windows)
-        example_shape = tuple(windows[:1].shape)
+        windows = calibration_windows(detector, options.calibration, preset, share)
+        by_shape.setdefault(tuple(windows[:1].shape), []).append(windows)
+    written = []
+    for example_shape, windows_of_presets in by_shape.items():
         path = os.path.join(options.model, f"{int8_model_stem(model, example_shape)}-nncf{nncf.__version__}.xml")
-        if path in written:
-            continue  # the same geometry as a preset before
         module = scoring_module(model, example_shape).eval()  # the whole window: no padding skipping
-        save_int8_model(quantize_for_openvino(module, example_shape, windows), path)
+        save_int8_model(quantize_for_openvino(module, example_shape, torch.cat(windows_of_presets)), path)
         written.append(path)
     return written
 

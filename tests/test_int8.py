@@ -103,7 +103,8 @@ def test_int8_makes_float32s_decisions_on_every_recording(resnet50_folder, tmp_p
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     written = sorted(folder.glob("int8-*.xml"))
-    assert len(written) == 2 and all(path.with_suffix(".bin").exists() for path in written)  # one per preset
+    # One int8 model: both presets' windows are 256 x 312 (calibrated on a share of each).
+    assert len(written) == 1 and all(path.with_suffix(".bin").exists() for path in written)
     detector = pipeline("audio-classification", model=str(folder), trust_remote_code=True)
     for preset in ("fastai", "v1"):
         window_seconds = detector.resolve_parameters(preset=preset).preprocess["window_seconds"]
