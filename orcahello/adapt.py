@@ -520,6 +520,10 @@ def adapt(
         for key in ("name_or_path", "revision", "weights_sha256", SYNTHETIC_WEIGHTS_KEY, "adapted_head")
         if key in base_info
     }
+    if os.path.isdir(model):
+        # The folder's name, not this machine's path: the adapted folder and its card may be shared or uploaded;
+        # the weights' sha256 says which weights they were.
+        base_identity["name_or_path"] = os.path.basename(os.path.normpath(model))
     adapted_head = {
         "layer": options.layer,
         "method": f"scikit-learn StandardScaler + LogisticRegression(class_weight='balanced', C={options.regularization})"
