@@ -567,9 +567,9 @@ def pinned(command, threads, home=None):
 
 def contender_command(contender, threads, args, production_python, model, recordings, warmup, adapted_head=None):
     if contender == "production":
+        head = ["--adapted-head", adapted_head] if adapted_head else []  # production runs the folder's head too
         return [production_python, DRIVER, "--legacy-src", LEGACY_SRC, "--model-dir", LEARNER_DIR, "--threads",
-                str(threads), "--warmup", warmup, "--recordings", *recordings]  + (
-                ["--adapted-head", adapted_head] if adapted_head else [])  # fmt: skip
+                str(threads), "--warmup", warmup, *head, "--recordings", *recordings]  # fmt: skip
     return [sys.executable, os.path.abspath(__file__), "--child", "ours", "--contender", contender, "--engine",
             OUR_SETTINGS[contender][0], "--precision", OUR_SETTINGS[contender][1], "--threads", str(threads), "--model", model, "--warmup", warmup,
             "--paths", *recordings]  # fmt: skip
