@@ -369,7 +369,7 @@ def build_scorer(
 ) -> TorchScorer | OpenVinoScorer | OnnxRuntimeScorer:
     """
     A scorer (`input_features -> float32 logits on CPU or the model's device`) for `model` with the resolved
-    `engine`. With `content_frames`, the graph skips the padding frames after them (see
+    `engine`. With `content_frames`, the float32 and bfloat16 graphs skip the padding frames after them (see
     `PaddingSkippingClassifier`; the model must be in eval mode); inputs given to that scorer must have constant
     padding there. The exported engines always compute the model in eval mode; PyTorch uses the model as it is (a
     float32 model in eval mode with its BatchNorms folded: `batch_norm_folded`).

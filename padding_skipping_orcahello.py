@@ -7,7 +7,8 @@ Half of every model input is padding: a 2-second window gives 157 spectrogram fr
 with 0 dB frames to 312. Far enough to the right of the content, every activation of the ResNet is the same for
 all windows, so `PaddingSkippingClassifier` computes those columns once per set of weights and, for each window,
 only the columns the content can reach: the same float32 network, about 22% fewer multiply-adds for ResNet50.
-`padded_frames` says where a batch's padding starts. Every engine (`engines_orcahello`) runs this graph.
+`padded_frames` says where a batch's padding starts. Every engine (`engines_orcahello`) runs this graph in float32
+and bfloat16; int8 runs the whole window's network (`orcahello.quantize` says why).
 """
 
 from __future__ import annotations

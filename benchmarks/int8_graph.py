@@ -27,6 +27,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -96,8 +97,6 @@ def measure(folder, window_count, repeats):
         path = os.path.join(work, f"{name}.onnx")
         export_onnx(module, shape, path)
         return core.read_model(path)
-
-    import tempfile
 
     with tempfile.TemporaryDirectory(prefix="orcahello-int8-graph-") as work:
         skipping = network(scoring_module(model, shape, content_frames, padding_value).eval(), "skipping")
